@@ -1,0 +1,99 @@
+//! API keys: which app a presented `IM-API-KEY` opens.
+
+use pushgate_domain::{AppId, Environment};
+use sha2::{Digest as _, Sha256};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use subtle::{ConditionallySelectable as _, ConstantTimeEq as _};
+
+/// What the API needs to know of one configured app.
+#[derive(Debug, Clone)]
+pub struct AppSettings {
+    /// The IMKIT app id.
+    pub id: AppId,
+    /// The APNs environment for iOS devices that do not name one.
+    pub default_environment: Environment,
+}
+
+/// The configured apps, by id.
+pub type Apps = HashMap<AppId, Arc<AppSettings>>;
+
+/// The app a request authenticated as.
+#[derive(Debug, Clone)]
+pub struct AuthenticatedApp(pub Arc<AppSettings>);
+
+/// Every API key of every app, kept only as SHA-256 digests.
+///
+/// A presented key is hashed and compared with every digest in constant time,
+/// without stopping at the first match, so the time taken says nothing about
+/// which key, or how much of one, matched.
+#[derive(Debug, Default)]
+pub struct ApiKeyRing {
+    keys: RwLock<Vec<(AppId, [u8; 32])>>,
+}
+
+/// SHA-256 of an API key, the only form in which keys are kept.
+pub fn api_key_digest(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+impl ApiKeyRing {
+    /// Adds a key, given as its digest, for an app.
+    pub fn insert(&self, app_id: AppId, digest: [u8; 32]) {
+        self.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner).push((app_id, digest));
+    }
+
+    /// Whether the app has at least one key.
+    pub fn has_key_for(&self, app_id: &AppId) -> bool {
+        self.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner).iter().any(|(owner, _)| owner == app_id)
+    }
+
+    /// The app the key opens, if any.
+    pub fn authenticate(&self, presented: &str, apps: &Apps) -> Option<AuthenticatedApp> {
+        let presented = api_key_digest(presented);
+        let keys = self.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Index of the matching key plus one; 0 means none matched.
+        let mut matched: u64 = 0;
+        for (index, (_, digest)) in keys.iter().enumerate() {
+            let candidate = u64::try_from(index + 1).unwrap_or(u64::MAX);
+            matched = u64::conditional_select(&matched, &candidate, digest.ct_eq(&presented));
+        }
+        let index = usize::try_from(matched).ok()?.checked_sub(1)?;
+        let (app_id, _) = keys.get(index)?;
+        apps.get(app_id).cloned().map(AuthenticatedApp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn apps() -> Apps {
+        ["one", "two"]
+            .into_iter()
+            .map(|name| {
+                let id = AppId::parse(name).expect("app id");
+                (id.clone(), Arc::new(AppSettings { id, default_environment: Environment::Production }))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_key_opens_only_its_own_app() {
+        let ring = ApiKeyRing::default();
+        ring.insert(AppId::parse("one").expect("id"), api_key_digest("key-of-app-one-0000"));
+        ring.insert(AppId::parse("two").expect("id"), api_key_digest("key-of-app-two-0000"));
+        let apps = apps();
+        let opened = ring.authenticate("key-of-app-two-0000", &apps).expect("known key");
+        assert_eq!(opened.0.id.as_str(), "two");
+        assert!(ring.authenticate("key-of-app-two-000", &apps).is_none());
+        assert!(ring.authenticate("", &apps).is_none());
+    }
+
+    #[test]
+    fn a_key_for_an_app_no_longer_configured_opens_nothing() {
+        let ring = ApiKeyRing::default();
+        ring.insert(AppId::parse("gone").expect("id"), api_key_digest("key-of-a-removed-app"));
+        assert!(ring.authenticate("key-of-a-removed-app", &apps()).is_none());
+    }
+}

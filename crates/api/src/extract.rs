@@ -1,0 +1,127 @@
+//! Extractors that turn every framework rejection into the IMKIT envelope.
+
+use crate::AppState;
+use crate::auth::AuthenticatedApp;
+use crate::error::ApiError;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::request::Parts;
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+
+/// A JSON body parsed into `T`.
+///
+/// Differs from `axum::Json` in what it answers when the body is wrong: the
+/// IMKIT envelope, with `INVALID_JSON` for bad syntax, `INVALID_PARAMETER`
+/// naming the field for a wrong type, `PAYLOAD_TOO_LARGE` past the body limit
+/// and `UNSUPPORTED_MEDIA_TYPE` for another content type.
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = request
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split(';').next())
+            .is_some_and(|essence| {
+                let essence = essence.trim();
+                essence.eq_ignore_ascii_case("application/json")
+                    || (essence.len() > 5 && essence[essence.len() - 5..].eq_ignore_ascii_case("+json"))
+            });
+        if !is_json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UNSUPPORTED_MEDIA_TYPE",
+                "Content-Type must be application/json",
+            ));
+        }
+        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", "the request body is too large")
+            } else {
+                ApiError::new(StatusCode::BAD_REQUEST, "INVALID_JSON", "the request body could not be read")
+            }
+        })?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// Parses a JSON object body, naming the offending field on a type error.
+///
+/// Every body of our API is an object; anything else is refused up front,
+/// because serde would otherwise read an array positionally into a struct.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.trim_ascii_start().first() != Some(&b'{') {
+        return Err(match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+            Ok(_) => ApiError::invalid("body: must be a JSON object"),
+            Err(error) => invalid_json(&error),
+        });
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        if inner.is_data() {
+            let field = if path == "." { "body".to_owned() } else { path };
+            ApiError::invalid(format!("{field}: {}", strip_position(&inner.to_string())))
+        } else {
+            invalid_json(&inner)
+        }
+    })?;
+    // Anything but white space after the value is a syntax error too.
+    deserializer.end().map_err(|error| invalid_json(&error))?;
+    Ok(value)
+}
+
+fn invalid_json(error: &serde_json::Error) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "INVALID_JSON", format!("the body is not valid JSON: {error}"))
+}
+
+/// serde_json appends " at line L column C" to data errors; for a named field
+/// the position adds nothing.
+fn strip_position(message: &str) -> &str {
+    message.rsplit_once(" at line ").map_or(message, |(head, _)| head)
+}
+
+impl FromRequestParts<AppState> for AuthenticatedApp {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let header = |name: &str| parts.headers.get(name).and_then(|value| value.to_str().ok());
+        if let Some(key) = header("IM-API-KEY") {
+            return state.keys.authenticate(key, &state.apps).ok_or_else(ApiError::invalid_api_key);
+        }
+        // IMKIT's client credentials (IM-CLIENT-KEY + IM-Authorization) carry a
+        // token only the chat platform can check; pushgate cannot, so it
+        // refuses them with the error IMKIT gives for a bad token.
+        if header("IM-Authorization").is_some() {
+            return Err(ApiError::invalid_token());
+        }
+        Err(ApiError::invalid_api_key())
+    }
+}
+
+/// A path parameter; a bad one (for example invalid percent-encoding) is a
+/// 400 `INVALID_PARAMETER` envelope rather than axum's plain-text answer.
+#[derive(Debug)]
+pub struct ApiPath<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(value)| ApiPath(value))
+            .map_err(|rejection| ApiError::invalid(format!("path: {}", rejection.body_text())))
+    }
+}

@@ -1,0 +1,127 @@
+//! pushgate's HTTP API: the only crate that knows HTTP and the JSON of our API.
+//!
+//! [`router`] builds the whole axum [`Router`]. Every answer, the framework's
+//! own rejections included, is IMKIT's envelope (see [`error`]).
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod routes;
+
+use crate::auth::{ApiKeyRing, Apps};
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Method, Request, Uri};
+use axum::response::{IntoResponse, Response};
+use pushgate_store::Store;
+use std::sync::Arc;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// Durable state.
+    pub store: Arc<dyn Store>,
+    /// The configured apps.
+    pub apps: Arc<Apps>,
+    /// API keys of every app.
+    pub keys: Arc<ApiKeyRing>,
+    /// The instance's metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+/// Settings of the HTTP layer itself.
+#[derive(Debug, Clone)]
+pub struct RouterOptions {
+    /// Largest request body accepted; larger ones get 413 `PAYLOAD_TOO_LARGE`.
+    pub max_body_bytes: usize,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "pushgate",
+        description = "Self-hosted push gateway for chat apps built on IMKIT. Every answer uses IMKIT's envelope."
+    ),
+    modifiers(&ApiKeySecurity),
+    tags(
+        (name = "devices", description = "Device registration, IMKIT-compatible"),
+        (name = "operations", description = "Health, readiness, metrics: no API key"),
+    )
+)]
+struct ApiDoc;
+
+struct ApiKeySecurity;
+
+impl Modify for ApiKeySecurity {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components
+            .add_security_scheme("api_key", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("IM-API-KEY"))));
+    }
+}
+
+/// The whole API, with the OpenAPI document generated from the handlers'
+/// annotations served at `/openapi.json`.
+pub fn router(state: AppState, options: &RouterOptions) -> Router {
+    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(routes::me::subscribe))
+        .routes(routes!(routes::me::unsubscribe))
+        .routes(routes!(routes::clients::list_devices))
+        .routes(routes!(routes::ops::healthz))
+        .routes(routes!(routes::ops::readyz))
+        .routes(routes!(routes::ops::metrics))
+        .split_for_parts();
+    let openapi = Arc::new(openapi);
+    let metrics = Arc::clone(&state.metrics);
+    router
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let openapi = Arc::clone(&openapi);
+                async move { axum::Json(openapi) }
+            }),
+        )
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(metrics, metrics::track))
+        .layer(DefaultBodyLimit::max(options.max_body_bytes))
+        .layer(CatchPanicLayer::custom(panic_response))
+        // The span carries the method and path only: query strings may hold
+        // secrets (`?secret=` on the callback routes) and are never logged.
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+            tracing::info_span!("http", http.method = %request.method(), http.path = %request.uri().path())
+        }))
+}
+
+async fn unknown_route(method: Method, uri: Uri) -> ApiError {
+    ApiError::not_found(format!("no route for {method} {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "internal error").into_response()
+}
+
+/// The current time in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
+}

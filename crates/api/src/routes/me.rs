@@ -1,0 +1,175 @@
+//! IMKIT's device subscription: `POST /me/subscribe` and `POST /me/unsubscribe`.
+
+use crate::auth::AuthenticatedApp;
+use crate::error::{ApiError, Envelope, ErrorEnvelope, ok};
+use crate::extract::ApiJson;
+use crate::{AppState, now_ms};
+use axum::Json;
+use axum::extract::State;
+use pushgate_domain::{ClientId, DeviceId, DeviceType, Environment, Locale, PushToken, TimeZoneName};
+use pushgate_store::NewDevice;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Body of `POST /me/subscribe`. Unknown fields are ignored.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscribeRequest {
+    /// `ios`, `ios-voip`, `android`, `fcm` or `web`.
+    #[serde(rename = "type")]
+    pub device_type: Option<String>,
+    /// The push token: APNs hex token, FCM registration token, or for `web`
+    /// the browser's PushSubscription (`{"endpoint", "keys": {"p256dh", "auth"}}`,
+    /// as an object or as a JSON string).
+    #[schema(value_type = Object)]
+    pub token: Option<serde_json::Value>,
+    /// Stable per-installation id chosen by the app.
+    pub device_id: Option<String>,
+    /// The client to bind the device to (required with `IM-API-KEY`).
+    pub client_id: Option<String>,
+    /// `production` or `sandbox` (iOS only); the app's default when absent.
+    pub environment: Option<String>,
+    /// BCP 47 locale for server-rendered text, such as `zh-TW`.
+    pub locale: Option<String>,
+    /// IANA time zone, for quiet hours.
+    pub timezone: Option<String>,
+}
+
+/// Body of `POST /me/unsubscribe`. Unknown fields are ignored.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UnsubscribeRequest {
+    /// The device type the device was subscribed with.
+    #[serde(rename = "type")]
+    pub device_type: Option<String>,
+    /// The device id it was subscribed with.
+    pub device_id: Option<String>,
+    /// The client the device is bound to (required with `IM-API-KEY`).
+    pub client_id: Option<String>,
+}
+
+/// The empty `result` of a subscribe: `{}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EmptyResult {}
+
+/// The `result` of an unsubscribe, as IMKIT answers it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UnsubscribeResult {
+    /// How many devices were removed: 1, or 0 when nothing matched.
+    pub n: u64,
+    /// Always 1.
+    pub ok: u8,
+}
+
+/// IMKIT treats empty strings like absent fields.
+fn present(field: Option<&str>) -> Option<&str> {
+    field.filter(|value| !value.is_empty())
+}
+
+fn required_client_id(raw: Option<&str>) -> Result<ClientId, ApiError> {
+    let raw = present(raw).ok_or_else(|| ApiError::missing("clientId is required with IM-API-KEY"))?;
+    Ok(ClientId::parse(raw)?)
+}
+
+fn parse_optional<T>(
+    raw: Option<&str>,
+    parse: impl FnOnce(&str) -> Result<T, pushgate_domain::ParseError>,
+) -> Result<Option<T>, ApiError> {
+    Ok(present(raw).map(parse).transpose()?)
+}
+
+/// Register a device for push, or update its token.
+#[utoipa::path(
+    post,
+    path = "/me/subscribe",
+    tag = "devices",
+    request_body = SubscribeRequest,
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "Registered", body = Envelope<EmptyResult>),
+        (status = 400, description = "`MISSING_PARAMETER` or `INVALID_PARAMETER`", body = ErrorEnvelope),
+        (status = 401, description = "`INVALID_API_KEY`", body = ErrorEnvelope),
+    )
+)]
+pub async fn subscribe(
+    State(state): State<AppState>,
+    AuthenticatedApp(app): AuthenticatedApp,
+    ApiJson(body): ApiJson<SubscribeRequest>,
+) -> Result<Json<Envelope<EmptyResult>>, ApiError> {
+    let token_present = match &body.token {
+        None | Some(serde_json::Value::Null) => false,
+        Some(serde_json::Value::String(text)) => !text.is_empty(),
+        Some(_) => true,
+    };
+    let (Some(raw_type), Some(raw_device_id), true) =
+        (present(body.device_type.as_deref()), present(body.device_id.as_deref()), token_present)
+    else {
+        return Err(ApiError::missing("type, token and deviceId are required"));
+    };
+    let client_id = required_client_id(body.client_id.as_deref())?;
+    let device_type = DeviceType::parse(raw_type)?;
+    let device_id = DeviceId::parse(raw_device_id)?;
+    let token = match (&body.token, device_type) {
+        (Some(serde_json::Value::String(text)), _) => PushToken::parse(device_type, text),
+        (Some(object @ serde_json::Value::Object(_)), DeviceType::Web) => PushToken::from_web_subscription(object),
+        (Some(serde_json::Value::Object(_)), _) => {
+            return Err(ApiError::invalid("token must be a string (an object is accepted only for type web)"));
+        }
+        _ => return Err(ApiError::invalid("token must be a string, or a PushSubscription object for type web")),
+    }?;
+    let environment = parse_optional(body.environment.as_deref(), Environment::parse)?
+        // Only APNs has environments; a value sent for another type is ignored.
+        .filter(|_| device_type.is_apple());
+    let device = NewDevice {
+        app_id: app.id.clone(),
+        device_type,
+        device_id,
+        client_id,
+        token,
+        environment,
+        locale: parse_optional(body.locale.as_deref(), Locale::parse)?,
+        timezone: parse_optional(body.timezone.as_deref(), TimeZoneName::parse)?,
+        now_ms: now_ms(),
+    };
+    let outcome = state.store.upsert_device(&device).await?;
+    tracing::info!(
+        app.id = %device.app_id,
+        client.id = %device.client_id,
+        device.type = %device.device_type,
+        device.token = ?device.token,
+        token.moved_from = outcome.token_moved_from,
+        "device subscribed"
+    );
+    Ok(ok(EmptyResult {}))
+}
+
+/// Remove a client's device; repeating it is not an error.
+#[utoipa::path(
+    post,
+    path = "/me/unsubscribe",
+    tag = "devices",
+    request_body = UnsubscribeRequest,
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "`n` is how many devices were removed", body = Envelope<UnsubscribeResult>),
+        (status = 400, description = "`MISSING_PARAMETER` or `INVALID_PARAMETER`", body = ErrorEnvelope),
+        (status = 401, description = "`INVALID_API_KEY`", body = ErrorEnvelope),
+    )
+)]
+pub async fn unsubscribe(
+    State(state): State<AppState>,
+    AuthenticatedApp(app): AuthenticatedApp,
+    ApiJson(body): ApiJson<UnsubscribeRequest>,
+) -> Result<Json<Envelope<UnsubscribeResult>>, ApiError> {
+    let (Some(raw_type), Some(raw_device_id)) =
+        (present(body.device_type.as_deref()), present(body.device_id.as_deref()))
+    else {
+        return Err(ApiError::missing("type and deviceId are required"));
+    };
+    let client_id = required_client_id(body.client_id.as_deref())?;
+    let device_type = DeviceType::parse(raw_type)?;
+    let device_id = DeviceId::parse(raw_device_id)?;
+    let removed = state.store.remove_device(&app.id, device_type, &device_id, &client_id).await?;
+    tracing::info!(app.id = %app.id, client.id = %client_id, device.type = %device_type, removed, "device unsubscribed");
+    Ok(ok(UnsubscribeResult { n: removed, ok: 1 }))
+}

@@ -1,0 +1,5 @@
+//! Route handlers, one module per area.
+
+pub mod clients;
+pub mod me;
+pub mod ops;

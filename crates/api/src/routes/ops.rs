@@ -1,0 +1,50 @@
+//! Operations routes, open without an API key: they change nothing.
+
+use crate::AppState;
+use crate::error::{ApiError, Envelope, ErrorEnvelope, ok};
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use serde::Serialize;
+use std::time::Duration;
+use utoipa::ToSchema;
+
+/// The `result` of the health routes.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`.
+    pub status: &'static str,
+}
+
+/// The process is up and serving.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Envelope<Health>)))]
+pub async fn healthz() -> Json<Envelope<Health>> {
+    ok(Health { status: "ok" })
+}
+
+/// The store answers; until it does, a load balancer should send no traffic here.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, body = Envelope<Health>),
+        (status = 503, description = "`UNAVAILABLE`: the store does not answer", body = ErrorEnvelope),
+    )
+)]
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<Envelope<Health>>, ApiError> {
+    let unavailable = || ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", "the store does not answer");
+    match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
+        Ok(Ok(())) => Ok(ok(Health { status: "ok" })),
+        Ok(Err(error)) => Err(unavailable().with_cause(error)),
+        Err(elapsed) => Err(unavailable().with_cause(elapsed)),
+    }
+}
+
+/// Prometheus metrics in the OpenMetrics text format.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "application/openmetrics-text", body = String)))]
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    ([(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.render())
+}

@@ -1,0 +1,103 @@
+//! Identifiers chosen by IMKIT or by the app: opaque strings with sane bounds.
+
+use crate::ParseError;
+use std::fmt;
+
+/// Longest identifier we accept. IMKIT ids are short (Mongo ids, user names);
+/// the bound keeps a hostile caller from filling the store with huge keys.
+const MAX_ID_LEN: usize = 256;
+
+fn parse_identifier(what: &str, raw: &str) -> Result<String, ParseError> {
+    if raw.is_empty() {
+        return Err(ParseError::new(format!("{what} must not be empty")));
+    }
+    if raw.len() > MAX_ID_LEN {
+        return Err(ParseError::new(format!("{what} must be at most {MAX_ID_LEN} bytes")));
+    }
+    if raw.chars().any(char::is_control) {
+        return Err(ParseError::new(format!("{what} must not contain control characters")));
+    }
+    if raw.trim() != raw {
+        return Err(ParseError::new(format!("{what} must not start or end with white space")));
+    }
+    Ok(raw.to_owned())
+}
+
+macro_rules! identifier {
+    ($(#[$doc:meta])* $name:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(String);
+
+        impl $name {
+            #[doc = concat!("Parses a ", $what, ": non-empty, at most 256 bytes, no control characters, no surrounding white space.")]
+            pub fn parse(raw: &str) -> Result<Self, ParseError> {
+                parse_identifier($what, raw).map(Self)
+            }
+
+            /// The identifier as given.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+
+identifier!(
+    /// An IMKIT app id (`appID` in callbacks), which selects one configured app.
+    AppId,
+    "app id"
+);
+identifier!(
+    /// An IMKIT client (user) id.
+    ClientId,
+    "clientId"
+);
+identifier!(
+    /// A device id chosen by the app, stable for one installation.
+    DeviceId,
+    "deviceId"
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ordinary_client_id_is_accepted_as_given() {
+        assert_eq!(ClientId::parse("user001").map(|c| c.to_string()), Ok("user001".into()));
+    }
+
+    #[test]
+    fn an_empty_client_id_is_rejected() {
+        assert_eq!(ClientId::parse("").unwrap_err().0, "clientId must not be empty");
+    }
+
+    #[test]
+    fn an_id_with_a_newline_is_rejected() {
+        assert!(DeviceId::parse("abc\ndef").is_err());
+    }
+
+    #[test]
+    fn an_id_longer_than_the_bound_is_rejected() {
+        assert!(ClientId::parse(&"x".repeat(257)).is_err());
+        assert!(ClientId::parse(&"x".repeat(256)).is_ok());
+    }
+
+    #[test]
+    fn an_id_with_surrounding_space_is_rejected() {
+        assert!(AppId::parse(" SampleApp").is_err());
+    }
+}

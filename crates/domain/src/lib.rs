@@ -1,0 +1,26 @@
+//! pushgate's domain: the values every other crate passes around.
+//!
+//! Everything here is pure (no IO, no clock, no randomness) so it can be unit
+//! tested exhaustively. Types follow "parse, don't validate": a value of type
+//! [`ClientId`] or [`PushToken`] has already been checked, so code that
+//! receives one never checks again.
+
+mod device;
+mod ids;
+
+pub use device::{
+    DeviceType, Environment, Locale, PushToken, TimeZoneName, TokenKind, WebPushSubscription, mask_token,
+};
+pub use ids::{AppId, ClientId, DeviceId};
+
+/// Why a value from outside was refused. The message is safe to show to the
+/// caller: it names what is expected and never echoes a secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ParseError(pub String);
+
+impl ParseError {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}

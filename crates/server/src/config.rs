@@ -1,0 +1,637 @@
+//! Configuration: built-in defaults, then a TOML file, then environment
+//! variables `PUSHGATE_<SECTION>__<KEY>`; secrets may be given as files.
+//! Each struct's doc comments are the reference for its keys.
+//!
+//! The environment layer is written here rather than taken from the `config`
+//! or `figment` crates because `[[apps]]` is an array of tables, and those
+//! crates cannot address one element of it from the environment; here
+//! `PUSHGATE_APPS__<app id or index>__<KEY>` can.
+
+use ipnet::IpNet;
+use pushgate_domain::{AppId, Environment};
+use secrecy::{ExposeSecret as _, SecretString};
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The prefix of every configuration environment variable.
+pub const ENV_PREFIX: &str = "PUSHGATE_";
+/// The id of the app that exists when the configuration names none.
+pub const DEFAULT_APP_ID: &str = "SampleApp";
+/// Shortest API key accepted in the configuration: a guessable key is no key.
+const MIN_API_KEY_LEN: usize = 16;
+
+/// The whole configuration.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The HTTP(S) listener.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Where durable state lives.
+    #[serde(default)]
+    pub store: StoreConfig,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogConfig,
+    /// The IMKIT apps this instance serves; one `SampleApp` when none is given.
+    pub apps: Vec<AppConfig>,
+}
+
+/// `[server]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on; default `127.0.0.1:8080`. Port 0 picks a free port.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// PEM certificate chain; with `tls_key`, the listener speaks HTTPS (HTTP/1.1 and HTTP/2).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Largest request body, in bytes; default 1 MiB.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+}
+
+/// `[store]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite://pushgate.db` (the default, relative to the working directory)
+    /// or `sqlite:///absolute/path.db`.
+    #[serde(default = "default_store_url")]
+    pub url: String,
+}
+
+/// `[log]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// A `tracing` filter such as `info` or `pushgate=debug,info`; `RUST_LOG` wins when set.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+    /// `text` (default) or `json`.
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// `[[apps]]`: one IMKIT app.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    /// The IMKIT `appID`.
+    pub id: String,
+    /// API keys accepted in `IM-API-KEY`, each at least 16 characters. When an
+    /// app has none, pushgate generates one on first start and prints it once.
+    #[serde(default)]
+    pub api_keys: Vec<SecretString>,
+    /// A file with more API keys, one per line (`#` starts a comment).
+    pub api_keys_file: Option<PathBuf>,
+    /// Origin verification of IMKIT's push callbacks.
+    pub generic_push: Option<GenericPushConfig>,
+    /// Apple Push Notification service.
+    pub apns: Option<ApnsConfig>,
+    /// Firebase Cloud Messaging HTTP v1.
+    pub fcm: Option<FcmConfig>,
+    /// Web Push (VAPID).
+    pub webpush: Option<WebPushConfig>,
+}
+
+/// `generic_push = { ... }` of an app.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenericPushConfig {
+    /// Shared secret expected in `?secret=` or `X-Pushgate-Secret`.
+    pub secret: Option<SecretString>,
+    /// File holding the shared secret (surrounding white space is ignored).
+    pub secret_file: Option<PathBuf>,
+    /// Callers allowed by address, as CIDRs (`10.0.0.0/8`, `2001:db8::/32`).
+    #[serde(default)]
+    pub allow_ips: Vec<IpNet>,
+}
+
+/// `[apps.apns]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApnsConfig {
+    /// The `.p8` token-signing key from Apple.
+    pub key_file: PathBuf,
+    /// The key's 10-character id.
+    pub key_id: String,
+    /// The 10-character team id.
+    pub team_id: String,
+    /// The bundle id, sent as `apns-topic`.
+    pub topic: String,
+    /// `production` (default) or `sandbox`: the environment of iOS devices that do not name one.
+    #[serde(default = "default_environment")]
+    pub environment: Environment,
+    /// Another APNs endpoint, such as a local fake (`https://127.0.0.1:9443`).
+    pub endpoint: Option<url::Url>,
+    /// An extra CA certificate (PEM) to trust for `endpoint`.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// `[apps.fcm]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FcmConfig {
+    /// The Google service-account JSON; its `token_uri` is honoured.
+    pub service_account_file: PathBuf,
+    /// Another FCM base URL, such as a local fake.
+    pub endpoint: Option<url::Url>,
+    /// An extra CA certificate (PEM) to trust for `endpoint` and `token_uri`.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// `[apps.webpush]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebPushConfig {
+    /// The VAPID P-256 private key (PEM).
+    pub vapid_private_key_file: PathBuf,
+    /// The contact sent in the VAPID token: `mailto:` or `https:`.
+    pub subject: String,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_max_body_bytes() -> usize {
+    1024 * 1024
+}
+fn default_store_url() -> String {
+    "sqlite://pushgate.db".to_owned()
+}
+fn default_log_level() -> String {
+    "info".to_owned()
+}
+fn default_environment() -> Environment {
+    Environment::Production
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self { listen: default_listen(), tls_cert: None, tls_key: None, max_body_bytes: default_max_body_bytes() }
+    }
+}
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self { url: default_store_url() }
+    }
+}
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { level: default_log_level(), format: LogFormat::Text }
+    }
+}
+
+/// Why the configuration was refused: every problem found, each naming its key.
+#[derive(Debug)]
+pub struct ConfigError(pub Vec<String>);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "invalid configuration:")?;
+        for problem in &self.0 {
+            writeln!(f, "  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl ConfigError {
+    fn one(problem: impl Into<String>) -> Self {
+        Self(vec![problem.into()])
+    }
+}
+
+impl Config {
+    /// Loads the file (if any), applies the environment, reads secret files
+    /// and validates the result.
+    pub fn load(
+        file: Option<&Path>,
+        environment: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|error| {
+                    ConfigError::one(format!("cannot read config file {}: {error}", path.display()))
+                })?;
+                text.parse::<toml::Table>()
+                    .map_err(|error| ConfigError::one(format!("{} is not valid TOML: {error}", path.display())))?
+            }
+            None => toml::Table::new(),
+        };
+        if !table.contains_key("apps") {
+            let mut sample = toml::Table::new();
+            sample.insert("id".into(), DEFAULT_APP_ID.into());
+            table.insert("apps".into(), toml::Value::Array(vec![toml::Value::Table(sample)]));
+        }
+        apply_environment(&mut table, environment)?;
+        let mut config: Config = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|error| {
+            let path = error.path().to_string();
+            // The toml crate appends "in `section`" on a second line; the path already says it.
+            let message = error.into_inner().to_string();
+            ConfigError::one(format!("{path}: {}", message.lines().next().unwrap_or_default()))
+        })?;
+        config.read_secret_files()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn read_secret_files(&mut self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        for (index, app) in self.apps.iter_mut().enumerate() {
+            if let Some(path) = &app.api_keys_file {
+                match std::fs::read_to_string(path) {
+                    Ok(text) => app.api_keys.extend(
+                        text.lines()
+                            .map(|line| line.split('#').next().unwrap_or_default().trim())
+                            .filter(|line| !line.is_empty())
+                            .map(|line| SecretString::from(line.to_owned())),
+                    ),
+                    Err(error) => {
+                        problems.push(format!("apps[{index}].api_keys_file: cannot read {}: {error}", path.display()))
+                    }
+                }
+            }
+            if let Some(generic) = &mut app.generic_push
+                && let Some(path) = &generic.secret_file
+            {
+                if generic.secret.is_some() {
+                    problems.push(format!("apps[{index}].generic_push: give secret or secret_file, not both"));
+                }
+                match std::fs::read_to_string(path) {
+                    Ok(text) => generic.secret = Some(SecretString::from(text.trim().to_owned())),
+                    Err(error) => {
+                        problems.push(format!(
+                            "apps[{index}].generic_push.secret_file: cannot read {}: {error}",
+                            path.display()
+                        ));
+                    }
+                }
+            }
+        }
+        if problems.is_empty() { Ok(()) } else { Err(ConfigError(problems)) }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        match (&self.server.tls_cert, &self.server.tls_key) {
+            (Some(cert), Some(key)) => {
+                check_readable(&mut problems, "server.tls_cert", cert);
+                check_readable(&mut problems, "server.tls_key", key);
+            }
+            (None, None) => {}
+            _ => problems.push("server.tls_cert and server.tls_key must be given together".into()),
+        }
+        if self.server.max_body_bytes < 1024 {
+            problems.push("server.max_body_bytes: must be at least 1024".into());
+        }
+        if !self.store.url.starts_with("sqlite:") {
+            problems.push(format!(
+                "store.url: expected sqlite://<path> (PostgreSQL is not supported by this build yet), got {:?}",
+                self.store.url.split(':').next().unwrap_or_default()
+            ));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            problems
+                .push(format!("log.level: {:?} is not a valid filter such as info or pushgate=debug", self.log.level));
+        }
+        if self.apps.is_empty() {
+            problems.push("apps: at least one app is required".into());
+        }
+        let mut ids = HashSet::new();
+        let mut keys = HashSet::new();
+        for (index, app) in self.apps.iter().enumerate() {
+            let at = format!("apps[{index}]");
+            match AppId::parse(&app.id) {
+                Ok(_) if !ids.insert(app.id.as_str()) => {
+                    problems.push(format!("{at}.id: {:?} is used by another app", app.id))
+                }
+                Ok(_) => {}
+                Err(error) => problems.push(format!("{at}.id: {error}")),
+            }
+            for (key_index, key) in app.api_keys.iter().enumerate() {
+                let key = key.expose_secret();
+                if key.chars().count() < MIN_API_KEY_LEN || key.trim() != key {
+                    problems.push(format!(
+                        "{at}.api_keys[{key_index}]: an API key must be at least {MIN_API_KEY_LEN} characters without surrounding space"
+                    ));
+                } else if !keys.insert(key) {
+                    problems.push(format!("{at}.api_keys[{key_index}]: the same key is given twice"));
+                }
+            }
+            if let Some(generic) = &app.generic_push
+                && generic
+                    .secret
+                    .as_ref()
+                    .is_some_and(|secret| secret.expose_secret().chars().count() < MIN_API_KEY_LEN)
+            {
+                problems.push(format!("{at}.generic_push.secret: must be at least {MIN_API_KEY_LEN} characters"));
+            }
+            if let Some(apns) = &app.apns {
+                check_readable(&mut problems, &format!("{at}.apns.key_file"), &apns.key_file);
+                check_apple_id(&mut problems, &format!("{at}.apns.key_id"), &apns.key_id);
+                check_apple_id(&mut problems, &format!("{at}.apns.team_id"), &apns.team_id);
+                if apns.topic.trim().is_empty() {
+                    problems.push(format!("{at}.apns.topic: the app's bundle id is required"));
+                }
+                check_endpoint(&mut problems, &format!("{at}.apns.endpoint"), apns.endpoint.as_ref());
+                if let Some(ca) = &apns.ca_file {
+                    check_readable(&mut problems, &format!("{at}.apns.ca_file"), ca);
+                }
+            }
+            if let Some(fcm) = &app.fcm {
+                check_service_account(
+                    &mut problems,
+                    &format!("{at}.fcm.service_account_file"),
+                    &fcm.service_account_file,
+                );
+                check_endpoint(&mut problems, &format!("{at}.fcm.endpoint"), fcm.endpoint.as_ref());
+                if let Some(ca) = &fcm.ca_file {
+                    check_readable(&mut problems, &format!("{at}.fcm.ca_file"), ca);
+                }
+            }
+            if let Some(webpush) = &app.webpush {
+                check_readable(
+                    &mut problems,
+                    &format!("{at}.webpush.vapid_private_key_file"),
+                    &webpush.vapid_private_key_file,
+                );
+                if !(webpush.subject.starts_with("mailto:") || webpush.subject.starts_with("https:")) {
+                    problems.push(format!("{at}.webpush.subject: must start with mailto: or https:"));
+                }
+            }
+        }
+        if problems.is_empty() { Ok(()) } else { Err(ConfigError(problems)) }
+    }
+
+    /// The app id as a domain value; validated at load.
+    pub fn app_ids(&self) -> impl Iterator<Item = (AppId, &AppConfig)> {
+        self.apps.iter().filter_map(|app| AppId::parse(&app.id).ok().map(|id| (id, app)))
+    }
+}
+
+fn check_readable(problems: &mut Vec<String>, key: &str, path: &Path) {
+    if let Err(error) = std::fs::File::open(path) {
+        problems.push(format!("{key}: cannot read {}: {error}", path.display()));
+    }
+}
+
+fn check_apple_id(problems: &mut Vec<String>, key: &str, value: &str) {
+    if value.len() != 10 || !value.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        problems.push(format!("{key}: must be Apple's 10-character id, got {} characters", value.len()));
+    }
+}
+
+fn check_endpoint(problems: &mut Vec<String>, key: &str, endpoint: Option<&url::Url>) {
+    if let Some(url) = endpoint
+        && (url.scheme() != "https" || url.host().is_none())
+    {
+        problems.push(format!("{key}: must be an https URL"));
+    }
+}
+
+fn check_service_account(problems: &mut Vec<String>, key: &str, path: &Path) {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) => return problems.push(format!("{key}: cannot read {}: {error}", path.display())),
+    };
+    let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return problems.push(format!("{key}: {} is not JSON", path.display()));
+    };
+    for field in ["project_id", "client_email", "private_key", "token_uri"] {
+        if json.get(field).and_then(serde_json::Value::as_str).is_none_or(str::is_empty) {
+            problems.push(format!("{key}: the service account has no {field}"));
+        }
+    }
+}
+
+/// Applies `PUSHGATE_<SECTION>__<KEY>` variables to the parsed file.
+///
+/// Path segments are lower-cased. Under `APPS` the next segment is an app id
+/// (matched without regard to case) or an index. A value that reads as a
+/// TOML array, inline table, boolean or number is taken as one; anything else
+/// is a string (quote it, `'"true"'`, to force a string).
+fn apply_environment(
+    table: &mut toml::Table,
+    environment: impl IntoIterator<Item = (String, String)>,
+) -> Result<(), ConfigError> {
+    let mut problems = Vec::new();
+    let mut variables: Vec<_> = environment
+        .into_iter()
+        .filter(|(name, _)| name.starts_with(ENV_PREFIX) && name[ENV_PREFIX.len()..].contains("__"))
+        .collect();
+    // Apply in a fixed order so the outcome does not depend on the environment's order.
+    variables.sort();
+    for (name, raw) in variables {
+        let segments: Vec<&str> = name[ENV_PREFIX.len()..].split("__").collect();
+        if let Err(problem) = apply_one(table, &segments, parse_env_value(&raw)) {
+            problems.push(format!("{name}: {problem}"));
+        }
+    }
+    if problems.is_empty() { Ok(()) } else { Err(ConfigError(problems)) }
+}
+
+fn apply_one(table: &mut toml::Table, segments: &[&str], value: toml::Value) -> Result<(), String> {
+    let Some((first, rest)) = segments.split_first() else {
+        return Err("empty name".into());
+    };
+    if first.is_empty() || rest.iter().any(|segment| segment.is_empty()) {
+        return Err("empty segment in the name".into());
+    }
+    let section = first.to_ascii_lowercase();
+    if section == "apps" {
+        let Some((selector, keys)) = rest.split_first().filter(|(_, keys)| !keys.is_empty()) else {
+            return Err("expected PUSHGATE_APPS__<app id or index>__<KEY>".into());
+        };
+        let Some(toml::Value::Array(apps)) = table.get_mut("apps") else {
+            return Err("apps is not an array of tables".into());
+        };
+        let position = selector.parse::<usize>().ok().filter(|index| *index < apps.len()).or_else(|| {
+            apps.iter().position(|app| {
+                app.get("id").and_then(toml::Value::as_str).is_some_and(|id| id.eq_ignore_ascii_case(selector))
+            })
+        });
+        let Some(toml::Value::Table(app)) = position.and_then(|index| apps.get_mut(index)) else {
+            return Err(format!("no app with id or index {selector:?}"));
+        };
+        return set_path(app, keys, value);
+    }
+    set_path(table, segments, value)
+}
+
+fn set_path(table: &mut toml::Table, segments: &[&str], value: toml::Value) -> Result<(), String> {
+    let (last, parents) = segments.split_last().ok_or("empty name")?;
+    let mut current = table;
+    for segment in parents {
+        let entry =
+            current.entry(segment.to_ascii_lowercase()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = entry.as_table_mut().ok_or_else(|| format!("{segment} is not a table"))?;
+    }
+    current.insert(last.to_ascii_lowercase(), value);
+    Ok(())
+}
+
+fn parse_env_value(raw: &str) -> toml::Value {
+    let trimmed = raw.trim();
+    let looks_typed = trimmed.starts_with(['[', '{', '"'])
+        || trimmed == "true"
+        || trimmed == "false"
+        || trimmed.parse::<i64>().is_ok()
+        || trimmed.parse::<f64>().is_ok();
+    if looks_typed
+        && let Ok(mut parsed) = format!("value = {trimmed}").parse::<toml::Table>()
+        && let Some(value) = parsed.remove("value")
+    {
+        return value;
+    }
+    toml::Value::String(raw.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    fn load_text(text: &str, pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let directory = tempfile::tempdir().expect("temp dir");
+        let path = directory.path().join("pushgate.toml");
+        std::fs::write(&path, text).expect("write config");
+        Config::load(Some(&path), env(pairs))
+    }
+
+    #[test]
+    fn no_file_gives_the_documented_defaults() {
+        let config = Config::load(None, env(&[])).expect("defaults are valid");
+        assert_eq!(config.server.listen, "127.0.0.1:8080".parse().expect("addr"));
+        assert_eq!(config.store.url, "sqlite://pushgate.db");
+        assert_eq!(config.server.max_body_bytes, 1024 * 1024);
+        assert_eq!(config.apps.len(), 1);
+        assert_eq!(config.apps[0].id, "SampleApp");
+        assert!(config.apps[0].api_keys.is_empty());
+    }
+
+    #[test]
+    fn environment_variables_override_sections() {
+        let config = Config::load(
+            None,
+            env(&[("PUSHGATE_SERVER__LISTEN", "0.0.0.0:9000"), ("PUSHGATE_SERVER__MAX_BODY_BYTES", "4096")]),
+        )
+        .expect("valid");
+        assert_eq!(config.server.listen, "0.0.0.0:9000".parse().expect("addr"));
+        assert_eq!(config.server.max_body_bytes, 4096);
+    }
+
+    #[test]
+    fn an_app_is_addressed_by_id_or_index_from_the_environment() {
+        let text = "[[apps]]\nid = \"One\"\n[[apps]]\nid = \"Two\"\n";
+        let config = load_text(
+            text,
+            &[
+                ("PUSHGATE_APPS__TWO__API_KEYS", r#"["key-for-app-two-000"]"#),
+                ("PUSHGATE_APPS__0__API_KEYS", r#"["key-for-app-one-000"]"#),
+            ],
+        )
+        .expect("valid");
+        assert_eq!(config.apps[0].api_keys[0].expose_secret(), "key-for-app-one-000");
+        assert_eq!(config.apps[1].api_keys[0].expose_secret(), "key-for-app-two-000");
+    }
+
+    #[test]
+    fn an_override_of_an_unknown_app_names_the_variable() {
+        let error = Config::load(None, env(&[("PUSHGATE_APPS__NOPE__API_KEYS", "[]")])).unwrap_err();
+        assert_eq!(error.0, vec![r#"PUSHGATE_APPS__NOPE__API_KEYS: no app with id or index "NOPE""#.to_owned()]);
+    }
+
+    #[test]
+    fn an_unknown_key_is_named_with_its_section() {
+        let error = load_text("[server]\nlisten_on = \"x\"\n", &[]).unwrap_err();
+        assert!(
+            error.0[0].starts_with("server.listen_on: unknown field `listen_on`, expected one of `listen`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_bad_listen_address_names_the_key() {
+        let error = Config::load(None, env(&[("PUSHGATE_SERVER__LISTEN", "localhost")])).unwrap_err();
+        assert!(error.0[0].starts_with("server.listen: "), "{error}");
+    }
+
+    #[test]
+    fn short_api_keys_are_refused() {
+        let error = load_text("[[apps]]\nid = \"A\"\napi_keys = [\"short\"]\n", &[]).unwrap_err();
+        assert_eq!(
+            error.0,
+            vec!["apps[0].api_keys[0]: an API key must be at least 16 characters without surrounding space".to_owned()]
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let text = "[[apps]]\nid = \"A\"\n[[apps]]\nid = \"A\"\n[apps.apns]\nkey_file = \"/nonexistent.p8\"\nkey_id = \"ABC\"\nteam_id = \"DEF123GHIJ\"\ntopic = \"io.imkit.app\"\n";
+        let error = load_text(text, &[]).unwrap_err();
+        let joined = error.to_string();
+        assert!(joined.contains("apps[1].id: \"A\" is used by another app"), "{joined}");
+        assert!(joined.contains("apps[1].apns.key_file: cannot read /nonexistent.p8"), "{joined}");
+        assert!(joined.contains("apps[1].apns.key_id: must be Apple's 10-character id, got 3 characters"), "{joined}");
+    }
+
+    #[test]
+    fn api_keys_can_be_read_from_a_file() {
+        let directory = tempfile::tempdir().expect("temp dir");
+        let keys = directory.path().join("keys");
+        std::fs::write(&keys, "# production\nkey-from-a-file-0001\n\nkey-from-a-file-0002 # rotated\n").expect("write");
+        let text = format!("[[apps]]\nid = \"A\"\napi_keys_file = {:?}\n", keys.display().to_string());
+        let config = load_text(&text, &[]).expect("valid");
+        let loaded: Vec<_> = config.apps[0].api_keys.iter().map(|key| key.expose_secret().to_owned()).collect();
+        assert_eq!(loaded, ["key-from-a-file-0001", "key-from-a-file-0002"]);
+    }
+
+    #[test]
+    fn tls_needs_both_files() {
+        let error = Config::load(None, env(&[("PUSHGATE_SERVER__TLS_CERT", "cert.pem")])).unwrap_err();
+        assert_eq!(error.0, vec!["server.tls_cert and server.tls_key must be given together".to_owned()]);
+    }
+
+    #[test]
+    fn a_postgres_url_is_refused_for_now_with_a_clear_message() {
+        let error = Config::load(None, env(&[("PUSHGATE_STORE__URL", "postgres://localhost/test")])).unwrap_err();
+        assert!(error.0[0].starts_with("store.url: expected sqlite://"), "{error}");
+    }
+
+    #[test]
+    fn bad_cidrs_in_the_allowlist_name_the_key() {
+        let error =
+            load_text("[[apps]]\nid = \"A\"\ngeneric_push = { allow_ips = [\"10.0.0.0/33\"] }\n", &[]).unwrap_err();
+        assert!(error.0[0].starts_with("apps[0].generic_push.allow_ips[0]: "), "{error}");
+    }
+
+    #[test]
+    fn a_secret_never_shows_in_the_debug_print() {
+        let config = Config::load(None, env(&[("PUSHGATE_APPS__SAMPLEAPP__API_KEYS", r#"["very-secret-key-000"]"#)]))
+            .expect("valid");
+        assert!(!format!("{config:?}").contains("very-secret-key-000"));
+    }
+}

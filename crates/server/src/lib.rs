@@ -1,0 +1,6 @@
+//! The pushgate service: configuration and wiring. The binary in `main.rs`
+//! is a thin command line over this library, which the integration tests
+//! drive directly.
+
+pub mod config;
+pub mod startup;

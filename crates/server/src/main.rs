@@ -1,0 +1,88 @@
+//! `pushgate`: the command line.
+
+use clap::{Parser, Subcommand};
+use pushgate::config::Config;
+use pushgate::startup::{Application, init_logging, shutdown_signal};
+use secrecy::ExposeSecret as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Self-hosted push gateway for chat apps built on IMKIT.
+#[derive(Debug, Parser)]
+#[command(name = "pushgate", version)]
+struct Cli {
+    /// The TOML configuration file; without one, built-in defaults apply
+    /// (one app `SampleApp`, SQLite file `pushgate.db`, 127.0.0.1:8080).
+    #[arg(long, global = true, env = "PUSHGATE_CONFIG")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the service.
+    Serve,
+    /// Load and validate the configuration, report every problem, and exit.
+    CheckConfig,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref(), std::env::vars()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprint!("pushgate: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command {
+        Command::CheckConfig => {
+            println!("configuration is valid: {} app(s), store {}", config.apps.len(), config.store.url);
+            ExitCode::SUCCESS
+        }
+        Command::Serve => {
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    eprintln!("pushgate: cannot start the async runtime: {error}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(serve(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("pushgate: {error:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    init_logging(&config);
+    let mut application = Application::build(&config).await?;
+    let base_url = application.base_url();
+    // Printed, not logged: the key must reach the operator once and never a log shipper.
+    for generated in application.take_generated_keys() {
+        let key = generated.key.expose_secret();
+        println!(
+            "Generated an API key for app {} (shown only this once; pushgate keeps only its hash):",
+            generated.app_id
+        );
+        println!();
+        println!("    {key}");
+        println!();
+        println!("Try it:");
+        println!(
+            "    curl -s {base_url}/me/subscribe -H 'IM-API-KEY: {key}' -H 'Content-Type: application/json' \
+             -d '{{\"type\":\"android\",\"token\":\"demo-fcm-token\",\"deviceId\":\"device-1\",\"clientId\":\"user001\"}}'"
+        );
+        println!();
+    }
+    println!("pushgate listening on {base_url}");
+    tracing::info!(url = %base_url, "listening");
+    application.run_until_stopped(shutdown_signal()).await
+}

@@ -1,0 +1,185 @@
+//! Wiring: from a validated [`Config`] to a bound, ready-to-serve application.
+
+use crate::config::{Config, LogFormat};
+use anyhow::Context as _;
+use base64::Engine as _;
+use pushgate_api::auth::{ApiKeyRing, AppSettings, Apps, api_key_digest};
+use pushgate_api::metrics::Metrics;
+use pushgate_api::{AppState, RouterOptions, now_ms};
+use pushgate_domain::{AppId, Environment};
+use pushgate_store::{SqliteStore, Store, StoredApiKey};
+use secrecy::{ExposeSecret as _, SecretString};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// An API key pushgate made for an app that had none. It exists in clear
+/// only here, to be shown once; the store keeps its digest.
+#[derive(Debug)]
+pub struct GeneratedKey {
+    /// The app the key opens.
+    pub app_id: AppId,
+    /// The key itself.
+    pub key: SecretString,
+}
+
+/// A bound listener with everything behind it, ready to serve.
+#[derive(Debug)]
+pub struct Application {
+    listener: std::net::TcpListener,
+    local_addr: SocketAddr,
+    router: axum::Router,
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
+    generated_keys: Vec<GeneratedKey>,
+}
+
+/// Picks the one rustls crypto provider of the whole binary (aws-lc-rs).
+/// Calling it again is harmless.
+pub fn install_crypto_provider() {
+    // An error only means a provider is installed already, which is the goal.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+/// Starts logging to standard error as the configuration says; `RUST_LOG` wins.
+pub fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match config.log.format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+impl Application {
+    /// Opens the store, loads and (where an app has none) generates API keys,
+    /// builds the router and binds the listener.
+    pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        install_crypto_provider();
+        let store: Arc<dyn Store> = Arc::new(
+            SqliteStore::open(&config.store.url)
+                .await
+                .with_context(|| format!("opening the store at {}", config.store.url))?,
+        );
+
+        let mut apps = Apps::new();
+        let keys = ApiKeyRing::default();
+        for (id, app) in config.app_ids() {
+            let default_environment = app.apns.as_ref().map_or(Environment::Production, |apns| apns.environment);
+            apps.insert(id.clone(), Arc::new(AppSettings { id: id.clone(), default_environment }));
+            for key in &app.api_keys {
+                keys.insert(id.clone(), api_key_digest(key.expose_secret()));
+            }
+        }
+        for stored in store.api_keys().await.context("loading API keys")? {
+            keys.insert(stored.app_id, stored.digest);
+        }
+        let mut generated_keys = Vec::new();
+        for id in apps.keys() {
+            if !keys.has_key_for(id) {
+                let key = generate_api_key()?;
+                let digest = api_key_digest(key.expose_secret());
+                store
+                    .insert_api_key(&StoredApiKey { app_id: id.clone(), digest }, now_ms())
+                    .await
+                    .context("storing a generated API key")?;
+                keys.insert(id.clone(), digest);
+                tracing::info!(app.id = %id, "generated an API key for an app that had none");
+                generated_keys.push(GeneratedKey { app_id: id.clone(), key });
+            }
+        }
+
+        let state =
+            AppState { store, apps: Arc::new(apps), keys: Arc::new(keys), metrics: Arc::new(Metrics::default()) };
+        let router = pushgate_api::router(state, &RouterOptions { max_body_bytes: config.server.max_body_bytes });
+
+        let listener = std::net::TcpListener::bind(config.server.listen)
+            .with_context(|| format!("binding {}", config.server.listen))?;
+        listener.set_nonblocking(true).context("setting the listener non-blocking")?;
+        let local_addr = listener.local_addr().context("reading the bound address")?;
+        let tls = match (&config.server.tls_cert, &config.server.tls_key) {
+            (Some(cert), Some(key)) => Some(
+                axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                    .await
+                    .context("loading server.tls_cert and server.tls_key")?,
+            ),
+            _ => None,
+        };
+        Ok(Self { listener, local_addr, router, tls, generated_keys })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// `http://` or `https://` and the bound address.
+    pub fn base_url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.local_addr)
+    }
+
+    /// Keys generated during [`Application::build`], to be shown once.
+    pub fn take_generated_keys(&mut self) -> Vec<GeneratedKey> {
+        std::mem::take(&mut self.generated_keys)
+    }
+
+    /// Serves HTTP/1.1 and HTTP/2 (over TLS when configured, h2c otherwise)
+    /// until `shutdown` completes, then lets requests in flight finish.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let service = self.router.into_make_service();
+        match self.tls {
+            Some(tls) => {
+                let handle = axum_server::Handle::new();
+                let stopper = handle.clone();
+                tokio::spawn(async move {
+                    shutdown.await;
+                    stopper.graceful_shutdown(Some(Duration::from_secs(10)));
+                });
+                axum_server::from_tcp_rustls(self.listener, tls)
+                    .context("serving HTTPS")?
+                    .handle(handle)
+                    .serve(service)
+                    .await
+                    .context("serving HTTPS")
+            }
+            None => {
+                let listener = tokio::net::TcpListener::from_std(self.listener).context("adopting the listener")?;
+                axum::serve(listener, service).with_graceful_shutdown(shutdown).await.context("serving HTTP")
+            }
+        }
+    }
+}
+
+/// 32 random bytes from the operating system, base64url: 256 bits of key.
+fn generate_api_key() -> anyhow::Result<SecretString> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|error| anyhow::anyhow!("no randomness from the OS: {error}"))?;
+    Ok(SecretString::from(format!("pgk_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))))
+}
+
+/// Resolves when the process is asked to stop (Ctrl-C or SIGTERM).
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        // If the handler cannot be installed, only SIGTERM stops the server.
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+}

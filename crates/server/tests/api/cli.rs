@@ -1,0 +1,122 @@
+//! The `pushgate` binary itself: the zero-config first run and `check-config`.
+
+use serde_json::json;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::process::{Child, Command};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_pushgate");
+
+fn pushgate(working_directory: &Path) -> Command {
+    let mut command = Command::new(BINARY);
+    command.current_dir(working_directory).kill_on_drop(true);
+    for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("PUSHGATE_")) {
+        command.env_remove(name);
+    }
+    command
+}
+
+/// Starts `pushgate serve` with only the listener overridden (port 0), and
+/// reads its standard output up to the "listening" line.
+async fn serve(working_directory: &Path) -> (Child, Vec<String>, String) {
+    let mut child = pushgate(working_directory)
+        .args(["serve"])
+        .env("PUSHGATE_SERVER__LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("pushgate starts");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut printed = Vec::new();
+    let base_url = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.expect("stdout readable") {
+            if let Some(url) = line.strip_prefix("pushgate listening on ") {
+                return url.to_owned();
+            }
+            printed.push(line);
+        }
+        panic!("pushgate exited before listening; it printed {printed:?}");
+    })
+    .await
+    .expect("pushgate listens within a minute");
+    (child, printed, base_url)
+}
+
+async fn stop(mut child: Child) {
+    let pid = child.id().expect("running").to_string();
+    let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
+    assert!(status.success());
+    let exit = tokio::time::timeout(Duration::from_secs(30), child.wait()).await.expect("stops in time").expect("wait");
+    assert!(exit.success(), "a SIGTERM is a clean stop, got {exit}");
+}
+
+async fn subscribe_with(base_url: &str, key: &str) -> u16 {
+    reqwest::Client::new()
+        .post(format!("{base_url}/me/subscribe"))
+        .header("IM-API-KEY", key)
+        .json(&json!({ "type": "android", "token": "demo-fcm-token", "deviceId": "device-1", "clientId": "user001" }))
+        .send()
+        .await
+        .expect("sent")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn the_first_run_without_config_generates_a_key_once_and_keeps_it() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let (child, printed, base_url) = serve(directory.path()).await;
+    let key = printed
+        .iter()
+        .map(|line| line.trim())
+        .find(|line| line.starts_with("pgk_"))
+        .unwrap_or_else(|| panic!("a generated key is printed: {printed:?}"))
+        .to_owned();
+    assert!(printed.iter().any(|line| line.contains("SampleApp")), "{printed:?}");
+    let curl = printed.iter().find(|line| line.trim_start().starts_with("curl ")).expect("a curl line is printed");
+    assert!(curl.contains(&format!("{base_url}/me/subscribe")) && curl.contains(&key), "{curl}");
+    assert!(directory.path().join("pushgate.db").exists(), "the SQLite file is in the working directory");
+    assert_eq!(subscribe_with(&base_url, &key).await, 200);
+    assert_eq!(subscribe_with(&base_url, "pgk_wrong").await, 401);
+    stop(child).await;
+
+    let (child, printed, base_url) = serve(directory.path()).await;
+    assert!(printed.iter().all(|line| !line.contains("pgk_")), "the key is shown only once: {printed:?}");
+    assert_eq!(subscribe_with(&base_url, &key).await, 200, "the stored key still opens the app");
+    stop(child).await;
+}
+
+#[tokio::test]
+async fn check_config_reports_every_bad_key_and_exits_2() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let output = pushgate(directory.path())
+        .args(["check-config"])
+        .env("PUSHGATE_SERVER__LISTEN", "not-an-address")
+        .output()
+        .await
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("server.listen: "), "{stderr}");
+
+    let output = pushgate(directory.path()).args(["check-config"]).output().await.expect("runs");
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+#[tokio::test]
+async fn a_config_file_is_read_from_the_config_flag() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    std::fs::write(directory.path().join("custom.toml"), "[[apps]]\nid = \"Chat\"\napi_keys = [\"short\"]\n")
+        .expect("write");
+    let output =
+        pushgate(directory.path()).args(["check-config", "--config", "custom.toml"]).output().await.expect("runs");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .contains("apps[0].api_keys[0]: an API key must be at least 16 characters")
+    );
+}

@@ -1,0 +1,104 @@
+//! `TestApp`: a real pushgate on port 0 with a temporary SQLite file.
+
+use pushgate::config::Config;
+use pushgate::startup::Application;
+use serde_json::{Value, json};
+
+/// The API key of `SampleApp` in every test app.
+pub const API_KEY: &str = "test-api-key-sample-app";
+/// An APNs token in the form Apple hands out (32 bytes, hex).
+pub const APNS_TOKEN: &str = "740f4707bebcf74f9b7c25d48e3358945f6aa01da5ddb387462c7eaf61bb78ad";
+
+pub struct TestApp {
+    pub base_url: String,
+    pub client: reqwest::Client,
+    /// Holds the SQLite file; removed when the app is dropped.
+    _directory: tempfile::TempDir,
+    /// Dropping it (with the app) asks the server to shut down.
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl TestApp {
+    /// A server with the default configuration but a known API key.
+    pub async fn spawn() -> Self {
+        Self::spawn_with(None, &[]).await
+    }
+
+    /// A server from an optional TOML text plus environment overrides. The
+    /// listener (port 0), the store (a temp file) and `SampleApp`'s key are
+    /// set unless the text or overrides set them.
+    pub async fn spawn_with(config_text: Option<&str>, overrides: &[(&str, &str)]) -> Self {
+        let directory = tempfile::tempdir().expect("temp dir");
+        let config_path = config_text.map(|text| {
+            let path = directory.path().join("pushgate.toml");
+            std::fs::write(&path, text).expect("write config");
+            path
+        });
+        let mut environment = vec![
+            ("PUSHGATE_SERVER__LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
+            ("PUSHGATE_STORE__URL".to_owned(), format!("sqlite://{}", directory.path().join("pushgate.db").display())),
+        ];
+        if config_text.is_none() {
+            environment.push(("PUSHGATE_APPS__SAMPLEAPP__API_KEYS".to_owned(), format!(r#"["{API_KEY}"]"#)));
+        }
+        for (name, value) in overrides {
+            environment.retain(|(existing, _)| existing != name);
+            environment.push(((*name).to_owned(), (*value).to_owned()));
+        }
+        let config = Config::load(config_path.as_deref(), environment).expect("test configuration is valid");
+        Self::start(config, directory, reqwest::Client::new()).await
+    }
+
+    pub async fn start(config: Config, directory: tempfile::TempDir, client: reqwest::Client) -> Self {
+        let application = Application::build(&config).await.expect("application builds");
+        let base_url = application.base_url();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(application.run_until_stopped(async {
+            // Either a send or the sender's drop means stop.
+            let _ = stopped.await;
+        }));
+        Self { base_url, client, _directory: directory, _stop: stop }
+    }
+
+    pub async fn post_json(&self, path: &str, key: Option<&str>, body: &Value) -> (u16, Value) {
+        let mut request = self.client.post(format!("{}{path}", self.base_url)).json(body);
+        if let Some(key) = key {
+            request = request.header("IM-API-KEY", key);
+        }
+        read(request.send().await.expect("request sent")).await
+    }
+
+    pub async fn get(&self, path: &str, key: Option<&str>) -> (u16, Value) {
+        let mut request = self.client.get(format!("{}{path}", self.base_url));
+        if let Some(key) = key {
+            request = request.header("IM-API-KEY", key);
+        }
+        read(request.send().await.expect("request sent")).await
+    }
+
+    pub async fn subscribe(&self, body: Value) -> (u16, Value) {
+        self.post_json("/me/subscribe", Some(API_KEY), &body).await
+    }
+
+    pub async fn devices_of(&self, client_id: &str) -> Vec<Value> {
+        let (status, body) = self.get(&format!("/v1/clients/{client_id}/devices"), Some(API_KEY)).await;
+        assert_eq!(status, 200, "{body}");
+        body["result"]["devices"].as_array().expect("devices array").clone()
+    }
+}
+
+pub async fn read(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("the answer is not JSON: {text:?}"));
+    (status, body)
+}
+
+/// The IMKIT failure envelope.
+pub fn error_envelope(status: u16, reason: &str, code: &str, message: &str) -> Value {
+    json!({ "RC": status, "RM": reason, "error": { "code": code, "message": message } })
+}
+
+pub fn ios_device(device_id: &str, client_id: &str, token: &str) -> Value {
+    json!({ "type": "ios", "token": token, "deviceId": device_id, "clientId": client_id })
+}

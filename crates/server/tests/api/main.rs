@@ -1,0 +1,9 @@
+//! Every API test, in one binary, through the public HTTP API of a server
+//! bound to port 0 with its own temporary SQLite file.
+
+mod cli;
+mod devices;
+mod errors;
+mod helpers;
+mod ops;
+mod tls;

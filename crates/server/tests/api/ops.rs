@@ -1,0 +1,56 @@
+//! Health, readiness, metrics and the OpenAPI document.
+
+use crate::helpers::{API_KEY, APNS_TOKEN, TestApp, ios_device};
+use serde_json::json;
+
+#[tokio::test]
+async fn health_and_readiness_answer_without_a_key() {
+    let app = TestApp::spawn().await;
+    assert_eq!(app.get("/healthz", None).await, (200, json!({ "RC": 0, "RM": "OK", "result": { "status": "ok" } })));
+    assert_eq!(app.get("/readyz", None).await, (200, json!({ "RC": 0, "RM": "OK", "result": { "status": "ok" } })));
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_template() {
+    let app = TestApp::spawn().await;
+    assert_eq!(app.subscribe(ios_device("iphone-1", "user001", APNS_TOKEN)).await.0, 200);
+    assert_eq!(app.get("/v1/clients/user001/devices", Some(API_KEY)).await.0, 200);
+    assert_eq!(app.get("/v1/clients/user002/devices", Some(API_KEY)).await.0, 200);
+    let response = app.client.get(format!("{}/metrics", app.base_url)).send().await.expect("sent");
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.expect("text");
+    assert!(
+        text.contains(r#"pushgate_http_requests_total{method="POST",route="/me/subscribe",status="200"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"pushgate_http_requests_total{method="GET",route="/v1/clients/{clientId}/devices",status="200"} 2"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"pushgate_http_request_duration_seconds_count{method="POST",route="/me/subscribe"} 1"#),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn the_openapi_document_lists_every_route() {
+    let app = TestApp::spawn().await;
+    let (status, document) = app.get("/openapi.json", None).await;
+    assert_eq!(status, 200);
+    assert!(document["openapi"].as_str().is_some_and(|v| v.starts_with("3.1")), "{}", document["openapi"]);
+    for (path, method) in [
+        ("/me/subscribe", "post"),
+        ("/me/unsubscribe", "post"),
+        ("/v1/clients/{clientId}/devices", "get"),
+        ("/healthz", "get"),
+        ("/readyz", "get"),
+        ("/metrics", "get"),
+    ] {
+        assert!(document["paths"][path][method].is_object(), "{method} {path} is documented");
+    }
+    assert_eq!(document["components"]["securitySchemes"]["api_key"]["name"], "IM-API-KEY");
+    assert!(document["components"]["schemas"]["SubscribeRequest"]["properties"]["deviceId"].is_object());
+}

@@ -1,0 +1,192 @@
+//! The behaviour every [`Store`] implementation must show.
+//!
+//! Each backend's tests call [`run_all`] on a fresh, empty store. The checks
+//! use `assert!`, so a failure points at the broken expectation.
+
+use crate::{NewDevice, Store, StoredApiKey};
+use pushgate_domain::{AppId, ClientId, DeviceId, DeviceType, Environment, Locale, PushToken, TimeZoneName};
+use std::sync::Arc;
+
+const APNS_TOKEN_A: &str = "aa11111111111111111111111111111111111111111111111111111111111111";
+const APNS_TOKEN_B: &str = "bb22222222222222222222222222222222222222222222222222222222222222";
+
+fn parse<T, E: std::fmt::Debug>(result: Result<T, E>) -> T {
+    result.expect("conformance fixtures are valid")
+}
+
+fn device(app: &str, device_type: DeviceType, device_id: &str, client: &str, token: &str, now_ms: i64) -> NewDevice {
+    NewDevice {
+        app_id: parse(AppId::parse(app)),
+        device_type,
+        device_id: parse(DeviceId::parse(device_id)),
+        client_id: parse(ClientId::parse(client)),
+        token: parse(PushToken::parse(device_type, token)),
+        environment: None,
+        locale: None,
+        timezone: None,
+        now_ms,
+    }
+}
+
+fn ids(app: &str, client: &str) -> (AppId, ClientId) {
+    (parse(AppId::parse(app)), parse(ClientId::parse(client)))
+}
+
+/// Runs every check below against an empty store.
+pub async fn run_all(store: Arc<dyn Store>) {
+    ping_succeeds(&*store).await;
+    a_subscribed_device_is_listed_for_its_client(&*store).await;
+    subscribing_again_updates_the_same_device(&*store).await;
+    optional_fields_are_kept_when_a_later_subscribe_omits_them(&*store).await;
+    a_token_registered_by_another_client_moves_to_it(&*store).await;
+    android_and_fcm_devices_share_one_token_space(&*store).await;
+    removing_a_device_counts_what_went(&*store).await;
+    apps_do_not_see_each_others_devices(&*store).await;
+    api_keys_are_kept_and_listed(&*store).await;
+    concurrent_subscribes_of_one_token_leave_exactly_one_holder(store).await;
+}
+
+async fn ping_succeeds(store: &dyn Store) {
+    store.ping().await.expect("ping");
+}
+
+async fn a_subscribed_device_is_listed_for_its_client(store: &dyn Store) {
+    let mut new = device("list", DeviceType::Ios, "iphone", "alice", APNS_TOKEN_A, 1_000);
+    new.environment = Some(Environment::Sandbox);
+    new.locale = Some(parse(Locale::parse("zh-TW")));
+    new.timezone = Some(parse(TimeZoneName::parse("Asia/Taipei")));
+    store.upsert_device(&new).await.expect("upsert");
+    let (app, alice) = ids("list", "alice");
+    let devices = store.client_devices(&app, &alice).await.expect("list");
+    assert_eq!(devices.len(), 1);
+    let stored = &devices[0];
+    assert_eq!(stored.device_type, DeviceType::Ios);
+    assert_eq!(stored.device_id.as_str(), "iphone");
+    assert_eq!(stored.token.as_str(), APNS_TOKEN_A);
+    assert_eq!(stored.environment, Some(Environment::Sandbox));
+    assert_eq!(stored.locale.as_ref().map(Locale::as_str), Some("zh-TW"));
+    assert_eq!(stored.timezone.as_ref().map(TimeZoneName::as_str), Some("Asia/Taipei"));
+    assert_eq!((stored.created_at_ms, stored.updated_at_ms), (1_000, 1_000));
+}
+
+async fn subscribing_again_updates_the_same_device(store: &dyn Store) {
+    store
+        .upsert_device(&device("again", DeviceType::Ios, "iphone", "alice", APNS_TOKEN_A, 1_000))
+        .await
+        .expect("first");
+    let outcome = store
+        .upsert_device(&device("again", DeviceType::Ios, "iphone", "alice", APNS_TOKEN_B, 2_000))
+        .await
+        .expect("second");
+    assert_eq!(outcome.token_moved_from, 0);
+    let (app, alice) = ids("again", "alice");
+    let devices = store.client_devices(&app, &alice).await.expect("list");
+    assert_eq!(devices.len(), 1, "the same (type, deviceId) is one device");
+    assert_eq!(devices[0].token.as_str(), APNS_TOKEN_B);
+    assert_eq!((devices[0].created_at_ms, devices[0].updated_at_ms), (1_000, 2_000));
+}
+
+async fn optional_fields_are_kept_when_a_later_subscribe_omits_them(store: &dyn Store) {
+    let mut first = device("keep", DeviceType::Fcm, "pixel", "alice", "fcm-token-1", 1_000);
+    first.locale = Some(parse(Locale::parse("ja")));
+    store.upsert_device(&first).await.expect("first");
+    store
+        .upsert_device(&device("keep", DeviceType::Fcm, "pixel", "alice", "fcm-token-2", 2_000))
+        .await
+        .expect("second");
+    let (app, alice) = ids("keep", "alice");
+    let devices = store.client_devices(&app, &alice).await.expect("list");
+    assert_eq!(devices[0].locale.as_ref().map(Locale::as_str), Some("ja"));
+}
+
+async fn a_token_registered_by_another_client_moves_to_it(store: &dyn Store) {
+    store
+        .upsert_device(&device("move", DeviceType::Ios, "old-phone", "alice", APNS_TOKEN_A, 1_000))
+        .await
+        .expect("alice");
+    let outcome = store
+        .upsert_device(&device("move", DeviceType::Ios, "new-phone", "bob", APNS_TOKEN_A, 2_000))
+        .await
+        .expect("bob");
+    assert_eq!(outcome.token_moved_from, 1);
+    let (app, alice) = ids("move", "alice");
+    let (_, bob) = ids("move", "bob");
+    assert!(store.client_devices(&app, &alice).await.expect("alice's").is_empty());
+    let bobs = store.client_devices(&app, &bob).await.expect("bob's");
+    assert_eq!(bobs.len(), 1);
+    assert_eq!(bobs[0].token.as_str(), APNS_TOKEN_A);
+}
+
+async fn android_and_fcm_devices_share_one_token_space(store: &dyn Store) {
+    store
+        .upsert_device(&device("share", DeviceType::Android, "d1", "alice", "shared-fcm-token", 1_000))
+        .await
+        .expect("android");
+    store.upsert_device(&device("share", DeviceType::Fcm, "d2", "bob", "shared-fcm-token", 2_000)).await.expect("fcm");
+    // The same token as an APNs VoIP token would be a different token space,
+    // but it is not valid hex, so only the FCM move is checked here.
+    let (app, alice) = ids("share", "alice");
+    assert!(store.client_devices(&app, &alice).await.expect("alice's").is_empty());
+}
+
+async fn removing_a_device_counts_what_went(store: &dyn Store) {
+    store
+        .upsert_device(&device("remove", DeviceType::Ios, "iphone", "alice", APNS_TOKEN_A, 1_000))
+        .await
+        .expect("upsert");
+    let (app, alice) = ids("remove", "alice");
+    let (_, bob) = ids("remove", "bob");
+    let iphone = parse(DeviceId::parse("iphone"));
+    assert_eq!(store.remove_device(&app, DeviceType::Ios, &iphone, &bob).await.expect("bob"), 0, "not bob's device");
+    assert_eq!(store.remove_device(&app, DeviceType::Android, &iphone, &alice).await.expect("type"), 0);
+    assert_eq!(store.remove_device(&app, DeviceType::Ios, &iphone, &alice).await.expect("alice"), 1);
+    assert_eq!(store.remove_device(&app, DeviceType::Ios, &iphone, &alice).await.expect("again"), 0);
+    assert!(store.client_devices(&app, &alice).await.expect("list").is_empty());
+}
+
+async fn apps_do_not_see_each_others_devices(store: &dyn Store) {
+    store
+        .upsert_device(&device("app-one", DeviceType::Ios, "iphone", "alice", APNS_TOKEN_A, 1_000))
+        .await
+        .expect("one");
+    store
+        .upsert_device(&device("app-two", DeviceType::Ios, "iphone", "alice", APNS_TOKEN_A, 1_000))
+        .await
+        .expect("two: the same token in another app does not move");
+    let (one, alice) = ids("app-one", "alice");
+    let (two, _) = ids("app-two", "alice");
+    assert_eq!(store.client_devices(&one, &alice).await.expect("one").len(), 1);
+    assert_eq!(store.client_devices(&two, &alice).await.expect("two").len(), 1);
+}
+
+async fn api_keys_are_kept_and_listed(store: &dyn Store) {
+    let key = StoredApiKey { app_id: parse(AppId::parse("keyed")), digest: [9u8; 32] };
+    store.insert_api_key(&key, 1_000).await.expect("insert");
+    let keys = store.api_keys().await.expect("list");
+    assert!(keys.contains(&key));
+}
+
+async fn concurrent_subscribes_of_one_token_leave_exactly_one_holder(store: Arc<dyn Store>) {
+    let tasks: Vec<_> = (0..16)
+        .map(|index| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let client = format!("client-{index}");
+                let device_id = format!("device-{index}");
+                store
+                    .upsert_device(&device("race", DeviceType::Ios, &device_id, &client, APNS_TOKEN_B, 1_000 + index))
+                    .await
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("task").expect("upsert");
+    }
+    let app = parse(AppId::parse("race"));
+    let mut holders = 0;
+    for index in 0..16 {
+        let client = parse(ClientId::parse(&format!("client-{index}")));
+        holders += store.client_devices(&app, &client).await.expect("list").len();
+    }
+    assert_eq!(holders, 1, "a token is bound to exactly one device");
+}

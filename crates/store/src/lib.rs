@@ -1,0 +1,134 @@
+//! pushgate's durable state.
+//!
+//! Everything above this crate talks to a [`Store`] held as `Arc<dyn Store>`;
+//! which database sits behind it is decided once, at start-up, by the store
+//! URL. Every implementation must pass the shared [`conformance`] suite.
+
+pub mod conformance;
+mod sqlite;
+
+use async_trait::async_trait;
+use pushgate_domain::{AppId, ClientId, DeviceId, DeviceType, Environment, Locale, PushToken, TimeZoneName};
+
+pub use sqlite::SqliteStore;
+
+/// A device registration as `/me/subscribe` hands it over, already parsed.
+#[derive(Debug, Clone)]
+pub struct NewDevice {
+    /// The app the device belongs to.
+    pub app_id: AppId,
+    /// IMKIT's device type.
+    pub device_type: DeviceType,
+    /// The app-chosen device id; with the app and type it is the key.
+    pub device_id: DeviceId,
+    /// The client (user) the device is bound to.
+    pub client_id: ClientId,
+    /// The provider token.
+    pub token: PushToken,
+    /// The APNs environment, if the caller said; `None` keeps what was stored (or the app default).
+    pub environment: Option<Environment>,
+    /// Locale for server-rendered text; `None` keeps what was stored.
+    pub locale: Option<Locale>,
+    /// Time zone for quiet hours; `None` keeps what was stored.
+    pub timezone: Option<TimeZoneName>,
+    /// When the registration happened, in Unix milliseconds.
+    pub now_ms: i64,
+}
+
+/// A registered device as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    /// IMKIT's device type.
+    pub device_type: DeviceType,
+    /// The app-chosen device id.
+    pub device_id: DeviceId,
+    /// The client the device is bound to.
+    pub client_id: ClientId,
+    /// The provider token.
+    pub token: PushToken,
+    /// The APNs environment the device asked for, `None` for the app's default.
+    pub environment: Option<Environment>,
+    /// The device's locale, if it gave one.
+    pub locale: Option<Locale>,
+    /// The device's time zone, if it gave one.
+    pub timezone: Option<TimeZoneName>,
+    /// First registration, Unix milliseconds.
+    pub created_at_ms: i64,
+    /// Last registration, Unix milliseconds.
+    pub updated_at_ms: i64,
+}
+
+/// What a subscribe did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpsertOutcome {
+    /// Other devices that held the same token and lost it (the token moved here).
+    pub token_moved_from: u64,
+}
+
+/// An API key pushgate generated, kept as a SHA-256 digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredApiKey {
+    /// The app the key opens.
+    pub app_id: AppId,
+    /// SHA-256 of the key.
+    pub digest: [u8; 32],
+}
+
+/// Why the store could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database is unreachable, busy past its timeout, or out of
+    /// connections: nothing was written, and trying again later may work.
+    #[error("the store is unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    /// Anything else: a bug or a corrupt database.
+    #[error("the store failed")]
+    Internal(#[source] sqlx::Error),
+    /// A stored row could not be read back into domain types.
+    #[error("a stored row is invalid: {0}")]
+    Corrupt(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        let transient = match &error {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+            // SQLITE_BUSY (5) and SQLITE_LOCKED (6), with or without extended code bits.
+            sqlx::Error::Database(db) => {
+                db.code().and_then(|code| code.parse::<i64>().ok()).is_some_and(|code| matches!(code & 0xff, 5 | 6))
+            }
+            _ => false,
+        };
+        if transient { Self::Unavailable(error) } else { Self::Internal(error) }
+    }
+}
+
+/// pushgate's durable state. Implementations are shared as `Arc<dyn Store>`.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// Succeeds when the database answers a trivial query.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Registers a device, or updates it when (app, type, device id) is known.
+    /// The token is unbound from any other device of the same app and token
+    /// space first, all in one transaction.
+    async fn upsert_device(&self, device: &NewDevice) -> Result<UpsertOutcome, StoreError>;
+
+    /// Removes the client's device; answers how many rows went (0 or 1).
+    async fn remove_device(
+        &self,
+        app_id: &AppId,
+        device_type: DeviceType,
+        device_id: &DeviceId,
+        client_id: &ClientId,
+    ) -> Result<u64, StoreError>;
+
+    /// Every device of one client, oldest registration first.
+    async fn client_devices(&self, app_id: &AppId, client_id: &ClientId) -> Result<Vec<Device>, StoreError>;
+
+    /// Every API key pushgate generated, for every app.
+    async fn api_keys(&self) -> Result<Vec<StoredApiKey>, StoreError>;
+
+    /// Keeps a generated key's digest.
+    async fn insert_api_key(&self, key: &StoredApiKey, now_ms: i64) -> Result<(), StoreError>;
+}
