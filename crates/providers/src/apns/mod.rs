@@ -1,0 +1,234 @@
+//! The APNs HTTP/2 provider API client.
+
+mod jwt;
+mod pool;
+mod request;
+
+pub use jwt::{ExpiredTokenAction, JwtError, MIN_REFRESH_INTERVAL, REFRESH_AFTER, TokenSigner};
+pub use request::{
+    Answer, MAX_COLLAPSE_ID_BYTES, MAX_PAYLOAD_BYTES, MAX_VOIP_PAYLOAD_BYTES, Notification, Priority, PushType,
+    apns_id, build_request, map_answer,
+};
+
+use crate::{Outcome, TlsError, client_tls_config, retry_after};
+use http_body_util::{BodyExt as _, Full, Limited};
+use pool::Pool;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Apple's production endpoint.
+pub const PRODUCTION_ENDPOINT: &str = "https://api.push.apple.com";
+/// Apple's sandbox (development) endpoint.
+pub const SANDBOX_ENDPOINT: &str = "https://api.sandbox.push.apple.com";
+
+/// How many times one send may be cut off by a dying connection before it is
+/// reported as a retry for later.
+const TRANSPORT_ATTEMPTS: usize = 3;
+/// How many times one send may be refused a stream (`REFUSED_STREAM`: not
+/// processed, the connection itself is fine) before it is reported as a retry.
+const REFUSED_STREAM_ATTEMPTS: usize = 8;
+/// APNs error bodies are tiny; anything larger is not APNs.
+const MAX_ANSWER_BYTES: usize = 16 * 1024;
+
+/// How the client proves who it is.
+#[derive(Debug, Clone)]
+pub enum ApnsAuth {
+    /// A provider token (JWT) from a `.p8` key; one signer serves every client of the key.
+    Token(Arc<TokenSigner>),
+    /// A TLS client certificate (PEM chain and PEM private key).
+    Certificate {
+        /// The certificate chain, PEM.
+        chain_pem: Vec<u8>,
+        /// The private key, PEM.
+        key_pem: Vec<u8>,
+    },
+}
+
+/// Settings of one client, which talks to one endpoint.
+#[derive(Debug, Clone)]
+pub struct ApnsClientConfig {
+    /// `https://host[:port]`: [`PRODUCTION_ENDPOINT`], [`SANDBOX_ENDPOINT`] or a local fake.
+    pub endpoint: url::Url,
+    /// Token or certificate authentication.
+    pub auth: ApnsAuth,
+    /// An extra CA certificate to trust (PEM), for a fake.
+    pub extra_ca_pem: Option<Vec<u8>>,
+    /// HTTP/2 connections kept open (at least 1).
+    pub connections: usize,
+    /// Longest wait for one answer before the send is reported as a retry.
+    pub request_timeout: Duration,
+    /// PING interval on idle connections.
+    pub ping_interval: Duration,
+}
+
+impl ApnsClientConfig {
+    /// Defaults: 2 connections, 30 s per answer, PING every 60 s.
+    pub fn new(endpoint: url::Url, auth: ApnsAuth) -> Self {
+        Self {
+            endpoint,
+            auth,
+            extra_ca_pem: None,
+            connections: 2,
+            request_timeout: Duration::from_secs(30),
+            ping_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Why a client could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ApnsClientError {
+    /// The endpoint is not `https://host[:port]`.
+    #[error("the APNs endpoint must be https://host[:port], got {0}")]
+    BadEndpoint(String),
+    /// TLS settings (CA, client certificate) are unusable.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+/// Sends notifications to one APNs endpoint over a pool of HTTP/2 connections.
+#[derive(Debug)]
+pub struct ApnsClient {
+    pool: Pool,
+    authority: String,
+    signer: Option<Arc<TokenSigner>>,
+    request_timeout: Duration,
+}
+
+impl ApnsClient {
+    /// A client; no connection is opened until the first send.
+    pub fn new(config: ApnsClientConfig) -> Result<Self, ApnsClientError> {
+        let endpoint = &config.endpoint;
+        let bad = || ApnsClientError::BadEndpoint(endpoint.to_string());
+        if endpoint.scheme() != "https" {
+            return Err(bad());
+        }
+        let host = endpoint.host_str().ok_or_else(bad)?.trim_start_matches('[').trim_end_matches(']').to_owned();
+        let port = endpoint.port_or_known_default().ok_or_else(bad)?;
+        let (signer, client_certificate) = match &config.auth {
+            ApnsAuth::Token(signer) => (Some(Arc::clone(signer)), None),
+            ApnsAuth::Certificate { chain_pem, key_pem } => (None, Some((chain_pem.as_slice(), key_pem.as_slice()))),
+        };
+        let tls = client_tls_config(config.extra_ca_pem.as_deref(), &[b"h2"], client_certificate)?;
+        let authority = match endpoint.port() {
+            Some(port) => format!("{}:{port}", endpoint.host_str().ok_or_else(bad)?),
+            None => endpoint.host_str().ok_or_else(bad)?.to_owned(),
+        };
+        let pool = Pool::new(host, port, Arc::new(tls), config.connections, config.ping_interval).map_err(|_| bad())?;
+        Ok(Self { pool, authority, signer, request_timeout: config.request_timeout })
+    }
+
+    /// Connections opened so far, replacements included.
+    pub fn connections_opened(&self) -> u64 {
+        self.pool.connects()
+    }
+
+    /// Sends one notification and says what became of it. Never fails: every
+    /// problem is an [`Outcome`]. A request cut off by a dying connection
+    /// is sent again on a new one; if that keeps happening the outcome is a
+    /// retry, never a failure.
+    pub async fn send(&self, notification: &Notification<'_>) -> Outcome {
+        let mut renewed_token = false;
+        let mut refused_streams = 0;
+        let mut last_problem = String::from("ConnectionFailed");
+        let mut attempt = 0;
+        while attempt < TRANSPORT_ATTEMPTS {
+            attempt += 1;
+            let bearer = match &self.signer {
+                Some(signer) => match signer.token() {
+                    Ok(jwt) => Some(jwt),
+                    Err(error) => return Outcome::app_rejected(error.to_string()),
+                },
+                None => None,
+            };
+            let request = match build_request(notification, &self.authority, bearer.as_deref()) {
+                Ok(request) => request.map(Full::new),
+                Err(outcome) => return outcome,
+            };
+            let lease = match self.pool.lease().await {
+                Ok(lease) => lease,
+                Err(problem) => {
+                    tracing::warn!(apns.endpoint = %self.authority, error = %problem, "cannot connect to APNs");
+                    last_problem = "ConnectionFailed".into();
+                    continue;
+                }
+            };
+            let exchange = async {
+                let mut sender = lease.sender.clone();
+                let response = sender.send_request(request).await?;
+                let (parts, body) = response.into_parts();
+                let body = Limited::new(body, MAX_ANSWER_BYTES).collect().await.map(|collected| collected.to_bytes());
+                Ok::<_, hyper::Error>((parts, body))
+            };
+            let (parts, body) = match tokio::time::timeout(self.request_timeout, exchange).await {
+                Err(_) => {
+                    // The answer may still come; the connection is suspect either way.
+                    self.pool.retire(&lease).await;
+                    return Outcome::retry("Timeout", None);
+                }
+                Ok(Err(error)) if is_refused_stream(&error) && refused_streams < REFUSED_STREAM_ATTEMPTS => {
+                    // The server lowered its stream limit under us; the request
+                    // was not processed and the connection is still good.
+                    refused_streams += 1;
+                    attempt -= 1;
+                    continue;
+                }
+                Ok(Err(error)) => {
+                    // Cut off before an answer (GOAWAY, reset, connection lost):
+                    // the request is sent again on a fresh connection.
+                    tracing::debug!(error = %error, attempt, "APNs request cut off; resending on a new connection");
+                    self.pool.retire(&lease).await;
+                    last_problem = "ConnectionLost".into();
+                    continue;
+                }
+                Ok(Ok(answer)) => answer,
+            };
+            let Ok(body) = body else {
+                self.pool.retire(&lease).await;
+                last_problem = "ConnectionLost".into();
+                continue;
+            };
+            match map_answer(parts.status, &body, retry_after(&parts.headers)) {
+                Answer::Final(outcome) => return outcome,
+                Answer::Reconnect => {
+                    self.pool.retire(&lease).await;
+                    last_problem = "IdleTimeout".into();
+                }
+                Answer::RetryOnNewConnection(outcome) => {
+                    self.pool.retire(&lease).await;
+                    return outcome;
+                }
+                Answer::ExpiredProviderToken => {
+                    let (Some(signer), Some(jwt)) = (&self.signer, bearer.as_deref()) else {
+                        return Outcome::app_rejected("ExpiredProviderToken");
+                    };
+                    match signer.expired(jwt) {
+                        ExpiredTokenAction::Resend if !renewed_token => {
+                            renewed_token = true;
+                            // A token refresh is not a transport failure.
+                            attempt -= 1;
+                        }
+                        ExpiredTokenAction::Resend => return Outcome::retry("ExpiredProviderToken", None),
+                        ExpiredTokenAction::WaitFor(delay) => {
+                            return Outcome::retry("ExpiredProviderToken", Some(delay));
+                        }
+                    }
+                }
+            }
+        }
+        Outcome::retry(last_problem, None)
+    }
+}
+
+/// Whether the server reset the stream with `REFUSED_STREAM` on a connection
+/// that is not going away.
+fn is_refused_stream(error: &hyper::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(h2_error) = cause.downcast_ref::<h2::Error>() {
+            return h2_error.reason() == Some(h2::Reason::REFUSED_STREAM) && !h2_error.is_go_away();
+        }
+        source = cause.source();
+    }
+    false
+}

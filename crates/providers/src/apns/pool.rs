@@ -1,0 +1,150 @@
+//! A small pool of HTTP/2 connections to one APNs endpoint.
+//!
+//! Written on hyper's HTTP/2 client connection rather than taken from a crate:
+//! the `a2` crate cannot be pointed at another endpoint or CA and is no longer
+//! maintained, and general HTTP clients (reqwest, hyper-util's pooled client)
+//! open one HTTP/2 connection per host, where APNs throughput wants several.
+//! Each connection multiplexes requests up to the server's current
+//! `SETTINGS_MAX_CONCURRENT_STREAMS` (h2 enforces it, including changes
+//! mid-connection), PINGs while idle, and is replaced when it dies.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::client::conn::http2;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls::pki_types::ServerName;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::sync::Mutex;
+use tokio_rustls::TlsConnector;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(crate) type Sender = http2::SendRequest<Full<Bytes>>;
+
+/// A connection lent for one request.
+pub(crate) struct Lease {
+    index: usize,
+    generation: u64,
+    pub(crate) sender: Sender,
+}
+
+struct Slot {
+    generation: u64,
+    sender: Sender,
+}
+
+pub(crate) struct Pool {
+    slots: Vec<Mutex<Option<Slot>>>,
+    next: AtomicUsize,
+    generations: AtomicU64,
+    host: String,
+    port: u16,
+    server_name: ServerName<'static>,
+    tls: TlsConnector,
+    ping_interval: Duration,
+    connects: AtomicU64,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("size", &self.slots.len())
+            .finish()
+    }
+}
+
+impl Pool {
+    pub(crate) fn new(
+        host: String,
+        port: u16,
+        tls: Arc<rustls::ClientConfig>,
+        size: usize,
+        ping_interval: Duration,
+    ) -> Result<Self, String> {
+        let server_name = ServerName::try_from(host.clone()).map_err(|error| error.to_string())?;
+        Ok(Self {
+            slots: (0..size.max(1)).map(|_| Mutex::new(None)).collect(),
+            next: AtomicUsize::new(0),
+            generations: AtomicU64::new(0),
+            host,
+            port,
+            server_name,
+            tls: TlsConnector::from(tls),
+            ping_interval,
+            connects: AtomicU64::new(0),
+        })
+    }
+
+    /// How many connections were opened so far (for metrics and tests).
+    pub(crate) fn connects(&self) -> u64 {
+        self.connects.load(Ordering::Relaxed)
+    }
+
+    /// A live connection, opening one in the next slot if it has none. The
+    /// slot's lock is held while connecting, so concurrent callers wait for
+    /// one new connection instead of each opening their own.
+    pub(crate) async fn lease(&self) -> Result<Lease, String> {
+        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
+        let mut slot = self.slots[index].lock().await;
+        if let Some(existing) = slot.as_ref()
+            && !existing.sender.is_closed()
+        {
+            return Ok(Lease { index, generation: existing.generation, sender: existing.sender.clone() });
+        }
+        let sender = tokio::time::timeout(CONNECT_TIMEOUT, self.connect())
+            .await
+            .map_err(|_| "connect timed out".to_owned())??;
+        let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
+        *slot = Some(Slot { generation, sender: sender.clone() });
+        Ok(Lease { index, generation, sender })
+    }
+
+    /// Drops the lease's connection from its slot (if it is still the one
+    /// there), so the next lease of that slot opens a new one.
+    pub(crate) async fn retire(&self, lease: &Lease) {
+        let mut slot = self.slots[lease.index].lock().await;
+        if slot.as_ref().is_some_and(|existing| existing.generation == lease.generation) {
+            *slot = None;
+        }
+    }
+
+    async fn connect(&self) -> Result<Sender, String> {
+        let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
+            .await
+            .map_err(|error| format!("connect to {}:{}: {error}", self.host, self.port))?;
+        tcp.set_nodelay(true).map_err(|error| error.to_string())?;
+        let tls = self
+            .tls
+            .connect(self.server_name.clone(), tcp)
+            .await
+            .map_err(|error| format!("TLS handshake with {}: {error}", self.host))?;
+        if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
+            return Err(format!("{} did not agree to HTTP/2", self.host));
+        }
+        let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            // APNs allows one stream until the server's SETTINGS (and, with
+            // token auth, the first accepted request) raise the limit; h2
+            // queues the rest instead of opening streams APNs would refuse.
+            .initial_max_send_streams(1)
+            .keep_alive_interval(self.ping_interval)
+            .keep_alive_timeout(Duration::from_secs(20))
+            .keep_alive_while_idle(true)
+            .handshake(TokioIo::new(tls))
+            .await
+            .map_err(|error| format!("HTTP/2 handshake with {}: {error}", self.host))?;
+        let host = self.host.clone();
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(apns.host = %host, error = %error, "APNs connection ended");
+            }
+        });
+        self.connects.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(apns.host = %self.host, "opened an APNs connection");
+        Ok(sender)
+    }
+}

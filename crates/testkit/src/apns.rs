@@ -1,0 +1,439 @@
+//! A fake APNs: HTTP/2 over TLS on a raw `h2` server, so the test can shape
+//! the connection itself (stream limit, GOAWAY, abrupt loss).
+//!
+//! Limitation: h2's server cannot send a new `SETTINGS_MAX_CONCURRENT_STREAMS`
+//! mid-connection, so the fake's stream limit is fixed per connection (set
+//! with [`FakeApns::set_max_concurrent_streams`] for the connections that
+//! follow). It therefore does not model APNs' one-stream-until-first-success
+//! start either.
+
+use crate::wait_until;
+use bytes::{Bytes, BytesMut};
+use h2::server::SendResponse;
+use h2::{Reason, RecvStream};
+use http::{Request, Response, StatusCode};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+use tokio::sync::{Notify, mpsc};
+
+/// How the fake is set up.
+#[derive(Debug, Clone)]
+pub struct FakeApnsConfig {
+    /// The bundle id it accepts as `apns-topic` (and its `.voip` form for VoIP).
+    pub topic: String,
+    /// Token auth: the key id, the team id and the public key (SPKI PEM) that
+    /// provider tokens must verify against. `None`: certificate auth, the TLS
+    /// client must present a certificate the test CA signed.
+    pub token_auth: Option<(String, String, String)>,
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS` of new connections.
+    pub max_concurrent_streams: u32,
+}
+
+/// A failure to answer with instead of the normal answer, for one request to one token.
+#[derive(Debug, Clone)]
+pub enum ApnsFailure {
+    /// Answer this status and reason.
+    Status(u16, &'static str),
+    /// 410 `Unregistered` with this timestamp (Unix ms).
+    Unregistered(i64),
+    /// 429 `TooManyRequests`, with a `Retry-After` in seconds if given.
+    TooManyRequests(Option<u64>),
+    /// Send GOAWAY on the connection and refuse this stream (`REFUSED_STREAM`).
+    GoAway,
+    /// Drop the TCP connection while the request is in flight.
+    DropConnection,
+    /// Wait this long, then answer normally.
+    Delay(Duration),
+}
+
+/// One request the fake received, with what it answered.
+#[derive(Debug, Clone)]
+pub struct RecordedApnsRequest {
+    /// The device token from the path.
+    pub device_token: String,
+    /// Every header, lower-case name to value.
+    pub headers: HashMap<String, String>,
+    /// The payload, parsed.
+    pub payload: serde_json::Value,
+    /// The size of the payload in bytes.
+    pub payload_bytes: usize,
+    /// The provider token's `iat`, when one was sent and valid.
+    pub jwt_iat: Option<u64>,
+    /// The provider token itself.
+    pub jwt: Option<String>,
+    /// Which connection carried it (1, 2, …).
+    pub connection: u64,
+    /// The status the fake answered.
+    pub status: u16,
+    /// The reason the fake answered, if not 200.
+    pub reason: Option<String>,
+}
+
+struct State {
+    config: Mutex<FakeApnsConfig>,
+    failures: Mutex<HashMap<String, VecDeque<ApnsFailure>>>,
+    requests: Mutex<Vec<RecordedApnsRequest>>,
+    recorded: Notify,
+    reject_tokens_issued_before: AtomicU64,
+    last_token: Mutex<Option<(String, u64)>>,
+    connections: AtomicU64,
+    peak_streams: AtomicUsize,
+}
+
+/// A running fake APNs. Stops when dropped.
+pub struct FakeApns {
+    address: SocketAddr,
+    state: Arc<State>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for FakeApns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeApns").field("address", &self.address).finish_non_exhaustive()
+    }
+}
+
+impl Drop for FakeApns {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+enum Control {
+    GoAway,
+    Drop,
+}
+
+impl FakeApns {
+    /// Starts on a free loopback port with a certificate from `ca`.
+    pub async fn start(ca: &crate::TestCa, config: FakeApnsConfig) -> Self {
+        let tls = ca.server_config(&[b"h2"], config.token_auth.is_none());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the fake APNs");
+        let address = listener.local_addr().expect("local address");
+        let state = Arc::new(State {
+            config: Mutex::new(config),
+            failures: Mutex::default(),
+            requests: Mutex::default(),
+            recorded: Notify::new(),
+            reject_tokens_issued_before: AtomicU64::new(0),
+            last_token: Mutex::default(),
+            connections: AtomicU64::new(0),
+            peak_streams: AtomicUsize::new(0),
+        });
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        let accepting = Arc::clone(&state);
+        let server = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                let state = Arc::clone(&accepting);
+                tokio::spawn(async move {
+                    if let Ok(tls) = acceptor.accept(tcp).await {
+                        serve_connection(tls, state).await;
+                    }
+                });
+            }
+        });
+        Self { address, state, server }
+    }
+
+    /// `https://localhost:<port>`, for the client's endpoint.
+    pub fn endpoint(&self) -> String {
+        format!("https://localhost:{}", self.address.port())
+    }
+
+    /// The next requests to `device_token` fail in turn with `failures`.
+    pub fn fail_next(&self, device_token: &str, failures: impl IntoIterator<Item = ApnsFailure>) {
+        lock(&self.state.failures).entry(device_token.to_owned()).or_default().extend(failures);
+    }
+
+    /// Provider tokens issued before `iat` (Unix seconds) are answered `ExpiredProviderToken`.
+    pub fn reject_tokens_issued_before(&self, iat: u64) {
+        self.state.reject_tokens_issued_before.store(iat, Ordering::Relaxed);
+    }
+
+    /// New connections get this `SETTINGS_MAX_CONCURRENT_STREAMS`.
+    pub fn set_max_concurrent_streams(&self, streams: u32) {
+        lock(&self.state.config).max_concurrent_streams = streams;
+    }
+
+    /// Every request so far.
+    pub fn requests(&self) -> Vec<RecordedApnsRequest> {
+        lock(&self.state.requests).clone()
+    }
+
+    /// Requests answered 200 so far.
+    pub fn delivered(&self) -> Vec<RecordedApnsRequest> {
+        lock(&self.state.requests).iter().filter(|request| request.status == 200).cloned().collect()
+    }
+
+    /// TLS connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.state.connections.load(Ordering::Relaxed)
+    }
+
+    /// The most streams ever open at once on one connection.
+    pub fn peak_concurrent_streams(&self) -> usize {
+        self.state.peak_streams.load(Ordering::Relaxed)
+    }
+
+    /// Waits (at most `deadline`) until `count` requests were answered 200.
+    pub async fn wait_for_delivered(&self, count: usize, deadline: Duration) {
+        let what = format!("{count} delivered APNs requests");
+        wait_until(&self.state.recorded, deadline, &what, || {
+            lock(&self.state.requests).iter().filter(|request| request.status == 200).count() >= count
+        })
+        .await;
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+async fn serve_connection(tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>, state: Arc<State>) {
+    let max_streams = lock(&state.config).max_concurrent_streams;
+    let Ok(mut connection) =
+        h2::server::Builder::new().max_concurrent_streams(max_streams).handshake::<_, Bytes>(tls).await
+    else {
+        return;
+    };
+    let connection_id = state.connections.fetch_add(1, Ordering::Relaxed) + 1;
+    let open_streams = Arc::new(AtomicUsize::new(0));
+    let (control, mut controls) = mpsc::unbounded_channel();
+    loop {
+        tokio::select! {
+            accepted = connection.accept() => match accepted {
+                Some(Ok((request, respond))) => {
+                    let open = open_streams.fetch_add(1, Ordering::SeqCst) + 1;
+                    state.peak_streams.fetch_max(open, Ordering::SeqCst);
+                    let state = Arc::clone(&state);
+                    let control = control.clone();
+                    let open_streams = Arc::clone(&open_streams);
+                    tokio::spawn(async move {
+                        handle_stream(request, respond, &state, &control, connection_id).await;
+                        open_streams.fetch_sub(1, Ordering::SeqCst);
+                    });
+                }
+                Some(Err(_)) | None => return,
+            },
+            Some(command) = controls.recv() => match command {
+                Control::GoAway => connection.graceful_shutdown(),
+                // Returning drops the connection and its socket mid-flight.
+                Control::Drop => return,
+            },
+        }
+    }
+}
+
+async fn handle_stream(
+    request: Request<RecvStream>,
+    mut respond: SendResponse<Bytes>,
+    state: &State,
+    control: &mpsc::UnboundedSender<Control>,
+    connection: u64,
+) {
+    let (parts, mut body) = request.into_parts();
+    let mut payload = BytesMut::new();
+    while let Some(chunk) = body.data().await {
+        let Ok(chunk) = chunk else { return };
+        let _ = body.flow_control().release_capacity(chunk.len());
+        payload.extend_from_slice(&chunk);
+    }
+    let device_token = parts.uri.path().strip_prefix("/3/device/").unwrap_or_default().to_owned();
+    let failure = lock(&state.failures).get_mut(&device_token).and_then(VecDeque::pop_front);
+    match failure {
+        Some(ApnsFailure::GoAway) => {
+            let _ = control.send(Control::GoAway);
+            respond.send_reset(Reason::REFUSED_STREAM);
+            return;
+        }
+        Some(ApnsFailure::DropConnection) => {
+            let _ = control.send(Control::Drop);
+            return;
+        }
+        Some(ApnsFailure::Delay(delay)) => tokio::time::sleep(delay).await,
+        _ => {}
+    }
+    let mut headers = HashMap::new();
+    let mut duplicate_header = false;
+    for name in parts.headers.keys() {
+        let values: Vec<_> = parts.headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).collect();
+        duplicate_header |= values.len() > 1;
+        headers.insert(name.as_str().to_owned(), values.join(","));
+    }
+    let apns_id = headers.get("apns-id").cloned().unwrap_or_else(|| "00000000-0000-0000-0000-000000000000".to_owned());
+    let mut jwt_iat = None;
+    let jwt = headers.get("authorization").and_then(|value| bearer(value)).map(str::to_owned);
+    let verdict = (|| {
+        if parts.method != http::Method::POST {
+            return Err((405, "MethodNotAllowed", None));
+        }
+        if !parts.uri.path().starts_with("/3/device/") {
+            return Err((404, "BadPath", None));
+        }
+        if duplicate_header {
+            return Err((400, "DuplicateHeaders", None));
+        }
+        let config = lock(&state.config).clone();
+        if let Some((key_id, team_id, public_pem)) = &config.token_auth {
+            jwt_iat = Some(check_provider_token(jwt.as_deref(), key_id, team_id, public_pem, state)?);
+        }
+        check_headers(&headers, &device_token, &config.topic, payload.len())?;
+        match failure {
+            Some(ApnsFailure::Status(status, reason)) => Err((status, reason, None)),
+            Some(ApnsFailure::Unregistered(timestamp)) => Err((410, "Unregistered", Some(timestamp))),
+            Some(ApnsFailure::TooManyRequests(_)) => Err((429, "TooManyRequests", None)),
+            _ => Ok(()),
+        }
+    })();
+    let (status, reason, timestamp) = match verdict {
+        Ok(()) => (200, None, None),
+        Err((status, reason, timestamp)) => (status, Some(reason), timestamp),
+    };
+    let mut response =
+        Response::builder().status(StatusCode::from_u16(status).unwrap_or(StatusCode::OK)).header("apns-id", apns_id);
+    if let Some(ApnsFailure::TooManyRequests(Some(seconds))) = failure {
+        response = response.header("retry-after", seconds.to_string());
+    }
+    let error_body = reason.map(|reason| {
+        let mut body = serde_json::json!({ "reason": reason });
+        if let Some(timestamp) = timestamp {
+            body["timestamp"] = timestamp.into();
+        }
+        Bytes::from(body.to_string())
+    });
+    lock(&state.requests).push(RecordedApnsRequest {
+        device_token,
+        headers,
+        payload: serde_json::from_slice(&payload).unwrap_or(serde_json::Value::Null),
+        payload_bytes: payload.len(),
+        jwt_iat,
+        jwt,
+        connection,
+        status,
+        reason: reason.map(str::to_owned),
+    });
+    state.recorded.notify_waiters();
+    let Ok(response) = response.body(()) else { return };
+    match error_body {
+        None => {
+            let _ = respond.send_response(response, true);
+        }
+        Some(body) => {
+            if let Ok(mut stream) = respond.send_response(response, false) {
+                let _ = stream.send_data(body, true);
+            }
+        }
+    }
+}
+
+type Rejection = (u16, &'static str, Option<i64>);
+
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
+}
+
+#[derive(serde::Deserialize)]
+struct ProviderClaims {
+    iss: String,
+    iat: u64,
+}
+
+fn check_provider_token(
+    jwt: Option<&str>,
+    key_id: &str,
+    team_id: &str,
+    public_pem: &str,
+    state: &State,
+) -> Result<u64, Rejection> {
+    let invalid = (403, "InvalidProviderToken", None);
+    let jwt = jwt.ok_or((403, "MissingProviderToken", None))?;
+    let header = jsonwebtoken::decode_header(jwt).map_err(|_| invalid)?;
+    if header.alg != Algorithm::ES256 || header.kid.as_deref() != Some(key_id) {
+        return Err(invalid);
+    }
+    let key = DecodingKey::from_ec_pem(public_pem.as_bytes()).map_err(|_| invalid)?;
+    let mut validation = Validation::new(Algorithm::ES256);
+    validation.validate_exp = false;
+    validation.required_spec_claims.clear();
+    let claims = jsonwebtoken::decode::<ProviderClaims>(jwt, &key, &validation).map_err(|_| invalid)?.claims;
+    if claims.iss != team_id {
+        return Err(invalid);
+    }
+    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    if claims.iat > now + 60 {
+        return Err(invalid);
+    }
+    if now - claims.iat > 3600 || claims.iat < state.reject_tokens_issued_before.load(Ordering::Relaxed) {
+        return Err((403, "ExpiredProviderToken", None));
+    }
+    // Apple refuses a provider token that replaces the previous one sooner than 20 minutes after it.
+    let mut last = lock(&state.last_token);
+    match last.as_ref() {
+        Some((previous, previous_iat)) if previous != jwt && claims.iat < previous_iat + 20 * 60 => {
+            return Err((429, "TooManyProviderTokenUpdates", None));
+        }
+        _ => *last = Some((jwt.to_owned(), claims.iat)),
+    }
+    Ok(claims.iat)
+}
+
+const PUSH_TYPES: &[&str] =
+    &["alert", "background", "voip", "location", "complication", "fileprovider", "mdm", "liveactivity", "pushtotalk"];
+
+fn check_headers(
+    headers: &HashMap<String, String>,
+    device_token: &str,
+    topic: &str,
+    payload_bytes: usize,
+) -> Result<(), Rejection> {
+    let reject = |reason| Err((400, reason, None));
+    if device_token.is_empty() {
+        return reject("MissingDeviceToken");
+    }
+    if !device_token.bytes().all(|b| b.is_ascii_hexdigit()) || !device_token.len().is_multiple_of(2) {
+        return reject("BadDeviceToken");
+    }
+    let Some(push_type) = headers.get("apns-push-type") else {
+        // APNs tolerates its absence; pushgate must always send it, so the fake does not.
+        return reject("InvalidPushType");
+    };
+    if !PUSH_TYPES.contains(&push_type.as_str()) {
+        return reject("InvalidPushType");
+    }
+    let Some(sent_topic) = headers.get("apns-topic") else { return reject("MissingTopic") };
+    let expected_topic = if push_type == "voip" { format!("{topic}.voip") } else { topic.to_owned() };
+    if *sent_topic != expected_topic {
+        return reject(if push_type == "voip" { "BadTopic" } else { "TopicDisallowed" });
+    }
+    match headers.get("apns-priority").map(String::as_str) {
+        None | Some("1" | "5") => {}
+        Some("10") if push_type != "background" => {}
+        Some(_) => return reject("BadPriority"),
+    }
+    if let Some(id) = headers.get("apns-id") {
+        let groups: Vec<usize> = id.split('-').map(str::len).collect();
+        if groups != [8, 4, 4, 4, 12] || !id.bytes().all(|b| b == b'-' || b.is_ascii_hexdigit()) {
+            return reject("BadMessageId");
+        }
+    }
+    if headers.get("apns-expiration").is_some_and(|value| value.parse::<u64>().is_err()) {
+        return reject("BadExpirationDate");
+    }
+    if headers.get("apns-collapse-id").is_some_and(|value| value.len() > 64) {
+        return reject("BadCollapseId");
+    }
+    if payload_bytes == 0 {
+        return reject("PayloadEmpty");
+    }
+    let limit = if push_type == "voip" { 5120 } else { 4096 };
+    if payload_bytes > limit {
+        return Err((413, "PayloadTooLarge", None));
+    }
+    Ok(())
+}

@@ -1,0 +1,45 @@
+//! Test fakes that speak the real provider protocols, for pushgate's tests
+//! and benchmarks. Never a dependency of production code: the `pushgate`
+//! binary cannot reach anything here.
+//!
+//! - [`FakeApns`]: HTTP/2 over TLS, checks the provider JWT, every header and
+//!   the payload size, answers as APNs does, records every request, and fails
+//!   on demand per device token.
+//! - [`FakeFcm`]: FCM HTTP v1 plus the OAuth2 token endpoint a service
+//!   account's `token_uri` points at.
+//! - [`TestCa`] and the key helpers make the certificates and keys they need.
+
+mod apns;
+mod certs;
+mod fcm;
+mod keys;
+
+pub use apns::{ApnsFailure, FakeApns, FakeApnsConfig, RecordedApnsRequest};
+pub use certs::TestCa;
+pub use fcm::{FakeFcm, FakeFcmConfig, FcmFailure, RecordedFcmMessage};
+pub use keys::{Es256Key, TestServiceAccount};
+
+use std::time::Duration;
+
+/// Waits until `condition` holds, re-checking whenever `notify` fires, for at
+/// most `deadline`. Panics with `what` when the deadline passes: a test that
+/// waits must fail, not hang.
+pub(crate) async fn wait_until(
+    notify: &tokio::sync::Notify,
+    deadline: Duration,
+    what: &str,
+    mut condition: impl FnMut() -> bool,
+) {
+    let waiting = async {
+        loop {
+            let notified = notify.notified();
+            if condition() {
+                return;
+            }
+            notified.await;
+        }
+    };
+    if tokio::time::timeout(deadline, waiting).await.is_err() {
+        panic!("timed out after {deadline:?} waiting for {what}");
+    }
+}
