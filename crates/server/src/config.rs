@@ -124,16 +124,21 @@ pub struct GenericPushConfig {
     pub allow_ips: Vec<IpNet>,
 }
 
-/// `[apps.apns]`
+/// `[apps.apns]`: token authentication (`key_file`, `key_id`, `team_id`) or
+/// certificate authentication (`certificate_file`, `certificate_key_file`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApnsConfig {
     /// The `.p8` token-signing key from Apple.
-    pub key_file: PathBuf,
+    pub key_file: Option<PathBuf>,
     /// The key's 10-character id.
-    pub key_id: String,
+    pub key_id: Option<String>,
     /// The 10-character team id.
-    pub team_id: String,
+    pub team_id: Option<String>,
+    /// A PEM client certificate (chain) for certificate authentication.
+    pub certificate_file: Option<PathBuf>,
+    /// The PEM private key of `certificate_file`.
+    pub certificate_key_file: Option<PathBuf>,
     /// The bundle id, sent as `apns-topic`.
     pub topic: String,
     /// `production` (default) or `sandbox`: the environment of iOS devices that do not name one.
@@ -143,6 +148,9 @@ pub struct ApnsConfig {
     pub endpoint: Option<url::Url>,
     /// An extra CA certificate (PEM) to trust for `endpoint`.
     pub ca_file: Option<PathBuf>,
+    /// HTTP/2 connections kept open to APNs per environment; default 2.
+    #[serde(default = "default_apns_connections")]
+    pub connections: usize,
 }
 
 /// `[apps.fcm]`
@@ -178,6 +186,9 @@ fn default_store_url() -> String {
 }
 fn default_log_level() -> String {
     "info".to_owned()
+}
+fn default_apns_connections() -> usize {
+    2
 }
 fn default_environment() -> Environment {
     Environment::Production
@@ -347,9 +358,10 @@ impl Config {
                 problems.push(format!("{at}.generic_push.secret: must be at least {MIN_API_KEY_LEN} characters"));
             }
             if let Some(apns) = &app.apns {
-                check_readable(&mut problems, &format!("{at}.apns.key_file"), &apns.key_file);
-                check_apple_id(&mut problems, &format!("{at}.apns.key_id"), &apns.key_id);
-                check_apple_id(&mut problems, &format!("{at}.apns.team_id"), &apns.team_id);
+                check_apns_auth(&mut problems, &format!("{at}.apns"), apns);
+                if !(1..=16).contains(&apns.connections) {
+                    problems.push(format!("{at}.apns.connections: must be from 1 to 16"));
+                }
                 if apns.topic.trim().is_empty() {
                     problems.push(format!("{at}.apns.topic: the app's bundle id is required"));
                 }
@@ -409,17 +421,56 @@ fn check_endpoint(problems: &mut Vec<String>, key: &str, endpoint: Option<&url::
     }
 }
 
+/// Token or certificate authentication, complete, with keys that parse.
+fn check_apns_auth(problems: &mut Vec<String>, at: &str, apns: &ApnsConfig) {
+    let token = (&apns.key_file, &apns.key_id, &apns.team_id);
+    let certificate = (&apns.certificate_file, &apns.certificate_key_file);
+    match (token, certificate) {
+        ((Some(key_file), Some(key_id), Some(team_id)), (None, None)) => {
+            check_apple_id(problems, &format!("{at}.key_id"), key_id);
+            check_apple_id(problems, &format!("{at}.team_id"), team_id);
+            match std::fs::read(key_file) {
+                Err(error) => problems.push(format!("{at}.key_file: cannot read {}: {error}", key_file.display())),
+                Ok(pem) => {
+                    let clock = std::sync::Arc::new(pushgate_providers::SystemClock);
+                    if let Err(error) = pushgate_providers::apns::TokenSigner::new(&pem, key_id, team_id, clock) {
+                        problems.push(format!("{at}.key_file: {error}"));
+                    }
+                }
+            }
+        }
+        ((None, None, None), (Some(certificate_file), Some(key_file))) => {
+            match (std::fs::read(certificate_file), std::fs::read(key_file)) {
+                (Ok(chain), Ok(key)) => {
+                    if let Err(error) = pushgate_providers::client_tls_config(None, &[b"h2"], Some((&chain, &key))) {
+                        problems.push(format!("{at}.certificate_file: {error}"));
+                    }
+                }
+                (Err(error), _) => {
+                    problems.push(format!("{at}.certificate_file: cannot read {}: {error}", certificate_file.display()));
+                }
+                (_, Err(error)) => {
+                    problems.push(format!("{at}.certificate_key_file: cannot read {}: {error}", key_file.display()));
+                }
+            }
+        }
+        _ => problems.push(format!(
+            "{at}: give either key_file, key_id and team_id (token authentication) or certificate_file and certificate_key_file (certificate authentication)"
+        )),
+    }
+}
+
 fn check_service_account(problems: &mut Vec<String>, key: &str, path: &Path) {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(error) => return problems.push(format!("{key}: cannot read {}: {error}", path.display())),
     };
-    let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) else {
-        return problems.push(format!("{key}: {} is not JSON", path.display()));
-    };
-    for field in ["project_id", "client_email", "private_key", "token_uri"] {
-        if json.get(field).and_then(serde_json::Value::as_str).is_none_or(str::is_empty) {
-            problems.push(format!("{key}: the service account has no {field}"));
+    match serde_json::from_str::<pushgate_providers::fcm::ServiceAccount>(&text) {
+        Err(error) => problems.push(format!("{key}: {} is not a service-account JSON file: {error}", path.display())),
+        Ok(account) => {
+            if let Err(error) = account.check() {
+                problems.push(format!("{key}: {error}"));
+            }
         }
     }
 }
@@ -633,5 +684,72 @@ mod tests {
         let config = Config::load(None, env(&[("PUSHGATE_APPS__SAMPLEAPP__API_KEYS", r#"["very-secret-key-000"]"#)]))
             .expect("valid");
         assert!(!format!("{config:?}").contains("very-secret-key-000"));
+    }
+
+    fn write(directory: &Path, name: &str, content: &str) -> String {
+        let path = directory.join(name);
+        std::fs::write(&path, content).expect("write");
+        path.display().to_string()
+    }
+
+    #[test]
+    fn a_real_p8_key_and_a_real_service_account_are_accepted() {
+        let directory = tempfile::tempdir().expect("temp dir");
+        let key = pushgate_testkit::Es256Key::generate();
+        let account =
+            pushgate_testkit::TestServiceAccount::generate("imkit-demo", "https://oauth2.googleapis.com/token");
+        let p8 = write(directory.path(), "AuthKey_ABC123DEFG.p8", &key.private_pem);
+        let json = write(directory.path(), "service-account.json", &account.json);
+        let text = format!(
+            "[[apps]]\nid = \"A\"\n[apps.apns]\nkey_file = {p8:?}\nkey_id = \"ABC123DEFG\"\nteam_id = \"DEF123GHIJ\"\ntopic = \"io.imkit.app\"\n[apps.fcm]\nservice_account_file = {json:?}\n"
+        );
+        let config = load_text(&text, &[]).expect("valid");
+        assert_eq!(config.apps[0].apns.as_ref().map(|apns| apns.connections), Some(2));
+    }
+
+    #[test]
+    fn a_p8_file_that_is_not_a_p256_key_is_refused_at_start() {
+        let directory = tempfile::tempdir().expect("temp dir");
+        let p8 =
+            write(directory.path(), "AuthKey.p8", "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n");
+        let text = format!(
+            "[[apps]]\nid = \"A\"\n[apps.apns]\nkey_file = {p8:?}\nkey_id = \"ABC123DEFG\"\nteam_id = \"DEF123GHIJ\"\ntopic = \"t\"\n"
+        );
+        let error = load_text(&text, &[]).expect_err("invalid key");
+        assert!(error.0[0].starts_with("apps[0].apns.key_file: the APNs key is not a P-256 private key"), "{error}");
+    }
+
+    #[test]
+    fn certificate_authentication_is_the_alternative_and_half_of_each_is_refused() {
+        let directory = tempfile::tempdir().expect("temp dir");
+        let ca = pushgate_testkit::TestCa::generate();
+        let (chain, key) = ca.client_certificate("push");
+        let chain = write(directory.path(), "push.pem", &chain);
+        let key = write(directory.path(), "push.key", &key);
+        let text = format!(
+            "[[apps]]\nid = \"A\"\n[apps.apns]\ncertificate_file = {chain:?}\ncertificate_key_file = {key:?}\ntopic = \"t\"\n"
+        );
+        load_text(&text, &[]).expect("certificate auth is valid");
+        let mixed = format!(
+            "[[apps]]\nid = \"A\"\n[apps.apns]\ncertificate_file = {chain:?}\nkey_id = \"ABC123DEFG\"\ntopic = \"t\"\n"
+        );
+        let error = load_text(&mixed, &[]).expect_err("mixed auth");
+        assert!(error.0[0].starts_with("apps[0].apns: give either key_file, key_id and team_id"), "{error}");
+    }
+
+    #[test]
+    fn a_service_account_with_a_broken_key_is_refused_at_start() {
+        let directory = tempfile::tempdir().expect("temp dir");
+        let account = pushgate_testkit::TestServiceAccount::generate("p", "https://oauth2.googleapis.com/token");
+        let mut json: serde_json::Value = serde_json::from_str(&account.json).expect("json");
+        json["private_key"] = "not a key".into();
+        let path = write(directory.path(), "sa.json", &json.to_string());
+        let text = format!("[[apps]]\nid = \"A\"\n[apps.fcm]\nservice_account_file = {path:?}\n");
+        let error = load_text(&text, &[]).expect_err("broken key");
+        assert!(
+            error.0[0]
+                .starts_with("apps[0].fcm.service_account_file: the service account's private_key is not an RSA key"),
+            "{error}"
+        );
     }
 }

@@ -165,6 +165,11 @@ impl FakeApns {
         lock(&self.state.requests).clone()
     }
 
+    /// Forgets the requests recorded so far (benchmarks reset between runs).
+    pub fn clear_requests(&self) {
+        lock(&self.state.requests).clear();
+    }
+
     /// Requests answered 200 so far.
     pub fn delivered(&self) -> Vec<RecordedApnsRequest> {
         lock(&self.state.requests).iter().filter(|request| request.status == 200).cloned().collect()

@@ -30,6 +30,26 @@ pub struct ServiceAccount {
     pub token_uri: String,
 }
 
+impl ServiceAccount {
+    /// Checks what the JSON shape does not: non-empty fields, an https (or
+    /// loopback) `token_uri`, and a private key that is RSA in PEM.
+    pub fn check(&self) -> Result<(), String> {
+        for (field, value) in [("project_id", &self.project_id), ("client_email", &self.client_email)] {
+            if value.trim().is_empty() {
+                return Err(format!("the service account's {field} is empty"));
+            }
+        }
+        let token_uri =
+            url::Url::parse(&self.token_uri).map_err(|_| "the service account's token_uri is not a URL".to_owned())?;
+        if token_uri.scheme() != "https" {
+            return Err("the service account's token_uri must be https".into());
+        }
+        EncodingKey::from_rsa_pem(self.private_key.as_bytes())
+            .map(|_| ())
+            .map_err(|error| format!("the service account's private_key is not an RSA key in PEM: {error}"))
+    }
+}
+
 impl std::fmt::Debug for ServiceAccount {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServiceAccount")
