@@ -36,6 +36,17 @@ pub struct AppState {
     pub keys: Arc<ApiKeyRing>,
     /// The instance's metrics.
     pub metrics: Arc<Metrics>,
+    /// What the send routes need of the delivery queue.
+    pub delivery: Arc<DeliveryHandle>,
+}
+
+/// The send routes' side of the delivery queue.
+#[derive(Debug)]
+pub struct DeliveryHandle {
+    /// Woken after a push is accepted, so a worker picks it up at once.
+    pub wake: tokio::sync::Notify,
+    /// The longest a push is retried after it was accepted, in ms.
+    pub max_age_ms: i64,
 }
 
 /// Settings of the HTTP layer itself.
@@ -54,6 +65,7 @@ pub struct RouterOptions {
     modifiers(&ApiKeySecurity),
     tags(
         (name = "devices", description = "Device registration, IMKIT-compatible"),
+        (name = "pushes", description = "Sending and tracking pushes"),
         (name = "operations", description = "Health, readiness, metrics: no API key"),
     )
 )]
@@ -76,6 +88,8 @@ pub fn router(state: AppState, options: &RouterOptions) -> Router {
         .routes(routes!(routes::me::subscribe))
         .routes(routes!(routes::me::unsubscribe))
         .routes(routes!(routes::clients::list_devices))
+        .routes(routes!(routes::pushes::push2clients))
+        .routes(routes!(routes::pushes::push_status))
         .routes(routes!(routes::ops::healthz))
         .routes(routes!(routes::ops::readyz))
         .routes(routes!(routes::ops::metrics))

@@ -22,6 +22,21 @@ struct RequestLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AppLabels {
+    app: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeliveryLabels {
+    app: String,
+    provider: String,
+    /// delivered, retried, failed, pruned, skipped
+    result: String,
+    /// The provider's reason for anything but a delivery; empty otherwise.
+    reason: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
     method: String,
     route: String,
@@ -33,6 +48,10 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram>,
+    pushes_accepted: Family<AppLabels, Counter>,
+    deliveries_queued: Family<AppLabels, Counter>,
+    deliveries: Family<DeliveryLabels, Counter>,
+    delivery_latency: Family<AppLabels, Histogram>,
 }
 
 impl Default for Metrics {
@@ -49,11 +68,44 @@ impl Default for Metrics {
             "Time from request to response head, by route",
             latency.clone(),
         );
-        Self { registry, requests, latency }
+        let pushes_accepted = Family::<AppLabels, Counter>::default();
+        let deliveries_queued = Family::<AppLabels, Counter>::default();
+        let deliveries = Family::<DeliveryLabels, Counter>::default();
+        let delivery_latency = Family::<AppLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.001, 2.0, 20))
+        });
+        registry.register("pushes_accepted", "Pushes accepted (durably stored)", pushes_accepted.clone());
+        registry.register("deliveries_queued", "Deliveries queued by accepted pushes", deliveries_queued.clone());
+        registry.register("deliveries", "Delivery attempts by provider, result and reason", deliveries.clone());
+        registry.register(
+            "delivery_latency_seconds",
+            "From a push's acceptance to the provider's final answer for one device",
+            delivery_latency.clone(),
+        );
+        Self { registry, requests, latency, pushes_accepted, deliveries_queued, deliveries, delivery_latency }
     }
 }
 
 impl Metrics {
+    /// Counts an accepted push and the deliveries it queued.
+    pub fn push_accepted(&self, app: &str, deliveries: u64) {
+        let labels = AppLabels { app: app.to_owned() };
+        self.pushes_accepted.get_or_create(&labels).inc();
+        self.deliveries_queued.get_or_create(&labels).inc_by(deliveries);
+    }
+
+    /// Counts one attempt's result; `reason` is empty for a delivery.
+    pub fn delivery(&self, app: &str, provider: &str, result: &str, reason: &str) {
+        let labels =
+            DeliveryLabels { app: app.into(), provider: provider.into(), result: result.into(), reason: reason.into() };
+        self.deliveries.get_or_create(&labels).inc();
+    }
+
+    /// Records the time from acceptance to a final provider answer.
+    pub fn delivery_latency(&self, app: &str, seconds: f64) {
+        self.delivery_latency.get_or_create(&AppLabels { app: app.to_owned() }).observe(seconds);
+    }
+
     /// The metrics in the OpenMetrics text format, which Prometheus scrapes.
     pub fn render(&self) -> String {
         let mut text = String::new();

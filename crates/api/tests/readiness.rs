@@ -7,8 +7,12 @@ use axum::http::Request;
 use pushgate_api::auth::ApiKeyRing;
 use pushgate_api::metrics::Metrics;
 use pushgate_api::{AppState, RouterOptions, router};
+use pushgate_domain::PushToken;
 use pushgate_domain::{AppId, ClientId, DeviceId, DeviceType};
-use pushgate_store::{Device, NewDevice, Store, StoreError, StoredApiKey, UpsertOutcome};
+use pushgate_store::{
+    Accepted, ClaimedDelivery, DeliveryUpdate, Device, NewDevice, NewPush, PushView, Store, StoreError, StoredApiKey,
+    UpsertOutcome,
+};
 use std::sync::Arc;
 use tower::ServiceExt as _;
 
@@ -39,22 +43,67 @@ impl Store for UnreachableStore {
     async fn insert_api_key(&self, _: &StoredApiKey, _: i64) -> Result<(), StoreError> {
         Err(unreachable())
     }
+    async fn accept_push(&self, _: &NewPush) -> Result<Accepted, StoreError> {
+        Err(unreachable())
+    }
+    async fn claim_due_deliveries(&self, _: i64, _: u32, _: i64) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        Err(unreachable())
+    }
+    async fn record_attempt(&self, _: i64, _: &DeliveryUpdate) -> Result<(), StoreError> {
+        Err(unreachable())
+    }
+    async fn release_all_leases(&self) -> Result<u64, StoreError> {
+        Err(unreachable())
+    }
+    async fn next_due_at(&self) -> Result<Option<i64>, StoreError> {
+        Err(unreachable())
+    }
+    async fn prune_device(
+        &self,
+        _: &AppId,
+        _: DeviceType,
+        _: &DeviceId,
+        _: &PushToken,
+        _: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        Err(unreachable())
+    }
+    async fn push_view(&self, _: &AppId, _: &str) -> Result<Option<PushView>, StoreError> {
+        Err(unreachable())
+    }
 }
 
-async fn get(path: &str) -> (u16, serde_json::Value) {
-    let state = AppState {
-        store: Arc::new(UnreachableStore),
-        apps: Arc::default(),
-        keys: Arc::new(ApiKeyRing::default()),
-        metrics: Arc::new(Metrics::default()),
+const KEY: &str = "a-key-for-the-sample-app";
+
+fn state() -> AppState {
+    let app_id = AppId::parse("SampleApp").expect("app id");
+    let keys = ApiKeyRing::default();
+    keys.insert(app_id.clone(), pushgate_api::auth::api_key_digest(KEY));
+    let settings = pushgate_api::auth::AppSettings {
+        id: app_id.clone(),
+        default_environment: pushgate_domain::Environment::Production,
     };
-    let response = router(state, &RouterOptions { max_body_bytes: 1024 })
-        .oneshot(Request::get(path).body(Body::empty()).expect("request"))
-        .await
-        .expect("infallible");
+    AppState {
+        store: Arc::new(UnreachableStore),
+        apps: Arc::new([(app_id, Arc::new(settings))].into_iter().collect()),
+        keys: Arc::new(keys),
+        metrics: Arc::new(Metrics::default()),
+        delivery: Arc::new(pushgate_api::DeliveryHandle { wake: tokio::sync::Notify::new(), max_age_ms: 86_400_000 }),
+    }
+}
+
+async fn read(response: axum::response::Response) -> (u16, serde_json::Value) {
     let status = response.status().as_u16();
     let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("body");
     (status, serde_json::from_slice(&bytes).expect("json"))
+}
+
+async fn get(path: &str) -> (u16, serde_json::Value) {
+    let response = router(state(), &RouterOptions { max_body_bytes: 1024 })
+        .oneshot(Request::get(path).body(Body::empty()).expect("request"))
+        .await
+        .expect("infallible");
+    read(response).await
 }
 
 #[tokio::test]
@@ -70,4 +119,19 @@ async fn readiness_is_503_unavailable_when_the_store_does_not_answer() {
 #[tokio::test]
 async fn health_does_not_depend_on_the_store() {
     assert_eq!(get("/healthz").await.0, 200);
+}
+
+#[tokio::test]
+async fn a_push_the_store_cannot_take_is_503_unavailable_not_accepted() {
+    let body = serde_json::json!({ "clients": ["user001"], "payload": { "alert": "hi" } }).to_string();
+    let request = Request::post("/push/push2clients")
+        .header("IM-API-KEY", KEY)
+        .header("Content-Type", "application/json")
+        .body(Body::from(body))
+        .expect("request");
+    let response = router(state(), &RouterOptions { max_body_bytes: 4096 }).oneshot(request).await.expect("infallible");
+    let (status, body) = read(response).await;
+    assert_eq!(status, 503);
+    assert_eq!(body["error"]["code"], "UNAVAILABLE");
+    assert!(body.get("result").is_none());
 }

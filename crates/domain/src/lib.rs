@@ -7,11 +7,13 @@
 
 mod device;
 mod ids;
+mod push;
 
 pub use device::{
     DeviceType, Environment, Locale, PushToken, TimeZoneName, TokenKind, WebPushSubscription, mask_token,
 };
 pub use ids::{AppId, ClientId, DeviceId};
+pub use push::{Alert, ApnsPush, CustomPush};
 
 /// Why a value from outside was refused. The message is safe to show to the
 /// caller: it names what is expected and never echoes a secret.

@@ -36,6 +36,9 @@ pub struct Config {
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
+    /// The delivery queue and its retries.
+    #[serde(default)]
+    pub delivery: DeliveryConfig,
     /// The IMKIT apps this instance serves; one `SampleApp` when none is given.
     pub apps: Vec<AppConfig>,
 }
@@ -76,6 +79,43 @@ pub struct LogConfig {
     /// `text` (default) or `json`.
     #[serde(default)]
     pub format: LogFormat,
+}
+
+/// `[delivery]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// Sends in flight at once; default 64.
+    pub concurrency: usize,
+    /// Deliveries claimed at a time; default 256.
+    pub batch: u32,
+    /// How long a claimed delivery is held before another worker may take it, ms; default 60000.
+    pub lease_ms: u64,
+    /// First retry delay, ms; it doubles with each attempt (with jitter); default 1000.
+    pub retry_base_ms: u64,
+    /// Longest retry delay, ms; default 300000 (5 minutes).
+    pub retry_max_ms: u64,
+    /// Attempts before a delivery fails for good; default 10.
+    pub max_attempts: u32,
+    /// No attempt later than this after acceptance, s; default 86400 (a day). A push's `expiry` can make it sooner.
+    pub max_age_seconds: u64,
+    /// Longest sleep between looks at the queue, ms; default 1000 (a new push wakes the worker at once).
+    pub poll_interval_ms: u64,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 64,
+            batch: 256,
+            lease_ms: 60_000,
+            retry_base_ms: 1000,
+            retry_max_ms: 300_000,
+            max_attempts: 10,
+            max_age_seconds: 86_400,
+            poll_interval_ms: 1000,
+        }
+    }
 }
 
 /// How log lines are written.
@@ -320,6 +360,21 @@ impl Config {
                 "store.url: expected sqlite://<path> (PostgreSQL is not supported by this build yet), got {:?}",
                 self.store.url.split(':').next().unwrap_or_default()
             ));
+        }
+        let delivery = &self.delivery;
+        for (key, value, low, high) in [
+            ("concurrency", delivery.concurrency as u64, 1, 10_000),
+            ("batch", u64::from(delivery.batch), 1, 10_000),
+            ("lease_ms", delivery.lease_ms, 1_000, 3_600_000),
+            ("retry_base_ms", delivery.retry_base_ms, 1, 3_600_000),
+            ("retry_max_ms", delivery.retry_max_ms, delivery.retry_base_ms, 86_400_000),
+            ("max_attempts", u64::from(delivery.max_attempts), 1, 1_000),
+            ("max_age_seconds", delivery.max_age_seconds, 1, 30 * 86_400),
+            ("poll_interval_ms", delivery.poll_interval_ms, 10, 60_000),
+        ] {
+            if !(low..=high).contains(&value) {
+                problems.push(format!("delivery.{key}: must be from {low} to {high}, got {value}"));
+            }
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             problems

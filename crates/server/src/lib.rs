@@ -3,4 +3,5 @@
 //! drive directly.
 
 pub mod config;
+pub mod delivery;
 pub mod startup;

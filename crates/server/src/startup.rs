@@ -1,11 +1,12 @@
 //! Wiring: from a validated [`Config`] to a bound, ready-to-serve application.
 
 use crate::config::{Config, LogFormat};
+use crate::delivery::{AppProviders, Worker};
 use anyhow::Context as _;
 use base64::Engine as _;
 use pushgate_api::auth::{ApiKeyRing, AppSettings, Apps, api_key_digest};
 use pushgate_api::metrics::Metrics;
-use pushgate_api::{AppState, RouterOptions, now_ms};
+use pushgate_api::{AppState, DeliveryHandle, RouterOptions, now_ms};
 use pushgate_domain::{AppId, Environment};
 use pushgate_store::{SqliteStore, Store, StoredApiKey};
 use secrecy::{ExposeSecret as _, SecretString};
@@ -32,6 +33,7 @@ pub struct Application {
     router: axum::Router,
     tls: Option<axum_server::tls_rustls::RustlsConfig>,
     generated_keys: Vec<GeneratedKey>,
+    worker: Arc<Worker>,
 }
 
 /// Picks the one rustls crypto provider of the whole binary (aws-lc-rs).
@@ -64,8 +66,13 @@ impl Application {
         );
 
         let mut apps = Apps::new();
+        let mut providers = std::collections::HashMap::new();
         let keys = ApiKeyRing::default();
         for (id, app) in config.app_ids() {
+            providers.insert(
+                id.clone(),
+                AppProviders::from_config(app).with_context(|| format!("setting up the providers of app {id}"))?,
+            );
             let default_environment = app.apns.as_ref().map_or(Environment::Production, |apns| apns.environment);
             apps.insert(id.clone(), Arc::new(AppSettings { id: id.clone(), default_environment }));
             for key in &app.api_keys {
@@ -90,8 +97,19 @@ impl Application {
             }
         }
 
-        let state =
-            AppState { store, apps: Arc::new(apps), keys: Arc::new(keys), metrics: Arc::new(Metrics::default()) };
+        let metrics = Arc::new(Metrics::default());
+        let delivery = Arc::new(DeliveryHandle {
+            wake: tokio::sync::Notify::new(),
+            max_age_ms: i64::try_from(config.delivery.max_age_seconds.saturating_mul(1000)).unwrap_or(i64::MAX),
+        });
+        let worker = Arc::new(Worker::new(
+            Arc::clone(&store),
+            providers,
+            config.delivery.clone(),
+            Arc::clone(&delivery),
+            Arc::clone(&metrics),
+        ));
+        let state = AppState { store, apps: Arc::new(apps), keys: Arc::new(keys), metrics, delivery };
         let router = pushgate_api::router(state, &RouterOptions { max_body_bytes: config.server.max_body_bytes });
 
         let listener = std::net::TcpListener::bind(config.server.listen)
@@ -106,7 +124,7 @@ impl Application {
             ),
             _ => None,
         };
-        Ok(Self { listener, local_addr, router, tls, generated_keys })
+        Ok(Self { listener, local_addr, router, tls, generated_keys, worker })
     }
 
     /// The address actually bound (useful with port 0).
@@ -128,6 +146,9 @@ impl Application {
     /// Serves HTTP/1.1 and HTTP/2 (over TLS when configured, h2c otherwise)
     /// until `shutdown` completes, then lets requests in flight finish.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        // Deliveries a stop interrupts keep their lease and are sent again on the next start.
+        let worker = tokio::spawn(Arc::clone(&self.worker).run());
+        let _stop_worker = AbortOnDrop(worker);
         let service = self.router.into_make_service();
         match self.tls {
             Some(tls) => {
@@ -149,6 +170,14 @@ impl Application {
                 axum::serve(listener, service).with_graceful_shutdown(shutdown).await.context("serving HTTP")
             }
         }
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -3,7 +3,7 @@
 //! Each backend's tests call [`run_all`] on a fresh, empty store. The checks
 //! use `assert!`, so a failure points at the broken expectation.
 
-use crate::{NewDevice, Store, StoredApiKey};
+use crate::{DeliveryStatus, DeliveryUpdate, NewDevice, NewPush, Store, StoredApiKey};
 use pushgate_domain::{AppId, ClientId, DeviceId, DeviceType, Environment, Locale, PushToken, TimeZoneName};
 use std::sync::Arc;
 
@@ -43,7 +43,99 @@ pub async fn run_all(store: Arc<dyn Store>) {
     removing_a_device_counts_what_went(&*store).await;
     apps_do_not_see_each_others_devices(&*store).await;
     api_keys_are_kept_and_listed(&*store).await;
+    a_push_is_accepted_with_one_delivery_per_device(&*store).await;
+    a_claimed_delivery_is_not_claimed_again_until_its_lease_ends(&*store).await;
+    recorded_attempts_show_in_the_push_view(&*store).await;
+    pruning_spares_a_device_that_registered_again(&*store).await;
     concurrent_subscribes_of_one_token_leave_exactly_one_holder(store).await;
+}
+
+fn new_push(app: &str, push_id: &str, clients: &[&str], now_ms: i64) -> NewPush {
+    NewPush {
+        push_id: push_id.to_owned(),
+        app_id: parse(AppId::parse(app)),
+        kind: "custom".to_owned(),
+        request: "{}".to_owned(),
+        clients: clients.iter().map(|client| parse(ClientId::parse(client))).collect(),
+        now_ms,
+        deadline_ms: now_ms + 86_400_000,
+        skip_all: None,
+    }
+}
+
+async fn a_push_is_accepted_with_one_delivery_per_device(store: &dyn Store) {
+    store.upsert_device(&device("queue", DeviceType::Ios, "iphone", "alice", APNS_TOKEN_A, 1)).await.expect("iphone");
+    store.upsert_device(&device("queue", DeviceType::Fcm, "pixel", "alice", "fcm-a", 1)).await.expect("pixel");
+    let accepted =
+        store.accept_push(&new_push("queue", "p1", &["alice", "nobody", "alice"], 1_000)).await.expect("accept");
+    assert_eq!((accepted.queued, accepted.clients_without_devices), (2, 1));
+    let view = store.push_view(&parse(AppId::parse("queue")), "p1").await.expect("view").expect("exists");
+    let statuses: Vec<_> = view.deliveries.iter().map(|d| (d.client_id.as_str(), d.status)).collect();
+    assert_eq!(statuses.len(), 3);
+    assert!(statuses.contains(&("nobody", DeliveryStatus::Skipped)));
+    assert_eq!(statuses.iter().filter(|(_, status)| *status == DeliveryStatus::Queued).count(), 2);
+    assert!(store.push_view(&parse(AppId::parse("other-app")), "p1").await.expect("view").is_none(), "apps are apart");
+}
+
+async fn a_claimed_delivery_is_not_claimed_again_until_its_lease_ends(store: &dyn Store) {
+    store.upsert_device(&device("lease", DeviceType::Ios, "iphone", "bob", APNS_TOKEN_B, 1)).await.expect("device");
+    store.accept_push(&new_push("lease", "p2", &["bob"], 2_000)).await.expect("accept");
+    let first = store.claim_due_deliveries(2_000, 100, 60_000).await.expect("claim");
+    let ours: Vec<_> = first.iter().filter(|d| d.push_id == "p2").collect();
+    assert_eq!(ours.len(), 1);
+    assert_eq!(ours[0].token.as_str(), APNS_TOKEN_B);
+    let again = store.claim_due_deliveries(3_000, 100, 60_000).await.expect("claim again");
+    assert!(again.iter().all(|d| d.push_id != "p2"), "leased");
+    let after_lease = store.claim_due_deliveries(62_001, 100, 60_000).await.expect("claim after the lease");
+    assert!(after_lease.iter().any(|d| d.push_id == "p2"), "a dead worker's delivery is due again");
+    assert!(store.release_all_leases().await.expect("release") >= 1);
+}
+
+async fn recorded_attempts_show_in_the_push_view(store: &dyn Store) {
+    store.upsert_device(&device("record", DeviceType::Fcm, "pixel", "carol", "fcm-c", 1)).await.expect("device");
+    store.accept_push(&new_push("record", "p3", &["carol"], 5_000)).await.expect("accept");
+    let claimed = store.claim_due_deliveries(5_000, 100, 60_000).await.expect("claim");
+    let id = claimed.iter().find(|d| d.push_id == "p3").expect("claimed").id;
+    let retry = DeliveryUpdate {
+        status: DeliveryStatus::Retrying,
+        reason: Some("UNAVAILABLE".into()),
+        next_attempt_at_ms: Some(9_000),
+        now_ms: 5_100,
+    };
+    store.record_attempt(id, &retry).await.expect("record retry");
+    let view = store.push_view(&parse(AppId::parse("record")), "p3").await.expect("view").expect("exists");
+    let delivery = &view.deliveries[0];
+    assert_eq!(
+        (delivery.status, delivery.attempts, delivery.next_attempt_at_ms),
+        (DeliveryStatus::Retrying, 1, Some(9_000))
+    );
+    assert!(store.claim_due_deliveries(8_999, 100, 60_000).await.expect("early").iter().all(|d| d.push_id != "p3"));
+    assert!(store.next_due_at().await.expect("next due").is_some());
+    let again = store.claim_due_deliveries(9_000, 100, 60_000).await.expect("due");
+    let delivered =
+        DeliveryUpdate { status: DeliveryStatus::Delivered, reason: None, next_attempt_at_ms: None, now_ms: 9_100 };
+    store.record_attempt(again.iter().find(|d| d.push_id == "p3").expect("due").id, &delivered).await.expect("record");
+    let view = store.push_view(&parse(AppId::parse("record")), "p3").await.expect("view").expect("exists");
+    assert_eq!((view.deliveries[0].status, view.deliveries[0].attempts), (DeliveryStatus::Delivered, 2));
+}
+
+async fn pruning_spares_a_device_that_registered_again(store: &dyn Store) {
+    store
+        .upsert_device(&device("prune", DeviceType::Ios, "iphone", "dave", APNS_TOKEN_A, 10_000))
+        .await
+        .expect("device");
+    let (app, dave) = ids("prune", "dave");
+    let iphone = parse(DeviceId::parse("iphone"));
+    let token = parse(PushToken::parse(DeviceType::Ios, APNS_TOKEN_A));
+    assert!(
+        !store.prune_device(&app, DeviceType::Ios, &iphone, &token, Some(9_999)).await.expect("prune"),
+        "registered after"
+    );
+    assert_eq!(store.client_devices(&app, &dave).await.expect("list").len(), 1);
+    let other = parse(PushToken::parse(DeviceType::Ios, APNS_TOKEN_B));
+    assert!(!store.prune_device(&app, DeviceType::Ios, &iphone, &other, None).await.expect("prune"), "another token");
+    assert!(store.prune_device(&app, DeviceType::Ios, &iphone, &token, Some(10_000)).await.expect("prune"));
+    assert!(store.client_devices(&app, &dave).await.expect("list").is_empty());
 }
 
 async fn ping_succeeds(store: &dyn Store) {

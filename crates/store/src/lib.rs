@@ -5,11 +5,13 @@
 //! URL. Every implementation must pass the shared [`conformance`] suite.
 
 pub mod conformance;
+mod delivery;
 mod sqlite;
 
 use async_trait::async_trait;
 use pushgate_domain::{AppId, ClientId, DeviceId, DeviceType, Environment, Locale, PushToken, TimeZoneName};
 
+pub use delivery::{Accepted, ClaimedDelivery, DeliveryStatus, DeliveryUpdate, DeliveryView, NewPush, PushView};
 pub use sqlite::SqliteStore;
 
 /// A device registration as `/me/subscribe` hands it over, already parsed.
@@ -131,4 +133,43 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Keeps a generated key's digest.
     async fn insert_api_key(&self, key: &StoredApiKey, now_ms: i64) -> Result<(), StoreError>;
+
+    /// Stores a push and one delivery per device of its clients (a skipped
+    /// one per client without devices), all in one transaction: when this
+    /// returns, the push survives a crash.
+    async fn accept_push(&self, push: &NewPush) -> Result<Accepted, StoreError>;
+
+    /// Leases up to `limit` due deliveries until `now_ms + lease_ms`. A
+    /// delivery whose lease ran out (its worker died) is due again.
+    async fn claim_due_deliveries(
+        &self,
+        now_ms: i64,
+        limit: u32,
+        lease_ms: i64,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError>;
+
+    /// Records the result of an attempt and ends the lease.
+    async fn record_attempt(&self, delivery_id: i64, update: &DeliveryUpdate) -> Result<(), StoreError>;
+
+    /// Ends every lease. Only for a store one process owns, at its start: the
+    /// deliveries a killed process held are due at once.
+    async fn release_all_leases(&self) -> Result<u64, StoreError>;
+
+    /// When the earliest queued or retrying delivery is due, if any.
+    async fn next_due_at(&self) -> Result<Option<i64>, StoreError>;
+
+    /// Removes a device whose token the provider declared invalid, unless the
+    /// device changed token or registered again after `invalid_since_ms`.
+    /// Answers whether it was removed.
+    async fn prune_device(
+        &self,
+        app_id: &AppId,
+        device_type: DeviceType,
+        device_id: &DeviceId,
+        token: &PushToken,
+        invalid_since_ms: Option<i64>,
+    ) -> Result<bool, StoreError>;
+
+    /// An accepted push of this app with every delivery, if it exists.
+    async fn push_view(&self, app_id: &AppId, push_id: &str) -> Result<Option<PushView>, StoreError>;
 }

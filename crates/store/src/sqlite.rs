@@ -1,12 +1,16 @@
 //! The embedded default: one SQLite file in WAL mode.
 
-use crate::{Device, NewDevice, Store, StoreError, StoredApiKey, UpsertOutcome};
+use crate::{
+    Accepted, ClaimedDelivery, DeliveryStatus, DeliveryUpdate, DeliveryView, Device, NewDevice, NewPush, PushView,
+    Store, StoreError, StoredApiKey, UpsertOutcome,
+};
 use async_trait::async_trait;
 use pushgate_domain::{AppId, ClientId, DeviceId, DeviceType, Environment, Locale, PushToken, TimeZoneName};
 use sqlx::Row as _;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
+use std::collections::{BTreeSet, HashMap};
 use std::str::FromStr as _;
 use std::time::Duration;
 
@@ -174,5 +178,214 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn accept_push(&self, push: &NewPush) -> Result<Accepted, StoreError> {
+        let mut transaction = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query(
+            "INSERT INTO pushes (push_id, app_id, kind, request, created_at_ms, deadline_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .bind(&push.push_id)
+        .bind(push.app_id.as_str())
+        .bind(&push.kind)
+        .bind(&push.request)
+        .bind(push.now_ms)
+        .bind(push.deadline_ms)
+        .execute(&mut *transaction)
+        .await?;
+        let (status, reason) = match &push.skip_all {
+            Some(reason) => (DeliveryStatus::Skipped.as_str(), Some(reason.as_str())),
+            None => (DeliveryStatus::Queued.as_str(), None),
+        };
+        let mut accepted = Accepted { queued: 0, clients_without_devices: 0 };
+        // A client listed twice is reached once.
+        let clients: BTreeSet<&str> = push.clients.iter().map(|client| client.as_str()).collect();
+        for client in clients {
+            let devices = sqlx::query(
+                "INSERT INTO deliveries (push_id, app_id, client_id, device_type, device_id, token, environment, \
+                                         status, reason, next_attempt_at_ms, updated_at_ms) \
+                 SELECT ?1, app_id, client_id, device_type, device_id, token, environment, ?2, ?3, ?4, ?4 \
+                 FROM devices WHERE app_id = ?5 AND client_id = ?6",
+            )
+            .bind(&push.push_id)
+            .bind(status)
+            .bind(reason)
+            .bind(push.now_ms)
+            .bind(push.app_id.as_str())
+            .bind(client)
+            .execute(&mut *transaction)
+            .await?
+            .rows_affected();
+            if devices == 0 {
+                accepted.clients_without_devices += 1;
+                sqlx::query(
+                    "INSERT INTO deliveries (push_id, app_id, client_id, status, reason, updated_at_ms) \
+                     VALUES (?1, ?2, ?3, 'skipped', 'no registered device', ?4)",
+                )
+                .bind(&push.push_id)
+                .bind(push.app_id.as_str())
+                .bind(client)
+                .bind(push.now_ms)
+                .execute(&mut *transaction)
+                .await?;
+            } else if push.skip_all.is_none() {
+                accepted.queued += devices;
+            }
+        }
+        transaction.commit().await?;
+        Ok(accepted)
+    }
+
+    async fn claim_due_deliveries(
+        &self,
+        now_ms: i64,
+        limit: u32,
+        lease_ms: i64,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        let mut transaction = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let rows = sqlx::query(
+            "UPDATE deliveries SET leased_until_ms = ?1 WHERE id IN ( \
+                 SELECT id FROM deliveries \
+                 WHERE status IN ('queued', 'retrying') AND next_attempt_at_ms <= ?2 \
+                   AND (leased_until_ms IS NULL OR leased_until_ms <= ?2) \
+                 ORDER BY next_attempt_at_ms LIMIT ?3) \
+             RETURNING id, push_id, app_id, client_id, device_type, device_id, token, environment, attempts",
+        )
+        .bind(now_ms + lease_ms)
+        .bind(now_ms)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *transaction)
+        .await?;
+        let mut pushes: HashMap<String, (String, String, i64)> = HashMap::new();
+        let mut claimed = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let push_id: String = row.try_get("push_id")?;
+            if !pushes.contains_key(&push_id) {
+                let push = sqlx::query("SELECT kind, request, deadline_ms FROM pushes WHERE push_id = ?1")
+                    .bind(&push_id)
+                    .fetch_one(&mut *transaction)
+                    .await?;
+                pushes.insert(
+                    push_id.clone(),
+                    (push.try_get("kind")?, push.try_get("request")?, push.try_get("deadline_ms")?),
+                );
+            }
+            let (kind, request, deadline_ms) = pushes[&push_id].clone();
+            let corrupt = |what: &str| StoreError::Corrupt(format!("deliveries.{what}"));
+            let text = |column: &str| row.try_get::<Option<String>, _>(column);
+            let device_type = text("device_type")?.ok_or_else(|| corrupt("device_type"))?;
+            claimed.push(ClaimedDelivery {
+                id: row.try_get("id")?,
+                push_id,
+                app_id: AppId::parse(&row.try_get::<String, _>("app_id")?).map_err(|_| corrupt("app_id"))?,
+                client_id: ClientId::parse(&row.try_get::<String, _>("client_id")?)
+                    .map_err(|_| corrupt("client_id"))?,
+                device_type: DeviceType::parse(&device_type).map_err(|_| corrupt("device_type"))?,
+                device_id: DeviceId::parse(&text("device_id")?.unwrap_or_default())
+                    .map_err(|_| corrupt("device_id"))?,
+                token: PushToken::from_trusted_storage(text("token")?.ok_or_else(|| corrupt("token"))?),
+                environment: text("environment")?
+                    .map(|raw| Environment::parse(&raw))
+                    .transpose()
+                    .map_err(|_| corrupt("environment"))?,
+                attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
+                kind,
+                request,
+                deadline_ms,
+            });
+        }
+        transaction.commit().await?;
+        Ok(claimed)
+    }
+
+    async fn record_attempt(&self, delivery_id: i64, update: &DeliveryUpdate) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE deliveries SET status = ?1, reason = ?2, next_attempt_at_ms = ?3, leased_until_ms = NULL, \
+                 attempts = attempts + CASE WHEN ?1 = 'skipped' THEN 0 ELSE 1 END, updated_at_ms = ?4 \
+             WHERE id = ?5",
+        )
+        .bind(update.status.as_str())
+        .bind(update.reason.as_deref())
+        .bind(update.next_attempt_at_ms)
+        .bind(update.now_ms)
+        .bind(delivery_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn release_all_leases(&self) -> Result<u64, StoreError> {
+        let result = sqlx::query("UPDATE deliveries SET leased_until_ms = NULL WHERE leased_until_ms IS NOT NULL")
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected())
+    }
+
+    async fn next_due_at(&self) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query(
+            "SELECT MIN(COALESCE(MAX(next_attempt_at_ms, leased_until_ms), next_attempt_at_ms)) AS due \
+             FROM deliveries WHERE status IN ('queued', 'retrying')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get("due")?)
+    }
+
+    async fn prune_device(
+        &self,
+        app_id: &AppId,
+        device_type: DeviceType,
+        device_id: &DeviceId,
+        token: &PushToken,
+        invalid_since_ms: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "DELETE FROM devices WHERE app_id = ?1 AND device_type = ?2 AND device_id = ?3 AND token = ?4 \
+               AND (?5 IS NULL OR updated_at_ms <= ?5)",
+        )
+        .bind(app_id.as_str())
+        .bind(device_type.as_str())
+        .bind(device_id.as_str())
+        .bind(token.as_str())
+        .bind(invalid_since_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    async fn push_view(&self, app_id: &AppId, push_id: &str) -> Result<Option<PushView>, StoreError> {
+        let Some(push) = sqlx::query("SELECT created_at_ms FROM pushes WHERE push_id = ?1 AND app_id = ?2")
+            .bind(push_id)
+            .bind(app_id.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let rows = sqlx::query(
+            "SELECT client_id, device_type, device_id, status, reason, attempts, next_attempt_at_ms, updated_at_ms \
+             FROM deliveries WHERE push_id = ?1 ORDER BY id",
+        )
+        .bind(push_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let deliveries = rows
+            .iter()
+            .map(|row| {
+                let status: String = row.try_get("status")?;
+                Ok(DeliveryView {
+                    client_id: row.try_get("client_id")?,
+                    device_type: row.try_get("device_type")?,
+                    device_id: row.try_get("device_id")?,
+                    status: DeliveryStatus::parse(&status)
+                        .ok_or_else(|| StoreError::Corrupt(format!("deliveries.status {status:?}")))?,
+                    reason: row.try_get("reason")?,
+                    attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
+                    next_attempt_at_ms: row.try_get("next_attempt_at_ms")?,
+                    updated_at_ms: row.try_get("updated_at_ms")?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Some(PushView { push_id: push_id.to_owned(), created_at_ms: push.try_get("created_at_ms")?, deliveries }))
     }
 }

@@ -3,3 +3,4 @@
 pub mod clients;
 pub mod me;
 pub mod ops;
+pub mod pushes;

@@ -102,3 +102,84 @@ pub fn error_envelope(status: u16, reason: &str, code: &str, message: &str) -> V
 pub fn ios_device(device_id: &str, client_id: &str, token: &str) -> Value {
     json!({ "type": "ios", "token": token, "deviceId": device_id, "clientId": client_id })
 }
+
+/// A pushgate whose `SampleApp` sends to a fake APNs and a fake FCM.
+pub struct WithProviders {
+    pub app: TestApp,
+    pub apns: pushgate_testkit::FakeApns,
+    pub fcm: pushgate_testkit::FakeFcm,
+    _files: tempfile::TempDir,
+}
+
+/// Starts the fakes and a pushgate configured to use them, with quick retries
+/// (`retry_base_ms` 20) and `extra` appended to the `[delivery]` section.
+pub async fn spawn_with_providers(extra_delivery: &str) -> WithProviders {
+    let ca = pushgate_testkit::TestCa::generate();
+    let key = pushgate_testkit::Es256Key::generate();
+    let apns = pushgate_testkit::FakeApns::start(
+        &ca,
+        pushgate_testkit::FakeApnsConfig {
+            topic: "io.imkit.app".into(),
+            token_auth: Some(("ABC123DEFG".into(), "DEF123GHIJ".into(), key.public_pem.clone())),
+            max_concurrent_streams: 100,
+        },
+    )
+    .await;
+    let fcm = pushgate_testkit::FakeFcm::start(&ca, "imkit-demo", pushgate_testkit::FakeFcmConfig::default()).await;
+    let files = tempfile::tempdir().expect("temp dir");
+    let write = |name: &str, content: &str| {
+        let path = files.path().join(name);
+        std::fs::write(&path, content).expect("write");
+        path.display().to_string()
+    };
+    let p8 = write("AuthKey_ABC123DEFG.p8", &key.private_pem);
+    let account = write("service-account.json", &fcm.account.json);
+    let ca_file = write("ca.pem", &ca.ca_pem());
+    let config = format!(
+        r#"
+[delivery]
+retry_base_ms = 20
+retry_max_ms = 200
+poll_interval_ms = 50
+{extra_delivery}
+
+[[apps]]
+id = "SampleApp"
+api_keys = ["{API_KEY}"]
+
+[apps.apns]
+key_file = {p8:?}
+key_id = "ABC123DEFG"
+team_id = "DEF123GHIJ"
+topic = "io.imkit.app"
+endpoint = "{apns_endpoint}"
+ca_file = {ca_file:?}
+
+[apps.fcm]
+service_account_file = {account:?}
+endpoint = "{fcm_endpoint}"
+ca_file = {ca_file:?}
+"#,
+        apns_endpoint = apns.endpoint(),
+        fcm_endpoint = fcm.endpoint(),
+    );
+    let app = TestApp::spawn_with(Some(&config), &[]).await;
+    WithProviders { app, apns, fcm, _files: files }
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, for at most `deadline`:
+/// the wait for work done in the background, with a deadline instead of a sleep.
+pub async fn eventually<T, F, Fut>(deadline: std::time::Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(started.elapsed() < deadline, "timed out after {deadline:?} waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -6,4 +6,5 @@ mod devices;
 mod errors;
 mod helpers;
 mod ops;
+mod pushes;
 mod tls;

@@ -1,0 +1,195 @@
+//! `POST /push/push2clients` (IMKIT's server-side custom push) and
+//! `GET /v1/pushes/{pushId}` (where each of its deliveries stands).
+
+use crate::auth::AuthenticatedApp;
+use crate::error::{ApiError, Envelope, ErrorEnvelope, ok};
+use crate::extract::{ApiJson, ApiPath};
+use crate::{AppState, now_ms};
+use axum::Json;
+use axum::extract::State;
+use pushgate_domain::{ClientId, CustomPush};
+use pushgate_store::{DeliveryStatus, NewPush};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
+
+/// Most clients one request may name.
+pub const MAX_CLIENTS_PER_PUSH: usize = 10_000;
+
+/// Body of `POST /push/push2clients`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct Push2ClientsRequest {
+    /// Client ids to push to.
+    pub clients: Option<Vec<String>>,
+    /// The notification: `type`, `expiry`, `alert` (string or `{loc-key, loc-args}`), `badge`, `sound`,
+    /// `topic` (iOS); `title`, `body`, `icon`, `collapseKey` (Android).
+    #[schema(value_type = Object)]
+    pub payload: Option<serde_json::Value>,
+}
+
+/// The `result` of an accepted push.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Push2ClientsResult {
+    /// Track it with `GET /v1/pushes/{pushId}`.
+    pub push_id: String,
+    /// Deliveries queued, one per registered device.
+    pub devices: u64,
+    /// Listed clients with no registered device (counted, not an error).
+    pub clients_without_devices: u64,
+}
+
+/// Send a custom push to every registered device of the listed clients.
+/// Answered once the push is durably stored; delivery follows.
+#[utoipa::path(
+    post,
+    path = "/push/push2clients",
+    tag = "pushes",
+    request_body = Push2ClientsRequest,
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "Accepted: stored, to be delivered", body = Envelope<Push2ClientsResult>),
+        (status = 400, description = "`MISSING_PARAMETER` or `INVALID_PARAMETER` naming the field", body = ErrorEnvelope),
+        (status = 401, description = "`INVALID_API_KEY`", body = ErrorEnvelope),
+        (status = 503, description = "`UNAVAILABLE`: nothing was accepted", body = ErrorEnvelope),
+    )
+)]
+pub async fn push2clients(
+    State(state): State<AppState>,
+    AuthenticatedApp(app): AuthenticatedApp,
+    ApiJson(body): ApiJson<Push2ClientsRequest>,
+) -> Result<Json<Envelope<Push2ClientsResult>>, ApiError> {
+    let (Some(clients), Some(payload)) = (body.clients, body.payload) else {
+        return Err(ApiError::missing("clients and payload are required"));
+    };
+    if clients.len() > MAX_CLIENTS_PER_PUSH {
+        return Err(ApiError::invalid(format!("clients: at most {MAX_CLIENTS_PER_PUSH} clients per request")));
+    }
+    let clients = clients
+        .iter()
+        .enumerate()
+        .map(|(index, client)| {
+            ClientId::parse(client).map_err(|error| ApiError::invalid(format!("clients[{index}]: {error}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if !payload.is_object() {
+        return Err(ApiError::invalid("payload: must be a JSON object"));
+    }
+    let push: CustomPush = serde_path_to_error::deserialize(&payload).map_err(|error| {
+        let path = error.path().to_string();
+        ApiError::invalid(format!("payload.{path}: {}", error.into_inner()))
+    })?;
+    push.validate()?;
+    let now = now_ms();
+    let now_seconds = u64::try_from(now / 1000).unwrap_or_default();
+    let max_age_deadline = now.saturating_add(state.delivery.max_age_ms);
+    let deadline_ms = push.expiry.map_or(max_age_deadline, |expiry| {
+        i64::try_from(expiry.saturating_mul(1000)).unwrap_or(i64::MAX).min(max_age_deadline)
+    });
+    let new_push = NewPush {
+        push_id: uuid::Uuid::now_v7().to_string(),
+        app_id: app.id.clone(),
+        kind: "custom".to_owned(),
+        request: serde_json::to_string(&push).map_err(ApiError::internal)?,
+        clients,
+        now_ms: now,
+        deadline_ms,
+        skip_all: push.is_expired(now_seconds).then(|| "expired before it was accepted".to_owned()),
+    };
+    let accepted = state.store.accept_push(&new_push).await?;
+    state.delivery.wake.notify_one();
+    state.metrics.push_accepted(app.id.as_str(), accepted.queued);
+    tracing::info!(app.id = %app.id, push.id = %new_push.push_id, push.devices = accepted.queued, "push accepted");
+    Ok(ok(Push2ClientsResult {
+        push_id: new_push.push_id,
+        devices: accepted.queued,
+        clients_without_devices: accepted.clients_without_devices,
+    }))
+}
+
+/// One delivery of a push.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryStatusView {
+    /// The client.
+    pub client_id: String,
+    /// The device type; absent when the client had no device.
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub device_type: Option<String>,
+    /// The device id; absent when the client had no device.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    /// `queued`, `retrying`, `delivered`, `failed`, `pruned` or `skipped`.
+    pub status: String,
+    /// Why it failed, was skipped or pruned, or is retrying (the provider's reason).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Attempts made.
+    pub attempts: u32,
+    /// When a queued or retrying delivery is due, Unix ms.
+    #[serde(rename = "nextAttemptAtMS", skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at_ms: Option<i64>,
+    /// Last change, Unix ms.
+    #[serde(rename = "updatedAtMS")]
+    pub updated_at_ms: i64,
+}
+
+/// The `result` of the push status route.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PushStatusResult {
+    /// The push id.
+    pub push_id: String,
+    /// Acceptance time, Unix ms.
+    #[serde(rename = "createdAtMS")]
+    pub created_at_ms: i64,
+    /// How many deliveries are in each status.
+    pub summary: BTreeMap<String, usize>,
+    /// Every delivery, in the order they were queued.
+    pub deliveries: Vec<DeliveryStatusView>,
+}
+
+/// Where each delivery of an accepted push stands.
+#[utoipa::path(
+    get,
+    path = "/v1/pushes/{pushId}",
+    tag = "pushes",
+    params(("pushId" = String, Path, description = "The id push2clients answered")),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, body = Envelope<PushStatusResult>),
+        (status = 404, description = "`NOT_FOUND`: no such push for this app", body = ErrorEnvelope),
+    )
+)]
+pub async fn push_status(
+    State(state): State<AppState>,
+    AuthenticatedApp(app): AuthenticatedApp,
+    ApiPath(push_id): ApiPath<String>,
+) -> Result<Json<Envelope<PushStatusResult>>, ApiError> {
+    let view = state
+        .store
+        .push_view(&app.id, &push_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no push {push_id:?} for this app")))?;
+    let mut summary = BTreeMap::new();
+    for delivery in &view.deliveries {
+        *summary.entry(delivery.status.as_str().to_owned()).or_insert(0) += 1;
+    }
+    let deliveries = view
+        .deliveries
+        .into_iter()
+        .map(|delivery| DeliveryStatusView {
+            client_id: delivery.client_id,
+            device_type: delivery.device_type,
+            device_id: delivery.device_id,
+            status: delivery.status.as_str().to_owned(),
+            reason: delivery.reason,
+            attempts: delivery.attempts,
+            next_attempt_at_ms: delivery
+                .next_attempt_at_ms
+                .filter(|_| matches!(delivery.status, DeliveryStatus::Queued | DeliveryStatus::Retrying)),
+            updated_at_ms: delivery.updated_at_ms,
+        })
+        .collect();
+    Ok(ok(PushStatusResult { push_id: view.push_id, created_at_ms: view.created_at_ms, summary, deliveries }))
+}

@@ -1,0 +1,304 @@
+//! `POST /push/push2clients`: the custom push and how it maps onto each provider.
+//!
+//! Pure functions: the same request always gives the same provider payloads,
+//! so they are computed again for every delivery attempt rather than stored.
+
+use crate::ParseError;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+/// Longest `apns-collapse-id` APNs accepts, in bytes.
+const MAX_COLLAPSE_KEY_BYTES: usize = 64;
+/// IMKIT's own pipeline gives FCM messages an hour to live when no expiry is set.
+const DEFAULT_TTL_SECONDS: u64 = 3600;
+
+/// `alert`: a plain string or a localized `{loc-key, loc-args}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Alert {
+    /// Shown as it is.
+    Text(String),
+    /// Looked up by the app in its own strings.
+    Localized {
+        /// The localization key.
+        #[serde(rename = "loc-key", default, skip_serializing_if = "Option::is_none")]
+        loc_key: Option<String>,
+        /// Positional arguments.
+        #[serde(rename = "loc-args", default, skip_serializing_if = "Vec::is_empty")]
+        loc_args: Vec<String>,
+    },
+}
+
+/// The `payload` of push2clients, field by field as the vendor documents it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomPush {
+    /// Shared: a custom classification, sent in the custom/data part of both.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub push_type: Option<String>,
+    /// iOS (and FCM's ttl): Unix seconds after which the push is worthless.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiry: Option<u64>,
+    /// iOS: the alert.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert: Option<Alert>,
+    /// iOS: the badge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub badge: Option<u32>,
+    /// iOS: the sound file name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sound: Option<String>,
+    /// iOS: the APNs topic; the app's configured bundle id when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    /// Android (and iOS when there is no alert): the title.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// Android (and iOS when there is no alert): the body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// Android: the notification icon.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icon: Option<String>,
+    /// Android collapse key, and `apns-collapse-id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collapse_key: Option<String>,
+}
+
+/// What APNs gets for one device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApnsPush {
+    /// `true`: `apns-push-type: background`, priority 5 (no alert, title or body).
+    pub silent: bool,
+    /// The payload JSON.
+    pub payload: Vec<u8>,
+    /// `apns-topic` override, if the request named one.
+    pub topic: Option<String>,
+    /// `apns-collapse-id`.
+    pub collapse_id: Option<String>,
+    /// `apns-expiration`.
+    pub expiration: Option<u64>,
+}
+
+impl CustomPush {
+    /// Checks what the JSON shape cannot: the collapse key's length.
+    pub fn validate(&self) -> Result<(), ParseError> {
+        if self.collapse_key.as_ref().is_some_and(|key| key.len() > MAX_COLLAPSE_KEY_BYTES) {
+            return Err(ParseError::new(format!("payload.collapseKey must be at most {MAX_COLLAPSE_KEY_BYTES} bytes")));
+        }
+        Ok(())
+    }
+
+    /// Whether the push shows anything; without alert, title or body it is a
+    /// silent (background) push.
+    pub fn is_visible(&self) -> bool {
+        self.alert.is_some() || self.title.is_some() || self.body.is_some()
+    }
+
+    /// Whether the push is already worthless at `now_seconds`.
+    pub fn is_expired(&self, now_seconds: u64) -> bool {
+        self.expiry.is_some_and(|expiry| expiry <= now_seconds)
+    }
+
+    /// The APNs request for this push: iOS fields into `aps`, `type` beside it.
+    pub fn to_apns(&self) -> ApnsPush {
+        let mut aps = Map::new();
+        let alert = match &self.alert {
+            Some(Alert::Text(text)) => Some(Value::String(text.clone())),
+            Some(Alert::Localized { loc_key, loc_args }) => {
+                let mut alert = Map::new();
+                if let Some(key) = loc_key {
+                    alert.insert("loc-key".into(), key.clone().into());
+                }
+                if !loc_args.is_empty() {
+                    alert.insert("loc-args".into(), loc_args.clone().into());
+                }
+                // The fallback text an app shows when it does not know the key.
+                self.insert_title_body(&mut alert);
+                Some(Value::Object(alert))
+            }
+            None if self.title.is_some() || self.body.is_some() => {
+                let mut alert = Map::new();
+                self.insert_title_body(&mut alert);
+                Some(Value::Object(alert))
+            }
+            None => None,
+        };
+        let silent = alert.is_none();
+        if let Some(alert) = alert {
+            aps.insert("alert".into(), alert);
+        }
+        if let Some(badge) = self.badge {
+            aps.insert("badge".into(), badge.into());
+        }
+        if let Some(sound) = &self.sound
+            && !silent
+        {
+            aps.insert("sound".into(), sound.clone().into());
+        }
+        if silent {
+            aps.insert("content-available".into(), 1.into());
+        }
+        let mut payload = Map::new();
+        payload.insert("aps".into(), Value::Object(aps));
+        if let Some(push_type) = &self.push_type {
+            payload.insert("type".into(), push_type.clone().into());
+        }
+        ApnsPush {
+            silent,
+            payload: Value::Object(payload).to_string().into_bytes(),
+            topic: self.topic.clone(),
+            collapse_id: self.collapse_key.clone(),
+            expiration: self.expiry,
+        }
+    }
+
+    fn insert_title_body(&self, alert: &mut Map<String, Value>) {
+        if let Some(title) = &self.title {
+            alert.insert("title".into(), title.clone().into());
+        }
+        if let Some(body) = &self.body {
+            alert.insert("body".into(), body.clone().into());
+        }
+    }
+
+    /// The FCM v1 `message` (without its token) for this push at `now_seconds`:
+    /// Android fields into `notification` / `android`, `type` and the localized
+    /// alert into `data` (string values only).
+    pub fn to_fcm(&self, now_seconds: u64) -> Value {
+        let ttl = self.expiry.map_or(DEFAULT_TTL_SECONDS, |expiry| expiry.saturating_sub(now_seconds));
+        let mut android = Map::new();
+        android.insert("ttl".into(), format!("{ttl}s").into());
+        android.insert("priority".into(), if self.is_visible() { "high" } else { "normal" }.into());
+        if let Some(key) = &self.collapse_key {
+            android.insert("collapse_key".into(), key.clone().into());
+        }
+        let mut data = Map::new();
+        if let Some(push_type) = &self.push_type {
+            data.insert("type".into(), push_type.clone().into());
+        }
+        let mut message = Map::new();
+        let has_text = self.title.is_some() || self.body.is_some();
+        if has_text {
+            let mut notification = Map::new();
+            self.insert_title_body(&mut notification);
+            message.insert("notification".into(), Value::Object(notification));
+        }
+        let mut android_notification = Map::new();
+        if let Some(icon) = &self.icon {
+            android_notification.insert("icon".into(), icon.clone().into());
+        }
+        if let Some(Alert::Localized { loc_key: Some(key), loc_args }) = &self.alert {
+            android_notification.insert("body_loc_key".into(), key.clone().into());
+            android_notification.insert("body_loc_args".into(), loc_args.clone().into());
+            data.insert("loc-key".into(), key.clone().into());
+            data.insert("loc-args".into(), json!(loc_args).to_string().into());
+        }
+        if has_text && !android_notification.is_empty() {
+            android.insert("notification".into(), Value::Object(android_notification));
+        }
+        message.insert("android".into(), Value::Object(android));
+        if !data.is_empty() {
+            message.insert("data".into(), Value::Object(data));
+        }
+        Value::Object(message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seed_marketing() -> CustomPush {
+        serde_json::from_value(json!({
+            "type": "marketing", "alert": "您有一則新的優惠活動,立即查看!", "badge": 1, "sound": "default",
+            "topic": "io.imkit.app", "title": "限時優惠", "body": "您有一則新的優惠活動,立即查看!",
+            "icon": "https://example.com/icon.png", "collapseKey": "promo_2026"
+        }))
+        .expect("the seed's first example parses")
+    }
+
+    fn apns_json(push: &CustomPush) -> Value {
+        serde_json::from_slice(&push.to_apns().payload).expect("json")
+    }
+
+    #[test]
+    fn the_seeds_marketing_push_maps_ios_fields_to_apns() {
+        let push = seed_marketing();
+        let apns = push.to_apns();
+        assert!(!apns.silent);
+        assert_eq!(apns.collapse_id.as_deref(), Some("promo_2026"));
+        assert_eq!(apns.topic.as_deref(), Some("io.imkit.app"));
+        assert_eq!(
+            apns_json(&push),
+            json!({ "aps": { "alert": "您有一則新的優惠活動,立即查看!", "badge": 1, "sound": "default" }, "type": "marketing" })
+        );
+    }
+
+    #[test]
+    fn the_seeds_marketing_push_maps_android_fields_to_fcm() {
+        assert_eq!(
+            seed_marketing().to_fcm(1_000),
+            json!({
+                "notification": { "title": "限時優惠", "body": "您有一則新的優惠活動,立即查看!" },
+                "android": { "ttl": "3600s", "priority": "high", "collapse_key": "promo_2026",
+                             "notification": { "icon": "https://example.com/icon.png" } },
+                "data": { "type": "marketing" }
+            })
+        );
+    }
+
+    #[test]
+    fn a_localized_alert_keeps_its_key_and_args_on_both_providers() {
+        let push: CustomPush = serde_json::from_value(json!({
+            "alert": { "loc-key": "NEW_MESSAGE_NOTIFICATION", "loc-args": ["張小明", "您好,請問有空嗎?"] },
+            "badge": 3, "sound": "default", "title": "新訊息", "body": "張小明:您好,請問有空嗎?"
+        }))
+        .expect("the seed's second example parses");
+        assert_eq!(
+            apns_json(&push)["aps"]["alert"],
+            json!({ "loc-key": "NEW_MESSAGE_NOTIFICATION", "loc-args": ["張小明", "您好,請問有空嗎?"], "title": "新訊息", "body": "張小明:您好,請問有空嗎?" })
+        );
+        let fcm = push.to_fcm(0);
+        assert_eq!(fcm["android"]["notification"]["body_loc_key"], "NEW_MESSAGE_NOTIFICATION");
+        assert_eq!(fcm["data"]["loc-args"], r#"["張小明","您好,請問有空嗎?"]"#);
+    }
+
+    #[test]
+    fn title_and_body_become_the_ios_alert_when_there_is_no_alert() {
+        let push = CustomPush { title: Some("T".into()), body: Some("B".into()), ..CustomPush::default() };
+        assert_eq!(apns_json(&push)["aps"]["alert"], json!({ "title": "T", "body": "B" }));
+    }
+
+    #[test]
+    fn no_alert_title_or_body_is_a_silent_push() {
+        let push = CustomPush {
+            push_type: Some("sync".into()),
+            badge: Some(4),
+            sound: Some("x".into()),
+            ..CustomPush::default()
+        };
+        let apns = push.to_apns();
+        assert!(apns.silent);
+        assert_eq!(apns_json(&push), json!({ "aps": { "badge": 4, "content-available": 1 }, "type": "sync" }));
+        let fcm = push.to_fcm(0);
+        assert!(fcm.get("notification").is_none());
+        assert_eq!(fcm["android"]["priority"], "normal");
+        assert_eq!(fcm["data"], json!({ "type": "sync" }));
+    }
+
+    #[test]
+    fn expiry_sets_apns_expiration_and_the_fcm_ttl() {
+        let push = CustomPush { expiry: Some(10_000), body: Some("b".into()), ..CustomPush::default() };
+        assert_eq!(push.to_apns().expiration, Some(10_000));
+        assert_eq!(push.to_fcm(9_400)["android"]["ttl"], "600s");
+        assert!(!push.is_expired(9_999));
+        assert!(push.is_expired(10_000));
+    }
+
+    #[test]
+    fn a_collapse_key_longer_than_apns_allows_is_refused() {
+        let push = CustomPush { collapse_key: Some("k".repeat(65)), ..CustomPush::default() };
+        assert_eq!(push.validate().expect_err("too long").0, "payload.collapseKey must be at most 64 bytes");
+    }
+}

@@ -1,0 +1,357 @@
+//! The delivery worker: claims due deliveries, sends each through its
+//! provider, and records what became of it.
+//!
+//! At-least-once: a delivery is leased while it is sent; if the process dies
+//! before the outcome is recorded, the lease runs out (or, on the embedded
+//! store, is released at the next start) and the delivery is sent again with
+//! the same `apns-id`. That window, between the provider's answer and the
+//! outcome's commit, is where a duplicate can happen.
+
+use crate::config::{AppConfig, DeliveryConfig};
+use anyhow::Context as _;
+use pushgate_api::metrics::Metrics;
+use pushgate_api::{DeliveryHandle, now_ms};
+use pushgate_domain::{AppId, CustomPush, DeviceType, Environment};
+use pushgate_providers::apns::{ApnsAuth, ApnsClient, ApnsClientConfig, Notification, PushType, TokenSigner, apns_id};
+use pushgate_providers::fcm::{FcmClient, FcmClientConfig, ServiceAccount};
+use pushgate_providers::{Outcome, SystemClock};
+use pushgate_store::{ClaimedDelivery, DeliveryStatus, DeliveryUpdate, Store};
+use std::collections::HashMap;
+use std::hash::BuildHasher as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The provider clients of one app.
+#[derive(Debug)]
+pub struct AppProviders {
+    apns_production: Option<Arc<ApnsClient>>,
+    apns_sandbox: Option<Arc<ApnsClient>>,
+    topic: String,
+    default_environment: Environment,
+    fcm: Option<Arc<FcmClient>>,
+}
+
+impl AppProviders {
+    /// Builds the clients an app's configuration asks for. No connection is
+    /// opened until the first send.
+    pub fn from_config(app: &AppConfig) -> anyhow::Result<Self> {
+        let mut providers = Self {
+            apns_production: None,
+            apns_sandbox: None,
+            topic: String::new(),
+            default_environment: Environment::Production,
+            fcm: None,
+        };
+        if let Some(apns) = &app.apns {
+            let auth =
+                match (&apns.key_file, &apns.key_id, &apns.team_id, &apns.certificate_file, &apns.certificate_key_file)
+                {
+                    (Some(key_file), Some(key_id), Some(team_id), _, _) => {
+                        let pem = std::fs::read(key_file).with_context(|| format!("reading {}", key_file.display()))?;
+                        ApnsAuth::Token(Arc::new(TokenSigner::new(&pem, key_id, team_id, Arc::new(SystemClock))?))
+                    }
+                    (_, _, _, Some(certificate), Some(key)) => ApnsAuth::Certificate {
+                        chain_pem: std::fs::read(certificate)
+                            .with_context(|| format!("reading {}", certificate.display()))?,
+                        key_pem: std::fs::read(key).with_context(|| format!("reading {}", key.display()))?,
+                    },
+                    _ => anyhow::bail!("apps.apns: no authentication configured"),
+                };
+            let extra_ca_pem =
+                apns.ca_file.as_ref().map(std::fs::read).transpose().context("reading apps.apns.ca_file")?;
+            let client = |default_endpoint: &str| -> anyhow::Result<Arc<ApnsClient>> {
+                // An endpoint override (a fake, a proxy) serves both environments.
+                let endpoint = match &apns.endpoint {
+                    Some(endpoint) => endpoint.clone(),
+                    None => default_endpoint.parse()?,
+                };
+                let mut config = ApnsClientConfig::new(endpoint, auth.clone());
+                config.extra_ca_pem.clone_from(&extra_ca_pem);
+                config.connections = apns.connections;
+                Ok(Arc::new(ApnsClient::new(config)?))
+            };
+            providers.apns_production = Some(client(pushgate_providers::apns::PRODUCTION_ENDPOINT)?);
+            providers.apns_sandbox = Some(client(pushgate_providers::apns::SANDBOX_ENDPOINT)?);
+            providers.topic.clone_from(&apns.topic);
+            providers.default_environment = apns.environment;
+        }
+        if let Some(fcm) = &app.fcm {
+            let text = std::fs::read_to_string(&fcm.service_account_file)
+                .with_context(|| format!("reading {}", fcm.service_account_file.display()))?;
+            let account: ServiceAccount = serde_json::from_str(&text).context("parsing the service account")?;
+            let mut config = FcmClientConfig::new(account)?;
+            if let Some(endpoint) = &fcm.endpoint {
+                config.endpoint = endpoint.clone();
+            }
+            config.extra_ca_pem =
+                fcm.ca_file.as_ref().map(std::fs::read).transpose().context("reading apps.fcm.ca_file")?;
+            providers.fcm = Some(Arc::new(FcmClient::new(config, Arc::new(SystemClock))?));
+        }
+        Ok(providers)
+    }
+}
+
+/// Claims and delivers, until its task is stopped.
+#[derive(Debug)]
+pub struct Worker {
+    store: Arc<dyn Store>,
+    apps: HashMap<AppId, AppProviders>,
+    settings: DeliveryConfig,
+    handle: Arc<DeliveryHandle>,
+    metrics: Arc<Metrics>,
+}
+
+impl Worker {
+    /// A worker over the store with each app's providers.
+    pub fn new(
+        store: Arc<dyn Store>,
+        apps: HashMap<AppId, AppProviders>,
+        settings: DeliveryConfig,
+        handle: Arc<DeliveryHandle>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self { store, apps, settings, handle, metrics }
+    }
+
+    /// Runs forever: releases the leases a previous process left, then
+    /// claims due deliveries in batches and sends them with bounded
+    /// concurrency. Sleeps until woken by an accepted push, until the next
+    /// delivery is due, or at most the poll interval.
+    pub async fn run(self: Arc<Self>) {
+        match self.store.release_all_leases().await {
+            Ok(0) => {}
+            Ok(released) => {
+                tracing::info!(deliveries = released, "resuming deliveries a previous run had not finished")
+            }
+            Err(error) => tracing::error!(error = %error, "cannot release old leases; they will run out by themselves"),
+        }
+        let poll = i64::try_from(self.settings.poll_interval_ms).unwrap_or(1000);
+        let semaphore = Arc::new(tokio::sync::Semaphore::new(self.settings.concurrency));
+        loop {
+            let now = now_ms();
+            let lease_ms = i64::try_from(self.settings.lease_ms).unwrap_or(60_000);
+            match self.store.claim_due_deliveries(now, self.settings.batch, lease_ms).await {
+                Ok(batch) if !batch.is_empty() => {
+                    let mut running = tokio::task::JoinSet::new();
+                    for delivery in batch {
+                        let Ok(permit) = Arc::clone(&semaphore).acquire_owned().await else { return };
+                        let worker = Arc::clone(&self);
+                        running.spawn(async move {
+                            worker.deliver(delivery).await;
+                            drop(permit);
+                        });
+                    }
+                    while running.join_next().await.is_some() {}
+                    continue;
+                }
+                Ok(_) => {}
+                Err(error) => tracing::error!(error = %error, "cannot claim deliveries; trying again shortly"),
+            }
+            let wait = match self.store.next_due_at().await {
+                Ok(Some(due)) => (due - now).clamp(0, poll),
+                _ => poll,
+            };
+            let wait = Duration::from_millis(u64::try_from(wait).unwrap_or_default());
+            tokio::select! {
+                () = self.handle.wake.notified() => {}
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    async fn deliver(&self, delivery: ClaimedDelivery) {
+        let now = now_ms();
+        let (provider, update) = self.attempt(&delivery, now).await;
+        let update = match update {
+            Ok(update) => update,
+            Err(outcome) => self.settle(&delivery, &outcome, now).await,
+        };
+        let result = match update.status {
+            DeliveryStatus::Retrying => "retried",
+            other => other.as_str(),
+        };
+        let app = delivery.app_id.as_str();
+        self.metrics.delivery(app, provider, result, update.reason.as_deref().unwrap_or_default());
+        if update.status != DeliveryStatus::Retrying {
+            let accepted_ms = accepted_at_ms(&delivery.push_id).unwrap_or(now);
+            self.metrics.delivery_latency(app, (now_ms() - accepted_ms).max(0) as f64 / 1000.0);
+        }
+        if let Err(error) = self.store.record_attempt(delivery.id, &update).await {
+            // The lease runs out and the delivery is sent again: at-least-once.
+            tracing::error!(error = %error, push.id = %delivery.push_id, "cannot record a delivery outcome");
+        }
+    }
+
+    /// Sends once. `Ok` is an update decided without the provider (skipped,
+    /// expired); `Err` carries the provider's outcome to settle.
+    async fn attempt(&self, delivery: &ClaimedDelivery, now: i64) -> (&'static str, Result<DeliveryUpdate, Outcome>) {
+        let final_update = |status, reason: &str| DeliveryUpdate {
+            status,
+            reason: Some(reason.to_owned()),
+            next_attempt_at_ms: None,
+            now_ms: now,
+        };
+        if now > delivery.deadline_ms {
+            return ("none", Ok(final_update(DeliveryStatus::Failed, "expired before it could be delivered")));
+        }
+        let Some(app) = self.apps.get(&delivery.app_id) else {
+            return ("none", Ok(final_update(DeliveryStatus::Skipped, "the app is no longer configured")));
+        };
+        let push: CustomPush = match serde_json::from_str(&delivery.request) {
+            Ok(push) => push,
+            Err(_) => return ("none", Ok(final_update(DeliveryStatus::Failed, "the stored push is unreadable"))),
+        };
+        match delivery.device_type {
+            DeviceType::Ios | DeviceType::IosVoip => {
+                let environment = delivery.environment.unwrap_or(app.default_environment);
+                let client = match environment {
+                    Environment::Production => &app.apns_production,
+                    Environment::Sandbox => &app.apns_sandbox,
+                };
+                let Some(client) = client else {
+                    return ("apns", Ok(final_update(DeliveryStatus::Skipped, "APNs is not configured for this app")));
+                };
+                let apns = push.to_apns();
+                let push_type = match (delivery.device_type, apns.silent) {
+                    (DeviceType::IosVoip, _) => PushType::Voip,
+                    (_, true) => PushType::Background,
+                    (_, false) => PushType::Alert,
+                };
+                let device_key = format!("{}:{}", delivery.device_type, delivery.device_id);
+                let notification = Notification {
+                    device_token: delivery.token.as_str(),
+                    push_type,
+                    topic: apns.topic.as_deref().unwrap_or(&app.topic),
+                    apns_id: apns_id(&delivery.push_id, &device_key),
+                    expiration: apns.expiration,
+                    priority: None,
+                    collapse_id: apns.collapse_id.as_deref(),
+                    payload: &apns.payload,
+                };
+                ("apns", Err(client.send(&notification).await))
+            }
+            DeviceType::Android | DeviceType::Fcm => {
+                let Some(client) = &app.fcm else {
+                    return ("fcm", Ok(final_update(DeliveryStatus::Skipped, "FCM is not configured for this app")));
+                };
+                let message = push.to_fcm(u64::try_from(now / 1000).unwrap_or_default());
+                ("fcm", Err(client.send(delivery.token.as_str(), &message).await))
+            }
+            DeviceType::Web => ("webpush", Ok(final_update(DeliveryStatus::Skipped, "Web Push is not supported yet"))),
+        }
+    }
+
+    /// Turns a provider outcome into the delivery's next state.
+    async fn settle(&self, delivery: &ClaimedDelivery, outcome: &Outcome, now: i64) -> DeliveryUpdate {
+        let update = |status, reason: Option<String>, next: Option<i64>| DeliveryUpdate {
+            status,
+            reason,
+            next_attempt_at_ms: next,
+            now_ms: now,
+        };
+        match outcome {
+            Outcome::Delivered => update(DeliveryStatus::Delivered, None, None),
+            Outcome::Rejected { reason } => update(DeliveryStatus::Failed, Some(reason.clone()), None),
+            Outcome::InvalidToken { reason, invalid_since_ms } => {
+                let pruned = self
+                    .store
+                    .prune_device(
+                        &delivery.app_id,
+                        delivery.device_type,
+                        &delivery.device_id,
+                        &delivery.token,
+                        *invalid_since_ms,
+                    )
+                    .await;
+                match pruned {
+                    Ok(true) => {
+                        tracing::info!(app.id = %delivery.app_id, client.id = %delivery.client_id, device.type = %delivery.device_type, provider.reason = %reason, "pruned a device with an invalid token");
+                        update(DeliveryStatus::Pruned, Some(reason.clone()), None)
+                    }
+                    Ok(false) => update(
+                        DeliveryStatus::Failed,
+                        Some(format!("{reason}; the device registered again since, so it was kept")),
+                        None,
+                    ),
+                    Err(error) => {
+                        tracing::error!(error = %error, "cannot prune a device");
+                        update(DeliveryStatus::Failed, Some(reason.clone()), None)
+                    }
+                }
+            }
+            Outcome::Retry { reason, after } => self.schedule_retry(delivery, reason, *after, now),
+            Outcome::AppRejected { reason } => {
+                tracing::error!(app.id = %delivery.app_id, provider.reason = %reason, "the provider refuses this app's credentials or configuration");
+                self.schedule_retry(delivery, reason, None, now)
+            }
+        }
+    }
+
+    fn schedule_retry(
+        &self,
+        delivery: &ClaimedDelivery,
+        reason: &str,
+        after: Option<Duration>,
+        now: i64,
+    ) -> DeliveryUpdate {
+        let attempts = delivery.attempts + 1;
+        let give_up = |why: String| DeliveryUpdate {
+            status: DeliveryStatus::Failed,
+            reason: Some(why),
+            next_attempt_at_ms: None,
+            now_ms: now,
+        };
+        if attempts >= self.settings.max_attempts {
+            return give_up(format!("{reason} (gave up after {attempts} attempts)"));
+        }
+        let delay = backoff(&self.settings, delivery.id, attempts).max(after.unwrap_or_default());
+        let next = now.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
+        if next > delivery.deadline_ms {
+            return give_up(format!("{reason} (gave up: the next try would be past the push's deadline)"));
+        }
+        DeliveryUpdate {
+            status: DeliveryStatus::Retrying,
+            reason: Some(reason.to_owned()),
+            next_attempt_at_ms: Some(next),
+            now_ms: now,
+        }
+    }
+}
+
+/// Exponential backoff with jitter: between half and all of
+/// `base × 2^(attempts−1)`, capped at the maximum.
+fn backoff(settings: &DeliveryConfig, delivery_id: i64, attempts: u32) -> Duration {
+    let exponential = settings.retry_base_ms.saturating_mul(1u64 << attempts.saturating_sub(1).min(30));
+    let ceiling = exponential.min(settings.retry_max_ms).max(1);
+    // A per-process random hasher gives jitter without a random-number crate.
+    let noise = std::collections::hash_map::RandomState::new().hash_one((delivery_id, attempts));
+    Duration::from_millis(ceiling / 2 + noise % (ceiling / 2 + 1))
+}
+
+/// Push ids are UUIDv7, whose first 48 bits are the acceptance time in ms.
+fn accepted_at_ms(push_id: &str) -> Option<i64> {
+    let hex: String = push_id.chars().filter(|c| *c != '-').take(12).collect();
+    i64::from_str_radix(&hex, 16).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> DeliveryConfig {
+        DeliveryConfig { retry_base_ms: 1000, retry_max_ms: 60_000, ..DeliveryConfig::default() }
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_stops_at_the_cap() {
+        for attempts in 1..=10u32 {
+            let ceiling = (1000u64 << (attempts - 1)).min(60_000);
+            let delay = backoff(&settings(), 7, attempts).as_millis() as u64;
+            assert!(
+                (ceiling / 2..=ceiling).contains(&delay),
+                "attempt {attempts}: {delay} ms not in [{}, {ceiling}]",
+                ceiling / 2
+            );
+        }
+    }
+}

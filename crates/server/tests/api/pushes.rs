@@ -1,0 +1,296 @@
+//! `POST /push/push2clients` end to end: HTTP in, durable queue, worker, the
+//! fake APNs and fake FCM out, and `GET /v1/pushes/{pushId}`.
+
+use crate::helpers::{
+    API_KEY, APNS_TOKEN, WithProviders, error_envelope, eventually, ios_device, spawn_with_providers,
+};
+use pushgate_testkit::{ApnsFailure, FcmFailure};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn seed_marketing_payload() -> Value {
+    json!({
+        "type": "marketing", "alert": "您有一則新的優惠活動,立即查看!", "badge": 1, "sound": "default",
+        "topic": "io.imkit.app", "title": "限時優惠", "body": "您有一則新的優惠活動,立即查看!",
+        "icon": "https://example.com/icon.png", "collapseKey": "promo_2026"
+    })
+}
+
+async fn register(setup: &WithProviders) {
+    assert_eq!(setup.app.subscribe(ios_device("iphone-1", "user001", APNS_TOKEN)).await.0, 200);
+    let android =
+        json!({ "type": "android", "token": "fcm-token-user002", "deviceId": "pixel-1", "clientId": "user002" });
+    assert_eq!(setup.app.subscribe(android).await.0, 200);
+}
+
+async fn push(setup: &WithProviders, clients: &[&str], payload: Value) -> String {
+    let (status, body) = setup
+        .app
+        .post_json("/push/push2clients", Some(API_KEY), &json!({ "clients": clients, "payload": payload }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((body["RC"].clone(), body["RM"].clone()), (json!(0), json!("OK")));
+    body["result"]["pushId"].as_str().expect("a push id").to_owned()
+}
+
+/// Waits until no delivery of the push is queued or retrying, and answers the status.
+async fn settled(setup: &WithProviders, push_id: &str) -> Value {
+    eventually(WAIT, "the push to settle", || async {
+        let (status, body) = setup.app.get(&format!("/v1/pushes/{push_id}"), Some(API_KEY)).await;
+        assert_eq!(status, 200, "{body}");
+        let pending = body["result"]["deliveries"]
+            .as_array()
+            .expect("deliveries")
+            .iter()
+            .any(|d| d["status"] == "queued" || d["status"] == "retrying");
+        (!pending).then_some(body["result"].clone())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn the_seeds_first_example_reaches_apns_and_fcm_with_the_mapped_fields() {
+    let setup = spawn_with_providers("").await;
+    register(&setup).await;
+    let (status, body) = setup
+        .app
+        .post_json(
+            "/push/push2clients",
+            Some(API_KEY),
+            &json!({ "clients": ["user001", "user002", "user003"], "payload": seed_marketing_payload() }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"]["devices"], 2);
+    assert_eq!(body["result"]["clientsWithoutDevices"], 1, "user003 has no device: counted, not an error");
+    let push_id = body["result"]["pushId"].as_str().expect("push id").to_owned();
+
+    setup.apns.wait_for_delivered(1, WAIT).await;
+    setup.fcm.wait_for_delivered(1, WAIT).await;
+    let apns = &setup.apns.delivered()[0];
+    assert_eq!(apns.device_token, APNS_TOKEN);
+    assert_eq!(apns.headers["apns-push-type"], "alert");
+    assert_eq!(apns.headers["apns-topic"], "io.imkit.app");
+    assert_eq!(apns.headers["apns-collapse-id"], "promo_2026");
+    assert_eq!(
+        apns.payload,
+        json!({ "aps": { "alert": "您有一則新的優惠活動,立即查看!", "badge": 1, "sound": "default" }, "type": "marketing" })
+    );
+    let fcm = &setup.fcm.messages()[0];
+    assert_eq!(fcm.token, "fcm-token-user002");
+    assert_eq!(fcm.message["notification"], json!({ "title": "限時優惠", "body": "您有一則新的優惠活動,立即查看!" }));
+    assert_eq!(fcm.message["android"]["collapse_key"], "promo_2026");
+    assert_eq!(fcm.message["android"]["notification"]["icon"], "https://example.com/icon.png");
+    assert_eq!(fcm.message["data"], json!({ "type": "marketing" }));
+
+    let status = settled(&setup, &push_id).await;
+    assert_eq!(status["summary"], json!({ "delivered": 2, "skipped": 1 }));
+    let skipped: Vec<_> =
+        status["deliveries"].as_array().expect("deliveries").iter().filter(|d| d["status"] == "skipped").collect();
+    assert_eq!(skipped[0]["clientId"], "user003");
+    assert_eq!(skipped[0]["reason"], "no registered device");
+}
+
+#[tokio::test]
+async fn the_seeds_localized_example_carries_loc_key_and_args_to_both_providers() {
+    let setup = spawn_with_providers("").await;
+    register(&setup).await;
+    let payload = json!({
+        "alert": { "loc-key": "NEW_MESSAGE_NOTIFICATION", "loc-args": ["張小明", "您好,請問有空嗎?"] },
+        "badge": 3, "sound": "default", "title": "新訊息", "body": "張小明:您好,請問有空嗎?"
+    });
+    push(&setup, &["user001", "user002"], payload).await;
+    setup.apns.wait_for_delivered(1, WAIT).await;
+    setup.fcm.wait_for_delivered(1, WAIT).await;
+    assert_eq!(
+        setup.apns.delivered()[0].payload["aps"]["alert"],
+        json!({ "loc-key": "NEW_MESSAGE_NOTIFICATION", "loc-args": ["張小明", "您好,請問有空嗎?"], "title": "新訊息", "body": "張小明:您好,請問有空嗎?" })
+    );
+    let fcm = &setup.fcm.messages()[0].message;
+    assert_eq!(fcm["android"]["notification"]["body_loc_key"], "NEW_MESSAGE_NOTIFICATION");
+    assert_eq!(fcm["data"]["loc-args"], r#"["張小明","您好,請問有空嗎?"]"#);
+}
+
+#[tokio::test]
+async fn no_alert_title_or_body_sends_a_silent_push() {
+    let setup = spawn_with_providers("").await;
+    register(&setup).await;
+    push(&setup, &["user001", "user002"], json!({ "type": "badge-sync", "badge": 7 })).await;
+    setup.apns.wait_for_delivered(1, WAIT).await;
+    setup.fcm.wait_for_delivered(1, WAIT).await;
+    let apns = &setup.apns.delivered()[0];
+    assert_eq!(apns.headers["apns-push-type"], "background");
+    assert_eq!(apns.headers["apns-priority"], "5");
+    assert_eq!(apns.payload, json!({ "aps": { "badge": 7, "content-available": 1 }, "type": "badge-sync" }));
+    let fcm = &setup.fcm.messages()[0].message;
+    assert!(fcm.get("notification").is_none());
+    assert_eq!(fcm["data"], json!({ "type": "badge-sync" }));
+}
+
+#[tokio::test]
+async fn an_outage_of_the_provider_ends_with_the_push_delivered() {
+    let setup = spawn_with_providers("").await;
+    register(&setup).await;
+    setup.apns.fail_next(APNS_TOKEN, std::iter::repeat_n(ApnsFailure::Status(503, "ServiceUnavailable"), 3));
+    setup.fcm.fail_next("fcm-token-user002", [FcmFailure::Unavailable(None), FcmFailure::QuotaExceeded(None)]);
+    let push_id = push(&setup, &["user001", "user002"], seed_marketing_payload()).await;
+    let status = settled(&setup, &push_id).await;
+    assert_eq!(status["summary"], json!({ "delivered": 2 }));
+    let attempts: Vec<_> =
+        status["deliveries"].as_array().expect("deliveries").iter().map(|d| d["attempts"].clone()).collect();
+    assert_eq!(attempts, vec![json!(4), json!(3)]);
+    let ids: Vec<_> = setup.apns.requests().iter().map(|r| r.headers["apns-id"].clone()).collect();
+    assert_eq!(ids.len(), 4);
+    assert!(ids.iter().all(|id| *id == ids[0]), "every attempt carries the same apns-id");
+}
+
+#[tokio::test]
+async fn an_unregistered_token_prunes_the_device() {
+    let setup = spawn_with_providers("").await;
+    register(&setup).await;
+    let later = pushgate_api::now_ms() + 60_000;
+    setup.apns.fail_next(APNS_TOKEN, [ApnsFailure::Unregistered(later)]);
+    setup.fcm.fail_next("fcm-token-user002", [FcmFailure::Unregistered]);
+    let push_id = push(&setup, &["user001", "user002"], seed_marketing_payload()).await;
+    let status = settled(&setup, &push_id).await;
+    assert_eq!(status["summary"], json!({ "pruned": 2 }));
+    let reasons: Vec<_> =
+        status["deliveries"].as_array().expect("deliveries").iter().map(|d| d["reason"].clone()).collect();
+    assert_eq!(reasons, vec![json!("Unregistered"), json!("UNREGISTERED")]);
+    assert!(setup.app.devices_of("user001").await.is_empty());
+    assert!(setup.app.devices_of("user002").await.is_empty());
+}
+
+#[tokio::test]
+async fn a_device_that_registered_after_the_token_died_is_kept() {
+    let setup = spawn_with_providers("").await;
+    register(&setup).await;
+    setup.apns.fail_next(APNS_TOKEN, [ApnsFailure::Unregistered(1_000)]);
+    let push_id = push(&setup, &["user001"], seed_marketing_payload()).await;
+    let status = settled(&setup, &push_id).await;
+    assert_eq!(status["deliveries"][0]["status"], "failed");
+    assert_eq!(status["deliveries"][0]["reason"], "Unregistered; the device registered again since, so it was kept");
+    assert_eq!(setup.app.devices_of("user001").await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_payload_error_fails_the_delivery_and_keeps_the_token() {
+    let setup = spawn_with_providers("").await;
+    register(&setup).await;
+    setup.apns.fail_next(APNS_TOKEN, [ApnsFailure::Status(400, "BadExpirationDate")]);
+    let push_id = push(&setup, &["user001"], seed_marketing_payload()).await;
+    let status = settled(&setup, &push_id).await;
+    assert_eq!(
+        (status["deliveries"][0]["status"].clone(), status["deliveries"][0]["reason"].clone()),
+        (json!("failed"), json!("BadExpirationDate"))
+    );
+    assert_eq!(status["deliveries"][0]["attempts"], 1, "not retried unchanged");
+    assert_eq!(setup.app.devices_of("user001").await.len(), 1);
+}
+
+#[tokio::test]
+async fn retries_stop_at_the_maximum_number_of_attempts() {
+    let setup = spawn_with_providers("max_attempts = 3").await;
+    register(&setup).await;
+    setup.apns.fail_next(APNS_TOKEN, std::iter::repeat_n(ApnsFailure::Status(500, "InternalServerError"), 10));
+    let push_id = push(&setup, &["user001"], seed_marketing_payload()).await;
+    let status = settled(&setup, &push_id).await;
+    assert_eq!(status["deliveries"][0]["status"], "failed");
+    assert_eq!(status["deliveries"][0]["reason"], "InternalServerError (gave up after 3 attempts)");
+    assert_eq!(setup.apns.requests().len(), 3);
+}
+
+#[tokio::test]
+async fn an_already_expired_push_is_accepted_and_skipped() {
+    let setup = spawn_with_providers("").await;
+    register(&setup).await;
+    let push_id = push(&setup, &["user001"], json!({ "alert": "too late", "expiry": 1_000_000 })).await;
+    let status = settled(&setup, &push_id).await;
+    assert_eq!(status["deliveries"][0]["status"], "skipped");
+    assert_eq!(status["deliveries"][0]["reason"], "expired before it was accepted");
+    assert!(setup.apns.requests().is_empty());
+}
+
+#[tokio::test]
+async fn expiry_becomes_apns_expiration_and_the_fcm_ttl() {
+    let setup = spawn_with_providers("").await;
+    register(&setup).await;
+    let expiry = pushgate_api::now_ms() / 1000 + 600;
+    push(&setup, &["user001", "user002"], json!({ "alert": "soon", "body": "soon", "expiry": expiry })).await;
+    setup.apns.wait_for_delivered(1, WAIT).await;
+    setup.fcm.wait_for_delivered(1, WAIT).await;
+    assert_eq!(setup.apns.delivered()[0].headers["apns-expiration"], expiry.to_string());
+    let ttl = setup.fcm.messages()[0].message["android"]["ttl"].as_str().expect("ttl").to_owned();
+    let seconds: i64 = ttl.trim_end_matches('s').parse().expect("seconds");
+    assert!((595..=600).contains(&seconds), "{ttl}");
+}
+
+#[tokio::test]
+async fn push2clients_answers_the_seeds_errors() {
+    let setup = spawn_with_providers("").await;
+    let missing = error_envelope(400, "Bad Request", "MISSING_PARAMETER", "clients and payload are required");
+    for body in [json!({ "clients": ["a"] }), json!({ "payload": {} }), json!({})] {
+        assert_eq!(setup.app.post_json("/push/push2clients", Some(API_KEY), &body).await, (400, missing.clone()));
+    }
+    let unauthorized = error_envelope(401, "Unauthorized", "INVALID_API_KEY", "Invalid or missing API key");
+    let valid = json!({ "clients": ["a"], "payload": { "alert": "x" } });
+    assert_eq!(setup.app.post_json("/push/push2clients", None, &valid).await, (401, unauthorized));
+    let cases = [
+        (
+            json!({ "clients": "user001", "payload": {} }),
+            "clients: invalid type: string \"user001\", expected a sequence",
+        ),
+        (json!({ "clients": ["a", 5], "payload": {} }), "clients[1]: invalid type: integer `5`, expected a string"),
+        (json!({ "clients": ["a", ""], "payload": {} }), "clients[1]: clientId must not be empty"),
+        (json!({ "clients": ["a"], "payload": [] }), "payload: must be a JSON object"),
+        (
+            json!({ "clients": ["a"], "payload": { "badge": "one" } }),
+            "payload.badge: invalid type: string \"one\", expected u32",
+        ),
+        (
+            json!({ "clients": ["a"], "payload": { "alert": 5 } }),
+            "payload.alert: data did not match any variant of untagged enum Alert",
+        ),
+        (
+            json!({ "clients": ["a"], "payload": { "collapseKey": "k".repeat(65) } }),
+            "payload.collapseKey must be at most 64 bytes",
+        ),
+    ];
+    for (body, message) in cases {
+        let (status, answer) = setup.app.post_json("/push/push2clients", Some(API_KEY), &body).await;
+        assert_eq!(status, 400, "for {body}");
+        assert_eq!(answer["error"], json!({ "code": "INVALID_PARAMETER", "message": message }), "for {body}");
+    }
+    let (status, answer) = setup.app.get("/v1/pushes/no-such-push", Some(API_KEY)).await;
+    assert_eq!((status, answer["error"]["code"].clone()), (404, json!("NOT_FOUND")));
+}
+
+#[tokio::test]
+async fn delivery_outcomes_show_in_the_metrics() {
+    let setup = spawn_with_providers("").await;
+    register(&setup).await;
+    let push_id = push(&setup, &["user001", "user002"], seed_marketing_payload()).await;
+    settled(&setup, &push_id).await;
+    let text = setup
+        .app
+        .client
+        .get(format!("{}/metrics", setup.app.base_url))
+        .send()
+        .await
+        .expect("sent")
+        .text()
+        .await
+        .expect("text");
+    assert!(text.contains(r#"pushgate_pushes_accepted_total{app="SampleApp"} 1"#), "{text}");
+    assert!(
+        text.contains(r#"pushgate_deliveries_total{app="SampleApp",provider="apns",result="delivered",reason=""} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"pushgate_deliveries_total{app="SampleApp",provider="fcm",result="delivered",reason=""} 1"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"pushgate_delivery_latency_seconds_count{app="SampleApp"} 2"#), "{text}");
+}
