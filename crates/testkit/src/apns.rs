@@ -79,9 +79,11 @@ struct State {
     requests: Mutex<Vec<RecordedApnsRequest>>,
     recorded: Notify,
     reject_tokens_issued_before: AtomicU64,
-    last_token: Mutex<Option<(String, u64)>>,
+    /// The last accepted provider token of each connection.
+    last_token: Mutex<HashMap<u64, (String, u64)>>,
     connections: AtomicU64,
     peak_streams: AtomicUsize,
+    answer_delay_ms: AtomicU64,
 }
 
 /// A running fake APNs. Stops when dropped.
@@ -123,6 +125,7 @@ impl FakeApns {
             last_token: Mutex::default(),
             connections: AtomicU64::new(0),
             peak_streams: AtomicUsize::new(0),
+            answer_delay_ms: AtomicU64::new(0),
         });
         let acceptor = tokio_rustls::TlsAcceptor::from(tls);
         let accepting = Arc::clone(&state);
@@ -153,6 +156,11 @@ impl FakeApns {
     /// Provider tokens issued before `iat` (Unix seconds) are answered `ExpiredProviderToken`.
     pub fn reject_tokens_issued_before(&self, iat: u64) {
         self.state.reject_tokens_issued_before.store(iat, Ordering::Relaxed);
+    }
+
+    /// Every answer waits this long first (a slow APNs, so requests are in flight).
+    pub fn set_answer_delay(&self, delay: Duration) {
+        self.state.answer_delay_ms.store(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
     /// New connections get this `SETTINGS_MAX_CONCURRENT_STREAMS`.
@@ -248,6 +256,10 @@ async fn handle_stream(
         let _ = body.flow_control().release_capacity(chunk.len());
         payload.extend_from_slice(&chunk);
     }
+    let delay = state.answer_delay_ms.load(Ordering::Relaxed);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
     let device_token = parts.uri.path().strip_prefix("/3/device/").unwrap_or_default().to_owned();
     let failure = lock(&state.failures).get_mut(&device_token).and_then(VecDeque::pop_front);
     match failure {
@@ -285,7 +297,7 @@ async fn handle_stream(
         }
         let config = lock(&state.config).clone();
         if let Some((key_id, team_id, public_pem)) = &config.token_auth {
-            jwt_iat = Some(check_provider_token(jwt.as_deref(), key_id, team_id, public_pem, state)?);
+            jwt_iat = Some(check_provider_token(jwt.as_deref(), key_id, team_id, public_pem, state, connection)?);
         }
         check_headers(&headers, &device_token, &config.topic, payload.len())?;
         match failure {
@@ -355,6 +367,7 @@ fn check_provider_token(
     team_id: &str,
     public_pem: &str,
     state: &State,
+    connection: u64,
 ) -> Result<u64, Rejection> {
     let invalid = (403, "InvalidProviderToken", None);
     let jwt = jwt.ok_or((403, "MissingProviderToken", None))?;
@@ -377,13 +390,17 @@ fn check_provider_token(
     if now - claims.iat > 3600 || claims.iat < state.reject_tokens_issued_before.load(Ordering::Relaxed) {
         return Err((403, "ExpiredProviderToken", None));
     }
-    // Apple refuses a provider token that replaces the previous one sooner than 20 minutes after it.
+    // Apple refuses a provider token that replaces the previous one on the
+    // same connection sooner than 20 minutes after it. (A new connection, as
+    // after a restart, may start with a new token.)
     let mut last = lock(&state.last_token);
-    match last.as_ref() {
+    match last.get(&connection) {
         Some((previous, previous_iat)) if previous != jwt && claims.iat < previous_iat + 20 * 60 => {
             return Err((429, "TooManyProviderTokenUpdates", None));
         }
-        _ => *last = Some((jwt.to_owned(), claims.iat)),
+        _ => {
+            last.insert(connection, (jwt.to_owned(), claims.iat));
+        }
     }
     Ok(claims.iat)
 }

@@ -2,6 +2,7 @@
 //! bound to port 0 with its own temporary SQLite file.
 
 mod cli;
+mod crash;
 mod devices;
 mod errors;
 mod helpers;

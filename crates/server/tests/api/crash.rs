@@ -1,0 +1,143 @@
+//! Crash safety: `kill -9` of the real binary during a load loses no accepted push.
+
+use pushgate_testkit::{Es256Key, FakeApns, FakeApnsConfig, TestCa};
+use serde_json::json;
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::process::{Child, Command};
+
+const KEY: &str = "crash-test-api-key-000001";
+const DEVICES: usize = 20;
+
+async fn start(config: &Path) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pushgate"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .env_remove("PUSHGATE_CONFIG")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("pushgate starts");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let url = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.expect("stdout") {
+            if let Some(url) = line.strip_prefix("pushgate listening on ") {
+                return url.to_owned();
+            }
+        }
+        panic!("pushgate exited before listening");
+    })
+    .await
+    .expect("listening in time");
+    (child, url)
+}
+
+fn device_token(n: usize) -> String {
+    format!("{:064x}", n + 1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkill_during_a_load_loses_no_accepted_push() {
+    let ca = TestCa::generate();
+    let key = Es256Key::generate();
+    let fake = FakeApns::start(
+        &ca,
+        FakeApnsConfig {
+            topic: "io.imkit.app".into(),
+            token_auth: Some(("ABC123DEFG".into(), "DEF123GHIJ".into(), key.public_pem.clone())),
+            max_concurrent_streams: 100,
+        },
+    )
+    .await;
+    // A slow APNs keeps deliveries in flight when the process dies.
+    fake.set_answer_delay(Duration::from_millis(25));
+    let directory = tempfile::tempdir().expect("temp dir");
+    let p8 = directory.path().join("AuthKey.p8");
+    std::fs::write(&p8, &key.private_pem).expect("key");
+    let ca_file = ca.write_ca_pem(directory.path());
+    let config = directory.path().join("pushgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+[store]
+url = "sqlite://{db}"
+[delivery]
+retry_base_ms = 20
+retry_max_ms = 200
+poll_interval_ms = 50
+concurrency = 8
+[[apps]]
+id = "SampleApp"
+api_keys = ["{KEY}"]
+[apps.apns]
+key_file = {p8:?}
+key_id = "ABC123DEFG"
+team_id = "DEF123GHIJ"
+topic = "io.imkit.app"
+endpoint = "{endpoint}"
+ca_file = {ca_file:?}
+"#,
+            db = directory.path().join("pushgate.db").display(),
+            endpoint = fake.endpoint(),
+        ),
+    )
+    .expect("config");
+
+    let (mut first, url) = start(&config).await;
+    let http = reqwest::Client::new();
+    for n in 0..DEVICES {
+        let body = json!({ "type": "ios", "token": device_token(n), "deviceId": format!("iphone-{n}"), "clientId": format!("user{n}") });
+        let response =
+            http.post(format!("{url}/me/subscribe")).header("IM-API-KEY", KEY).json(&body).send().await.expect("sent");
+        assert_eq!(response.status(), 200);
+    }
+    let clients: Vec<String> = (0..DEVICES).map(|n| format!("user{n}")).collect();
+    let mut accepted = Vec::new();
+    for n in 0..40 {
+        let body = json!({ "clients": clients, "payload": { "alert": format!("message {n}") } });
+        let response = http
+            .post(format!("{url}/push/push2clients"))
+            .header("IM-API-KEY", KEY)
+            .json(&body)
+            .send()
+            .await
+            .expect("sent");
+        let answer: serde_json::Value = response.json().await.expect("json");
+        assert_eq!(answer["RC"], 0, "{answer}");
+        accepted.push(answer["result"]["pushId"].as_str().expect("push id").to_owned());
+    }
+    first.start_kill().expect("SIGKILL");
+    first.wait().await.expect("killed");
+    let delivered_before_restart = fake.delivered().len();
+    assert!(
+        delivered_before_restart < accepted.len() * DEVICES,
+        "the kill must come while deliveries are outstanding ({delivered_before_restart} delivered)"
+    );
+
+    fake.set_answer_delay(Duration::ZERO);
+    let (_second, _) = start(&config).await;
+    let expected: HashSet<String> = accepted
+        .iter()
+        .flat_map(|push_id| {
+            (0..DEVICES)
+                .map(move |n| pushgate_providers::apns::apns_id(push_id, &format!("ios:iphone-{n}")).to_string())
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    loop {
+        let seen: HashSet<String> = fake.delivered().into_iter().map(|r| r.headers["apns-id"].clone()).collect();
+        let missing = expected.difference(&seen).count();
+        if missing == 0 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{missing} accepted deliveries never reached APNs");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
