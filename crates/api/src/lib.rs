@@ -7,6 +7,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod metrics;
+pub mod pauses;
 pub mod routes;
 
 use crate::auth::{ApiKeyRing, Apps};
@@ -47,6 +48,8 @@ pub struct DeliveryHandle {
     pub wake: tokio::sync::Notify,
     /// The longest a push is retried after it was accepted, in ms.
     pub max_age_ms: i64,
+    /// Providers paused for an app whose credentials they refused.
+    pub pauses: pauses::ProviderPauses,
 }
 
 /// Settings of the HTTP layer itself.

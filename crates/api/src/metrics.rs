@@ -7,6 +7,7 @@ use axum::response::Response;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
@@ -52,6 +53,13 @@ pub struct Metrics {
     deliveries_queued: Family<AppLabels, Counter>,
     deliveries: Family<DeliveryLabels, Counter>,
     delivery_latency: Family<AppLabels, Histogram>,
+    provider_paused: Family<ProviderLabels, Gauge>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProviderLabels {
+    app: String,
+    provider: String,
 }
 
 impl Default for Metrics {
@@ -82,7 +90,22 @@ impl Default for Metrics {
             "From a push's acceptance to the provider's final answer for one device",
             delivery_latency.clone(),
         );
-        Self { registry, requests, latency, pushes_accepted, deliveries_queued, deliveries, delivery_latency }
+        let provider_paused = Family::<ProviderLabels, Gauge>::default();
+        registry.register(
+            "provider_paused",
+            "1 while a provider is paused for an app because it refused the app's credentials",
+            provider_paused.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            latency,
+            pushes_accepted,
+            deliveries_queued,
+            deliveries,
+            delivery_latency,
+            provider_paused,
+        }
     }
 }
 
@@ -104,6 +127,13 @@ impl Metrics {
     /// Records the time from acceptance to a final provider answer.
     pub fn delivery_latency(&self, app: &str, seconds: f64) {
         self.delivery_latency.get_or_create(&AppLabels { app: app.to_owned() }).observe(seconds);
+    }
+
+    /// Marks a provider paused (or resumed) for an app.
+    pub fn provider_paused(&self, app: &str, provider: &str, paused: bool) {
+        self.provider_paused
+            .get_or_create(&ProviderLabels { app: app.to_owned(), provider: provider.to_owned() })
+            .set(i64::from(paused));
     }
 
     /// The metrics in the OpenMetrics text format, which Prometheus scrapes.

@@ -88,7 +88,11 @@ fn state() -> AppState {
         apps: Arc::new([(app_id, Arc::new(settings))].into_iter().collect()),
         keys: Arc::new(keys),
         metrics: Arc::new(Metrics::default()),
-        delivery: Arc::new(pushgate_api::DeliveryHandle { wake: tokio::sync::Notify::new(), max_age_ms: 86_400_000 }),
+        delivery: Arc::new(pushgate_api::DeliveryHandle {
+            wake: tokio::sync::Notify::new(),
+            max_age_ms: 86_400_000,
+            pauses: Default::default(),
+        }),
     }
 }
 

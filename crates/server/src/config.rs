@@ -101,6 +101,11 @@ pub struct DeliveryConfig {
     pub max_age_seconds: u64,
     /// Longest sleep between looks at the queue, ms; default 1000 (a new push wakes the worker at once).
     pub poll_interval_ms: u64,
+    /// How long a provider that refused an app's credentials is paused before a probe, ms; default 30000.
+    /// Each failed probe doubles it.
+    pub pause_base_ms: u64,
+    /// Longest pause between probes, ms; default 600000 (10 minutes).
+    pub pause_max_ms: u64,
 }
 
 impl Default for DeliveryConfig {
@@ -114,6 +119,8 @@ impl Default for DeliveryConfig {
             max_attempts: 10,
             max_age_seconds: 86_400,
             poll_interval_ms: 1000,
+            pause_base_ms: 30_000,
+            pause_max_ms: 600_000,
         }
     }
 }
@@ -371,6 +378,8 @@ impl Config {
             ("max_attempts", u64::from(delivery.max_attempts), 1, 1_000),
             ("max_age_seconds", delivery.max_age_seconds, 1, 30 * 86_400),
             ("poll_interval_ms", delivery.poll_interval_ms, 10, 60_000),
+            ("pause_base_ms", delivery.pause_base_ms, 10, 3_600_000),
+            ("pause_max_ms", delivery.pause_max_ms, delivery.pause_base_ms, 86_400_000),
         ] {
             if !(low..=high).contains(&value) {
                 problems.push(format!("delivery.{key}: must be from {low} to {high}, got {value}"));

@@ -10,6 +10,7 @@
 use crate::config::{AppConfig, DeliveryConfig};
 use anyhow::Context as _;
 use pushgate_api::metrics::Metrics;
+use pushgate_api::pauses::Gate;
 use pushgate_api::{DeliveryHandle, now_ms};
 use pushgate_domain::{AppId, CustomPush, DeviceType, Environment};
 use pushgate_providers::apns::{ApnsAuth, ApnsClient, ApnsClientConfig, Notification, PushType, TokenSigner, apns_id};
@@ -164,7 +165,7 @@ impl Worker {
         let (provider, update) = self.attempt(&delivery, now).await;
         let update = match update {
             Ok(update) => update,
-            Err(outcome) => self.settle(&delivery, &outcome, now).await,
+            Err(outcome) => self.settle(&delivery, provider, &outcome, now).await,
         };
         let result = match update.status {
             DeliveryStatus::Retrying => "retried",
@@ -189,6 +190,7 @@ impl Worker {
             status,
             reason: Some(reason.to_owned()),
             next_attempt_at_ms: None,
+            attempted: false,
             now_ms: now,
         };
         if now > delivery.deadline_ms {
@@ -217,6 +219,9 @@ impl Worker {
                     (_, true) => PushType::Background,
                     (_, false) => PushType::Alert,
                 };
+                if let Some(held) = self.held(delivery, "apns", now) {
+                    return ("apns", Ok(held));
+                }
                 let device_key = format!("{}:{}", delivery.device_type, delivery.device_id);
                 let notification = Notification {
                     device_token: delivery.token.as_str(),
@@ -234,6 +239,9 @@ impl Worker {
                 let Some(client) = &app.fcm else {
                     return ("fcm", Ok(final_update(DeliveryStatus::Skipped, "FCM is not configured for this app")));
                 };
+                if let Some(held) = self.held(delivery, "fcm", now) {
+                    return ("fcm", Ok(held));
+                }
                 let message = push.to_fcm(u64::try_from(now / 1000).unwrap_or_default());
                 ("fcm", Err(client.send(delivery.token.as_str(), &message).await))
             }
@@ -241,12 +249,38 @@ impl Worker {
         }
     }
 
-    /// Turns a provider outcome into the delivery's next state.
-    async fn settle(&self, delivery: &ClaimedDelivery, outcome: &Outcome, now: i64) -> DeliveryUpdate {
+    /// `Some(update)` holding the delivery back while its provider is paused
+    /// for the app; `None` when it may go (as the probe, or normally).
+    fn held(&self, delivery: &ClaimedDelivery, provider: &str, now: i64) -> Option<DeliveryUpdate> {
+        match self.handle.pauses.gate(delivery.app_id.as_str(), provider, now) {
+            Gate::Open | Gate::Probe => None,
+            Gate::Held { until_ms, reason } => {
+                Some(retry_at(delivery, format!("paused: {reason}"), until_ms, false, now))
+            }
+        }
+    }
+
+    /// Turns a provider outcome into the delivery's next state, and opens or
+    /// closes the provider's pause for the app.
+    async fn settle(&self, delivery: &ClaimedDelivery, provider: &str, outcome: &Outcome, now: i64) -> DeliveryUpdate {
+        let app = delivery.app_id.as_str();
+        if let Outcome::AppRejected { reason } = outcome {
+            let base = i64::try_from(self.settings.pause_base_ms).unwrap_or(30_000);
+            let max = i64::try_from(self.settings.pause_max_ms).unwrap_or(600_000);
+            let until = self.handle.pauses.refused(app, provider, reason, now, base, max);
+            self.metrics.provider_paused(app, provider, true);
+            tracing::error!(app.id = %app, provider, provider.reason = %reason, "the provider refuses this app's credentials or configuration; paused, tokens kept");
+            return retry_at(delivery, reason.clone(), until, true, now);
+        }
+        if self.handle.pauses.answered(app, provider) {
+            self.metrics.provider_paused(app, provider, false);
+            tracing::info!(app.id = %app, provider, "the provider accepts this app again; resumed");
+        }
         let update = |status, reason: Option<String>, next: Option<i64>| DeliveryUpdate {
             status,
             reason,
             next_attempt_at_ms: next,
+            attempted: true,
             now_ms: now,
         };
         match outcome {
@@ -280,10 +314,7 @@ impl Worker {
                 }
             }
             Outcome::Retry { reason, after } => self.schedule_retry(delivery, reason, *after, now),
-            Outcome::AppRejected { reason } => {
-                tracing::error!(app.id = %delivery.app_id, provider.reason = %reason, "the provider refuses this app's credentials or configuration");
-                self.schedule_retry(delivery, reason, None, now)
-            }
+            Outcome::AppRejected { .. } => unreachable!("handled above"),
         }
     }
 
@@ -299,6 +330,7 @@ impl Worker {
             status: DeliveryStatus::Failed,
             reason: Some(why),
             next_attempt_at_ms: None,
+            attempted: true,
             now_ms: now,
         };
         if attempts >= self.settings.max_attempts {
@@ -306,16 +338,18 @@ impl Worker {
         }
         let delay = backoff(&self.settings, delivery.id, attempts).max(after.unwrap_or_default());
         let next = now.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
-        if next > delivery.deadline_ms {
-            return give_up(format!("{reason} (gave up: the next try would be past the push's deadline)"));
-        }
-        DeliveryUpdate {
-            status: DeliveryStatus::Retrying,
-            reason: Some(reason.to_owned()),
-            next_attempt_at_ms: Some(next),
-            now_ms: now,
-        }
+        retry_at(delivery, reason.to_owned(), next, true, now)
     }
+}
+
+/// Due again at `next`, or failed for good when that is past the push's deadline.
+fn retry_at(delivery: &ClaimedDelivery, reason: String, next: i64, attempted: bool, now: i64) -> DeliveryUpdate {
+    let (status, reason, next_attempt_at_ms) = if next > delivery.deadline_ms {
+        (DeliveryStatus::Failed, format!("{reason} (gave up: the next try would be past the push's deadline)"), None)
+    } else {
+        (DeliveryStatus::Retrying, reason, Some(next))
+    };
+    DeliveryUpdate { status, reason: Some(reason), next_attempt_at_ms, attempted, now_ms: now }
 }
 
 /// Exponential backoff with jitter: between half and all of

@@ -101,6 +101,7 @@ impl Application {
         let delivery = Arc::new(DeliveryHandle {
             wake: tokio::sync::Notify::new(),
             max_age_ms: i64::try_from(config.delivery.max_age_seconds.saturating_mul(1000)).unwrap_or(i64::MAX),
+            pauses: Default::default(),
         });
         let worker = Arc::new(Worker::new(
             Arc::clone(&store),

@@ -100,6 +100,7 @@ async fn recorded_attempts_show_in_the_push_view(store: &dyn Store) {
         status: DeliveryStatus::Retrying,
         reason: Some("UNAVAILABLE".into()),
         next_attempt_at_ms: Some(9_000),
+        attempted: true,
         now_ms: 5_100,
     };
     store.record_attempt(id, &retry).await.expect("record retry");
@@ -112,8 +113,13 @@ async fn recorded_attempts_show_in_the_push_view(store: &dyn Store) {
     assert!(store.claim_due_deliveries(8_999, 100, 60_000).await.expect("early").iter().all(|d| d.push_id != "p3"));
     assert!(store.next_due_at().await.expect("next due").is_some());
     let again = store.claim_due_deliveries(9_000, 100, 60_000).await.expect("due");
-    let delivered =
-        DeliveryUpdate { status: DeliveryStatus::Delivered, reason: None, next_attempt_at_ms: None, now_ms: 9_100 };
+    let delivered = DeliveryUpdate {
+        status: DeliveryStatus::Delivered,
+        reason: None,
+        next_attempt_at_ms: None,
+        attempted: true,
+        now_ms: 9_100,
+    };
     store.record_attempt(again.iter().find(|d| d.push_id == "p3").expect("due").id, &delivered).await.expect("record");
     let view = store.push_view(&parse(AppId::parse("record")), "p3").await.expect("view").expect("exists");
     assert_eq!((view.deliveries[0].status, view.deliveries[0].attempts), (DeliveryStatus::Delivered, 2));

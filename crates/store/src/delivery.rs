@@ -109,6 +109,9 @@ pub struct DeliveryUpdate {
     pub reason: Option<String>,
     /// When to try again, for `Retrying`.
     pub next_attempt_at_ms: Option<i64>,
+    /// Whether the provider was asked (counts as an attempt); false for a
+    /// skip or for a delivery held back while its provider is paused.
+    pub attempted: bool,
     /// Now, Unix ms.
     pub now_ms: i64,
 }

@@ -301,12 +301,13 @@ impl Store for SqliteStore {
     async fn record_attempt(&self, delivery_id: i64, update: &DeliveryUpdate) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE deliveries SET status = ?1, reason = ?2, next_attempt_at_ms = ?3, leased_until_ms = NULL, \
-                 attempts = attempts + CASE WHEN ?1 = 'skipped' THEN 0 ELSE 1 END, updated_at_ms = ?4 \
-             WHERE id = ?5",
+                 attempts = attempts + ?4, updated_at_ms = ?5 \
+             WHERE id = ?6",
         )
         .bind(update.status.as_str())
         .bind(update.reason.as_deref())
         .bind(update.next_attempt_at_ms)
+        .bind(i64::from(update.attempted))
         .bind(update.now_ms)
         .bind(delivery_id)
         .execute(&self.pool)

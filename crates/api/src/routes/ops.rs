@@ -13,15 +13,20 @@ use utoipa::ToSchema;
 
 /// The `result` of the health routes.
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct Health {
     /// `ok`.
     pub status: &'static str,
+    /// Providers paused for an app because they refused its credentials or
+    /// configuration (the instance itself is ready; those apps need fixing).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub paused_providers: Vec<crate::pauses::Pause>,
 }
 
 /// The process is up and serving.
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Envelope<Health>)))]
 pub async fn healthz() -> Json<Envelope<Health>> {
-    ok(Health { status: "ok" })
+    ok(Health { status: "ok", paused_providers: Vec::new() })
 }
 
 /// The store answers; until it does, a load balancer should send no traffic here.
@@ -37,7 +42,7 @@ pub async fn healthz() -> Json<Envelope<Health>> {
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Envelope<Health>>, ApiError> {
     let unavailable = || ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", "the store does not answer");
     match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
-        Ok(Ok(())) => Ok(ok(Health { status: "ok" })),
+        Ok(Ok(())) => Ok(ok(Health { status: "ok", paused_providers: state.delivery.pauses.snapshot() })),
         Ok(Err(error)) => Err(unavailable().with_cause(error)),
         Err(elapsed) => Err(unavailable().with_cause(elapsed)),
     }

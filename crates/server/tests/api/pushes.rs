@@ -294,3 +294,40 @@ async fn delivery_outcomes_show_in_the_metrics() {
     );
     assert!(text.contains(r#"pushgate_delivery_latency_seconds_count{app="SampleApp"} 2"#), "{text}");
 }
+
+#[tokio::test]
+async fn refused_credentials_pause_the_apps_provider_until_a_probe_succeeds() {
+    let setup = spawn_with_providers("pause_base_ms = 1500").await;
+    register(&setup).await;
+    setup.apns.fail_next(APNS_TOKEN, [ApnsFailure::Status(403, "InvalidProviderToken")]);
+    let push_id = push(&setup, &["user001", "user002"], seed_marketing_payload()).await;
+    let paused = eventually(WAIT, "the pause to show in /readyz", || async {
+        let (status, body) = setup.app.get("/readyz", None).await;
+        assert_eq!(status, 200, "the instance stays ready: {body}");
+        body["result"]["pausedProviders"].as_array().filter(|pauses| !pauses.is_empty()).cloned()
+    })
+    .await;
+    assert_eq!((paused[0]["app"].clone(), paused[0]["provider"].clone()), (json!("SampleApp"), json!("apns")));
+    assert_eq!(paused[0]["reason"], "InvalidProviderToken");
+    let metrics = || async {
+        setup
+            .app
+            .client
+            .get(format!("{}/metrics", setup.app.base_url))
+            .send()
+            .await
+            .expect("sent")
+            .text()
+            .await
+            .expect("text")
+    };
+    assert!(metrics().await.contains(r#"pushgate_provider_paused{app="SampleApp",provider="apns"} 1"#));
+
+    let status = settled(&setup, &push_id).await;
+    assert_eq!(status["summary"], json!({ "delivered": 2 }), "FCM went on; APNs resumed after the probe");
+    assert_eq!(status["deliveries"][0]["attempts"], 2);
+    let (_, ready) = setup.app.get("/readyz", None).await;
+    assert!(ready["result"].get("pausedProviders").is_none(), "{ready}");
+    assert!(metrics().await.contains(r#"pushgate_provider_paused{app="SampleApp",provider="apns"} 0"#));
+    assert_eq!(setup.app.devices_of("user001").await.len(), 1, "a credential error never touches a token");
+}

@@ -1,0 +1,150 @@
+//! Providers paused for an app: the circuit breaker between the delivery
+//! worker (which opens and closes it) and `/readyz` (which shows it).
+//!
+//! When a provider refuses an app itself (credentials, topic), sending the
+//! app's other deliveries would only be refused too, and a burst of refused
+//! credentials can get a key throttled. So the app's provider is paused: no
+//! tokens are touched, no attempts are spent, and after a while exactly one
+//! delivery is let through as a probe. Any answer but another refusal of the
+//! app resumes it; a refusal doubles the pause, up to a ceiling.
+
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use utoipa::ToSchema;
+
+/// One paused provider, as `/readyz` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Pause {
+    /// The app.
+    pub app: String,
+    /// `apns` or `fcm`.
+    pub provider: String,
+    /// What the provider answered.
+    pub reason: String,
+    /// When the next probe may go, Unix ms.
+    #[serde(rename = "untilMS")]
+    pub until_ms: i64,
+    #[serde(skip)]
+    interval_ms: i64,
+    #[serde(skip)]
+    probing: bool,
+}
+
+/// Whether a delivery may go to its provider now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Gate {
+    /// The provider is not paused.
+    Open,
+    /// This delivery is the probe: send it and report the answer.
+    Probe,
+    /// Hold the delivery until then; the provider refused the app for `reason`.
+    Held {
+        /// When to look again, Unix ms.
+        until_ms: i64,
+        /// Why the provider is paused.
+        reason: String,
+    },
+}
+
+/// Every paused (app, provider).
+#[derive(Debug, Default)]
+pub struct ProviderPauses {
+    paused: Mutex<HashMap<(String, String), Pause>>,
+}
+
+/// While a probe is out, other deliveries look again after this long.
+const PROBE_WAIT_MS: i64 = 1000;
+
+impl ProviderPauses {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Pause>> {
+        self.paused.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// May a delivery of `app` go to `provider` at `now_ms`?
+    pub fn gate(&self, app: &str, provider: &str, now_ms: i64) -> Gate {
+        let mut paused = self.lock();
+        let Some(pause) = paused.get_mut(&(app.to_owned(), provider.to_owned())) else {
+            return Gate::Open;
+        };
+        if now_ms < pause.until_ms {
+            return Gate::Held { until_ms: pause.until_ms, reason: pause.reason.clone() };
+        }
+        if pause.probing {
+            return Gate::Held { until_ms: now_ms + PROBE_WAIT_MS, reason: pause.reason.clone() };
+        }
+        pause.probing = true;
+        Gate::Probe
+    }
+
+    /// The provider refused the app: pause it (or, after a failed probe,
+    /// pause it twice as long, up to `max_ms`). Answers when it may be probed.
+    pub fn refused(&self, app: &str, provider: &str, reason: &str, now_ms: i64, base_ms: i64, max_ms: i64) -> i64 {
+        let mut paused = self.lock();
+        let key = (app.to_owned(), provider.to_owned());
+        let interval_ms = paused.get(&key).map_or(base_ms, |pause| (pause.interval_ms * 2).min(max_ms));
+        let until_ms = now_ms + interval_ms;
+        paused.insert(
+            key,
+            Pause {
+                app: app.to_owned(),
+                provider: provider.to_owned(),
+                reason: reason.to_owned(),
+                until_ms,
+                interval_ms,
+                probing: false,
+            },
+        );
+        until_ms
+    }
+
+    /// The provider answered something other than a refusal of the app:
+    /// resume it. Answers whether it had been paused.
+    pub fn answered(&self, app: &str, provider: &str) -> bool {
+        self.lock().remove(&(app.to_owned(), provider.to_owned())).is_some()
+    }
+
+    /// Every pause, ordered by app and provider.
+    pub fn snapshot(&self) -> Vec<Pause> {
+        let mut pauses: Vec<Pause> = self.lock().values().cloned().collect();
+        pauses.sort_by(|a, b| (&a.app, &a.provider).cmp(&(&b.app, &b.provider)));
+        pauses
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_app_is_held_then_probed_by_exactly_one_delivery() {
+        let pauses = ProviderPauses::default();
+        assert_eq!(pauses.gate("A", "apns", 0), Gate::Open);
+        assert_eq!(pauses.refused("A", "apns", "InvalidProviderToken", 0, 100, 1000), 100);
+        assert_eq!(pauses.gate("A", "apns", 50), Gate::Held { until_ms: 100, reason: "InvalidProviderToken".into() });
+        assert_eq!(pauses.gate("A", "fcm", 50), Gate::Open, "other providers go on");
+        assert_eq!(pauses.gate("B", "apns", 50), Gate::Open, "other apps go on");
+        assert_eq!(pauses.gate("A", "apns", 100), Gate::Probe);
+        assert!(matches!(pauses.gate("A", "apns", 101), Gate::Held { .. }), "one probe at a time");
+    }
+
+    #[test]
+    fn a_failed_probe_doubles_the_pause_up_to_the_ceiling() {
+        let pauses = ProviderPauses::default();
+        assert_eq!(pauses.refused("A", "apns", "r", 0, 100, 300), 100);
+        assert_eq!(pauses.refused("A", "apns", "r", 100, 100, 300), 300);
+        assert_eq!(pauses.refused("A", "apns", "r", 300, 100, 300), 600);
+    }
+
+    #[test]
+    fn an_answer_resumes_the_provider() {
+        let pauses = ProviderPauses::default();
+        pauses.refused("A", "apns", "r", 0, 100, 300);
+        assert_eq!(pauses.snapshot().len(), 1);
+        assert!(pauses.answered("A", "apns"));
+        assert_eq!(pauses.gate("A", "apns", 1), Gate::Open);
+        assert!(pauses.snapshot().is_empty());
+        assert!(!pauses.answered("A", "apns"));
+    }
+}
