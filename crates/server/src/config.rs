@@ -198,6 +198,9 @@ pub struct ApnsConfig {
     /// HTTP/2 connections kept open to APNs per environment; default 2.
     #[serde(default = "default_apns_connections")]
     pub connections: usize,
+    /// Most sends per second to APNs for this app (a token bucket with as
+    /// large a burst); absent: no limit (APNs publishes no quota).
+    pub rate_per_second: Option<u32>,
 }
 
 /// `[apps.fcm]`
@@ -210,6 +213,10 @@ pub struct FcmConfig {
     pub endpoint: Option<url::Url>,
     /// An extra CA certificate (PEM) to trust for `endpoint` and `token_uri`.
     pub ca_file: Option<PathBuf>,
+    /// Most sends per second to FCM for this app; default 10000, FCM's
+    /// default project quota of 600,000 a minute.
+    #[serde(default = "default_fcm_rate")]
+    pub rate_per_second: u32,
 }
 
 /// `[apps.webpush]`
@@ -233,6 +240,9 @@ fn default_store_url() -> String {
 }
 fn default_log_level() -> String {
     "info".to_owned()
+}
+fn default_fcm_rate() -> u32 {
+    10_000
 }
 fn default_apns_connections() -> usize {
     2
@@ -426,6 +436,9 @@ impl Config {
                 if !(1..=16).contains(&apns.connections) {
                     problems.push(format!("{at}.apns.connections: must be from 1 to 16"));
                 }
+                if apns.rate_per_second == Some(0) {
+                    problems.push(format!("{at}.apns.rate_per_second: must be at least 1 (leave it out for no limit)"));
+                }
                 if apns.topic.trim().is_empty() {
                     problems.push(format!("{at}.apns.topic: the app's bundle id is required"));
                 }
@@ -433,6 +446,11 @@ impl Config {
                 if let Some(ca) = &apns.ca_file {
                     check_readable(&mut problems, &format!("{at}.apns.ca_file"), ca);
                 }
+            }
+            if let Some(fcm) = &app.fcm
+                && fcm.rate_per_second == 0
+            {
+                problems.push(format!("{at}.fcm.rate_per_second: must be at least 1"));
             }
             if let Some(fcm) = &app.fcm {
                 check_service_account(

@@ -22,14 +22,24 @@ use std::hash::BuildHasher as _;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// A token bucket: sends wait for a token, so a large push paces itself
+/// under the provider's quota instead of tripping it.
+type RateLimiter = governor::DefaultDirectRateLimiter;
+
+fn rate_limiter(per_second: u32) -> Option<Arc<RateLimiter>> {
+    std::num::NonZeroU32::new(per_second).map(|rate| Arc::new(RateLimiter::direct(governor::Quota::per_second(rate))))
+}
+
 /// The provider clients of one app.
 #[derive(Debug)]
 pub struct AppProviders {
     apns_production: Option<Arc<ApnsClient>>,
     apns_sandbox: Option<Arc<ApnsClient>>,
+    apns_rate: Option<Arc<RateLimiter>>,
     topic: String,
     default_environment: Environment,
     fcm: Option<Arc<FcmClient>>,
+    fcm_rate: Option<Arc<RateLimiter>>,
 }
 
 impl AppProviders {
@@ -39,9 +49,11 @@ impl AppProviders {
         let mut providers = Self {
             apns_production: None,
             apns_sandbox: None,
+            apns_rate: None,
             topic: String::new(),
             default_environment: Environment::Production,
             fcm: None,
+            fcm_rate: None,
         };
         if let Some(apns) = &app.apns {
             let auth =
@@ -73,6 +85,7 @@ impl AppProviders {
             };
             providers.apns_production = Some(client(pushgate_providers::apns::PRODUCTION_ENDPOINT)?);
             providers.apns_sandbox = Some(client(pushgate_providers::apns::SANDBOX_ENDPOINT)?);
+            providers.apns_rate = apns.rate_per_second.and_then(rate_limiter);
             providers.topic.clone_from(&apns.topic);
             providers.default_environment = apns.environment;
         }
@@ -87,6 +100,7 @@ impl AppProviders {
             config.extra_ca_pem =
                 fcm.ca_file.as_ref().map(std::fs::read).transpose().context("reading apps.fcm.ca_file")?;
             providers.fcm = Some(Arc::new(FcmClient::new(config, Arc::new(SystemClock))?));
+            providers.fcm_rate = rate_limiter(fcm.rate_per_second);
         }
         Ok(providers)
     }
@@ -222,6 +236,9 @@ impl Worker {
                 if let Some(held) = self.held(delivery, "apns", now) {
                     return ("apns", Ok(held));
                 }
+                if let Some(rate) = &app.apns_rate {
+                    rate.until_ready().await;
+                }
                 let device_key = format!("{}:{}", delivery.device_type, delivery.device_id);
                 let notification = Notification {
                     device_token: delivery.token.as_str(),
@@ -241,6 +258,9 @@ impl Worker {
                 };
                 if let Some(held) = self.held(delivery, "fcm", now) {
                     return ("fcm", Ok(held));
+                }
+                if let Some(rate) = &app.fcm_rate {
+                    rate.until_ready().await;
                 }
                 let message = push.to_fcm(u64::try_from(now / 1000).unwrap_or_default());
                 ("fcm", Err(client.send(delivery.token.as_str(), &message).await))

@@ -57,6 +57,8 @@ pub struct RecordedFcmMessage {
     pub message: Value,
     /// The status answered.
     pub status: u16,
+    /// When it arrived.
+    pub received_at: std::time::Instant,
 }
 
 struct State {
@@ -245,6 +247,7 @@ async fn send(
         .and_then(|value| value.strip_prefix("Bearer "));
     let authorized =
         bearer.is_some_and(|token| lock(&state.issued).get(token).is_some_and(|expiry| *expiry > SystemTime::now()));
+    let received_at = std::time::Instant::now();
     let message = body.get("message").cloned().unwrap_or(Value::Null);
     let response = if !authorized {
         fcm_error(
@@ -272,7 +275,7 @@ async fn send(
         }
     };
     let token = message.get("token").and_then(Value::as_str).unwrap_or_default().to_owned();
-    lock(&state.messages).push(RecordedFcmMessage { token, message, status: response.status().as_u16() });
+    lock(&state.messages).push(RecordedFcmMessage { token, message, status: response.status().as_u16(), received_at });
     state.recorded.notify_waiters();
     response
 }

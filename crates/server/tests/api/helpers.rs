@@ -114,6 +114,11 @@ pub struct WithProviders {
 /// Starts the fakes and a pushgate configured to use them, with quick retries
 /// (`retry_base_ms` 20) and `extra` appended to the `[delivery]` section.
 pub async fn spawn_with_providers(extra_delivery: &str) -> WithProviders {
+    spawn_with_providers_and(extra_delivery, &[]).await
+}
+
+/// As [`spawn_with_providers`], with environment overrides on top.
+pub async fn spawn_with_providers_and(extra_delivery: &str, overrides: &[(&str, &str)]) -> WithProviders {
     let ca = pushgate_testkit::TestCa::generate();
     let key = pushgate_testkit::Es256Key::generate();
     let apns = pushgate_testkit::FakeApns::start(
@@ -163,7 +168,7 @@ ca_file = {ca_file:?}
         apns_endpoint = apns.endpoint(),
         fcm_endpoint = fcm.endpoint(),
     );
-    let app = TestApp::spawn_with(Some(&config), &[]).await;
+    let app = TestApp::spawn_with(Some(&config), overrides).await;
     WithProviders { app, apns, fcm, _files: files }
 }
 

@@ -331,3 +331,27 @@ async fn refused_credentials_pause_the_apps_provider_until_a_probe_succeeds() {
     assert!(metrics().await.contains(r#"pushgate_provider_paused{app="SampleApp",provider="apns"} 0"#));
     assert_eq!(setup.app.devices_of("user001").await.len(), 1, "a credential error never touches a token");
 }
+
+#[tokio::test]
+async fn a_large_send_is_paced_by_the_apps_rate_limit() {
+    let setup =
+        crate::helpers::spawn_with_providers_and("", &[("PUSHGATE_APPS__SAMPLEAPP__FCM__RATE_PER_SECOND", "10")]).await;
+    let clients: Vec<String> = (0..25).map(|n| format!("user{n}")).collect();
+    for (n, client) in clients.iter().enumerate() {
+        let body = json!({ "type": "android", "token": format!("fcm-token-{n}"), "deviceId": format!("pixel-{n}"), "clientId": client });
+        assert_eq!(setup.app.subscribe(body).await.0, 200);
+    }
+    let clients: Vec<&str> = clients.iter().map(String::as_str).collect();
+    let push_id = push(&setup, &clients, json!({ "title": "t", "body": "b" })).await;
+    let status = settled(&setup, &push_id).await;
+    assert_eq!(status["summary"], json!({ "delivered": 25 }));
+    let arrivals: Vec<_> = setup.fcm.messages().iter().map(|m| m.received_at).collect();
+    let first = arrivals.iter().min().expect("messages");
+    let last = arrivals.iter().max().expect("messages");
+    // A bucket of 10 refilling at 10/s needs 1.5 s for the other 15; allow for timer slack.
+    assert!(
+        last.duration_since(*first) >= Duration::from_millis(1300),
+        "25 sends in {:?}",
+        last.duration_since(*first)
+    );
+}
