@@ -12,6 +12,8 @@ use sqlx::sqlite::{
 };
 use std::collections::{BTreeSet, HashMap};
 use std::str::FromStr as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -20,10 +22,25 @@ static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite
 ///
 /// WAL mode lets readers run beside the single writer; `synchronous = FULL`
 /// makes every commit survive a power cut, which is what "accepted" promises.
+///
+/// Accepting a push is group-committed: concurrent accepts queue for one
+/// writer task, which stores all that are waiting in one transaction, so
+/// durability costs one disk flush per group rather than per request.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    accepts: tokio::sync::mpsc::Sender<AcceptRequest>,
+    accept_transactions: Arc<AtomicU64>,
 }
+
+#[derive(Debug)]
+struct AcceptRequest {
+    push: NewPush,
+    reply: tokio::sync::oneshot::Sender<Result<Accepted, StoreError>>,
+}
+
+/// Most pushes committed in one group.
+const MAX_GROUP: usize = 256;
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at a `sqlite://` URL, such as
@@ -42,8 +59,123 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         MIGRATIONS.run(&pool).await.map_err(|error| StoreError::Internal(error.into()))?;
-        Ok(Self { pool })
+        let (accepts, queue) = tokio::sync::mpsc::channel(4 * MAX_GROUP);
+        let accept_transactions = Arc::new(AtomicU64::new(0));
+        tokio::spawn(group_committer(pool.clone(), queue, Arc::clone(&accept_transactions)));
+        Ok(Self { pool, accepts, accept_transactions })
     }
+
+    /// How many transactions accepted pushes so far (fewer than the pushes
+    /// when accepts were grouped).
+    pub fn accept_transactions(&self) -> u64 {
+        self.accept_transactions.load(Ordering::Relaxed)
+    }
+}
+
+/// The single writer of accepted pushes: takes the first waiting request,
+/// adds every other one already waiting, and stores them in one transaction.
+/// If the group fails, each push is tried alone, so one bad push never fails
+/// another. Ends when the store is dropped.
+async fn group_committer(
+    pool: SqlitePool,
+    mut queue: tokio::sync::mpsc::Receiver<AcceptRequest>,
+    transactions: Arc<AtomicU64>,
+) {
+    while let Some(first) = queue.recv().await {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match queue.try_recv() {
+                Ok(request) => group.push(request),
+                Err(_) => break,
+            }
+        }
+        transactions.fetch_add(1, Ordering::Relaxed);
+        match accept_group(&pool, &group).await {
+            Ok(results) => {
+                for (request, accepted) in group.into_iter().zip(results) {
+                    let _ = request.reply.send(Ok(accepted));
+                }
+            }
+            Err(error) if group.len() == 1 => {
+                let _ = group.pop().map(|request| request.reply.send(Err(error)));
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, pushes = group.len(), "a group commit failed; storing its pushes one by one");
+                for request in group {
+                    transactions.fetch_add(1, Ordering::Relaxed);
+                    let result = accept_group(&pool, std::slice::from_ref(&request)).await.map(|mut one| one.remove(0));
+                    let _ = request.reply.send(result);
+                }
+            }
+        }
+    }
+}
+
+async fn accept_group(pool: &SqlitePool, group: &[AcceptRequest]) -> Result<Vec<Accepted>, StoreError> {
+    let mut transaction = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let mut results = Vec::with_capacity(group.len());
+    for request in group {
+        results.push(insert_push(&mut transaction, &request.push).await?);
+    }
+    transaction.commit().await?;
+    Ok(results)
+}
+
+async fn insert_push(
+    transaction: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    push: &NewPush,
+) -> Result<Accepted, StoreError> {
+    sqlx::query(
+        "INSERT INTO pushes (push_id, app_id, kind, request, created_at_ms, deadline_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )
+    .bind(&push.push_id)
+    .bind(push.app_id.as_str())
+    .bind(&push.kind)
+    .bind(&push.request)
+    .bind(push.now_ms)
+    .bind(push.deadline_ms)
+    .execute(&mut **transaction)
+    .await?;
+    let (status, reason) = match &push.skip_all {
+        Some(reason) => (DeliveryStatus::Skipped.as_str(), Some(reason.as_str())),
+        None => (DeliveryStatus::Queued.as_str(), None),
+    };
+    let mut accepted = Accepted { queued: 0, clients_without_devices: 0 };
+    // A client listed twice is reached once.
+    let clients: BTreeSet<&str> = push.clients.iter().map(|client| client.as_str()).collect();
+    for client in clients {
+        let devices = sqlx::query(
+            "INSERT INTO deliveries (push_id, app_id, client_id, device_type, device_id, token, environment, \
+                                     status, reason, next_attempt_at_ms, updated_at_ms) \
+             SELECT ?1, app_id, client_id, device_type, device_id, token, environment, ?2, ?3, ?4, ?4 \
+             FROM devices WHERE app_id = ?5 AND client_id = ?6",
+        )
+        .bind(&push.push_id)
+        .bind(status)
+        .bind(reason)
+        .bind(push.now_ms)
+        .bind(push.app_id.as_str())
+        .bind(client)
+        .execute(&mut **transaction)
+        .await?
+        .rows_affected();
+        if devices == 0 {
+            accepted.clients_without_devices += 1;
+            sqlx::query(
+                "INSERT INTO deliveries (push_id, app_id, client_id, status, reason, updated_at_ms) \
+                 VALUES (?1, ?2, ?3, 'skipped', 'no registered device', ?4)",
+            )
+            .bind(&push.push_id)
+            .bind(push.app_id.as_str())
+            .bind(client)
+            .bind(push.now_ms)
+            .execute(&mut **transaction)
+            .await?;
+        } else if push.skip_all.is_none() {
+            accepted.queued += devices;
+        }
+    }
+    Ok(accepted)
 }
 
 fn device_from_row(row: &SqliteRow) -> Result<Device, StoreError> {
@@ -181,59 +313,10 @@ impl Store for SqliteStore {
     }
 
     async fn accept_push(&self, push: &NewPush) -> Result<Accepted, StoreError> {
-        let mut transaction = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query(
-            "INSERT INTO pushes (push_id, app_id, kind, request, created_at_ms, deadline_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )
-        .bind(&push.push_id)
-        .bind(push.app_id.as_str())
-        .bind(&push.kind)
-        .bind(&push.request)
-        .bind(push.now_ms)
-        .bind(push.deadline_ms)
-        .execute(&mut *transaction)
-        .await?;
-        let (status, reason) = match &push.skip_all {
-            Some(reason) => (DeliveryStatus::Skipped.as_str(), Some(reason.as_str())),
-            None => (DeliveryStatus::Queued.as_str(), None),
-        };
-        let mut accepted = Accepted { queued: 0, clients_without_devices: 0 };
-        // A client listed twice is reached once.
-        let clients: BTreeSet<&str> = push.clients.iter().map(|client| client.as_str()).collect();
-        for client in clients {
-            let devices = sqlx::query(
-                "INSERT INTO deliveries (push_id, app_id, client_id, device_type, device_id, token, environment, \
-                                         status, reason, next_attempt_at_ms, updated_at_ms) \
-                 SELECT ?1, app_id, client_id, device_type, device_id, token, environment, ?2, ?3, ?4, ?4 \
-                 FROM devices WHERE app_id = ?5 AND client_id = ?6",
-            )
-            .bind(&push.push_id)
-            .bind(status)
-            .bind(reason)
-            .bind(push.now_ms)
-            .bind(push.app_id.as_str())
-            .bind(client)
-            .execute(&mut *transaction)
-            .await?
-            .rows_affected();
-            if devices == 0 {
-                accepted.clients_without_devices += 1;
-                sqlx::query(
-                    "INSERT INTO deliveries (push_id, app_id, client_id, status, reason, updated_at_ms) \
-                     VALUES (?1, ?2, ?3, 'skipped', 'no registered device', ?4)",
-                )
-                .bind(&push.push_id)
-                .bind(push.app_id.as_str())
-                .bind(client)
-                .bind(push.now_ms)
-                .execute(&mut *transaction)
-                .await?;
-            } else if push.skip_all.is_none() {
-                accepted.queued += devices;
-            }
-        }
-        transaction.commit().await?;
-        Ok(accepted)
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let closed = || StoreError::Unavailable(sqlx::Error::PoolClosed);
+        self.accepts.send(AcceptRequest { push: push.clone(), reply }).await.map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
     }
 
     async fn claim_due_deliveries(

@@ -23,3 +23,60 @@ async fn reopening_a_database_keeps_its_devices_and_skips_applied_migrations() {
     let reopened = SqliteStore::open(&url).await.expect("second open");
     assert_eq!(reopened.api_keys().await.expect("keys"), vec![key]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_accepts_share_commits_and_every_one_is_stored() {
+    use pushgate_domain::{AppId, ClientId};
+    let directory = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", directory.path().join("pushgate.db").display());
+    let store = Arc::new(SqliteStore::open(&url).await.expect("open"));
+    let app = AppId::parse("SampleApp").expect("app id");
+    let accepts: Vec<_> = (0..64)
+        .map(|n| {
+            let store = Arc::clone(&store);
+            let push = pushgate_store::NewPush {
+                push_id: format!("push-{n}"),
+                app_id: app.clone(),
+                kind: "custom".into(),
+                request: "{}".into(),
+                clients: vec![ClientId::parse("nobody").expect("client")],
+                now_ms: 1,
+                deadline_ms: 2,
+                skip_all: None,
+            };
+            tokio::spawn(async move { store.accept_push(&push).await })
+        })
+        .collect();
+    for accept in accepts {
+        accept.await.expect("task").expect("accepted");
+    }
+    for n in 0..64 {
+        assert!(store.push_view(&app, &format!("push-{n}")).await.expect("view").is_some(), "push-{n} is stored");
+    }
+    let transactions = store.accept_transactions();
+    assert!(transactions < 64, "64 concurrent accepts took {transactions} transactions");
+}
+
+#[tokio::test]
+async fn a_push_that_cannot_be_stored_does_not_fail_the_others_in_its_group() {
+    use pushgate_domain::{AppId, ClientId};
+    let directory = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", directory.path().join("pushgate.db").display());
+    let store = Arc::new(SqliteStore::open(&url).await.expect("open"));
+    let push = |id: &str| pushgate_store::NewPush {
+        push_id: id.to_owned(),
+        app_id: AppId::parse("SampleApp").expect("app id"),
+        kind: "custom".into(),
+        request: "{}".into(),
+        clients: vec![ClientId::parse("nobody").expect("client")],
+        now_ms: 1,
+        deadline_ms: 2,
+        skip_all: None,
+    };
+    store.accept_push(&push("taken")).await.expect("first");
+    // A duplicate id fails its own insert; the pushes grouped with it still go through.
+    let (taken, fresh) = (push("taken"), push("fresh"));
+    let (duplicate, fresh) = tokio::join!(store.accept_push(&taken), store.accept_push(&fresh));
+    assert!(duplicate.is_err());
+    fresh.expect("the other push of the group is stored");
+}
