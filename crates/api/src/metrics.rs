@@ -54,6 +54,12 @@ pub struct Metrics {
     deliveries: Family<DeliveryLabels, Counter>,
     delivery_latency: Family<AppLabels, Histogram>,
     provider_paused: Family<ProviderLabels, Gauge>,
+    queue_depth: Family<StatusLabels, Gauge>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    status: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -96,6 +102,8 @@ impl Default for Metrics {
             "1 while a provider is paused for an app because it refused the app's credentials",
             provider_paused.clone(),
         );
+        let queue_depth = Family::<StatusLabels, Gauge>::default();
+        registry.register("queue_depth", "Deliveries waiting, queued or retrying", queue_depth.clone());
         Self {
             registry,
             requests,
@@ -105,6 +113,7 @@ impl Default for Metrics {
             deliveries,
             delivery_latency,
             provider_paused,
+            queue_depth,
         }
     }
 }
@@ -134,6 +143,15 @@ impl Metrics {
         self.provider_paused
             .get_or_create(&ProviderLabels { app: app.to_owned(), provider: provider.to_owned() })
             .set(i64::from(paused));
+    }
+
+    /// Sets the number of deliveries waiting.
+    pub fn queue_depth(&self, queued: u64, retrying: u64) {
+        for (status, count) in [("queued", queued), ("retrying", retrying)] {
+            self.queue_depth
+                .get_or_create(&StatusLabels { status: status.to_owned() })
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
     }
 
     /// The metrics in the OpenMetrics text format, which Prometheus scrapes.

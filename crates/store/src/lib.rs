@@ -155,6 +155,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// deliveries a killed process held are due at once.
     async fn release_all_leases(&self) -> Result<u64, StoreError>;
 
+    /// How many deliveries wait: (queued, retrying).
+    async fn queue_depth(&self) -> Result<(u64, u64), StoreError>;
+
     /// When the earliest queued or retrying delivery is due, if any.
     async fn next_due_at(&self) -> Result<Option<i64>, StoreError>;
 

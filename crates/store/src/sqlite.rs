@@ -405,6 +405,17 @@ impl Store for SqliteStore {
         Ok(result.rows_affected())
     }
 
+    async fn queue_depth(&self) -> Result<(u64, u64), StoreError> {
+        let row = sqlx::query(
+            "SELECT COALESCE(SUM(status = 'queued'), 0) AS queued, COALESCE(SUM(status = 'retrying'), 0) AS retrying \
+             FROM deliveries WHERE status IN ('queued', 'retrying')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let count = |column: &str| row.try_get::<i64, _>(column).map(|n| u64::try_from(n).unwrap_or_default());
+        Ok((count("queued")?, count("retrying")?))
+    }
+
     async fn next_due_at(&self) -> Result<Option<i64>, StoreError> {
         let row = sqlx::query(
             "SELECT MIN(COALESCE(MAX(next_attempt_at_ms, leased_until_ms), next_attempt_at_ms)) AS due \

@@ -293,6 +293,13 @@ async fn delivery_outcomes_show_in_the_metrics() {
         "{text}"
     );
     assert!(text.contains(r#"pushgate_delivery_latency_seconds_count{app="SampleApp"} 2"#), "{text}");
+    let depth = eventually(WAIT, "the queue depth gauge to be set", || async {
+        let text =
+            setup.app.client.get(format!("{}/metrics", setup.app.base_url)).send().await.ok()?.text().await.ok()?;
+        text.contains(r#"pushgate_queue_depth{status="queued"}"#).then_some(text)
+    })
+    .await;
+    assert!(depth.contains(r#"pushgate_queue_depth{status="retrying"} 0"#), "{depth}");
 }
 
 #[tokio::test]
