@@ -68,6 +68,22 @@ fn token(n: u32) -> String {
     format!("{n:064x}")
 }
 
+/// Sends to every device at once and answers the outcomes in order.
+async fn send_all(client: &Arc<ApnsClient>, devices: Vec<String>) -> Vec<Outcome> {
+    let sends: Vec<_> = devices
+        .into_iter()
+        .map(|device| {
+            let client = Arc::clone(client);
+            tokio::spawn(async move { client.send(&alert(&device)).await })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for send in sends {
+        outcomes.push(send.await.unwrap());
+    }
+    outcomes
+}
+
 const PAYLOAD: &[u8] =
     br#"{"aps":{"alert":{"loc-key":"im_loc_text","loc-args":["Alice","Hello"]},"badge":3,"sound":"default"}}"#;
 
@@ -264,17 +280,7 @@ async fn requests_caught_on_a_lost_connection_are_resent_not_failed() {
         setup.fake.fail_next(device, [ApnsFailure::Delay(Duration::from_millis(200))]);
     }
     setup.fake.fail_next(&devices[0], [ApnsFailure::DropConnection]);
-    let sends: Vec<_> = devices
-        .iter()
-        .map(|device| {
-            let client = Arc::clone(&client);
-            let device = device.clone();
-            tokio::spawn(async move { client.send(&alert(&device)).await })
-        })
-        .collect();
-    for send in sends {
-        assert_eq!(send.await.unwrap(), Outcome::Delivered);
-    }
+    assert!(send_all(&client, devices.clone()).await.iter().all(|outcome| *outcome == Outcome::Delivered));
     let mut delivered: Vec<_> = setup.fake.delivered().into_iter().map(|r| r.device_token).collect();
     delivered.sort();
     delivered.dedup();
@@ -314,17 +320,7 @@ async fn the_server_stream_limit_queues_requests_instead_of_failing_them() {
     for device in &devices {
         setup.fake.fail_next(device, [ApnsFailure::Delay(Duration::from_millis(30))]);
     }
-    let sends: Vec<_> = devices
-        .iter()
-        .map(|device| {
-            let client = Arc::clone(&client);
-            let device = device.clone();
-            tokio::spawn(async move { client.send(&alert(&device)).await })
-        })
-        .collect();
-    for send in sends {
-        assert_eq!(send.await.unwrap(), Outcome::Delivered);
-    }
+    assert!(send_all(&client, devices.clone()).await.iter().all(|outcome| *outcome == Outcome::Delivered));
     assert_eq!(setup.fake.delivered().len(), 20);
     assert_eq!(setup.fake.connections(), 1);
     assert!(setup.fake.peak_concurrent_streams() <= 2, "peak {}", setup.fake.peak_concurrent_streams());
@@ -336,15 +332,9 @@ async fn several_connections_share_the_load() {
     let setup = setup(100).await;
     let client =
         Arc::new(setup.client_with(Arc::new(pushgate_providers::SystemClock), |config| config.connections = 3));
-    let sends: Vec<_> = (300..330)
-        .map(|n| {
-            let client = Arc::clone(&client);
-            tokio::spawn(async move { client.send(&alert(&token(n))).await })
-        })
-        .collect();
-    for send in sends {
-        assert_eq!(send.await.unwrap(), Outcome::Delivered);
-    }
+    assert!(
+        send_all(&client, (300..330).map(token).collect()).await.iter().all(|outcome| *outcome == Outcome::Delivered)
+    );
     setup.fake.wait_for_delivered(30, WAIT).await;
     assert_eq!(setup.fake.connections(), 3);
     let mut used: Vec<u64> = setup.fake.delivered().iter().map(|r| r.connection).collect();

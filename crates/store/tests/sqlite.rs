@@ -24,9 +24,23 @@ async fn reopening_a_database_keeps_its_devices_and_skips_applied_migrations() {
     assert_eq!(reopened.api_keys().await.expect("keys"), vec![key]);
 }
 
+/// A push of `SampleApp` to one client without devices.
+fn push_to_nobody(push_id: &str) -> pushgate_store::NewPush {
+    pushgate_store::NewPush {
+        push_id: push_id.to_owned(),
+        app_id: pushgate_domain::AppId::parse("SampleApp").expect("app id"),
+        kind: "custom".into(),
+        request: "{}".into(),
+        clients: vec![pushgate_domain::ClientId::parse("nobody").expect("client")],
+        now_ms: 1,
+        deadline_ms: 2,
+        skip_all: None,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_accepts_share_commits_and_every_one_is_stored() {
-    use pushgate_domain::{AppId, ClientId};
+    use pushgate_domain::AppId;
     let directory = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}", directory.path().join("pushgate.db").display());
     let store = Arc::new(SqliteStore::open(&url).await.expect("open"));
@@ -34,16 +48,7 @@ async fn concurrent_accepts_share_commits_and_every_one_is_stored() {
     let accepts: Vec<_> = (0..64)
         .map(|n| {
             let store = Arc::clone(&store);
-            let push = pushgate_store::NewPush {
-                push_id: format!("push-{n}"),
-                app_id: app.clone(),
-                kind: "custom".into(),
-                request: "{}".into(),
-                clients: vec![ClientId::parse("nobody").expect("client")],
-                now_ms: 1,
-                deadline_ms: 2,
-                skip_all: None,
-            };
+            let push = push_to_nobody(&format!("push-{n}"));
             tokio::spawn(async move { store.accept_push(&push).await })
         })
         .collect();
@@ -59,20 +64,10 @@ async fn concurrent_accepts_share_commits_and_every_one_is_stored() {
 
 #[tokio::test]
 async fn a_push_that_cannot_be_stored_does_not_fail_the_others_in_its_group() {
-    use pushgate_domain::{AppId, ClientId};
     let directory = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}", directory.path().join("pushgate.db").display());
     let store = Arc::new(SqliteStore::open(&url).await.expect("open"));
-    let push = |id: &str| pushgate_store::NewPush {
-        push_id: id.to_owned(),
-        app_id: AppId::parse("SampleApp").expect("app id"),
-        kind: "custom".into(),
-        request: "{}".into(),
-        clients: vec![ClientId::parse("nobody").expect("client")],
-        now_ms: 1,
-        deadline_ms: 2,
-        skip_all: None,
-    };
+    let push = push_to_nobody;
     store.accept_push(&push("taken")).await.expect("first");
     // A duplicate id fails its own insert; the pushes grouped with it still go through.
     let (taken, fresh) = (push("taken"), push("fresh"));

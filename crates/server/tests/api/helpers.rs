@@ -76,6 +76,13 @@ impl TestApp {
         read(request.send().await.expect("request sent")).await
     }
 
+    /// The `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        let response = self.client.get(format!("{}/metrics", self.base_url)).send().await.expect("sent");
+        assert_eq!(response.status(), 200);
+        response.text().await.expect("text")
+    }
+
     pub async fn subscribe(&self, body: Value) -> (u16, Value) {
         self.post_json("/me/subscribe", Some(API_KEY), &body).await
     }

@@ -16,9 +16,7 @@ async fn metrics_count_requests_by_route_template() {
     assert_eq!(app.subscribe(ios_device("iphone-1", "user001", APNS_TOKEN)).await.0, 200);
     assert_eq!(app.get("/v1/clients/user001/devices", Some(API_KEY)).await.0, 200);
     assert_eq!(app.get("/v1/clients/user002/devices", Some(API_KEY)).await.0, 200);
-    let response = app.client.get(format!("{}/metrics", app.base_url)).send().await.expect("sent");
-    assert_eq!(response.status(), 200);
-    let text = response.text().await.expect("text");
+    let text = app.metrics().await;
     assert!(
         text.contains(r#"pushgate_http_requests_total{method="POST",route="/me/subscribe",status="200"} 1"#),
         "{text}"

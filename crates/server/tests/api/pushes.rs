@@ -273,16 +273,7 @@ async fn delivery_outcomes_show_in_the_metrics() {
     register(&setup).await;
     let push_id = push(&setup, &["user001", "user002"], seed_marketing_payload()).await;
     settled(&setup, &push_id).await;
-    let text = setup
-        .app
-        .client
-        .get(format!("{}/metrics", setup.app.base_url))
-        .send()
-        .await
-        .expect("sent")
-        .text()
-        .await
-        .expect("text");
+    let text = setup.app.metrics().await;
     assert!(text.contains(r#"pushgate_pushes_accepted_total{app="SampleApp"} 1"#), "{text}");
     assert!(
         text.contains(r#"pushgate_deliveries_total{app="SampleApp",provider="apns",result="delivered",reason=""} 1"#),
@@ -316,18 +307,7 @@ async fn refused_credentials_pause_the_apps_provider_until_a_probe_succeeds() {
     .await;
     assert_eq!((paused[0]["app"].clone(), paused[0]["provider"].clone()), (json!("SampleApp"), json!("apns")));
     assert_eq!(paused[0]["reason"], "InvalidProviderToken");
-    let metrics = || async {
-        setup
-            .app
-            .client
-            .get(format!("{}/metrics", setup.app.base_url))
-            .send()
-            .await
-            .expect("sent")
-            .text()
-            .await
-            .expect("text")
-    };
+    let metrics = || setup.app.metrics();
     assert!(metrics().await.contains(r#"pushgate_provider_paused{app="SampleApp",provider="apns"} 1"#));
 
     let status = settled(&setup, &push_id).await;
