@@ -834,4 +834,12 @@ mod tests {
             "{error}"
         );
     }
+
+    #[test]
+    fn the_documented_example_configuration_is_valid() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pushgate.example.toml");
+        let config = Config::load(Some(&example), env(&[])).expect("pushgate.example.toml is valid");
+        assert_eq!(config.delivery.max_attempts, 10);
+        assert_eq!(config.apps[0].id, "SampleApp");
+    }
 }
