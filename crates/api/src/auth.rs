@@ -13,6 +13,8 @@ pub struct AppSettings {
     pub id: AppId,
     /// The APNs environment for iOS devices that do not name one.
     pub default_environment: Environment,
+    /// The longest this app's pushes are retried after acceptance, ms.
+    pub max_age_ms: i64,
 }
 
 /// The configured apps, by id.
@@ -73,7 +75,10 @@ mod tests {
             .into_iter()
             .map(|name| {
                 let id = AppId::parse(name).expect("app id");
-                (id.clone(), Arc::new(AppSettings { id, default_environment: Environment::Production }))
+                (
+                    id.clone(),
+                    Arc::new(AppSettings { id, default_environment: Environment::Production, max_age_ms: 86_400_000 }),
+                )
             })
             .collect()
     }

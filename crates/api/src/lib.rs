@@ -46,8 +46,6 @@ pub struct AppState {
 pub struct DeliveryHandle {
     /// Woken after a push is accepted, so a worker picks it up at once.
     pub wake: tokio::sync::Notify,
-    /// The longest a push is retried after it was accepted, in ms.
-    pub max_age_ms: i64,
     /// Providers paused for an app whose credentials they refused.
     pub pauses: pauses::ProviderPauses,
 }

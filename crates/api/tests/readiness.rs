@@ -85,6 +85,7 @@ fn state() -> AppState {
     let settings = pushgate_api::auth::AppSettings {
         id: app_id.clone(),
         default_environment: pushgate_domain::Environment::Production,
+        max_age_ms: 86_400_000,
     };
     AppState {
         store: Arc::new(UnreachableStore),
@@ -93,7 +94,6 @@ fn state() -> AppState {
         metrics: Arc::new(Metrics::default()),
         delivery: Arc::new(pushgate_api::DeliveryHandle {
             wake: tokio::sync::Notify::new(),
-            max_age_ms: 86_400_000,
             pauses: Default::default(),
         }),
     }

@@ -156,6 +156,32 @@ pub struct AppConfig {
     pub fcm: Option<FcmConfig>,
     /// Web Push (VAPID).
     pub webpush: Option<WebPushConfig>,
+    /// This app's own retry limits, overriding `[delivery]`.
+    #[serde(default)]
+    pub delivery: AppDeliveryConfig,
+}
+
+/// `[apps.delivery]`: an app's own retry limits; what is left out comes from `[delivery]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppDeliveryConfig {
+    /// Attempts before a delivery fails for good.
+    pub max_attempts: Option<u32>,
+    /// No attempt later than this after acceptance, s.
+    pub max_age_seconds: Option<u64>,
+}
+
+impl Config {
+    /// The attempts limit of an app: its own, else the instance's.
+    pub fn max_attempts(&self, app: &AppConfig) -> u32 {
+        app.delivery.max_attempts.unwrap_or(self.delivery.max_attempts)
+    }
+
+    /// The maximum age of an app's pushes in ms: its own, else the instance's.
+    pub fn max_age_ms(&self, app: &AppConfig) -> i64 {
+        let seconds = app.delivery.max_age_seconds.unwrap_or(self.delivery.max_age_seconds);
+        i64::try_from(seconds.saturating_mul(1000)).unwrap_or(i64::MAX)
+    }
 }
 
 /// `generic_push = { ... }` of an app.

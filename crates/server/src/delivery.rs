@@ -40,12 +40,13 @@ pub struct AppProviders {
     default_environment: Environment,
     fcm: Option<Arc<FcmClient>>,
     fcm_rate: Option<Arc<RateLimiter>>,
+    max_attempts: u32,
 }
 
 impl AppProviders {
     /// Builds the clients an app's configuration asks for. No connection is
     /// opened until the first send.
-    pub fn from_config(app: &AppConfig) -> anyhow::Result<Self> {
+    pub fn from_config(app: &AppConfig, max_attempts: u32) -> anyhow::Result<Self> {
         let mut providers = Self {
             apns_production: None,
             apns_sandbox: None,
@@ -54,6 +55,7 @@ impl AppProviders {
             default_environment: Environment::Production,
             fcm: None,
             fcm_rate: None,
+            max_attempts,
         };
         if let Some(apns) = &app.apns {
             let auth =
@@ -356,7 +358,8 @@ impl Worker {
             attempted: true,
             now_ms: now,
         };
-        if attempts >= self.settings.max_attempts {
+        let max_attempts = self.apps.get(&delivery.app_id).map_or(self.settings.max_attempts, |app| app.max_attempts);
+        if attempts >= max_attempts {
             return give_up(format!("{reason} (gave up after {attempts} attempts)"));
         }
         let delay = backoff(&self.settings, delivery.id, attempts).max(after.unwrap_or_default());

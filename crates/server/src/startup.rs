@@ -71,10 +71,12 @@ impl Application {
         for (id, app) in config.app_ids() {
             providers.insert(
                 id.clone(),
-                AppProviders::from_config(app).with_context(|| format!("setting up the providers of app {id}"))?,
+                AppProviders::from_config(app, config.max_attempts(app))
+                    .with_context(|| format!("setting up the providers of app {id}"))?,
             );
             let default_environment = app.apns.as_ref().map_or(Environment::Production, |apns| apns.environment);
-            apps.insert(id.clone(), Arc::new(AppSettings { id: id.clone(), default_environment }));
+            let max_age_ms = config.max_age_ms(app);
+            apps.insert(id.clone(), Arc::new(AppSettings { id: id.clone(), default_environment, max_age_ms }));
             for key in &app.api_keys {
                 keys.insert(id.clone(), api_key_digest(key.expose_secret()));
             }
@@ -98,11 +100,7 @@ impl Application {
         }
 
         let metrics = Arc::new(Metrics::default());
-        let delivery = Arc::new(DeliveryHandle {
-            wake: tokio::sync::Notify::new(),
-            max_age_ms: i64::try_from(config.delivery.max_age_seconds.saturating_mul(1000)).unwrap_or(i64::MAX),
-            pauses: Default::default(),
-        });
+        let delivery = Arc::new(DeliveryHandle { wake: tokio::sync::Notify::new(), pauses: Default::default() });
         let worker = Arc::new(Worker::new(
             Arc::clone(&store),
             providers,

@@ -82,7 +82,7 @@ pub async fn push2clients(
     push.validate()?;
     let now = now_ms();
     let now_seconds = u64::try_from(now / 1000).unwrap_or_default();
-    let max_age_deadline = now.saturating_add(state.delivery.max_age_ms);
+    let max_age_deadline = now.saturating_add(app.max_age_ms);
     let deadline_ms = push.expiry.map_or(max_age_deadline, |expiry| {
         i64::try_from(expiry.saturating_mul(1000)).unwrap_or(i64::MAX).min(max_age_deadline)
     });

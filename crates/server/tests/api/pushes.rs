@@ -342,3 +342,45 @@ async fn a_large_send_is_paced_by_the_apps_rate_limit() {
         last.duration_since(*first)
     );
 }
+
+#[tokio::test]
+async fn an_apps_own_attempt_limit_overrides_the_instances() {
+    let setup = crate::helpers::spawn_with_providers_and(
+        "max_attempts = 5",
+        &[("PUSHGATE_APPS__SAMPLEAPP__DELIVERY__MAX_ATTEMPTS", "2")],
+    )
+    .await;
+    register(&setup).await;
+    setup.apns.fail_next(APNS_TOKEN, std::iter::repeat_n(ApnsFailure::Status(500, "InternalServerError"), 10));
+    let push_id = push(&setup, &["user001"], seed_marketing_payload()).await;
+    let status = settled(&setup, &push_id).await;
+    assert_eq!(status["deliveries"][0]["reason"], "InternalServerError (gave up after 2 attempts)");
+}
+
+#[tokio::test]
+async fn the_seeds_curl_example_reaches_both_providers() {
+    let setup = spawn_with_providers("").await;
+    register(&setup).await;
+    let payload = json!({
+        "type": "alert", "alert": "系統維護通知:今晚 23:00 將進行例行維護", "badge": 1, "sound": "default",
+        "title": "系統公告", "body": "系統維護通知:今晚 23:00 將進行例行維護", "icon": "https://example.com/icon.png"
+    });
+    let push_id = push(&setup, &["user001", "user002"], payload).await;
+    assert_eq!(settled(&setup, &push_id).await["summary"], json!({ "delivered": 2 }));
+    let apns = &setup.apns.delivered()[0];
+    assert_eq!(
+        apns.payload,
+        json!({ "aps": { "alert": "系統維護通知:今晚 23:00 將進行例行維護", "badge": 1, "sound": "default" }, "type": "alert" })
+    );
+    assert!(!apns.headers.contains_key("apns-collapse-id"), "no collapseKey, no collapse id");
+    assert_eq!(apns.headers["apns-topic"], "io.imkit.app", "the app's topic when the payload names none");
+    assert_eq!(
+        setup.fcm.messages()[0].message,
+        json!({
+            "token": "fcm-token-user002",
+            "notification": { "title": "系統公告", "body": "系統維護通知:今晚 23:00 將進行例行維護" },
+            "android": { "ttl": "3600s", "priority": "high", "notification": { "icon": "https://example.com/icon.png" } },
+            "data": { "type": "alert" }
+        })
+    );
+}
