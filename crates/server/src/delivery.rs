@@ -182,16 +182,27 @@ impl Worker {
     async fn deliver(&self, delivery: ClaimedDelivery) {
         let now = now_ms();
         let (provider, update) = self.attempt(&delivery, now).await;
-        let update = match update {
-            Ok(update) => update,
-            Err(outcome) => self.settle(&delivery, provider, &outcome, now).await,
+        // The metric's reason label is the provider's short code (never the
+        // free text a provider may add), so the number of series stays bounded.
+        let (update, label_reason) = match update {
+            Ok(update) => {
+                let label =
+                    update.reason.as_deref().unwrap_or_default().split(':').next().unwrap_or_default().to_owned();
+                (update, label)
+            }
+            Err(outcome) => {
+                let label = outcome.reason().split(':').next().unwrap_or_default().to_owned();
+                (self.settle(&delivery, provider, &outcome, now).await, label)
+            }
         };
         let result = match update.status {
+            DeliveryStatus::Retrying if !update.attempted => "paused",
             DeliveryStatus::Retrying => "retried",
             other => other.as_str(),
         };
+        let label_reason = if update.status == DeliveryStatus::Delivered { "" } else { label_reason.as_str() };
         let app = delivery.app_id.as_str();
-        self.metrics.delivery(app, provider, result, update.reason.as_deref().unwrap_or_default());
+        self.metrics.delivery(app, provider, result, label_reason);
         if update.status != DeliveryStatus::Retrying {
             let accepted_ms = accepted_at_ms(&delivery.push_id).unwrap_or(now);
             self.metrics.delivery_latency(app, (now_ms() - accepted_ms).max(0) as f64 / 1000.0);

@@ -284,6 +284,17 @@ async fn delivery_outcomes_show_in_the_metrics() {
         "{text}"
     );
     assert!(text.contains(r#"pushgate_delivery_latency_seconds_count{app="SampleApp"} 2"#), "{text}");
+    // A refusal's label is the provider's short code, not its free text.
+    setup.fcm.fail_next("fcm-token-user002", [FcmFailure::InvalidToken]);
+    let push_id = push(&setup, &["user002"], seed_marketing_payload()).await;
+    settled(&setup, &push_id).await;
+    let text = setup.app.metrics().await;
+    assert!(
+        text.contains(
+            r#"pushgate_deliveries_total{app="SampleApp",provider="fcm",result="pruned",reason="INVALID_ARGUMENT"} 1"#
+        ),
+        "{text}"
+    );
     let depth = eventually(WAIT, "the queue depth gauge to be set", || async {
         let text =
             setup.app.client.get(format!("{}/metrics", setup.app.base_url)).send().await.ok()?.text().await.ok()?;
