@@ -48,6 +48,10 @@ pub struct DeliveryHandle {
     pub wake: tokio::sync::Notify,
     /// Providers paused for an app whose credentials they refused.
     pub pauses: pauses::ProviderPauses,
+    /// Whether the delivery worker is running: set by the worker while its
+    /// loop lives; `/readyz` fails without it, since accepted pushes would
+    /// wait undelivered.
+    pub worker_running: std::sync::atomic::AtomicBool,
 }
 
 /// Settings of the HTTP layer itself.

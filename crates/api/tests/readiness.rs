@@ -95,6 +95,8 @@ fn state() -> AppState {
         delivery: Arc::new(pushgate_api::DeliveryHandle {
             wake: tokio::sync::Notify::new(),
             pauses: Default::default(),
+            // The worker is taken to run, so these tests see the store's answer.
+            worker_running: std::sync::atomic::AtomicBool::new(true),
         }),
     }
 }
@@ -141,4 +143,17 @@ async fn a_push_the_store_cannot_take_is_503_unavailable_not_accepted() {
     assert_eq!(status, 503);
     assert_eq!(body["error"]["code"], "UNAVAILABLE");
     assert!(body.get("result").is_none());
+}
+
+#[tokio::test]
+async fn readiness_is_503_when_the_delivery_worker_is_not_running() {
+    let state = state();
+    state.delivery.worker_running.store(false, std::sync::atomic::Ordering::Relaxed);
+    let response = router(state, &RouterOptions { max_body_bytes: 1024 })
+        .oneshot(Request::get("/readyz").body(Body::empty()).expect("request"))
+        .await
+        .expect("infallible");
+    let (status, body) = read(response).await;
+    assert_eq!(status, 503);
+    assert_eq!(body["error"]["message"], "the delivery worker is not running");
 }

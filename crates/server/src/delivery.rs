@@ -130,11 +130,22 @@ impl Worker {
         Self { store, apps, settings, handle, metrics }
     }
 
-    /// Runs forever: releases the leases a previous process left, then
-    /// claims due deliveries in batches and sends them with bounded
+    /// Starts the worker on its own task. `worker_running` goes up before
+    /// this returns (so readiness never races the task's first poll) and down
+    /// when the task ends for any reason.
+    pub fn spawn(self: Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let running = RunningFlag::raise(Arc::clone(&self.handle));
+        tokio::spawn(async move {
+            let _running = running;
+            self.run().await;
+        })
+    }
+
+    /// Runs until its task is stopped: releases the leases a previous process
+    /// left, then claims due deliveries in batches and sends them with bounded
     /// concurrency. Sleeps until woken by an accepted push, until the next
     /// delivery is due, or at most the poll interval.
-    pub async fn run(self: Arc<Self>) {
+    async fn run(self: Arc<Self>) {
         match self.store.release_all_leases().await {
             Ok(0) => {}
             Ok(released) => {
@@ -376,6 +387,23 @@ impl Worker {
         let delay = backoff(&self.settings, delivery.id, attempts).max(after.unwrap_or_default());
         let next = now.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
         retry_at(delivery, reason.to_owned(), next, true, now)
+    }
+}
+
+/// Holds `worker_running` up while the worker's task lives; lowers it when
+/// the task ends for any reason (stop, abort, panic).
+struct RunningFlag(Arc<DeliveryHandle>);
+
+impl RunningFlag {
+    fn raise(handle: Arc<DeliveryHandle>) -> Self {
+        handle.worker_running.store(true, std::sync::atomic::Ordering::Relaxed);
+        Self(handle)
+    }
+}
+
+impl Drop for RunningFlag {
+    fn drop(&mut self) {
+        self.0.worker_running.store(false, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -100,7 +100,11 @@ impl Application {
         }
 
         let metrics = Arc::new(Metrics::default());
-        let delivery = Arc::new(DeliveryHandle { wake: tokio::sync::Notify::new(), pauses: Default::default() });
+        let delivery = Arc::new(DeliveryHandle {
+            wake: tokio::sync::Notify::new(),
+            pauses: Default::default(),
+            worker_running: Default::default(),
+        });
         let worker = Arc::new(Worker::new(
             Arc::clone(&store),
             providers,
@@ -146,7 +150,7 @@ impl Application {
     /// until `shutdown` completes, then lets requests in flight finish.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         // Deliveries a stop interrupts keep their lease and are sent again on the next start.
-        let worker = tokio::spawn(Arc::clone(&self.worker).run());
+        let worker = Arc::clone(&self.worker).spawn();
         let _stop_worker = AbortOnDrop(worker);
         let service = self.router.into_make_service();
         match self.tls {

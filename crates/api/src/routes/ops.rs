@@ -29,17 +29,25 @@ pub async fn healthz() -> Json<Envelope<Health>> {
     ok(Health { status: "ok", paused_providers: Vec::new() })
 }
 
-/// The store answers; until it does, a load balancer should send no traffic here.
+/// The store answers and the delivery worker runs; until both hold, a load
+/// balancer should send no traffic here.
 #[utoipa::path(
     get,
     path = "/readyz",
     tag = "operations",
     responses(
         (status = 200, body = Envelope<Health>),
-        (status = 503, description = "`UNAVAILABLE`: the store does not answer", body = ErrorEnvelope),
+        (status = 503, description = "`UNAVAILABLE`: the store does not answer, or the worker is not running", body = ErrorEnvelope),
     )
 )]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Envelope<Health>>, ApiError> {
+    if !state.delivery.worker_running.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "UNAVAILABLE",
+            "the delivery worker is not running",
+        ));
+    }
     let unavailable = || ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", "the store does not answer");
     match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
         Ok(Ok(())) => Ok(ok(Health { status: "ok", paused_providers: state.delivery.pauses.snapshot() })),
