@@ -70,6 +70,21 @@ identifier!(
     DeviceId,
     "deviceId"
 );
+identifier!(
+    /// An IMKIT chat room id (`room` in callbacks).
+    RoomId,
+    "room"
+);
+identifier!(
+    /// An IMKIT message id (`_id` in callbacks): the idempotency key of a callback.
+    MessageId,
+    "_id"
+);
+identifier!(
+    /// The name of a cross-domain badge source (`orders`, `events`, ...).
+    BadgeSource,
+    "badge source"
+);
 
 #[cfg(test)]
 mod tests {

@@ -5,14 +5,19 @@
 //! [`ClientId`] or [`PushToken`] has already been checked, so code that
 //! receives one never checks again.
 
+mod chat;
 mod device;
 mod ids;
 mod push;
 
+pub use chat::{
+    BADGE_PUSH_TYPE, CHAT_PUSH_TYPE, ChatMessage, ChatStyle, GenericCallback, LegacyCallback, MAX_APNS_BYTES,
+    MAX_FCM_BYTES, MAX_RECIPIENTS, MAX_VOIP_BYTES, Recipient, badge_update_apns, badge_update_fcm, has_text_for,
+};
 pub use device::{
     DeviceType, Environment, Locale, PushToken, TimeZoneName, TokenKind, WebPushSubscription, mask_token,
 };
-pub use ids::{AppId, ClientId, DeviceId};
+pub use ids::{AppId, BadgeSource, ClientId, DeviceId, MessageId, RoomId};
 pub use push::{Alert, ApnsPush, CustomPush};
 
 /// Why a value from outside was refused. The message is safe to show to the

@@ -70,6 +70,9 @@ pub struct CustomPush {
 pub struct ApnsPush {
     /// `true`: `apns-push-type: background`, priority 5 (no alert, title or body).
     pub silent: bool,
+    /// `true`: priority 5 (power-aware) even though it is not a background
+    /// push, for a badge-only update.
+    pub power_aware: bool,
     /// The payload JSON.
     pub payload: Vec<u8>,
     /// `apns-topic` override, if the request named one.
@@ -146,6 +149,7 @@ impl CustomPush {
         }
         ApnsPush {
             silent,
+            power_aware: false,
             payload: Value::Object(payload).to_string().into_bytes(),
             topic: self.topic.clone(),
             collapse_id: self.collapse_key.clone(),

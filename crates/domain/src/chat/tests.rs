@@ -1,0 +1,293 @@
+use super::*;
+use proptest::prelude::*;
+
+/// The seed's example v2 callback.
+fn seed_callback() -> Map<String, Value> {
+    let value = json!({
+        "_id": "5dd51a4f21841443cfd3090d", "message": "lala", "room": "demo-room", "roomName": "Demo Room",
+        "sender": { "_id": "sss", "avatarUrl": "http://loremflickr.com/240/240/style?1574241882", "nickname": "SSS",
+                    "description": "description la la #1568192464957", "isRobot": false, "id": "sss",
+                    "lastLoginTimeMS": 1568192470942u64 },
+        "messageType": "text", "appID": "SampleApp", "id": "5dd51a4f21841443cfd3090d",
+        "messageTimeMS": 1574246991222u64, "updatedAtMS": 1574246991223u64, "createdAtMS": 1574246991223u64,
+        "pushToClients": ["aaa", "bbb"]
+    });
+    value.as_object().cloned().expect("an object")
+}
+
+fn message_of(message_type: &str, text: Option<&str>) -> ChatMessage {
+    let mut body = seed_callback();
+    body.insert("messageType".into(), message_type.into());
+    match text {
+        Some(text) => body.insert("message".into(), text.into()),
+        None => body.remove("message"),
+    };
+    ChatMessage::parse(&body).expect("parses")
+}
+
+fn apns_json(push: &ApnsPush) -> Value {
+    serde_json::from_slice(&push.payload).expect("JSON")
+}
+
+fn locale(tag: &str) -> Locale {
+    Locale::parse(tag).expect("a locale")
+}
+
+const RECIPIENT: Recipient<'static> = Recipient { badge: Some(3), locale: None };
+
+#[test]
+fn the_seed_callback_parses_with_its_recipients_and_keeps_unknown_fields_out_of_the_callback_ones() {
+    let callback = GenericCallback::parse(&seed_callback()).expect("parses");
+    assert_eq!(callback.recipients.iter().map(ClientId::as_str).collect::<Vec<_>>(), ["aaa", "bbb"]);
+    let message = &callback.message;
+    assert_eq!(message.id.as_str(), "5dd51a4f21841443cfd3090d");
+    assert_eq!(message.room.as_ref().map(RoomId::as_str), Some("demo-room"));
+    assert_eq!(message.sender.as_deref(), Some("SSS"));
+    let stored = message.to_stored();
+    assert!(stored.get("pushToClients").is_none());
+    assert_eq!(stored["sender"]["avatarUrl"], "http://loremflickr.com/240/240/style?1574241882");
+    assert_eq!(ChatMessage::parse(stored.as_object().expect("object")).expect("parses again"), *message);
+}
+
+#[test]
+fn the_seed_message_gives_imkits_apns_payload() {
+    let message = GenericCallback::parse(&seed_callback()).expect("parses").message;
+    let push = message.to_apns(&ChatStyle::default(), &RECIPIENT, None);
+    assert!(!push.silent && !push.power_aware);
+    assert_eq!(
+        apns_json(&push),
+        json!({ "aps": {
+            "alert": { "loc-key": "im_loc_text", "loc-args": ["SSS", "lala"], "title": "Demo Room", "body": "SSS: lala" },
+            "badge": 3, "sound": "default", "thread-id": "demo-room"
+        } })
+    );
+}
+
+#[test]
+fn the_seed_message_gives_imkits_fcm_message() {
+    let message = GenericCallback::parse(&seed_callback()).expect("parses").message;
+    let style = ChatStyle { icon: Some("ic_chat".into()), ..ChatStyle::default() };
+    let fcm = message.to_fcm(&style, &RECIPIENT, None);
+    let payload: Value = serde_json::from_str(fcm["data"]["payload"].as_str().expect("a string")).expect("JSON");
+    assert_eq!(payload, message.to_stored());
+    let mut without_payload = fcm.clone();
+    without_payload["data"].as_object_mut().expect("data").remove("payload");
+    assert_eq!(
+        without_payload,
+        json!({
+            "notification": { "title": "Demo Room", "body": "SSS: lala" },
+            "android": { "ttl": "3600s", "priority": "high", "notification": {
+                "body_loc_key": "im_loc_text", "body_loc_args": ["SSS", "lala"], "notification_count": 3,
+                "click_action": "push_chatroom", "icon": "ic_chat", "sound": "default" } },
+            "data": { "type": "chat", "loc-key": "im_loc_text", "loc-args": r#"["SSS","lala"]"#, "badge": "3" }
+        })
+    );
+}
+
+/// Every message type of IMKIT's key table, in every language, on both providers.
+#[test]
+fn payload_snapshots_for_every_message_type() {
+    let types = [
+        ("text", Some("lala")),
+        ("image", None),
+        ("video", None),
+        ("audio", None),
+        ("sticker", None),
+        ("location", None),
+        ("file", Some("report.pdf")),
+        ("joinRoom", None),
+        ("leaveRoom", None),
+        ("addMember", Some("Bob")),
+        ("addMembers", None),
+        ("deleteMember", Some("Bob")),
+        ("encrypted", Some("ciphertext")),
+    ];
+    let style = ChatStyle::default();
+    for (message_type, text) in types {
+        let message = message_of(message_type, text);
+        let bodies: Map<String, Value> = ["en", "zh-TW", "ja"]
+            .into_iter()
+            .map(|tag| {
+                let tag_locale = locale(tag);
+                let recipient = Recipient { badge: Some(1), locale: Some(&tag_locale) };
+                let apns = apns_json(&message.to_apns(&style, &recipient, None));
+                (tag.to_owned(), apns["aps"]["alert"]["body"].clone())
+            })
+            .collect();
+        let mut fcm = message.to_fcm(&style, &RECIPIENT, None);
+        fcm["data"].as_object_mut().expect("data").remove("payload");
+        insta::assert_json_snapshot!(
+            format!("chat_{message_type}"),
+            json!({ "apns": apns_json(&message.to_apns(&style, &RECIPIENT, None)), "fcm": fcm, "bodies": bodies })
+        );
+    }
+}
+
+#[test]
+fn an_unknown_message_type_keeps_its_key_and_gets_a_sensible_body() {
+    let style = ChatStyle::default();
+    let with_text = apns_json(&message_of("poll", Some("Lunch?")).to_apns(&style, &RECIPIENT, None));
+    assert_eq!(with_text["aps"]["alert"]["loc-key"], "im_loc_poll");
+    assert_eq!(with_text["aps"]["alert"]["body"], "SSS: Lunch?");
+    let without_text = apns_json(&message_of("poll", None).to_apns(&style, &RECIPIENT, None));
+    assert_eq!(without_text["aps"]["alert"]["body"], "SSS sent a message");
+}
+
+#[test]
+fn an_encrypted_message_carries_no_content_anywhere() {
+    let message = message_of("encrypted", Some("TOP-SECRET-CIPHERTEXT"));
+    let style = ChatStyle::default();
+    let apns = message.to_apns(&style, &RECIPIENT, None);
+    let voip = message.to_apns_voip(&style, &RECIPIENT);
+    let fcm = message.to_fcm(&style, &RECIPIENT, None).to_string();
+    for payload in
+        [String::from_utf8(apns.payload).expect("utf-8"), String::from_utf8(voip.payload).expect("utf-8"), fcm]
+    {
+        assert!(!payload.contains("TOP-SECRET"), "content leaked: {payload}");
+        assert!(payload.contains("im_loc_encrypted"));
+    }
+}
+
+#[test]
+fn the_device_locale_picks_the_language_then_the_apps_default_then_english() {
+    let message = message_of("image", None);
+    let body = |style: &ChatStyle, tag: Option<&str>| {
+        let device_locale = tag.map(locale);
+        let recipient = Recipient { badge: None, locale: device_locale.as_ref() };
+        apns_json(&message.to_apns(style, &recipient, None))["aps"]["alert"]["body"].as_str().map(str::to_owned)
+    };
+    let english_default = ChatStyle::default();
+    let japanese_default = ChatStyle { default_locale: Some(locale("ja")), ..ChatStyle::default() };
+    assert_eq!(body(&english_default, Some("zh-Hant-HK")).as_deref(), Some("SSS 傳送了一張圖片"));
+    assert_eq!(body(&english_default, Some("zh_TW")).as_deref(), Some("SSS 傳送了一張圖片"));
+    assert_eq!(body(&english_default, Some("ja-JP")).as_deref(), Some("SSSが画像を送信しました"));
+    assert_eq!(body(&japanese_default, Some("fr")).as_deref(), Some("SSSが画像を送信しました"));
+    assert_eq!(body(&japanese_default, None).as_deref(), Some("SSSが画像を送信しました"));
+    assert_eq!(body(&english_default, Some("zh-CN")).as_deref(), Some("SSS sent a photo"));
+}
+
+#[test]
+fn without_a_room_name_the_title_is_the_sender() {
+    let mut body = seed_callback();
+    body.remove("roomName");
+    let message = ChatMessage::parse(&body).expect("parses");
+    let apns = apns_json(&message.to_apns(&ChatStyle::default(), &RECIPIENT, None));
+    assert_eq!(apns["aps"]["alert"]["title"], "SSS");
+}
+
+#[test]
+fn placeholders_are_filled_once() {
+    assert_eq!(render("$1: $2", "a$2b", "$1"), "a$2b: $1");
+    assert_eq!(render("cost $5 by $1", "x", "y"), "cost $5 by x");
+}
+
+#[test]
+fn a_v1_callback_uses_the_given_badge_and_alert() {
+    let mut body = seed_callback();
+    body.remove("pushToClients");
+    body.insert("toClient".into(), "aaa".into());
+    body.insert("badge".into(), 7.into());
+    body.insert("alert".into(), "SSS: lala (from IMKIT)".into());
+    let callback = LegacyCallback::parse(&body).expect("parses");
+    assert_eq!((callback.to_client.as_str(), callback.badge), ("aaa", Some(7)));
+    let recipient = Recipient { badge: callback.badge, locale: None };
+    let style = ChatStyle::default();
+    let apns = apns_json(&callback.message.to_apns(&style, &recipient, callback.alert.as_deref()));
+    assert_eq!(apns["aps"]["alert"], "SSS: lala (from IMKIT)");
+    assert_eq!(apns["aps"]["badge"], 7);
+    let fcm = callback.message.to_fcm(&style, &recipient, callback.alert.as_deref());
+    assert_eq!(fcm["notification"]["body"], "SSS: lala (from IMKIT)");
+    assert_eq!(fcm["android"]["notification"]["notification_count"], 7);
+    assert!(callback.message.to_stored().get("alert").is_none());
+}
+
+#[test]
+fn fields_pushgate_uses_are_checked_strictly_and_named() {
+    let refused = |change: Value| {
+        let mut body = seed_callback();
+        body.extend(change.as_object().cloned().expect("object"));
+        GenericCallback::parse(&body).expect_err("refused").0
+    };
+    assert_eq!(refused(json!({ "pushToClients": "aaa" })), "pushToClients must be an array of client ids");
+    assert_eq!(refused(json!({ "pushToClients": ["aaa", 7] })), "pushToClients[1] must be a string");
+    assert_eq!(refused(json!({ "pushToClients": ["aaa", ""] })), "pushToClients[1]: clientId must not be empty");
+    assert_eq!(refused(json!({ "messageType": "no spaces" })).split(' ').next(), Some("messageType"));
+    assert_eq!(refused(json!({ "message": 5 })), "message must be a string");
+    assert_eq!(refused(json!({ "sender": { "nickname": 5 } })), "sender.nickname must be a string");
+    assert_eq!(refused(json!({ "_id": 5 })), "_id must be a string");
+    let mut body = seed_callback();
+    body.remove("pushToClients");
+    assert_eq!(GenericCallback::parse(&body).expect_err("refused").0, "pushToClients is required");
+}
+
+#[test]
+fn a_long_message_loses_the_fcm_payload_field_before_any_text() {
+    let message = message_of("text", Some(&"m".repeat(1000)));
+    let fcm = message.to_fcm(&ChatStyle::default(), &RECIPIENT, None);
+    assert!(fcm.to_string().len() <= MAX_FCM_BYTES);
+    assert!(fcm["data"].get("payload").is_none());
+    assert_eq!(fcm["notification"]["body"], format!("SSS: {}", "m".repeat(1000)));
+}
+
+#[test]
+fn a_huge_message_is_cut_with_an_ellipsis_to_fit() {
+    let message = message_of("text", Some(&"長".repeat(5000)));
+    let apns = apns_json(&message.to_apns(&ChatStyle::default(), &RECIPIENT, None));
+    let body = apns["aps"]["alert"]["body"].as_str().expect("body");
+    assert!(body.starts_with("SSS: 長長") && body.ends_with('…'), "{body}");
+    let fcm = message.to_fcm(&ChatStyle::default(), &RECIPIENT, None);
+    assert!(fcm["notification"]["body"].as_str().expect("body").ends_with('…'));
+}
+
+#[test]
+fn a_badge_update_is_silent_and_power_aware() {
+    let apns = badge_update_apns(4);
+    assert!(apns.power_aware && !apns.silent);
+    assert_eq!(apns_json(&apns), json!({ "aps": { "badge": 4 }, "type": "badge" }));
+    assert_eq!(badge_update_fcm(4)["data"], json!({ "type": "badge", "badge": "4" }));
+    assert!(badge_update_fcm(4).get("notification").is_none());
+}
+
+fn any_text(max: usize) -> impl Strategy<Value = String> {
+    prop::collection::vec(any::<char>(), 0..max).prop_map(String::from_iter)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    /// Any message, nickname and room name, in any script, gives a valid
+    /// payload within each provider's limit.
+    #[test]
+    fn every_payload_fits_its_provider(
+        text in any_text(6000),
+        nickname in any_text(600),
+        room_name in any_text(600),
+        extra in any_text(3000),
+        message_type in prop::sample::select(vec!["text", "image", "addMember", "encrypted", "someNewType"]),
+        tag in prop::sample::select(vec!["en", "zh-TW", "ja", "de"]),
+        badge in any::<u32>(),
+        alert in prop::option::of(any_text(5000)),
+    ) {
+        let mut body = seed_callback();
+        body.insert("message".into(), text.into());
+        body.insert("roomName".into(), room_name.into());
+        body.insert("messageType".into(), message_type.into());
+        body.insert("sender".into(), json!({ "nickname": nickname, "bio": extra }));
+        let message = ChatMessage::parse(&body).expect("parses");
+        let device_locale = locale(tag);
+        let recipient = Recipient { badge: Some(badge), locale: Some(&device_locale) };
+        let style = ChatStyle::default();
+        let apns = message.to_apns(&style, &recipient, alert.as_deref());
+        prop_assert!(apns.payload.len() <= MAX_APNS_BYTES);
+        let apns = apns_json(&apns);
+        prop_assert_eq!(&apns["aps"]["badge"], &json!(badge));
+        let voip = message.to_apns_voip(&style, &recipient);
+        prop_assert!(voip.payload.len() <= MAX_VOIP_BYTES);
+        apns_json(&voip);
+        let fcm = message.to_fcm(&style, &recipient, alert.as_deref());
+        prop_assert!(fcm.to_string().len() <= MAX_FCM_BYTES);
+        let data = fcm["data"].as_object().expect("data");
+        prop_assert!(data.values().all(Value::is_string), "FCM data values must be strings: {data:?}");
+        prop_assert!(!fcm["notification"]["title"].as_str().expect("title").is_empty());
+    }
+}
