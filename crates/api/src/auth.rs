@@ -15,6 +15,8 @@ pub struct AppSettings {
     pub default_environment: Environment,
     /// The longest this app's pushes are retried after acceptance, ms.
     pub max_age_ms: i64,
+    /// How this app's IMKIT callbacks prove their origin.
+    pub origin: crate::origin::OriginCheck,
 }
 
 /// The configured apps, by id.
@@ -77,7 +79,12 @@ mod tests {
                 let id = AppId::parse(name).expect("app id");
                 (
                     id.clone(),
-                    Arc::new(AppSettings { id, default_environment: Environment::Production, max_age_ms: 86_400_000 }),
+                    Arc::new(AppSettings {
+                        id,
+                        default_environment: Environment::Production,
+                        max_age_ms: 86_400_000,
+                        origin: Default::default(),
+                    }),
                 )
             })
             .collect()

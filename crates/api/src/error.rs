@@ -44,6 +44,11 @@ impl ApiError {
         Self::new(StatusCode::UNAUTHORIZED, "INVALID_TOKEN", "Invalid or expired token")
     }
 
+    /// 403 `FORBIDDEN`: a callback's origin could not be verified.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "FORBIDDEN", message)
+    }
+
     /// 404 `NOT_FOUND`.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", message)

@@ -23,6 +23,21 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let JsonBytes(bytes) = JsonBytes::from_request(request, state).await?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// The raw bytes of a JSON body, for a handler that needs them as they came
+/// (to check a signature) before parsing them with [`parse_json`]. The same
+/// content-type and size checks as [`ApiJson`].
+#[derive(Debug)]
+pub struct JsonBytes(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         let is_json = request
             .headers()
             .get(CONTENT_TYPE)
@@ -40,14 +55,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                 "Content-Type must be application/json",
             ));
         }
-        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
+        Bytes::from_request(request, state).await.map(JsonBytes).map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", "the request body is too large")
             } else {
                 ApiError::new(StatusCode::BAD_REQUEST, "INVALID_JSON", "the request body could not be read")
             }
-        })?;
-        parse_json(&bytes).map(ApiJson)
+        })
     }
 }
 
@@ -123,5 +137,19 @@ where
             .await
             .map(|axum::extract::Path(value)| ApiPath(value))
             .map_err(|rejection| ApiError::invalid(format!("path: {}", rejection.body_text())))
+    }
+}
+
+/// The connection's peer address, when the server recorded it (it does for
+/// every real connection; in-process test requests may have none).
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let peer = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>();
+        Ok(Self(peer.map(|axum::extract::ConnectInfo(address)| address.ip())))
     }
 }

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod metrics;
+pub mod origin;
 pub mod pauses;
 pub mod routes;
 
@@ -71,6 +72,8 @@ pub struct RouterOptions {
     tags(
         (name = "devices", description = "Device registration, IMKIT-compatible"),
         (name = "pushes", description = "Sending and tracking pushes"),
+        (name = "callbacks", description = "IMKIT's push callbacks (PUSH_GENERIC v2 and legacy v1): origin-verified, no API key"),
+        (name = "badges", description = "Per-client badges: room unreads and cross-domain sources"),
         (name = "operations", description = "Health, readiness, metrics: no API key"),
     )
 )]
@@ -95,6 +98,11 @@ pub fn router(state: AppState, options: &RouterOptions) -> Router {
         .routes(routes!(routes::clients::list_devices))
         .routes(routes!(routes::pushes::push2clients))
         .routes(routes!(routes::pushes::push_status))
+        .routes(routes!(routes::imkit::push_generic))
+        .routes(routes!(routes::imkit::push_legacy))
+        .routes(routes!(routes::badges::get_badge))
+        .routes(routes!(routes::badges::set_source, routes::badges::add_to_source))
+        .routes(routes!(routes::badges::mark_read))
         .routes(routes!(routes::ops::healthz))
         .routes(routes!(routes::ops::readyz))
         .routes(routes!(routes::ops::metrics))

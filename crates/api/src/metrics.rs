@@ -38,6 +38,15 @@ struct DeliveryLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallbackLabels {
+    app: String,
+    /// v1 or v2
+    version: String,
+    /// accepted, duplicate, forbidden
+    result: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
     method: String,
     route: String,
@@ -55,6 +64,7 @@ pub struct Metrics {
     delivery_latency: Family<AppLabels, Histogram>,
     provider_paused: Family<ProviderLabels, Gauge>,
     queue_depth: Family<StatusLabels, Gauge>,
+    callbacks: Family<CallbackLabels, Counter>,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -104,6 +114,8 @@ impl Default for Metrics {
         );
         let queue_depth = Family::<StatusLabels, Gauge>::default();
         registry.register("queue_depth", "Deliveries waiting, queued or retrying", queue_depth.clone());
+        let callbacks = Family::<CallbackLabels, Counter>::default();
+        registry.register("callbacks", "IMKIT callbacks by version and result", callbacks.clone());
         Self {
             registry,
             requests,
@@ -114,6 +126,7 @@ impl Default for Metrics {
             delivery_latency,
             provider_paused,
             queue_depth,
+            callbacks,
         }
     }
 }
@@ -124,6 +137,12 @@ impl Metrics {
         let labels = AppLabels { app: app.to_owned() };
         self.pushes_accepted.get_or_create(&labels).inc();
         self.deliveries_queued.get_or_create(&labels).inc_by(deliveries);
+    }
+
+    /// Counts one IMKIT callback: `accepted`, `duplicate` or `forbidden`.
+    pub fn callback(&self, app: &str, version: &str, result: &str) {
+        let labels = CallbackLabels { app: app.into(), version: version.into(), result: result.into() };
+        self.callbacks.get_or_create(&labels).inc();
     }
 
     /// Counts one attempt's result; `reason` is empty for a delivery.

@@ -8,10 +8,10 @@ use pushgate_api::auth::ApiKeyRing;
 use pushgate_api::metrics::Metrics;
 use pushgate_api::{AppState, RouterOptions, router};
 use pushgate_domain::PushToken;
-use pushgate_domain::{AppId, ClientId, DeviceId, DeviceType};
+use pushgate_domain::{AppId, BadgeSource, ClientId, DeviceId, DeviceType, RoomId};
 use pushgate_store::{
-    Accepted, ClaimedDelivery, DeliveryUpdate, Device, NewDevice, NewPush, PushView, Store, StoreError, StoredApiKey,
-    UpsertOutcome,
+    Accepted, BadgeView, ClaimedDelivery, DeliveryUpdate, Device, NewDevice, NewPush, PushView, SourceChange, Store,
+    StoreError, StoredApiKey, UpsertOutcome,
 };
 use std::sync::Arc;
 use tower::ServiceExt as _;
@@ -74,9 +74,26 @@ impl Store for UnreachableStore {
     async fn push_view(&self, _: &AppId, _: &str) -> Result<Option<PushView>, StoreError> {
         Err(unreachable())
     }
+    async fn badge(&self, _: &AppId, _: &ClientId) -> Result<BadgeView, StoreError> {
+        Err(unreachable())
+    }
+    async fn mark_room_read(&self, _: &AppId, _: &ClientId, _: &RoomId, _: i64) -> Result<(), StoreError> {
+        Err(unreachable())
+    }
+    async fn change_badge_source(
+        &self,
+        _: &AppId,
+        _: &ClientId,
+        _: &BadgeSource,
+        _: SourceChange,
+        _: i64,
+    ) -> Result<(), StoreError> {
+        Err(unreachable())
+    }
 }
 
 const KEY: &str = "a-key-for-the-sample-app";
+const CALLBACK_SECRET: &str = "a-callback-secret-for-the-app";
 
 fn state() -> AppState {
     let app_id = AppId::parse("SampleApp").expect("app id");
@@ -86,6 +103,7 @@ fn state() -> AppState {
         id: app_id.clone(),
         default_environment: pushgate_domain::Environment::Production,
         max_age_ms: 86_400_000,
+        origin: pushgate_api::origin::OriginCheck::new(Some(CALLBACK_SECRET.as_bytes().to_vec()), Vec::new(), 300),
     };
     AppState {
         store: Arc::new(UnreachableStore),
@@ -143,6 +161,20 @@ async fn a_push_the_store_cannot_take_is_503_unavailable_not_accepted() {
     assert_eq!(status, 503);
     assert_eq!(body["error"]["code"], "UNAVAILABLE");
     assert!(body.get("result").is_none());
+}
+
+#[tokio::test]
+async fn a_callback_the_store_cannot_take_is_503_unavailable_so_imkit_can_tell() {
+    let body = serde_json::json!({
+        "_id": "m1", "appID": "SampleApp", "room": "r", "message": "hi", "pushToClients": ["aaa"]
+    });
+    let request = Request::post(format!("/imkit/push/v2?secret={CALLBACK_SECRET}"))
+        .header("Content-Type", "application/json; charset=utf-8")
+        .body(Body::from(body.to_string()))
+        .expect("request");
+    let response = router(state(), &RouterOptions { max_body_bytes: 4096 }).oneshot(request).await.expect("infallible");
+    let (status, body) = read(response).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (503, Some("UNAVAILABLE")));
 }
 
 #[tokio::test]

@@ -295,7 +295,8 @@ pub fn badge_update_apns(badge: u32) -> ApnsPush {
 /// The silent (data-only) badge update FCM gets after a read mark.
 pub fn badge_update_fcm(badge: u32) -> Value {
     json!({
-        "android": { "ttl": CHAT_TTL, "priority": "normal" },
+        // A newer update replaces one still waiting for an offline device.
+        "android": { "ttl": CHAT_TTL, "priority": "normal", "collapse_key": BADGE_PUSH_TYPE },
         "data": { "type": BADGE_PUSH_TYPE, "badge": badge.to_string() },
     })
 }

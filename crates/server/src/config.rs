@@ -159,7 +159,34 @@ pub struct AppConfig {
     /// This app's own retry limits, overriding `[delivery]`.
     #[serde(default)]
     pub delivery: AppDeliveryConfig,
+    /// How chat pushes (from IMKIT's callbacks) look.
+    #[serde(default)]
+    pub chat: ChatConfig,
 }
+
+/// `[apps.chat]`: the look of chat pushes built from IMKIT's callbacks.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChatConfig {
+    /// Fallback text language when a device gave no locale pushgate has text
+    /// for: `en`, `zh-TW` or `ja`.
+    pub locale: String,
+    /// Sound of an alert (`aps.sound`, `android.notification.sound`); empty for none.
+    pub sound: String,
+    /// `android.notification.icon`.
+    pub icon: Option<String>,
+    /// `android.notification.click_action`.
+    pub click_action: String,
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        Self { locale: "en".into(), sound: "default".into(), icon: None, click_action: "push_chatroom".into() }
+    }
+}
+
+/// Longest `[apps.chat]` string: they go into every payload, whose size is bounded.
+const MAX_CHAT_SETTING_BYTES: usize = 256;
 
 /// `[apps.delivery]`: an app's own retry limits; what is left out comes from `[delivery]`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -195,6 +222,13 @@ pub struct GenericPushConfig {
     /// Callers allowed by address, as CIDRs (`10.0.0.0/8`, `2001:db8::/32`).
     #[serde(default)]
     pub allow_ips: Vec<IpNet>,
+    /// How far an `X-Pushgate-Signature` timestamp may be from now, s.
+    #[serde(default = "default_signature_tolerance")]
+    pub signature_tolerance_seconds: u64,
+}
+
+fn default_signature_tolerance() -> u64 {
+    300
 }
 
 /// `[apps.apns]`: token authentication (`key_file`, `key_id`, `team_id`) or
@@ -456,6 +490,19 @@ impl Config {
                     .is_some_and(|secret| secret.expose_secret().chars().count() < MIN_API_KEY_LEN)
             {
                 problems.push(format!("{at}.generic_push.secret: must be at least {MIN_API_KEY_LEN} characters"));
+            }
+            match pushgate_domain::Locale::parse(&app.chat.locale) {
+                Ok(locale) if pushgate_domain::has_text_for(&locale) => {}
+                _ => problems.push(format!("{at}.chat.locale: must be en, zh-TW or ja")),
+            }
+            for (key, value) in [
+                ("sound", Some(&app.chat.sound)),
+                ("icon", app.chat.icon.as_ref()),
+                ("click_action", Some(&app.chat.click_action)),
+            ] {
+                if value.is_some_and(|value| value.len() > MAX_CHAT_SETTING_BYTES) {
+                    problems.push(format!("{at}.chat.{key}: must be at most {MAX_CHAT_SETTING_BYTES} bytes"));
+                }
             }
             if let Some(apns) = &app.apns {
                 check_apns_auth(&mut problems, &format!("{at}.apns"), apns);

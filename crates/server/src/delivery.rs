@@ -12,8 +12,13 @@ use anyhow::Context as _;
 use pushgate_api::metrics::Metrics;
 use pushgate_api::pauses::Gate;
 use pushgate_api::{DeliveryHandle, now_ms};
-use pushgate_domain::{AppId, CustomPush, DeviceType, Environment};
-use pushgate_providers::apns::{ApnsAuth, ApnsClient, ApnsClientConfig, Notification, PushType, TokenSigner, apns_id};
+use pushgate_domain::{
+    ApnsPush, AppId, ChatMessage, ChatStyle, CustomPush, DeviceType, Environment, Locale, Recipient, badge_update_apns,
+    badge_update_fcm,
+};
+use pushgate_providers::apns::{
+    ApnsAuth, ApnsClient, ApnsClientConfig, Notification, Priority, PushType, TokenSigner, apns_id,
+};
 use pushgate_providers::fcm::{FcmClient, FcmClientConfig, ServiceAccount};
 use pushgate_providers::{Outcome, SystemClock};
 use pushgate_store::{ClaimedDelivery, DeliveryStatus, DeliveryUpdate, Store};
@@ -41,6 +46,7 @@ pub struct AppProviders {
     fcm: Option<Arc<FcmClient>>,
     fcm_rate: Option<Arc<RateLimiter>>,
     max_attempts: u32,
+    chat_style: ChatStyle,
 }
 
 impl AppProviders {
@@ -56,6 +62,12 @@ impl AppProviders {
             fcm: None,
             fcm_rate: None,
             max_attempts,
+            chat_style: ChatStyle {
+                default_locale: Locale::parse(&app.chat.locale).ok(),
+                sound: Some(app.chat.sound.clone()).filter(|sound| !sound.is_empty()),
+                icon: app.chat.icon.clone(),
+                click_action: app.chat.click_action.clone(),
+            },
         };
         if let Some(apns) = &app.apns {
             let auth =
@@ -240,9 +252,8 @@ impl Worker {
         let Some(app) = self.apps.get(&delivery.app_id) else {
             return ("none", Ok(final_update(DeliveryStatus::Skipped, "the app is no longer configured")));
         };
-        let push: CustomPush = match serde_json::from_str(&delivery.request) {
-            Ok(push) => push,
-            Err(_) => return ("none", Ok(final_update(DeliveryStatus::Failed, "the stored push is unreadable"))),
+        let Some(push) = StoredPush::parse(&delivery.kind, &delivery.request) else {
+            return ("none", Ok(final_update(DeliveryStatus::Failed, "the stored push is unreadable")));
         };
         match delivery.device_type {
             DeviceType::Ios | DeviceType::IosVoip => {
@@ -254,7 +265,9 @@ impl Worker {
                 let Some(client) = client else {
                     return ("apns", Ok(final_update(DeliveryStatus::Skipped, "APNs is not configured for this app")));
                 };
-                let apns = push.to_apns();
+                let Some(apns) = push.apns(delivery, &app.chat_style) else {
+                    return ("apns", Ok(final_update(DeliveryStatus::Skipped, "VoIP devices get no badge updates")));
+                };
                 let push_type = match (delivery.device_type, apns.silent) {
                     (DeviceType::IosVoip, _) => PushType::Voip,
                     (_, true) => PushType::Background,
@@ -273,7 +286,7 @@ impl Worker {
                     topic: apns.topic.as_deref().unwrap_or(&app.topic),
                     apns_id: apns_id(&delivery.push_id, &device_key),
                     expiration: apns.expiration,
-                    priority: None,
+                    priority: apns.power_aware.then_some(Priority::PowerAware),
                     collapse_id: apns.collapse_id.as_deref(),
                     payload: &apns.payload,
                 };
@@ -289,7 +302,7 @@ impl Worker {
                 if let Some(rate) = &app.fcm_rate {
                     rate.until_ready().await;
                 }
-                let message = push.to_fcm(u64::try_from(now / 1000).unwrap_or_default());
+                let message = push.fcm(delivery, &app.chat_style, u64::try_from(now / 1000).unwrap_or_default());
                 ("fcm", Err(client.send(delivery.token.as_str(), &message).await))
             }
             DeviceType::Web => ("webpush", Ok(final_update(DeliveryStatus::Skipped, "Web Push is not supported yet"))),
@@ -387,6 +400,57 @@ impl Worker {
         let delay = backoff(&self.settings, delivery.id, attempts).max(after.unwrap_or_default());
         let next = now.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
         retry_at(delivery, reason.to_owned(), next, true, now)
+    }
+}
+
+/// A stored push, read back for an attempt: the provider payloads are built
+/// again from it each time (pure functions of what was stored).
+enum StoredPush {
+    /// push2clients.
+    Custom(Box<CustomPush>),
+    /// A v2 callback (`alert` none) or a v1 callback (`alert` as given).
+    Chat { message: Box<ChatMessage>, alert: Option<String> },
+    /// A silent badge update after a read mark.
+    Badge,
+}
+
+impl StoredPush {
+    fn parse(kind: &str, request: &str) -> Option<Self> {
+        match kind {
+            "custom" => serde_json::from_str(request).ok().map(|push| Self::Custom(Box::new(push))),
+            "chat" | "chat-v1" => {
+                let fields: serde_json::Map<String, serde_json::Value> = serde_json::from_str(request).ok()?;
+                let alert = fields.get("alert").and_then(|alert| alert.as_str()).map(str::to_owned);
+                Some(Self::Chat { message: Box::new(ChatMessage::parse(&fields).ok()?), alert })
+            }
+            "badge" => Some(Self::Badge),
+            _ => None,
+        }
+    }
+
+    /// The APNs push for the delivery's device; `None` when that device gets none.
+    fn apns(&self, delivery: &ClaimedDelivery, style: &ChatStyle) -> Option<ApnsPush> {
+        let recipient = Recipient { badge: delivery.badge, locale: delivery.locale.as_ref() };
+        match self {
+            Self::Custom(push) => Some(push.to_apns()),
+            Self::Chat { message, .. } if delivery.device_type == DeviceType::IosVoip => {
+                Some(message.to_apns_voip(style, &recipient))
+            }
+            Self::Chat { message, alert } => Some(message.to_apns(style, &recipient, alert.as_deref())),
+            // A VoIP push must report a call; a badge update is not one.
+            Self::Badge if delivery.device_type == DeviceType::IosVoip => None,
+            Self::Badge => Some(badge_update_apns(delivery.badge.unwrap_or_default())),
+        }
+    }
+
+    /// The FCM message (without its token) for the delivery's device.
+    fn fcm(&self, delivery: &ClaimedDelivery, style: &ChatStyle, now_seconds: u64) -> serde_json::Value {
+        let recipient = Recipient { badge: delivery.badge, locale: delivery.locale.as_ref() };
+        match self {
+            Self::Custom(push) => push.to_fcm(now_seconds),
+            Self::Chat { message, alert } => message.to_fcm(style, &recipient, alert.as_deref()),
+            Self::Badge => badge_update_fcm(delivery.badge.unwrap_or_default()),
+        }
     }
 }
 

@@ -6,6 +6,7 @@ use anyhow::Context as _;
 use base64::Engine as _;
 use pushgate_api::auth::{ApiKeyRing, AppSettings, Apps, api_key_digest};
 use pushgate_api::metrics::Metrics;
+use pushgate_api::origin::OriginCheck;
 use pushgate_api::{AppState, DeliveryHandle, RouterOptions, now_ms};
 use pushgate_domain::{AppId, Environment};
 use pushgate_store::{SqliteStore, Store, StoredApiKey};
@@ -76,7 +77,14 @@ impl Application {
             );
             let default_environment = app.apns.as_ref().map_or(Environment::Production, |apns| apns.environment);
             let max_age_ms = config.max_age_ms(app);
-            apps.insert(id.clone(), Arc::new(AppSettings { id: id.clone(), default_environment, max_age_ms }));
+            let origin = app.generic_push.as_ref().map_or_else(OriginCheck::default, |generic| {
+                OriginCheck::new(
+                    generic.secret.as_ref().map(|secret| secret.expose_secret().as_bytes().to_vec()),
+                    generic.allow_ips.clone(),
+                    generic.signature_tolerance_seconds,
+                )
+            });
+            apps.insert(id.clone(), Arc::new(AppSettings { id: id.clone(), default_environment, max_age_ms, origin }));
             for key in &app.api_keys {
                 keys.insert(id.clone(), api_key_digest(key.expose_secret()));
             }
@@ -152,7 +160,8 @@ impl Application {
         // Deliveries a stop interrupts keep their lease and are sent again on the next start.
         let worker = Arc::clone(&self.worker).spawn();
         let _stop_worker = AbortOnDrop(worker);
-        let service = self.router.into_make_service();
+        // The peer address is kept for the callbacks' IP allowlists.
+        let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
         match self.tls {
             Some(tls) => {
                 let handle = axum_server::Handle::new();

@@ -3,8 +3,12 @@
 //! Each backend's tests call [`run_all`] on a fresh, empty store. The checks
 //! use `assert!`, so a failure points at the broken expectation.
 
-use crate::{DeliveryStatus, DeliveryUpdate, NewDevice, NewPush, Store, StoredApiKey};
-use pushgate_domain::{AppId, ClientId, DeviceId, DeviceType, Environment, Locale, PushToken, TimeZoneName};
+use crate::{
+    BadgePlan, CallbackKey, DeliveryStatus, DeliveryUpdate, NewDevice, NewPush, SourceChange, Store, StoredApiKey,
+};
+use pushgate_domain::{
+    AppId, BadgeSource, ClientId, DeviceId, DeviceType, Environment, Locale, PushToken, RoomId, TimeZoneName,
+};
 use std::sync::Arc;
 
 const APNS_TOKEN_A: &str = "aa11111111111111111111111111111111111111111111111111111111111111";
@@ -47,6 +51,8 @@ pub async fn run_all(store: Arc<dyn Store>) {
     a_claimed_delivery_is_not_claimed_again_until_its_lease_ends(&*store).await;
     recorded_attempts_show_in_the_push_view(&*store).await;
     pruning_spares_a_device_that_registered_again(&*store).await;
+    a_callback_is_accepted_once(&*store).await;
+    badges_count_room_unreads_and_sources(&*store).await;
     concurrent_subscribes_of_one_token_leave_exactly_one_holder(store).await;
 }
 
@@ -60,7 +66,78 @@ fn new_push(app: &str, push_id: &str, clients: &[&str], now_ms: i64) -> NewPush 
         now_ms,
         deadline_ms: now_ms + 86_400_000,
         skip_all: None,
+        callback: None,
+        badge: BadgePlan::None,
     }
+}
+
+fn callback_push(app: &str, push_id: &str, message_id: &str, clients: &[&str], room: &str, now_ms: i64) -> NewPush {
+    NewPush {
+        kind: "chat".to_owned(),
+        callback: Some(CallbackKey { message_id: message_id.to_owned(), to_client: None }),
+        badge: BadgePlan::CountUnread(parse(RoomId::parse(room))),
+        ..new_push(app, push_id, clients, now_ms)
+    }
+}
+
+async fn a_callback_is_accepted_once(store: &dyn Store) {
+    let first = store.accept_push(&callback_push("once", "c1", "m1", &["alice"], "r", 1)).await.expect("first");
+    assert_eq!(first.duplicate_of, None);
+    let again = store.accept_push(&callback_push("once", "c2", "m1", &["alice"], "r", 2)).await.expect("again");
+    assert_eq!(again.duplicate_of.as_deref(), Some("c1"), "the earlier push is answered");
+    let app = parse(AppId::parse("once"));
+    assert!(store.push_view(&app, "c2").await.expect("view").is_none(), "nothing stored for the duplicate");
+    let badge = store.badge(&app, &parse(ClientId::parse("alice"))).await.expect("badge");
+    assert_eq!(badge.total, 1, "counted once");
+    // v1: one callback per recipient, so the recipient is part of the key.
+    let v1 = |push_id: &str, client: &str| NewPush {
+        callback: Some(CallbackKey { message_id: "m2".into(), to_client: Some(parse(ClientId::parse(client))) }),
+        badge: BadgePlan::Given(5),
+        ..new_push("once", push_id, &[client], 3)
+    };
+    assert_eq!(store.accept_push(&v1("v1-a", "alice")).await.expect("a").duplicate_of, None);
+    assert_eq!(store.accept_push(&v1("v1-b", "bob")).await.expect("b").duplicate_of, None);
+    assert_eq!(store.accept_push(&v1("v1-c", "bob")).await.expect("c").duplicate_of.as_deref(), Some("v1-b"));
+    // Another app's message with the same id is another message.
+    assert_eq!(
+        store.accept_push(&callback_push("twice", "c3", "m1", &["alice"], "r", 4)).await.expect("b").duplicate_of,
+        None
+    );
+}
+
+async fn badges_count_room_unreads_and_sources(store: &dyn Store) {
+    store.upsert_device(&device("badges", DeviceType::Fcm, "pixel", "alice", "fcm-badges", 1)).await.expect("pixel");
+    let (app, alice) = ids("badges", "alice");
+    let bob = parse(ClientId::parse("bob"));
+    for n in 0..3 {
+        let push = callback_push("badges", &format!("b{n}"), &format!("m{n}"), &["alice", "bob"], "r1", 10 + n);
+        store.accept_push(&push).await.expect("accept");
+    }
+    store.accept_push(&callback_push("badges", "b3", "m3", &["alice"], "r2", 20)).await.expect("accept");
+    let source = parse(BadgeSource::parse("orders"));
+    store.change_badge_source(&app, &alice, &source, SourceChange::Set(2), 21).await.expect("set");
+    let badge = store.badge(&app, &alice).await.expect("badge");
+    assert_eq!(badge.total, 6);
+    assert_eq!(badge.rooms.into_iter().collect::<Vec<_>>(), [("r1".to_owned(), 3), ("r2".to_owned(), 1)]);
+    assert_eq!(badge.sources.get("orders"), Some(&2));
+    assert_eq!(store.badge(&app, &bob).await.expect("bob").total, 3);
+    // Each delivery carries its client's badge at acceptance.
+    let mut claimed = store.claim_due_deliveries(1_000, 100, 60_000).await.expect("claim");
+    claimed.retain(|delivery| delivery.app_id == app);
+    claimed.sort_by_key(|delivery| delivery.id);
+    assert_eq!(claimed.iter().map(|delivery| delivery.badge).collect::<Vec<_>>(), [Some(1), Some(2), Some(3), Some(4)]);
+    // A read mark with sync clears the room and carries the new total.
+    let mut read = new_push("badges", "read", &["alice"], 30);
+    read.badge = BadgePlan::ClearRoom(parse(RoomId::parse("r1")));
+    store.accept_push(&read).await.expect("read");
+    let claimed = store.claim_due_deliveries(1_000, 100, 60_000).await.expect("claim");
+    assert_eq!(claimed.iter().find(|d| d.push_id == "read").map(|d| d.badge), Some(Some(3)));
+    store.mark_room_read(&app, &alice, &parse(RoomId::parse("r2")), 31).await.expect("read r2");
+    store.change_badge_source(&app, &alice, &source, SourceChange::Add(-5), 32).await.expect("add");
+    let badge = store.badge(&app, &alice).await.expect("badge");
+    assert_eq!((badge.total, badge.rooms.len(), badge.sources.len()), (0, 0, 0), "never below zero");
+    store.change_badge_source(&app, &alice, &source, SourceChange::Add(4), 33).await.expect("add");
+    assert_eq!(store.badge(&app, &alice).await.expect("badge").total, 4);
 }
 
 async fn a_push_is_accepted_with_one_delivery_per_device(store: &dyn Store) {

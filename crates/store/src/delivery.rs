@@ -1,6 +1,7 @@
 //! Types of the delivery queue: accepted pushes and their deliveries.
 
-use pushgate_domain::{AppId, ClientId, DeviceId, DeviceType, Environment, PushToken};
+use pushgate_domain::{AppId, ClientId, DeviceId, DeviceType, Environment, Locale, PushToken, RoomId};
+use std::collections::BTreeMap;
 
 /// A push to accept: stored with one delivery per device of its clients, in
 /// one transaction, before the caller is told it was accepted.
@@ -22,15 +23,57 @@ pub struct NewPush {
     pub deadline_ms: i64,
     /// `Some(reason)`: store every delivery as skipped (for example an expired push).
     pub skip_all: Option<String>,
+    /// `Some`: the callback this push answers; if it was accepted before,
+    /// nothing is stored or counted and the earlier push is answered.
+    pub callback: Option<CallbackKey>,
+    /// What happens to each client's unread counts, and so its badge.
+    pub badge: BadgePlan,
+}
+
+/// Identifies one IMKIT callback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackKey {
+    /// The message's `_id`.
+    pub message_id: String,
+    /// v1 only: the recipient (v1 sends one callback per recipient).
+    pub to_client: Option<ClientId>,
+}
+
+/// What a push does to its clients' badges, in the transaction that accepts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BadgePlan {
+    /// Nothing: the push carries its own badge, if any (push2clients).
+    None,
+    /// Every delivery gets this badge, as given (v1 callbacks).
+    Given(u32),
+    /// One more unread in the room for every client, then each delivery
+    /// gets its client's total (v2 callbacks).
+    CountUnread(RoomId),
+    /// The room read for every client, then each delivery gets its client's
+    /// total (a read mark with sync).
+    ClearRoom(RoomId),
+}
+
+/// A client's badge: room unreads plus cross-domain sources.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BadgeView {
+    /// The total shown on the app icon.
+    pub total: u64,
+    /// Unread messages per room (rooms with none left out).
+    pub rooms: BTreeMap<String, u64>,
+    /// Counts per source (sources at zero left out).
+    pub sources: BTreeMap<String, u64>,
 }
 
 /// What accepting did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Accepted {
     /// Deliveries queued, one per device.
     pub queued: u64,
     /// Clients with no registered device.
     pub clients_without_devices: u64,
+    /// The callback was accepted before, as this push: nothing was stored.
+    pub duplicate_of: Option<String>,
 }
 
 /// A delivery handed to a worker.
@@ -52,6 +95,10 @@ pub struct ClaimedDelivery {
     pub token: PushToken,
     /// The device's APNs environment, if it named one.
     pub environment: Option<Environment>,
+    /// The device's locale, if it gave one.
+    pub locale: Option<Locale>,
+    /// The client's badge when the push was accepted, for callbacks and badge updates.
+    pub badge: Option<u32>,
     /// Attempts made before this one.
     pub attempts: u32,
     /// The push's kind.

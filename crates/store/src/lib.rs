@@ -9,9 +9,14 @@ mod delivery;
 mod sqlite;
 
 use async_trait::async_trait;
-use pushgate_domain::{AppId, ClientId, DeviceId, DeviceType, Environment, Locale, PushToken, TimeZoneName};
+use pushgate_domain::{
+    AppId, BadgeSource, ClientId, DeviceId, DeviceType, Environment, Locale, PushToken, RoomId, TimeZoneName,
+};
 
-pub use delivery::{Accepted, ClaimedDelivery, DeliveryStatus, DeliveryUpdate, DeliveryView, NewPush, PushView};
+pub use delivery::{
+    Accepted, BadgePlan, BadgeView, CallbackKey, ClaimedDelivery, DeliveryStatus, DeliveryUpdate, DeliveryView,
+    NewPush, PushView,
+};
 pub use sqlite::SqliteStore;
 
 /// A device registration as `/me/subscribe` hands it over, already parsed.
@@ -175,4 +180,36 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// An accepted push of this app with every delivery, if it exists.
     async fn push_view(&self, app_id: &AppId, push_id: &str) -> Result<Option<PushView>, StoreError>;
+
+    /// A client's badge: its room unreads and source counts.
+    async fn badge(&self, app_id: &AppId, client_id: &ClientId) -> Result<BadgeView, StoreError>;
+
+    /// Marks a room read for a client: its unread count goes to zero.
+    async fn mark_room_read(
+        &self,
+        app_id: &AppId,
+        client_id: &ClientId,
+        room: &RoomId,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Changes a client's count for a badge source: `Set(n)` replaces it,
+    /// `Add(n)` adds `n` (which may be negative; the count stays at or above 0).
+    async fn change_badge_source(
+        &self,
+        app_id: &AppId,
+        client_id: &ClientId,
+        source: &BadgeSource,
+        change: SourceChange,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+}
+
+/// How `change_badge_source` changes a count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceChange {
+    /// Replace the count.
+    Set(u32),
+    /// Add to the count (negative subtracts, never below 0).
+    Add(i64),
 }

@@ -1,14 +1,17 @@
 //! The embedded default: one SQLite file in WAL mode.
 
 use crate::{
-    Accepted, ClaimedDelivery, DeliveryStatus, DeliveryUpdate, DeliveryView, Device, NewDevice, NewPush, PushView,
-    Store, StoreError, StoredApiKey, UpsertOutcome,
+    Accepted, BadgePlan, BadgeView, ClaimedDelivery, DeliveryStatus, DeliveryUpdate, DeliveryView, Device, NewDevice,
+    NewPush, PushView, SourceChange, Store, StoreError, StoredApiKey, UpsertOutcome,
 };
 use async_trait::async_trait;
-use pushgate_domain::{AppId, ClientId, DeviceId, DeviceType, Environment, Locale, PushToken, TimeZoneName};
+use pushgate_domain::{
+    AppId, BadgeSource, ClientId, DeviceId, DeviceType, Environment, Locale, PushToken, RoomId, TimeZoneName,
+};
 use sqlx::Row as _;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
 };
 use std::collections::{BTreeSet, HashMap};
 use std::str::FromStr as _;
@@ -125,6 +128,33 @@ async fn insert_push(
     transaction: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
     push: &NewPush,
 ) -> Result<Accepted, StoreError> {
+    if let Some(callback) = &push.callback {
+        let to_client = callback.to_client.as_ref().map_or("", ClientId::as_str);
+        let first = sqlx::query(
+            "INSERT INTO callbacks (app_id, message_id, to_client, push_id, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(push.app_id.as_str())
+        .bind(&callback.message_id)
+        .bind(to_client)
+        .bind(&push.push_id)
+        .bind(push.now_ms)
+        .execute(&mut **transaction)
+        .await?
+        .rows_affected()
+            == 1;
+        if !first {
+            let earlier: String = sqlx::query_scalar(
+                "SELECT push_id FROM callbacks WHERE app_id = ?1 AND message_id = ?2 AND to_client = ?3",
+            )
+            .bind(push.app_id.as_str())
+            .bind(&callback.message_id)
+            .bind(to_client)
+            .fetch_one(&mut **transaction)
+            .await?;
+            return Ok(Accepted { queued: 0, clients_without_devices: 0, duplicate_of: Some(earlier) });
+        }
+    }
     sqlx::query(
         "INSERT INTO pushes (push_id, app_id, kind, request, created_at_ms, deadline_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )
@@ -140,17 +170,19 @@ async fn insert_push(
         Some(reason) => (DeliveryStatus::Skipped.as_str(), Some(reason.as_str())),
         None => (DeliveryStatus::Queued.as_str(), None),
     };
-    let mut accepted = Accepted { queued: 0, clients_without_devices: 0 };
-    // A client listed twice is reached once.
+    let mut accepted = Accepted { queued: 0, clients_without_devices: 0, duplicate_of: None };
+    // A client listed twice is reached (and counted) once.
     let clients: BTreeSet<&str> = push.clients.iter().map(|client| client.as_str()).collect();
     for client in clients {
+        let badge = apply_badge_plan(transaction, push, client).await?;
         let devices = sqlx::query(
-            "INSERT INTO deliveries (push_id, app_id, client_id, device_type, device_id, token, environment, \
-                                     status, reason, next_attempt_at_ms, updated_at_ms) \
-             SELECT ?1, app_id, client_id, device_type, device_id, token, environment, ?2, ?3, ?4, ?4 \
-             FROM devices WHERE app_id = ?5 AND client_id = ?6",
+            "INSERT INTO deliveries (push_id, app_id, client_id, device_type, device_id, token, environment, locale, \
+                                     badge, status, reason, next_attempt_at_ms, updated_at_ms) \
+             SELECT ?1, app_id, client_id, device_type, device_id, token, environment, locale, ?2, ?3, ?4, ?5, ?5 \
+             FROM devices WHERE app_id = ?6 AND client_id = ?7",
         )
         .bind(&push.push_id)
+        .bind(badge)
         .bind(status)
         .bind(reason)
         .bind(push.now_ms)
@@ -162,12 +194,13 @@ async fn insert_push(
         if devices == 0 {
             accepted.clients_without_devices += 1;
             sqlx::query(
-                "INSERT INTO deliveries (push_id, app_id, client_id, status, reason, updated_at_ms) \
-                 VALUES (?1, ?2, ?3, 'skipped', 'no registered device', ?4)",
+                "INSERT INTO deliveries (push_id, app_id, client_id, badge, status, reason, updated_at_ms) \
+                 VALUES (?1, ?2, ?3, ?4, 'skipped', 'no registered device', ?5)",
             )
             .bind(&push.push_id)
             .bind(push.app_id.as_str())
             .bind(client)
+            .bind(badge)
             .bind(push.now_ms)
             .execute(&mut **transaction)
             .await?;
@@ -176,6 +209,57 @@ async fn insert_push(
         }
     }
     Ok(accepted)
+}
+
+/// Applies the push's badge plan to one client and answers the badge its
+/// deliveries carry.
+async fn apply_badge_plan(
+    transaction: &mut SqliteConnection,
+    push: &NewPush,
+    client: &str,
+) -> Result<Option<i64>, StoreError> {
+    let app = push.app_id.as_str();
+    match &push.badge {
+        BadgePlan::None => return Ok(None),
+        BadgePlan::Given(badge) => return Ok(Some(i64::from(*badge))),
+        BadgePlan::CountUnread(room) => {
+            sqlx::query(
+                "INSERT INTO room_unreads (app_id, client_id, room, unread, updated_at_ms) VALUES (?1, ?2, ?3, 1, ?4) \
+                 ON CONFLICT DO UPDATE SET unread = unread + 1, updated_at_ms = excluded.updated_at_ms",
+            )
+            .bind(app)
+            .bind(client)
+            .bind(room.as_str())
+            .bind(push.now_ms)
+            .execute(&mut *transaction)
+            .await?;
+        }
+        BadgePlan::ClearRoom(room) => clear_room(&mut *transaction, app, client, room).await?,
+    }
+    let total: i64 = sqlx::query_scalar(
+        "SELECT (SELECT COALESCE(SUM(unread), 0) FROM room_unreads WHERE app_id = ?1 AND client_id = ?2) \
+              + (SELECT COALESCE(SUM(count), 0) FROM badge_sources WHERE app_id = ?1 AND client_id = ?2)",
+    )
+    .bind(app)
+    .bind(client)
+    .fetch_one(&mut *transaction)
+    .await?;
+    Ok(Some(total))
+}
+
+async fn clear_room(
+    connection: &mut SqliteConnection,
+    app: &str,
+    client: &str,
+    room: &RoomId,
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM room_unreads WHERE app_id = ?1 AND client_id = ?2 AND room = ?3")
+        .bind(app)
+        .bind(client)
+        .bind(room.as_str())
+        .execute(connection)
+        .await?;
+    Ok(())
 }
 
 fn device_from_row(row: &SqliteRow) -> Result<Device, StoreError> {
@@ -332,7 +416,8 @@ impl Store for SqliteStore {
                  WHERE status IN ('queued', 'retrying') AND next_attempt_at_ms <= ?2 \
                    AND (leased_until_ms IS NULL OR leased_until_ms <= ?2) \
                  ORDER BY next_attempt_at_ms LIMIT ?3) \
-             RETURNING id, push_id, app_id, client_id, device_type, device_id, token, environment, attempts",
+             RETURNING id, push_id, app_id, client_id, device_type, device_id, token, environment, locale, badge, \
+                       attempts",
         )
         .bind(now_ms + lease_ms)
         .bind(now_ms)
@@ -371,6 +456,10 @@ impl Store for SqliteStore {
                     .map(|raw| Environment::parse(&raw))
                     .transpose()
                     .map_err(|_| corrupt("environment"))?,
+                locale: text("locale")?.map(|raw| Locale::parse(&raw)).transpose().map_err(|_| corrupt("locale"))?,
+                badge: row
+                    .try_get::<Option<i64>, _>("badge")?
+                    .map(|badge| u32::try_from(badge.max(0)).unwrap_or(u32::MAX)),
                 attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
                 kind,
                 request,
@@ -482,5 +571,71 @@ impl Store for SqliteStore {
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(Some(PushView { push_id: push_id.to_owned(), created_at_ms: push.try_get("created_at_ms")?, deliveries }))
+    }
+
+    async fn badge(&self, app_id: &AppId, client_id: &ClientId) -> Result<BadgeView, StoreError> {
+        let counts = |sql| {
+            sqlx::query_as::<_, (String, i64)>(sql).bind(app_id.as_str()).bind(client_id.as_str()).fetch_all(&self.pool)
+        };
+        let rooms = counts(
+            "SELECT room, unread FROM room_unreads WHERE app_id = ?1 AND client_id = ?2 AND unread > 0 ORDER BY room",
+        )
+        .await?;
+        let sources = counts(
+            "SELECT source, count FROM badge_sources WHERE app_id = ?1 AND client_id = ?2 AND count > 0 \
+             ORDER BY source",
+        )
+        .await?;
+        let to_map = |rows: Vec<(String, i64)>| -> std::collections::BTreeMap<String, u64> {
+            rows.into_iter().map(|(name, count)| (name, u64::try_from(count).unwrap_or_default())).collect()
+        };
+        let (rooms, sources) = (to_map(rooms), to_map(sources));
+        let total = rooms.values().chain(sources.values()).fold(0u64, |total, count| total.saturating_add(*count));
+        Ok(BadgeView { total, rooms, sources })
+    }
+
+    async fn mark_room_read(
+        &self,
+        app_id: &AppId,
+        client_id: &ClientId,
+        room: &RoomId,
+        _now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut connection = self.pool.acquire().await?;
+        clear_room(&mut connection, app_id.as_str(), client_id.as_str(), room).await
+    }
+
+    async fn change_badge_source(
+        &self,
+        app_id: &AppId,
+        client_id: &ClientId,
+        source: &BadgeSource,
+        change: SourceChange,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let (sql, amount) = match change {
+            SourceChange::Set(count) => (
+                "INSERT INTO badge_sources (app_id, client_id, source, count, updated_at_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT DO UPDATE SET count = excluded.count, updated_at_ms = excluded.updated_at_ms",
+                i64::from(count),
+            ),
+            // One statement, so concurrent increments never lose one.
+            SourceChange::Add(delta) => (
+                "INSERT INTO badge_sources (app_id, client_id, source, count, updated_at_ms) \
+                 VALUES (?1, ?2, ?3, MAX(?4, 0), ?5) \
+                 ON CONFLICT DO UPDATE SET count = MAX(count + ?4, 0), updated_at_ms = excluded.updated_at_ms",
+                delta,
+            ),
+        };
+        sqlx::query(sql)
+            .bind(app_id.as_str())
+            .bind(client_id.as_str())
+            .bind(source.as_str())
+            .bind(amount)
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 }

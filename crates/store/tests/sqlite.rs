@@ -35,6 +35,8 @@ fn push_to_nobody(push_id: &str) -> pushgate_store::NewPush {
         now_ms: 1,
         deadline_ms: 2,
         skip_all: None,
+        callback: None,
+        badge: pushgate_store::BadgePlan::None,
     }
 }
 
@@ -74,4 +76,38 @@ async fn a_push_that_cannot_be_stored_does_not_fail_the_others_in_its_group() {
     let (duplicate, fresh) = tokio::join!(store.accept_push(&taken), store.accept_push(&fresh));
     assert!(duplicate.is_err());
     fresh.expect("the other push of the group is stored");
+}
+
+/// Many concurrent callbacks for one client: no increment is lost, and a
+/// callback sent several times at once is counted once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_callbacks_never_lose_an_increment_and_count_duplicates_once() {
+    use pushgate_domain::{AppId, ClientId, RoomId};
+    use pushgate_store::{BadgePlan, CallbackKey};
+    let directory = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", directory.path().join("pushgate.db").display());
+    let store = Arc::new(SqliteStore::open(&url).await.expect("open"));
+    let accepts: Vec<_> = (0..200)
+        .map(|n| {
+            let store = Arc::clone(&store);
+            // 100 distinct messages, each sent twice.
+            let push = pushgate_store::NewPush {
+                callback: Some(CallbackKey { message_id: format!("m{}", n % 100), to_client: None }),
+                badge: BadgePlan::CountUnread(RoomId::parse(&format!("room-{}", n % 3)).expect("room")),
+                ..push_to_nobody(&format!("push-{n}"))
+            };
+            tokio::spawn(async move { store.accept_push(&push).await })
+        })
+        .collect();
+    let mut duplicates = 0;
+    for accept in accepts {
+        duplicates += usize::from(accept.await.expect("task").expect("accepted").duplicate_of.is_some());
+    }
+    assert_eq!(duplicates, 100);
+    let badge = store
+        .badge(&AppId::parse("SampleApp").expect("app"), &ClientId::parse("nobody").expect("client"))
+        .await
+        .expect("badge");
+    assert_eq!(badge.total, 100);
+    assert_eq!(badge.rooms.values().sum::<u64>(), 100);
 }

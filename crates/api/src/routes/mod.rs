@@ -1,6 +1,8 @@
 //! Route handlers, one module per area.
 
+pub mod badges;
 pub mod clients;
+pub mod imkit;
 pub mod me;
 pub mod ops;
 pub mod pushes;

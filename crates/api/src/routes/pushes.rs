@@ -8,7 +8,7 @@ use crate::{AppState, now_ms};
 use axum::Json;
 use axum::extract::State;
 use pushgate_domain::{ClientId, CustomPush};
-use pushgate_store::{DeliveryStatus, NewPush};
+use pushgate_store::{BadgePlan, DeliveryStatus, NewPush};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
@@ -95,6 +95,8 @@ pub async fn push2clients(
         now_ms: now,
         deadline_ms,
         skip_all: push.is_expired(now_seconds).then(|| "expired before it was accepted".to_owned()),
+        callback: None,
+        badge: BadgePlan::None,
     };
     let accepted = state.store.accept_push(&new_push).await?;
     state.delivery.wake.notify_one();

@@ -68,6 +68,12 @@ impl TestApp {
         read(request.send().await.expect("request sent")).await
     }
 
+    /// PUT with `SampleApp`'s API key.
+    pub async fn put_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        let request = self.client.put(format!("{}{path}", self.base_url)).header("IM-API-KEY", API_KEY).json(body);
+        read(request.send().await.expect("request sent")).await
+    }
+
     pub async fn get(&self, path: &str, key: Option<&str>) -> (u16, Value) {
         let mut request = self.client.get(format!("{}{path}", self.base_url));
         if let Some(key) = key {
@@ -126,6 +132,18 @@ pub async fn spawn_with_providers(extra_delivery: &str) -> WithProviders {
 
 /// As [`spawn_with_providers`], with environment overrides on top.
 pub async fn spawn_with_providers_and(extra_delivery: &str, overrides: &[(&str, &str)]) -> WithProviders {
+    spawn_with_providers_config(extra_delivery, "", "", overrides).await
+}
+
+/// As [`spawn_with_providers_and`], with `extra_app` added to `SampleApp`'s
+/// table (keys such as `generic_push = {...}`) and `more_apps` (further
+/// `[[apps]]`) at the end.
+pub async fn spawn_with_providers_config(
+    extra_delivery: &str,
+    extra_app: &str,
+    more_apps: &str,
+    overrides: &[(&str, &str)],
+) -> WithProviders {
     let ca = pushgate_testkit::TestCa::generate();
     let key = pushgate_testkit::Es256Key::generate();
     let apns = pushgate_testkit::FakeApns::start(
@@ -158,6 +176,7 @@ poll_interval_ms = 50
 [[apps]]
 id = "SampleApp"
 api_keys = ["{API_KEY}"]
+{extra_app}
 
 [apps.apns]
 key_file = {p8:?}
@@ -171,6 +190,8 @@ ca_file = {ca_file:?}
 service_account_file = {account:?}
 endpoint = "{fcm_endpoint}"
 ca_file = {ca_file:?}
+
+{more_apps}
 "#,
         apns_endpoint = apns.endpoint(),
         fcm_endpoint = fcm.endpoint(),

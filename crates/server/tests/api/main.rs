@@ -1,6 +1,8 @@
 //! Every API test, in one binary, through the public HTTP API of a server
 //! bound to port 0 with its own temporary SQLite file.
 
+mod badges;
+mod callbacks;
 mod cli;
 mod crash;
 mod devices;

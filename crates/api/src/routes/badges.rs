@@ -1,0 +1,213 @@
+//! Badges: what the app icon shows for a client. The badge is the client's
+//! unread messages over every room (counted from v2 callbacks) plus the
+//! counts of cross-domain sources the app sets (orders, events...).
+
+use crate::auth::AuthenticatedApp;
+use crate::error::{ApiError, Envelope, ErrorEnvelope, ok};
+use crate::extract::{ApiJson, ApiPath, parse_json};
+use crate::{AppState, now_ms};
+use axum::Json;
+use axum::extract::State;
+use bytes::Bytes;
+use pushgate_domain::{BadgeSource, ClientId, RoomId};
+use pushgate_store::{BadgePlan, BadgeView, NewPush, SourceChange};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
+
+/// A badge update is worth sending for an hour at most: a later one replaces it.
+const BADGE_UPDATE_MAX_AGE_MS: i64 = 3_600_000;
+
+/// A client's badge.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BadgeResult {
+    /// The total: room unreads plus sources.
+    pub badge: u64,
+    /// Unread messages per room (rooms with none left out).
+    pub rooms: BTreeMap<String, u64>,
+    /// Counts per source (sources at zero left out).
+    pub sources: BTreeMap<String, u64>,
+}
+
+impl From<BadgeView> for BadgeResult {
+    fn from(view: BadgeView) -> Self {
+        Self { badge: view.total, rooms: view.rooms, sources: view.sources }
+    }
+}
+
+/// The client's badge, per room and per source.
+#[utoipa::path(
+    get,
+    path = "/v1/clients/{clientId}/badge",
+    tag = "badges",
+    params(("clientId" = String, Path, description = "The IMKIT client id")),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The badge; an unknown client has 0", body = Envelope<BadgeResult>),
+        (status = 401, description = "`INVALID_API_KEY`", body = ErrorEnvelope),
+    )
+)]
+pub async fn get_badge(
+    State(state): State<AppState>,
+    AuthenticatedApp(app): AuthenticatedApp,
+    ApiPath(client_id): ApiPath<String>,
+) -> Result<Json<Envelope<BadgeResult>>, ApiError> {
+    let client_id = ClientId::parse(&client_id)?;
+    Ok(ok(state.store.badge(&app.id, &client_id).await?.into()))
+}
+
+/// Body of `PUT .../badge/sources/{source}`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct SetSourceRequest {
+    /// The source's new count.
+    pub count: Option<u32>,
+}
+
+/// Body of `POST .../badge/sources/{source}`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct AddToSourceRequest {
+    /// Added to the source's count; negative subtracts (the count stays at or above 0).
+    pub increment: Option<i32>,
+}
+
+/// Set a cross-domain badge count (orders, events...) for the client.
+#[utoipa::path(
+    put,
+    path = "/v1/clients/{clientId}/badge/sources/{source}",
+    tag = "badges",
+    params(
+        ("clientId" = String, Path, description = "The IMKIT client id"),
+        ("source" = String, Path, description = "The source's name"),
+    ),
+    request_body = SetSourceRequest,
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The client's badge after the change", body = Envelope<BadgeResult>),
+        (status = 400, description = "`MISSING_PARAMETER` or `INVALID_PARAMETER` naming the field", body = ErrorEnvelope),
+        (status = 401, description = "`INVALID_API_KEY`", body = ErrorEnvelope),
+    )
+)]
+pub async fn set_source(
+    State(state): State<AppState>,
+    AuthenticatedApp(app): AuthenticatedApp,
+    ApiPath((client_id, source)): ApiPath<(String, String)>,
+    ApiJson(body): ApiJson<SetSourceRequest>,
+) -> Result<Json<Envelope<BadgeResult>>, ApiError> {
+    let count = body.count.ok_or_else(|| ApiError::missing("count is required"))?;
+    change_source(&state, &app.id, &client_id, &source, SourceChange::Set(count)).await
+}
+
+/// Add to a cross-domain badge count for the client.
+#[utoipa::path(
+    post,
+    path = "/v1/clients/{clientId}/badge/sources/{source}",
+    tag = "badges",
+    params(
+        ("clientId" = String, Path, description = "The IMKIT client id"),
+        ("source" = String, Path, description = "The source's name"),
+    ),
+    request_body = AddToSourceRequest,
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The client's badge after the change", body = Envelope<BadgeResult>),
+        (status = 400, description = "`MISSING_PARAMETER` or `INVALID_PARAMETER` naming the field", body = ErrorEnvelope),
+        (status = 401, description = "`INVALID_API_KEY`", body = ErrorEnvelope),
+    )
+)]
+pub async fn add_to_source(
+    State(state): State<AppState>,
+    AuthenticatedApp(app): AuthenticatedApp,
+    ApiPath((client_id, source)): ApiPath<(String, String)>,
+    ApiJson(body): ApiJson<AddToSourceRequest>,
+) -> Result<Json<Envelope<BadgeResult>>, ApiError> {
+    let increment = body.increment.ok_or_else(|| ApiError::missing("increment is required"))?;
+    change_source(&state, &app.id, &client_id, &source, SourceChange::Add(i64::from(increment))).await
+}
+
+async fn change_source(
+    state: &AppState,
+    app_id: &pushgate_domain::AppId,
+    client_id: &str,
+    source: &str,
+    change: SourceChange,
+) -> Result<Json<Envelope<BadgeResult>>, ApiError> {
+    let client_id = ClientId::parse(client_id)?;
+    let source = BadgeSource::parse(source)?;
+    state.store.change_badge_source(app_id, &client_id, &source, change, now_ms()).await?;
+    Ok(ok(state.store.badge(app_id, &client_id).await?.into()))
+}
+
+/// Body of `POST .../rooms/{room}/read` (optional).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct ReadRequest {
+    /// `true`: send the new badge to every device of the client as a silent push.
+    #[serde(default)]
+    pub sync: bool,
+}
+
+/// The `result` of a read mark.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadResult {
+    /// The client's badge after the read.
+    #[serde(flatten)]
+    pub badge: BadgeResult,
+    /// The silent badge update, when `sync` was asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub push_id: Option<String>,
+}
+
+/// Mark a room read for the client: its unread count goes to zero. With
+/// `{"sync": true}` the read and a silent badge update to every device of
+/// the client are stored in one transaction.
+#[utoipa::path(
+    post,
+    path = "/v1/clients/{clientId}/rooms/{room}/read",
+    tag = "badges",
+    params(
+        ("clientId" = String, Path, description = "The IMKIT client id"),
+        ("room" = String, Path, description = "The room id"),
+    ),
+    request_body(content = ReadRequest, description = "Optional"),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The client's badge after the read", body = Envelope<ReadResult>),
+        (status = 400, description = "`INVALID_PARAMETER` naming the field", body = ErrorEnvelope),
+        (status = 401, description = "`INVALID_API_KEY`", body = ErrorEnvelope),
+        (status = 503, description = "`UNAVAILABLE`: nothing was changed", body = ErrorEnvelope),
+    )
+)]
+pub async fn mark_read(
+    State(state): State<AppState>,
+    AuthenticatedApp(app): AuthenticatedApp,
+    ApiPath((client_id, room)): ApiPath<(String, String)>,
+    body: Bytes,
+) -> Result<Json<Envelope<ReadResult>>, ApiError> {
+    let request: ReadRequest = if body.trim_ascii().is_empty() { ReadRequest::default() } else { parse_json(&body)? };
+    let client_id = ClientId::parse(&client_id)?;
+    let room = RoomId::parse(&room)?;
+    let now = now_ms();
+    let push_id = if request.sync {
+        let push = NewPush {
+            push_id: uuid::Uuid::now_v7().to_string(),
+            app_id: app.id.clone(),
+            kind: "badge".to_owned(),
+            request: "{}".to_owned(),
+            clients: vec![client_id.clone()],
+            now_ms: now,
+            deadline_ms: now.saturating_add(app.max_age_ms.min(BADGE_UPDATE_MAX_AGE_MS)),
+            skip_all: None,
+            callback: None,
+            badge: BadgePlan::ClearRoom(room),
+        };
+        let accepted = state.store.accept_push(&push).await?;
+        state.delivery.wake.notify_one();
+        state.metrics.push_accepted(app.id.as_str(), accepted.queued);
+        Some(push.push_id)
+    } else {
+        state.store.mark_room_read(&app.id, &client_id, &room, now).await?;
+        None
+    };
+    let badge = state.store.badge(&app.id, &client_id).await?.into();
+    Ok(ok(ReadResult { badge, push_id }))
+}
