@@ -74,6 +74,9 @@ impl Store for UnreachableStore {
     async fn push_view(&self, _: &AppId, _: &str) -> Result<Option<PushView>, StoreError> {
         Err(unreachable())
     }
+    async fn forget_before(&self, _: i64, _: u32) -> Result<(u64, u64), StoreError> {
+        Err(unreachable())
+    }
     async fn badge(&self, _: &AppId, _: &ClientId) -> Result<BadgeView, StoreError> {
         Err(unreachable())
     }

@@ -106,6 +106,9 @@ pub struct DeliveryConfig {
     pub pause_base_ms: u64,
     /// Longest pause between probes, ms; default 600000 (10 minutes).
     pub pause_max_ms: u64,
+    /// Finished pushes (`GET /v1/pushes/{pushId}`) and callback ids (duplicate
+    /// detection) are kept this long, h; default 168 (a week).
+    pub retention_hours: u64,
 }
 
 impl Default for DeliveryConfig {
@@ -121,6 +124,7 @@ impl Default for DeliveryConfig {
             poll_interval_ms: 1000,
             pause_base_ms: 30_000,
             pause_max_ms: 600_000,
+            retention_hours: 168,
         }
     }
 }
@@ -450,6 +454,7 @@ impl Config {
             ("poll_interval_ms", delivery.poll_interval_ms, 10, 60_000),
             ("pause_base_ms", delivery.pause_base_ms, 10, 3_600_000),
             ("pause_max_ms", delivery.pause_max_ms, delivery.pause_base_ms, 86_400_000),
+            ("retention_hours", delivery.retention_hours, 1, 24 * 366),
         ] {
             if !(low..=high).contains(&value) {
                 problems.push(format!("delivery.{key}: must be from {low} to {high}, got {value}"));

@@ -27,6 +27,11 @@ use std::hash::BuildHasher as _;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How often finished pushes past the retention are forgotten.
+const HOUSEKEEPING_INTERVAL_MS: i64 = 3_600_000;
+/// Pushes (and callback ids) forgotten per transaction.
+const HOUSEKEEPING_BATCH: u32 = 1000;
+
 /// A token bucket: sends wait for a token, so a large push paces itself
 /// under the provider's quota instead of tripping it.
 type RateLimiter = governor::DefaultDirectRateLimiter;
@@ -167,8 +172,13 @@ impl Worker {
         }
         let poll = i64::try_from(self.settings.poll_interval_ms).unwrap_or(1000);
         let semaphore = Arc::new(tokio::sync::Semaphore::new(self.settings.concurrency));
+        let mut next_housekeeping = now_ms();
         loop {
             let now = now_ms();
+            if now >= next_housekeeping {
+                self.forget_old_history(now).await;
+                next_housekeeping = now + HOUSEKEEPING_INTERVAL_MS;
+            }
             let lease_ms = i64::try_from(self.settings.lease_ms).unwrap_or(60_000);
             match self.store.claim_due_deliveries(now, self.settings.batch, lease_ms).await {
                 Ok(batch) if !batch.is_empty() => {
@@ -199,6 +209,32 @@ impl Worker {
                 () = self.handle.wake.notified() => {}
                 () = tokio::time::sleep(wait) => {}
             }
+        }
+    }
+
+    /// Forgets finished pushes and callback ids older than the retention, a
+    /// bounded batch per transaction so the writer is never held long.
+    async fn forget_old_history(&self, now: i64) {
+        let retention_ms = i64::try_from(self.settings.retention_hours.saturating_mul(3_600_000)).unwrap_or(i64::MAX);
+        let before = now.saturating_sub(retention_ms);
+        let (mut pushes, mut callbacks) = (0, 0);
+        loop {
+            match self.store.forget_before(before, HOUSEKEEPING_BATCH).await {
+                Ok((more_pushes, more_callbacks)) => {
+                    pushes += more_pushes;
+                    callbacks += more_callbacks;
+                    if more_pushes < u64::from(HOUSEKEEPING_BATCH) && more_callbacks < u64::from(HOUSEKEEPING_BATCH) {
+                        break;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(error = %error, "cannot forget old pushes now; trying again later");
+                    break;
+                }
+            }
+        }
+        if pushes + callbacks > 0 {
+            tracing::info!(pushes, callbacks, "forgot finished pushes and callback ids past the retention");
         }
     }
 

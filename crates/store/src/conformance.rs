@@ -53,6 +53,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     pruning_spares_a_device_that_registered_again(&*store).await;
     a_callback_is_accepted_once(&*store).await;
     badges_count_room_unreads_and_sources(&*store).await;
+    housekeeping_forgets_old_finished_pushes_and_callbacks_only(&*store).await;
     concurrent_subscribes_of_one_token_leave_exactly_one_holder(store).await;
 }
 
@@ -103,6 +104,41 @@ async fn a_callback_is_accepted_once(store: &dyn Store) {
         store.accept_push(&callback_push("twice", "c3", "m1", &["alice"], "r", 4)).await.expect("b").duplicate_of,
         None
     );
+}
+
+async fn housekeeping_forgets_old_finished_pushes_and_callbacks_only(store: &dyn Store) {
+    store.upsert_device(&device("forget", DeviceType::Fcm, "pixel", "alice", "fcm-forget", 1)).await.expect("pixel");
+    let app = parse(AppId::parse("forget"));
+    // Claim whatever earlier checks left due, so only this check's pushes are in play.
+    store.claim_due_deliveries(i64::MAX / 2, 10_000, 1).await.expect("claim");
+    store.accept_push(&callback_push("forget", "old-done", "old-m", &["alice"], "r", 10)).await.expect("accept");
+    store.accept_push(&callback_push("forget", "old-pending", "old-p", &["alice"], "r", 11)).await.expect("accept");
+    store.accept_push(&callback_push("forget", "new-done", "new-m", &["alice"], "r", 5_000)).await.expect("accept");
+    let claimed = store.claim_due_deliveries(i64::MAX / 2 + 1, 100, 60_000).await.expect("claim");
+    for delivery in claimed.iter().filter(|delivery| delivery.push_id != "old-pending") {
+        let update = DeliveryUpdate {
+            status: DeliveryStatus::Delivered,
+            reason: None,
+            next_attempt_at_ms: None,
+            attempted: true,
+            now_ms: 6_000,
+        };
+        store.record_attempt(delivery.id, &update).await.expect("record");
+    }
+    let mut forgotten = (0, 0);
+    loop {
+        let (pushes, callbacks) = store.forget_before(1_000, 1).await.expect("forget");
+        if (pushes, callbacks) == (0, 0) {
+            break;
+        }
+        forgotten = (forgotten.0 + pushes, forgotten.1 + callbacks);
+    }
+    assert!(forgotten.0 >= 1 && forgotten.1 >= 2, "{forgotten:?}");
+    assert!(store.push_view(&app, "old-done").await.expect("view").is_none(), "an old finished push is forgotten");
+    assert!(store.push_view(&app, "old-pending").await.expect("view").is_some(), "a pending push is kept");
+    assert!(store.push_view(&app, "new-done").await.expect("view").is_some(), "a recent push is kept");
+    let again = store.accept_push(&callback_push("forget", "again", "new-m", &["alice"], "r", 7_000)).await;
+    assert_eq!(again.expect("accept").duplicate_of.as_deref(), Some("new-done"), "recent callback ids are kept");
 }
 
 async fn badges_count_room_unreads_and_sources(store: &dyn Store) {

@@ -181,6 +181,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// An accepted push of this app with every delivery, if it exists.
     async fn push_view(&self, app_id: &AppId, push_id: &str) -> Result<Option<PushView>, StoreError>;
 
+    /// Housekeeping: forgets at most `limit` finished pushes (none of their
+    /// deliveries queued or retrying) accepted before `before_ms`, with their
+    /// deliveries, and at most `limit` callback ids first seen before it.
+    /// Answers how many pushes and callback ids went; call again while either
+    /// equals `limit`.
+    async fn forget_before(&self, before_ms: i64, limit: u32) -> Result<(u64, u64), StoreError>;
+
     /// A client's badge: its room unreads and source counts.
     async fn badge(&self, app_id: &AppId, client_id: &ClientId) -> Result<BadgeView, StoreError>;
 

@@ -573,6 +573,45 @@ impl Store for SqliteStore {
         Ok(Some(PushView { push_id: push_id.to_owned(), created_at_ms: push.try_get("created_at_ms")?, deliveries }))
     }
 
+    async fn forget_before(&self, before_ms: i64, limit: u32) -> Result<(u64, u64), StoreError> {
+        let mut transaction = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query(
+            "CREATE TEMP TABLE IF NOT EXISTS forgotten (push_id TEXT PRIMARY KEY) WITHOUT ROWID; \
+             DELETE FROM forgotten;",
+        )
+        .execute(&mut *transaction)
+        .await?;
+        sqlx::query(
+            "INSERT INTO forgotten (push_id) \
+             SELECT push_id FROM pushes p WHERE created_at_ms < ?1 AND NOT EXISTS ( \
+                 SELECT 1 FROM deliveries d WHERE d.push_id = p.push_id AND d.status IN ('queued', 'retrying')) \
+             ORDER BY created_at_ms LIMIT ?2",
+        )
+        .bind(before_ms)
+        .bind(i64::from(limit))
+        .execute(&mut *transaction)
+        .await?;
+        sqlx::query("DELETE FROM deliveries WHERE push_id IN (SELECT push_id FROM forgotten)")
+            .execute(&mut *transaction)
+            .await?;
+        let pushes = sqlx::query("DELETE FROM pushes WHERE push_id IN (SELECT push_id FROM forgotten)")
+            .execute(&mut *transaction)
+            .await?
+            .rows_affected();
+        let callbacks = sqlx::query(
+            "DELETE FROM callbacks WHERE (app_id, message_id, to_client) IN ( \
+                 SELECT app_id, message_id, to_client FROM callbacks WHERE created_at_ms < ?1 \
+                 ORDER BY created_at_ms LIMIT ?2)",
+        )
+        .bind(before_ms)
+        .bind(i64::from(limit))
+        .execute(&mut *transaction)
+        .await?
+        .rows_affected();
+        transaction.commit().await?;
+        Ok((pushes, callbacks))
+    }
+
     async fn badge(&self, app_id: &AppId, client_id: &ClientId) -> Result<BadgeView, StoreError> {
         let counts = |sql| {
             sqlx::query_as::<_, (String, i64)>(sql).bind(app_id.as_str()).bind(client_id.as_str()).fetch_all(&self.pool)

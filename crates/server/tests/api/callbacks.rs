@@ -358,3 +358,44 @@ async fn bad_callbacks_are_refused_naming_the_field_and_unknown_fields_are_toler
     let tolerated = refused(json!({ "brandNewField": { "nested": [1, 2] }, "__v": 0 }));
     assert_eq!(post_callback(app, &path, &[], tolerated.as_bytes()).await.0, 200);
 }
+
+#[tokio::test]
+async fn finished_pushes_and_callback_ids_past_the_retention_are_forgotten() {
+    use pushgate_domain::{AppId, ClientId, RoomId};
+    use pushgate_store::{BadgePlan, CallbackKey, NewPush, SqliteStore, Store as _};
+    let directory = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", directory.path().join("pushgate.db").display());
+    let three_hours_ago = (now_seconds() - 3 * 3600) * 1000;
+    let old = |push_id: &str, message_id: &str| NewPush {
+        push_id: push_id.to_owned(),
+        app_id: AppId::parse("SampleApp").expect("app"),
+        kind: "chat".into(),
+        request: message(message_id, "room", &[]).to_string(),
+        clients: vec![ClientId::parse("nobody").expect("client")],
+        now_ms: three_hours_ago,
+        deadline_ms: three_hours_ago + 1000,
+        skip_all: None,
+        callback: Some(CallbackKey { message_id: message_id.into(), to_client: None }),
+        badge: BadgePlan::CountUnread(RoomId::parse("room").expect("room")),
+    };
+    {
+        let store = SqliteStore::open(&url).await.expect("open");
+        // "nobody" has no device, so the push is finished (skipped) at once.
+        store.accept_push(&old("old-push", "old-message")).await.expect("accepted");
+    }
+    let setup = spawn_with_providers_config(
+        "retention_hours = 1",
+        &format!(r#"generic_push = {{ secret = "{SECRET}" }}"#),
+        "",
+        &[("PUSHGATE_STORE__URL", &url)],
+    )
+    .await;
+    let app = &setup.app;
+    eventually(WAIT, "the old push to be forgotten", || async {
+        let (status, _) = app.get("/v1/pushes/old-push", Some(API_KEY)).await;
+        (status == 404).then_some(())
+    })
+    .await;
+    let again = send(app, &message("old-message", "room", &["nobody"])).await;
+    assert_eq!(again["duplicate"], false, "a callback id past the retention is forgotten too");
+}

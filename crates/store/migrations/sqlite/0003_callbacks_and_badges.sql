@@ -32,3 +32,7 @@ CREATE TABLE badge_sources (
 -- accepted, and its device's locale.
 ALTER TABLE deliveries ADD COLUMN badge INTEGER;
 ALTER TABLE deliveries ADD COLUMN locale TEXT;
+
+-- Housekeeping forgets finished pushes and old callback ids by age.
+CREATE INDEX pushes_created ON pushes (created_at_ms);
+CREATE INDEX callbacks_created ON callbacks (created_at_ms);
