@@ -10,7 +10,7 @@
 //! character boundary with an ellipsis.
 
 use crate::push::ApnsPush;
-use crate::{AppId, ClientId, Locale, MessageId, ParseError, RoomId};
+use crate::{AppId, ClientId, Locale, MessageId, ParseError, RoomId, Variant, fill_template};
 use serde_json::{Map, Value, json};
 
 /// Largest APNs payload, bytes.
@@ -171,18 +171,26 @@ impl ChatMessage {
 
     /// Title, body and localization for a recipient, each free text cut to
     /// at most `cut` characters.
-    fn copy(&self, language: Language, cut: usize) -> Copy {
+    fn copy(&self, language: Language, variant: Option<&Variant>, cut: usize) -> Copy {
         let nickname = clip(self.sender.as_deref().unwrap_or(language.someone()), cut);
         let text = clip(self.text.as_deref().unwrap_or_default(), cut);
-        let template = language.template(&self.message_type, !text.is_empty());
-        let body = render(template, &nickname, &text);
-        let title = match &self.room_name {
-            Some(room_name) => clip(room_name, cut),
-            None => nickname.clone(),
+        let room_name = self.room_name.as_deref().map(|room_name| clip(room_name, cut));
+        // An encrypted message's content is never shown, not even to the app's strings or a template.
+        let shown_text = if self.is_encrypted() { "" } else { text.as_str() };
+        let fill =
+            |template: &str| fill_template(template, &nickname, shown_text, room_name.as_deref().unwrap_or_default());
+        let body = match variant.and_then(|variant| variant.body.as_deref()) {
+            Some(template) => fill(template),
+            None => render(language.template(&self.message_type, !text.is_empty()), &nickname, &text),
         };
-        // An encrypted message's content is never shown, not even to the app's strings.
+        let title = match (variant.and_then(|variant| variant.title.as_deref()), &room_name) {
+            (Some(template), _) => fill(template),
+            (None, Some(room_name)) => room_name.clone(),
+            (None, None) => nickname.clone(),
+        };
+        let custom_body = variant.is_some_and(|variant| variant.body.is_some());
         let loc_args = if self.is_encrypted() { vec![nickname] } else { vec![nickname, text] };
-        Copy { title, body, loc_key: self.loc_key(), loc_args }
+        Copy { title, body, custom_body, loc_key: self.loc_key(), loc_args }
     }
 
     /// The APNs alert push for one recipient. `alert` (v1) replaces the
@@ -195,18 +203,23 @@ impl ChatMessage {
                 Some(alert) => {
                     aps.insert("alert".into(), clip(alert, cut).into());
                 }
+                // An experiment's body is shown as it is: a loc-key would replace it on the device.
                 None => {
-                    let copy = self.copy(language, cut);
-                    aps.insert(
-                        "alert".into(),
-                        json!({ "loc-key": copy.loc_key, "loc-args": copy.loc_args, "title": copy.title, "body": copy.body }),
-                    );
+                    let copy = self.copy(language, recipient.variant, cut);
+                    let alert = if copy.custom_body {
+                        json!({ "title": copy.title, "body": copy.body })
+                    } else {
+                        json!({ "loc-key": copy.loc_key, "loc-args": copy.loc_args, "title": copy.title, "body": copy.body })
+                    };
+                    aps.insert("alert".into(), alert);
                 }
             }
             if let Some(badge) = recipient.badge {
                 aps.insert("badge".into(), badge.into());
             }
-            if let Some(sound) = &style.sound {
+            if recipient.quiet {
+                aps.insert("interruption-level".into(), "passive".into());
+            } else if let Some(sound) = &style.sound {
                 aps.insert("sound".into(), sound.clone().into());
             }
             if let Some(room) = &self.room {
@@ -224,7 +237,7 @@ impl ChatMessage {
     pub fn to_apns_voip(&self, style: &ChatStyle, recipient: &Recipient<'_>) -> ApnsPush {
         let language = style.language_for(recipient.locale);
         let build = |cut: usize, with_payload: bool| {
-            let copy = self.copy(language, cut);
+            let copy = self.copy(language, recipient.variant, cut);
             let mut push = json!({
                 "aps": {}, "type": CHAT_PUSH_TYPE, "loc-key": copy.loc_key, "loc-args": copy.loc_args,
                 "title": copy.title, "body": copy.body,
@@ -246,10 +259,10 @@ impl ChatMessage {
     pub fn to_fcm(&self, style: &ChatStyle, recipient: &Recipient<'_>, alert: Option<&str>) -> Value {
         let language = style.language_for(recipient.locale);
         let build = |cut: usize, with_payload: bool| {
-            let copy = self.copy(language, cut);
+            let copy = self.copy(language, recipient.variant, cut);
             let body = alert.map_or_else(|| copy.body.clone(), |alert| clip(alert, cut));
             let mut android_notification = Map::new();
-            if alert.is_none() {
+            if alert.is_none() && !copy.custom_body {
                 android_notification.insert("body_loc_key".into(), copy.loc_key.clone().into());
                 android_notification.insert("body_loc_args".into(), copy.loc_args.clone().into());
             }
@@ -260,7 +273,9 @@ impl ChatMessage {
             if let Some(icon) = &style.icon {
                 android_notification.insert("icon".into(), icon.clone().into());
             }
-            if let Some(sound) = &style.sound {
+            if recipient.quiet {
+                android_notification.insert("notification_priority".into(), "PRIORITY_LOW".into());
+            } else if let Some(sound) = &style.sound {
                 android_notification.insert("sound".into(), sound.clone().into());
             }
             let mut data = Map::new();
@@ -380,17 +395,23 @@ pub fn has_text_for(locale: &Locale) -> bool {
 }
 
 /// What differs between recipients of one message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Recipient<'a> {
     /// Their badge (total unread).
     pub badge: Option<u32>,
     /// Their device's locale.
     pub locale: Option<&'a Locale>,
+    /// Quiet hours: no sound, `interruption-level` passive.
+    pub quiet: bool,
+    /// Their experiment variant, whose templates replace the title and body.
+    pub variant: Option<&'a Variant>,
 }
 
 struct Copy {
     title: String,
     body: String,
+    /// The body comes from an experiment's template, not from the loc-key's text.
+    custom_body: bool,
     loc_key: String,
     loc_args: Vec<String>,
 }

@@ -7,8 +7,10 @@
 
 mod chat;
 mod device;
+mod experiment;
 mod ids;
 mod push;
+mod routing;
 
 pub use chat::{
     BADGE_PUSH_TYPE, CHAT_PUSH_TYPE, ChatMessage, ChatStyle, GenericCallback, LegacyCallback, MAX_APNS_BYTES,
@@ -17,8 +19,10 @@ pub use chat::{
 pub use device::{
     DeviceType, Environment, Locale, PushToken, TimeZoneName, TokenKind, WebPushSubscription, mask_token,
 };
+pub use experiment::{Experiment, Variant, fill_template, two_proportion_p_value};
 pub use ids::{AppId, BadgeSource, ClientId, DeviceId, MessageId, RoomId};
 pub use push::{Alert, ApnsPush, CustomPush};
+pub use routing::{OnlinePolicy, QuietHours, RecipientState, Route, route};
 
 /// Why a value from outside was refused. The message is safe to show to the
 /// caller: it names what is expected and never echoes a secret.

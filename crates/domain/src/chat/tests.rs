@@ -33,7 +33,7 @@ fn locale(tag: &str) -> Locale {
     Locale::parse(tag).expect("a locale")
 }
 
-const RECIPIENT: Recipient<'static> = Recipient { badge: Some(3), locale: None };
+const RECIPIENT: Recipient<'static> = Recipient { badge: Some(3), locale: None, quiet: false, variant: None };
 
 #[test]
 fn the_seed_callback_parses_with_its_recipients_and_keeps_unknown_fields_out_of_the_callback_ones() {
@@ -109,7 +109,7 @@ fn payload_snapshots_for_every_message_type() {
             .into_iter()
             .map(|tag| {
                 let tag_locale = locale(tag);
-                let recipient = Recipient { badge: Some(1), locale: Some(&tag_locale) };
+                let recipient = Recipient { badge: Some(1), locale: Some(&tag_locale), ..Recipient::default() };
                 let apns = apns_json(&message.to_apns(&style, &recipient, None));
                 (tag.to_owned(), apns["aps"]["alert"]["body"].clone())
             })
@@ -153,7 +153,7 @@ fn the_device_locale_picks_the_language_then_the_apps_default_then_english() {
     let message = message_of("image", None);
     let body = |style: &ChatStyle, tag: Option<&str>| {
         let device_locale = tag.map(locale);
-        let recipient = Recipient { badge: None, locale: device_locale.as_ref() };
+        let recipient = Recipient { badge: None, locale: device_locale.as_ref(), ..Recipient::default() };
         apns_json(&message.to_apns(style, &recipient, None))["aps"]["alert"]["body"].as_str().map(str::to_owned)
     };
     let english_default = ChatStyle::default();
@@ -190,7 +190,7 @@ fn a_v1_callback_uses_the_given_badge_and_alert() {
     body.insert("alert".into(), "SSS: lala (from IMKIT)".into());
     let callback = LegacyCallback::parse(&body).expect("parses");
     assert_eq!((callback.to_client.as_str(), callback.badge), ("aaa", Some(7)));
-    let recipient = Recipient { badge: callback.badge, locale: None };
+    let recipient = Recipient { badge: callback.badge, locale: None, ..Recipient::default() };
     let style = ChatStyle::default();
     let apns = apns_json(&callback.message.to_apns(&style, &recipient, callback.alert.as_deref()));
     assert_eq!(apns["aps"]["alert"], "SSS: lala (from IMKIT)");
@@ -275,7 +275,7 @@ proptest! {
         body.insert("sender".into(), json!({ "nickname": nickname, "bio": extra }));
         let message = ChatMessage::parse(&body).expect("parses");
         let device_locale = locale(tag);
-        let recipient = Recipient { badge: Some(badge), locale: Some(&device_locale) };
+        let recipient = Recipient { badge: Some(badge), locale: Some(&device_locale), ..Recipient::default() };
         let style = ChatStyle::default();
         let apns = message.to_apns(&style, &recipient, alert.as_deref());
         prop_assert!(apns.payload.len() <= MAX_APNS_BYTES);
@@ -290,4 +290,46 @@ proptest! {
         prop_assert!(data.values().all(Value::is_string), "FCM data values must be strings: {data:?}");
         prop_assert!(!fcm["notification"]["title"].as_str().expect("title").is_empty());
     }
+}
+
+#[test]
+fn quiet_hours_drop_the_sound_and_make_the_alert_passive() {
+    let message = message_of("text", Some("lala"));
+    let quiet = Recipient { quiet: true, ..RECIPIENT };
+    let apns = apns_json(&message.to_apns(&ChatStyle::default(), &quiet, None));
+    assert_eq!(apns["aps"]["interruption-level"], "passive");
+    assert!(apns["aps"].get("sound").is_none());
+    let fcm = message.to_fcm(&ChatStyle::default(), &quiet, None);
+    assert!(fcm["android"]["notification"].get("sound").is_none());
+    assert_eq!(fcm["android"]["notification"]["notification_priority"], "PRIORITY_LOW");
+}
+
+#[test]
+fn an_experiment_variant_replaces_the_copy_and_drops_the_visible_loc_key() {
+    let message = message_of("text", Some("lala"));
+    let variant = Variant {
+        name: "short".into(),
+        weight: 1.0,
+        title: Some("New in {roomName}".into()),
+        body: Some("{sender} wrote: {message}".into()),
+    };
+    let recipient = Recipient { variant: Some(&variant), ..RECIPIENT };
+    let apns = apns_json(&message.to_apns(&ChatStyle::default(), &recipient, None));
+    assert_eq!(apns["aps"]["alert"], json!({ "title": "New in Demo Room", "body": "SSS wrote: lala" }));
+    let fcm = message.to_fcm(&ChatStyle::default(), &recipient, None);
+    assert_eq!(fcm["notification"], json!({ "title": "New in Demo Room", "body": "SSS wrote: lala" }));
+    assert!(fcm["android"]["notification"].get("body_loc_key").is_none());
+    assert_eq!(fcm["data"]["loc-key"], "im_loc_text", "the data keeps the key for the app's own use");
+    let title_only = Variant { body: None, ..variant };
+    let apns = apns_json(&message.to_apns(
+        &ChatStyle::default(),
+        &Recipient { variant: Some(&title_only), ..RECIPIENT },
+        None,
+    ));
+    assert_eq!(apns["aps"]["alert"]["loc-key"], "im_loc_text");
+    assert_eq!(apns["aps"]["alert"]["title"], "New in Demo Room");
+    let secret = message_of("encrypted", Some("TOP-SECRET"));
+    let with_template =
+        secret.to_apns(&ChatStyle::default(), &Recipient { variant: Some(&title_only), ..RECIPIENT }, None);
+    assert!(!String::from_utf8(with_template.payload).expect("utf-8").contains("TOP-SECRET"));
 }
