@@ -17,6 +17,10 @@ pub struct AppSettings {
     pub max_age_ms: i64,
     /// How this app's IMKIT callbacks prove their origin.
     pub origin: crate::origin::OriginCheck,
+    /// What an online recipient of a chat message gets.
+    pub online_policy: pushgate_domain::OnlinePolicy,
+    /// Whether a muted room's unreads count in the badge.
+    pub count_muted_rooms: bool,
 }
 
 /// The configured apps, by id.
@@ -84,6 +88,8 @@ mod tests {
                         default_environment: Environment::Production,
                         max_age_ms: 86_400_000,
                         origin: Default::default(),
+                        online_policy: Default::default(),
+                        count_muted_rooms: true,
                     }),
                 )
             })

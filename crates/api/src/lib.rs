@@ -74,6 +74,8 @@ pub struct RouterOptions {
         (name = "pushes", description = "Sending and tracking pushes"),
         (name = "callbacks", description = "IMKIT's push callbacks (PUSH_GENERIC v2 and legacy v1): origin-verified, no API key"),
         (name = "badges", description = "Per-client badges: room unreads and cross-domain sources"),
+        (name = "routing", description = "Per-client routing of chat pushes: room mutes, presence, quiet hours, preferences"),
+        (name = "experiments", description = "A/B copy experiments on chat pushes"),
         (name = "operations", description = "Health, readiness, metrics: no API key"),
     )
 )]
@@ -103,6 +105,12 @@ pub fn router(state: AppState, options: &RouterOptions) -> Router {
         .routes(routes!(routes::badges::get_badge))
         .routes(routes!(routes::badges::set_source, routes::badges::add_to_source))
         .routes(routes!(routes::badges::mark_read))
+        .routes(routes!(routes::pushes::push_opened))
+        .routes(routes!(routes::prefs::put_room_pref))
+        .routes(routes!(routes::prefs::put_presence))
+        .routes(routes!(routes::prefs::put_prefs, routes::prefs::get_prefs))
+        .routes(routes!(routes::experiments::put_experiment, routes::experiments::get_experiment))
+        .routes(routes!(routes::experiments::experiment_stats))
         .routes(routes!(routes::ops::healthz))
         .routes(routes!(routes::ops::readyz))
         .routes(routes!(routes::ops::metrics))

@@ -10,8 +10,8 @@ use pushgate_api::{AppState, RouterOptions, router};
 use pushgate_domain::PushToken;
 use pushgate_domain::{AppId, BadgeSource, ClientId, DeviceId, DeviceType, RoomId};
 use pushgate_store::{
-    Accepted, BadgeView, ClaimedDelivery, DeliveryUpdate, Device, NewDevice, NewPush, PushView, SourceChange, Store,
-    StoreError, StoredApiKey, UpsertOutcome,
+    Accepted, BadgeView, ClaimedDelivery, ClientPrefs, DeliveryUpdate, Device, NewDevice, NewPush, PushView,
+    SourceChange, Store, StoreError, StoredApiKey, UpsertOutcome, VariantCounts,
 };
 use std::sync::Arc;
 use tower::ServiceExt as _;
@@ -77,7 +77,39 @@ impl Store for UnreachableStore {
     async fn forget_before(&self, _: i64, _: u32) -> Result<(u64, u64), StoreError> {
         Err(unreachable())
     }
-    async fn badge(&self, _: &AppId, _: &ClientId) -> Result<BadgeView, StoreError> {
+    async fn badge(&self, _: &AppId, _: &ClientId, _: bool, _: i64) -> Result<BadgeView, StoreError> {
+        Err(unreachable())
+    }
+    async fn set_room_pref(
+        &self,
+        _: &AppId,
+        _: &ClientId,
+        _: &RoomId,
+        _: bool,
+        _: Option<i64>,
+        _: i64,
+    ) -> Result<(), StoreError> {
+        Err(unreachable())
+    }
+    async fn set_presence(&self, _: &AppId, _: &ClientId, _: Option<i64>) -> Result<(), StoreError> {
+        Err(unreachable())
+    }
+    async fn client_prefs(&self, _: &AppId, _: &ClientId) -> Result<ClientPrefs, StoreError> {
+        Err(unreachable())
+    }
+    async fn set_client_prefs(&self, _: &AppId, _: &ClientId, _: &ClientPrefs, _: i64) -> Result<(), StoreError> {
+        Err(unreachable())
+    }
+    async fn put_experiment(&self, _: &AppId, _: &str, _: &str, _: i64) -> Result<(), StoreError> {
+        Err(unreachable())
+    }
+    async fn experiments(&self, _: &AppId) -> Result<Vec<(String, String)>, StoreError> {
+        Err(unreachable())
+    }
+    async fn record_open(&self, _: &AppId, _: &str, _: &ClientId, _: i64) -> Result<bool, StoreError> {
+        Err(unreachable())
+    }
+    async fn experiment_stats(&self, _: &AppId, _: &str) -> Result<Vec<VariantCounts>, StoreError> {
         Err(unreachable())
     }
     async fn mark_room_read(&self, _: &AppId, _: &ClientId, _: &RoomId, _: i64) -> Result<(), StoreError> {
@@ -107,6 +139,8 @@ fn state() -> AppState {
         default_environment: pushgate_domain::Environment::Production,
         max_age_ms: 86_400_000,
         origin: pushgate_api::origin::OriginCheck::new(Some(CALLBACK_SECRET.as_bytes().to_vec()), Vec::new(), 300),
+        online_policy: Default::default(),
+        count_muted_rooms: true,
     };
     AppState {
         store: Arc::new(UnreachableStore),

@@ -81,6 +81,11 @@ identifier!(
     "_id"
 );
 identifier!(
+    /// An A/B experiment's id, chosen by the app.
+    ExperimentId,
+    "experiment id"
+);
+identifier!(
     /// The name of a cross-domain badge source (`orders`, `events`, ...).
     BadgeSource,
     "badge source"

@@ -20,7 +20,7 @@ pub use device::{
     DeviceType, Environment, Locale, PushToken, TimeZoneName, TokenKind, WebPushSubscription, mask_token,
 };
 pub use experiment::{Experiment, Variant, fill_template, two_proportion_p_value};
-pub use ids::{AppId, BadgeSource, ClientId, DeviceId, MessageId, RoomId};
+pub use ids::{AppId, BadgeSource, ClientId, DeviceId, ExperimentId, MessageId, RoomId};
 pub use push::{Alert, ApnsPush, CustomPush};
 pub use routing::{OnlinePolicy, QuietHours, RecipientState, Route, route};
 

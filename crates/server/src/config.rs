@@ -166,6 +166,26 @@ pub struct AppConfig {
     /// How chat pushes (from IMKIT's callbacks) look.
     #[serde(default)]
     pub chat: ChatConfig,
+    /// How chat pushes are routed per recipient, and badge rules.
+    #[serde(default)]
+    pub routing: RoutingConfig,
+}
+
+/// `[apps.routing]`: per-recipient routing of chat pushes from v2 callbacks.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutingConfig {
+    /// What a recipient online (`PUT /v1/clients/{id}/presence`) gets: `skip` (nothing), `silent` (a badge
+    /// update only, the default) or `deliver` (the alert).
+    pub online: String,
+    /// Whether a muted room's unreads count in the badge; default true.
+    pub count_muted_rooms: bool,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        Self { online: "silent".into(), count_muted_rooms: true }
+    }
 }
 
 /// `[apps.chat]`: the look of chat pushes built from IMKIT's callbacks.
@@ -495,6 +515,9 @@ impl Config {
                     .is_some_and(|secret| secret.expose_secret().chars().count() < MIN_API_KEY_LEN)
             {
                 problems.push(format!("{at}.generic_push.secret: must be at least {MIN_API_KEY_LEN} characters"));
+            }
+            if let Err(error) = pushgate_domain::OnlinePolicy::parse(&app.routing.online) {
+                problems.push(format!("{at}.routing.online: {error}"));
             }
             match pushgate_domain::Locale::parse(&app.chat.locale) {
                 Ok(locale) if pushgate_domain::has_text_for(&locale) => {}

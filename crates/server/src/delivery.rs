@@ -13,8 +13,8 @@ use pushgate_api::metrics::Metrics;
 use pushgate_api::pauses::Gate;
 use pushgate_api::{DeliveryHandle, now_ms};
 use pushgate_domain::{
-    ApnsPush, AppId, ChatMessage, ChatStyle, CustomPush, DeviceType, Environment, Locale, Recipient, badge_update_apns,
-    badge_update_fcm,
+    ApnsPush, AppId, ChatMessage, ChatStyle, CustomPush, DeviceType, Environment, Experiment, Locale, Recipient,
+    badge_update_apns, badge_update_fcm,
 };
 use pushgate_providers::apns::{
     ApnsAuth, ApnsClient, ApnsClientConfig, Notification, Priority, PushType, TokenSigner, apns_id,
@@ -288,7 +288,7 @@ impl Worker {
         let Some(app) = self.apps.get(&delivery.app_id) else {
             return ("none", Ok(final_update(DeliveryStatus::Skipped, "the app is no longer configured")));
         };
-        let Some(push) = StoredPush::parse(&delivery.kind, &delivery.request) else {
+        let Some(push) = StoredPush::parse(delivery) else {
             return ("none", Ok(final_update(DeliveryStatus::Failed, "the stored push is unreadable")));
         };
         match delivery.device_type {
@@ -444,35 +444,56 @@ impl Worker {
 enum StoredPush {
     /// push2clients.
     Custom(Box<CustomPush>),
-    /// A v2 callback (`alert` none) or a v1 callback (`alert` as given).
-    Chat { message: Box<ChatMessage>, alert: Option<String> },
-    /// A silent badge update after a read mark.
+    /// A v2 callback (`alert` none) or a v1 callback (`alert` as given), with
+    /// the recipient's experiment variant, if any.
+    Chat { message: Box<ChatMessage>, alert: Option<String>, variant: Option<pushgate_domain::Variant> },
+    /// A silent badge update: after a read mark, or for a recipient routed to
+    /// `silent` (muted room, online).
     Badge,
 }
 
 impl StoredPush {
-    fn parse(kind: &str, request: &str) -> Option<Self> {
-        match kind {
-            "custom" => serde_json::from_str(request).ok().map(|push| Self::Custom(Box::new(push))),
+    fn parse(delivery: &ClaimedDelivery) -> Option<Self> {
+        match delivery.kind.as_str() {
+            "custom" => serde_json::from_str(&delivery.request).ok().map(|push| Self::Custom(Box::new(push))),
+            "chat" | "chat-v1" if delivery.mode.as_deref() == Some("silent") => Some(Self::Badge),
             "chat" | "chat-v1" => {
-                let fields: serde_json::Map<String, serde_json::Value> = serde_json::from_str(request).ok()?;
+                let fields: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_str(&delivery.request).ok()?;
                 let alert = fields.get("alert").and_then(|alert| alert.as_str()).map(str::to_owned);
-                Some(Self::Chat { message: Box::new(ChatMessage::parse(&fields).ok()?), alert })
+                let variant = delivery.experiment.as_ref().and_then(|(snapshot, name)| {
+                    let experiment: Experiment = serde_json::from_str(snapshot).ok()?;
+                    experiment.variants.into_iter().find(|variant| variant.name == *name)
+                });
+                Some(Self::Chat { message: Box::new(ChatMessage::parse(&fields).ok()?), alert, variant })
             }
             "badge" => Some(Self::Badge),
             _ => None,
         }
     }
 
+    fn recipient<'a>(&'a self, delivery: &'a ClaimedDelivery) -> Recipient<'a> {
+        let variant = match self {
+            Self::Chat { variant, .. } => variant.as_ref(),
+            _ => None,
+        };
+        Recipient {
+            badge: delivery.badge,
+            locale: delivery.locale.as_ref(),
+            quiet: delivery.mode.as_deref() == Some("quiet"),
+            variant,
+        }
+    }
+
     /// The APNs push for the delivery's device; `None` when that device gets none.
     fn apns(&self, delivery: &ClaimedDelivery, style: &ChatStyle) -> Option<ApnsPush> {
-        let recipient = Recipient { badge: delivery.badge, locale: delivery.locale.as_ref() };
+        let recipient = self.recipient(delivery);
         match self {
             Self::Custom(push) => Some(push.to_apns()),
             Self::Chat { message, .. } if delivery.device_type == DeviceType::IosVoip => {
                 Some(message.to_apns_voip(style, &recipient))
             }
-            Self::Chat { message, alert } => Some(message.to_apns(style, &recipient, alert.as_deref())),
+            Self::Chat { message, alert, .. } => Some(message.to_apns(style, &recipient, alert.as_deref())),
             // A VoIP push must report a call; a badge update is not one.
             Self::Badge if delivery.device_type == DeviceType::IosVoip => None,
             Self::Badge => Some(badge_update_apns(delivery.badge.unwrap_or_default())),
@@ -481,10 +502,10 @@ impl StoredPush {
 
     /// The FCM message (without its token) for the delivery's device.
     fn fcm(&self, delivery: &ClaimedDelivery, style: &ChatStyle, now_seconds: u64) -> serde_json::Value {
-        let recipient = Recipient { badge: delivery.badge, locale: delivery.locale.as_ref() };
+        let recipient = self.recipient(delivery);
         match self {
             Self::Custom(push) => push.to_fcm(now_seconds),
-            Self::Chat { message, alert } => message.to_fcm(style, &recipient, alert.as_deref()),
+            Self::Chat { message, alert, .. } => message.to_fcm(style, &recipient, alert.as_deref()),
             Self::Badge => badge_update_fcm(delivery.badge.unwrap_or_default()),
         }
     }

@@ -8,7 +8,7 @@ use pushgate_api::auth::{ApiKeyRing, AppSettings, Apps, api_key_digest};
 use pushgate_api::metrics::Metrics;
 use pushgate_api::origin::OriginCheck;
 use pushgate_api::{AppState, DeliveryHandle, RouterOptions, now_ms};
-use pushgate_domain::{AppId, Environment};
+use pushgate_domain::{AppId, Environment, OnlinePolicy};
 use pushgate_store::{SqliteStore, Store, StoredApiKey};
 use secrecy::{ExposeSecret as _, SecretString};
 use std::future::Future;
@@ -84,7 +84,18 @@ impl Application {
                     generic.signature_tolerance_seconds,
                 )
             });
-            apps.insert(id.clone(), Arc::new(AppSettings { id: id.clone(), default_environment, max_age_ms, origin }));
+            apps.insert(
+                id.clone(),
+                Arc::new(AppSettings {
+                    id: id.clone(),
+                    default_environment,
+                    max_age_ms,
+                    origin,
+                    // Validated with the configuration.
+                    online_policy: OnlinePolicy::parse(&app.routing.online).unwrap_or_default(),
+                    count_muted_rooms: app.routing.count_muted_rooms,
+                }),
+            );
             for key in &app.api_keys {
                 keys.insert(id.clone(), api_key_digest(key.expose_secret()));
             }

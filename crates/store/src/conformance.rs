@@ -4,10 +4,12 @@
 //! use `assert!`, so a failure points at the broken expectation.
 
 use crate::{
-    BadgePlan, CallbackKey, DeliveryStatus, DeliveryUpdate, NewDevice, NewPush, SourceChange, Store, StoredApiKey,
+    BadgePlan, CallbackKey, ClientPrefs, DeliveryStatus, DeliveryUpdate, ExperimentPlan, NewDevice, NewPush,
+    RoutingPlan, SourceChange, Store, StoredApiKey,
 };
 use pushgate_domain::{
-    AppId, BadgeSource, ClientId, DeviceId, DeviceType, Environment, Locale, PushToken, RoomId, TimeZoneName,
+    AppId, BadgeSource, ClientId, DeviceId, DeviceType, Environment, Locale, OnlinePolicy, PushToken, QuietHours,
+    RoomId, TimeZoneName,
 };
 use std::sync::Arc;
 
@@ -54,6 +56,8 @@ pub async fn run_all(store: Arc<dyn Store>) {
     a_callback_is_accepted_once(&*store).await;
     badges_count_room_unreads_and_sources(&*store).await;
     housekeeping_forgets_old_finished_pushes_and_callbacks_only(&*store).await;
+    routed_pushes_record_each_clients_route(&*store).await;
+    experiments_count_per_variant_and_opens(&*store).await;
     concurrent_subscribes_of_one_token_leave_exactly_one_holder(store).await;
 }
 
@@ -69,6 +73,9 @@ fn new_push(app: &str, push_id: &str, clients: &[&str], now_ms: i64) -> NewPush 
         skip_all: None,
         callback: None,
         badge: BadgePlan::None,
+        count_muted_rooms: true,
+        routing: None,
+        experiment: None,
     }
 }
 
@@ -88,7 +95,7 @@ async fn a_callback_is_accepted_once(store: &dyn Store) {
     assert_eq!(again.duplicate_of.as_deref(), Some("c1"), "the earlier push is answered");
     let app = parse(AppId::parse("once"));
     assert!(store.push_view(&app, "c2").await.expect("view").is_none(), "nothing stored for the duplicate");
-    let badge = store.badge(&app, &parse(ClientId::parse("alice"))).await.expect("badge");
+    let badge = store.badge(&app, &parse(ClientId::parse("alice")), true, 0).await.expect("badge");
     assert_eq!(badge.total, 1, "counted once");
     // v1: one callback per recipient, so the recipient is part of the key.
     let v1 = |push_id: &str, client: &str| NewPush {
@@ -104,6 +111,102 @@ async fn a_callback_is_accepted_once(store: &dyn Store) {
         store.accept_push(&callback_push("twice", "c3", "m1", &["alice"], "r", 4)).await.expect("b").duplicate_of,
         None
     );
+}
+
+async fn routed_pushes_record_each_clients_route(store: &dyn Store) {
+    let now = 1_795_357_800_000; // 14:30 UTC
+    for (client, token) in [
+        ("on", "fcm-r-on"),
+        ("off", "fcm-r-off"),
+        ("muted", "fcm-r-muted"),
+        ("online", "fcm-r-online"),
+        ("night", "fcm-r-night"),
+    ] {
+        store.upsert_device(&device("route", DeviceType::Fcm, token, client, token, 1)).await.expect("device");
+    }
+    let (app, off) = ids("route", "off");
+    let room = parse(RoomId::parse("r"));
+    let client = |name: &str| parse(ClientId::parse(name));
+    store
+        .set_client_prefs(&app, &off, &ClientPrefs { push_enabled: false, ..ClientPrefs::default() }, 1)
+        .await
+        .expect("prefs");
+    store.set_room_pref(&app, &client("muted"), &room, true, None, 1).await.expect("mute");
+    store.set_room_pref(&app, &client("on"), &room, true, Some(now - 1), 1).await.expect("a mute that ran out");
+    store.set_presence(&app, &client("online"), Some(now + 60_000)).await.expect("online");
+    store.set_presence(&app, &client("on"), Some(now - 1)).await.expect("presence that ran out");
+    let night = ClientPrefs {
+        quiet_hours: Some(parse(QuietHours::parse("22:00", "07:00"))),
+        timezone: Some(parse(TimeZoneName::parse("Asia/Taipei"))),
+        locale: Some(parse(Locale::parse("ja"))),
+        ..ClientPrefs::default()
+    };
+    store.set_client_prefs(&app, &client("night"), &night, 1).await.expect("prefs");
+    assert_eq!(store.client_prefs(&app, &client("night")).await.expect("read"), night);
+    assert_eq!(store.client_prefs(&app, &client("nobody")).await.expect("read"), ClientPrefs::default());
+    let mut push = callback_push("route", "routed", "routed-m", &["on", "off", "muted", "online", "night"], "r", now);
+    push.routing = Some(RoutingPlan { room: room.clone(), online: OnlinePolicy::Silent });
+    let accepted = store.accept_push(&push).await.expect("accept");
+    assert_eq!(accepted.queued, 4, "the client with pushes off gets none");
+    let view = store.push_view(&app, "routed").await.expect("view").expect("exists");
+    let route_of = |name: &str| {
+        let delivery = view.deliveries.iter().find(|d| d.client_id == name).expect("a delivery");
+        (delivery.status, delivery.mode.clone(), delivery.route_reason.clone().or(delivery.reason.clone()))
+    };
+    assert_eq!(route_of("on"), (DeliveryStatus::Queued, Some("alert".into()), None));
+    assert_eq!(route_of("off"), (DeliveryStatus::Skipped, None, Some("push turned off by the client".into())));
+    assert_eq!(route_of("muted"), (DeliveryStatus::Queued, Some("silent".into()), Some("room muted".into())));
+    assert_eq!(route_of("online"), (DeliveryStatus::Queued, Some("silent".into()), Some("client online".into())));
+    assert_eq!(route_of("night"), (DeliveryStatus::Queued, Some("quiet".into()), Some("quiet hours".into())));
+    let claimed = store.claim_due_deliveries(now, 100, 60_000).await.expect("claim");
+    let night_delivery = claimed.iter().find(|d| d.push_id == "routed" && d.client_id.as_str() == "night");
+    assert_eq!(
+        night_delivery.and_then(|d| d.locale.clone()),
+        Some(parse(Locale::parse("ja"))),
+        "the client's locale wins"
+    );
+    // A muted room's unreads count in the badge only when the app says so.
+    let muted = client("muted");
+    assert_eq!(store.badge(&app, &muted, true, now).await.expect("badge").total, 1);
+    let without_muted = store.badge(&app, &muted, false, now).await.expect("badge");
+    assert_eq!((without_muted.total, without_muted.rooms.get("r")), (0, Some(&1)));
+    assert_eq!(store.badge(&app, &client("on"), false, now).await.expect("badge").total, 1, "that mute ran out");
+}
+
+async fn experiments_count_per_variant_and_opens(store: &dyn Store) {
+    let app = parse(AppId::parse("exp"));
+    store.put_experiment(&app, "copy-1", r#"{"variants":[]}"#, 1).await.expect("put");
+    store.put_experiment(&app, "copy-1", r#"{"variants":[1]}"#, 2).await.expect("replace");
+    assert_eq!(store.experiments(&app).await.expect("list"), [("copy-1".to_owned(), r#"{"variants":[1]}"#.to_owned())]);
+    for client in ["a1", "a2", "b1"] {
+        store
+            .upsert_device(&device("exp", DeviceType::Fcm, client, client, &format!("fcm-exp-{client}"), 1))
+            .await
+            .expect("device");
+    }
+    let variants = [("a1", "control"), ("a2", "control"), ("b1", "short"), ("nodevice", "short")]
+        .into_iter()
+        .map(|(client, variant)| (parse(ClientId::parse(client)), variant.to_owned()))
+        .collect();
+    let mut push = new_push("exp", "exp-push", &["a1", "a2", "b1", "nodevice"], 10);
+    push.experiment = Some(ExperimentPlan { id: "copy-1".into(), snapshot: r#"{"id":"copy-1"}"#.into(), variants });
+    store.accept_push(&push).await.expect("accept");
+    let claimed = store.claim_due_deliveries(i64::MAX / 4, 1000, 60_000).await.expect("claim");
+    for delivery in claimed.iter().filter(|d| d.push_id == "exp-push") {
+        let (_, variant) = delivery.experiment.clone().expect("the experiment rides along");
+        let status =
+            if delivery.client_id.as_str() == "a2" { DeliveryStatus::Failed } else { DeliveryStatus::Delivered };
+        let update = DeliveryUpdate { status, reason: None, next_attempt_at_ms: None, attempted: true, now_ms: 20 };
+        store.record_attempt(delivery.id, &update).await.expect("record");
+        assert_eq!(variant, if delivery.client_id.as_str() == "b1" { "short" } else { "control" });
+    }
+    assert!(store.record_open(&app, "exp-push", &parse(ClientId::parse("a1")), 30).await.expect("open"));
+    assert!(store.record_open(&app, "exp-push", &parse(ClientId::parse("a1")), 31).await.expect("again"), "idempotent");
+    assert!(!store.record_open(&app, "no-such-push", &parse(ClientId::parse("a1")), 31).await.expect("unknown"));
+    let stats = store.experiment_stats(&app, "copy-1").await.expect("stats");
+    let figures: Vec<_> =
+        stats.iter().map(|v| (v.variant.as_str(), v.targeted, v.delivered, v.failed, v.opened)).collect();
+    assert_eq!(figures, [("control", 2, 1, 1, 1), ("short", 1, 1, 0, 0)], "a client without devices is not targeted");
 }
 
 async fn housekeeping_forgets_old_finished_pushes_and_callbacks_only(store: &dyn Store) {
@@ -152,11 +255,11 @@ async fn badges_count_room_unreads_and_sources(store: &dyn Store) {
     store.accept_push(&callback_push("badges", "b3", "m3", &["alice"], "r2", 20)).await.expect("accept");
     let source = parse(BadgeSource::parse("orders"));
     store.change_badge_source(&app, &alice, &source, SourceChange::Set(2), 21).await.expect("set");
-    let badge = store.badge(&app, &alice).await.expect("badge");
+    let badge = store.badge(&app, &alice, true, 0).await.expect("badge");
     assert_eq!(badge.total, 6);
     assert_eq!(badge.rooms.into_iter().collect::<Vec<_>>(), [("r1".to_owned(), 3), ("r2".to_owned(), 1)]);
     assert_eq!(badge.sources.get("orders"), Some(&2));
-    assert_eq!(store.badge(&app, &bob).await.expect("bob").total, 3);
+    assert_eq!(store.badge(&app, &bob, true, 0).await.expect("bob").total, 3);
     // Each delivery carries its client's badge at acceptance.
     let mut claimed = store.claim_due_deliveries(1_000, 100, 60_000).await.expect("claim");
     claimed.retain(|delivery| delivery.app_id == app);
@@ -170,10 +273,10 @@ async fn badges_count_room_unreads_and_sources(store: &dyn Store) {
     assert_eq!(claimed.iter().find(|d| d.push_id == "read").map(|d| d.badge), Some(Some(3)));
     store.mark_room_read(&app, &alice, &parse(RoomId::parse("r2")), 31).await.expect("read r2");
     store.change_badge_source(&app, &alice, &source, SourceChange::Add(-5), 32).await.expect("add");
-    let badge = store.badge(&app, &alice).await.expect("badge");
+    let badge = store.badge(&app, &alice, true, 0).await.expect("badge");
     assert_eq!((badge.total, badge.rooms.len(), badge.sources.len()), (0, 0, 0), "never below zero");
     store.change_badge_source(&app, &alice, &source, SourceChange::Add(4), 33).await.expect("add");
-    assert_eq!(store.badge(&app, &alice).await.expect("badge").total, 4);
+    assert_eq!(store.badge(&app, &alice, true, 0).await.expect("badge").total, 4);
 }
 
 async fn a_push_is_accepted_with_one_delivery_per_device(store: &dyn Store) {

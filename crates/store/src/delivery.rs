@@ -1,7 +1,7 @@
 //! Types of the delivery queue: accepted pushes and their deliveries.
 
-use pushgate_domain::{AppId, ClientId, DeviceId, DeviceType, Environment, Locale, PushToken, RoomId};
-use std::collections::BTreeMap;
+use pushgate_domain::{AppId, ClientId, DeviceId, DeviceType, Environment, Locale, OnlinePolicy, PushToken, RoomId};
+use std::collections::{BTreeMap, HashMap};
 
 /// A push to accept: stored with one delivery per device of its clients, in
 /// one transaction, before the caller is told it was accepted.
@@ -28,6 +28,33 @@ pub struct NewPush {
     pub callback: Option<CallbackKey>,
     /// What happens to each client's unread counts, and so its badge.
     pub badge: BadgePlan,
+    /// Whether a muted room's unreads count in the badge (an app setting).
+    pub count_muted_rooms: bool,
+    /// `Some`: each client is routed (push off, muted room, presence, quiet
+    /// hours) in the accept transaction; `None`: every client gets the push.
+    pub routing: Option<RoutingPlan>,
+    /// `Some`: the push takes part in an experiment.
+    pub experiment: Option<ExperimentPlan>,
+}
+
+/// How to route the clients of a chat push.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutingPlan {
+    /// The message's room, for mutes.
+    pub room: RoomId,
+    /// What an online client gets.
+    pub online: OnlinePolicy,
+}
+
+/// The experiment a push takes part in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExperimentPlan {
+    /// The experiment's id.
+    pub id: String,
+    /// The experiment as it is now, JSON, kept with the push for its attempts.
+    pub snapshot: String,
+    /// The variant of each client.
+    pub variants: HashMap<ClientId, String>,
 }
 
 /// Identifies one IMKIT callback.
@@ -99,6 +126,10 @@ pub struct ClaimedDelivery {
     pub locale: Option<Locale>,
     /// The client's badge when the push was accepted, for callbacks and badge updates.
     pub badge: Option<u32>,
+    /// How the client is reached: `alert`, `quiet` or `silent`; `None` when not routed.
+    pub mode: Option<String>,
+    /// The push's experiment snapshot (JSON) and the client's variant, if any.
+    pub experiment: Option<(String, String)>,
     /// Attempts made before this one.
     pub attempts: u32,
     /// The push's kind.
@@ -174,6 +205,12 @@ pub struct DeliveryView {
     pub device_id: Option<String>,
     /// Where it stands.
     pub status: DeliveryStatus,
+    /// How the client is reached (`alert`, `quiet`, `silent`), for routed pushes.
+    pub mode: Option<String>,
+    /// Why the client is not alerted as usual (routing), if so.
+    pub route_reason: Option<String>,
+    /// The experiment variant the client got, if any.
+    pub variant: Option<String>,
     /// Why, when not delivered.
     pub reason: Option<String>,
     /// Attempts made.
@@ -193,4 +230,38 @@ pub struct PushView {
     pub created_at_ms: i64,
     /// Every delivery.
     pub deliveries: Vec<DeliveryView>,
+}
+
+/// A client's preferences.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientPrefs {
+    /// Pushes on (the default) or off.
+    pub push_enabled: bool,
+    /// Quiet hours.
+    pub quiet_hours: Option<pushgate_domain::QuietHours>,
+    /// Time zone of the quiet hours; else the latest device's, else UTC.
+    pub timezone: Option<pushgate_domain::TimeZoneName>,
+    /// Locale for server-rendered text; wins over the devices' own.
+    pub locale: Option<Locale>,
+}
+
+impl Default for ClientPrefs {
+    fn default() -> Self {
+        Self { push_enabled: true, quiet_hours: None, timezone: None, locale: None }
+    }
+}
+
+/// One variant's figures in an experiment, per (push, client).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VariantCounts {
+    /// The variant.
+    pub variant: String,
+    /// Recipients given the variant and not skipped.
+    pub targeted: u64,
+    /// Of those, reached on at least one device.
+    pub delivered: u64,
+    /// Of those, given up on every device (none delivered).
+    pub failed: u64,
+    /// Of those, who opened the push.
+    pub opened: u64,
 }

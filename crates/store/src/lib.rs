@@ -14,8 +14,8 @@ use pushgate_domain::{
 };
 
 pub use delivery::{
-    Accepted, BadgePlan, BadgeView, CallbackKey, ClaimedDelivery, DeliveryStatus, DeliveryUpdate, DeliveryView,
-    NewPush, PushView,
+    Accepted, BadgePlan, BadgeView, CallbackKey, ClaimedDelivery, ClientPrefs, DeliveryStatus, DeliveryUpdate,
+    DeliveryView, ExperimentPlan, NewPush, PushView, RoutingPlan, VariantCounts,
 };
 pub use sqlite::SqliteStore;
 
@@ -188,8 +188,64 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// equals `limit`.
     async fn forget_before(&self, before_ms: i64, limit: u32) -> Result<(u64, u64), StoreError>;
 
-    /// A client's badge: its room unreads and source counts.
-    async fn badge(&self, app_id: &AppId, client_id: &ClientId) -> Result<BadgeView, StoreError>;
+    /// A client's badge: its room unreads and source counts; the total
+    /// leaves out rooms muted at `now_ms` unless `count_muted_rooms`.
+    async fn badge(
+        &self,
+        app_id: &AppId,
+        client_id: &ClientId,
+        count_muted_rooms: bool,
+        now_ms: i64,
+    ) -> Result<BadgeView, StoreError>;
+
+    /// Mutes or unmutes a room for a client; a mute may end by itself at `muted_until_ms`.
+    async fn set_room_pref(
+        &self,
+        app_id: &AppId,
+        client_id: &ClientId,
+        room: &RoomId,
+        muted: bool,
+        muted_until_ms: Option<i64>,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Records a client online until `online_until_ms`, or offline (`None`).
+    async fn set_presence(
+        &self,
+        app_id: &AppId,
+        client_id: &ClientId,
+        online_until_ms: Option<i64>,
+    ) -> Result<(), StoreError>;
+
+    /// A client's preferences (the defaults when it set none).
+    async fn client_prefs(&self, app_id: &AppId, client_id: &ClientId) -> Result<ClientPrefs, StoreError>;
+
+    /// Replaces a client's preferences.
+    async fn set_client_prefs(
+        &self,
+        app_id: &AppId,
+        client_id: &ClientId,
+        prefs: &ClientPrefs,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Creates or replaces an experiment (its definition as JSON).
+    async fn put_experiment(&self, app_id: &AppId, id: &str, definition: &str, now_ms: i64) -> Result<(), StoreError>;
+
+    /// Every experiment of an app: (id, definition JSON), by id.
+    async fn experiments(&self, app_id: &AppId) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// Records that a client opened a push; answers false when the push is unknown.
+    async fn record_open(
+        &self,
+        app_id: &AppId,
+        push_id: &str,
+        client_id: &ClientId,
+        now_ms: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Per variant of an experiment: targeted, delivered, failed, opened.
+    async fn experiment_stats(&self, app_id: &AppId, id: &str) -> Result<Vec<VariantCounts>, StoreError>;
 
     /// Marks a room read for a client: its unread count goes to zero.
     async fn mark_room_read(

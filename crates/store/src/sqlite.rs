@@ -1,12 +1,14 @@
 //! The embedded default: one SQLite file in WAL mode.
 
 use crate::{
-    Accepted, BadgePlan, BadgeView, ClaimedDelivery, DeliveryStatus, DeliveryUpdate, DeliveryView, Device, NewDevice,
-    NewPush, PushView, SourceChange, Store, StoreError, StoredApiKey, UpsertOutcome,
+    Accepted, BadgePlan, BadgeView, ClaimedDelivery, ClientPrefs, DeliveryStatus, DeliveryUpdate, DeliveryView, Device,
+    NewDevice, NewPush, PushView, RoutingPlan, SourceChange, Store, StoreError, StoredApiKey, UpsertOutcome,
+    VariantCounts,
 };
 use async_trait::async_trait;
 use pushgate_domain::{
-    AppId, BadgeSource, ClientId, DeviceId, DeviceType, Environment, Locale, PushToken, RoomId, TimeZoneName,
+    AppId, BadgeSource, ClientId, DeviceId, DeviceType, Environment, Locale, PushToken, QuietHours, RecipientState,
+    RoomId, Route, TimeZoneName,
 };
 use sqlx::Row as _;
 use sqlx::sqlite::{
@@ -156,7 +158,8 @@ async fn insert_push(
         }
     }
     sqlx::query(
-        "INSERT INTO pushes (push_id, app_id, kind, request, created_at_ms, deadline_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO pushes (push_id, app_id, kind, request, created_at_ms, deadline_ms, experiment) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )
     .bind(&push.push_id)
     .bind(push.app_id.as_str())
@@ -164,28 +167,45 @@ async fn insert_push(
     .bind(&push.request)
     .bind(push.now_ms)
     .bind(push.deadline_ms)
+    .bind(push.experiment.as_ref().map(|experiment| experiment.snapshot.as_str()))
     .execute(&mut **transaction)
     .await?;
-    let (status, reason) = match &push.skip_all {
-        Some(reason) => (DeliveryStatus::Skipped.as_str(), Some(reason.as_str())),
-        None => (DeliveryStatus::Queued.as_str(), None),
-    };
     let mut accepted = Accepted { queued: 0, clients_without_devices: 0, duplicate_of: None };
     // A client listed twice is reached (and counted) once.
-    let clients: BTreeSet<&str> = push.clients.iter().map(|client| client.as_str()).collect();
-    for client in clients {
+    let clients: BTreeSet<&ClientId> = push.clients.iter().collect();
+    for client_id in clients {
+        let client = client_id.as_str();
         let badge = apply_badge_plan(transaction, push, client).await?;
+        let route = match &push.routing {
+            Some(plan) => Some(route_client(transaction, push, client, plan).await?),
+            None => None,
+        };
+        let (status, reason) = match (&push.skip_all, route) {
+            (Some(reason), _) => (DeliveryStatus::Skipped, Some(reason.as_str())),
+            (None, Some(Route::Skip(reason))) => (DeliveryStatus::Skipped, Some(reason)),
+            (None, _) => (DeliveryStatus::Queued, None),
+        };
+        let experiment = push.experiment.as_ref();
+        let variant = experiment.and_then(|experiment| experiment.variants.get(client_id));
+        // The client's own locale preference wins over what its devices reported.
         let devices = sqlx::query(
             "INSERT INTO deliveries (push_id, app_id, client_id, device_type, device_id, token, environment, locale, \
-                                     badge, status, reason, next_attempt_at_ms, updated_at_ms) \
-             SELECT ?1, app_id, client_id, device_type, device_id, token, environment, locale, ?2, ?3, ?4, ?5, ?5 \
-             FROM devices WHERE app_id = ?6 AND client_id = ?7",
+                                     badge, status, reason, next_attempt_at_ms, updated_at_ms, mode, route_reason, \
+                                     experiment_id, variant) \
+             SELECT ?1, d.app_id, d.client_id, d.device_type, d.device_id, d.token, d.environment, \
+                    COALESCE(p.locale, d.locale), ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9 \
+             FROM devices d LEFT JOIN client_prefs p ON p.app_id = d.app_id AND p.client_id = d.client_id \
+             WHERE d.app_id = ?10 AND d.client_id = ?11",
         )
         .bind(&push.push_id)
         .bind(badge)
-        .bind(status)
+        .bind(status.as_str())
         .bind(reason)
         .bind(push.now_ms)
+        .bind(route.and_then(Route::mode))
+        .bind(route.and_then(Route::reason))
+        .bind(variant.and(experiment).map(|experiment| experiment.id.as_str()))
+        .bind(variant)
         .bind(push.app_id.as_str())
         .bind(client)
         .execute(&mut **transaction)
@@ -204,11 +224,73 @@ async fn insert_push(
             .bind(push.now_ms)
             .execute(&mut **transaction)
             .await?;
-        } else if push.skip_all.is_none() {
+        } else if status == DeliveryStatus::Queued {
             accepted.queued += devices;
         }
     }
     Ok(accepted)
+}
+
+/// What is known of one client of a routed push, and the route it decides.
+async fn route_client(
+    connection: &mut SqliteConnection,
+    push: &NewPush,
+    client: &str,
+    plan: &RoutingPlan,
+) -> Result<Route, StoreError> {
+    let row = sqlx::query(
+        "SELECT p.push_enabled, p.quiet_start, p.quiet_end, \
+                COALESCE(p.timezone, (SELECT timezone FROM devices WHERE app_id = ?1 AND client_id = ?2 \
+                                      AND timezone IS NOT NULL ORDER BY updated_at_ms DESC LIMIT 1)) AS timezone, \
+                EXISTS (SELECT 1 FROM room_prefs WHERE app_id = ?1 AND client_id = ?2 AND room = ?3 AND muted = 1 \
+                        AND (muted_until_ms IS NULL OR muted_until_ms > ?4)) AS muted, \
+                EXISTS (SELECT 1 FROM presence WHERE app_id = ?1 AND client_id = ?2 AND online_until_ms > ?4) AS online \
+         FROM (SELECT 1) LEFT JOIN client_prefs p ON p.app_id = ?1 AND p.client_id = ?2",
+    )
+    .bind(push.app_id.as_str())
+    .bind(client)
+    .bind(plan.room.as_str())
+    .bind(push.now_ms)
+    .fetch_one(&mut *connection)
+    .await?;
+    let quiet_hours =
+        match (row.try_get::<Option<String>, _>("quiet_start")?, row.try_get::<Option<String>, _>("quiet_end")?) {
+            (Some(start), Some(end)) => QuietHours::parse(&start, &end).ok(),
+            _ => None,
+        };
+    let state = RecipientState {
+        push_disabled: row.try_get::<Option<bool>, _>("push_enabled")? == Some(false),
+        room_muted: row.try_get("muted")?,
+        online: row.try_get("online")?,
+        quiet_hours,
+        timezone: row.try_get::<Option<String>, _>("timezone")?.and_then(|zone| TimeZoneName::parse(&zone).ok()),
+    };
+    Ok(pushgate_domain::route(&state, plan.online, push.now_ms))
+}
+
+/// The badge total: unreads (leaving out rooms muted at `now_ms` unless
+/// they count) plus sources.
+async fn badge_total(
+    connection: &mut SqliteConnection,
+    app: &str,
+    client: &str,
+    count_muted_rooms: bool,
+    now_ms: i64,
+) -> Result<i64, StoreError> {
+    let total = sqlx::query_scalar(
+        "SELECT (SELECT COALESCE(SUM(u.unread), 0) FROM room_unreads u \
+                 WHERE u.app_id = ?1 AND u.client_id = ?2 AND (?3 OR NOT EXISTS ( \
+                     SELECT 1 FROM room_prefs r WHERE r.app_id = ?1 AND r.client_id = ?2 AND r.room = u.room \
+                     AND r.muted = 1 AND (r.muted_until_ms IS NULL OR r.muted_until_ms > ?4)))) \
+              + (SELECT COALESCE(SUM(count), 0) FROM badge_sources WHERE app_id = ?1 AND client_id = ?2)",
+    )
+    .bind(app)
+    .bind(client)
+    .bind(count_muted_rooms)
+    .bind(now_ms)
+    .fetch_one(connection)
+    .await?;
+    Ok(total)
 }
 
 /// Applies the push's badge plan to one client and answers the badge its
@@ -236,15 +318,7 @@ async fn apply_badge_plan(
         }
         BadgePlan::ClearRoom(room) => clear_room(&mut *transaction, app, client, room).await?,
     }
-    let total: i64 = sqlx::query_scalar(
-        "SELECT (SELECT COALESCE(SUM(unread), 0) FROM room_unreads WHERE app_id = ?1 AND client_id = ?2) \
-              + (SELECT COALESCE(SUM(count), 0) FROM badge_sources WHERE app_id = ?1 AND client_id = ?2)",
-    )
-    .bind(app)
-    .bind(client)
-    .fetch_one(&mut *transaction)
-    .await?;
-    Ok(Some(total))
+    Ok(Some(badge_total(transaction, app, client, push.count_muted_rooms, push.now_ms).await?))
 }
 
 async fn clear_room(
@@ -417,28 +491,33 @@ impl Store for SqliteStore {
                    AND (leased_until_ms IS NULL OR leased_until_ms <= ?2) \
                  ORDER BY next_attempt_at_ms LIMIT ?3) \
              RETURNING id, push_id, app_id, client_id, device_type, device_id, token, environment, locale, badge, \
-                       attempts",
+                       attempts, mode, variant",
         )
         .bind(now_ms + lease_ms)
         .bind(now_ms)
         .bind(i64::from(limit))
         .fetch_all(&mut *transaction)
         .await?;
-        let mut pushes: HashMap<String, (String, String, i64)> = HashMap::new();
+        let mut pushes: HashMap<String, (String, String, i64, Option<String>)> = HashMap::new();
         let mut claimed = Vec::with_capacity(rows.len());
         for row in &rows {
             let push_id: String = row.try_get("push_id")?;
             if !pushes.contains_key(&push_id) {
-                let push = sqlx::query("SELECT kind, request, deadline_ms FROM pushes WHERE push_id = ?1")
+                let push = sqlx::query("SELECT kind, request, deadline_ms, experiment FROM pushes WHERE push_id = ?1")
                     .bind(&push_id)
                     .fetch_one(&mut *transaction)
                     .await?;
                 pushes.insert(
                     push_id.clone(),
-                    (push.try_get("kind")?, push.try_get("request")?, push.try_get("deadline_ms")?),
+                    (
+                        push.try_get("kind")?,
+                        push.try_get("request")?,
+                        push.try_get("deadline_ms")?,
+                        push.try_get("experiment")?,
+                    ),
                 );
             }
-            let (kind, request, deadline_ms) = pushes[&push_id].clone();
+            let (kind, request, deadline_ms, experiment) = pushes[&push_id].clone();
             let corrupt = |what: &str| StoreError::Corrupt(format!("deliveries.{what}"));
             let text = |column: &str| row.try_get::<Option<String>, _>(column);
             let device_type = text("device_type")?.ok_or_else(|| corrupt("device_type"))?;
@@ -461,6 +540,8 @@ impl Store for SqliteStore {
                     .try_get::<Option<i64>, _>("badge")?
                     .map(|badge| u32::try_from(badge.max(0)).unwrap_or(u32::MAX)),
                 attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
+                mode: text("mode")?,
+                experiment: experiment.zip(text("variant")?),
                 kind,
                 request,
                 deadline_ms,
@@ -547,7 +628,8 @@ impl Store for SqliteStore {
             return Ok(None);
         };
         let rows = sqlx::query(
-            "SELECT client_id, device_type, device_id, status, reason, attempts, next_attempt_at_ms, updated_at_ms \
+            "SELECT client_id, device_type, device_id, status, reason, attempts, next_attempt_at_ms, updated_at_ms, \
+                    mode, route_reason, variant \
              FROM deliveries WHERE push_id = ?1 ORDER BY id",
         )
         .bind(push_id)
@@ -564,6 +646,9 @@ impl Store for SqliteStore {
                     status: DeliveryStatus::parse(&status)
                         .ok_or_else(|| StoreError::Corrupt(format!("deliveries.status {status:?}")))?,
                     reason: row.try_get("reason")?,
+                    mode: row.try_get("mode")?,
+                    route_reason: row.try_get("route_reason")?,
+                    variant: row.try_get("variant")?,
                     attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
                     next_attempt_at_ms: row.try_get("next_attempt_at_ms")?,
                     updated_at_ms: row.try_get("updated_at_ms")?,
@@ -591,9 +676,12 @@ impl Store for SqliteStore {
         .bind(i64::from(limit))
         .execute(&mut *transaction)
         .await?;
-        sqlx::query("DELETE FROM deliveries WHERE push_id IN (SELECT push_id FROM forgotten)")
-            .execute(&mut *transaction)
-            .await?;
+        sqlx::query(
+            "DELETE FROM deliveries WHERE push_id IN (SELECT push_id FROM forgotten); \
+             DELETE FROM opens WHERE push_id IN (SELECT push_id FROM forgotten);",
+        )
+        .execute(&mut *transaction)
+        .await?;
         let pushes = sqlx::query("DELETE FROM pushes WHERE push_id IN (SELECT push_id FROM forgotten)")
             .execute(&mut *transaction)
             .await?
@@ -612,7 +700,13 @@ impl Store for SqliteStore {
         Ok((pushes, callbacks))
     }
 
-    async fn badge(&self, app_id: &AppId, client_id: &ClientId) -> Result<BadgeView, StoreError> {
+    async fn badge(
+        &self,
+        app_id: &AppId,
+        client_id: &ClientId,
+        count_muted_rooms: bool,
+        now_ms: i64,
+    ) -> Result<BadgeView, StoreError> {
         let counts = |sql| {
             sqlx::query_as::<_, (String, i64)>(sql).bind(app_id.as_str()).bind(client_id.as_str()).fetch_all(&self.pool)
         };
@@ -628,9 +722,14 @@ impl Store for SqliteStore {
         let to_map = |rows: Vec<(String, i64)>| -> std::collections::BTreeMap<String, u64> {
             rows.into_iter().map(|(name, count)| (name, u64::try_from(count).unwrap_or_default())).collect()
         };
-        let (rooms, sources) = (to_map(rooms), to_map(sources));
-        let total = rooms.values().chain(sources.values()).fold(0u64, |total, count| total.saturating_add(*count));
-        Ok(BadgeView { total, rooms, sources })
+        let mut connection = self.pool.acquire().await?;
+        let total =
+            badge_total(&mut connection, app_id.as_str(), client_id.as_str(), count_muted_rooms, now_ms).await?;
+        Ok(BadgeView {
+            total: u64::try_from(total).unwrap_or_default(),
+            rooms: to_map(rooms),
+            sources: to_map(sources),
+        })
     }
 
     async fn mark_room_read(
@@ -676,5 +775,192 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn set_room_pref(
+        &self,
+        app_id: &AppId,
+        client_id: &ClientId,
+        room: &RoomId,
+        muted: bool,
+        muted_until_ms: Option<i64>,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO room_prefs (app_id, client_id, room, muted, muted_until_ms, updated_at_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+             ON CONFLICT DO UPDATE SET muted = excluded.muted, muted_until_ms = excluded.muted_until_ms, \
+                                       updated_at_ms = excluded.updated_at_ms",
+        )
+        .bind(app_id.as_str())
+        .bind(client_id.as_str())
+        .bind(room.as_str())
+        .bind(muted)
+        .bind(muted_until_ms)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn set_presence(
+        &self,
+        app_id: &AppId,
+        client_id: &ClientId,
+        online_until_ms: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let query = match online_until_ms {
+            Some(until) => sqlx::query(
+                "INSERT INTO presence (app_id, client_id, online_until_ms) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT DO UPDATE SET online_until_ms = excluded.online_until_ms",
+            )
+            .bind(app_id.as_str())
+            .bind(client_id.as_str())
+            .bind(until),
+            None => sqlx::query("DELETE FROM presence WHERE app_id = ?1 AND client_id = ?2")
+                .bind(app_id.as_str())
+                .bind(client_id.as_str()),
+        };
+        query.execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn client_prefs(&self, app_id: &AppId, client_id: &ClientId) -> Result<ClientPrefs, StoreError> {
+        let row = sqlx::query(
+            "SELECT push_enabled, quiet_start, quiet_end, timezone, locale FROM client_prefs \
+             WHERE app_id = ?1 AND client_id = ?2",
+        )
+        .bind(app_id.as_str())
+        .bind(client_id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(ClientPrefs::default()) };
+        let corrupt = |what: &str| StoreError::Corrupt(format!("client_prefs.{what}"));
+        let text = |column: &str| row.try_get::<Option<String>, _>(column);
+        let quiet_hours = match (text("quiet_start")?, text("quiet_end")?) {
+            (Some(start), Some(end)) => Some(QuietHours::parse(&start, &end).map_err(|_| corrupt("quiet_hours"))?),
+            _ => None,
+        };
+        Ok(ClientPrefs {
+            push_enabled: row.try_get("push_enabled")?,
+            quiet_hours,
+            timezone: text("timezone")?
+                .map(|zone| TimeZoneName::parse(&zone))
+                .transpose()
+                .map_err(|_| corrupt("timezone"))?,
+            locale: text("locale")?.map(|locale| Locale::parse(&locale)).transpose().map_err(|_| corrupt("locale"))?,
+        })
+    }
+
+    async fn set_client_prefs(
+        &self,
+        app_id: &AppId,
+        client_id: &ClientId,
+        prefs: &ClientPrefs,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO client_prefs (app_id, client_id, push_enabled, quiet_start, quiet_end, timezone, locale, \
+                                       updated_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+             ON CONFLICT DO UPDATE SET push_enabled = excluded.push_enabled, quiet_start = excluded.quiet_start, \
+                 quiet_end = excluded.quiet_end, timezone = excluded.timezone, locale = excluded.locale, \
+                 updated_at_ms = excluded.updated_at_ms",
+        )
+        .bind(app_id.as_str())
+        .bind(client_id.as_str())
+        .bind(prefs.push_enabled)
+        .bind(prefs.quiet_hours.map(|quiet| quiet.start()))
+        .bind(prefs.quiet_hours.map(|quiet| quiet.end()))
+        .bind(prefs.timezone.as_ref().map(TimeZoneName::as_str))
+        .bind(prefs.locale.as_ref().map(Locale::as_str))
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn put_experiment(&self, app_id: &AppId, id: &str, definition: &str, now_ms: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO experiments (app_id, experiment_id, definition, updated_at_ms) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT DO UPDATE SET definition = excluded.definition, updated_at_ms = excluded.updated_at_ms",
+        )
+        .bind(app_id.as_str())
+        .bind(id)
+        .bind(definition)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn experiments(&self, app_id: &AppId) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query_as::<_, (String, String)>(
+            "SELECT experiment_id, definition FROM experiments WHERE app_id = ?1 ORDER BY experiment_id",
+        )
+        .bind(app_id.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
+    }
+
+    async fn record_open(
+        &self,
+        app_id: &AppId,
+        push_id: &str,
+        client_id: &ClientId,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "INSERT INTO opens (app_id, push_id, client_id, opened_at_ms) \
+             SELECT ?1, ?2, ?3, ?4 FROM pushes WHERE push_id = ?2 AND app_id = ?1 \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(app_id.as_str())
+        .bind(push_id)
+        .bind(client_id.as_str())
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        if result.rows_affected() == 1 {
+            return Ok(true);
+        }
+        // Nothing inserted: an unknown push, or an open already recorded.
+        let known = sqlx::query("SELECT 1 FROM pushes WHERE push_id = ?1 AND app_id = ?2")
+            .bind(push_id)
+            .bind(app_id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(known.is_some())
+    }
+
+    async fn experiment_stats(&self, app_id: &AppId, id: &str) -> Result<Vec<VariantCounts>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT r.variant, COUNT(*) AS targeted, \
+                    COALESCE(SUM(r.delivered), 0) AS delivered, COALESCE(SUM(r.failed), 0) AS failed, \
+                    COALESCE(SUM(EXISTS (SELECT 1 FROM opens o WHERE o.app_id = ?1 AND o.push_id = r.push_id \
+                                         AND o.client_id = r.client_id)), 0) AS opened \
+             FROM (SELECT push_id, client_id, variant, MAX(status = 'delivered') AS delivered, \
+                          MIN(status IN ('failed', 'pruned')) AS failed \
+                   FROM deliveries WHERE app_id = ?1 AND experiment_id = ?2 AND status != 'skipped' \
+                   GROUP BY push_id, client_id, variant) r \
+             GROUP BY r.variant ORDER BY r.variant",
+        )
+        .bind(app_id.as_str())
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        let count =
+            |row: &SqliteRow, column: &str| row.try_get::<i64, _>(column).map(|n| u64::try_from(n).unwrap_or_default());
+        rows.iter()
+            .map(|row| {
+                Ok(VariantCounts {
+                    variant: row.try_get("variant")?,
+                    targeted: count(row, "targeted")?,
+                    delivered: count(row, "delivered")?,
+                    failed: count(row, "failed")?,
+                    opened: count(row, "opened")?,
+                })
+            })
+            .collect()
     }
 }

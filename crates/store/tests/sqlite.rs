@@ -37,6 +37,9 @@ fn push_to_nobody(push_id: &str) -> pushgate_store::NewPush {
         skip_all: None,
         callback: None,
         badge: pushgate_store::BadgePlan::None,
+        count_muted_rooms: true,
+        routing: None,
+        experiment: None,
     }
 }
 
@@ -105,7 +108,7 @@ async fn concurrent_callbacks_never_lose_an_increment_and_count_duplicates_once(
     }
     assert_eq!(duplicates, 100);
     let badge = store
-        .badge(&AppId::parse("SampleApp").expect("app"), &ClientId::parse("nobody").expect("client"))
+        .badge(&AppId::parse("SampleApp").expect("app"), &ClientId::parse("nobody").expect("client"), true, 0)
         .await
         .expect("badge");
     assert_eq!(badge.total, 100);

@@ -2,7 +2,7 @@
 //! unread messages over every room (counted from v2 callbacks) plus the
 //! counts of cross-domain sources the app sets (orders, events...).
 
-use crate::auth::AuthenticatedApp;
+use crate::auth::{AppSettings, AuthenticatedApp};
 use crate::error::{ApiError, Envelope, ErrorEnvelope, ok};
 use crate::extract::{ApiJson, ApiPath, parse_json};
 use crate::{AppState, now_ms};
@@ -53,7 +53,7 @@ pub async fn get_badge(
     ApiPath(client_id): ApiPath<String>,
 ) -> Result<Json<Envelope<BadgeResult>>, ApiError> {
     let client_id = ClientId::parse(&client_id)?;
-    Ok(ok(state.store.badge(&app.id, &client_id).await?.into()))
+    Ok(ok(state.store.badge(&app.id, &client_id, app.count_muted_rooms, now_ms()).await?.into()))
 }
 
 /// Body of `PUT .../badge/sources/{source}`.
@@ -94,7 +94,7 @@ pub async fn set_source(
     ApiJson(body): ApiJson<SetSourceRequest>,
 ) -> Result<Json<Envelope<BadgeResult>>, ApiError> {
     let count = body.count.ok_or_else(|| ApiError::missing("count is required"))?;
-    change_source(&state, &app.id, &client_id, &source, SourceChange::Set(count)).await
+    change_source(&state, &app, &client_id, &source, SourceChange::Set(count)).await
 }
 
 /// Add to a cross-domain badge count for the client.
@@ -121,20 +121,21 @@ pub async fn add_to_source(
     ApiJson(body): ApiJson<AddToSourceRequest>,
 ) -> Result<Json<Envelope<BadgeResult>>, ApiError> {
     let increment = body.increment.ok_or_else(|| ApiError::missing("increment is required"))?;
-    change_source(&state, &app.id, &client_id, &source, SourceChange::Add(i64::from(increment))).await
+    change_source(&state, &app, &client_id, &source, SourceChange::Add(i64::from(increment))).await
 }
 
 async fn change_source(
     state: &AppState,
-    app_id: &pushgate_domain::AppId,
+    app: &AppSettings,
     client_id: &str,
     source: &str,
     change: SourceChange,
 ) -> Result<Json<Envelope<BadgeResult>>, ApiError> {
     let client_id = ClientId::parse(client_id)?;
     let source = BadgeSource::parse(source)?;
-    state.store.change_badge_source(app_id, &client_id, &source, change, now_ms()).await?;
-    Ok(ok(state.store.badge(app_id, &client_id).await?.into()))
+    let now = now_ms();
+    state.store.change_badge_source(&app.id, &client_id, &source, change, now).await?;
+    Ok(ok(state.store.badge(&app.id, &client_id, app.count_muted_rooms, now).await?.into()))
 }
 
 /// Body of `POST .../rooms/{room}/read` (optional).
@@ -199,6 +200,9 @@ pub async fn mark_read(
             skip_all: None,
             callback: None,
             badge: BadgePlan::ClearRoom(room),
+            count_muted_rooms: app.count_muted_rooms,
+            routing: None,
+            experiment: None,
         };
         let accepted = state.store.accept_push(&push).await?;
         state.delivery.wake.notify_one();
@@ -208,6 +212,6 @@ pub async fn mark_read(
         state.store.mark_room_read(&app.id, &client_id, &room, now).await?;
         None
     };
-    let badge = state.store.badge(&app.id, &client_id).await?.into();
+    let badge = state.store.badge(&app.id, &client_id, app.count_muted_rooms, now).await?.into();
     Ok(ok(ReadResult { badge, push_id }))
 }

@@ -18,8 +18,8 @@ use crate::{AppState, now_ms};
 use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
-use pushgate_domain::{AppId, GenericCallback, LegacyCallback};
-use pushgate_store::{BadgePlan, CallbackKey, NewPush};
+use pushgate_domain::{AppId, ChatMessage, ClientId, Experiment, GenericCallback, LegacyCallback};
+use pushgate_store::{BadgePlan, CallbackKey, ExperimentPlan, NewPush, RoutingPlan};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -68,6 +68,7 @@ pub async fn push_generic(
     let message = callback.message;
     let room = message.room.clone().ok_or_else(|| ApiError::missing("room is required"))?;
     let now = now_ms();
+    let experiment = active_experiment(&state, &app.id, &message, &callback.recipients, now).await?;
     let push = NewPush {
         push_id: uuid::Uuid::now_v7().to_string(),
         app_id: app.id.clone(),
@@ -78,7 +79,10 @@ pub async fn push_generic(
         deadline_ms: now.saturating_add(app.max_age_ms),
         skip_all: None,
         callback: Some(CallbackKey { message_id: message.id.to_string(), to_client: None }),
-        badge: BadgePlan::CountUnread(room),
+        badge: BadgePlan::CountUnread(room.clone()),
+        count_muted_rooms: app.count_muted_rooms,
+        routing: Some(RoutingPlan { room, online: app.online_policy }),
+        experiment,
     };
     accept(&state, "v2", push).await
 }
@@ -127,8 +131,35 @@ pub async fn push_legacy(
             to_client: Some(callback.to_client),
         }),
         badge: callback.badge.map_or(BadgePlan::None, BadgePlan::Given),
+        count_muted_rooms: app.count_muted_rooms,
+        // v1 is IMKIT's own pipeline: its badge and alert are used as they are, unrouted.
+        routing: None,
+        experiment: None,
     };
     accept(&state, "v1", push).await
+}
+
+/// The first (by id) of the app's experiments that applies to this message
+/// now, with every recipient's variant.
+async fn active_experiment(
+    state: &AppState,
+    app: &AppId,
+    message: &ChatMessage,
+    recipients: &[ClientId],
+    now: i64,
+) -> Result<Option<ExperimentPlan>, ApiError> {
+    for (id, definition) in state.store.experiments(app).await? {
+        let Ok(experiment) = serde_json::from_str::<Experiment>(&definition) else {
+            tracing::error!(app.id = %app, experiment.id = %id, "a stored experiment is unreadable; skipped");
+            continue;
+        };
+        if experiment.applies(&message.message_type, now) {
+            let variants =
+                recipients.iter().map(|client| (client.clone(), experiment.assign(&id, client).name.clone())).collect();
+            return Ok(Some(ExperimentPlan { id, snapshot: definition, variants }));
+        }
+    }
+    Ok(None)
 }
 
 /// Parses the body, finds the app its `appID` names and verifies the

@@ -2,7 +2,9 @@
 
 pub mod badges;
 pub mod clients;
+pub mod experiments;
 pub mod imkit;
 pub mod me;
 pub mod ops;
+pub mod prefs;
 pub mod pushes;

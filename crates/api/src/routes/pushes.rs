@@ -97,6 +97,10 @@ pub async fn push2clients(
         skip_all: push.is_expired(now_seconds).then(|| "expired before it was accepted".to_owned()),
         callback: None,
         badge: BadgePlan::None,
+        count_muted_rooms: app.count_muted_rooms,
+        // An explicit server-side send: no mute, presence or quiet hours.
+        routing: None,
+        experiment: None,
     };
     let accepted = state.store.accept_push(&new_push).await?;
     state.delivery.wake.notify_one();
@@ -126,6 +130,15 @@ pub struct DeliveryStatusView {
     /// Why it failed, was skipped or pruned, or is retrying (the provider's reason).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// For chat pushes: `alert`, `quiet` (quiet hours: no sound) or `silent` (badge only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// Why the client was silenced or skipped by routing (`room muted`, `client online`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub routing: Option<String>,
+    /// The experiment variant the client got.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
     /// Attempts made.
     pub attempts: u32,
     /// When a queued or retrying delivery is due, Unix ms.
@@ -186,6 +199,9 @@ pub async fn push_status(
             device_id: delivery.device_id,
             status: delivery.status.as_str().to_owned(),
             reason: delivery.reason,
+            mode: delivery.mode,
+            routing: delivery.route_reason,
+            variant: delivery.variant,
             attempts: delivery.attempts,
             next_attempt_at_ms: delivery
                 .next_attempt_at_ms
@@ -194,4 +210,40 @@ pub async fn push_status(
         })
         .collect();
     Ok(ok(PushStatusResult { push_id: view.push_id, created_at_ms: view.created_at_ms, summary, deliveries }))
+}
+
+/// Body of `POST /v1/pushes/{pushId}/opened`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OpenedRequest {
+    /// The client that opened the push.
+    pub client_id: Option<String>,
+}
+
+/// Record that a client opened a push (an experiment's conversion). Repeating it counts once.
+#[utoipa::path(
+    post,
+    path = "/v1/pushes/{pushId}/opened",
+    tag = "pushes",
+    params(("pushId" = String, Path, description = "The push's id")),
+    request_body = OpenedRequest,
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "Recorded", body = Envelope<serde_json::Value>),
+        (status = 400, description = "`MISSING_PARAMETER` or `INVALID_PARAMETER` naming the field", body = ErrorEnvelope),
+        (status = 404, description = "`NOT_FOUND`: no such push for this app", body = ErrorEnvelope),
+    )
+)]
+pub async fn push_opened(
+    State(state): State<AppState>,
+    AuthenticatedApp(app): AuthenticatedApp,
+    ApiPath(push_id): ApiPath<String>,
+    ApiJson(body): ApiJson<OpenedRequest>,
+) -> Result<Json<Envelope<serde_json::Value>>, ApiError> {
+    let client_id = body.client_id.ok_or_else(|| ApiError::missing("clientId is required"))?;
+    let client_id = ClientId::parse(&client_id)?;
+    if !state.store.record_open(&app.id, &push_id, &client_id, now_ms()).await? {
+        return Err(ApiError::not_found(format!("no push {push_id:?} for this app")));
+    }
+    Ok(ok(serde_json::json!({})))
 }

@@ -377,6 +377,9 @@ async fn finished_pushes_and_callback_ids_past_the_retention_are_forgotten() {
         skip_all: None,
         callback: Some(CallbackKey { message_id: message_id.into(), to_client: None }),
         badge: BadgePlan::CountUnread(RoomId::parse("room").expect("room")),
+        count_muted_rooms: true,
+        routing: None,
+        experiment: None,
     };
     {
         let store = SqliteStore::open(&url).await.expect("open");
