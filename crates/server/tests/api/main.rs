@@ -10,4 +10,5 @@ mod errors;
 mod helpers;
 mod ops;
 mod pushes;
+mod routing;
 mod tls;
