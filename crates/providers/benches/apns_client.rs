@@ -3,7 +3,7 @@
 //!     cargo bench -p pushgate-providers --bench apns_client [-- REQUESTS [CONCURRENCY]]
 //!
 //! It first measures the raw capacity of the fake on this machine: a bare
-//! HTTP/2 sender (hyper, pre-built requests, one pre-signed token) that does
+//! HTTP/2 sender (`pushgate_testkit::load`: h2, pre-built requests, one pre-signed token) that does
 //! nothing but send. Then it runs `ApnsClient` over one and over several
 //! connections with the same requests, and reports each figure also as a
 //! ratio of the raw capacity with the same number of connections, measured
@@ -11,16 +11,14 @@
 //! The fake runs on its own Tokio runtime.
 
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use pushgate_providers::apns::{
     ApnsAuth, ApnsClient, ApnsClientConfig, Notification, PushType, TokenSigner, apns_id, build_request,
 };
-use pushgate_providers::{Outcome, SystemClock, client_tls_config};
+use pushgate_providers::{Outcome, SystemClock};
+use pushgate_testkit::load::{drive, h2_connections, send};
 use pushgate_testkit::{Es256Key, FakeApns, FakeApnsConfig, TestCa};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const KEY_ID: &str = "ABC123DEFG";
 const TEAM_ID: &str = "DEF123GHIJ";
@@ -42,64 +40,6 @@ fn notification(device: &str) -> Notification<'_> {
         collapse_id: None,
         payload: PAYLOAD,
     }
-}
-
-/// Runs `requests` sends with `concurrency` in flight; returns requests per second.
-async fn drive<F, Fut>(requests: usize, concurrency: usize, send: F) -> f64
-where
-    F: Fn(usize) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = bool> + Send,
-{
-    let send = Arc::new(send);
-    let next = Arc::new(AtomicUsize::new(0));
-    let failures = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
-    let workers: Vec<_> = (0..concurrency)
-        .map(|_| {
-            let (send, next, failures) = (Arc::clone(&send), Arc::clone(&next), Arc::clone(&failures));
-            tokio::spawn(async move {
-                loop {
-                    let n = next.fetch_add(1, Ordering::Relaxed);
-                    if n >= requests {
-                        break;
-                    }
-                    if !send(n).await {
-                        failures.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            })
-        })
-        .collect();
-    for worker in workers {
-        worker.await.expect("worker");
-    }
-    let elapsed = started.elapsed();
-    assert_eq!(failures.load(Ordering::Relaxed), 0, "every benchmark request must be delivered");
-    requests as f64 / elapsed.as_secs_f64()
-}
-
-async fn raw_senders(
-    fake: &str,
-    ca_pem: &str,
-    connections: usize,
-) -> Vec<hyper::client::conn::http2::SendRequest<Full<Bytes>>> {
-    let url: url::Url = fake.parse().expect("endpoint");
-    let port = url.port().expect("port");
-    let tls = Arc::new(client_tls_config(Some(ca_pem.as_bytes()), &[b"h2"], None).expect("tls"));
-    let mut senders = Vec::new();
-    for _ in 0..connections {
-        let tcp = tokio::net::TcpStream::connect(("localhost", port)).await.expect("connect");
-        tcp.set_nodelay(true).expect("nodelay");
-        let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
-        let stream = tokio_rustls::TlsConnector::from(Arc::clone(&tls)).connect(name, tcp).await.expect("tls");
-        let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-            .handshake(TokioIo::new(stream))
-            .await
-            .expect("h2");
-        tokio::spawn(connection);
-        senders.push(sender);
-    }
-    senders
 }
 
 fn main() {
@@ -132,7 +72,7 @@ fn main() {
         // Raw capacity: pre-built requests with one pre-signed token, round-robin over bare connections.
         let jwt = signer.token().expect("jwt");
         let raw = runtime.block_on(async {
-            let senders = Arc::new(raw_senders(&endpoint, &ca_pem, connections).await);
+            let senders = Arc::new(h2_connections(&endpoint, &ca, connections).await);
             let authority = endpoint.trim_start_matches("https://").to_owned();
             let prebuilt: Arc<Vec<http::Request<Bytes>>> = Arc::new(
                 (0..requests)
@@ -140,9 +80,9 @@ fn main() {
                     .collect(),
             );
             drive(requests, concurrency, move |n| {
-                let mut sender = senders[n % senders.len()].clone();
-                let request = prebuilt[n].clone().map(Full::new);
-                async move { sender.send_request(request).await.is_ok_and(|response| response.status() == 200) }
+                let senders = Arc::clone(&senders);
+                let request = prebuilt[n].clone();
+                async move { send(&senders[n % senders.len()], request).await == Some(200) }
             })
             .await
         });

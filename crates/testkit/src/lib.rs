@@ -8,11 +8,13 @@
 //! - [`FakeFcm`]: FCM HTTP v1 plus the OAuth2 token endpoint a service
 //!   account's `token_uri` points at.
 //! - [`TestCa`] and the key helpers make the certificates and keys they need.
+//! - [`load`]: a bare HTTP/2 load generator, for the raw capacity of a fake.
 
 mod apns;
 mod certs;
 mod fcm;
 mod keys;
+pub mod load;
 
 pub use apns::{ApnsFailure, FakeApns, FakeApnsConfig, RecordedApnsRequest};
 pub use certs::TestCa;
