@@ -154,6 +154,11 @@ impl FakeFcm {
         lock(&self.state.messages).clone()
     }
 
+    /// Forgets the messages recorded so far (benchmarks reset between runs).
+    pub fn clear_messages(&self) {
+        lock(&self.state.messages).clear();
+    }
+
     /// How many messages were answered 200 so far: a counter, cheap to poll
     /// (benchmarks), unlike [`FakeFcm::messages`].
     pub fn delivered_count(&self) -> usize {
