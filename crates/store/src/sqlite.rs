@@ -28,24 +28,81 @@ static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite
 /// WAL mode lets readers run beside the single writer; `synchronous = FULL`
 /// makes every commit survive a power cut, which is what "accepted" promises.
 ///
-/// Accepting a push is group-committed: concurrent accepts queue for one
-/// writer task, which stores all that are waiting in one transaction, so
-/// durability costs one disk flush per group rather than per request.
+/// The two busiest writes are group-committed: concurrent accepts queue for
+/// one writer task, and attempt outcomes for another; each stores all that
+/// are waiting in one transaction, so durability costs one disk flush per
+/// group rather than per request.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
-    accepts: tokio::sync::mpsc::Sender<AcceptRequest>,
-    accept_transactions: Arc<AtomicU64>,
+    accepts: Committer<NewPush>,
+    records: Committer<(i64, DeliveryUpdate)>,
 }
 
-#[derive(Debug)]
-struct AcceptRequest {
-    push: NewPush,
-    reply: tokio::sync::oneshot::Sender<Result<Accepted, StoreError>>,
-}
-
-/// Most pushes committed in one group.
+/// Most writes committed in one group.
 const MAX_GROUP: usize = 256;
+
+/// A write that can share a transaction with others of its kind.
+trait GroupWrite: std::fmt::Debug + Send + Sync + 'static {
+    type Output: Send + 'static;
+    fn write<'a>(
+        &'a self,
+        connection: &'a mut SqliteConnection,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<Self::Output, StoreError>> + Send + 'a>>;
+}
+
+impl GroupWrite for NewPush {
+    type Output = Accepted;
+    fn write<'a>(
+        &'a self,
+        connection: &'a mut SqliteConnection,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<Accepted, StoreError>> + Send + 'a>> {
+        Box::pin(insert_push(connection, self))
+    }
+}
+
+impl GroupWrite for (i64, DeliveryUpdate) {
+    type Output = ();
+    fn write<'a>(
+        &'a self,
+        connection: &'a mut SqliteConnection,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'a>> {
+        Box::pin(record(connection, self.0, &self.1))
+    }
+}
+
+type Reply<W> = tokio::sync::oneshot::Sender<Result<<W as GroupWrite>::Output, StoreError>>;
+
+/// The sending side of a group-committing writer task.
+#[derive(Debug)]
+struct Committer<W: GroupWrite> {
+    queue: tokio::sync::mpsc::Sender<(W, Reply<W>)>,
+    transactions: Arc<AtomicU64>,
+}
+
+impl<W: GroupWrite> Clone for Committer<W> {
+    fn clone(&self) -> Self {
+        Self { queue: self.queue.clone(), transactions: Arc::clone(&self.transactions) }
+    }
+}
+
+impl<W: GroupWrite> Committer<W> {
+    /// Starts the writer task; it ends when every sender is dropped.
+    fn spawn(pool: SqlitePool) -> Self {
+        let (queue, receiver) = tokio::sync::mpsc::channel(4 * MAX_GROUP);
+        let transactions = Arc::new(AtomicU64::new(0));
+        tokio::spawn(group_committer(pool, receiver, Arc::clone(&transactions)));
+        Self { queue, transactions }
+    }
+
+    /// Queues the write and waits until its group is committed.
+    async fn write(&self, write: W) -> Result<W::Output, StoreError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let closed = || StoreError::Unavailable(sqlx::Error::PoolClosed);
+        self.queue.send((write, reply)).await.map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
+    }
+}
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at a `sqlite://` URL, such as
@@ -64,72 +121,89 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         MIGRATIONS.run(&pool).await.map_err(|error| StoreError::Internal(error.into()))?;
-        let (accepts, queue) = tokio::sync::mpsc::channel(4 * MAX_GROUP);
-        let accept_transactions = Arc::new(AtomicU64::new(0));
-        tokio::spawn(group_committer(pool.clone(), queue, Arc::clone(&accept_transactions)));
-        Ok(Self { pool, accepts, accept_transactions })
+        let accepts = Committer::spawn(pool.clone());
+        let records = Committer::spawn(pool.clone());
+        Ok(Self { pool, accepts, records })
     }
 
     /// How many transactions accepted pushes so far (fewer than the pushes
     /// when accepts were grouped).
     pub fn accept_transactions(&self) -> u64 {
-        self.accept_transactions.load(Ordering::Relaxed)
+        self.accepts.transactions.load(Ordering::Relaxed)
     }
 }
 
-/// The single writer of accepted pushes: takes the first waiting request,
-/// adds every other one already waiting, and stores them in one transaction.
-/// If the group fails, each push is tried alone, so one bad push never fails
-/// another. Ends when the store is dropped.
-async fn group_committer(
+/// A single writer: takes the first waiting write, adds every other one
+/// already waiting, and stores them in one transaction. If the group fails,
+/// each write is tried alone, so one bad write never fails another.
+async fn group_committer<W: GroupWrite>(
     pool: SqlitePool,
-    mut queue: tokio::sync::mpsc::Receiver<AcceptRequest>,
+    mut queue: tokio::sync::mpsc::Receiver<(W, Reply<W>)>,
     transactions: Arc<AtomicU64>,
 ) {
     while let Some(first) = queue.recv().await {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
             match queue.try_recv() {
-                Ok(request) => group.push(request),
+                Ok(write) => group.push(write),
                 Err(_) => break,
             }
         }
         transactions.fetch_add(1, Ordering::Relaxed);
-        match accept_group(&pool, &group).await {
+        let writes: Vec<&W> = group.iter().map(|(write, _)| write).collect();
+        match commit_group(&pool, &writes).await {
             Ok(results) => {
-                for (request, accepted) in group.into_iter().zip(results) {
-                    let _ = request.reply.send(Ok(accepted));
+                for ((_, reply), output) in group.into_iter().zip(results) {
+                    let _ = reply.send(Ok(output));
                 }
             }
             Err(error) if group.len() == 1 => {
-                let _ = group.pop().map(|request| request.reply.send(Err(error)));
+                let _ = group.pop().map(|(_, reply)| reply.send(Err(error)));
             }
             Err(error) => {
-                tracing::warn!(error = %error, pushes = group.len(), "a group commit failed; storing its pushes one by one");
-                for request in group {
+                tracing::warn!(error = %error, writes = group.len(), "a group commit failed; storing its writes one by one");
+                for (write, reply) in group {
                     transactions.fetch_add(1, Ordering::Relaxed);
-                    let result = accept_group(&pool, std::slice::from_ref(&request)).await.map(|mut one| one.remove(0));
-                    let _ = request.reply.send(result);
+                    let result = commit_group(&pool, &[&write]).await.map(|mut one| one.remove(0));
+                    let _ = reply.send(result);
                 }
             }
         }
     }
 }
 
-async fn accept_group(pool: &SqlitePool, group: &[AcceptRequest]) -> Result<Vec<Accepted>, StoreError> {
+async fn commit_group<W: GroupWrite>(pool: &SqlitePool, writes: &[&W]) -> Result<Vec<W::Output>, StoreError> {
     let mut transaction = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let mut results = Vec::with_capacity(group.len());
-    for request in group {
-        results.push(insert_push(&mut transaction, &request.push).await?);
+    let mut results = Vec::with_capacity(writes.len());
+    for write in writes {
+        results.push(write.write(&mut transaction).await?);
     }
     transaction.commit().await?;
     Ok(results)
 }
 
-async fn insert_push(
-    transaction: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
-    push: &NewPush,
-) -> Result<Accepted, StoreError> {
+async fn record(
+    connection: &mut SqliteConnection,
+    delivery_id: i64,
+    update: &DeliveryUpdate,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE deliveries SET status = ?1, reason = ?2, next_attempt_at_ms = ?3, leased_until_ms = NULL, \
+             attempts = attempts + ?4, updated_at_ms = ?5 \
+         WHERE id = ?6",
+    )
+    .bind(update.status.as_str())
+    .bind(update.reason.as_deref())
+    .bind(update.next_attempt_at_ms)
+    .bind(i64::from(update.attempted))
+    .bind(update.now_ms)
+    .bind(delivery_id)
+    .execute(connection)
+    .await?;
+    Ok(())
+}
+
+async fn insert_push(transaction: &mut SqliteConnection, push: &NewPush) -> Result<Accepted, StoreError> {
     if let Some(callback) = &push.callback {
         let to_client = callback.to_client.as_ref().map_or("", ClientId::as_str);
         let first = sqlx::query(
@@ -141,7 +215,7 @@ async fn insert_push(
         .bind(to_client)
         .bind(&push.push_id)
         .bind(push.now_ms)
-        .execute(&mut **transaction)
+        .execute(&mut *transaction)
         .await?
         .rows_affected()
             == 1;
@@ -152,7 +226,7 @@ async fn insert_push(
             .bind(push.app_id.as_str())
             .bind(&callback.message_id)
             .bind(to_client)
-            .fetch_one(&mut **transaction)
+            .fetch_one(&mut *transaction)
             .await?;
             return Ok(Accepted { queued: 0, clients_without_devices: 0, duplicate_of: Some(earlier) });
         }
@@ -168,7 +242,7 @@ async fn insert_push(
     .bind(push.now_ms)
     .bind(push.deadline_ms)
     .bind(push.experiment.as_ref().map(|experiment| experiment.snapshot.as_str()))
-    .execute(&mut **transaction)
+    .execute(&mut *transaction)
     .await?;
     let mut accepted = Accepted { queued: 0, clients_without_devices: 0, duplicate_of: None };
     // A client listed twice is reached (and counted) once.
@@ -208,7 +282,7 @@ async fn insert_push(
         .bind(variant)
         .bind(push.app_id.as_str())
         .bind(client)
-        .execute(&mut **transaction)
+        .execute(&mut *transaction)
         .await?
         .rows_affected();
         if devices == 0 {
@@ -222,7 +296,7 @@ async fn insert_push(
             .bind(client)
             .bind(badge)
             .bind(push.now_ms)
-            .execute(&mut **transaction)
+            .execute(&mut *transaction)
             .await?;
         } else if status == DeliveryStatus::Queued {
             accepted.queued += devices;
@@ -471,10 +545,7 @@ impl Store for SqliteStore {
     }
 
     async fn accept_push(&self, push: &NewPush) -> Result<Accepted, StoreError> {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let closed = || StoreError::Unavailable(sqlx::Error::PoolClosed);
-        self.accepts.send(AcceptRequest { push: push.clone(), reply }).await.map_err(|_| closed())?;
-        answer.await.map_err(|_| closed())?
+        self.accepts.write(push.clone()).await
     }
 
     async fn claim_due_deliveries(
@@ -552,20 +623,7 @@ impl Store for SqliteStore {
     }
 
     async fn record_attempt(&self, delivery_id: i64, update: &DeliveryUpdate) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE deliveries SET status = ?1, reason = ?2, next_attempt_at_ms = ?3, leased_until_ms = NULL, \
-                 attempts = attempts + ?4, updated_at_ms = ?5 \
-             WHERE id = ?6",
-        )
-        .bind(update.status.as_str())
-        .bind(update.reason.as_deref())
-        .bind(update.next_attempt_at_ms)
-        .bind(i64::from(update.attempted))
-        .bind(update.now_ms)
-        .bind(delivery_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        self.records.write((delivery_id, update.clone())).await
     }
 
     async fn release_all_leases(&self) -> Result<u64, StoreError> {
