@@ -35,6 +35,10 @@ static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Held by every write, before it takes a connection: writers queue here
+    /// in order rather than in SQLite's busy handler (which polls, unfairly,
+    /// and would hold pool connections while it waits).
+    writer: Arc<tokio::sync::Mutex<()>>,
     accepts: Committer<NewPush>,
     records: Committer<(i64, DeliveryUpdate)>,
 }
@@ -88,10 +92,10 @@ impl<W: GroupWrite> Clone for Committer<W> {
 
 impl<W: GroupWrite> Committer<W> {
     /// Starts the writer task; it ends when every sender is dropped.
-    fn spawn(pool: SqlitePool) -> Self {
+    fn spawn(pool: SqlitePool, writer: Arc<tokio::sync::Mutex<()>>) -> Self {
         let (queue, receiver) = tokio::sync::mpsc::channel(4 * MAX_GROUP);
         let transactions = Arc::new(AtomicU64::new(0));
-        tokio::spawn(group_committer(pool, receiver, Arc::clone(&transactions)));
+        tokio::spawn(group_committer(pool, writer, receiver, Arc::clone(&transactions)));
         Self { queue, transactions }
     }
 
@@ -121,9 +125,10 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         MIGRATIONS.run(&pool).await.map_err(|error| StoreError::Internal(error.into()))?;
-        let accepts = Committer::spawn(pool.clone());
-        let records = Committer::spawn(pool.clone());
-        Ok(Self { pool, accepts, records })
+        let writer = Arc::new(tokio::sync::Mutex::new(()));
+        let accepts = Committer::spawn(pool.clone(), Arc::clone(&writer));
+        let records = Committer::spawn(pool.clone(), Arc::clone(&writer));
+        Ok(Self { pool, writer, accepts, records })
     }
 
     /// How many transactions accepted pushes so far (fewer than the pushes
@@ -138,11 +143,20 @@ impl SqliteStore {
 /// each write is tried alone, so one bad write never fails another.
 async fn group_committer<W: GroupWrite>(
     pool: SqlitePool,
+    writer: Arc<tokio::sync::Mutex<()>>,
     mut queue: tokio::sync::mpsc::Receiver<(W, Reply<W>)>,
     transactions: Arc<AtomicU64>,
 ) {
     while let Some(first) = queue.recv().await {
         let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match queue.try_recv() {
+                Ok(write) => group.push(write),
+                Err(_) => break,
+            }
+        }
+        let _writer = writer.lock().await;
+        // Writes that came while waiting for the writer join this group.
         while group.len() < MAX_GROUP {
             match queue.try_recv() {
                 Ok(write) => group.push(write),
@@ -441,6 +455,7 @@ impl Store for SqliteStore {
     }
 
     async fn upsert_device(&self, device: &NewDevice) -> Result<UpsertOutcome, StoreError> {
+        let _writer = self.writer.lock().await;
         let token_kind = device.device_type.token_kind().as_str();
         // BEGIN IMMEDIATE takes the write lock up front, so two subscribes of
         // the same token cannot both pass the delete and then collide.
@@ -493,6 +508,7 @@ impl Store for SqliteStore {
         device_id: &DeviceId,
         client_id: &ClientId,
     ) -> Result<u64, StoreError> {
+        let _writer = self.writer.lock().await;
         let result = sqlx::query(
             "DELETE FROM devices WHERE app_id = ?1 AND device_type = ?2 AND device_id = ?3 AND client_id = ?4",
         )
@@ -535,6 +551,7 @@ impl Store for SqliteStore {
     }
 
     async fn insert_api_key(&self, key: &StoredApiKey, now_ms: i64) -> Result<(), StoreError> {
+        let _writer = self.writer.lock().await;
         sqlx::query("INSERT INTO api_keys (digest, app_id, created_at_ms) VALUES (?1, ?2, ?3)")
             .bind(&key.digest[..])
             .bind(key.app_id.as_str())
@@ -554,6 +571,7 @@ impl Store for SqliteStore {
         limit: u32,
         lease_ms: i64,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        let _writer = self.writer.lock().await;
         let mut transaction = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let rows = sqlx::query(
             "UPDATE deliveries SET leased_until_ms = ?1 WHERE id IN ( \
@@ -627,6 +645,7 @@ impl Store for SqliteStore {
     }
 
     async fn release_all_leases(&self) -> Result<u64, StoreError> {
+        let _writer = self.writer.lock().await;
         let result = sqlx::query("UPDATE deliveries SET leased_until_ms = NULL WHERE leased_until_ms IS NOT NULL")
             .execute(&self.pool)
             .await?;
@@ -662,6 +681,7 @@ impl Store for SqliteStore {
         token: &PushToken,
         invalid_since_ms: Option<i64>,
     ) -> Result<bool, StoreError> {
+        let _writer = self.writer.lock().await;
         let result = sqlx::query(
             "DELETE FROM devices WHERE app_id = ?1 AND device_type = ?2 AND device_id = ?3 AND token = ?4 \
                AND (?5 IS NULL OR updated_at_ms <= ?5)",
@@ -717,6 +737,7 @@ impl Store for SqliteStore {
     }
 
     async fn forget_before(&self, before_ms: i64, limit: u32) -> Result<(u64, u64), StoreError> {
+        let _writer = self.writer.lock().await;
         let mut transaction = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query(
             "CREATE TEMP TABLE IF NOT EXISTS forgotten (push_id TEXT PRIMARY KEY) WITHOUT ROWID; \
@@ -797,6 +818,7 @@ impl Store for SqliteStore {
         room: &RoomId,
         _now_ms: i64,
     ) -> Result<(), StoreError> {
+        let _writer = self.writer.lock().await;
         let mut connection = self.pool.acquire().await?;
         clear_room(&mut connection, app_id.as_str(), client_id.as_str(), room).await
     }
@@ -809,6 +831,7 @@ impl Store for SqliteStore {
         change: SourceChange,
         now_ms: i64,
     ) -> Result<(), StoreError> {
+        let _writer = self.writer.lock().await;
         let (sql, amount) = match change {
             SourceChange::Set(count) => (
                 "INSERT INTO badge_sources (app_id, client_id, source, count, updated_at_ms) \
@@ -844,6 +867,7 @@ impl Store for SqliteStore {
         muted_until_ms: Option<i64>,
         now_ms: i64,
     ) -> Result<(), StoreError> {
+        let _writer = self.writer.lock().await;
         sqlx::query(
             "INSERT INTO room_prefs (app_id, client_id, room, muted, muted_until_ms, updated_at_ms) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
@@ -867,6 +891,7 @@ impl Store for SqliteStore {
         client_id: &ClientId,
         online_until_ms: Option<i64>,
     ) -> Result<(), StoreError> {
+        let _writer = self.writer.lock().await;
         let query = match online_until_ms {
             Some(until) => sqlx::query(
                 "INSERT INTO presence (app_id, client_id, online_until_ms) VALUES (?1, ?2, ?3) \
@@ -917,6 +942,7 @@ impl Store for SqliteStore {
         prefs: &ClientPrefs,
         now_ms: i64,
     ) -> Result<(), StoreError> {
+        let _writer = self.writer.lock().await;
         sqlx::query(
             "INSERT INTO client_prefs (app_id, client_id, push_enabled, quiet_start, quiet_end, timezone, locale, \
                                        updated_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
@@ -938,6 +964,7 @@ impl Store for SqliteStore {
     }
 
     async fn put_experiment(&self, app_id: &AppId, id: &str, definition: &str, now_ms: i64) -> Result<(), StoreError> {
+        let _writer = self.writer.lock().await;
         sqlx::query(
             "INSERT INTO experiments (app_id, experiment_id, definition, updated_at_ms) VALUES (?1, ?2, ?3, ?4) \
              ON CONFLICT DO UPDATE SET definition = excluded.definition, updated_at_ms = excluded.updated_at_ms",
@@ -968,6 +995,7 @@ impl Store for SqliteStore {
         client_id: &ClientId,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
+        let _writer = self.writer.lock().await;
         let result = sqlx::query(
             "INSERT INTO opens (app_id, push_id, client_id, opened_at_ms) \
              SELECT ?1, ?2, ?3, ?4 FROM pushes WHERE push_id = ?2 AND app_id = ?1 \
