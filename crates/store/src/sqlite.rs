@@ -282,7 +282,8 @@ async fn insert_push(transaction: &mut SqliteConnection, push: &NewPush) -> Resu
                                      experiment_id, variant) \
              SELECT ?1, d.app_id, d.client_id, d.device_type, d.device_id, d.token, d.environment, \
                     COALESCE(p.locale, d.locale), ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9 \
-             FROM devices d LEFT JOIN client_prefs p ON p.app_id = d.app_id AND p.client_id = d.client_id \
+             FROM devices d INDEXED BY devices_client \
+             LEFT JOIN client_prefs p ON p.app_id = d.app_id AND p.client_id = d.client_id \
              WHERE d.app_id = ?10 AND d.client_id = ?11",
         )
         .bind(&push.push_id)
@@ -526,7 +527,7 @@ impl Store for SqliteStore {
     }
 
     async fn client_devices(&self, app_id: &AppId, client_id: &ClientId) -> Result<Vec<Device>, StoreError> {
-        // `INDEXED BY`: see `route_client`.
+        // `INDEXED BY`: see `route_client` (the accept in `insert_push` needs it too).
         let rows = sqlx::query(
             "SELECT device_type, device_id, client_id, token, environment, locale, timezone, \
                     created_at_ms, updated_at_ms \
