@@ -85,9 +85,9 @@ pub struct LogConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeliveryConfig {
-    /// Sends in flight at once; default 64.
+    /// Sends in flight at once; default 512 (larger groups of outcomes per commit: see BENCHMARKS.md).
     pub concurrency: usize,
-    /// Deliveries claimed at a time; default 256.
+    /// Deliveries claimed at a time; default 1024.
     pub batch: u32,
     /// How long a claimed delivery is held before another worker may take it, ms; default 60000.
     pub lease_ms: u64,
@@ -114,8 +114,8 @@ pub struct DeliveryConfig {
 impl Default for DeliveryConfig {
     fn default() -> Self {
         Self {
-            concurrency: 64,
-            batch: 256,
+            concurrency: 512,
+            batch: 1024,
             lease_ms: 60_000,
             retry_base_ms: 1000,
             retry_max_ms: 300_000,
