@@ -258,160 +258,201 @@ async fn insert_push(transaction: &mut SqliteConnection, push: &NewPush) -> Resu
     .bind(push.experiment.as_ref().map(|experiment| experiment.snapshot.as_str()))
     .execute(&mut *transaction)
     .await?;
-    let mut accepted = Accepted { queued: 0, clients_without_devices: 0, duplicate_of: None };
-    // A client listed twice is reached (and counted) once.
-    let clients: BTreeSet<&ClientId> = push.clients.iter().collect();
-    for client_id in clients {
-        let client = client_id.as_str();
-        let badge = apply_badge_plan(transaction, push, client).await?;
-        let route = match &push.routing {
-            Some(plan) => Some(route_client(transaction, push, client, plan).await?),
-            None => None,
-        };
-        let (status, reason) = match (&push.skip_all, route) {
-            (Some(reason), _) => (DeliveryStatus::Skipped, Some(reason.as_str())),
-            (None, Some(Route::Skip(reason))) => (DeliveryStatus::Skipped, Some(reason)),
-            (None, _) => (DeliveryStatus::Queued, None),
-        };
-        let experiment = push.experiment.as_ref();
-        let variant = experiment.and_then(|experiment| experiment.variants.get(client_id));
-        // The client's own locale preference wins over what its devices reported.
-        let devices = sqlx::query(
-            "INSERT INTO deliveries (push_id, app_id, client_id, device_type, device_id, token, environment, locale, \
-                                     badge, status, reason, next_attempt_at_ms, updated_at_ms, mode, route_reason, \
-                                     experiment_id, variant) \
-             SELECT ?1, d.app_id, d.client_id, d.device_type, d.device_id, d.token, d.environment, \
-                    COALESCE(p.locale, d.locale), ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9 \
-             FROM devices d INDEXED BY devices_client \
-             LEFT JOIN client_prefs p ON p.app_id = d.app_id AND p.client_id = d.client_id \
-             WHERE d.app_id = ?10 AND d.client_id = ?11",
-        )
-        .bind(&push.push_id)
-        .bind(badge)
-        .bind(status.as_str())
-        .bind(reason)
-        .bind(push.now_ms)
-        .bind(route.and_then(Route::mode))
-        .bind(route.and_then(Route::reason))
-        .bind(variant.and(experiment).map(|experiment| experiment.id.as_str()))
-        .bind(variant)
-        .bind(push.app_id.as_str())
-        .bind(client)
-        .execute(&mut *transaction)
-        .await?
-        .rows_affected();
-        if devices == 0 {
-            accepted.clients_without_devices += 1;
-            sqlx::query(
-                "INSERT INTO deliveries (push_id, app_id, client_id, badge, status, reason, updated_at_ms) \
-                 VALUES (?1, ?2, ?3, ?4, 'skipped', 'no registered device', ?5)",
-            )
-            .bind(&push.push_id)
-            .bind(push.app_id.as_str())
-            .bind(client)
-            .bind(badge)
-            .bind(push.now_ms)
-            .execute(&mut *transaction)
-            .await?;
-        } else if status == DeliveryStatus::Queued {
-            accepted.queued += devices;
-        }
-    }
-    Ok(accepted)
+    // A client listed twice is reached (and counted) once. Every statement
+    // below handles all the push's clients at once, through a JSON array
+    // (`json_each`): a constant number of statements per accept, whatever
+    // the number of recipients (found by pushgate-bench: per-recipient
+    // statements made the single writer the bottleneck).
+    let clients: Vec<&ClientId> = push.clients.iter().collect::<BTreeSet<_>>().into_iter().collect();
+    let clients_json = serde_json::Value::from_iter(clients.iter().map(|client| client.as_str())).to_string();
+    let badges = apply_badge_plan(transaction, push, &clients_json, clients.len()).await?;
+    let routes = match &push.routing {
+        Some(plan) => route_clients(transaction, push, &clients_json, plan).await?.into_iter().map(Some).collect(),
+        None => vec![None; clients.len()],
+    };
+    let experiment = push.experiment.as_ref();
+    let plans: Vec<serde_json::Value> = clients
+        .iter()
+        .zip(badges)
+        .zip(routes)
+        .map(|((client, badge), route)| {
+            let (status, reason) = match (&push.skip_all, route) {
+                (Some(reason), _) => (DeliveryStatus::Skipped, Some(reason.as_str())),
+                (None, Some(Route::Skip(reason))) => (DeliveryStatus::Skipped, Some(reason)),
+                (None, _) => (DeliveryStatus::Queued, None),
+            };
+            let variant = experiment.and_then(|experiment| experiment.variants.get(*client));
+            serde_json::json!({
+                "client": client.as_str(),
+                "badge": badge,
+                "status": status.as_str(),
+                "reason": reason,
+                "mode": route.and_then(Route::mode),
+                "route_reason": route.and_then(Route::reason),
+                "experiment": variant.and(experiment).map(|experiment| experiment.id.as_str()),
+                "variant": variant,
+            })
+        })
+        .collect();
+    let plans = serde_json::Value::from(plans).to_string();
+    // `CROSS JOIN` keeps the client list as the outer loop, and `INDEXED BY`
+    // the per-client device lookup (see `route_clients`). The client's own
+    // locale preference wins over what its devices reported.
+    let statuses: Vec<String> = sqlx::query_scalar(
+        "INSERT INTO deliveries (push_id, app_id, client_id, device_type, device_id, token, environment, locale, \
+                                 badge, status, reason, next_attempt_at_ms, updated_at_ms, mode, route_reason, \
+                                 experiment_id, variant) \
+         SELECT ?1, d.app_id, d.client_id, d.device_type, d.device_id, d.token, d.environment, \
+                COALESCE(p.locale, d.locale), json_extract(j.value, '$.badge'), json_extract(j.value, '$.status'), \
+                json_extract(j.value, '$.reason'), ?2, ?2, json_extract(j.value, '$.mode'), \
+                json_extract(j.value, '$.route_reason'), json_extract(j.value, '$.experiment'), \
+                json_extract(j.value, '$.variant') \
+         FROM json_each(?3) j CROSS JOIN devices d INDEXED BY devices_client \
+         LEFT JOIN client_prefs p ON p.app_id = d.app_id AND p.client_id = d.client_id \
+         WHERE d.app_id = ?4 AND d.client_id = json_extract(j.value, '$.client') \
+         RETURNING status",
+    )
+    .bind(&push.push_id)
+    .bind(push.now_ms)
+    .bind(&plans)
+    .bind(push.app_id.as_str())
+    .fetch_all(&mut *transaction)
+    .await?;
+    let clients_without_devices = sqlx::query(
+        "INSERT INTO deliveries (push_id, app_id, client_id, badge, status, reason, updated_at_ms) \
+         SELECT ?1, ?2, json_extract(j.value, '$.client'), json_extract(j.value, '$.badge'), 'skipped', \
+                'no registered device', ?3 \
+         FROM json_each(?4) j \
+         WHERE NOT EXISTS (SELECT 1 FROM devices INDEXED BY devices_client \
+                           WHERE app_id = ?2 AND client_id = json_extract(j.value, '$.client'))",
+    )
+    .bind(&push.push_id)
+    .bind(push.app_id.as_str())
+    .bind(push.now_ms)
+    .bind(&plans)
+    .execute(&mut *transaction)
+    .await?
+    .rows_affected();
+    let queued = statuses.iter().filter(|status| *status == DeliveryStatus::Queued.as_str()).count();
+    Ok(Accepted { queued: queued as u64, clients_without_devices, duplicate_of: None })
 }
 
-/// What is known of one client of a routed push, and the route it decides.
-async fn route_client(
+/// What is known of each client (`clients`, a JSON array) of a routed
+/// push, and the route it decides, in the array's order.
+async fn route_clients(
     connection: &mut SqliteConnection,
     push: &NewPush,
-    client: &str,
+    clients: &str,
     plan: &RoutingPlan,
-) -> Result<Route, StoreError> {
+) -> Result<Vec<Route>, StoreError> {
     // `INDEXED BY`: without statistics SQLite prefers the app's primary-key
     // range of this WITHOUT ROWID table when a query also sorts, a scan of
     // every device of the app per recipient (found by pushgate-bench).
-    let row = sqlx::query(
+    let rows = sqlx::query(
         "SELECT p.push_enabled, p.quiet_start, p.quiet_end, \
                 COALESCE(p.timezone, (SELECT timezone FROM devices INDEXED BY devices_client \
-                                      WHERE app_id = ?1 AND client_id = ?2 \
+                                      WHERE app_id = ?1 AND client_id = j.value \
                                       AND timezone IS NOT NULL ORDER BY updated_at_ms DESC LIMIT 1)) AS timezone, \
-                EXISTS (SELECT 1 FROM room_prefs WHERE app_id = ?1 AND client_id = ?2 AND room = ?3 AND muted = 1 \
-                        AND (muted_until_ms IS NULL OR muted_until_ms > ?4)) AS muted, \
-                EXISTS (SELECT 1 FROM presence WHERE app_id = ?1 AND client_id = ?2 AND online_until_ms > ?4) AS online \
-         FROM (SELECT 1) LEFT JOIN client_prefs p ON p.app_id = ?1 AND p.client_id = ?2",
+                EXISTS (SELECT 1 FROM room_prefs WHERE app_id = ?1 AND client_id = j.value AND room = ?3 \
+                        AND muted = 1 AND (muted_until_ms IS NULL OR muted_until_ms > ?4)) AS muted, \
+                EXISTS (SELECT 1 FROM presence WHERE app_id = ?1 AND client_id = j.value \
+                        AND online_until_ms > ?4) AS online \
+         FROM json_each(?2) j LEFT JOIN client_prefs p ON p.app_id = ?1 AND p.client_id = j.value \
+         ORDER BY j.key",
     )
     .bind(push.app_id.as_str())
-    .bind(client)
+    .bind(clients)
     .bind(plan.room.as_str())
     .bind(push.now_ms)
-    .fetch_one(&mut *connection)
+    .fetch_all(&mut *connection)
     .await?;
-    let quiet_hours =
-        match (row.try_get::<Option<String>, _>("quiet_start")?, row.try_get::<Option<String>, _>("quiet_end")?) {
-            (Some(start), Some(end)) => QuietHours::parse(&start, &end).ok(),
-            _ => None,
-        };
-    let state = RecipientState {
-        push_disabled: row.try_get::<Option<bool>, _>("push_enabled")? == Some(false),
-        room_muted: row.try_get("muted")?,
-        online: row.try_get("online")?,
-        quiet_hours,
-        timezone: row.try_get::<Option<String>, _>("timezone")?.and_then(|zone| TimeZoneName::parse(&zone).ok()),
-    };
-    Ok(pushgate_domain::route(&state, plan.online, push.now_ms))
+    rows.iter()
+        .map(|row| {
+            let quiet_hours = match (
+                row.try_get::<Option<String>, _>("quiet_start")?,
+                row.try_get::<Option<String>, _>("quiet_end")?,
+            ) {
+                (Some(start), Some(end)) => QuietHours::parse(&start, &end).ok(),
+                _ => None,
+            };
+            let state = RecipientState {
+                push_disabled: row.try_get::<Option<bool>, _>("push_enabled")? == Some(false),
+                room_muted: row.try_get("muted")?,
+                online: row.try_get("online")?,
+                quiet_hours,
+                timezone: row
+                    .try_get::<Option<String>, _>("timezone")?
+                    .and_then(|zone| TimeZoneName::parse(&zone).ok()),
+            };
+            Ok(pushgate_domain::route(&state, plan.online, push.now_ms))
+        })
+        .collect()
 }
 
-/// The badge total: unreads (leaving out rooms muted at `now_ms` unless
-/// they count) plus sources.
-async fn badge_total(
+/// The badge totals of `clients` (a JSON array), in its order: unreads
+/// (leaving out rooms muted at `now_ms` unless they count) plus sources.
+async fn badge_totals(
     connection: &mut SqliteConnection,
     app: &str,
-    client: &str,
+    clients: &str,
     count_muted_rooms: bool,
     now_ms: i64,
-) -> Result<i64, StoreError> {
-    let total = sqlx::query_scalar(
+) -> Result<Vec<i64>, StoreError> {
+    let totals = sqlx::query_scalar(
         "SELECT (SELECT COALESCE(SUM(u.unread), 0) FROM room_unreads u \
-                 WHERE u.app_id = ?1 AND u.client_id = ?2 AND (?3 OR NOT EXISTS ( \
-                     SELECT 1 FROM room_prefs r WHERE r.app_id = ?1 AND r.client_id = ?2 AND r.room = u.room \
+                 WHERE u.app_id = ?1 AND u.client_id = j.value AND (?3 OR NOT EXISTS ( \
+                     SELECT 1 FROM room_prefs r WHERE r.app_id = ?1 AND r.client_id = j.value AND r.room = u.room \
                      AND r.muted = 1 AND (r.muted_until_ms IS NULL OR r.muted_until_ms > ?4)))) \
-              + (SELECT COALESCE(SUM(count), 0) FROM badge_sources WHERE app_id = ?1 AND client_id = ?2)",
+              + (SELECT COALESCE(SUM(count), 0) FROM badge_sources WHERE app_id = ?1 AND client_id = j.value) \
+         FROM json_each(?2) j ORDER BY j.key",
     )
     .bind(app)
-    .bind(client)
+    .bind(clients)
     .bind(count_muted_rooms)
     .bind(now_ms)
-    .fetch_one(connection)
+    .fetch_all(connection)
     .await?;
-    Ok(total)
+    Ok(totals)
 }
 
-/// Applies the push's badge plan to one client and answers the badge its
-/// deliveries carry.
+/// Applies the push's badge plan to its clients (`clients`, a JSON array
+/// of `count` ids) and answers the badge each one's deliveries carry, in
+/// the array's order.
 async fn apply_badge_plan(
     transaction: &mut SqliteConnection,
     push: &NewPush,
-    client: &str,
-) -> Result<Option<i64>, StoreError> {
+    clients: &str,
+    count: usize,
+) -> Result<Vec<Option<i64>>, StoreError> {
     let app = push.app_id.as_str();
     match &push.badge {
-        BadgePlan::None => return Ok(None),
-        BadgePlan::Given(badge) => return Ok(Some(i64::from(*badge))),
+        BadgePlan::None => return Ok(vec![None; count]),
+        BadgePlan::Given(badge) => return Ok(vec![Some(i64::from(*badge)); count]),
         BadgePlan::CountUnread(room) => {
+            // `WHERE true`: SQLite needs it to tell the upsert's `ON` from a join's.
             sqlx::query(
-                "INSERT INTO room_unreads (app_id, client_id, room, unread, updated_at_ms) VALUES (?1, ?2, ?3, 1, ?4) \
+                "INSERT INTO room_unreads (app_id, client_id, room, unread, updated_at_ms) \
+                 SELECT ?1, j.value, ?3, 1, ?4 FROM json_each(?2) j WHERE true \
                  ON CONFLICT DO UPDATE SET unread = unread + 1, updated_at_ms = excluded.updated_at_ms",
             )
             .bind(app)
-            .bind(client)
+            .bind(clients)
             .bind(room.as_str())
             .bind(push.now_ms)
             .execute(&mut *transaction)
             .await?;
         }
-        BadgePlan::ClearRoom(room) => clear_room(&mut *transaction, app, client, room).await?,
+        BadgePlan::ClearRoom(room) => {
+            sqlx::query("DELETE FROM room_unreads WHERE app_id = ?1 AND room = ?3 AND client_id IN (SELECT value FROM json_each(?2))")
+                .bind(app)
+                .bind(clients)
+                .bind(room.as_str())
+                .execute(&mut *transaction)
+                .await?;
+        }
     }
-    Ok(Some(badge_total(transaction, app, client, push.count_muted_rooms, push.now_ms).await?))
+    let totals = badge_totals(transaction, app, clients, push.count_muted_rooms, push.now_ms).await?;
+    Ok(totals.into_iter().map(Some).collect())
 }
 
 async fn clear_room(
@@ -808,10 +849,10 @@ impl Store for SqliteStore {
             rows.into_iter().map(|(name, count)| (name, u64::try_from(count).unwrap_or_default())).collect()
         };
         let mut connection = self.pool.acquire().await?;
-        let total =
-            badge_total(&mut connection, app_id.as_str(), client_id.as_str(), count_muted_rooms, now_ms).await?;
+        let clients = serde_json::Value::from([client_id.as_str()]).to_string();
+        let totals = badge_totals(&mut connection, app_id.as_str(), &clients, count_muted_rooms, now_ms).await?;
         Ok(BadgeView {
-            total: u64::try_from(total).unwrap_or_default(),
+            total: totals.first().and_then(|total| u64::try_from(*total).ok()).unwrap_or_default(),
             rooms: to_map(rooms),
             sources: to_map(sources),
         })
