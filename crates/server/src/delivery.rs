@@ -160,7 +160,8 @@ impl Worker {
 
     /// Runs until its task is stopped: releases the leases a previous process
     /// left, then claims due deliveries in batches and sends them with bounded
-    /// concurrency. Sleeps until woken by an accepted push, until the next
+    /// concurrency (a batch is claimed once every delivery of the previous one
+    /// holds a send slot). Sleeps until woken by an accepted push, until the next
     /// delivery is due, or at most the poll interval.
     async fn run(self: Arc<Self>) {
         match self.store.release_all_leases().await {
@@ -172,8 +173,12 @@ impl Worker {
         }
         let poll = i64::try_from(self.settings.poll_interval_ms).unwrap_or(1000);
         let semaphore = Arc::new(tokio::sync::Semaphore::new(self.settings.concurrency));
+        // Sends outlive the batch that claimed them: the next batch is claimed
+        // as soon as the last one is under way, not when its slowest send ends.
+        let mut running = tokio::task::JoinSet::new();
         let mut next_housekeeping = now_ms();
         loop {
+            while running.try_join_next().is_some() {}
             let now = now_ms();
             if now >= next_housekeeping {
                 self.forget_old_history(now).await;
@@ -182,7 +187,6 @@ impl Worker {
             let lease_ms = i64::try_from(self.settings.lease_ms).unwrap_or(60_000);
             match self.store.claim_due_deliveries(now, self.settings.batch, lease_ms).await {
                 Ok(batch) if !batch.is_empty() => {
-                    let mut running = tokio::task::JoinSet::new();
                     for delivery in batch {
                         let Ok(permit) = Arc::clone(&semaphore).acquire_owned().await else { return };
                         let worker = Arc::clone(&self);
@@ -191,7 +195,6 @@ impl Worker {
                             drop(permit);
                         });
                     }
-                    while running.join_next().await.is_some() {}
                     continue;
                 }
                 Ok(_) => {}
@@ -269,6 +272,9 @@ impl Worker {
         if let Err(error) = self.store.record_attempt(delivery.id, &update).await {
             // The lease runs out and the delivery is sent again: at-least-once.
             tracing::error!(error = %error, push.id = %delivery.push_id, "cannot record a delivery outcome");
+        } else if update.status == DeliveryStatus::Retrying {
+            // The claim loop may be asleep until a later time than this retry's.
+            self.handle.wake.notify_one();
         }
     }
 

@@ -618,7 +618,7 @@ impl Store for SqliteStore {
         limit: u32,
         lease_ms: i64,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-        let _writer = self.writer.lock().await;
+        let writer = self.writer.lock().await;
         let mut transaction = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let rows = sqlx::query(
             "UPDATE deliveries SET leased_until_ms = ?1 WHERE id IN ( \
@@ -634,26 +634,38 @@ impl Store for SqliteStore {
         .bind(i64::from(limit))
         .fetch_all(&mut *transaction)
         .await?;
+        transaction.commit().await?;
+        drop(writer);
+        // The pushes of the claimed deliveries, in one read after the commit
+        // (a push never changes, and is not forgotten while it has deliveries
+        // to send).
+        let push_ids: BTreeSet<String> =
+            rows.iter().map(|row| row.try_get::<String, _>("push_id")).collect::<Result<_, _>>()?;
+        let push_ids = serde_json::Value::from_iter(push_ids).to_string();
         let mut pushes: HashMap<String, (String, String, i64, Option<String>)> = HashMap::new();
+        for push in sqlx::query(
+            "SELECT push_id, kind, request, deadline_ms, experiment FROM pushes \
+             WHERE push_id IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(&push_ids)
+        .fetch_all(&self.pool)
+        .await?
+        {
+            pushes.insert(
+                push.try_get("push_id")?,
+                (
+                    push.try_get("kind")?,
+                    push.try_get("request")?,
+                    push.try_get("deadline_ms")?,
+                    push.try_get("experiment")?,
+                ),
+            );
+        }
         let mut claimed = Vec::with_capacity(rows.len());
         for row in &rows {
             let push_id: String = row.try_get("push_id")?;
-            if !pushes.contains_key(&push_id) {
-                let push = sqlx::query("SELECT kind, request, deadline_ms, experiment FROM pushes WHERE push_id = ?1")
-                    .bind(&push_id)
-                    .fetch_one(&mut *transaction)
-                    .await?;
-                pushes.insert(
-                    push_id.clone(),
-                    (
-                        push.try_get("kind")?,
-                        push.try_get("request")?,
-                        push.try_get("deadline_ms")?,
-                        push.try_get("experiment")?,
-                    ),
-                );
-            }
-            let (kind, request, deadline_ms, experiment) = pushes[&push_id].clone();
+            let (kind, request, deadline_ms, experiment) =
+                pushes.get(&push_id).cloned().ok_or_else(|| StoreError::Corrupt(format!("pushes.{push_id}")))?;
             let corrupt = |what: &str| StoreError::Corrupt(format!("deliveries.{what}"));
             let text = |column: &str| row.try_get::<Option<String>, _>(column);
             let device_type = text("device_type")?.ok_or_else(|| corrupt("device_type"))?;
@@ -683,7 +695,6 @@ impl Store for SqliteStore {
                 deadline_ms,
             });
         }
-        transaction.commit().await?;
         Ok(claimed)
     }
 
