@@ -46,32 +46,37 @@ pub struct SqliteStore {
 /// Most writes committed in one group.
 const MAX_GROUP: usize = 256;
 
+/// What a group of writes answers, once stored: each write's output.
+type GroupOutputs<'a, T> = std::pin::Pin<Box<dyn Future<Output = Result<Vec<T>, StoreError>> + Send + 'a>>;
+
 /// A write that can share a transaction with others of its kind.
 trait GroupWrite: std::fmt::Debug + Send + Sync + 'static {
     type Output: Send + 'static;
-    fn write<'a>(
-        &'a self,
-        connection: &'a mut SqliteConnection,
-    ) -> std::pin::Pin<Box<dyn Future<Output = Result<Self::Output, StoreError>> + Send + 'a>>;
+    /// Stores a group of writes in the open transaction, answering each
+    /// one's output in order.
+    fn write_group<'a>(writes: &'a [&'a Self], connection: &'a mut SqliteConnection) -> GroupOutputs<'a, Self::Output>;
 }
 
 impl GroupWrite for NewPush {
     type Output = Accepted;
-    fn write<'a>(
-        &'a self,
-        connection: &'a mut SqliteConnection,
-    ) -> std::pin::Pin<Box<dyn Future<Output = Result<Accepted, StoreError>> + Send + 'a>> {
-        Box::pin(insert_push(connection, self))
+    fn write_group<'a>(writes: &'a [&'a Self], connection: &'a mut SqliteConnection) -> GroupOutputs<'a, Accepted> {
+        Box::pin(async move {
+            let mut accepted = Vec::with_capacity(writes.len());
+            for push in writes {
+                accepted.push(insert_push(connection, push).await?);
+            }
+            Ok(accepted)
+        })
     }
 }
 
 impl GroupWrite for (i64, DeliveryUpdate) {
     type Output = ();
-    fn write<'a>(
-        &'a self,
-        connection: &'a mut SqliteConnection,
-    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'a>> {
-        Box::pin(record(connection, self.0, &self.1))
+    fn write_group<'a>(writes: &'a [&'a Self], connection: &'a mut SqliteConnection) -> GroupOutputs<'a, ()> {
+        Box::pin(async move {
+            record(connection, writes).await?;
+            Ok(vec![(); writes.len()])
+        })
     }
 }
 
@@ -188,30 +193,32 @@ async fn group_committer<W: GroupWrite>(
 
 async fn commit_group<W: GroupWrite>(pool: &SqlitePool, writes: &[&W]) -> Result<Vec<W::Output>, StoreError> {
     let mut transaction = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let mut results = Vec::with_capacity(writes.len());
-    for write in writes {
-        results.push(write.write(&mut transaction).await?);
-    }
+    let results = W::write_group(writes, &mut transaction).await?;
     transaction.commit().await?;
     Ok(results)
 }
 
-async fn record(
-    connection: &mut SqliteConnection,
-    delivery_id: i64,
-    update: &DeliveryUpdate,
-) -> Result<(), StoreError> {
+/// Records attempt outcomes, all in one statement (the outcomes go in as a
+/// JSON array).
+async fn record(connection: &mut SqliteConnection, updates: &[&(i64, DeliveryUpdate)]) -> Result<(), StoreError> {
+    let updates = serde_json::Value::from_iter(updates.iter().map(|(delivery_id, update)| {
+        serde_json::json!({
+            "id": delivery_id,
+            "status": update.status.as_str(),
+            "reason": update.reason,
+            "next": update.next_attempt_at_ms,
+            "attempted": i64::from(update.attempted),
+            "now": update.now_ms,
+        })
+    }))
+    .to_string();
     sqlx::query(
-        "UPDATE deliveries SET status = ?1, reason = ?2, next_attempt_at_ms = ?3, leased_until_ms = NULL, \
-             attempts = attempts + ?4, updated_at_ms = ?5 \
-         WHERE id = ?6",
+        "UPDATE deliveries SET status = json_extract(j.value, '$.status'), reason = json_extract(j.value, '$.reason'), \
+             next_attempt_at_ms = json_extract(j.value, '$.next'), leased_until_ms = NULL, \
+             attempts = attempts + json_extract(j.value, '$.attempted'), updated_at_ms = json_extract(j.value, '$.now') \
+         FROM json_each(?1) j WHERE deliveries.id = json_extract(j.value, '$.id')",
     )
-    .bind(update.status.as_str())
-    .bind(update.reason.as_deref())
-    .bind(update.next_attempt_at_ms)
-    .bind(i64::from(update.attempted))
-    .bind(update.now_ms)
-    .bind(delivery_id)
+    .bind(updates)
     .execute(connection)
     .await?;
     Ok(())

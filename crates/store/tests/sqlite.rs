@@ -114,3 +114,88 @@ async fn concurrent_callbacks_never_lose_an_increment_and_count_duplicates_once(
     assert_eq!(badge.total, 100);
     assert_eq!(badge.rooms.values().sum::<u64>(), 100);
 }
+
+/// Outcomes recorded at once (group-committed in one statement) each land
+/// on their own delivery with their own status, reason and attempt count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_outcomes_each_land_on_their_own_delivery() {
+    use pushgate_domain::{AppId, ClientId, DeviceId, DeviceType, PushToken};
+    use pushgate_store::{DeliveryStatus, DeliveryUpdate, NewDevice};
+    let directory = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", directory.path().join("pushgate.db").display());
+    let store = Arc::new(SqliteStore::open(&url).await.expect("open"));
+    let app = AppId::parse("SampleApp").expect("app id");
+    for n in 0..40 {
+        let token = format!("{n:064x}");
+        let device = NewDevice {
+            app_id: app.clone(),
+            device_type: DeviceType::Ios,
+            device_id: DeviceId::parse(&format!("device-{n}")).expect("device id"),
+            client_id: ClientId::parse("many").expect("client"),
+            token: PushToken::parse(DeviceType::Ios, &token).expect("token"),
+            environment: None,
+            locale: None,
+            timezone: None,
+            now_ms: 1,
+        };
+        store.upsert_device(&device).await.expect("registered");
+    }
+    let push = pushgate_store::NewPush {
+        clients: vec![ClientId::parse("many").expect("client")],
+        deadline_ms: 1_000_000,
+        ..push_to_nobody("outcomes")
+    };
+    assert_eq!(store.accept_push(&push).await.expect("accepted").queued, 40);
+    let claimed = store.claim_due_deliveries(10, 100, 60_000).await.expect("claimed");
+    assert_eq!(claimed.len(), 40);
+    // Even deliveries are delivered; odd ones retry at a time of their own.
+    let records: Vec<_> = claimed
+        .iter()
+        .enumerate()
+        .map(|(n, delivery)| {
+            let store = Arc::clone(&store);
+            let n = i64::try_from(n).expect("small");
+            let update = if n % 2 == 0 {
+                DeliveryUpdate {
+                    status: DeliveryStatus::Delivered,
+                    reason: None,
+                    next_attempt_at_ms: None,
+                    attempted: true,
+                    now_ms: 20,
+                }
+            } else {
+                DeliveryUpdate {
+                    status: DeliveryStatus::Retrying,
+                    reason: Some(format!("busy {n}")),
+                    next_attempt_at_ms: Some(1000 + n),
+                    attempted: true,
+                    now_ms: 20,
+                }
+            };
+            let id = delivery.id;
+            tokio::spawn(async move { store.record_attempt(id, &update).await })
+        })
+        .collect();
+    for record in records {
+        record.await.expect("task").expect("recorded");
+    }
+    let view = store.push_view(&app, "outcomes").await.expect("view").expect("stored");
+    assert_eq!(view.deliveries.len(), 40);
+    let retrying: Vec<_> =
+        view.deliveries.iter().filter(|delivery| delivery.status == DeliveryStatus::Retrying).collect();
+    assert_eq!(retrying.len(), 20);
+    for delivery in &view.deliveries {
+        assert_eq!(delivery.attempts, 1, "{delivery:?}");
+        assert_eq!(delivery.updated_at_ms, 20);
+        if delivery.status == DeliveryStatus::Retrying {
+            let n = delivery.reason.as_deref().and_then(|reason| reason.strip_prefix("busy ")).expect("reason");
+            assert_eq!(delivery.next_attempt_at_ms, Some(1000 + n.parse::<i64>().expect("number")));
+        } else {
+            assert_eq!(delivery.status, DeliveryStatus::Delivered, "{delivery:?}");
+            assert_eq!(delivery.reason, None);
+        }
+    }
+    // Only the retries are due again, at their own times.
+    assert!(store.claim_due_deliveries(1000, 100, 60_000).await.expect("claim").is_empty());
+    assert_eq!(store.claim_due_deliveries(2000, 100, 60_000).await.expect("claim").len(), 20);
+}
