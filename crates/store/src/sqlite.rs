@@ -305,7 +305,7 @@ async fn insert_push(transaction: &mut SqliteConnection, push: &NewPush) -> Resu
     // `CROSS JOIN` keeps the client list as the outer loop, and `INDEXED BY`
     // the per-client device lookup (see `route_clients`). The client's own
     // locale preference wins over what its devices reported.
-    let statuses: Vec<String> = sqlx::query_scalar(
+    sqlx::query(
         "INSERT INTO deliveries (push_id, app_id, client_id, device_type, device_id, token, environment, locale, \
                                  badge, status, reason, next_attempt_at_ms, updated_at_ms, mode, route_reason, \
                                  experiment_id, variant) \
@@ -316,14 +316,13 @@ async fn insert_push(transaction: &mut SqliteConnection, push: &NewPush) -> Resu
                 json_extract(j.value, '$.variant') \
          FROM json_each(?3) j CROSS JOIN devices d INDEXED BY devices_client \
          LEFT JOIN client_prefs p ON p.app_id = d.app_id AND p.client_id = d.client_id \
-         WHERE d.app_id = ?4 AND d.client_id = json_extract(j.value, '$.client') \
-         RETURNING status",
+         WHERE d.app_id = ?4 AND d.client_id = json_extract(j.value, '$.client')",
     )
     .bind(&push.push_id)
     .bind(push.now_ms)
     .bind(&plans)
     .bind(push.app_id.as_str())
-    .fetch_all(&mut *transaction)
+    .execute(&mut *transaction)
     .await?;
     let clients_without_devices = sqlx::query(
         "INSERT INTO deliveries (push_id, app_id, client_id, badge, status, reason, updated_at_ms) \
@@ -340,8 +339,12 @@ async fn insert_push(transaction: &mut SqliteConnection, push: &NewPush) -> Resu
     .execute(&mut *transaction)
     .await?
     .rows_affected();
-    let queued = statuses.iter().filter(|status| *status == DeliveryStatus::Queued.as_str()).count();
-    Ok(Accepted { queued: queued as u64, clients_without_devices, duplicate_of: None })
+    // One row answered, not one per delivery: every row crosses a thread in sqlx's SQLite driver.
+    let queued: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE push_id = ?1 AND status = 'queued'")
+        .bind(&push.push_id)
+        .fetch_one(&mut *transaction)
+        .await?;
+    Ok(Accepted { queued: u64::try_from(queued).unwrap_or_default(), clients_without_devices, duplicate_of: None })
 }
 
 /// What is known of each client (`clients`, a JSON array) of a routed
