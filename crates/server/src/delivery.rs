@@ -187,11 +187,18 @@ impl Worker {
             let lease_ms = i64::try_from(self.settings.lease_ms).unwrap_or(60_000);
             match self.store.claim_due_deliveries(now, self.settings.batch, lease_ms).await {
                 Ok(batch) if !batch.is_empty() => {
+                    // Each push is parsed once for all its deliveries in the batch.
+                    let mut parsed: HashMap<String, Arc<Option<StoredPush>>> = HashMap::new();
                     for delivery in batch {
+                        let push = Arc::clone(
+                            parsed
+                                .entry(delivery.push_id.clone())
+                                .or_insert_with(|| Arc::new(StoredPush::parse(&delivery))),
+                        );
                         let Ok(permit) = Arc::clone(&semaphore).acquire_owned().await else { return };
                         let worker = Arc::clone(&self);
                         running.spawn(async move {
-                            worker.deliver(delivery).await;
+                            worker.deliver(delivery, push.as_ref().as_ref()).await;
                             drop(permit);
                         });
                     }
@@ -241,9 +248,9 @@ impl Worker {
         }
     }
 
-    async fn deliver(&self, delivery: ClaimedDelivery) {
+    async fn deliver(&self, delivery: ClaimedDelivery, push: Option<&StoredPush>) {
         let now = now_ms();
-        let (provider, update) = self.attempt(&delivery, now).await;
+        let (provider, update) = self.attempt(&delivery, push, now).await;
         // The metric's reason label is the provider's short code (never the
         // free text a provider may add), so the number of series stays bounded.
         let (update, label_reason) = match update {
@@ -280,7 +287,12 @@ impl Worker {
 
     /// Sends once. `Ok` is an update decided without the provider (skipped,
     /// expired); `Err` carries the provider's outcome to settle.
-    async fn attempt(&self, delivery: &ClaimedDelivery, now: i64) -> (&'static str, Result<DeliveryUpdate, Outcome>) {
+    async fn attempt(
+        &self,
+        delivery: &ClaimedDelivery,
+        push: Option<&StoredPush>,
+        now: i64,
+    ) -> (&'static str, Result<DeliveryUpdate, Outcome>) {
         let final_update = |status, reason: &str| DeliveryUpdate {
             status,
             reason: Some(reason.to_owned()),
@@ -294,7 +306,7 @@ impl Worker {
         let Some(app) = self.apps.get(&delivery.app_id) else {
             return ("none", Ok(final_update(DeliveryStatus::Skipped, "the app is no longer configured")));
         };
-        let Some(push) = StoredPush::parse(delivery) else {
+        let Some(push) = push else {
             return ("none", Ok(final_update(DeliveryStatus::Failed, "the stored push is unreadable")));
         };
         match delivery.device_type {
@@ -445,33 +457,33 @@ impl Worker {
     }
 }
 
-/// A stored push, read back for an attempt: the provider payloads are built
-/// again from it each time (pure functions of what was stored).
+/// A stored push, read back for its attempts: parsed once per claimed batch
+/// and shared by the batch's deliveries of it; the provider payloads are
+/// built again from it for each (pure functions of what was stored).
 enum StoredPush {
     /// push2clients.
-    Custom(Box<CustomPush>),
+    Custom(CustomPush),
     /// A v2 callback (`alert` none) or a v1 callback (`alert` as given), with
-    /// the recipient's experiment variant, if any.
-    Chat { message: Box<ChatMessage>, alert: Option<String>, variant: Option<pushgate_domain::Variant> },
-    /// A silent badge update: after a read mark, or for a recipient routed to
-    /// `silent` (muted room, online).
+    /// the push's experiment, if any.
+    Chat { message: ChatMessage, alert: Option<String>, experiment: Option<Experiment> },
+    /// A silent badge update after a read mark.
     Badge,
 }
 
 impl StoredPush {
+    /// `None` when the stored request cannot be read back.
     fn parse(delivery: &ClaimedDelivery) -> Option<Self> {
         match delivery.kind.as_str() {
-            "custom" => serde_json::from_str(&delivery.request).ok().map(|push| Self::Custom(Box::new(push))),
-            "chat" | "chat-v1" if delivery.mode.as_deref() == Some("silent") => Some(Self::Badge),
+            "custom" => serde_json::from_str(&delivery.request).ok().map(Self::Custom),
             "chat" | "chat-v1" => {
                 let fields: serde_json::Map<String, serde_json::Value> =
                     serde_json::from_str(&delivery.request).ok()?;
                 let alert = fields.get("alert").and_then(|alert| alert.as_str()).map(str::to_owned);
-                let variant = delivery.experiment.as_ref().and_then(|(snapshot, name)| {
-                    let experiment: Experiment = serde_json::from_str(snapshot).ok()?;
-                    experiment.variants.into_iter().find(|variant| variant.name == *name)
-                });
-                Some(Self::Chat { message: Box::new(ChatMessage::parse(&fields).ok()?), alert, variant })
+                let experiment = match &delivery.experiment {
+                    Some((snapshot, _)) => Some(serde_json::from_str(snapshot).ok()?),
+                    None => None,
+                };
+                Some(Self::Chat { message: ChatMessage::parse(&fields).ok()?, alert, experiment })
             }
             "badge" => Some(Self::Badge),
             _ => None,
@@ -479,8 +491,10 @@ impl StoredPush {
     }
 
     fn recipient<'a>(&'a self, delivery: &'a ClaimedDelivery) -> Recipient<'a> {
-        let variant = match self {
-            Self::Chat { variant, .. } => variant.as_ref(),
+        let variant = match (self, &delivery.experiment) {
+            (Self::Chat { experiment: Some(experiment), .. }, Some((_, name))) => {
+                experiment.variants.iter().find(|variant| variant.name == *name)
+            }
             _ => None,
         };
         Recipient {
@@ -493,28 +507,37 @@ impl StoredPush {
 
     /// The APNs push for the delivery's device; `None` when that device gets none.
     fn apns(&self, delivery: &ClaimedDelivery, style: &ChatStyle) -> Option<ApnsPush> {
-        let recipient = self.recipient(delivery);
+        let voip = delivery.device_type == DeviceType::IosVoip;
         match self {
             Self::Custom(push) => Some(push.to_apns()),
-            Self::Chat { message, .. } if delivery.device_type == DeviceType::IosVoip => {
-                Some(message.to_apns_voip(style, &recipient))
+            Self::Chat { message, .. } if !routed_silent(delivery) && voip => {
+                Some(message.to_apns_voip(style, &self.recipient(delivery)))
             }
-            Self::Chat { message, alert, .. } => Some(message.to_apns(style, &recipient, alert.as_deref())),
+            Self::Chat { message, alert, .. } if !routed_silent(delivery) => {
+                Some(message.to_apns(style, &self.recipient(delivery), alert.as_deref()))
+            }
             // A VoIP push must report a call; a badge update is not one.
-            Self::Badge if delivery.device_type == DeviceType::IosVoip => None,
-            Self::Badge => Some(badge_update_apns(delivery.badge.unwrap_or_default())),
+            Self::Chat { .. } | Self::Badge if voip => None,
+            Self::Chat { .. } | Self::Badge => Some(badge_update_apns(delivery.badge.unwrap_or_default())),
         }
     }
 
     /// The FCM message (without its token) for the delivery's device.
     fn fcm(&self, delivery: &ClaimedDelivery, style: &ChatStyle, now_seconds: u64) -> serde_json::Value {
-        let recipient = self.recipient(delivery);
         match self {
             Self::Custom(push) => push.to_fcm(now_seconds),
-            Self::Chat { message, alert, .. } => message.to_fcm(style, &recipient, alert.as_deref()),
-            Self::Badge => badge_update_fcm(delivery.badge.unwrap_or_default()),
+            Self::Chat { message, alert, .. } if !routed_silent(delivery) => {
+                message.to_fcm(style, &self.recipient(delivery), alert.as_deref())
+            }
+            Self::Chat { .. } | Self::Badge => badge_update_fcm(delivery.badge.unwrap_or_default()),
         }
     }
+}
+
+/// A chat recipient routed to `silent` (muted room, online) gets a badge
+/// update instead of the message.
+fn routed_silent(delivery: &ClaimedDelivery) -> bool {
+    delivery.mode.as_deref() == Some("silent")
 }
 
 /// Holds `worker_running` up while the worker's task lives; lowers it when

@@ -2,6 +2,7 @@
 
 use pushgate_domain::{AppId, ClientId, DeviceId, DeviceType, Environment, Locale, OnlinePolicy, PushToken, RoomId};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 /// A push to accept: stored with one delivery per device of its clients, in
 /// one transaction, before the caller is told it was accepted.
@@ -128,14 +129,16 @@ pub struct ClaimedDelivery {
     pub badge: Option<u32>,
     /// How the client is reached: `alert`, `quiet` or `silent`; `None` when not routed.
     pub mode: Option<String>,
-    /// The push's experiment snapshot (JSON) and the client's variant, if any.
-    pub experiment: Option<(String, String)>,
+    /// The push's experiment snapshot (JSON, shared by the push's
+    /// deliveries) and the client's variant, if any.
+    pub experiment: Option<(Arc<str>, String)>,
     /// Attempts made before this one.
     pub attempts: u32,
     /// The push's kind.
     pub kind: String,
-    /// The push's request payload, JSON.
-    pub request: String,
+    /// The push's request payload, JSON, shared by the push's deliveries in
+    /// one claim.
+    pub request: Arc<str>,
     /// No attempt after this, Unix ms.
     pub deadline_ms: i64,
 }
