@@ -7,6 +7,12 @@ use secrecy::ExposeSecret as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// mimalloc rather than glibc's allocator: the delivery path allocates many
+/// small, short-lived buffers across threads, and profiles showed glibc's
+/// `malloc_consolidate` and arena locking at ~15 % of the process (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Self-hosted push gateway for chat apps built on IMKIT.
 #[derive(Debug, Parser)]
 #[command(name = "pushgate", version)]
