@@ -358,45 +358,48 @@ async fn route_clients(
     // `INDEXED BY`: without statistics SQLite prefers the app's primary-key
     // range of this WITHOUT ROWID table when a query also sorts, a scan of
     // every device of the app per recipient (found by pushgate-bench).
-    let rows = sqlx::query(
-        "SELECT p.push_enabled, p.quiet_start, p.quiet_end, \
-                COALESCE(p.timezone, (SELECT timezone FROM devices INDEXED BY devices_client \
-                                      WHERE app_id = ?1 AND client_id = j.value \
-                                      AND timezone IS NOT NULL ORDER BY updated_at_ms DESC LIMIT 1)) AS timezone, \
-                EXISTS (SELECT 1 FROM room_prefs WHERE app_id = ?1 AND client_id = j.value AND room = ?3 \
-                        AND muted = 1 AND (muted_until_ms IS NULL OR muted_until_ms > ?4)) AS muted, \
-                EXISTS (SELECT 1 FROM presence WHERE app_id = ?1 AND client_id = j.value \
-                        AND online_until_ms > ?4) AS online \
-         FROM json_each(?2) j LEFT JOIN client_prefs p ON p.app_id = ?1 AND p.client_id = j.value \
-         ORDER BY j.key",
+    // One JSON row for all the clients: every row sqlx's SQLite driver
+    // answers crosses a thread (found by profiling).
+    let rows: String = sqlx::query_scalar(
+        "SELECT json_group_array(json_array(push_enabled, quiet_start, quiet_end, timezone, muted, online) \
+                                 ORDER BY key) FROM ( \
+           SELECT j.key, p.push_enabled, p.quiet_start, p.quiet_end, \
+                  COALESCE(p.timezone, (SELECT timezone FROM devices INDEXED BY devices_client \
+                                        WHERE app_id = ?1 AND client_id = j.value \
+                                        AND timezone IS NOT NULL ORDER BY updated_at_ms DESC LIMIT 1)) AS timezone, \
+                  EXISTS (SELECT 1 FROM room_prefs WHERE app_id = ?1 AND client_id = j.value AND room = ?3 \
+                          AND muted = 1 AND (muted_until_ms IS NULL OR muted_until_ms > ?4)) AS muted, \
+                  EXISTS (SELECT 1 FROM presence WHERE app_id = ?1 AND client_id = j.value \
+                          AND online_until_ms > ?4) AS online \
+           FROM json_each(?2) j LEFT JOIN client_prefs p ON p.app_id = ?1 AND p.client_id = j.value)",
     )
     .bind(push.app_id.as_str())
     .bind(clients)
     .bind(plan.room.as_str())
     .bind(push.now_ms)
-    .fetch_all(&mut *connection)
+    .fetch_one(&mut *connection)
     .await?;
-    rows.iter()
-        .map(|row| {
-            let quiet_hours = match (
-                row.try_get::<Option<String>, _>("quiet_start")?,
-                row.try_get::<Option<String>, _>("quiet_end")?,
-            ) {
+    // SQLite's booleans are the integers 0 and 1.
+    type Known = (Option<i64>, Option<String>, Option<String>, Option<String>, i64, i64);
+    let rows: Vec<Known> =
+        serde_json::from_str(&rows).map_err(|error| StoreError::Corrupt(format!("routing state: {error}")))?;
+    Ok(rows
+        .into_iter()
+        .map(|(push_enabled, quiet_start, quiet_end, timezone, muted, online)| {
+            let quiet_hours = match (quiet_start, quiet_end) {
                 (Some(start), Some(end)) => QuietHours::parse(&start, &end).ok(),
                 _ => None,
             };
             let state = RecipientState {
-                push_disabled: row.try_get::<Option<bool>, _>("push_enabled")? == Some(false),
-                room_muted: row.try_get("muted")?,
-                online: row.try_get("online")?,
+                push_disabled: push_enabled == Some(0),
+                room_muted: muted != 0,
+                online: online != 0,
                 quiet_hours,
-                timezone: row
-                    .try_get::<Option<String>, _>("timezone")?
-                    .and_then(|zone| TimeZoneName::parse(&zone).ok()),
+                timezone: timezone.and_then(|zone| TimeZoneName::parse(&zone).ok()),
             };
-            Ok(pushgate_domain::route(&state, plan.online, push.now_ms))
+            pushgate_domain::route(&state, plan.online, push.now_ms)
         })
-        .collect()
+        .collect())
 }
 
 /// The badge totals of `clients` (a JSON array), in its order: unreads
@@ -408,21 +411,24 @@ async fn badge_totals(
     count_muted_rooms: bool,
     now_ms: i64,
 ) -> Result<Vec<i64>, StoreError> {
-    let totals = sqlx::query_scalar(
-        "SELECT (SELECT COALESCE(SUM(u.unread), 0) FROM room_unreads u \
-                 WHERE u.app_id = ?1 AND u.client_id = j.value AND (?3 OR NOT EXISTS ( \
-                     SELECT 1 FROM room_prefs r WHERE r.app_id = ?1 AND r.client_id = j.value AND r.room = u.room \
-                     AND r.muted = 1 AND (r.muted_until_ms IS NULL OR r.muted_until_ms > ?4)))) \
-              + (SELECT COALESCE(SUM(count), 0) FROM badge_sources WHERE app_id = ?1 AND client_id = j.value) \
-         FROM json_each(?2) j ORDER BY j.key",
+    // One JSON row, not one per client (see `route_clients`).
+    let totals: String = sqlx::query_scalar(
+        "SELECT json_group_array(total ORDER BY key) FROM ( \
+           SELECT j.key, (SELECT COALESCE(SUM(u.unread), 0) FROM room_unreads u \
+                   WHERE u.app_id = ?1 AND u.client_id = j.value AND (?3 OR NOT EXISTS ( \
+                       SELECT 1 FROM room_prefs r WHERE r.app_id = ?1 AND r.client_id = j.value AND r.room = u.room \
+                       AND r.muted = 1 AND (r.muted_until_ms IS NULL OR r.muted_until_ms > ?4)))) \
+                + (SELECT COALESCE(SUM(count), 0) FROM badge_sources WHERE app_id = ?1 AND client_id = j.value) \
+                  AS total \
+           FROM json_each(?2) j)",
     )
     .bind(app)
     .bind(clients)
     .bind(count_muted_rooms)
     .bind(now_ms)
-    .fetch_all(connection)
+    .fetch_one(connection)
     .await?;
-    Ok(totals)
+    serde_json::from_str(&totals).map_err(|error| StoreError::Corrupt(format!("badge totals: {error}")))
 }
 
 /// Applies the push's badge plan to its clients (`clients`, a JSON array
@@ -664,7 +670,8 @@ impl Store for SqliteStore {
         // to send).
         let push_ids: BTreeSet<&str> = rows.iter().filter_map(|row| row.get("push_id")?.as_str()).collect();
         let push_ids = serde_json::Value::from_iter(push_ids).to_string();
-        let mut pushes: HashMap<String, (String, String, i64, Option<String>)> = HashMap::new();
+        type ClaimedPush = (String, Arc<str>, i64, Option<Arc<str>>);
+        let mut pushes: HashMap<String, ClaimedPush> = HashMap::new();
         for push in sqlx::query(
             "SELECT push_id, kind, request, deadline_ms, experiment FROM pushes \
              WHERE push_id IN (SELECT value FROM json_each(?1))",
@@ -677,9 +684,9 @@ impl Store for SqliteStore {
                 push.try_get("push_id")?,
                 (
                     push.try_get("kind")?,
-                    push.try_get("request")?,
+                    push.try_get::<String, _>("request")?.into(),
                     push.try_get("deadline_ms")?,
-                    push.try_get("experiment")?,
+                    push.try_get::<Option<String>, _>("experiment")?.map(Arc::from),
                 ),
             );
         }
