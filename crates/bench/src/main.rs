@@ -37,6 +37,10 @@ const SECRET: &str = "bench-callback-secret-0123";
 const KEY_ID: &str = "ABC123DEFG";
 const TEAM_ID: &str = "DEF123GHIJ";
 const TOPIC: &str = "io.imkit.app";
+/// The allocator of the `pushgate` binary, so the child serves as it does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The child-process mode: serve pushgate with the configuration file given.
 const SERVE: &str = "__serve-pushgate";
 
@@ -207,6 +211,13 @@ rate_per_second = 1000000
         Ok(Self { child, base_url, _directory: directory })
     }
 
+    /// Ends the process, keeping its database for [`store_ceiling`].
+    fn stop(&mut self) -> PathBuf {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self._directory.path().join("pushgate.db")
+    }
+
     /// (current, peak) resident set size of the process, bytes.
     fn rss(&self) -> (u64, u64) {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
@@ -242,7 +253,7 @@ async fn run(args: &Args, fakes: &Fakes) -> anyhow::Result<Value> {
     let http = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
     let raw = raw_limit(fakes, args.raw_requests).await;
     fakes.forget();
-    let pushgate = Pushgate::start(fakes, args.concurrency)?;
+    let mut pushgate = Pushgate::start(fakes, args.concurrency)?;
     let base = pushgate.base_url.clone();
     wait_ready(&http, &base).await?;
     let (rss_empty, _) = pushgate.rss();
@@ -283,6 +294,8 @@ async fn run(args: &Args, fakes: &Fakes) -> anyhow::Result<Value> {
     let count = ((deliveries / group).max(1)).min((half_rate * 10.0) as usize).max(1);
     let paced = callbacks_run(&http, &base, fakes, args.devices, group, count, Some(half_rate)).await?;
     let (rss_end, rss_peak) = pushgate.rss();
+    let database = pushgate.stop();
+    let ceiling = store_ceiling(database, args.devices, group, (deliveries / group).max(1))?;
 
     let ratio = |rate: f64| (rate / raw * 100.0).round() / 100.0;
     let with_ratio = |mut figures: Value| {
@@ -302,6 +315,7 @@ async fn run(args: &Args, fakes: &Fakes) -> anyhow::Result<Value> {
         "push2clients": with_ratio(push2clients),
         "callbacks": callbacks.into_iter().map(with_ratio).collect::<Vec<_>>(),
         "callbacks_50_at_half_peak": with_ratio(paced),
+        "store_accept_ceiling": ceiling,
         "memory": {
             "rss_empty_mib": mib(rss_empty),
             "rss_registered_mib": mib(rss_registered),
@@ -364,6 +378,54 @@ async fn raw_limit(fakes: &Fakes, requests: usize) -> f64 {
         async move { send(&senders[n % senders.len()], request).await == Some(200) }
     })
     .await
+}
+
+/// The embedded store's own ceiling for v2 callbacks of `group` recipients:
+/// `SqliteStore::accept_push` called directly, 32 in flight, with what the
+/// v2 route hands it (unread counts, routing, callback id), on the database
+/// the run left (its devices and history), with no HTTP and no delivery
+/// worker beside it. pushgate cannot accept faster than this on this store.
+fn store_ceiling(database: PathBuf, devices: usize, group: usize, count: usize) -> anyhow::Result<Value> {
+    use pushgate_domain::{AppId, ClientId, OnlinePolicy, RoomId};
+    use pushgate_store::{BadgePlan, CallbackKey, NewPush, RoutingPlan, SqliteStore, Store as _};
+    // Its own runtime, of pushgate's shape (one worker per core), on a thread
+    // of its own: the load generator's runtime has one worker.
+    let run = move || -> anyhow::Result<Value> {
+        tokio::runtime::Runtime::new()?.block_on(async move {
+            let store = Arc::new(SqliteStore::open(&format!("sqlite://{}", database.display())).await?);
+            let (app, room) = (AppId::parse("SampleApp")?, RoomId::parse("bench-room")?);
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
+            let rate = drive(count, 32, move |n| {
+                let clients: Vec<ClientId> =
+                    (0..group).filter_map(|k| ClientId::parse(&client_id((n * group + k) % devices)).ok()).collect();
+                let push = NewPush {
+                    push_id: format!("ceiling-{n}"),
+                    app_id: app.clone(),
+                    kind: "chat".to_owned(),
+                    request: callback(&format!("ceiling-{n}"), n, &[]).to_string(),
+                    clients,
+                    now_ms: now,
+                    deadline_ms: now + 3_600_000,
+                    skip_all: None,
+                    callback: Some(CallbackKey { message_id: format!("ceiling-{n}"), to_client: None }),
+                    badge: BadgePlan::CountUnread(room.clone()),
+                    count_muted_rooms: true,
+                    routing: Some(RoutingPlan { room: room.clone(), online: OnlinePolicy::Silent }),
+                    experiment: None,
+                };
+                let store = Arc::clone(&store);
+                async move { store.accept_push(&push).await.is_ok_and(|accepted| accepted.queued == group as u64) }
+            })
+            .await;
+            Ok(json!({
+                "group": group,
+                "callbacks": count,
+                "callbacks_per_second": rate.round(),
+                "recipients_per_second": (rate * group as f64).round(),
+            }))
+        })
+    };
+    std::thread::spawn(run).join().map_err(|_| anyhow::anyhow!("the store ceiling run panicked"))?
 }
 
 /// Waits until the fakes have `expected` more deliveries than `before`.
@@ -542,6 +604,13 @@ fn print_table(report: &Value) {
             row["end_to_end_ms"]["max"]
         );
     }
+    let ceiling = &report["store_accept_ceiling"];
+    println!(
+        "{:<28} {:>10} {:>12}   (SqliteStore::accept_push alone: no HTTP, no worker)",
+        format!("store alone, v2 x{}", ceiling["group"]),
+        ceiling["callbacks_per_second"],
+        format!("{} rcp", ceiling["recipients_per_second"]),
+    );
     let memory = &report["memory"];
     println!();
     println!(
