@@ -26,7 +26,8 @@ static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite
 /// A [`Store`] on one SQLite file.
 ///
 /// WAL mode lets readers run beside the single writer; `synchronous = FULL`
-/// makes every commit survive a power cut, which is what "accepted" promises.
+/// makes every commit survive a power cut, which is what "accepted" promises
+/// (all but a claim's leases, which need not: see [`SqliteStore::open`]).
 ///
 /// The two busiest writes are group-committed: concurrent accepts queue for
 /// one writer task, and attempt outcomes for another; each stores all that
@@ -35,6 +36,8 @@ static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// The one connection claims commit on (`synchronous = NORMAL`: see `open`).
+    leases: SqlitePool,
     /// Held by every write, before it takes a connection: writers queue here
     /// in order rather than in SQLite's busy handler (which polls, unfairly,
     /// and would hold pool connections while it waits).
@@ -127,13 +130,24 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         MIGRATIONS.run(&pool).await.map_err(|error| StoreError::Internal(error.into()))?;
+        // A lease needs no disk flush: this queue's leases are all released
+        // when the process starts, so a lease a power cut forgets changes
+        // nothing. Claims commit on a connection of their own with
+        // `synchronous = NORMAL`, which keeps a flush (and the single writer's
+        // wait for it) off every claim. The next `FULL` commit flushes the
+        // write-ahead log with the claim's frames in it.
+        let leases = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options.synchronous(SqliteSynchronous::Normal))
+            .await?;
         let writer = Arc::new(tokio::sync::Mutex::new(()));
         let accepts = Committer::spawn(pool.clone(), Arc::clone(&writer));
         let records = Committer::spawn(pool.clone(), Arc::clone(&writer));
-        Ok(Self { pool, writer, accepts, records })
+        Ok(Self { pool, leases, writer, accepts, records })
     }
 
     /// How many transactions accepted pushes so far (fewer than the pushes
@@ -635,7 +649,7 @@ impl Store for SqliteStore {
         lease_ms: i64,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
         let writer = self.writer.lock().await;
-        let mut transaction = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut transaction = self.leases.begin_with("BEGIN IMMEDIATE").await?;
         // The claimed rows come back as one JSON array in one row: every row
         // sqlx's SQLite driver answers crosses a thread (found by profiling).
         let claimed: String = sqlx::query_scalar(
