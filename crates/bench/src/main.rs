@@ -218,6 +218,19 @@ rate_per_second = 1000000
         self._directory.path().join("pushgate.db")
     }
 
+    /// CPU time the process has used so far (user and system, all its
+    /// threads), seconds: a cost per delivery that the machine's noise moves
+    /// much less than a rate.
+    fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // After the command (in parentheses, may hold spaces) come the fields
+        // from the 3rd on; utime and stime are the 14th and 15th, in USER_HZ
+        // ticks (100 per second on Linux).
+        let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+        let ticks = |n: usize| fields.get(n - 3).and_then(|field| field.parse::<f64>().ok()).unwrap_or(0.0);
+        (ticks(14) + ticks(15)) / 100.0
+    }
+
     /// (current, peak) resident set size of the process, bytes.
     fn rss(&self) -> (u64, u64) {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
@@ -277,13 +290,17 @@ async fn run(args: &Args, fakes: &Fakes) -> anyhow::Result<Value> {
     let (rss_registered, _) = pushgate.rss();
 
     let deliveries = args.deliveries.min(args.devices).max(1);
-    let push2clients = push2clients(&http, &base, fakes, args.devices, deliveries).await?;
+    let cpu = pushgate.cpu_seconds();
+    let mut push2clients = push2clients(&http, &base, fakes, args.devices, deliveries).await?;
+    cpu_per_delivery(&mut push2clients, pushgate.cpu_seconds() - cpu);
     let mut callbacks = Vec::new();
     let mut peak_50 = 0.0;
     for group in [1usize, 50, 500] {
         let group = group.min(args.devices);
         let count = (deliveries / group).max(1);
-        let figures = callbacks_run(&http, &base, fakes, args.devices, group, count, None).await?;
+        let cpu = pushgate.cpu_seconds();
+        let mut figures = callbacks_run(&http, &base, fakes, args.devices, group, count, None).await?;
+        cpu_per_delivery(&mut figures, pushgate.cpu_seconds() - cpu);
         if group == 50.min(args.devices) {
             peak_50 = figures["callbacks_per_second"].as_f64().unwrap_or(0.0);
         }
@@ -292,7 +309,9 @@ async fn run(args: &Args, fakes: &Fakes) -> anyhow::Result<Value> {
     let group = 50.min(args.devices);
     let half_rate = (peak_50 / 2.0).max(1.0);
     let count = ((deliveries / group).max(1)).min((half_rate * 10.0) as usize).max(1);
-    let paced = callbacks_run(&http, &base, fakes, args.devices, group, count, Some(half_rate)).await?;
+    let cpu = pushgate.cpu_seconds();
+    let mut paced = callbacks_run(&http, &base, fakes, args.devices, group, count, Some(half_rate)).await?;
+    cpu_per_delivery(&mut paced, pushgate.cpu_seconds() - cpu);
     let (rss_end, rss_peak) = pushgate.rss();
     let database = pushgate.stop();
     let ceiling = store_ceiling(database, args.devices, group, (deliveries / group).max(1))?;
@@ -324,6 +343,12 @@ async fn run(args: &Args, fakes: &Fakes) -> anyhow::Result<Value> {
             "rss_per_100k_devices_mib": mib(((rss_registered.saturating_sub(rss_empty)) as f64 * 100_000.0 / args.devices as f64) as u64),
         },
     }))
+}
+
+/// Adds the pushgate process's CPU time per delivery of a scenario, µs.
+fn cpu_per_delivery(figures: &mut Value, cpu_seconds: f64) {
+    let deliveries = figures["deliveries"].as_f64().unwrap_or_default().max(1.0);
+    figures["pushgate_cpu_us_per_delivery"] = (cpu_seconds * 1e6 / deliveries).round().into();
 }
 
 async fn post(http: &reqwest::Client, url: &str, body: &Value) -> anyhow::Result<Value> {
@@ -573,19 +598,20 @@ fn print_table(report: &Value) {
     println!("registrations: {} /s", report["registrations_per_second"]);
     println!();
     println!(
-        "{:<28} {:>10} {:>12} {:>8} {:>10} {:>10} {:>10}",
-        "scenario", "accepted/s", "deliveries/s", "ratio", "p50 ms", "p99 ms", "max ms"
+        "{:<28} {:>10} {:>12} {:>8} {:>10} {:>10} {:>10} {:>10}",
+        "scenario", "accepted/s", "deliveries/s", "ratio", "p50 ms", "p99 ms", "max ms", "cpu us/del"
     );
     let p2c = &report["push2clients"];
     println!(
-        "{:<28} {:>10} {:>12} {:>8} {:>10} {:>10} {:>10}",
+        "{:<28} {:>10} {:>12} {:>8} {:>10} {:>10} {:>10} {:>10}",
         "push2clients (100 clients)",
         p2c["requests_per_second"],
         p2c["deliveries_per_second"],
         p2c["ratio_to_raw"],
         format!("{} acc", p2c["accept_ms"]["p50"]),
         format!("{} acc", p2c["accept_ms"]["p99"]),
-        "-"
+        "-",
+        p2c["pushgate_cpu_us_per_delivery"]
     );
     let rows = report["callbacks"].as_array().cloned().unwrap_or_default();
     for row in rows.iter().chain(std::iter::once(&report["callbacks_50_at_half_peak"])) {
@@ -594,14 +620,15 @@ fn print_table(report: &Value) {
             None => format!("v2 x{}", row["group"]),
         };
         println!(
-            "{:<28} {:>10} {:>12} {:>8} {:>10} {:>10} {:>10}",
+            "{:<28} {:>10} {:>12} {:>8} {:>10} {:>10} {:>10} {:>10}",
             name,
             row["callbacks_per_second"],
             row["deliveries_per_second"],
             row["ratio_to_raw"],
             row["end_to_end_ms"]["p50"],
             row["end_to_end_ms"]["p99"],
-            row["end_to_end_ms"]["max"]
+            row["end_to_end_ms"]["max"],
+            row["pushgate_cpu_us_per_delivery"]
         );
     }
     let ceiling = &report["store_accept_ceiling"];
