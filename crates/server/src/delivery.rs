@@ -187,12 +187,13 @@ impl Worker {
             let lease_ms = i64::try_from(self.settings.lease_ms).unwrap_or(60_000);
             match self.store.claim_due_deliveries(now, self.settings.batch, lease_ms).await {
                 Ok(batch) if !batch.is_empty() => {
-                    // Each push is parsed once for all its deliveries in the batch.
-                    let mut parsed: HashMap<String, Arc<Option<StoredPush>>> = HashMap::new();
+                    // Each push is parsed once for all its deliveries in the
+                    // batch (twice if only some of them carry its experiment).
+                    let mut parsed: HashMap<(String, bool), Arc<Option<StoredPush>>> = HashMap::new();
                     for delivery in batch {
                         let push = Arc::clone(
                             parsed
-                                .entry(delivery.push_id.clone())
+                                .entry((delivery.push_id.clone(), delivery.experiment.is_some()))
                                 .or_insert_with(|| Arc::new(StoredPush::parse(&delivery))),
                         );
                         let Ok(permit) = Arc::clone(&semaphore).acquire_owned().await else { return };
