@@ -29,10 +29,10 @@ static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite
 /// makes every commit survive a power cut, which is what "accepted" promises
 /// (all but a claim's leases, which need not: see [`SqliteStore::open`]).
 ///
-/// The two busiest writes are group-committed: concurrent accepts queue for
-/// one writer task, and attempt outcomes for another; each stores all that
-/// are waiting in one transaction, so durability costs one disk flush per
-/// group rather than per request.
+/// The busiest writes are group-committed: concurrent accepts queue for one
+/// writer task, attempt outcomes for another, device registrations for a
+/// third; each stores all that are waiting in one transaction, so durability
+/// costs one disk flush per group rather than per request.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -44,6 +44,7 @@ pub struct SqliteStore {
     writer: Arc<tokio::sync::Mutex<()>>,
     accepts: Committer<NewPush>,
     records: Committer<(i64, DeliveryUpdate)>,
+    registrations: Committer<NewDevice>,
 }
 
 /// Most writes committed in one group.
@@ -79,6 +80,22 @@ impl GroupWrite for (i64, DeliveryUpdate) {
         Box::pin(async move {
             record(connection, writes).await?;
             Ok(vec![(); writes.len()])
+        })
+    }
+}
+
+impl GroupWrite for NewDevice {
+    type Output = UpsertOutcome;
+    fn write_group<'a>(
+        writes: &'a [&'a Self],
+        connection: &'a mut SqliteConnection,
+    ) -> GroupOutputs<'a, UpsertOutcome> {
+        Box::pin(async move {
+            let mut outcomes = Vec::with_capacity(writes.len());
+            for device in writes {
+                outcomes.push(upsert_device(connection, device).await?);
+            }
+            Ok(outcomes)
         })
     }
 }
@@ -147,7 +164,8 @@ impl SqliteStore {
         let writer = Arc::new(tokio::sync::Mutex::new(()));
         let accepts = Committer::spawn(pool.clone(), Arc::clone(&writer));
         let records = Committer::spawn(pool.clone(), Arc::clone(&writer));
-        Ok(Self { pool, leases, writer, accepts, records })
+        let registrations = Committer::spawn(pool.clone(), Arc::clone(&writer));
+        Ok(Self { pool, leases, writer, accepts, records, registrations })
     }
 
     /// How many transactions accepted pushes so far (fewer than the pushes
@@ -485,6 +503,51 @@ async fn apply_badge_plan(
     Ok(totals.into_iter().map(Some).collect())
 }
 
+/// Registers a device in the open transaction (which holds SQLite's write
+/// lock, so two registrations of one token cannot both pass the delete and
+/// then collide).
+async fn upsert_device(transaction: &mut SqliteConnection, device: &NewDevice) -> Result<UpsertOutcome, StoreError> {
+    let token_kind = device.device_type.token_kind().as_str();
+    let moved = sqlx::query(
+        "DELETE FROM devices WHERE app_id = ?1 AND token_kind = ?2 AND token = ?3 \
+         AND NOT (device_type = ?4 AND device_id = ?5)",
+    )
+    .bind(device.app_id.as_str())
+    .bind(token_kind)
+    .bind(device.token.as_str())
+    .bind(device.device_type.as_str())
+    .bind(device.device_id.as_str())
+    .execute(&mut *transaction)
+    .await?
+    .rows_affected();
+    sqlx::query(
+        "INSERT INTO devices (app_id, device_type, device_id, client_id, token_kind, token, \
+                              environment, locale, timezone, created_at_ms, updated_at_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10) \
+         ON CONFLICT (app_id, device_type, device_id) DO UPDATE SET \
+            client_id = excluded.client_id, \
+            token_kind = excluded.token_kind, \
+            token = excluded.token, \
+            environment = COALESCE(excluded.environment, devices.environment), \
+            locale = COALESCE(excluded.locale, devices.locale), \
+            timezone = COALESCE(excluded.timezone, devices.timezone), \
+            updated_at_ms = excluded.updated_at_ms",
+    )
+    .bind(device.app_id.as_str())
+    .bind(device.device_type.as_str())
+    .bind(device.device_id.as_str())
+    .bind(device.client_id.as_str())
+    .bind(token_kind)
+    .bind(device.token.as_str())
+    .bind(device.environment.map(Environment::as_str))
+    .bind(device.locale.as_ref().map(Locale::as_str))
+    .bind(device.timezone.as_ref().map(TimeZoneName::as_str))
+    .bind(device.now_ms)
+    .execute(&mut *transaction)
+    .await?;
+    Ok(UpsertOutcome { token_moved_from: moved })
+}
+
 async fn clear_room(
     connection: &mut SqliteConnection,
     app: &str,
@@ -531,50 +594,7 @@ impl Store for SqliteStore {
     }
 
     async fn upsert_device(&self, device: &NewDevice) -> Result<UpsertOutcome, StoreError> {
-        let _writer = self.writer.lock().await;
-        let token_kind = device.device_type.token_kind().as_str();
-        // BEGIN IMMEDIATE takes the write lock up front, so two subscribes of
-        // the same token cannot both pass the delete and then collide.
-        let mut transaction = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let moved = sqlx::query(
-            "DELETE FROM devices WHERE app_id = ?1 AND token_kind = ?2 AND token = ?3 \
-             AND NOT (device_type = ?4 AND device_id = ?5)",
-        )
-        .bind(device.app_id.as_str())
-        .bind(token_kind)
-        .bind(device.token.as_str())
-        .bind(device.device_type.as_str())
-        .bind(device.device_id.as_str())
-        .execute(&mut *transaction)
-        .await?
-        .rows_affected();
-        sqlx::query(
-            "INSERT INTO devices (app_id, device_type, device_id, client_id, token_kind, token, \
-                                  environment, locale, timezone, created_at_ms, updated_at_ms) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10) \
-             ON CONFLICT (app_id, device_type, device_id) DO UPDATE SET \
-                client_id = excluded.client_id, \
-                token_kind = excluded.token_kind, \
-                token = excluded.token, \
-                environment = COALESCE(excluded.environment, devices.environment), \
-                locale = COALESCE(excluded.locale, devices.locale), \
-                timezone = COALESCE(excluded.timezone, devices.timezone), \
-                updated_at_ms = excluded.updated_at_ms",
-        )
-        .bind(device.app_id.as_str())
-        .bind(device.device_type.as_str())
-        .bind(device.device_id.as_str())
-        .bind(device.client_id.as_str())
-        .bind(token_kind)
-        .bind(device.token.as_str())
-        .bind(device.environment.map(Environment::as_str))
-        .bind(device.locale.as_ref().map(Locale::as_str))
-        .bind(device.timezone.as_ref().map(TimeZoneName::as_str))
-        .bind(device.now_ms)
-        .execute(&mut *transaction)
-        .await?;
-        transaction.commit().await?;
-        Ok(UpsertOutcome { token_moved_from: moved })
+        self.registrations.write(device.clone()).await
     }
 
     async fn remove_device(

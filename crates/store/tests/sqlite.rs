@@ -199,3 +199,51 @@ async fn concurrent_outcomes_each_land_on_their_own_delivery() {
     assert!(store.claim_due_deliveries(1000, 100, 60_000).await.expect("claim").is_empty());
     assert_eq!(store.claim_due_deliveries(2000, 100, 60_000).await.expect("claim").len(), 20);
 }
+
+/// Registrations are group-committed: concurrent ones share transactions,
+/// and in a group each still sees the ones before it (a token registered by
+/// many devices at once ends on exactly one, every move counted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_registrations_each_land_and_a_shared_token_ends_on_one_device() {
+    use pushgate_domain::{AppId, ClientId, DeviceId, DeviceType, PushToken};
+    let directory = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", directory.path().join("pushgate.db").display());
+    let store = Arc::new(SqliteStore::open(&url).await.expect("open"));
+    let app = AppId::parse("SampleApp").expect("app id");
+    let device = |n: usize, token: String| pushgate_store::NewDevice {
+        app_id: app.clone(),
+        device_type: DeviceType::Ios,
+        device_id: DeviceId::parse(&format!("d{n}")).expect("device id"),
+        client_id: ClientId::parse(&format!("c{n}")).expect("client"),
+        token: PushToken::parse(DeviceType::Ios, &token).expect("token"),
+        environment: None,
+        locale: None,
+        timezone: None,
+        now_ms: 1,
+    };
+    // 48 devices with their own tokens, 16 more all registering one token.
+    let shared = format!("{:064x}", 999_999);
+    let registrations: Vec<_> = (0..64)
+        .map(|n| {
+            let store = Arc::clone(&store);
+            let new = device(n, if n < 48 { format!("{n:064x}") } else { shared.clone() });
+            tokio::spawn(async move { store.upsert_device(&new).await })
+        })
+        .collect();
+    let mut moved = 0;
+    for registration in registrations {
+        moved += registration.await.expect("task").expect("registered").token_moved_from;
+    }
+    assert_eq!(moved, 15, "each later registration of the shared token moved it once");
+    let mut holders = 0;
+    for n in 0..64 {
+        let devices =
+            store.client_devices(&app, &ClientId::parse(&format!("c{n}")).expect("client")).await.expect("devices");
+        if n < 48 {
+            assert_eq!(devices.len(), 1, "client c{n} keeps its own device");
+        } else {
+            holders += devices.len();
+        }
+    }
+    assert_eq!(holders, 1, "the shared token ends on exactly one device");
+}
