@@ -4,9 +4,9 @@ use crate::AppState;
 use crate::auth::AuthenticatedApp;
 use crate::error::ApiError;
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
@@ -38,31 +38,63 @@ impl<S: Send + Sync> FromRequest<S> for JsonBytes {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let is_json = request
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.split(';').next())
-            .is_some_and(|essence| {
-                let essence = essence.trim();
-                essence.eq_ignore_ascii_case("application/json")
-                    || (essence.len() > 5 && essence[essence.len() - 5..].eq_ignore_ascii_case("+json"))
-            });
-        if !is_json {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "UNSUPPORTED_MEDIA_TYPE",
-                "Content-Type must be application/json",
-            ));
-        }
-        Bytes::from_request(request, state).await.map(JsonBytes).map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", "the request body is too large")
-            } else {
-                ApiError::new(StatusCode::BAD_REQUEST, "INVALID_JSON", "the request body could not be read")
-            }
-        })
+        require_json_content_type(request.headers())?;
+        read_body(request, state).await.map(JsonBytes)
     }
+}
+
+/// An optional JSON body parsed into `T`: an empty body is `None`, whatever
+/// its content type; any other body gets the same checks as [`ApiJson`].
+#[derive(Debug)]
+pub struct OptionalApiJson<T>(pub Option<T>);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for OptionalApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let headers = request.headers().clone();
+        let bytes = read_body(request, state).await?;
+        if bytes.trim_ascii().is_empty() {
+            return Ok(Self(None));
+        }
+        require_json_content_type(&headers)?;
+        parse_json(&bytes).map(|value| Self(Some(value)))
+    }
+}
+
+/// 415 `UNSUPPORTED_MEDIA_TYPE` unless the content type is JSON
+/// (`application/json` or `*/*+json`, any parameters).
+fn require_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let is_json = headers
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|essence| {
+            let essence = essence.trim();
+            essence.eq_ignore_ascii_case("application/json")
+                || (essence.len() > 5 && essence[essence.len() - 5..].eq_ignore_ascii_case("+json"))
+        });
+    if is_json {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+            "Content-Type must be application/json",
+        ))
+    }
+}
+
+/// The whole body, within the router's body limit: past it 413
+/// `PAYLOAD_TOO_LARGE`, in the envelope.
+async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(request, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", "the request body is too large")
+        } else {
+            ApiError::new(StatusCode::BAD_REQUEST, "INVALID_JSON", "the request body could not be read")
+        }
+    })
 }
 
 /// Parses a JSON object body, naming the offending field on a type error.

@@ -3,6 +3,7 @@
 //! [`router`] builds the whole axum [`Router`]. Every answer, the framework's
 //! own rejections included, is IMKIT's envelope (see [`error`]).
 
+mod accept;
 pub mod auth;
 pub mod error;
 pub mod extract;

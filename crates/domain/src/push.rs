@@ -11,6 +11,9 @@ use serde_json::{Map, Value, json};
 const MAX_COLLAPSE_KEY_BYTES: usize = 64;
 /// IMKIT's own pipeline gives FCM messages an hour to live when no expiry is set.
 const DEFAULT_TTL_SECONDS: u64 = 3600;
+/// The longest `android.ttl` FCM accepts: 28 days. A longer one is refused as
+/// `INVALID_ARGUMENT`, which would fail the delivery for good.
+pub const MAX_FCM_TTL_SECONDS: u64 = 28 * 24 * 3600;
 
 /// `alert`: a plain string or a localized `{loc-key, loc-args}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -170,7 +173,10 @@ impl CustomPush {
     /// Android fields into `notification` / `android`, `type` and the localized
     /// alert into `data` (string values only).
     pub fn to_fcm(&self, now_seconds: u64) -> Value {
-        let ttl = self.expiry.map_or(DEFAULT_TTL_SECONDS, |expiry| expiry.saturating_sub(now_seconds));
+        let ttl = self
+            .expiry
+            .map_or(DEFAULT_TTL_SECONDS, |expiry| expiry.saturating_sub(now_seconds))
+            .min(MAX_FCM_TTL_SECONDS);
         let mut android = Map::new();
         android.insert("ttl".into(), format!("{ttl}s").into());
         android.insert("priority".into(), if self.is_visible() { "high" } else { "normal" }.into());
@@ -298,6 +304,13 @@ mod tests {
         assert_eq!(push.to_fcm(9_400)["android"]["ttl"], "600s");
         assert!(!push.is_expired(9_999));
         assert!(push.is_expired(10_000));
+    }
+
+    #[test]
+    fn an_expiry_beyond_28_days_gives_fcm_its_longest_ttl() {
+        let push = CustomPush { expiry: Some(1_000 + 34 * 24 * 3600), body: Some("b".into()), ..CustomPush::default() };
+        assert_eq!(push.to_fcm(1_000)["android"]["ttl"], "2419200s");
+        assert_eq!(push.to_apns().expiration, Some(1_000 + 34 * 24 * 3600), "APNs takes the expiry as it is");
     }
 
     #[test]

@@ -262,7 +262,11 @@ impl Worker {
             }
             Err(outcome) => {
                 let label = outcome.reason().split(':').next().unwrap_or_default().to_owned();
-                (self.settle(&delivery, provider, &outcome, now).await, label)
+                // A retry's delay (a `Retry-After` above all) counts from the
+                // answer, not from the start of the attempt: time spent on the
+                // rate limiter or on the send itself must not shorten it.
+                let answered = now_ms();
+                (self.settle(&delivery, provider, &outcome, answered).await, label)
             }
         };
         let result = match update.status {

@@ -60,6 +60,21 @@ impl Application {
     /// builds the router and binds the listener.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
         install_crypto_provider();
+        // The listener and the server's own certificate first: a key is
+        // generated (and shown) only once nothing else can stop the start,
+        // so a start that fails never leaves a stored key nobody has seen.
+        let listener = std::net::TcpListener::bind(config.server.listen)
+            .with_context(|| format!("binding {}", config.server.listen))?;
+        listener.set_nonblocking(true).context("setting the listener non-blocking")?;
+        let local_addr = listener.local_addr().context("reading the bound address")?;
+        let tls = match (&config.server.tls_cert, &config.server.tls_key) {
+            (Some(cert), Some(key)) => Some(
+                axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                    .await
+                    .context("loading server.tls_cert and server.tls_key")?,
+            ),
+            _ => None,
+        };
         let store: Arc<dyn Store> = Arc::new(
             SqliteStore::open(&config.store.url)
                 .await
@@ -100,7 +115,15 @@ impl Application {
                 keys.insert(id.clone(), api_key_digest(key.expose_secret()));
             }
         }
+        // A generated key serves a first run without configuration; once the
+        // operator configures `api_keys` for the app, only those open it.
+        let configured: std::collections::HashSet<AppId> =
+            apps.keys().filter(|id| keys.has_key_for(id)).cloned().collect();
         for stored in store.api_keys().await.context("loading API keys")? {
+            if configured.contains(&stored.app_id) {
+                tracing::info!(app.id = %stored.app_id, "the app has configured API keys; its generated key no longer opens it");
+                continue;
+            }
             keys.insert(stored.app_id, stored.digest);
         }
         let mut generated_keys = Vec::new();
@@ -134,18 +157,6 @@ impl Application {
         let state = AppState { store, apps: Arc::new(apps), keys: Arc::new(keys), metrics, delivery };
         let router = pushgate_api::router(state, &RouterOptions { max_body_bytes: config.server.max_body_bytes });
 
-        let listener = std::net::TcpListener::bind(config.server.listen)
-            .with_context(|| format!("binding {}", config.server.listen))?;
-        listener.set_nonblocking(true).context("setting the listener non-blocking")?;
-        let local_addr = listener.local_addr().context("reading the bound address")?;
-        let tls = match (&config.server.tls_cert, &config.server.tls_key) {
-            (Some(cert), Some(key)) => Some(
-                axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
-                    .await
-                    .context("loading server.tls_cert and server.tls_key")?,
-            ),
-            _ => None,
-        };
         Ok(Self { listener, local_addr, router, tls, generated_keys, worker })
     }
 

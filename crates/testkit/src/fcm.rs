@@ -389,13 +389,17 @@ fn check_message(message: &Value) -> Result<String, (String, String)> {
         }
     }
     if let Some(ttl) = message.pointer("/android/ttl") {
-        let valid =
-            ttl.as_str().and_then(|ttl| ttl.strip_suffix('s')).is_some_and(|seconds| seconds.parse::<f64>().is_ok());
-        if !valid {
+        let Some(seconds) =
+            ttl.as_str().and_then(|ttl| ttl.strip_suffix('s')).and_then(|seconds| seconds.parse::<f64>().ok())
+        else {
             return Err(violation(
                 "message.android.ttl",
                 "Invalid value at message.android.ttl: a duration like \"3600s\" is expected",
             ));
+        };
+        // Firebase documents 0 to 2,419,200 seconds (28 days) for the TTL.
+        if !(0.0..=2_419_200.0).contains(&seconds) {
+            return Err(violation("message.android.ttl", "The ttl must be between 0 and 2419200 seconds (28 days)"));
         }
     }
     if let Some(priority) = message.pointer("/android/priority")

@@ -2,13 +2,13 @@
 //! unread messages over every room (counted from v2 callbacks) plus the
 //! counts of cross-domain sources the app sets (orders, events...).
 
+use crate::accept::{PushSource, accept_push};
 use crate::auth::{AppSettings, AuthenticatedApp};
 use crate::error::{ApiError, Envelope, ErrorEnvelope, ok};
-use crate::extract::{ApiJson, ApiPath, parse_json};
+use crate::extract::{ApiJson, ApiPath, OptionalApiJson};
 use crate::{AppState, now_ms};
 use axum::Json;
 use axum::extract::State;
-use bytes::Bytes;
 use pushgate_domain::{BadgeSource, ClientId, RoomId};
 use pushgate_store::{BadgePlan, BadgeView, NewPush, SourceChange};
 use serde::{Deserialize, Serialize};
@@ -60,6 +60,7 @@ pub async fn get_badge(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct SetSourceRequest {
     /// The source's new count.
+    #[schema(required = true, value_type = u32)]
     pub count: Option<u32>,
 }
 
@@ -67,6 +68,7 @@ pub struct SetSourceRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct AddToSourceRequest {
     /// Added to the source's count; negative subtracts (the count stays at or above 0).
+    #[schema(required = true, value_type = i32)]
     pub increment: Option<i32>,
 }
 
@@ -182,9 +184,9 @@ pub async fn mark_read(
     State(state): State<AppState>,
     AuthenticatedApp(app): AuthenticatedApp,
     ApiPath((client_id, room)): ApiPath<(String, String)>,
-    body: Bytes,
+    OptionalApiJson(request): OptionalApiJson<ReadRequest>,
 ) -> Result<Json<Envelope<ReadResult>>, ApiError> {
-    let request: ReadRequest = if body.trim_ascii().is_empty() { ReadRequest::default() } else { parse_json(&body)? };
+    let request = request.unwrap_or_default();
     let client_id = ClientId::parse(&client_id)?;
     let room = RoomId::parse(&room)?;
     let now = now_ms();
@@ -204,10 +206,9 @@ pub async fn mark_read(
             routing: None,
             experiment: None,
         };
-        let accepted = state.store.accept_push(&push).await?;
-        state.delivery.wake.notify_one();
-        state.metrics.push_accepted(app.id.as_str(), accepted.queued);
-        Some(push.push_id)
+        let push_id = push.push_id.clone();
+        accept_push(&state, push, PushSource::ReadSync).await?;
+        Some(push_id)
     } else {
         state.store.mark_room_read(&app.id, &client_id, &room, now).await?;
         None

@@ -10,6 +10,7 @@
 //! recipient), so a callback sent again is answered with the first push and
 //! counted once.
 
+use crate::accept::{PushSource, accept_push};
 use crate::auth::AppSettings;
 use crate::error::{ApiError, Envelope, ErrorEnvelope, ok};
 use crate::extract::{JsonBytes, PeerAddr, parse_json};
@@ -214,27 +215,21 @@ fn require(object: &Map<String, Value>, fields: &[&str]) -> Result<(), ApiError>
     }
 }
 
-async fn accept(state: &AppState, version: &str, push: NewPush) -> Result<Json<Envelope<CallbackResult>>, ApiError> {
-    let accepted = state.store.accept_push(&push).await?;
-    let app = push.app_id.as_str();
+async fn accept(
+    state: &AppState,
+    version: &'static str,
+    push: NewPush,
+) -> Result<Json<Envelope<CallbackResult>>, ApiError> {
+    let push_id = push.push_id.clone();
+    let accepted = accept_push(state, push, PushSource::Callback(version)).await?;
     let result = match accepted.duplicate_of {
-        Some(first) => {
-            state.metrics.callback(app, version, "duplicate");
-            tracing::info!(app.id = %app, push.id = %first, callback.version = version, "a callback came again; answered with its first push");
-            CallbackResult { push_id: first, devices: 0, clients_without_devices: 0, duplicate: true }
-        }
-        None => {
-            state.delivery.wake.notify_one();
-            state.metrics.callback(app, version, "accepted");
-            state.metrics.push_accepted(app, accepted.queued);
-            tracing::info!(app.id = %app, push.id = %push.push_id, callback.version = version, push.devices = accepted.queued, "callback accepted");
-            CallbackResult {
-                push_id: push.push_id,
-                devices: accepted.queued,
-                clients_without_devices: accepted.clients_without_devices,
-                duplicate: false,
-            }
-        }
+        Some(first) => CallbackResult { push_id: first, devices: 0, clients_without_devices: 0, duplicate: true },
+        None => CallbackResult {
+            push_id,
+            devices: accepted.queued,
+            clients_without_devices: accepted.clients_without_devices,
+            duplicate: false,
+        },
     };
     Ok(ok(result))
 }

@@ -12,20 +12,26 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// Body of `POST /me/subscribe`. Unknown fields are ignored.
+///
+/// The required fields are `Option`s so that a missing one is answered with
+/// IMKIT's `MISSING_PARAMETER`; the schema says they are required.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SubscribeRequest {
-    /// `ios`, `ios-voip`, `android`, `fcm` or `web`.
+    /// IMKIT's device type.
     #[serde(rename = "type")]
+    #[schema(required = true, value_type = DeviceTypeName)]
     pub device_type: Option<String>,
     /// The push token: APNs hex token, FCM registration token, or for `web`
     /// the browser's PushSubscription (`{"endpoint", "keys": {"p256dh", "auth"}}`,
     /// as an object or as a JSON string).
-    #[schema(value_type = Object)]
+    #[schema(required = true, value_type = SubscribeToken)]
     pub token: Option<serde_json::Value>,
     /// Stable per-installation id chosen by the app.
+    #[schema(required = true, value_type = String)]
     pub device_id: Option<String>,
     /// The client to bind the device to (required with `IM-API-KEY`).
+    #[schema(required = true, value_type = String)]
     pub client_id: Option<String>,
     /// `production` or `sandbox` (iOS only); the app's default when absent.
     pub environment: Option<String>,
@@ -41,11 +47,62 @@ pub struct SubscribeRequest {
 pub struct UnsubscribeRequest {
     /// The device type the device was subscribed with.
     #[serde(rename = "type")]
+    #[schema(required = true, value_type = DeviceTypeName)]
     pub device_type: Option<String>,
     /// The device id it was subscribed with.
+    #[schema(required = true, value_type = String)]
     pub device_id: Option<String>,
     /// The client the device is bound to (required with `IM-API-KEY`).
+    #[schema(required = true, value_type = String)]
     pub client_id: Option<String>,
+}
+
+/// IMKIT's device types (the schema of `type`; the handler parses the text
+/// so that an unknown type is answered with IMKIT's error).
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "kebab-case")]
+#[expect(dead_code, reason = "documents the accepted values in the OpenAPI schema only")]
+enum DeviceTypeName {
+    Ios,
+    IosVoip,
+    Android,
+    Fcm,
+    Web,
+}
+
+/// A push token: a string for every type; for `web` also the browser's
+/// PushSubscription object.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+#[expect(dead_code, reason = "documents the accepted shapes in the OpenAPI schema only")]
+enum SubscribeToken {
+    /// The APNs hex token, the FCM registration token, or a PushSubscription as a JSON string.
+    Text(String),
+    /// The browser's PushSubscription (`type: web` only).
+    Subscription(PushSubscriptionBody),
+}
+
+/// The browser's `PushSubscription.toJSON()`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[expect(dead_code, reason = "documents the accepted shape in the OpenAPI schema only")]
+struct PushSubscriptionBody {
+    /// The push service URL.
+    endpoint: String,
+    /// The subscription's keys.
+    keys: PushSubscriptionKeys,
+    /// When the subscription ends (Unix ms), if the browser says.
+    expiration_time: Option<i64>,
+}
+
+/// The keys of a PushSubscription, base64url.
+#[derive(Debug, Deserialize, ToSchema)]
+#[expect(dead_code, reason = "documents the accepted shape in the OpenAPI schema only")]
+struct PushSubscriptionKeys {
+    /// The client's P-256 public key.
+    p256dh: String,
+    /// The 16-byte authentication secret.
+    auth: String,
 }
 
 /// The empty `result` of a subscribe: `{}`.

@@ -22,6 +22,7 @@ const DEFAULT_PRESENCE_TTL_SECONDS: u32 = 60;
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct RoomPref {
     /// Muted: the room's messages send no alert (a silent badge update at most).
+    #[schema(required = true, value_type = bool)]
     pub muted: Option<bool>,
     /// The mute ends by itself then (Unix ms); `null` until unmuted.
     #[serde(rename = "mutedUntilMS", default)]
@@ -60,6 +61,7 @@ pub async fn put_room_pref(
 #[serde(rename_all = "camelCase")]
 pub struct PresenceRequest {
     /// Online now (in the app), or not.
+    #[schema(required = true, value_type = bool)]
     pub online: Option<bool>,
     /// Online for this long unless renewed, s; default 60, at most 86400.
     pub ttl_seconds: Option<u32>,

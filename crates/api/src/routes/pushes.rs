@@ -1,6 +1,7 @@
 //! `POST /push/push2clients` (IMKIT's server-side custom push) and
 //! `GET /v1/pushes/{pushId}` (where each of its deliveries stands).
 
+use crate::accept::{PushSource, accept_push};
 use crate::auth::AuthenticatedApp;
 use crate::error::{ApiError, Envelope, ErrorEnvelope, ok};
 use crate::extract::{ApiJson, ApiPath};
@@ -20,10 +21,11 @@ pub const MAX_CLIENTS_PER_PUSH: usize = 10_000;
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct Push2ClientsRequest {
     /// Client ids to push to.
+    #[schema(required = true, value_type = Vec<String>)]
     pub clients: Option<Vec<String>>,
     /// The notification: `type`, `expiry`, `alert` (string or `{loc-key, loc-args}`), `badge`, `sound`,
     /// `topic` (iOS); `title`, `body`, `icon`, `collapseKey` (Android).
-    #[schema(value_type = Object)]
+    #[schema(required = true, value_type = Object)]
     pub payload: Option<serde_json::Value>,
 }
 
@@ -102,12 +104,10 @@ pub async fn push2clients(
         routing: None,
         experiment: None,
     };
-    let accepted = state.store.accept_push(&new_push).await?;
-    state.delivery.wake.notify_one();
-    state.metrics.push_accepted(app.id.as_str(), accepted.queued);
-    tracing::info!(app.id = %app.id, push.id = %new_push.push_id, push.devices = accepted.queued, "push accepted");
+    let push_id = new_push.push_id.clone();
+    let accepted = accept_push(&state, new_push, PushSource::Send).await?;
     Ok(ok(Push2ClientsResult {
-        push_id: new_push.push_id,
+        push_id,
         devices: accepted.queued,
         clients_without_devices: accepted.clients_without_devices,
     }))
@@ -217,6 +217,7 @@ pub async fn push_status(
 #[serde(rename_all = "camelCase")]
 pub struct OpenedRequest {
     /// The client that opened the push.
+    #[schema(required = true, value_type = String)]
     pub client_id: Option<String>,
 }
 

@@ -402,3 +402,79 @@ async fn finished_pushes_and_callback_ids_past_the_retention_are_forgotten() {
     let again = send(app, &message("old-message", "room", &["nobody"])).await;
     assert_eq!(again["duplicate"], false, "a callback id past the retention is forgotten too");
 }
+
+/// The value of one series in the `/metrics` text (0 when absent).
+fn series(metrics: &str, name_and_labels: &str) -> u64 {
+    metrics.lines().find_map(|line| line.strip_prefix(name_and_labels)?.trim().parse().ok()).unwrap_or_default()
+}
+
+/// Sends each body as a v2 callback on a connection of its own that the
+/// caller closes without reading the answer: the `i`th after `i % 50 × 200 µs`,
+/// so the hang-ups fall on every phase of the accept, the group commit among
+/// them. The server then drops the request's future wherever it stands.
+async fn send_and_hang_up(address: &str, bodies: &[String]) {
+    use tokio::io::AsyncWriteExt as _;
+    let mut callers = tokio::task::JoinSet::new();
+    for (index, body) in bodies.iter().enumerate() {
+        let (address, body) = (address.to_owned(), body.clone());
+        callers.spawn(async move {
+            let mut stream = tokio::net::TcpStream::connect(&address).await.expect("connects");
+            let request = format!(
+                "POST /imkit/push/v2?secret={SECRET} HTTP/1.1\r\nHost: {address}\r\n\
+                 Content-Type: application/json; charset=utf-8\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            stream.write_all(request.as_bytes()).await.expect("written");
+            // Not a wait for anything: where in the accept this caller hangs up.
+            tokio::time::sleep(Duration::from_micros(200 * (index as u64 % 50))).await;
+            drop(stream);
+        });
+    }
+    while callers.join_next().await.is_some() {}
+}
+
+#[tokio::test]
+async fn callbacks_whose_callers_hang_up_while_they_commit_are_still_counted() {
+    const CALLBACKS_PER_ROUND: usize = 200;
+    let setup = spawn().await;
+    let app = &setup.app;
+    let address = app.base_url.strip_prefix("http://").expect("plain HTTP").to_owned();
+    let (mut sent, mut stored_by_hung_up_callers) = (0, 0);
+    // Rounds until some callback whose caller hung up is known to be stored.
+    for round in 0..5 {
+        let bodies: Vec<String> = (0..CALLBACKS_PER_ROUND)
+            .map(|i| message(&format!("hang-up-{round}-{i}"), "demo-room", &["aaa", "bbb"]).to_string())
+            .collect();
+        send_and_hang_up(&address, &bodies).await;
+        sent += bodies.len() as u64;
+        // Sending each callback again tells which ones the hung-up callers
+        // stored: a stored one is a duplicate now. The resend commits after
+        // anything they stored, so every id ends up accepted exactly once.
+        for body in &bodies {
+            let (status, answer) =
+                post_callback(app, &format!("/imkit/push/v2?secret={SECRET}"), &[], body.as_bytes()).await;
+            assert_eq!(status, 200, "{answer}");
+            if answer["result"]["duplicate"] == json!(true) {
+                stored_by_hung_up_callers += 1;
+            }
+        }
+        if stored_by_hung_up_callers > 0 {
+            break;
+        }
+    }
+    assert!(stored_by_hung_up_callers > 0, "some callbacks whose caller hung up were stored");
+    let accepted = r#"pushgate_callbacks_total{app="SampleApp",version="v2",result="accepted"}"#;
+    let pushes = r#"pushgate_pushes_accepted_total{app="SampleApp"}"#;
+    let duplicates = r#"pushgate_callbacks_total{app="SampleApp",version="v2",result="duplicate"}"#;
+    let counted = eventually(WAIT, "every stored callback to be counted", || async {
+        let metrics = app.metrics().await;
+        let counted = (series(&metrics, accepted), series(&metrics, pushes), series(&metrics, duplicates));
+        (counted.0 >= sent).then_some(counted)
+    })
+    .await;
+    assert_eq!(
+        counted,
+        (sent, sent, stored_by_hung_up_callers),
+        "every callback is counted once as accepted and as a push ({stored_by_hung_up_callers} stored for callers that hung up)"
+    );
+}

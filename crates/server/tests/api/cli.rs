@@ -21,9 +21,15 @@ fn pushgate(working_directory: &Path) -> Command {
 /// Starts `pushgate serve` with only the listener overridden (port 0), and
 /// reads its standard output up to the "listening" line.
 async fn serve(working_directory: &Path) -> (Child, Vec<String>, String) {
+    serve_with(working_directory, &[]).await
+}
+
+/// As [`serve`], with more environment variables.
+async fn serve_with(working_directory: &Path, environment: &[(&str, &str)]) -> (Child, Vec<String>, String) {
     let mut child = pushgate(working_directory)
         .args(["serve"])
         .env("PUSHGATE_SERVER__LISTEN", "127.0.0.1:0")
+        .envs(environment.iter().copied())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -87,6 +93,56 @@ async fn the_first_run_without_config_generates_a_key_once_and_keeps_it() {
     let (child, printed, base_url) = serve(directory.path()).await;
     assert!(printed.iter().all(|line| !line.contains("pgk_")), "the key is shown only once: {printed:?}");
     assert_eq!(subscribe_with(&base_url, &key).await, 200, "the stored key still opens the app");
+    stop(child).await;
+}
+
+/// The generated key among the lines a first start printed.
+fn printed_key(printed: &[String]) -> String {
+    printed
+        .iter()
+        .map(|line| line.trim())
+        .find(|line| line.starts_with("pgk_"))
+        .unwrap_or_else(|| panic!("a generated key is printed: {printed:?}"))
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_first_start_that_cannot_bind_generates_no_key_and_the_next_start_shows_one() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let address = taken.local_addr().expect("address").to_string();
+    let output = pushgate(directory.path())
+        .args(["serve"])
+        .env("PUSHGATE_SERVER__LISTEN", &address)
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .expect("runs");
+    assert!(!output.status.success(), "the port is taken");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!stdout.contains("pgk_"), "no key is shown by a start that fails: {stdout}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains(&format!("binding {address}")));
+
+    let (child, printed, base_url) = serve(directory.path()).await;
+    let key = printed_key(&printed);
+    assert_eq!(subscribe_with(&base_url, &key).await, 200, "the key shown opens the app");
+    stop(child).await;
+}
+
+#[tokio::test]
+async fn a_generated_key_stops_working_once_keys_are_configured() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let (child, printed, _) = serve(directory.path()).await;
+    let generated = printed_key(&printed);
+    stop(child).await;
+
+    let configured = "configured-key-of-sample-app";
+    let keys = format!(r#"["{configured}"]"#);
+    let (child, printed, base_url) =
+        serve_with(directory.path(), &[("PUSHGATE_APPS__SAMPLEAPP__API_KEYS", keys.as_str())]).await;
+    assert!(printed.iter().all(|line| !line.contains("pgk_")), "{printed:?}");
+    assert_eq!(subscribe_with(&base_url, configured).await, 200);
+    assert_eq!(subscribe_with(&base_url, &generated).await, 401, "the generated key no longer opens the app");
     stop(child).await;
 }
 

@@ -120,3 +120,83 @@ async fn auth_is_checked_before_the_body() {
     let (status, body) = read(response).await;
     assert_eq!((status, body["error"]["code"].clone()), (401, json!("INVALID_API_KEY")));
 }
+
+/// Sends `body` with `content_type` by `method` to `path` with `SampleApp`'s key.
+async fn send_raw(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: String,
+) -> (u16, serde_json::Value) {
+    let method = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes()).expect("a method");
+    let response = app
+        .client
+        .request(method, format!("{}{path}", app.base_url))
+        .header("IM-API-KEY", API_KEY)
+        .header("Content-Type", content_type)
+        .body(body)
+        .send()
+        .await
+        .expect("sent");
+    read(response).await
+}
+
+#[tokio::test]
+async fn every_route_with_a_body_answers_an_oversized_body_and_a_wrong_content_type_in_the_envelope() {
+    let app = TestApp::spawn_with(None, &[("PUSHGATE_SERVER__MAX_BODY_BYTES", "2048")]).await;
+    let (status, document) = app.get("/openapi.json", None).await;
+    assert_eq!(status, 200);
+    let mut checked = Vec::new();
+    for (template, operations) in document["paths"].as_object().expect("paths") {
+        // Every path parameter gets a valid value.
+        let path = template
+            .split('/')
+            .map(|segment| if segment.starts_with('{') { "p1" } else { segment })
+            .collect::<Vec<_>>()
+            .join("/");
+        for (method, operation) in operations.as_object().expect("operations") {
+            if operation.get("requestBody").is_none() {
+                continue;
+            }
+            let oversized = json!({ "padding": "x".repeat(4096) }).to_string();
+            let (status, body) = send_raw(&app, method, &path, "application/json", oversized).await;
+            assert_eq!(
+                (status, body),
+                (413, error_envelope(413, "Payload Too Large", "PAYLOAD_TOO_LARGE", "the request body is too large")),
+                "{method} {template} with an oversized body"
+            );
+            let (status, body) = send_raw(&app, method, &path, "text/plain", r#"{"sync":true}"#.into()).await;
+            assert_eq!(
+                (status, body),
+                (
+                    415,
+                    error_envelope(
+                        415,
+                        "Unsupported Media Type",
+                        "UNSUPPORTED_MEDIA_TYPE",
+                        "Content-Type must be application/json"
+                    )
+                ),
+                "{method} {template} with a text/plain body"
+            );
+            checked.push(format!("{method} {template}"));
+        }
+    }
+    assert!(checked.contains(&"post /v1/clients/{clientId}/rooms/{room}/read".to_owned()), "{checked:?}");
+    assert!(checked.len() >= 10, "every route with a body was walked: {checked:?}");
+}
+
+#[tokio::test]
+async fn a_read_mark_without_a_body_is_still_accepted() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .client
+        .post(format!("{}/v1/clients/c1/rooms/r1/read", app.base_url))
+        .header("IM-API-KEY", API_KEY)
+        .send()
+        .await
+        .expect("sent");
+    let (status, body) = read(response).await;
+    assert_eq!((status, body["result"]["badge"].clone()), (200, json!(0)), "{body}");
+}

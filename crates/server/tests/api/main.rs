@@ -8,6 +8,7 @@ mod crash;
 mod devices;
 mod errors;
 mod helpers;
+mod openapi;
 mod ops;
 mod pushes;
 mod routing;

@@ -130,6 +130,18 @@ async fn no_alert_title_or_body_sends_a_silent_push() {
 }
 
 #[tokio::test]
+async fn an_expiry_34_days_ahead_reaches_android_with_fcms_longest_ttl() {
+    let setup = spawn_with_providers("").await;
+    register(&setup).await;
+    let expiry = pushgate_api::now_ms() / 1000 + 34 * 24 * 3600;
+    let push_id = push(&setup, &["user001", "user002"], json!({ "title": "T", "body": "B", "expiry": expiry })).await;
+    let status = settled(&setup, &push_id).await;
+    assert_eq!(status["summary"], json!({ "delivered": 2 }), "{status}");
+    assert_eq!(setup.fcm.messages()[0].message["android"]["ttl"], "2419200s");
+    assert_eq!(setup.apns.delivered()[0].headers["apns-expiration"], expiry.to_string());
+}
+
+#[tokio::test]
 async fn an_outage_of_the_provider_ends_with_the_push_delivered() {
     let setup = spawn_with_providers("").await;
     register(&setup).await;
@@ -144,6 +156,26 @@ async fn an_outage_of_the_provider_ends_with_the_push_delivered() {
     let ids: Vec<_> = setup.apns.requests().iter().map(|r| r.headers["apns-id"].clone()).collect();
     assert_eq!(ids.len(), 4);
     assert!(ids.iter().all(|id| *id == ids[0]), "every attempt carries the same apns-id");
+}
+
+#[tokio::test]
+async fn retry_after_counts_from_the_providers_answer_not_from_the_start_of_the_attempt() {
+    let setup = spawn_with_providers("").await;
+    register(&setup).await;
+    // A slow provider: every answer comes 800 ms after the request arrived.
+    let answer_delay = Duration::from_millis(800);
+    setup.apns.set_answer_delay(answer_delay);
+    setup.apns.fail_next(APNS_TOKEN, [ApnsFailure::TooManyRequests(Some(1))]);
+    let push_id = push(&setup, &["user001"], seed_marketing_payload()).await;
+    let status = settled(&setup, &push_id).await;
+    assert_eq!(status["summary"], json!({ "delivered": 1 }));
+    let requests = setup.apns.requests();
+    assert_eq!(requests.iter().map(|r| r.status).collect::<Vec<_>>(), vec![429, 200]);
+    let gap = requests[1].received_at - requests[0].received_at;
+    assert!(
+        gap >= answer_delay + Duration::from_secs(1),
+        "the resend came {gap:?} after the first request, before the 429's Retry-After of 1 s had passed since the answer"
+    );
 }
 
 #[tokio::test]
