@@ -20,7 +20,7 @@ use tower::ServiceExt as _;
 struct UnreachableStore;
 
 fn unreachable() -> StoreError {
-    StoreError::Unavailable(sqlx::Error::PoolTimedOut)
+    StoreError::Unavailable(std::io::Error::new(std::io::ErrorKind::TimedOut, "the pool timed out").into())
 }
 
 #[async_trait]

@@ -426,7 +426,7 @@ fn store_ceiling(database: PathBuf, devices: usize, group: usize, count: usize) 
                 let push = NewPush {
                     push_id: format!("ceiling-{n}"),
                     app_id: app.clone(),
-                    kind: "chat".to_owned(),
+                    kind: pushgate_domain::PushKind::Chat,
                     request: callback(&format!("ceiling-{n}"), n, &[]).to_string(),
                     clients,
                     now_ms: now,

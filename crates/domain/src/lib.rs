@@ -9,6 +9,7 @@ mod chat;
 mod device;
 mod experiment;
 mod ids;
+mod kinds;
 mod push;
 mod routing;
 
@@ -21,6 +22,7 @@ pub use device::{
 };
 pub use experiment::{Experiment, Variant, fill_template, two_proportion_p_value};
 pub use ids::{AppId, BadgeSource, ClientId, DeviceId, ExperimentId, MessageId, RoomId};
+pub use kinds::{DeliveryMode, ProviderKind, PushKind};
 pub use push::{Alert, ApnsPush, CustomPush};
 pub use routing::{OnlinePolicy, QuietHours, RecipientState, Route, route};
 

@@ -2,7 +2,7 @@
 //! strategy"): whether a recipient gets an alert, a quiet alert, only a
 //! silent badge update, or nothing. Pure: the state and the time come in.
 
-use crate::{ParseError, TimeZoneName};
+use crate::{DeliveryMode, ParseError, TimeZoneName};
 use jiff::civil::Time;
 
 /// What an app does for a recipient who is online (in the app right now).
@@ -101,12 +101,12 @@ pub enum Route {
 }
 
 impl Route {
-    /// How deliveries store it: `alert`, `quiet`, `silent`, or `None` for a skip.
-    pub fn mode(self) -> Option<&'static str> {
+    /// How the recipient's deliveries go, or `None` for a skip.
+    pub fn mode(self) -> Option<DeliveryMode> {
         match self {
-            Self::Alert => Some("alert"),
-            Self::Quiet => Some("quiet"),
-            Self::Silent(_) => Some("silent"),
+            Self::Alert => Some(DeliveryMode::Alert),
+            Self::Quiet => Some(DeliveryMode::Quiet),
+            Self::Silent(_) => Some(DeliveryMode::Silent),
             Self::Skip(_) => None,
         }
     }

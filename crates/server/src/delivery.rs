@@ -13,8 +13,8 @@ use pushgate_api::metrics::Metrics;
 use pushgate_api::pauses::Gate;
 use pushgate_api::{DeliveryHandle, now_ms};
 use pushgate_domain::{
-    ApnsPush, AppId, ChatMessage, ChatStyle, CustomPush, DeviceType, Environment, Experiment, Locale, Recipient,
-    badge_update_apns, badge_update_fcm,
+    ApnsPush, AppId, ChatMessage, ChatStyle, CustomPush, DeliveryMode, DeviceType, Environment, Experiment, Locale,
+    PushKind, Recipient, badge_update_apns, badge_update_fcm,
 };
 use pushgate_providers::apns::{
     ApnsAuth, ApnsClient, ApnsClientConfig, Notification, Priority, PushType, TokenSigner, apns_id,
@@ -478,9 +478,9 @@ enum StoredPush {
 impl StoredPush {
     /// `None` when the stored request cannot be read back.
     fn parse(delivery: &ClaimedDelivery) -> Option<Self> {
-        match delivery.kind.as_str() {
-            "custom" => serde_json::from_str(&delivery.request).ok().map(Self::Custom),
-            "chat" | "chat-v1" => {
+        match delivery.kind {
+            PushKind::Custom => serde_json::from_str(&delivery.request).ok().map(Self::Custom),
+            PushKind::Chat | PushKind::ChatV1 => {
                 let fields: serde_json::Map<String, serde_json::Value> =
                     serde_json::from_str(&delivery.request).ok()?;
                 let alert = fields.get("alert").and_then(|alert| alert.as_str()).map(str::to_owned);
@@ -490,8 +490,7 @@ impl StoredPush {
                 };
                 Some(Self::Chat { message: ChatMessage::parse(&fields).ok()?, alert, experiment })
             }
-            "badge" => Some(Self::Badge),
-            _ => None,
+            PushKind::Badge => Some(Self::Badge),
         }
     }
 
@@ -505,7 +504,7 @@ impl StoredPush {
         Recipient {
             badge: delivery.badge,
             locale: delivery.locale.as_ref(),
-            quiet: delivery.mode.as_deref() == Some("quiet"),
+            quiet: delivery.mode == Some(DeliveryMode::Quiet),
             variant,
         }
     }
@@ -542,7 +541,7 @@ impl StoredPush {
 /// A chat recipient routed to `silent` (muted room, online) gets a badge
 /// update instead of the message.
 fn routed_silent(delivery: &ClaimedDelivery) -> bool {
-    delivery.mode.as_deref() == Some("silent")
+    delivery.mode == Some(DeliveryMode::Silent)
 }
 
 /// Holds `worker_running` up while the worker's task lives; lowers it when

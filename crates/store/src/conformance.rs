@@ -8,8 +8,8 @@ use crate::{
     RoutingPlan, SourceChange, Store, StoredApiKey,
 };
 use pushgate_domain::{
-    AppId, BadgeSource, ClientId, DeviceId, DeviceType, Environment, Locale, OnlinePolicy, PushToken, QuietHours,
-    RoomId, TimeZoneName,
+    AppId, BadgeSource, ClientId, DeliveryMode, DeviceId, DeviceType, Environment, Locale, OnlinePolicy, PushKind,
+    PushToken, QuietHours, RoomId, TimeZoneName,
 };
 use std::sync::Arc;
 
@@ -65,7 +65,7 @@ fn new_push(app: &str, push_id: &str, clients: &[&str], now_ms: i64) -> NewPush 
     NewPush {
         push_id: push_id.to_owned(),
         app_id: parse(AppId::parse(app)),
-        kind: "custom".to_owned(),
+        kind: PushKind::Custom,
         request: "{}".to_owned(),
         clients: clients.iter().map(|client| parse(ClientId::parse(client))).collect(),
         now_ms,
@@ -81,7 +81,7 @@ fn new_push(app: &str, push_id: &str, clients: &[&str], now_ms: i64) -> NewPush 
 
 fn callback_push(app: &str, push_id: &str, message_id: &str, clients: &[&str], room: &str, now_ms: i64) -> NewPush {
     NewPush {
-        kind: "chat".to_owned(),
+        kind: PushKind::Chat,
         callback: Some(CallbackKey { message_id: message_id.to_owned(), to_client: None }),
         badge: BadgePlan::CountUnread(parse(RoomId::parse(room))),
         ..new_push(app, push_id, clients, now_ms)
@@ -151,13 +151,13 @@ async fn routed_pushes_record_each_clients_route(store: &dyn Store) {
     let view = store.push_view(&app, "routed").await.expect("view").expect("exists");
     let route_of = |name: &str| {
         let delivery = view.deliveries.iter().find(|d| d.client_id == name).expect("a delivery");
-        (delivery.status, delivery.mode.clone(), delivery.route_reason.clone().or(delivery.reason.clone()))
+        (delivery.status, delivery.mode, delivery.route_reason.clone().or(delivery.reason.clone()))
     };
-    assert_eq!(route_of("on"), (DeliveryStatus::Queued, Some("alert".into()), None));
+    assert_eq!(route_of("on"), (DeliveryStatus::Queued, Some(DeliveryMode::Alert), None));
     assert_eq!(route_of("off"), (DeliveryStatus::Skipped, None, Some("push turned off by the client".into())));
-    assert_eq!(route_of("muted"), (DeliveryStatus::Queued, Some("silent".into()), Some("room muted".into())));
-    assert_eq!(route_of("online"), (DeliveryStatus::Queued, Some("silent".into()), Some("client online".into())));
-    assert_eq!(route_of("night"), (DeliveryStatus::Queued, Some("quiet".into()), Some("quiet hours".into())));
+    assert_eq!(route_of("muted"), (DeliveryStatus::Queued, Some(DeliveryMode::Silent), Some("room muted".into())));
+    assert_eq!(route_of("online"), (DeliveryStatus::Queued, Some(DeliveryMode::Silent), Some("client online".into())));
+    assert_eq!(route_of("night"), (DeliveryStatus::Queued, Some(DeliveryMode::Quiet), Some("quiet hours".into())));
     let claimed = store.claim_due_deliveries(now, 100, 60_000).await.expect("claim");
     let night_delivery = claimed.iter().find(|d| d.push_id == "routed" && d.client_id.as_str() == "night");
     assert_eq!(

@@ -1,6 +1,8 @@
 //! Types of the delivery queue: accepted pushes and their deliveries.
 
-use pushgate_domain::{AppId, ClientId, DeviceId, DeviceType, Environment, Locale, OnlinePolicy, PushToken, RoomId};
+use pushgate_domain::{
+    AppId, ClientId, DeliveryMode, DeviceId, DeviceType, Environment, Locale, OnlinePolicy, PushKind, PushToken, RoomId,
+};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -12,8 +14,8 @@ pub struct NewPush {
     pub push_id: String,
     /// The app.
     pub app_id: AppId,
-    /// What kind of push (`custom` for push2clients).
-    pub kind: String,
+    /// What kind of push.
+    pub kind: PushKind,
     /// The request payload, JSON, from which provider payloads are built.
     pub request: String,
     /// The clients to reach.
@@ -127,15 +129,15 @@ pub struct ClaimedDelivery {
     pub locale: Option<Locale>,
     /// The client's badge when the push was accepted, for callbacks and badge updates.
     pub badge: Option<u32>,
-    /// How the client is reached: `alert`, `quiet` or `silent`; `None` when not routed.
-    pub mode: Option<String>,
+    /// How the client is reached; `None` when not routed.
+    pub mode: Option<DeliveryMode>,
     /// The push's experiment snapshot (JSON, shared by the push's
     /// deliveries) and the client's variant, if any.
     pub experiment: Option<(Arc<str>, String)>,
     /// Attempts made before this one.
     pub attempts: u32,
     /// The push's kind.
-    pub kind: String,
+    pub kind: PushKind,
     /// The push's request payload, JSON, shared by the push's deliveries in
     /// one claim.
     pub request: Arc<str>,
@@ -208,8 +210,8 @@ pub struct DeliveryView {
     pub device_id: Option<String>,
     /// Where it stands.
     pub status: DeliveryStatus,
-    /// How the client is reached (`alert`, `quiet`, `silent`), for routed pushes.
-    pub mode: Option<String>,
+    /// How the client is reached, for routed pushes.
+    pub mode: Option<DeliveryMode>,
     /// Why the client is not alerted as usual (routing), if so.
     pub route_reason: Option<String>,
     /// The experiment variant the client got, if any.

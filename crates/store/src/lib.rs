@@ -81,16 +81,20 @@ pub struct StoredApiKey {
     pub digest: [u8; 32],
 }
 
+/// A database driver's error, kept as the cause without naming the driver:
+/// callers decide by [`StoreError`]'s variant, and only log the cause.
+pub type StoreCause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database is unreachable, busy past its timeout, or out of
     /// connections: nothing was written, and trying again later may work.
     #[error("the store is unavailable")]
-    Unavailable(#[source] sqlx::Error),
+    Unavailable(#[source] StoreCause),
     /// Anything else: a bug or a corrupt database.
     #[error("the store failed")]
-    Internal(#[source] sqlx::Error),
+    Internal(#[source] StoreCause),
     /// A stored row could not be read back into domain types.
     #[error("a stored row is invalid: {0}")]
     Corrupt(String),
@@ -106,7 +110,7 @@ impl From<sqlx::Error> for StoreError {
             }
             _ => false,
         };
-        if transient { Self::Unavailable(error) } else { Self::Internal(error) }
+        if transient { Self::Unavailable(Box::new(error)) } else { Self::Internal(Box::new(error)) }
     }
 }
 

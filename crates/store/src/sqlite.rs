@@ -7,8 +7,8 @@ use crate::{
 };
 use async_trait::async_trait;
 use pushgate_domain::{
-    AppId, BadgeSource, ClientId, DeviceId, DeviceType, Environment, Locale, PushToken, QuietHours, RecipientState,
-    RoomId, Route, TimeZoneName,
+    AppId, BadgeSource, ClientId, DeliveryMode, DeviceId, DeviceType, Environment, Locale, PushKind, PushToken,
+    QuietHours, RecipientState, RoomId, Route, TimeZoneName,
 };
 use sqlx::Row as _;
 use sqlx::sqlite::{
@@ -127,7 +127,7 @@ impl<W: GroupWrite> Committer<W> {
     /// Queues the write and waits until its group is committed.
     async fn write(&self, write: W) -> Result<W::Output, StoreError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let closed = || StoreError::Unavailable(sqlx::Error::PoolClosed);
+        let closed = || StoreError::Unavailable(Box::new(sqlx::Error::PoolClosed));
         self.queue.send((write, reply)).await.map_err(|_| closed())?;
         answer.await.map_err(|_| closed())?
     }
@@ -290,7 +290,7 @@ async fn insert_push(transaction: &mut SqliteConnection, push: &NewPush) -> Resu
     )
     .bind(&push.push_id)
     .bind(push.app_id.as_str())
-    .bind(&push.kind)
+    .bind(push.kind.as_str())
     .bind(&push.request)
     .bind(push.now_ms)
     .bind(push.deadline_ms)
@@ -326,7 +326,7 @@ async fn insert_push(transaction: &mut SqliteConnection, push: &NewPush) -> Resu
                 "badge": badge,
                 "status": status.as_str(),
                 "reason": reason,
-                "mode": route.and_then(Route::mode),
+                "mode": route.and_then(Route::mode).map(DeliveryMode::as_str),
                 "route_reason": route.and_then(Route::reason),
                 "experiment": variant.and(experiment).map(|experiment| experiment.id.as_str()),
                 "variant": variant,
@@ -704,7 +704,7 @@ impl Store for SqliteStore {
         // to send).
         let push_ids: BTreeSet<&str> = rows.iter().filter_map(|row| row.get("push_id")?.as_str()).collect();
         let push_ids = serde_json::Value::from_iter(push_ids).to_string();
-        type ClaimedPush = (String, Arc<str>, i64, Option<Arc<str>>);
+        type ClaimedPush = (PushKind, Arc<str>, i64, Option<Arc<str>>);
         let mut pushes: HashMap<String, ClaimedPush> = HashMap::new();
         for push in sqlx::query(
             "SELECT push_id, kind, request, deadline_ms, experiment FROM pushes \
@@ -717,7 +717,8 @@ impl Store for SqliteStore {
             pushes.insert(
                 push.try_get("push_id")?,
                 (
-                    push.try_get("kind")?,
+                    PushKind::parse(&push.try_get::<String, _>("kind")?)
+                        .map_err(|error| StoreError::Corrupt(format!("pushes.kind: {error}")))?,
                     push.try_get::<String, _>("request")?.into(),
                     push.try_get("deadline_ms")?,
                     push.try_get::<Option<String>, _>("experiment")?.map(Arc::from),
@@ -747,7 +748,7 @@ impl Store for SqliteStore {
                 locale: text("locale").map(|raw| Locale::parse(&raw)).transpose().map_err(|_| corrupt("locale"))?,
                 badge: number("badge").map(|badge| u32::try_from(badge.max(0)).unwrap_or(u32::MAX)),
                 attempts: u32::try_from(number("attempts").unwrap_or_default()).unwrap_or(u32::MAX),
-                mode: text("mode"),
+                mode: text("mode").map(|raw| DeliveryMode::parse(&raw)).transpose().map_err(|_| corrupt("mode"))?,
                 experiment: experiment.zip(text("variant")),
                 kind,
                 request,
@@ -841,7 +842,11 @@ impl Store for SqliteStore {
                     status: DeliveryStatus::parse(&status)
                         .ok_or_else(|| StoreError::Corrupt(format!("deliveries.status {status:?}")))?,
                     reason: row.try_get("reason")?,
-                    mode: row.try_get("mode")?,
+                    mode: row
+                        .try_get::<Option<String>, _>("mode")?
+                        .map(|raw| DeliveryMode::parse(&raw))
+                        .transpose()
+                        .map_err(|error| StoreError::Corrupt(format!("deliveries.mode: {error}")))?,
                     route_reason: row.try_get("route_reason")?,
                     variant: row.try_get("variant")?,
                     attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),

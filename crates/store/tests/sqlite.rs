@@ -29,7 +29,7 @@ fn push_to_nobody(push_id: &str) -> pushgate_store::NewPush {
     pushgate_store::NewPush {
         push_id: push_id.to_owned(),
         app_id: pushgate_domain::AppId::parse("SampleApp").expect("app id"),
-        kind: "custom".into(),
+        kind: pushgate_domain::PushKind::Custom,
         request: "{}".into(),
         clients: vec![pushgate_domain::ClientId::parse("nobody").expect("client")],
         now_ms: 1,

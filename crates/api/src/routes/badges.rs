@@ -9,7 +9,7 @@ use crate::extract::{ApiJson, ApiPath, OptionalApiJson};
 use crate::{AppState, now_ms};
 use axum::Json;
 use axum::extract::State;
-use pushgate_domain::{BadgeSource, ClientId, RoomId};
+use pushgate_domain::{BadgeSource, ClientId, PushKind, RoomId};
 use pushgate_store::{BadgePlan, BadgeView, NewPush, SourceChange};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -194,7 +194,7 @@ pub async fn mark_read(
         let push = NewPush {
             push_id: uuid::Uuid::now_v7().to_string(),
             app_id: app.id.clone(),
-            kind: "badge".to_owned(),
+            kind: PushKind::Badge,
             request: "{}".to_owned(),
             clients: vec![client_id.clone()],
             now_ms: now,

@@ -19,7 +19,7 @@ use crate::{AppState, now_ms};
 use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
-use pushgate_domain::{AppId, ChatMessage, ClientId, Experiment, GenericCallback, LegacyCallback};
+use pushgate_domain::{AppId, ChatMessage, ClientId, Experiment, GenericCallback, LegacyCallback, PushKind};
 use pushgate_store::{BadgePlan, CallbackKey, ExperimentPlan, NewPush, RoutingPlan};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -73,7 +73,7 @@ pub async fn push_generic(
     let push = NewPush {
         push_id: uuid::Uuid::now_v7().to_string(),
         app_id: app.id.clone(),
-        kind: "chat".to_owned(),
+        kind: PushKind::Chat,
         request: message.to_stored().to_string(),
         clients: callback.recipients,
         now_ms: now,
@@ -121,7 +121,7 @@ pub async fn push_legacy(
     let push = NewPush {
         push_id: uuid::Uuid::now_v7().to_string(),
         app_id: app.id.clone(),
-        kind: "chat-v1".to_owned(),
+        kind: PushKind::ChatV1,
         request: stored.to_string(),
         clients: vec![callback.to_client.clone()],
         now_ms: now,

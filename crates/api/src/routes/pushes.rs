@@ -8,7 +8,7 @@ use crate::extract::{ApiJson, ApiPath};
 use crate::{AppState, now_ms};
 use axum::Json;
 use axum::extract::State;
-use pushgate_domain::{ClientId, CustomPush};
+use pushgate_domain::{ClientId, CustomPush, PushKind};
 use pushgate_store::{BadgePlan, DeliveryStatus, NewPush};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -91,7 +91,7 @@ pub async fn push2clients(
     let new_push = NewPush {
         push_id: uuid::Uuid::now_v7().to_string(),
         app_id: app.id.clone(),
-        kind: "custom".to_owned(),
+        kind: PushKind::Custom,
         request: serde_json::to_string(&push).map_err(ApiError::internal)?,
         clients,
         now_ms: now,
@@ -199,7 +199,7 @@ pub async fn push_status(
             device_id: delivery.device_id,
             status: delivery.status.as_str().to_owned(),
             reason: delivery.reason,
-            mode: delivery.mode,
+            mode: delivery.mode.map(|mode| mode.as_str().to_owned()),
             routing: delivery.route_reason,
             variant: delivery.variant,
             attempts: delivery.attempts,

@@ -369,7 +369,7 @@ async fn finished_pushes_and_callback_ids_past_the_retention_are_forgotten() {
     let old = |push_id: &str, message_id: &str| NewPush {
         push_id: push_id.to_owned(),
         app_id: AppId::parse("SampleApp").expect("app"),
-        kind: "chat".into(),
+        kind: pushgate_domain::PushKind::Chat,
         request: message(message_id, "room", &[]).to_string(),
         clients: vec![ClientId::parse("nobody").expect("client")],
         now_ms: three_hours_ago,
