@@ -42,7 +42,7 @@ fn announce(state: &AppState, push: &NewPush, source: PushSource, accepted: &Acc
         }
         return;
     }
-    state.delivery.wake.notify_one();
+    state.delivery.wake();
     state.metrics.push_accepted(app, accepted.queued);
     match source {
         PushSource::Callback(version) => {

@@ -9,7 +9,6 @@ pub mod error;
 pub mod extract;
 pub mod metrics;
 pub mod origin;
-pub mod pauses;
 pub mod routes;
 
 use crate::auth::{ApiKeyRing, Apps};
@@ -39,21 +38,38 @@ pub struct AppState {
     pub keys: Arc<ApiKeyRing>,
     /// The instance's metrics.
     pub metrics: Arc<Metrics>,
-    /// What the send routes need of the delivery queue.
-    pub delivery: Arc<DeliveryHandle>,
+    /// What the routes need of the delivery side.
+    pub delivery: Arc<dyn DeliveryStatus>,
 }
 
-/// The send routes' side of the delivery queue.
-#[derive(Debug)]
-pub struct DeliveryHandle {
-    /// Woken after a push is accepted, so a worker picks it up at once.
-    pub wake: tokio::sync::Notify,
-    /// Providers paused for an app whose credentials they refused.
-    pub pauses: pauses::ProviderPauses,
-    /// Whether the delivery worker is running: set by the worker while its
-    /// loop lives; `/readyz` fails without it, since accepted pushes would
-    /// wait undelivered.
-    pub worker_running: std::sync::atomic::AtomicBool,
+/// What the API needs of the delivery side, and all it sees of it: the
+/// binary wires the worker in behind this, so this crate never depends on it.
+pub trait DeliveryStatus: Send + Sync + std::fmt::Debug + 'static {
+    /// A push was accepted: deliver it without waiting for the next poll.
+    fn wake(&self);
+
+    /// Whether a worker is running: `/readyz` fails without one, since
+    /// accepted pushes would wait undelivered.
+    fn is_running(&self) -> bool;
+
+    /// Providers paused for an app because they refused its credentials or
+    /// configuration, ordered by app and provider.
+    fn paused_providers(&self) -> Vec<PausedProvider>;
+}
+
+/// One paused provider of an app, as `/readyz` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PausedProvider {
+    /// The app.
+    pub app: String,
+    /// `apns`, `fcm` or `webpush`.
+    pub provider: String,
+    /// What the provider answered.
+    pub reason: String,
+    /// When the next probe may go, Unix ms.
+    #[serde(rename = "untilMS")]
+    pub until_ms: i64,
 }
 
 /// Settings of the HTTP layer itself.

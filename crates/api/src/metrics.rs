@@ -7,7 +7,6 @@ use axum::response::Response;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
@@ -28,16 +27,6 @@ struct AppLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct DeliveryLabels {
-    app: String,
-    provider: String,
-    /// delivered, retried, failed, pruned, skipped
-    result: String,
-    /// The provider's reason for anything but a delivery; empty otherwise.
-    reason: String,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CallbackLabels {
     app: String,
     /// v1 or v2
@@ -52,7 +41,8 @@ struct RouteLabels {
     route: String,
 }
 
-/// The instance's metrics and the registry that renders them.
+/// The instance's metrics and the registry that renders them: the API's
+/// own, and whatever else was registered in it before (the delivery side's).
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
@@ -60,27 +50,19 @@ pub struct Metrics {
     latency: Family<RouteLabels, Histogram>,
     pushes_accepted: Family<AppLabels, Counter>,
     deliveries_queued: Family<AppLabels, Counter>,
-    deliveries: Family<DeliveryLabels, Counter>,
-    delivery_latency: Family<AppLabels, Histogram>,
-    provider_paused: Family<ProviderLabels, Gauge>,
-    queue_depth: Family<StatusLabels, Gauge>,
     callbacks: Family<CallbackLabels, Counter>,
 }
 
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct StatusLabels {
-    status: String,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ProviderLabels {
-    app: String,
-    provider: String,
-}
-
 impl Default for Metrics {
+    /// The API's metrics alone, in a registry of their own.
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("pushgate");
+        Self::new(Registry::with_prefix("pushgate"))
+    }
+}
+
+impl Metrics {
+    /// Registers the API's metrics in `registry`, which `/metrics` renders.
+    pub fn new(mut registry: Registry) -> Self {
         let requests = Family::<RequestLabels, Counter>::default();
         // 0.5 ms to about 16 s.
         let latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
@@ -94,44 +76,13 @@ impl Default for Metrics {
         );
         let pushes_accepted = Family::<AppLabels, Counter>::default();
         let deliveries_queued = Family::<AppLabels, Counter>::default();
-        let deliveries = Family::<DeliveryLabels, Counter>::default();
-        let delivery_latency = Family::<AppLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new(exponential_buckets(0.001, 2.0, 20))
-        });
         registry.register("pushes_accepted", "Pushes accepted (durably stored)", pushes_accepted.clone());
         registry.register("deliveries_queued", "Deliveries queued by accepted pushes", deliveries_queued.clone());
-        registry.register("deliveries", "Delivery attempts by provider, result and reason", deliveries.clone());
-        registry.register(
-            "delivery_latency_seconds",
-            "From a push's acceptance to the provider's final answer for one device",
-            delivery_latency.clone(),
-        );
-        let provider_paused = Family::<ProviderLabels, Gauge>::default();
-        registry.register(
-            "provider_paused",
-            "1 while a provider is paused for an app because it refused the app's credentials",
-            provider_paused.clone(),
-        );
-        let queue_depth = Family::<StatusLabels, Gauge>::default();
-        registry.register("queue_depth", "Deliveries waiting, queued or retrying", queue_depth.clone());
         let callbacks = Family::<CallbackLabels, Counter>::default();
         registry.register("callbacks", "IMKIT callbacks by version and result", callbacks.clone());
-        Self {
-            registry,
-            requests,
-            latency,
-            pushes_accepted,
-            deliveries_queued,
-            deliveries,
-            delivery_latency,
-            provider_paused,
-            queue_depth,
-            callbacks,
-        }
+        Self { registry, requests, latency, pushes_accepted, deliveries_queued, callbacks }
     }
-}
 
-impl Metrics {
     /// Counts an accepted push and the deliveries it queued.
     pub fn push_accepted(&self, app: &str, deliveries: u64) {
         let labels = AppLabels { app: app.to_owned() };
@@ -143,34 +94,6 @@ impl Metrics {
     pub fn callback(&self, app: &str, version: &str, result: &str) {
         let labels = CallbackLabels { app: app.into(), version: version.into(), result: result.into() };
         self.callbacks.get_or_create(&labels).inc();
-    }
-
-    /// Counts one attempt's result; `reason` is empty for a delivery.
-    pub fn delivery(&self, app: &str, provider: &str, result: &str, reason: &str) {
-        let labels =
-            DeliveryLabels { app: app.into(), provider: provider.into(), result: result.into(), reason: reason.into() };
-        self.deliveries.get_or_create(&labels).inc();
-    }
-
-    /// Records the time from acceptance to a final provider answer.
-    pub fn delivery_latency(&self, app: &str, seconds: f64) {
-        self.delivery_latency.get_or_create(&AppLabels { app: app.to_owned() }).observe(seconds);
-    }
-
-    /// Marks a provider paused (or resumed) for an app.
-    pub fn provider_paused(&self, app: &str, provider: &str, paused: bool) {
-        self.provider_paused
-            .get_or_create(&ProviderLabels { app: app.to_owned(), provider: provider.to_owned() })
-            .set(i64::from(paused));
-    }
-
-    /// Sets the number of deliveries waiting.
-    pub fn queue_depth(&self, queued: u64, retrying: u64) {
-        for (status, count) in [("queued", queued), ("retrying", retrying)] {
-            self.queue_depth
-                .get_or_create(&StatusLabels { status: status.to_owned() })
-                .set(i64::try_from(count).unwrap_or(i64::MAX));
-        }
     }
 
     /// The metrics in the OpenMetrics text format, which Prometheus scrapes.

@@ -130,7 +130,30 @@ impl Store for UnreachableStore {
 const KEY: &str = "a-key-for-the-sample-app";
 const CALLBACK_SECRET: &str = "a-callback-secret-for-the-app";
 
+/// A delivery side that is running (or not) and has nothing paused.
+#[derive(Debug)]
+struct Worker {
+    running: bool,
+}
+
+impl pushgate_api::DeliveryStatus for Worker {
+    fn wake(&self) {}
+
+    fn is_running(&self) -> bool {
+        self.running
+    }
+
+    fn paused_providers(&self) -> Vec<pushgate_api::PausedProvider> {
+        Vec::new()
+    }
+}
+
 fn state() -> AppState {
+    // The worker is taken to run, so these tests see the store's answer.
+    state_with_worker(true)
+}
+
+fn state_with_worker(running: bool) -> AppState {
     let app_id = AppId::parse("SampleApp").expect("app id");
     let keys = ApiKeyRing::default();
     keys.insert(app_id.clone(), pushgate_api::auth::api_key_digest(KEY));
@@ -147,12 +170,7 @@ fn state() -> AppState {
         apps: Arc::new([(app_id, Arc::new(settings))].into_iter().collect()),
         keys: Arc::new(keys),
         metrics: Arc::new(Metrics::default()),
-        delivery: Arc::new(pushgate_api::DeliveryHandle {
-            wake: tokio::sync::Notify::new(),
-            pauses: Default::default(),
-            // The worker is taken to run, so these tests see the store's answer.
-            worker_running: std::sync::atomic::AtomicBool::new(true),
-        }),
+        delivery: Arc::new(Worker { running }),
     }
 }
 
@@ -216,9 +234,7 @@ async fn a_callback_the_store_cannot_take_is_503_unavailable_so_imkit_can_tell()
 
 #[tokio::test]
 async fn readiness_is_503_when_the_delivery_worker_is_not_running() {
-    let state = state();
-    state.delivery.worker_running.store(false, std::sync::atomic::Ordering::Relaxed);
-    let response = router(state, &RouterOptions { max_body_bytes: 1024 })
+    let response = router(state_with_worker(false), &RouterOptions { max_body_bytes: 1024 })
         .oneshot(Request::get("/readyz").body(Body::empty()).expect("request"))
         .await
         .expect("infallible");

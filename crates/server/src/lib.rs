@@ -3,5 +3,5 @@
 //! drive directly.
 
 pub mod config;
-pub mod delivery;
+pub mod providers;
 pub mod startup;

@@ -1,14 +1,16 @@
 //! Wiring: from a validated [`Config`] to a bound, ready-to-serve application.
 
 use crate::config::{Config, LogFormat};
-use crate::delivery::{AppProviders, Worker};
+use crate::providers::app_providers;
 use anyhow::Context as _;
 use base64::Engine as _;
 use pushgate_api::auth::{ApiKeyRing, AppSettings, Apps, api_key_digest};
 use pushgate_api::metrics::Metrics;
 use pushgate_api::origin::OriginCheck;
-use pushgate_api::{AppState, DeliveryHandle, RouterOptions, now_ms};
+use pushgate_api::{AppState, DeliveryStatus, PausedProvider, RouterOptions, now_ms};
+use pushgate_delivery::{DeliveryHandle, DeliveryMetrics, Worker};
 use pushgate_domain::{AppId, Environment, OnlinePolicy};
+use pushgate_providers::SystemClock;
 use pushgate_store::{SqliteStore, Store, StoredApiKey};
 use secrecy::{ExposeSecret as _, SecretString};
 use std::future::Future;
@@ -87,7 +89,7 @@ impl Application {
         for (id, app) in config.app_ids() {
             providers.insert(
                 id.clone(),
-                AppProviders::from_config(app, config.max_attempts(app))
+                app_providers(app, config.max_attempts(app))
                     .with_context(|| format!("setting up the providers of app {id}"))?,
             );
             let default_environment = app.apns.as_ref().map_or(Environment::Production, |apns| apns.environment);
@@ -141,20 +143,27 @@ impl Application {
             }
         }
 
-        let metrics = Arc::new(Metrics::default());
-        let delivery = Arc::new(DeliveryHandle {
-            wake: tokio::sync::Notify::new(),
-            pauses: Default::default(),
-            worker_running: Default::default(),
-        });
+        // One registry for the instance: the worker's metrics and the API's,
+        // rendered together at `/metrics`.
+        let mut registry = prometheus_client::registry::Registry::with_prefix("pushgate");
+        let delivery_metrics = DeliveryMetrics::register(&mut registry);
+        let metrics = Arc::new(Metrics::new(registry));
+        let delivery = Arc::new(DeliveryHandle::default());
         let worker = Arc::new(Worker::new(
             Arc::clone(&store),
             providers,
             config.delivery.clone(),
             Arc::clone(&delivery),
-            Arc::clone(&metrics),
+            delivery_metrics,
+            Arc::new(SystemClock),
         ));
-        let state = AppState { store, apps: Arc::new(apps), keys: Arc::new(keys), metrics, delivery };
+        let state = AppState {
+            store,
+            apps: Arc::new(apps),
+            keys: Arc::new(keys),
+            metrics,
+            delivery: Arc::new(WorkerStatus(delivery)),
+        };
         let router = pushgate_api::router(state, &RouterOptions { max_body_bytes: config.server.max_body_bytes });
 
         Ok(Self { listener, local_addr, router, tls, generated_keys, worker })
@@ -204,6 +213,34 @@ impl Application {
                 axum::serve(listener, service).with_graceful_shutdown(shutdown).await.context("serving HTTP")
             }
         }
+    }
+}
+
+/// The API's view of the worker.
+#[derive(Debug)]
+struct WorkerStatus(Arc<DeliveryHandle>);
+
+impl DeliveryStatus for WorkerStatus {
+    fn wake(&self) {
+        self.0.wake();
+    }
+
+    fn is_running(&self) -> bool {
+        self.0.is_running()
+    }
+
+    fn paused_providers(&self) -> Vec<PausedProvider> {
+        self.0
+            .pauses
+            .snapshot()
+            .into_iter()
+            .map(|pause| PausedProvider {
+                app: pause.app.to_string(),
+                provider: pause.provider.to_string(),
+                reason: pause.reason,
+                until_ms: pause.until_ms,
+            })
+            .collect()
     }
 }
 

@@ -20,7 +20,7 @@ pub struct Health {
     /// Providers paused for an app because they refused its credentials or
     /// configuration (the instance itself is ready; those apps need fixing).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub paused_providers: Vec<crate::pauses::Pause>,
+    pub paused_providers: Vec<crate::PausedProvider>,
 }
 
 /// The process is up and serving.
@@ -41,7 +41,7 @@ pub async fn healthz() -> Json<Envelope<Health>> {
     )
 )]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Envelope<Health>>, ApiError> {
-    if !state.delivery.worker_running.load(std::sync::atomic::Ordering::Relaxed) {
+    if !state.delivery.is_running() {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "UNAVAILABLE",
@@ -50,7 +50,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Envelope<Healt
     }
     let unavailable = || ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", "the store does not answer");
     match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
-        Ok(Ok(())) => Ok(ok(Health { status: "ok", paused_providers: state.delivery.pauses.snapshot() })),
+        Ok(Ok(())) => Ok(ok(Health { status: "ok", paused_providers: state.delivery.paused_providers() })),
         Ok(Err(error)) => Err(unavailable().with_cause(error)),
         Err(elapsed) => Err(unavailable().with_cause(elapsed)),
     }

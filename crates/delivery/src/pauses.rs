@@ -1,5 +1,5 @@
-//! Providers paused for an app: the circuit breaker between the delivery
-//! worker (which opens and closes it) and `/readyz` (which shows it).
+//! Providers paused for an app: the circuit breaker the worker opens and
+//! closes, and `/readyz` shows (through the API's `DeliveryStatus`).
 //!
 //! When a provider refuses an app itself (credentials, topic), sending the
 //! app's other deliveries would only be refused too, and a burst of refused
@@ -8,27 +8,22 @@
 //! delivery is let through as a probe. Any answer but another refusal of the
 //! app resumes it; a refusal doubles the pause, up to a ceiling.
 
-use serde::Serialize;
+use pushgate_domain::{AppId, ProviderKind};
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
-use utoipa::ToSchema;
 
-/// One paused provider, as `/readyz` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+/// One paused provider of an app.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pause {
     /// The app.
-    pub app: String,
-    /// `apns` or `fcm`.
-    pub provider: String,
+    pub app: AppId,
+    /// The provider that refused it.
+    pub provider: ProviderKind,
     /// What the provider answered.
     pub reason: String,
     /// When the next probe may go, Unix ms.
-    #[serde(rename = "untilMS")]
     pub until_ms: i64,
-    #[serde(skip)]
     interval_ms: i64,
-    #[serde(skip)]
     probing: bool,
 }
 
@@ -51,21 +46,21 @@ pub enum Gate {
 /// Every paused (app, provider).
 #[derive(Debug, Default)]
 pub struct ProviderPauses {
-    paused: Mutex<HashMap<(String, String), Pause>>,
+    paused: Mutex<HashMap<(AppId, ProviderKind), Pause>>,
 }
 
 /// While a probe is out, other deliveries look again after this long.
 const PROBE_WAIT_MS: i64 = 1000;
 
 impl ProviderPauses {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Pause>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(AppId, ProviderKind), Pause>> {
         self.paused.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// May a delivery of `app` go to `provider` at `now_ms`?
-    pub fn gate(&self, app: &str, provider: &str, now_ms: i64) -> Gate {
+    pub fn gate(&self, app: &AppId, provider: ProviderKind, now_ms: i64) -> Gate {
         let mut paused = self.lock();
-        let Some(pause) = paused.get_mut(&(app.to_owned(), provider.to_owned())) else {
+        let Some(pause) = paused.get_mut(&(app.clone(), provider)) else {
             return Gate::Open;
         };
         if now_ms < pause.until_ms {
@@ -80,35 +75,36 @@ impl ProviderPauses {
 
     /// The provider refused the app: pause it (or, after a failed probe,
     /// pause it twice as long, up to `max_ms`). Answers when it may be probed.
-    pub fn refused(&self, app: &str, provider: &str, reason: &str, now_ms: i64, base_ms: i64, max_ms: i64) -> i64 {
+    pub fn refused(
+        &self,
+        app: &AppId,
+        provider: ProviderKind,
+        reason: &str,
+        now_ms: i64,
+        base_ms: i64,
+        max_ms: i64,
+    ) -> i64 {
         let mut paused = self.lock();
-        let key = (app.to_owned(), provider.to_owned());
+        let key = (app.clone(), provider);
         let interval_ms = paused.get(&key).map_or(base_ms, |pause| (pause.interval_ms * 2).min(max_ms));
         let until_ms = now_ms + interval_ms;
         paused.insert(
             key,
-            Pause {
-                app: app.to_owned(),
-                provider: provider.to_owned(),
-                reason: reason.to_owned(),
-                until_ms,
-                interval_ms,
-                probing: false,
-            },
+            Pause { app: app.clone(), provider, reason: reason.to_owned(), until_ms, interval_ms, probing: false },
         );
         until_ms
     }
 
     /// The provider answered something other than a refusal of the app:
     /// resume it. Answers whether it had been paused.
-    pub fn answered(&self, app: &str, provider: &str) -> bool {
-        self.lock().remove(&(app.to_owned(), provider.to_owned())).is_some()
+    pub fn answered(&self, app: &AppId, provider: ProviderKind) -> bool {
+        self.lock().remove(&(app.clone(), provider)).is_some()
     }
 
     /// Every pause, ordered by app and provider.
     pub fn snapshot(&self) -> Vec<Pause> {
         let mut pauses: Vec<Pause> = self.lock().values().cloned().collect();
-        pauses.sort_by(|a, b| (&a.app, &a.provider).cmp(&(&b.app, &b.provider)));
+        pauses.sort_by(|a, b| (a.app.as_str(), a.provider).cmp(&(b.app.as_str(), b.provider)));
         pauses
     }
 }
@@ -116,35 +112,43 @@ impl ProviderPauses {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ProviderKind::{Apns, Fcm};
+
+    fn app(name: &str) -> AppId {
+        AppId::parse(name).expect("an app id")
+    }
 
     #[test]
     fn a_refused_app_is_held_then_probed_by_exactly_one_delivery() {
         let pauses = ProviderPauses::default();
-        assert_eq!(pauses.gate("A", "apns", 0), Gate::Open);
-        assert_eq!(pauses.refused("A", "apns", "InvalidProviderToken", 0, 100, 1000), 100);
-        assert_eq!(pauses.gate("A", "apns", 50), Gate::Held { until_ms: 100, reason: "InvalidProviderToken".into() });
-        assert_eq!(pauses.gate("A", "fcm", 50), Gate::Open, "other providers go on");
-        assert_eq!(pauses.gate("B", "apns", 50), Gate::Open, "other apps go on");
-        assert_eq!(pauses.gate("A", "apns", 100), Gate::Probe);
-        assert!(matches!(pauses.gate("A", "apns", 101), Gate::Held { .. }), "one probe at a time");
+        assert_eq!(pauses.gate(&app("A"), Apns, 0), Gate::Open);
+        assert_eq!(pauses.refused(&app("A"), Apns, "InvalidProviderToken", 0, 100, 1000), 100);
+        assert_eq!(
+            pauses.gate(&app("A"), Apns, 50),
+            Gate::Held { until_ms: 100, reason: "InvalidProviderToken".into() }
+        );
+        assert_eq!(pauses.gate(&app("A"), Fcm, 50), Gate::Open, "other providers go on");
+        assert_eq!(pauses.gate(&app("B"), Apns, 50), Gate::Open, "other apps go on");
+        assert_eq!(pauses.gate(&app("A"), Apns, 100), Gate::Probe);
+        assert!(matches!(pauses.gate(&app("A"), Apns, 101), Gate::Held { .. }), "one probe at a time");
     }
 
     #[test]
     fn a_failed_probe_doubles_the_pause_up_to_the_ceiling() {
         let pauses = ProviderPauses::default();
-        assert_eq!(pauses.refused("A", "apns", "r", 0, 100, 300), 100);
-        assert_eq!(pauses.refused("A", "apns", "r", 100, 100, 300), 300);
-        assert_eq!(pauses.refused("A", "apns", "r", 300, 100, 300), 600);
+        assert_eq!(pauses.refused(&app("A"), Apns, "r", 0, 100, 300), 100);
+        assert_eq!(pauses.refused(&app("A"), Apns, "r", 100, 100, 300), 300);
+        assert_eq!(pauses.refused(&app("A"), Apns, "r", 300, 100, 300), 600);
     }
 
     #[test]
     fn an_answer_resumes_the_provider() {
         let pauses = ProviderPauses::default();
-        pauses.refused("A", "apns", "r", 0, 100, 300);
+        pauses.refused(&app("A"), Apns, "r", 0, 100, 300);
         assert_eq!(pauses.snapshot().len(), 1);
-        assert!(pauses.answered("A", "apns"));
-        assert_eq!(pauses.gate("A", "apns", 1), Gate::Open);
+        assert!(pauses.answered(&app("A"), Apns));
+        assert_eq!(pauses.gate(&app("A"), Apns, 1), Gate::Open);
         assert!(pauses.snapshot().is_empty());
-        assert!(!pauses.answered("A", "apns"));
+        assert!(!pauses.answered(&app("A"), Apns));
     }
 }

@@ -1,0 +1,102 @@
+//! The delivery side's Prometheus metrics, registered into the instance's
+//! registry (the API renders it at `/metrics`).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use pushgate_domain::{AppId, ProviderKind};
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AttemptLabels {
+    app: String,
+    provider: String,
+    /// delivered, retried, paused, failed, pruned, skipped
+    result: String,
+    /// The provider's short reason for anything but a delivery; empty otherwise.
+    reason: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AppLabels {
+    app: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProviderLabels {
+    app: String,
+    provider: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    status: String,
+}
+
+/// What the worker counts.
+#[derive(Debug, Clone)]
+pub struct DeliveryMetrics {
+    deliveries: Family<AttemptLabels, Counter>,
+    delivery_latency: Family<AppLabels, Histogram>,
+    provider_paused: Family<ProviderLabels, Gauge>,
+    queue_depth: Family<StatusLabels, Gauge>,
+}
+
+impl DeliveryMetrics {
+    /// Creates the metrics and registers them in `registry`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            deliveries: Family::default(),
+            // 1 ms to about 9 minutes.
+            delivery_latency: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.001, 2.0, 20))),
+            provider_paused: Family::default(),
+            queue_depth: Family::default(),
+        };
+        registry.register("deliveries", "Delivery attempts by provider, result and reason", metrics.deliveries.clone());
+        registry.register(
+            "delivery_latency_seconds",
+            "From a push's acceptance to the provider's final answer for one device",
+            metrics.delivery_latency.clone(),
+        );
+        registry.register(
+            "provider_paused",
+            "1 while a provider is paused for an app because it refused the app's credentials",
+            metrics.provider_paused.clone(),
+        );
+        registry.register("queue_depth", "Deliveries waiting, queued or retrying", metrics.queue_depth.clone());
+        metrics
+    }
+
+    /// Counts one attempt's result; `reason` is empty for a delivery.
+    pub fn attempt(&self, app: &AppId, provider: Option<ProviderKind>, result: &str, reason: &str) {
+        let labels = AttemptLabels {
+            app: app.as_str().to_owned(),
+            provider: provider.map_or("none", ProviderKind::as_str).to_owned(),
+            result: result.to_owned(),
+            reason: reason.to_owned(),
+        };
+        self.deliveries.get_or_create(&labels).inc();
+    }
+
+    /// Records the time from acceptance to a final provider answer.
+    pub fn latency(&self, app: &AppId, seconds: f64) {
+        self.delivery_latency.get_or_create(&AppLabels { app: app.as_str().to_owned() }).observe(seconds);
+    }
+
+    /// Marks a provider paused (or resumed) for an app.
+    pub fn provider_paused(&self, app: &AppId, provider: ProviderKind, paused: bool) {
+        let labels = ProviderLabels { app: app.as_str().to_owned(), provider: provider.as_str().to_owned() };
+        self.provider_paused.get_or_create(&labels).set(i64::from(paused));
+    }
+
+    /// Sets the number of deliveries waiting.
+    pub fn queue_depth(&self, queued: u64, retrying: u64) {
+        for (status, count) in [("queued", queued), ("retrying", retrying)] {
+            self.queue_depth
+                .get_or_create(&StatusLabels { status: status.to_owned() })
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+    }
+}

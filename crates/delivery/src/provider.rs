@@ -1,0 +1,161 @@
+//! Provider dispatch: one [`Provider`] per configured provider of an app,
+//! keyed by [`ProviderKind`]. Each builds its request for a delivery from the
+//! stored push, waits its turn under its rate limit and sends; the worker
+//! only gates (pauses), settles and records. Web Push adds one more
+//! implementation here.
+
+use crate::payload::StoredPush;
+use async_trait::async_trait;
+use pushgate_domain::{ChatStyle, DeviceType, Environment, ProviderKind};
+use pushgate_providers::Outcome;
+use pushgate_providers::apns::{ApnsClient, Notification, Priority, PushType, apns_id};
+use pushgate_providers::fcm::FcmClient;
+use pushgate_store::{ClaimedDelivery, DeliveryUpdate};
+use std::sync::Arc;
+
+/// A token bucket: sends wait for a token, so a large push paces itself
+/// under the provider's quota instead of tripping it.
+pub type RateLimiter = governor::DefaultDirectRateLimiter;
+
+/// A limiter of `per_second` sends, or none for 0.
+pub fn rate_limiter(per_second: u32) -> Option<Arc<RateLimiter>> {
+    std::num::NonZeroU32::new(per_second).map(|rate| Arc::new(RateLimiter::direct(governor::Quota::per_second(rate))))
+}
+
+/// What became of one send.
+#[derive(Debug)]
+pub(crate) enum Sent {
+    /// The provider answered.
+    Answered(Outcome),
+    /// This device gets nothing from this push; why.
+    Skipped(&'static str),
+    /// The worker's gate held it back (the provider is paused for the app).
+    Held(DeliveryUpdate),
+}
+
+/// Whether a delivery may go now: `Some(update)` holds it back. Asked once
+/// the request is known to exist, just before the rate limiter.
+pub(crate) type Admit<'a> = &'a (dyn Fn() -> Option<DeliveryUpdate> + Send + Sync);
+
+/// One provider of one app.
+#[async_trait]
+pub(crate) trait Provider: Send + Sync + std::fmt::Debug {
+    /// Which provider this is (pauses, metrics).
+    fn kind(&self) -> ProviderKind;
+
+    /// Builds the delivery's request, asks `admit`, waits under the rate
+    /// limit and sends.
+    async fn send(
+        &self,
+        delivery: &ClaimedDelivery,
+        push: &StoredPush,
+        style: &ChatStyle,
+        now_ms: i64,
+        admit: Admit<'_>,
+    ) -> Sent;
+}
+
+/// The provider that serves a device type.
+pub(crate) fn provider_kind_of(device_type: DeviceType) -> ProviderKind {
+    match device_type {
+        DeviceType::Ios | DeviceType::IosVoip => ProviderKind::Apns,
+        DeviceType::Android | DeviceType::Fcm => ProviderKind::Fcm,
+        DeviceType::Web => ProviderKind::WebPush,
+    }
+}
+
+/// APNs for one app: a client per environment.
+#[derive(Debug)]
+pub struct ApnsProviders {
+    /// `api.push.apple.com` (or the configured endpoint).
+    pub production: Arc<ApnsClient>,
+    /// `api.sandbox.push.apple.com` (or the configured endpoint).
+    pub sandbox: Arc<ApnsClient>,
+    /// The app's bundle id, the `apns-topic` unless a push names one.
+    pub topic: String,
+    /// The environment of a device that names none.
+    pub default_environment: Environment,
+    /// The app's send rate limit, if any.
+    pub rate: Option<Arc<RateLimiter>>,
+}
+
+#[async_trait]
+impl Provider for ApnsProviders {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Apns
+    }
+
+    async fn send(
+        &self,
+        delivery: &ClaimedDelivery,
+        push: &StoredPush,
+        style: &ChatStyle,
+        _now_ms: i64,
+        admit: Admit<'_>,
+    ) -> Sent {
+        let client = match delivery.environment.unwrap_or(self.default_environment) {
+            Environment::Production => &self.production,
+            Environment::Sandbox => &self.sandbox,
+        };
+        let Some(apns) = push.apns(delivery, style) else {
+            return Sent::Skipped("VoIP devices get no badge updates");
+        };
+        let push_type = match (delivery.device_type, apns.silent) {
+            (DeviceType::IosVoip, _) => PushType::Voip,
+            (_, true) => PushType::Background,
+            (_, false) => PushType::Alert,
+        };
+        if let Some(held) = admit() {
+            return Sent::Held(held);
+        }
+        if let Some(rate) = &self.rate {
+            rate.until_ready().await;
+        }
+        let device_key = format!("{}:{}", delivery.device_type, delivery.device_id);
+        let notification = Notification {
+            device_token: delivery.token.as_str(),
+            push_type,
+            topic: apns.topic.as_deref().unwrap_or(&self.topic),
+            apns_id: apns_id(&delivery.push_id, &device_key),
+            expiration: apns.expiration,
+            priority: apns.power_aware.then_some(Priority::PowerAware),
+            collapse_id: apns.collapse_id.as_deref(),
+            payload: &apns.payload,
+        };
+        Sent::Answered(client.send(&notification).await)
+    }
+}
+
+/// FCM HTTP v1 for one app.
+#[derive(Debug)]
+pub struct FcmProvider {
+    /// The client of the app's Firebase project.
+    pub client: Arc<FcmClient>,
+    /// The project's send rate limit, if any.
+    pub rate: Option<Arc<RateLimiter>>,
+}
+
+#[async_trait]
+impl Provider for FcmProvider {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Fcm
+    }
+
+    async fn send(
+        &self,
+        delivery: &ClaimedDelivery,
+        push: &StoredPush,
+        style: &ChatStyle,
+        now_ms: i64,
+        admit: Admit<'_>,
+    ) -> Sent {
+        if let Some(held) = admit() {
+            return Sent::Held(held);
+        }
+        if let Some(rate) = &self.rate {
+            rate.until_ready().await;
+        }
+        let message = push.fcm(delivery, style, u64::try_from(now_ms / 1000).unwrap_or_default());
+        Sent::Answered(self.client.send(delivery.token.as_str(), &message).await)
+    }
+}

@@ -1,0 +1,414 @@
+//! The delivery worker: claims due deliveries, sends each through its
+//! provider, and records what became of it.
+//!
+//! At-least-once: a delivery is leased while it is sent; if the process dies
+//! before the outcome is recorded, the lease runs out (or, on the embedded
+//! store, is released at the next start) and the delivery is sent again with
+//! the same `apns-id`. That window, between the provider's answer and the
+//! outcome's commit, is where a duplicate can happen.
+
+use crate::metrics::DeliveryMetrics;
+use crate::pauses::Gate;
+use crate::payload::StoredPush;
+use crate::provider::{Provider, Sent, provider_kind_of};
+use crate::retry::{retry_at, schedule_retry};
+use crate::{ApnsProviders, DeliveryConfig, DeliveryHandle, FcmProvider};
+use pushgate_domain::{AppId, ChatStyle, ProviderKind};
+use pushgate_providers::{Clock, Outcome};
+use pushgate_store::{ClaimedDelivery, DeliveryStatus, DeliveryUpdate, Store};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+/// How often finished pushes past the retention are forgotten.
+const HOUSEKEEPING_INTERVAL_MS: i64 = 3_600_000;
+/// Pushes (and callback ids) forgotten per transaction.
+const HOUSEKEEPING_BATCH: u32 = 1000;
+
+/// The providers of one app, and how its deliveries are sent.
+#[derive(Debug)]
+pub struct AppProviders {
+    providers: HashMap<ProviderKind, Box<dyn Provider>>,
+    /// Attempts before a delivery fails for good.
+    max_attempts: u32,
+    /// How chat pushes look for this app.
+    chat_style: ChatStyle,
+}
+
+impl AppProviders {
+    /// An app with no provider yet: every delivery is skipped with a reason.
+    pub fn new(max_attempts: u32, chat_style: ChatStyle) -> Self {
+        Self { providers: HashMap::new(), max_attempts, chat_style }
+    }
+
+    /// Sends the app's Apple devices through APNs.
+    pub fn with_apns(self, apns: ApnsProviders) -> Self {
+        self.with(Box::new(apns))
+    }
+
+    /// Sends the app's Android devices through FCM.
+    pub fn with_fcm(self, fcm: FcmProvider) -> Self {
+        self.with(Box::new(fcm))
+    }
+
+    fn with(mut self, provider: Box<dyn Provider>) -> Self {
+        self.providers.insert(provider.kind(), provider);
+        self
+    }
+}
+
+/// Claims and delivers: in the background ([`Worker::spawn`]) or, for tests
+/// and tools, on demand ([`Worker::run_pending`]).
+#[derive(Debug)]
+pub struct Worker {
+    store: Arc<dyn Store>,
+    apps: HashMap<AppId, AppProviders>,
+    settings: DeliveryConfig,
+    handle: Arc<DeliveryHandle>,
+    metrics: DeliveryMetrics,
+    clock: Arc<dyn Clock>,
+}
+
+impl Worker {
+    /// A worker over the store with each app's providers, on `clock`'s time.
+    pub fn new(
+        store: Arc<dyn Store>,
+        apps: HashMap<AppId, AppProviders>,
+        settings: DeliveryConfig,
+        handle: Arc<DeliveryHandle>,
+        metrics: DeliveryMetrics,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self { store, apps, settings, handle, metrics, clock }
+    }
+
+    fn now_ms(&self) -> i64 {
+        let since_epoch = self.clock.now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    fn lease_ms(&self) -> i64 {
+        i64::try_from(self.settings.lease_ms).unwrap_or(60_000)
+    }
+
+    /// Starts the worker on its own task. The handle's running flag goes up
+    /// before this returns (so readiness never races the task's first poll)
+    /// and down when the task ends for any reason.
+    pub fn spawn(self: Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let running = RunningFlag::raise(Arc::clone(&self.handle));
+        tokio::spawn(async move {
+            let _running = running;
+            self.run().await;
+        })
+    }
+
+    /// Delivers what is due now and records every outcome, batch after batch,
+    /// until nothing is due at the clock's current time (a retry scheduled
+    /// for later waits for a later call); answers how many deliveries were
+    /// attempted or settled. The deterministic way to drive the queue, for
+    /// tests and tools: no background task, no polling.
+    pub async fn run_pending(self: &Arc<Self>) -> usize {
+        let mut handled = 0;
+        loop {
+            let now = self.now_ms();
+            let batch = match self.store.claim_due_deliveries(now, self.settings.batch, self.lease_ms()).await {
+                Ok(batch) if !batch.is_empty() => batch,
+                Ok(_) => return handled,
+                Err(error) => {
+                    tracing::error!(error = %error, "cannot claim deliveries");
+                    return handled;
+                }
+            };
+            handled += batch.len();
+            let mut sends = tokio::task::JoinSet::new();
+            for (delivery, push) in parse_once_per_push(batch) {
+                let worker = Arc::clone(self);
+                sends.spawn(async move { worker.deliver(delivery, push.as_ref().as_ref()).await });
+            }
+            while sends.join_next().await.is_some() {}
+        }
+    }
+
+    /// Runs until its task is stopped: releases the leases a previous process
+    /// left, then claims due deliveries in batches and sends them with bounded
+    /// concurrency (a batch is claimed once every delivery of the previous one
+    /// holds a send slot). Sleeps until woken by an accepted push, until the next
+    /// delivery is due, or at most the poll interval.
+    async fn run(self: Arc<Self>) {
+        match self.store.release_all_leases().await {
+            Ok(0) => {}
+            Ok(released) => {
+                tracing::info!(deliveries = released, "resuming deliveries a previous run had not finished")
+            }
+            Err(error) => tracing::error!(error = %error, "cannot release old leases; they will run out by themselves"),
+        }
+        let poll = i64::try_from(self.settings.poll_interval_ms).unwrap_or(1000);
+        let semaphore = Arc::new(tokio::sync::Semaphore::new(self.settings.concurrency));
+        // Sends outlive the batch that claimed them: the next batch is claimed
+        // as soon as the last one is under way, not when its slowest send ends.
+        let mut running = tokio::task::JoinSet::new();
+        let mut next_housekeeping = self.now_ms();
+        loop {
+            while running.try_join_next().is_some() {}
+            let now = self.now_ms();
+            if now >= next_housekeeping {
+                self.forget_old_history(now).await;
+                next_housekeeping = now + HOUSEKEEPING_INTERVAL_MS;
+            }
+            match self.store.claim_due_deliveries(now, self.settings.batch, self.lease_ms()).await {
+                Ok(batch) if !batch.is_empty() => {
+                    for (delivery, push) in parse_once_per_push(batch) {
+                        let Ok(permit) = Arc::clone(&semaphore).acquire_owned().await else { return };
+                        let worker = Arc::clone(&self);
+                        running.spawn(async move {
+                            worker.deliver(delivery, push.as_ref().as_ref()).await;
+                            drop(permit);
+                        });
+                    }
+                    continue;
+                }
+                Ok(_) => {}
+                Err(error) => tracing::error!(error = %error, "cannot claim deliveries; trying again shortly"),
+            }
+            if let Ok((queued, retrying)) = self.store.queue_depth().await {
+                self.metrics.queue_depth(queued, retrying);
+            }
+            let wait = match self.store.next_due_at().await {
+                Ok(Some(due)) => (due - now).clamp(0, poll),
+                _ => poll,
+            };
+            let wait = Duration::from_millis(u64::try_from(wait).unwrap_or_default());
+            tokio::select! {
+                () = self.handle.wake.notified() => {}
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// Forgets finished pushes and callback ids older than the retention, a
+    /// bounded batch per transaction so the writer is never held long.
+    async fn forget_old_history(&self, now: i64) {
+        let retention_ms = i64::try_from(self.settings.retention_hours.saturating_mul(3_600_000)).unwrap_or(i64::MAX);
+        let before = now.saturating_sub(retention_ms);
+        let (mut pushes, mut callbacks) = (0, 0);
+        loop {
+            match self.store.forget_before(before, HOUSEKEEPING_BATCH).await {
+                Ok((more_pushes, more_callbacks)) => {
+                    pushes += more_pushes;
+                    callbacks += more_callbacks;
+                    if more_pushes < u64::from(HOUSEKEEPING_BATCH) && more_callbacks < u64::from(HOUSEKEEPING_BATCH) {
+                        break;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(error = %error, "cannot forget old pushes now; trying again later");
+                    break;
+                }
+            }
+        }
+        if pushes + callbacks > 0 {
+            tracing::info!(pushes, callbacks, "forgot finished pushes and callback ids past the retention");
+        }
+    }
+
+    async fn deliver(&self, delivery: ClaimedDelivery, push: Option<&StoredPush>) {
+        let now = self.now_ms();
+        let (provider, update) = self.attempt(&delivery, push, now).await;
+        // The metric's reason label is the provider's short code (never the
+        // free text a provider may add), so the number of series stays bounded.
+        let (update, label_reason) = match update {
+            Ok(update) => {
+                let label =
+                    update.reason.as_deref().unwrap_or_default().split(':').next().unwrap_or_default().to_owned();
+                (update, label)
+            }
+            Err((provider, outcome)) => {
+                let label = outcome.reason().split(':').next().unwrap_or_default().to_owned();
+                // A retry's delay (a `Retry-After` above all) counts from the
+                // answer, not from the start of the attempt: time spent on the
+                // rate limiter or on the send itself must not shorten it.
+                let answered = self.now_ms();
+                (self.settle(&delivery, provider, &outcome, answered).await, label)
+            }
+        };
+        let result = match update.status {
+            DeliveryStatus::Retrying if !update.attempted => "paused",
+            DeliveryStatus::Retrying => "retried",
+            other => other.as_str(),
+        };
+        let label_reason = if update.status == DeliveryStatus::Delivered { "" } else { label_reason.as_str() };
+        self.metrics.attempt(&delivery.app_id, provider, result, label_reason);
+        if update.status != DeliveryStatus::Retrying {
+            let accepted_ms = accepted_at_ms(&delivery.push_id).unwrap_or(now);
+            self.metrics.latency(&delivery.app_id, (self.now_ms() - accepted_ms).max(0) as f64 / 1000.0);
+        }
+        if let Err(error) = self.store.record_attempt(delivery.id, &update).await {
+            // The lease runs out and the delivery is sent again: at-least-once.
+            tracing::error!(error = %error, push.id = %delivery.push_id, "cannot record a delivery outcome");
+        } else if update.status == DeliveryStatus::Retrying {
+            // The claim loop may be asleep until a later time than this retry's.
+            self.handle.wake();
+        }
+    }
+
+    /// Sends once, through the provider of the delivery's device type. `Ok`
+    /// is an update decided without the provider's answer (skipped, expired,
+    /// held); `Err` carries the provider's outcome to settle.
+    async fn attempt(
+        &self,
+        delivery: &ClaimedDelivery,
+        push: Option<&StoredPush>,
+        now: i64,
+    ) -> (Option<ProviderKind>, Result<DeliveryUpdate, (ProviderKind, Outcome)>) {
+        let final_update = |status, reason: &str| DeliveryUpdate {
+            status,
+            reason: Some(reason.to_owned()),
+            next_attempt_at_ms: None,
+            attempted: false,
+            now_ms: now,
+        };
+        if now > delivery.deadline_ms {
+            return (None, Ok(final_update(DeliveryStatus::Failed, "expired before it could be delivered")));
+        }
+        let Some(app) = self.apps.get(&delivery.app_id) else {
+            return (None, Ok(final_update(DeliveryStatus::Skipped, "the app is no longer configured")));
+        };
+        let Some(push) = push else {
+            return (None, Ok(final_update(DeliveryStatus::Failed, "the stored push is unreadable")));
+        };
+        let kind = provider_kind_of(delivery.device_type);
+        let Some(provider) = app.providers.get(&kind) else {
+            let reason = match kind {
+                ProviderKind::Apns => "APNs is not configured for this app",
+                ProviderKind::Fcm => "FCM is not configured for this app",
+                ProviderKind::WebPush => "Web Push is not supported yet",
+            };
+            return (Some(kind), Ok(final_update(DeliveryStatus::Skipped, reason)));
+        };
+        let admit = || self.held(delivery, kind, now);
+        match provider.send(delivery, push, &app.chat_style, now, &admit).await {
+            Sent::Answered(outcome) => (Some(kind), Err((kind, outcome))),
+            Sent::Skipped(reason) => (Some(kind), Ok(final_update(DeliveryStatus::Skipped, reason))),
+            Sent::Held(update) => (Some(kind), Ok(update)),
+        }
+    }
+
+    /// `Some(update)` holding the delivery back while its provider is paused
+    /// for the app; `None` when it may go (as the probe, or normally).
+    fn held(&self, delivery: &ClaimedDelivery, provider: ProviderKind, now: i64) -> Option<DeliveryUpdate> {
+        match self.handle.pauses.gate(&delivery.app_id, provider, now) {
+            Gate::Open | Gate::Probe => None,
+            Gate::Held { until_ms, reason } => {
+                Some(retry_at(delivery, format!("paused: {reason}"), until_ms, false, now))
+            }
+        }
+    }
+
+    /// Turns a provider outcome into the delivery's next state, and opens or
+    /// closes the provider's pause for the app.
+    async fn settle(
+        &self,
+        delivery: &ClaimedDelivery,
+        provider: ProviderKind,
+        outcome: &Outcome,
+        now: i64,
+    ) -> DeliveryUpdate {
+        let app = &delivery.app_id;
+        if let Outcome::AppRejected { reason } = outcome {
+            let base = i64::try_from(self.settings.pause_base_ms).unwrap_or(30_000);
+            let max = i64::try_from(self.settings.pause_max_ms).unwrap_or(600_000);
+            let until = self.handle.pauses.refused(app, provider, reason, now, base, max);
+            self.metrics.provider_paused(app, provider, true);
+            tracing::error!(app.id = %app, %provider, provider.reason = %reason, "the provider refuses this app's credentials or configuration; paused, tokens kept");
+            return retry_at(delivery, reason.clone(), until, true, now);
+        }
+        if self.handle.pauses.answered(app, provider) {
+            self.metrics.provider_paused(app, provider, false);
+            tracing::info!(app.id = %app, %provider, "the provider accepts this app again; resumed");
+        }
+        let update = |status, reason: Option<String>, next: Option<i64>| DeliveryUpdate {
+            status,
+            reason,
+            next_attempt_at_ms: next,
+            attempted: true,
+            now_ms: now,
+        };
+        match outcome {
+            Outcome::Delivered => update(DeliveryStatus::Delivered, None, None),
+            Outcome::Rejected { reason } => update(DeliveryStatus::Failed, Some(reason.clone()), None),
+            Outcome::InvalidToken { reason, invalid_since_ms } => {
+                let pruned = self
+                    .store
+                    .prune_device(
+                        &delivery.app_id,
+                        delivery.device_type,
+                        &delivery.device_id,
+                        &delivery.token,
+                        *invalid_since_ms,
+                    )
+                    .await;
+                match pruned {
+                    Ok(true) => {
+                        tracing::info!(app.id = %delivery.app_id, client.id = %delivery.client_id, device.type = %delivery.device_type, provider.reason = %reason, "pruned a device with an invalid token");
+                        update(DeliveryStatus::Pruned, Some(reason.clone()), None)
+                    }
+                    Ok(false) => update(
+                        DeliveryStatus::Failed,
+                        Some(format!("{reason}; the device registered again since, so it was kept")),
+                        None,
+                    ),
+                    Err(error) => {
+                        tracing::error!(error = %error, "cannot prune a device");
+                        update(DeliveryStatus::Failed, Some(reason.clone()), None)
+                    }
+                }
+            }
+            Outcome::Retry { reason, after } => {
+                let max_attempts =
+                    self.apps.get(&delivery.app_id).map_or(self.settings.max_attempts, |app| app.max_attempts);
+                schedule_retry(&self.settings, max_attempts, delivery, reason, *after, now)
+            }
+            Outcome::AppRejected { .. } => unreachable!("handled above"),
+        }
+    }
+}
+
+/// Pairs each claimed delivery with its push, parsed once for all its
+/// deliveries in the batch (twice if only some of them carry its experiment).
+fn parse_once_per_push(batch: Vec<ClaimedDelivery>) -> Vec<(ClaimedDelivery, Arc<Option<StoredPush>>)> {
+    let mut parsed: HashMap<(String, bool), Arc<Option<StoredPush>>> = HashMap::new();
+    batch
+        .into_iter()
+        .map(|delivery| {
+            let push = Arc::clone(
+                parsed
+                    .entry((delivery.push_id.clone(), delivery.experiment.is_some()))
+                    .or_insert_with(|| Arc::new(StoredPush::parse(&delivery))),
+            );
+            (delivery, push)
+        })
+        .collect()
+}
+
+/// Holds the handle's running flag up while the worker's task lives; lowers
+/// it when the task ends for any reason (stop, abort, panic).
+struct RunningFlag(Arc<DeliveryHandle>);
+
+impl RunningFlag {
+    fn raise(handle: Arc<DeliveryHandle>) -> Self {
+        handle.set_running(true);
+        Self(handle)
+    }
+}
+
+impl Drop for RunningFlag {
+    fn drop(&mut self) {
+        self.0.set_running(false);
+    }
+}
+
+/// Push ids are UUIDv7, whose first 48 bits are the acceptance time in ms.
+fn accepted_at_ms(push_id: &str) -> Option<i64> {
+    let hex: String = push_id.chars().filter(|c| *c != '-').take(12).collect();
+    i64::from_str_radix(&hex, 16).ok()
+}
