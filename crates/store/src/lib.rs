@@ -6,6 +6,7 @@
 
 pub mod conformance;
 mod delivery;
+mod plan;
 mod sqlite;
 
 use async_trait::async_trait;

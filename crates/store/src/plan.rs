@@ -1,0 +1,220 @@
+//! Accept planning: the business rules of accepting a push, in one place
+//! every backend shares, so a backend writes SQL, not rules.
+//!
+//! A backend reads what it knows of the push's recipients inside its accept
+//! transaction (badge totals after the plan's counter change, routing state),
+//! hands it to [`plan_recipients`], and stores what comes back: one
+//! [`RecipientPlan`] per recipient, which its SQL joins with the recipient's
+//! devices (one delivery each) or, for a recipient without devices, stores as
+//! one skipped delivery.
+
+use crate::{BadgePlan, DeliveryStatus, NewPush};
+use pushgate_domain::{ClientId, DeliveryMode, RecipientState, RoomId, Route, route};
+use serde::Serialize;
+use std::collections::BTreeSet;
+
+/// Why a recipient without a device gets no delivery.
+pub const NO_DEVICE: &str = "no registered device";
+
+/// The recipients of a push: each listed client once (a client listed twice
+/// is reached, and counted, once), in a stable order.
+pub fn recipients(push: &NewPush) -> Vec<&ClientId> {
+    push.clients.iter().collect::<BTreeSet<_>>().into_iter().collect()
+}
+
+/// What a badge plan asks of the recipients' counters, before their totals
+/// are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CounterChange<'a> {
+    /// Nothing changes.
+    None,
+    /// One more unread in this room for each recipient.
+    CountUnread(&'a RoomId),
+    /// This room read for each recipient.
+    ClearRoom(&'a RoomId),
+}
+
+impl BadgePlan {
+    /// The counter change the backend applies for every recipient.
+    pub fn counter_change(&self) -> CounterChange<'_> {
+        match self {
+            Self::None | Self::Given(_) => CounterChange::None,
+            Self::CountUnread(room) => CounterChange::CountUnread(room),
+            Self::ClearRoom(room) => CounterChange::ClearRoom(room),
+        }
+    }
+
+    /// Whether the deliveries carry each recipient's badge total, read after
+    /// the counter change (and so the backend must read them).
+    pub fn carries_totals(&self) -> bool {
+        matches!(self, Self::CountUnread(_) | Self::ClearRoom(_))
+    }
+
+    /// The badge a recipient's deliveries carry, given its total when
+    /// [`BadgePlan::carries_totals`].
+    fn badge(&self, total: Option<i64>) -> Option<i64> {
+        match self {
+            Self::None => None,
+            Self::Given(badge) => Some(i64::from(*badge)),
+            Self::CountUnread(_) | Self::ClearRoom(_) => total,
+        }
+    }
+}
+
+/// What the accept stores for one recipient: its deliveries' badge, status,
+/// route and experiment variant. Serialised (one JSON array per push) for the
+/// backend's SQL to join with the recipient's devices.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecipientPlan<'a> {
+    /// The recipient.
+    pub client: &'a str,
+    /// The badge its deliveries carry.
+    pub badge: Option<i64>,
+    /// `queued`, or `skipped` (with the reason) when it gets nothing.
+    pub status: &'static str,
+    /// Why it is skipped.
+    pub reason: Option<&'a str>,
+    /// How it is reached, when routed.
+    pub mode: Option<&'static str>,
+    /// Why routing did not alert it as usual.
+    pub route_reason: Option<&'static str>,
+    /// The push's experiment, when the recipient has a variant.
+    pub experiment: Option<&'a str>,
+    /// The recipient's variant.
+    pub variant: Option<&'a str>,
+}
+
+/// Decides each recipient's plan, in the order of `clients` (from
+/// [`recipients`]): `totals`, the badge totals read after the counter change
+/// (when the badge plan carries them), and `states`, the routing state of
+/// each (when the push is routed). Precedence: a push skipped as a whole
+/// (`skip_all`) wins over routing; a routing skip wins over delivery.
+pub fn plan_recipients<'a>(
+    push: &'a NewPush,
+    clients: &[&'a ClientId],
+    totals: Option<Vec<i64>>,
+    states: Option<Vec<RecipientState>>,
+) -> Vec<RecipientPlan<'a>> {
+    let mut totals = totals.map(Vec::into_iter);
+    let mut states = states.map(Vec::into_iter);
+    let experiment = push.experiment.as_ref();
+    clients
+        .iter()
+        .map(|client| {
+            let total = totals.as_mut().and_then(Iterator::next);
+            let route: Option<Route> = match (&push.routing, states.as_mut().and_then(Iterator::next)) {
+                (Some(plan), Some(state)) => Some(route(&state, plan.online, push.now_ms)),
+                _ => None,
+            };
+            let (status, reason) = match (&push.skip_all, route) {
+                (Some(reason), _) => (DeliveryStatus::Skipped, Some(reason.as_str())),
+                (None, Some(Route::Skip(reason))) => (DeliveryStatus::Skipped, Some(reason)),
+                (None, _) => (DeliveryStatus::Queued, None),
+            };
+            let variant = experiment.and_then(|experiment| experiment.variants.get(*client));
+            RecipientPlan {
+                client: client.as_str(),
+                badge: push.badge.badge(total),
+                status: status.as_str(),
+                reason,
+                mode: route.and_then(Route::mode).map(DeliveryMode::as_str),
+                route_reason: route.and_then(Route::reason),
+                experiment: variant.and(experiment).map(|experiment| experiment.id.as_str()),
+                variant: variant.map(String::as_str),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ExperimentPlan, RoutingPlan};
+    use pushgate_domain::{AppId, OnlinePolicy, PushKind};
+    use std::collections::HashMap;
+
+    fn client(name: &str) -> ClientId {
+        ClientId::parse(name).expect("a client id")
+    }
+
+    fn push(badge: BadgePlan, routing: Option<RoutingPlan>) -> NewPush {
+        NewPush {
+            push_id: "p1".into(),
+            app_id: AppId::parse("SampleApp").expect("an app id"),
+            kind: PushKind::Chat,
+            request: "{}".into(),
+            clients: vec![client("bob"), client("alice"), client("bob")],
+            now_ms: 0,
+            deadline_ms: 1,
+            skip_all: None,
+            callback: None,
+            badge,
+            count_muted_rooms: true,
+            routing,
+            experiment: None,
+        }
+    }
+
+    fn state(online: bool, push_disabled: bool) -> RecipientState {
+        RecipientState { push_disabled, room_muted: false, online, quiet_hours: None, timezone: None }
+    }
+
+    #[test]
+    fn a_client_listed_twice_is_one_recipient() {
+        let push = push(BadgePlan::None, None);
+        assert_eq!(recipients(&push), vec![&client("alice"), &client("bob")]);
+    }
+
+    #[test]
+    fn each_recipient_carries_its_total_its_route_and_its_variant() {
+        let room = RoomId::parse("r").expect("a room");
+        let mut push = push(
+            BadgePlan::CountUnread(room),
+            Some(RoutingPlan { room: RoomId::parse("r").expect("a room"), online: OnlinePolicy::Silent }),
+        );
+        push.experiment = Some(ExperimentPlan {
+            id: "e1".into(),
+            snapshot: "{}".into(),
+            variants: HashMap::from([(client("alice"), "B".to_owned())]),
+        });
+        let clients = recipients(&push);
+        let plans =
+            plan_recipients(&push, &clients, Some(vec![3, 7]), Some(vec![state(true, false), state(false, true)]));
+        assert_eq!(
+            plans,
+            vec![
+                RecipientPlan {
+                    client: "alice",
+                    badge: Some(3),
+                    status: "queued",
+                    reason: None,
+                    mode: Some("silent"),
+                    route_reason: Some("client online"),
+                    experiment: Some("e1"),
+                    variant: Some("B"),
+                },
+                RecipientPlan {
+                    client: "bob",
+                    badge: Some(7),
+                    status: "skipped",
+                    reason: Some("push turned off by the client"),
+                    mode: None,
+                    route_reason: Some("push turned off by the client"),
+                    experiment: None,
+                    variant: None,
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_push_skipped_as_a_whole_wins_over_routing_and_a_given_badge_over_totals() {
+        let mut push = push(BadgePlan::Given(4), None);
+        push.skip_all = Some("expired before it was accepted".into());
+        let clients = recipients(&push);
+        let plans = plan_recipients(&push, &clients, None, None);
+        assert!(plans.iter().all(|plan| plan.status == "skipped"
+            && plan.reason == Some("expired before it was accepted")
+            && plan.badge == Some(4)));
+    }
+}

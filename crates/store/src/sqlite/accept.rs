@@ -1,0 +1,230 @@
+//! Accepting a push: its row, its callback id, its recipients' counters and
+//! one delivery per device, in the transaction of its group.
+
+use crate::plan::{self, CounterChange};
+use crate::{Accepted, NewPush, RoutingPlan, StoreError};
+use pushgate_domain::{ClientId, QuietHours, RecipientState, TimeZoneName};
+use sqlx::sqlite::SqliteConnection;
+
+pub(super) async fn insert_push(transaction: &mut SqliteConnection, push: &NewPush) -> Result<Accepted, StoreError> {
+    if let Some(callback) = &push.callback {
+        let to_client = callback.to_client.as_ref().map_or("", ClientId::as_str);
+        let first = sqlx::query(
+            "INSERT INTO callbacks (app_id, message_id, to_client, push_id, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(push.app_id.as_str())
+        .bind(&callback.message_id)
+        .bind(to_client)
+        .bind(&push.push_id)
+        .bind(push.now_ms)
+        .execute(&mut *transaction)
+        .await?
+        .rows_affected()
+            == 1;
+        if !first {
+            let earlier: String = sqlx::query_scalar(
+                "SELECT push_id FROM callbacks WHERE app_id = ?1 AND message_id = ?2 AND to_client = ?3",
+            )
+            .bind(push.app_id.as_str())
+            .bind(&callback.message_id)
+            .bind(to_client)
+            .fetch_one(&mut *transaction)
+            .await?;
+            return Ok(Accepted { queued: 0, clients_without_devices: 0, duplicate_of: Some(earlier) });
+        }
+    }
+    sqlx::query(
+        "INSERT INTO pushes (push_id, app_id, kind, request, created_at_ms, deadline_ms, experiment) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )
+    .bind(&push.push_id)
+    .bind(push.app_id.as_str())
+    .bind(push.kind.as_str())
+    .bind(&push.request)
+    .bind(push.now_ms)
+    .bind(push.deadline_ms)
+    .bind(push.experiment.as_ref().map(|experiment| experiment.snapshot.as_str()))
+    .execute(&mut *transaction)
+    .await?;
+    // Every statement below handles all the push's recipients at once,
+    // through a JSON array (`json_each`): a constant number of statements
+    // per accept, whatever the number of recipients (found by
+    // pushgate-bench: per-recipient statements made the single writer the
+    // bottleneck). What each recipient gets is decided by the shared plan.
+    let clients = plan::recipients(push);
+    let clients_json = serde_json::Value::from_iter(clients.iter().map(|client| client.as_str())).to_string();
+    let totals = apply_counter_change(transaction, push, &clients_json).await?;
+    let states = match &push.routing {
+        Some(routing) => Some(routing_states(transaction, push, &clients_json, routing).await?),
+        None => None,
+    };
+    let plans = plan::plan_recipients(push, &clients, totals, states);
+    let plans = serde_json::to_string(&plans).map_err(|error| StoreError::Corrupt(format!("accept plan: {error}")))?;
+    // `CROSS JOIN` keeps the client list as the outer loop, and `INDEXED BY`
+    // the per-client device lookup (see `routing_states`). The client's own
+    // locale preference wins over what its devices reported.
+    sqlx::query(
+        "INSERT INTO deliveries (push_id, app_id, client_id, device_type, device_id, token, environment, locale, \
+                                 badge, status, reason, next_attempt_at_ms, updated_at_ms, mode, route_reason, \
+                                 experiment_id, variant) \
+         SELECT ?1, d.app_id, d.client_id, d.device_type, d.device_id, d.token, d.environment, \
+                COALESCE(p.locale, d.locale), json_extract(j.value, '$.badge'), json_extract(j.value, '$.status'), \
+                json_extract(j.value, '$.reason'), ?2, ?2, json_extract(j.value, '$.mode'), \
+                json_extract(j.value, '$.route_reason'), json_extract(j.value, '$.experiment'), \
+                json_extract(j.value, '$.variant') \
+         FROM json_each(?3) j CROSS JOIN devices d INDEXED BY devices_client \
+         LEFT JOIN client_prefs p ON p.app_id = d.app_id AND p.client_id = d.client_id \
+         WHERE d.app_id = ?4 AND d.client_id = json_extract(j.value, '$.client')",
+    )
+    .bind(&push.push_id)
+    .bind(push.now_ms)
+    .bind(&plans)
+    .bind(push.app_id.as_str())
+    .execute(&mut *transaction)
+    .await?;
+    let clients_without_devices = sqlx::query(
+        "INSERT INTO deliveries (push_id, app_id, client_id, badge, status, reason, updated_at_ms) \
+         SELECT ?1, ?2, json_extract(j.value, '$.client'), json_extract(j.value, '$.badge'), 'skipped', ?5, ?3 \
+         FROM json_each(?4) j \
+         WHERE NOT EXISTS (SELECT 1 FROM devices INDEXED BY devices_client \
+                           WHERE app_id = ?2 AND client_id = json_extract(j.value, '$.client'))",
+    )
+    .bind(&push.push_id)
+    .bind(push.app_id.as_str())
+    .bind(push.now_ms)
+    .bind(&plans)
+    .bind(plan::NO_DEVICE)
+    .execute(&mut *transaction)
+    .await?
+    .rows_affected();
+    // One row answered, not one per delivery: every row crosses a thread in sqlx's SQLite driver.
+    let queued: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE push_id = ?1 AND status = 'queued'")
+        .bind(&push.push_id)
+        .fetch_one(&mut *transaction)
+        .await?;
+    Ok(Accepted { queued: u64::try_from(queued).unwrap_or_default(), clients_without_devices, duplicate_of: None })
+}
+
+/// What is known of each client (`clients`, a JSON array) of a routed
+/// push, in the array's order; the plan decides its route.
+async fn routing_states(
+    connection: &mut SqliteConnection,
+    push: &NewPush,
+    clients: &str,
+    plan: &RoutingPlan,
+) -> Result<Vec<RecipientState>, StoreError> {
+    // `INDEXED BY`: without statistics SQLite prefers the app's primary-key
+    // range of this WITHOUT ROWID table when a query also sorts, a scan of
+    // every device of the app per recipient (found by pushgate-bench).
+    // One JSON row for all the clients: every row sqlx's SQLite driver
+    // answers crosses a thread (found by profiling).
+    let rows: String = sqlx::query_scalar(
+        "SELECT json_group_array(json_array(push_enabled, quiet_start, quiet_end, timezone, muted, online) \
+                                 ORDER BY key) FROM ( \
+           SELECT j.key, p.push_enabled, p.quiet_start, p.quiet_end, \
+                  COALESCE(p.timezone, (SELECT timezone FROM devices INDEXED BY devices_client \
+                                        WHERE app_id = ?1 AND client_id = j.value \
+                                        AND timezone IS NOT NULL ORDER BY updated_at_ms DESC LIMIT 1)) AS timezone, \
+                  EXISTS (SELECT 1 FROM room_prefs WHERE app_id = ?1 AND client_id = j.value AND room = ?3 \
+                          AND muted = 1 AND (muted_until_ms IS NULL OR muted_until_ms > ?4)) AS muted, \
+                  EXISTS (SELECT 1 FROM presence WHERE app_id = ?1 AND client_id = j.value \
+                          AND online_until_ms > ?4) AS online \
+           FROM json_each(?2) j LEFT JOIN client_prefs p ON p.app_id = ?1 AND p.client_id = j.value)",
+    )
+    .bind(push.app_id.as_str())
+    .bind(clients)
+    .bind(plan.room.as_str())
+    .bind(push.now_ms)
+    .fetch_one(&mut *connection)
+    .await?;
+    // SQLite's booleans are the integers 0 and 1.
+    type Known = (Option<i64>, Option<String>, Option<String>, Option<String>, i64, i64);
+    let rows: Vec<Known> =
+        serde_json::from_str(&rows).map_err(|error| StoreError::Corrupt(format!("routing state: {error}")))?;
+    Ok(rows
+        .into_iter()
+        .map(|(push_enabled, quiet_start, quiet_end, timezone, muted, online)| {
+            let quiet_hours = match (quiet_start, quiet_end) {
+                (Some(start), Some(end)) => QuietHours::parse(&start, &end).ok(),
+                _ => None,
+            };
+            RecipientState {
+                push_disabled: push_enabled == Some(0),
+                room_muted: muted != 0,
+                online: online != 0,
+                quiet_hours,
+                timezone: timezone.and_then(|zone| TimeZoneName::parse(&zone).ok()),
+            }
+        })
+        .collect())
+}
+
+/// The badge totals of `clients` (a JSON array), in its order: unreads
+/// (leaving out rooms muted at `now_ms` unless they count) plus sources.
+pub(super) async fn badge_totals(
+    connection: &mut SqliteConnection,
+    app: &str,
+    clients: &str,
+    count_muted_rooms: bool,
+    now_ms: i64,
+) -> Result<Vec<i64>, StoreError> {
+    // One JSON row, not one per client (see `routing_states`).
+    let totals: String = sqlx::query_scalar(
+        "SELECT json_group_array(total ORDER BY key) FROM ( \
+           SELECT j.key, (SELECT COALESCE(SUM(u.unread), 0) FROM room_unreads u \
+                   WHERE u.app_id = ?1 AND u.client_id = j.value AND (?3 OR NOT EXISTS ( \
+                       SELECT 1 FROM room_prefs r WHERE r.app_id = ?1 AND r.client_id = j.value AND r.room = u.room \
+                       AND r.muted = 1 AND (r.muted_until_ms IS NULL OR r.muted_until_ms > ?4)))) \
+                + (SELECT COALESCE(SUM(count), 0) FROM badge_sources WHERE app_id = ?1 AND client_id = j.value) \
+                  AS total \
+           FROM json_each(?2) j)",
+    )
+    .bind(app)
+    .bind(clients)
+    .bind(count_muted_rooms)
+    .bind(now_ms)
+    .fetch_one(connection)
+    .await?;
+    serde_json::from_str(&totals).map_err(|error| StoreError::Corrupt(format!("badge totals: {error}")))
+}
+
+/// Applies the push's counter change (its badge plan's) to its clients
+/// (`clients`, a JSON array) and answers their badge totals after it, in
+/// the array's order, when the plan's deliveries carry them.
+async fn apply_counter_change(
+    transaction: &mut SqliteConnection,
+    push: &NewPush,
+    clients: &str,
+) -> Result<Option<Vec<i64>>, StoreError> {
+    let app = push.app_id.as_str();
+    match push.badge.counter_change() {
+        CounterChange::None => {}
+        CounterChange::CountUnread(room) => {
+            // `WHERE true`: SQLite needs it to tell the upsert's `ON` from a join's.
+            sqlx::query(
+                "INSERT INTO room_unreads (app_id, client_id, room, unread, updated_at_ms) \
+                 SELECT ?1, j.value, ?3, 1, ?4 FROM json_each(?2) j WHERE true \
+                 ON CONFLICT DO UPDATE SET unread = unread + 1, updated_at_ms = excluded.updated_at_ms",
+            )
+            .bind(app)
+            .bind(clients)
+            .bind(room.as_str())
+            .bind(push.now_ms)
+            .execute(&mut *transaction)
+            .await?;
+        }
+        CounterChange::ClearRoom(room) => {
+            sqlx::query("DELETE FROM room_unreads WHERE app_id = ?1 AND room = ?3 AND client_id IN (SELECT value FROM json_each(?2))")
+                .bind(app)
+                .bind(clients)
+                .bind(room.as_str())
+                .execute(&mut *transaction)
+                .await?;
+        }
+    }
+    if !push.badge.carries_totals() {
+        return Ok(None);
+    }
+    Ok(Some(badge_totals(transaction, app, clients, push.count_muted_rooms, push.now_ms).await?))
+}

@@ -1,0 +1,309 @@
+//! Per-client state: badges and their sources, room preferences, presence,
+//! preferences, experiments.
+
+use super::SqliteStore;
+use super::accept::badge_totals;
+use crate::{BadgeView, ClientPrefs, SourceChange, StoreError, VariantCounts};
+use pushgate_domain::{AppId, BadgeSource, ClientId, Locale, QuietHours, RoomId, TimeZoneName};
+use sqlx::Row as _;
+use sqlx::sqlite::{SqliteConnection, SqliteRow};
+
+async fn clear_room(
+    connection: &mut SqliteConnection,
+    app: &str,
+    client: &str,
+    room: &RoomId,
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM room_unreads WHERE app_id = ?1 AND client_id = ?2 AND room = ?3")
+        .bind(app)
+        .bind(client)
+        .bind(room.as_str())
+        .execute(connection)
+        .await?;
+    Ok(())
+}
+
+pub(super) async fn badge(
+    store: &SqliteStore,
+    app_id: &AppId,
+    client_id: &ClientId,
+    count_muted_rooms: bool,
+    now_ms: i64,
+) -> Result<BadgeView, StoreError> {
+    let counts = |sql| {
+        sqlx::query_as::<_, (String, i64)>(sql).bind(app_id.as_str()).bind(client_id.as_str()).fetch_all(&store.pool)
+    };
+    let rooms = counts(
+        "SELECT room, unread FROM room_unreads WHERE app_id = ?1 AND client_id = ?2 AND unread > 0 ORDER BY room",
+    )
+    .await?;
+    let sources = counts(
+        "SELECT source, count FROM badge_sources WHERE app_id = ?1 AND client_id = ?2 AND count > 0 \
+         ORDER BY source",
+    )
+    .await?;
+    let to_map = |rows: Vec<(String, i64)>| -> std::collections::BTreeMap<String, u64> {
+        rows.into_iter().map(|(name, count)| (name, u64::try_from(count).unwrap_or_default())).collect()
+    };
+    let mut connection = store.pool.acquire().await?;
+    let clients = serde_json::Value::from([client_id.as_str()]).to_string();
+    let totals = badge_totals(&mut connection, app_id.as_str(), &clients, count_muted_rooms, now_ms).await?;
+    Ok(BadgeView {
+        total: totals.first().and_then(|total| u64::try_from(*total).ok()).unwrap_or_default(),
+        rooms: to_map(rooms),
+        sources: to_map(sources),
+    })
+}
+
+pub(super) async fn mark_room_read(
+    store: &SqliteStore,
+    app_id: &AppId,
+    client_id: &ClientId,
+    room: &RoomId,
+    _now_ms: i64,
+) -> Result<(), StoreError> {
+    let _writer = store.writer.lock().await;
+    let mut connection = store.pool.acquire().await?;
+    clear_room(&mut connection, app_id.as_str(), client_id.as_str(), room).await
+}
+
+pub(super) async fn change_badge_source(
+    store: &SqliteStore,
+    app_id: &AppId,
+    client_id: &ClientId,
+    source: &BadgeSource,
+    change: SourceChange,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let _writer = store.writer.lock().await;
+    let (sql, amount) = match change {
+        SourceChange::Set(count) => (
+            "INSERT INTO badge_sources (app_id, client_id, source, count, updated_at_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT DO UPDATE SET count = excluded.count, updated_at_ms = excluded.updated_at_ms",
+            i64::from(count),
+        ),
+        // One statement, so concurrent increments never lose one.
+        SourceChange::Add(delta) => (
+            "INSERT INTO badge_sources (app_id, client_id, source, count, updated_at_ms) \
+             VALUES (?1, ?2, ?3, MAX(?4, 0), ?5) \
+             ON CONFLICT DO UPDATE SET count = MAX(count + ?4, 0), updated_at_ms = excluded.updated_at_ms",
+            delta,
+        ),
+    };
+    sqlx::query(sql)
+        .bind(app_id.as_str())
+        .bind(client_id.as_str())
+        .bind(source.as_str())
+        .bind(amount)
+        .bind(now_ms)
+        .execute(&store.pool)
+        .await?;
+    Ok(())
+}
+
+pub(super) async fn set_room_pref(
+    store: &SqliteStore,
+    app_id: &AppId,
+    client_id: &ClientId,
+    room: &RoomId,
+    muted: bool,
+    muted_until_ms: Option<i64>,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let _writer = store.writer.lock().await;
+    sqlx::query(
+        "INSERT INTO room_prefs (app_id, client_id, room, muted, muted_until_ms, updated_at_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+         ON CONFLICT DO UPDATE SET muted = excluded.muted, muted_until_ms = excluded.muted_until_ms, \
+                                   updated_at_ms = excluded.updated_at_ms",
+    )
+    .bind(app_id.as_str())
+    .bind(client_id.as_str())
+    .bind(room.as_str())
+    .bind(muted)
+    .bind(muted_until_ms)
+    .bind(now_ms)
+    .execute(&store.pool)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn set_presence(
+    store: &SqliteStore,
+    app_id: &AppId,
+    client_id: &ClientId,
+    online_until_ms: Option<i64>,
+) -> Result<(), StoreError> {
+    let _writer = store.writer.lock().await;
+    let query = match online_until_ms {
+        Some(until) => sqlx::query(
+            "INSERT INTO presence (app_id, client_id, online_until_ms) VALUES (?1, ?2, ?3) \
+             ON CONFLICT DO UPDATE SET online_until_ms = excluded.online_until_ms",
+        )
+        .bind(app_id.as_str())
+        .bind(client_id.as_str())
+        .bind(until),
+        None => sqlx::query("DELETE FROM presence WHERE app_id = ?1 AND client_id = ?2")
+            .bind(app_id.as_str())
+            .bind(client_id.as_str()),
+    };
+    query.execute(&store.pool).await?;
+    Ok(())
+}
+
+pub(super) async fn client_prefs(
+    store: &SqliteStore,
+    app_id: &AppId,
+    client_id: &ClientId,
+) -> Result<ClientPrefs, StoreError> {
+    let row = sqlx::query(
+        "SELECT push_enabled, quiet_start, quiet_end, timezone, locale FROM client_prefs \
+         WHERE app_id = ?1 AND client_id = ?2",
+    )
+    .bind(app_id.as_str())
+    .bind(client_id.as_str())
+    .fetch_optional(&store.pool)
+    .await?;
+    let Some(row) = row else { return Ok(ClientPrefs::default()) };
+    let corrupt = |what: &str| StoreError::Corrupt(format!("client_prefs.{what}"));
+    let text = |column: &str| row.try_get::<Option<String>, _>(column);
+    let quiet_hours = match (text("quiet_start")?, text("quiet_end")?) {
+        (Some(start), Some(end)) => Some(QuietHours::parse(&start, &end).map_err(|_| corrupt("quiet_hours"))?),
+        _ => None,
+    };
+    Ok(ClientPrefs {
+        push_enabled: row.try_get("push_enabled")?,
+        quiet_hours,
+        timezone: text("timezone")?
+            .map(|zone| TimeZoneName::parse(&zone))
+            .transpose()
+            .map_err(|_| corrupt("timezone"))?,
+        locale: text("locale")?.map(|locale| Locale::parse(&locale)).transpose().map_err(|_| corrupt("locale"))?,
+    })
+}
+
+pub(super) async fn set_client_prefs(
+    store: &SqliteStore,
+    app_id: &AppId,
+    client_id: &ClientId,
+    prefs: &ClientPrefs,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let _writer = store.writer.lock().await;
+    sqlx::query(
+        "INSERT INTO client_prefs (app_id, client_id, push_enabled, quiet_start, quiet_end, timezone, locale, \
+                                   updated_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+         ON CONFLICT DO UPDATE SET push_enabled = excluded.push_enabled, quiet_start = excluded.quiet_start, \
+             quiet_end = excluded.quiet_end, timezone = excluded.timezone, locale = excluded.locale, \
+             updated_at_ms = excluded.updated_at_ms",
+    )
+    .bind(app_id.as_str())
+    .bind(client_id.as_str())
+    .bind(prefs.push_enabled)
+    .bind(prefs.quiet_hours.map(|quiet| quiet.start()))
+    .bind(prefs.quiet_hours.map(|quiet| quiet.end()))
+    .bind(prefs.timezone.as_ref().map(TimeZoneName::as_str))
+    .bind(prefs.locale.as_ref().map(Locale::as_str))
+    .bind(now_ms)
+    .execute(&store.pool)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn put_experiment(
+    store: &SqliteStore,
+    app_id: &AppId,
+    id: &str,
+    definition: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let _writer = store.writer.lock().await;
+    sqlx::query(
+        "INSERT INTO experiments (app_id, experiment_id, definition, updated_at_ms) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT DO UPDATE SET definition = excluded.definition, updated_at_ms = excluded.updated_at_ms",
+    )
+    .bind(app_id.as_str())
+    .bind(id)
+    .bind(definition)
+    .bind(now_ms)
+    .execute(&store.pool)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn experiments(store: &SqliteStore, app_id: &AppId) -> Result<Vec<(String, String)>, StoreError> {
+    let rows = sqlx::query_as::<_, (String, String)>(
+        "SELECT experiment_id, definition FROM experiments WHERE app_id = ?1 ORDER BY experiment_id",
+    )
+    .bind(app_id.as_str())
+    .fetch_all(&store.pool)
+    .await?;
+    Ok(rows)
+}
+
+pub(super) async fn record_open(
+    store: &SqliteStore,
+    app_id: &AppId,
+    push_id: &str,
+    client_id: &ClientId,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    let _writer = store.writer.lock().await;
+    let result = sqlx::query(
+        "INSERT INTO opens (app_id, push_id, client_id, opened_at_ms) \
+         SELECT ?1, ?2, ?3, ?4 FROM pushes WHERE push_id = ?2 AND app_id = ?1 \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(app_id.as_str())
+    .bind(push_id)
+    .bind(client_id.as_str())
+    .bind(now_ms)
+    .execute(&store.pool)
+    .await?;
+    if result.rows_affected() == 1 {
+        return Ok(true);
+    }
+    // Nothing inserted: an unknown push, or an open already recorded.
+    let known = sqlx::query("SELECT 1 FROM pushes WHERE push_id = ?1 AND app_id = ?2")
+        .bind(push_id)
+        .bind(app_id.as_str())
+        .fetch_optional(&store.pool)
+        .await?;
+    Ok(known.is_some())
+}
+
+pub(super) async fn experiment_stats(
+    store: &SqliteStore,
+    app_id: &AppId,
+    id: &str,
+) -> Result<Vec<VariantCounts>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT r.variant, COUNT(*) AS targeted, \
+                COALESCE(SUM(r.delivered), 0) AS delivered, COALESCE(SUM(r.failed), 0) AS failed, \
+                COALESCE(SUM(EXISTS (SELECT 1 FROM opens o WHERE o.app_id = ?1 AND o.push_id = r.push_id \
+                                     AND o.client_id = r.client_id)), 0) AS opened \
+         FROM (SELECT push_id, client_id, variant, MAX(status = 'delivered') AS delivered, \
+                      MIN(status IN ('failed', 'pruned')) AS failed \
+               FROM deliveries WHERE app_id = ?1 AND experiment_id = ?2 AND status != 'skipped' \
+               GROUP BY push_id, client_id, variant) r \
+         GROUP BY r.variant ORDER BY r.variant",
+    )
+    .bind(app_id.as_str())
+    .bind(id)
+    .fetch_all(&store.pool)
+    .await?;
+    let count =
+        |row: &SqliteRow, column: &str| row.try_get::<i64, _>(column).map(|n| u64::try_from(n).unwrap_or_default());
+    rows.iter()
+        .map(|row| {
+            Ok(VariantCounts {
+                variant: row.try_get("variant")?,
+                targeted: count(row, "targeted")?,
+                delivered: count(row, "delivered")?,
+                failed: count(row, "failed")?,
+                opened: count(row, "opened")?,
+            })
+        })
+        .collect()
+}

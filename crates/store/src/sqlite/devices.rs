@@ -1,0 +1,168 @@
+//! Device registrations, pruning, and generated API keys.
+
+use super::SqliteStore;
+use crate::{Device, NewDevice, StoreError, StoredApiKey, UpsertOutcome};
+use pushgate_domain::{AppId, ClientId, DeviceId, DeviceType, Environment, Locale, PushToken, TimeZoneName};
+use sqlx::Row as _;
+use sqlx::sqlite::{SqliteConnection, SqliteRow};
+
+/// Registers a device in the open transaction (which holds SQLite's write
+/// lock, so two registrations of one token cannot both pass the delete and
+/// then collide).
+pub(super) async fn upsert_device_in(
+    transaction: &mut SqliteConnection,
+    device: &NewDevice,
+) -> Result<UpsertOutcome, StoreError> {
+    let token_kind = device.device_type.token_kind().as_str();
+    let moved = sqlx::query(
+        "DELETE FROM devices WHERE app_id = ?1 AND token_kind = ?2 AND token = ?3 \
+         AND NOT (device_type = ?4 AND device_id = ?5)",
+    )
+    .bind(device.app_id.as_str())
+    .bind(token_kind)
+    .bind(device.token.as_str())
+    .bind(device.device_type.as_str())
+    .bind(device.device_id.as_str())
+    .execute(&mut *transaction)
+    .await?
+    .rows_affected();
+    sqlx::query(
+        "INSERT INTO devices (app_id, device_type, device_id, client_id, token_kind, token, \
+                              environment, locale, timezone, created_at_ms, updated_at_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10) \
+         ON CONFLICT (app_id, device_type, device_id) DO UPDATE SET \
+            client_id = excluded.client_id, \
+            token_kind = excluded.token_kind, \
+            token = excluded.token, \
+            environment = COALESCE(excluded.environment, devices.environment), \
+            locale = COALESCE(excluded.locale, devices.locale), \
+            timezone = COALESCE(excluded.timezone, devices.timezone), \
+            updated_at_ms = excluded.updated_at_ms",
+    )
+    .bind(device.app_id.as_str())
+    .bind(device.device_type.as_str())
+    .bind(device.device_id.as_str())
+    .bind(device.client_id.as_str())
+    .bind(token_kind)
+    .bind(device.token.as_str())
+    .bind(device.environment.map(Environment::as_str))
+    .bind(device.locale.as_ref().map(Locale::as_str))
+    .bind(device.timezone.as_ref().map(TimeZoneName::as_str))
+    .bind(device.now_ms)
+    .execute(&mut *transaction)
+    .await?;
+    Ok(UpsertOutcome { token_moved_from: moved })
+}
+
+pub(super) fn device_from_row(row: &SqliteRow) -> Result<Device, StoreError> {
+    let corrupt = |what: &str, error: pushgate_domain::ParseError| StoreError::Corrupt(format!("{what}: {error}"));
+    let text = |column: &str| row.try_get::<String, _>(column);
+    let optional = |column: &str| row.try_get::<Option<String>, _>(column);
+    Ok(Device {
+        device_type: DeviceType::parse(&text("device_type")?).map_err(|e| corrupt("device_type", e))?,
+        device_id: DeviceId::parse(&text("device_id")?).map_err(|e| corrupt("device_id", e))?,
+        client_id: ClientId::parse(&text("client_id")?).map_err(|e| corrupt("client_id", e))?,
+        token: PushToken::from_trusted_storage(text("token")?),
+        environment: optional("environment")?
+            .map(|raw| Environment::parse(&raw))
+            .transpose()
+            .map_err(|e| corrupt("environment", e))?,
+        locale: optional("locale")?.map(|raw| Locale::parse(&raw)).transpose().map_err(|e| corrupt("locale", e))?,
+        timezone: optional("timezone")?
+            .map(|raw| TimeZoneName::parse(&raw))
+            .transpose()
+            .map_err(|e| corrupt("timezone", e))?,
+        created_at_ms: row.try_get("created_at_ms")?,
+        updated_at_ms: row.try_get("updated_at_ms")?,
+    })
+}
+
+pub(super) async fn upsert_device(store: &SqliteStore, device: &NewDevice) -> Result<UpsertOutcome, StoreError> {
+    store.registrations.write(device.clone()).await
+}
+
+pub(super) async fn remove_device(
+    store: &SqliteStore,
+    app_id: &AppId,
+    device_type: DeviceType,
+    device_id: &DeviceId,
+    client_id: &ClientId,
+) -> Result<u64, StoreError> {
+    let _writer = store.writer.lock().await;
+    let result =
+        sqlx::query("DELETE FROM devices WHERE app_id = ?1 AND device_type = ?2 AND device_id = ?3 AND client_id = ?4")
+            .bind(app_id.as_str())
+            .bind(device_type.as_str())
+            .bind(device_id.as_str())
+            .bind(client_id.as_str())
+            .execute(&store.pool)
+            .await?;
+    Ok(result.rows_affected())
+}
+
+pub(super) async fn client_devices(
+    store: &SqliteStore,
+    app_id: &AppId,
+    client_id: &ClientId,
+) -> Result<Vec<Device>, StoreError> {
+    // `INDEXED BY`: see `routing_states` in `accept.rs` (the accept needs it too).
+    let rows = sqlx::query(
+        "SELECT device_type, device_id, client_id, token, environment, locale, timezone, \
+                created_at_ms, updated_at_ms \
+         FROM devices INDEXED BY devices_client WHERE app_id = ?1 AND client_id = ?2 \
+         ORDER BY created_at_ms, device_type, device_id",
+    )
+    .bind(app_id.as_str())
+    .bind(client_id.as_str())
+    .fetch_all(&store.pool)
+    .await?;
+    rows.iter().map(device_from_row).collect()
+}
+
+pub(super) async fn prune_device(
+    store: &SqliteStore,
+    app_id: &AppId,
+    device_type: DeviceType,
+    device_id: &DeviceId,
+    token: &PushToken,
+    invalid_since_ms: Option<i64>,
+) -> Result<bool, StoreError> {
+    let _writer = store.writer.lock().await;
+    let result = sqlx::query(
+        "DELETE FROM devices WHERE app_id = ?1 AND device_type = ?2 AND device_id = ?3 AND token = ?4 \
+           AND (?5 IS NULL OR updated_at_ms <= ?5)",
+    )
+    .bind(app_id.as_str())
+    .bind(device_type.as_str())
+    .bind(device_id.as_str())
+    .bind(token.as_str())
+    .bind(invalid_since_ms)
+    .execute(&store.pool)
+    .await?;
+    Ok(result.rows_affected() > 0)
+}
+
+pub(super) async fn api_keys(store: &SqliteStore) -> Result<Vec<StoredApiKey>, StoreError> {
+    let rows = sqlx::query("SELECT app_id, digest FROM api_keys ORDER BY created_at_ms").fetch_all(&store.pool).await?;
+    rows.iter()
+        .map(|row| {
+            let app_id = AppId::parse(&row.try_get::<String, _>("app_id")?)
+                .map_err(|e| StoreError::Corrupt(format!("api_keys.app_id: {e}")))?;
+            let digest: Vec<u8> = row.try_get("digest")?;
+            let digest =
+                digest.try_into().map_err(|_| StoreError::Corrupt("api_keys.digest is not 32 bytes".into()))?;
+            Ok(StoredApiKey { app_id, digest })
+        })
+        .collect()
+}
+
+pub(super) async fn insert_api_key(store: &SqliteStore, key: &StoredApiKey, now_ms: i64) -> Result<(), StoreError> {
+    let _writer = store.writer.lock().await;
+    sqlx::query("INSERT INTO api_keys (digest, app_id, created_at_ms) VALUES (?1, ?2, ?3)")
+        .bind(&key.digest[..])
+        .bind(key.app_id.as_str())
+        .bind(now_ms)
+        .execute(&store.pool)
+        .await?;
+    Ok(())
+}

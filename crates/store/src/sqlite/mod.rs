@@ -1,0 +1,263 @@
+//! The embedded default: one SQLite file in WAL mode. By job: `commit` (the
+//! group-commit engine every busy write goes through), `accept` (a push and
+//! its deliveries, on the shared accept plan), `queue` (claims, outcomes,
+//! status, housekeeping), `devices` (registrations, API keys, pruning) and
+//! `clients` (badges, preferences, presence, experiments).
+
+mod accept;
+mod clients;
+mod commit;
+mod devices;
+mod queue;
+
+use commit::Committer;
+
+use crate::{
+    Accepted, BadgeView, ClaimedDelivery, ClientPrefs, DeliveryUpdate, Device, NewDevice, NewPush, PushView,
+    SourceChange, Store, StoreError, StoredApiKey, UpsertOutcome, VariantCounts,
+};
+use async_trait::async_trait;
+use pushgate_domain::{AppId, BadgeSource, ClientId, DeviceId, DeviceType, PushToken, RoomId};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use std::str::FromStr as _;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// A [`Store`] on one SQLite file.
+///
+/// WAL mode lets readers run beside the single writer; `synchronous = FULL`
+/// makes every commit survive a power cut, which is what "accepted" promises
+/// (all but a claim's leases, which need not: see [`SqliteStore::open`]).
+///
+/// The busiest writes are group-committed: concurrent accepts queue for one
+/// writer task, attempt outcomes for another, device registrations for a
+/// third; each stores all that are waiting in one transaction, so durability
+/// costs one disk flush per group rather than per request.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    /// The one connection claims commit on (`synchronous = NORMAL`: see `open`).
+    leases: SqlitePool,
+    /// Held by every write, before it takes a connection: writers queue here
+    /// in order rather than in SQLite's busy handler (which polls, unfairly,
+    /// and would hold pool connections while it waits).
+    writer: Arc<tokio::sync::Mutex<()>>,
+    accepts: Committer<NewPush>,
+    records: Committer<(i64, DeliveryUpdate)>,
+    registrations: Committer<NewDevice>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at a `sqlite://` URL, such as
+    /// `sqlite://pushgate.db` (relative to the working directory) or
+    /// `sqlite:///var/lib/pushgate/pushgate.db`, and applies pending migrations.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options.clone())
+            .await?;
+        MIGRATIONS.run(&pool).await.map_err(|error| StoreError::Internal(error.into()))?;
+        // A lease needs no disk flush: this queue's leases are all released
+        // when the process starts, so a lease a power cut forgets changes
+        // nothing. Claims commit on a connection of their own with
+        // `synchronous = NORMAL`, which keeps a flush (and the single writer's
+        // wait for it) off every claim. The next `FULL` commit flushes the
+        // write-ahead log with the claim's frames in it.
+        let leases = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options.synchronous(SqliteSynchronous::Normal))
+            .await?;
+        let writer = Arc::new(tokio::sync::Mutex::new(()));
+        let accepts = Committer::spawn(pool.clone(), Arc::clone(&writer));
+        let records = Committer::spawn(pool.clone(), Arc::clone(&writer));
+        let registrations = Committer::spawn(pool.clone(), Arc::clone(&writer));
+        Ok(Self { pool, leases, writer, accepts, records, registrations })
+    }
+
+    /// How many transactions accepted pushes so far (fewer than the pushes
+    /// when accepts were grouped).
+    pub fn accept_transactions(&self) -> u64 {
+        self.accepts.transactions.load(Ordering::Relaxed)
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn upsert_device(&self, device: &NewDevice) -> Result<UpsertOutcome, StoreError> {
+        devices::upsert_device(self, device).await
+    }
+
+    async fn remove_device(
+        &self,
+        app_id: &AppId,
+        device_type: DeviceType,
+        device_id: &DeviceId,
+        client_id: &ClientId,
+    ) -> Result<u64, StoreError> {
+        devices::remove_device(self, app_id, device_type, device_id, client_id).await
+    }
+
+    async fn client_devices(&self, app_id: &AppId, client_id: &ClientId) -> Result<Vec<Device>, StoreError> {
+        devices::client_devices(self, app_id, client_id).await
+    }
+
+    async fn api_keys(&self) -> Result<Vec<StoredApiKey>, StoreError> {
+        devices::api_keys(self).await
+    }
+
+    async fn insert_api_key(&self, key: &StoredApiKey, now_ms: i64) -> Result<(), StoreError> {
+        devices::insert_api_key(self, key, now_ms).await
+    }
+
+    async fn accept_push(&self, push: &NewPush) -> Result<Accepted, StoreError> {
+        self.accepts.write(push.clone()).await
+    }
+
+    async fn claim_due_deliveries(
+        &self,
+        now_ms: i64,
+        limit: u32,
+        lease_ms: i64,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        queue::claim_due_deliveries(self, now_ms, limit, lease_ms).await
+    }
+
+    async fn record_attempt(&self, delivery_id: i64, update: &DeliveryUpdate) -> Result<(), StoreError> {
+        queue::record_attempt(self, delivery_id, update).await
+    }
+
+    async fn release_all_leases(&self) -> Result<u64, StoreError> {
+        queue::release_all_leases(self).await
+    }
+
+    async fn queue_depth(&self) -> Result<(u64, u64), StoreError> {
+        queue::queue_depth(self).await
+    }
+
+    async fn next_due_at(&self) -> Result<Option<i64>, StoreError> {
+        queue::next_due_at(self).await
+    }
+
+    async fn prune_device(
+        &self,
+        app_id: &AppId,
+        device_type: DeviceType,
+        device_id: &DeviceId,
+        token: &PushToken,
+        invalid_since_ms: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        devices::prune_device(self, app_id, device_type, device_id, token, invalid_since_ms).await
+    }
+
+    async fn push_view(&self, app_id: &AppId, push_id: &str) -> Result<Option<PushView>, StoreError> {
+        queue::push_view(self, app_id, push_id).await
+    }
+
+    async fn forget_before(&self, before_ms: i64, limit: u32) -> Result<(u64, u64), StoreError> {
+        queue::forget_before(self, before_ms, limit).await
+    }
+
+    async fn badge(
+        &self,
+        app_id: &AppId,
+        client_id: &ClientId,
+        count_muted_rooms: bool,
+        now_ms: i64,
+    ) -> Result<BadgeView, StoreError> {
+        clients::badge(self, app_id, client_id, count_muted_rooms, now_ms).await
+    }
+
+    async fn mark_room_read(
+        &self,
+        app_id: &AppId,
+        client_id: &ClientId,
+        room: &RoomId,
+        _now_ms: i64,
+    ) -> Result<(), StoreError> {
+        clients::mark_room_read(self, app_id, client_id, room, _now_ms).await
+    }
+
+    async fn change_badge_source(
+        &self,
+        app_id: &AppId,
+        client_id: &ClientId,
+        source: &BadgeSource,
+        change: SourceChange,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        clients::change_badge_source(self, app_id, client_id, source, change, now_ms).await
+    }
+
+    async fn set_room_pref(
+        &self,
+        app_id: &AppId,
+        client_id: &ClientId,
+        room: &RoomId,
+        muted: bool,
+        muted_until_ms: Option<i64>,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        clients::set_room_pref(self, app_id, client_id, room, muted, muted_until_ms, now_ms).await
+    }
+
+    async fn set_presence(
+        &self,
+        app_id: &AppId,
+        client_id: &ClientId,
+        online_until_ms: Option<i64>,
+    ) -> Result<(), StoreError> {
+        clients::set_presence(self, app_id, client_id, online_until_ms).await
+    }
+
+    async fn client_prefs(&self, app_id: &AppId, client_id: &ClientId) -> Result<ClientPrefs, StoreError> {
+        clients::client_prefs(self, app_id, client_id).await
+    }
+
+    async fn set_client_prefs(
+        &self,
+        app_id: &AppId,
+        client_id: &ClientId,
+        prefs: &ClientPrefs,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        clients::set_client_prefs(self, app_id, client_id, prefs, now_ms).await
+    }
+
+    async fn put_experiment(&self, app_id: &AppId, id: &str, definition: &str, now_ms: i64) -> Result<(), StoreError> {
+        clients::put_experiment(self, app_id, id, definition, now_ms).await
+    }
+
+    async fn experiments(&self, app_id: &AppId) -> Result<Vec<(String, String)>, StoreError> {
+        clients::experiments(self, app_id).await
+    }
+
+    async fn record_open(
+        &self,
+        app_id: &AppId,
+        push_id: &str,
+        client_id: &ClientId,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        clients::record_open(self, app_id, push_id, client_id, now_ms).await
+    }
+
+    async fn experiment_stats(&self, app_id: &AppId, id: &str) -> Result<Vec<VariantCounts>, StoreError> {
+        clients::experiment_stats(self, app_id, id).await
+    }
+}
