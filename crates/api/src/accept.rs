@@ -43,17 +43,17 @@ fn announce(state: &AppState, push: &NewPush, source: PushSource, accepted: &Acc
         return;
     }
     state.delivery.wake();
-    state.metrics.push_accepted(app, accepted.queued);
+    state.metrics.push_accepted(app);
     match source {
         PushSource::Callback(version) => {
             state.metrics.callback(app, version, "accepted");
-            tracing::info!(app.id = %app, push.id = %push.push_id, callback.version = version, push.devices = accepted.queued, "callback accepted");
+            tracing::info!(app.id = %app, push.id = %push.push_id, callback.version = version, push.clients = push.clients.len(), "callback accepted");
         }
         PushSource::Send => {
-            tracing::info!(app.id = %app, push.id = %push.push_id, push.devices = accepted.queued, "push accepted");
+            tracing::info!(app.id = %app, push.id = %push.push_id, push.clients = push.clients.len(), "push accepted");
         }
         PushSource::ReadSync => {
-            tracing::debug!(app.id = %app, push.id = %push.push_id, push.devices = accepted.queued, "badge update accepted");
+            tracing::debug!(app.id = %app, push.id = %push.push_id, "badge update accepted");
         }
     }
 }

@@ -49,7 +49,6 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram>,
     pushes_accepted: Family<AppLabels, Counter>,
-    deliveries_queued: Family<AppLabels, Counter>,
     callbacks: Family<CallbackLabels, Counter>,
 }
 
@@ -75,19 +74,15 @@ impl Metrics {
             latency.clone(),
         );
         let pushes_accepted = Family::<AppLabels, Counter>::default();
-        let deliveries_queued = Family::<AppLabels, Counter>::default();
         registry.register("pushes_accepted", "Pushes accepted (durably stored)", pushes_accepted.clone());
-        registry.register("deliveries_queued", "Deliveries queued by accepted pushes", deliveries_queued.clone());
         let callbacks = Family::<CallbackLabels, Counter>::default();
         registry.register("callbacks", "IMKIT callbacks by version and result", callbacks.clone());
-        Self { registry, requests, latency, pushes_accepted, deliveries_queued, callbacks }
+        Self { registry, requests, latency, pushes_accepted, callbacks }
     }
 
-    /// Counts an accepted push and the deliveries it queued.
-    pub fn push_accepted(&self, app: &str, deliveries: u64) {
-        let labels = AppLabels { app: app.to_owned() };
-        self.pushes_accepted.get_or_create(&labels).inc();
-        self.deliveries_queued.get_or_create(&labels).inc_by(deliveries);
+    /// Counts an accepted push.
+    pub fn push_accepted(&self, app: &str) {
+        self.pushes_accepted.get_or_create(&AppLabels { app: app.to_owned() }).inc();
     }
 
     /// Counts one IMKIT callback: `accepted`, `duplicate` or `forbidden`.

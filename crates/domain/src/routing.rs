@@ -27,6 +27,15 @@ impl OnlinePolicy {
             _ => Err(ParseError::new("must be skip, silent or deliver")),
         }
     }
+
+    /// `skip`, `silent` or `deliver`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Skip => "skip",
+            Self::Silent => "silent",
+            Self::Deliver => "deliver",
+        }
+    }
 }
 
 /// A daily window, in the recipient's local time, during which pushes come

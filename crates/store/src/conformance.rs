@@ -146,9 +146,10 @@ async fn routed_pushes_record_each_clients_route(store: &dyn Store) {
     assert_eq!(store.client_prefs(&app, &client("nobody")).await.expect("read"), ClientPrefs::default());
     let mut push = callback_push("route", "routed", "routed-m", &["on", "off", "muted", "online", "night"], "r", now);
     push.routing = Some(RoutingPlan { room: room.clone(), online: OnlinePolicy::Silent });
-    let accepted = store.accept_push(&push).await.expect("accept");
-    assert_eq!(accepted.queued, 4, "the client with pushes off gets none");
+    store.accept_push(&push).await.expect("accept");
     let view = store.push_view(&app, "routed").await.expect("view").expect("exists");
+    let queued = view.deliveries.iter().filter(|d| d.status == DeliveryStatus::Queued).count();
+    assert_eq!(queued, 4, "the client with pushes off gets none");
     let route_of = |name: &str| {
         let delivery = view.deliveries.iter().find(|d| d.client_id == name).expect("a delivery");
         (delivery.status, delivery.mode, delivery.route_reason.clone().or(delivery.reason.clone()))
@@ -282,9 +283,7 @@ async fn badges_count_room_unreads_and_sources(store: &dyn Store) {
 async fn a_push_is_accepted_with_one_delivery_per_device(store: &dyn Store) {
     store.upsert_device(&device("queue", DeviceType::Ios, "iphone", "alice", APNS_TOKEN_A, 1)).await.expect("iphone");
     store.upsert_device(&device("queue", DeviceType::Fcm, "pixel", "alice", "fcm-a", 1)).await.expect("pixel");
-    let accepted =
-        store.accept_push(&new_push("queue", "p1", &["alice", "nobody", "alice"], 1_000)).await.expect("accept");
-    assert_eq!((accepted.queued, accepted.clients_without_devices), (2, 1));
+    store.accept_push(&new_push("queue", "p1", &["alice", "nobody", "alice"], 1_000)).await.expect("accept");
     let view = store.push_view(&parse(AppId::parse("queue")), "p1").await.expect("view").expect("exists");
     let statuses: Vec<_> = view.deliveries.iter().map(|d| (d.client_id.as_str(), d.status)).collect();
     assert_eq!(statuses.len(), 3);

@@ -95,13 +95,10 @@ pub struct BadgeView {
     pub sources: BTreeMap<String, u64>,
 }
 
-/// What accepting did.
+/// What accepting did. How many deliveries a push makes is known once it is
+/// fanned out: `push_view` tells.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Accepted {
-    /// Deliveries queued, one per device.
-    pub queued: u64,
-    /// Clients with no registered device.
-    pub clients_without_devices: u64,
     /// The callback was accepted before, as this push: nothing was stored.
     pub duplicate_of: Option<String>,
 }

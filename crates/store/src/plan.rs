@@ -8,10 +8,10 @@
 //! devices (one delivery each) or, for a recipient without devices, stores as
 //! one skipped delivery.
 
-use crate::{BadgePlan, DeliveryStatus, NewPush};
-use pushgate_domain::{ClientId, DeliveryMode, RecipientState, RoomId, Route, route};
-use serde::Serialize;
-use std::collections::BTreeSet;
+use crate::{BadgePlan, DeliveryStatus, ExperimentPlan, NewPush, RoutingPlan, StoreError};
+use pushgate_domain::{ClientId, DeliveryMode, OnlinePolicy, RecipientState, RoomId, Route, route};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeSet, HashMap};
 
 /// Why a recipient without a device gets no delivery.
 pub const NO_DEVICE: &str = "no registered device";
@@ -126,6 +126,95 @@ pub fn plan_recipients<'a>(
         .collect()
 }
 
+/// What the fan-out needs of a journaled push besides its row: the part of
+/// a [`NewPush`] that decides its recipients' work. Stored as JSON.
+#[derive(Debug, Serialize, Deserialize)]
+struct JournalEntry {
+    clients: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    given_badge: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    count_unread: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    clear_room: Option<String>,
+    count_muted_rooms: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    routing: Option<(String, String)>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    skip_all: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    experiment: Option<(String, HashMap<String, String>)>,
+}
+
+/// The journal text of a push: what its fan-out will need.
+pub fn journal_entry(push: &NewPush) -> String {
+    let (given_badge, count_unread, clear_room) = match &push.badge {
+        BadgePlan::None => (None, None, None),
+        BadgePlan::Given(badge) => (Some(*badge), None, None),
+        BadgePlan::CountUnread(room) => (None, Some(room.as_str().to_owned()), None),
+        BadgePlan::ClearRoom(room) => (None, None, Some(room.as_str().to_owned())),
+    };
+    let entry = JournalEntry {
+        clients: recipients(push).into_iter().map(|client| client.as_str().to_owned()).collect(),
+        given_badge,
+        count_unread,
+        clear_room,
+        count_muted_rooms: push.count_muted_rooms,
+        routing: push.routing.as_ref().map(|plan| (plan.room.as_str().to_owned(), plan.online.as_str().to_owned())),
+        skip_all: push.skip_all.clone(),
+        experiment: push.experiment.as_ref().map(|experiment| {
+            let variants = experiment
+                .variants
+                .iter()
+                .map(|(client, variant)| (client.as_str().to_owned(), variant.clone()))
+                .collect();
+            (experiment.id.clone(), variants)
+        }),
+    };
+    serde_json::to_string(&entry).unwrap_or_else(|_| unreachable!("a journal entry is plain JSON"))
+}
+
+/// Reads a journal entry back onto `push` (its row's fields already set):
+/// its clients, badge plan, routing, skip and variants.
+pub fn apply_journal_entry(push: &mut NewPush, entry: &str) -> Result<(), StoreError> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("journal.plan: {what}"));
+    let entry: JournalEntry = serde_json::from_str(entry).map_err(|error| corrupt(&error.to_string()))?;
+    let room = |raw: &str| RoomId::parse(raw).map_err(|_| corrupt("room"));
+    push.clients = entry
+        .clients
+        .iter()
+        .map(|client| ClientId::parse(client).map_err(|_| corrupt("client")))
+        .collect::<Result<_, _>>()?;
+    push.badge = match (entry.given_badge, entry.count_unread, entry.clear_room) {
+        (Some(badge), _, _) => BadgePlan::Given(badge),
+        (None, Some(raw), _) => BadgePlan::CountUnread(room(&raw)?),
+        (None, None, Some(raw)) => BadgePlan::ClearRoom(room(&raw)?),
+        (None, None, None) => BadgePlan::None,
+    };
+    push.count_muted_rooms = entry.count_muted_rooms;
+    push.routing = match entry.routing {
+        Some((raw_room, online)) => Some(RoutingPlan {
+            room: room(&raw_room)?,
+            online: OnlinePolicy::parse(&online).map_err(|_| corrupt("online"))?,
+        }),
+        None => None,
+    };
+    push.skip_all = entry.skip_all;
+    push.experiment = match entry.experiment {
+        Some((id, variants)) => Some(ExperimentPlan {
+            id,
+            // The snapshot lives in the push's row; the fan-out needs only the variants.
+            snapshot: String::new(),
+            variants: variants
+                .into_iter()
+                .map(|(client, variant)| Ok((ClientId::parse(&client).map_err(|_| corrupt("variant"))?, variant)))
+                .collect::<Result<_, StoreError>>()?,
+        }),
+        None => None,
+    };
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,6 +246,34 @@ mod tests {
 
     fn state(online: bool, push_disabled: bool) -> RecipientState {
         RecipientState { push_disabled, room_muted: false, online, quiet_hours: None, timezone: None }
+    }
+
+    #[test]
+    fn a_journal_entry_reads_back_as_the_push_it_was_made_of() {
+        let mut original = push(
+            BadgePlan::CountUnread(RoomId::parse("r").expect("a room")),
+            Some(RoutingPlan { room: RoomId::parse("r").expect("a room"), online: OnlinePolicy::Skip }),
+        );
+        original.skip_all = Some("why".into());
+        original.experiment = Some(ExperimentPlan {
+            id: "e1".into(),
+            snapshot: String::new(),
+            variants: HashMap::from([(client("bob"), "A".to_owned())]),
+        });
+        let mut read_back = push(BadgePlan::None, None);
+        read_back.clients.clear();
+        apply_journal_entry(&mut read_back, &journal_entry(&original)).expect("reads back");
+        assert_eq!(read_back.clients, vec![client("alice"), client("bob")], "each client once");
+        assert_eq!(read_back.badge, original.badge);
+        assert_eq!(read_back.routing, original.routing);
+        assert_eq!(read_back.skip_all, original.skip_all);
+        assert_eq!(read_back.experiment, original.experiment);
+        for badge in [BadgePlan::None, BadgePlan::Given(7), BadgePlan::ClearRoom(RoomId::parse("x").expect("a room"))] {
+            let original = push(badge.clone(), None);
+            let mut read_back = push(BadgePlan::None, None);
+            apply_journal_entry(&mut read_back, &journal_entry(&original)).expect("reads back");
+            assert_eq!(read_back.badge, badge);
+        }
     }
 
     #[test]

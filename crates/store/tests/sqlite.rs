@@ -145,7 +145,7 @@ async fn concurrent_outcomes_each_land_on_their_own_delivery() {
         deadline_ms: 1_000_000,
         ..push_to_nobody("outcomes")
     };
-    assert_eq!(store.accept_push(&push).await.expect("accepted").queued, 40);
+    assert_eq!(store.accept_push(&push).await.expect("accepted").duplicate_of, None);
     let claimed = store.claim_due_deliveries(10, 100, 60_000).await.expect("claimed");
     assert_eq!(claimed.len(), 40);
     // Even deliveries are delivered; odd ones retry at a time of their own.
@@ -246,4 +246,94 @@ async fn concurrent_registrations_each_land_and_a_shared_token_ends_on_one_devic
         }
     }
     assert_eq!(holders, 1, "the shared token ends on exactly one device");
+}
+
+/// A v2 callback's push of `SampleApp` to `clients`, counting an unread in `room`.
+fn message_to(push_id: &str, clients: &[&str], room: &str) -> pushgate_store::NewPush {
+    use pushgate_domain::{ClientId, RoomId};
+    pushgate_store::NewPush {
+        kind: pushgate_domain::PushKind::Chat,
+        clients: clients.iter().map(|client| ClientId::parse(client).expect("client")).collect(),
+        deadline_ms: 1_000_000,
+        callback: Some(pushgate_store::CallbackKey { message_id: push_id.to_owned(), to_client: None }),
+        badge: pushgate_store::BadgePlan::CountUnread(RoomId::parse(room).expect("room")),
+        ..push_to_nobody(push_id)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_closed_between_journal_and_fan_out_loses_nothing_and_counts_each_message_once() {
+    use pushgate_domain::{AppId, ClientId, DeviceId, DeviceType, PushToken};
+    let directory = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", directory.path().join("pushgate.db").display());
+    let app = AppId::parse("SampleApp").expect("app id");
+    const MESSAGES: usize = 300;
+    {
+        let store = SqliteStore::open(&url).await.expect("open");
+        for client in ["ann", "ben"] {
+            let device = pushgate_store::NewDevice {
+                app_id: app.clone(),
+                device_type: DeviceType::Fcm,
+                device_id: DeviceId::parse(&format!("{client}-phone")).expect("device id"),
+                client_id: ClientId::parse(client).expect("client"),
+                token: PushToken::parse(DeviceType::Fcm, &format!("token-of-{client}")).expect("token"),
+                environment: None,
+                locale: None,
+                timezone: None,
+                now_ms: 1,
+            };
+            store.upsert_device(&device).await.expect("registered");
+        }
+        for n in 0..MESSAGES {
+            let accepted =
+                store.accept_push(&message_to(&format!("m{n}"), &["ann", "ben"], "r")).await.expect("accept");
+            assert_eq!(accepted.duplicate_of, None);
+        }
+        // One batch of the fan-out commits; the rest is still journaled when
+        // the store goes away, as after a crash mid fan-out.
+        let first_batch = store.fan_out_journal_batch_for_tests().await.expect("one batch");
+        assert!(first_batch > 0 && first_batch < MESSAGES, "{first_batch}");
+    }
+    let store = SqliteStore::open(&url).await.expect("reopened");
+    // A message sent again after the restart is still a duplicate.
+    let again = store.accept_push(&message_to("m7", &["ann", "ben"], "r")).await.expect("accept");
+    assert_eq!(again.duplicate_of.as_deref(), Some("m7"));
+    // Reading a badge fans out what waits first, so it counts every message once.
+    for client in ["ann", "ben"] {
+        let badge = store.badge(&app, &ClientId::parse(client).expect("client"), true, 2).await.expect("badge");
+        assert_eq!(badge.total, MESSAGES as u64, "{client}: each message counted exactly once");
+    }
+    let mut claimed = 0;
+    loop {
+        let batch = store.claim_due_deliveries(10, 1000, 60_000).await.expect("claim");
+        if batch.is_empty() {
+            break;
+        }
+        claimed += batch.len();
+    }
+    assert_eq!(claimed, 2 * MESSAGES, "one delivery per device of each message, none twice");
+    for n in [0, MESSAGES - 1] {
+        let view = store.push_view(&app, &format!("m{n}")).await.expect("view").expect("exists");
+        let badges: Vec<_> = view.deliveries.iter().map(|d| d.client_id.as_str()).collect();
+        assert_eq!(badges, vec!["ann", "ben"]);
+    }
+}
+
+#[tokio::test]
+async fn a_read_mark_applies_after_the_messages_accepted_before_it() {
+    use pushgate_domain::{AppId, ClientId, RoomId};
+    let directory = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", directory.path().join("pushgate.db").display());
+    let store = SqliteStore::open(&url).await.expect("open");
+    let (app, ann, room) = (
+        AppId::parse("SampleApp").expect("app"),
+        ClientId::parse("ann").expect("client"),
+        RoomId::parse("r").expect("room"),
+    );
+    store.accept_push(&message_to("before-1", &["ann"], "r")).await.expect("accept");
+    store.accept_push(&message_to("before-2", &["ann"], "r")).await.expect("accept");
+    // Both are journaled, not fanned out: the read mark still clears them.
+    store.mark_room_read(&app, &ann, &room, 3).await.expect("read");
+    store.accept_push(&message_to("after", &["ann"], "r")).await.expect("accept");
+    assert_eq!(store.badge(&app, &ann, true, 4).await.expect("badge").total, 1, "only the message after the read");
 }

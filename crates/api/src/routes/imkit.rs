@@ -30,12 +30,9 @@ use utoipa::ToSchema;
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CallbackResult {
-    /// Track it with `GET /v1/pushes/{pushId}`; for a duplicate, the first push.
+    /// Track it with `GET /v1/pushes/{pushId}` (its deliveries, one per
+    /// registered device of the recipients); for a duplicate, the first push.
     pub push_id: String,
-    /// Deliveries queued, one per registered device of the recipients (0 for a duplicate).
-    pub devices: u64,
-    /// Recipients with no registered device.
-    pub clients_without_devices: u64,
     /// `true` when this message was accepted before: nothing was counted or sent again.
     pub duplicate: bool,
 }
@@ -223,13 +220,8 @@ async fn accept(
     let push_id = push.push_id.clone();
     let accepted = accept_push(state, push, PushSource::Callback(version)).await?;
     let result = match accepted.duplicate_of {
-        Some(first) => CallbackResult { push_id: first, devices: 0, clients_without_devices: 0, duplicate: true },
-        None => CallbackResult {
-            push_id,
-            devices: accepted.queued,
-            clients_without_devices: accepted.clients_without_devices,
-            duplicate: false,
-        },
+        Some(first) => CallbackResult { push_id: first, duplicate: true },
+        None => CallbackResult { push_id, duplicate: false },
     };
     Ok(ok(result))
 }

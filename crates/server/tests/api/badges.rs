@@ -137,3 +137,59 @@ async fn a_read_mark_with_sync_sends_the_new_badge_silently_to_every_device() {
     assert_eq!(update["data"], json!({ "type": "badge", "badge": "1" }));
     assert_eq!(update["android"]["collapse_key"], "badge");
 }
+
+#[tokio::test]
+async fn a_read_mark_between_messages_gives_the_badge_that_arrival_order_says() {
+    let setup = spawn().await;
+    let app = &setup.app;
+    // Each step answers before the next is sent: that is the arrival order.
+    send(app, &message("m1", "room", &["erin"])).await;
+    send(app, &message("m2", "room", &["erin"])).await;
+    mark_read(app, "erin", "room", None).await;
+    send(app, &message("m3", "room", &["erin"])).await;
+    assert_eq!(badge(app, "erin").await["badge"], 1, "the read cleared m1 and m2, not m3");
+    let read = mark_read(app, "erin", "room", Some(json!({ "sync": true }))).await;
+    send(app, &message("m4", "room", &["erin"])).await;
+    assert_eq!(read["badge"], 0, "the sync read answers the badge after itself");
+    assert_eq!(badge(app, "erin").await["badge"], 1, "m4 came after the sync read");
+}
+
+#[tokio::test]
+async fn a_burst_accepted_while_delivery_is_slow_is_all_delivered_with_exact_badges() {
+    const CLIENTS: usize = 10;
+    const CALLBACKS: usize = 600;
+    const PER_CALLBACK: usize = 5;
+    let setup = spawn().await;
+    let app = &setup.app;
+    let token = |n: usize| format!("{:064x}", n + 1);
+    for n in 0..CLIENTS {
+        let device = ios_device(&format!("phone-{n}"), &format!("client-{n}"), &token(n));
+        assert_eq!(app.subscribe(device).await.0, 200);
+    }
+    // Slow delivery: every answer of the fake APNs takes 50 ms.
+    setup.apns.set_answer_delay(std::time::Duration::from_millis(50));
+    let burst = (0..CALLBACKS)
+        .map(|i| {
+            let recipients: Vec<String> = (0..PER_CALLBACK).map(|k| format!("client-{}", (i + k) % CLIENTS)).collect();
+            let recipients: Vec<&str> = recipients.iter().map(String::as_str).collect();
+            message(&format!("burst-{i}"), "busy-room", &recipients)
+        })
+        .collect();
+    send_all(app, burst).await;
+    setup.apns.wait_for_delivered(CALLBACKS * PER_CALLBACK, std::time::Duration::from_secs(120)).await;
+    let per_client = CALLBACKS * PER_CALLBACK / CLIENTS;
+    for n in 0..CLIENTS {
+        assert_eq!(badge(app, &format!("client-{n}")).await["badge"], per_client, "client-{n}");
+        // Messages fan out in accept order, each after its own increment: the
+        // device saw every badge from 1 to its total exactly once.
+        let mut badges: Vec<u64> = setup
+            .apns
+            .delivered()
+            .iter()
+            .filter(|request| request.device_token == token(n))
+            .filter_map(|request| request.payload["aps"]["badge"].as_u64())
+            .collect();
+        badges.sort_unstable();
+        assert_eq!(badges, (1..=per_client as u64).collect::<Vec<_>>(), "client-{n}");
+    }
+}

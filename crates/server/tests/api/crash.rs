@@ -40,8 +40,17 @@ fn device_token(n: usize) -> String {
     format!("{:064x}", n + 1)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sigkill_during_a_load_loses_no_accepted_push() {
+/// A slow fake APNs (deliveries stay in flight when the process dies) and a
+/// pushgate configuration for it, with `SampleApp`'s callback secret.
+struct Setup {
+    fake: FakeApns,
+    config: std::path::PathBuf,
+    _directory: tempfile::TempDir,
+}
+
+const SECRET: &str = "crash-test-callback-secret";
+
+async fn setup() -> Setup {
     let ca = TestCa::generate();
     let key = Es256Key::generate();
     let fake = FakeApns::start(
@@ -53,7 +62,6 @@ async fn a_sigkill_during_a_load_loses_no_accepted_push() {
         },
     )
     .await;
-    // A slow APNs keeps deliveries in flight when the process dies.
     fake.set_answer_delay(Duration::from_millis(25));
     let directory = tempfile::tempdir().expect("temp dir");
     let p8 = directory.path().join("AuthKey.p8");
@@ -76,6 +84,7 @@ concurrency = 8
 [[apps]]
 id = "SampleApp"
 api_keys = ["{KEY}"]
+generic_push = {{ secret = "{SECRET}" }}
 [apps.apns]
 key_file = {p8:?}
 key_id = "ABC123DEFG"
@@ -89,15 +98,25 @@ ca_file = {ca_file:?}
         ),
     )
     .expect("config");
+    Setup { fake, config, _directory: directory }
+}
 
-    let (mut first, url) = start(&config).await;
-    let http = reqwest::Client::new();
+/// Registers one iPhone for each of `user0`… `user{DEVICES-1}`.
+async fn register(http: &reqwest::Client, url: &str) {
     for n in 0..DEVICES {
         let body = json!({ "type": "ios", "token": device_token(n), "deviceId": format!("iphone-{n}"), "clientId": format!("user{n}") });
         let response =
             http.post(format!("{url}/me/subscribe")).header("IM-API-KEY", KEY).json(&body).send().await.expect("sent");
         assert_eq!(response.status(), 200);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkill_during_a_load_loses_no_accepted_push() {
+    let Setup { fake, config, _directory } = setup().await;
+    let (mut first, url) = start(&config).await;
+    let http = reqwest::Client::new();
+    register(&http, &url).await;
     let clients: Vec<String> = (0..DEVICES).map(|n| format!("user{n}")).collect();
     let mut accepted = Vec::new();
     for n in 0..40 {
@@ -139,5 +158,60 @@ ca_file = {ca_file:?}
         }
         assert!(started.elapsed() < Duration::from_secs(60), "{missing} accepted deliveries never reached APNs");
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkill_during_a_callback_burst_loses_no_message_and_counts_each_once() {
+    const MESSAGES: usize = 60;
+    let Setup { fake, config, _directory } = setup().await;
+    let (mut first, url) = start(&config).await;
+    let http = reqwest::Client::new();
+    register(&http, &url).await;
+    let clients: Vec<String> = (0..DEVICES).map(|n| format!("user{n}")).collect();
+    for n in 0..MESSAGES {
+        let body = json!({ "_id": format!("crash-{n}"), "appID": "SampleApp", "room": "crash-room", "roomName": "Crash",
+                           "message": format!("message {n}"), "messageType": "text",
+                           "sender": { "nickname": "S" }, "pushToClients": clients });
+        let response =
+            http.post(format!("{url}/imkit/push/v2?secret={SECRET}")).json(&body).send().await.expect("sent");
+        let answer: serde_json::Value = response.json().await.expect("json");
+        assert_eq!(answer["RC"], 0, "{answer}");
+    }
+    // Killed with messages journaled, fanned out in part, and in flight.
+    first.start_kill().expect("SIGKILL");
+    first.wait().await.expect("killed");
+    assert!(fake.delivered().len() < MESSAGES * DEVICES, "the kill must come while deliveries are outstanding");
+
+    fake.set_answer_delay(Duration::ZERO);
+    let (_second, url) = start(&config).await;
+    let started = std::time::Instant::now();
+    for n in 0..DEVICES {
+        // Each message is counted once, whatever the kill interrupted.
+        let answer: serde_json::Value = http
+            .get(format!("{url}/v1/clients/user{n}/badge"))
+            .header("IM-API-KEY", KEY)
+            .send()
+            .await
+            .expect("sent")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(answer["result"]["badge"], MESSAGES, "user{n}: {answer}");
+        // Every message reached the device, each with the badge its arrival
+        // gave it (a delivery in flight at the kill may come twice).
+        loop {
+            let seen: HashSet<u64> = fake
+                .delivered()
+                .iter()
+                .filter(|request| request.device_token == device_token(n))
+                .filter_map(|request| request.payload["aps"]["badge"].as_u64())
+                .collect();
+            if seen == (1..=MESSAGES as u64).collect() {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "user{n} has seen badges {seen:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }

@@ -63,8 +63,7 @@ async fn the_seeds_first_example_reaches_apns_and_fcm_with_the_mapped_fields() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["result"]["devices"], 2);
-    assert_eq!(body["result"]["clientsWithoutDevices"], 1, "user003 has no device: counted, not an error");
+    assert_eq!(body["result"].as_object().map(|result| result.len()), Some(1), "the pushId alone: {body}");
     let push_id = body["result"]["pushId"].as_str().expect("push id").to_owned();
 
     setup.apns.wait_for_delivered(1, WAIT).await;

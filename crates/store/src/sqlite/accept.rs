@@ -1,12 +1,19 @@
-//! Accepting a push: its row, its callback id, its recipients' counters and
-//! one delivery per device, in the transaction of its group.
+//! Accepting a push, in two steps. The accept (group-committed with the
+//! others waiting) stores the push's row, its callback id and one journal
+//! row: constant work, whatever the number of recipients. The fan-out then
+//! takes journaled pushes in accept order, a batch per transaction: their
+//! recipients' counters, routing and one delivery per device, deleting the
+//! journal rows in the same transaction.
 
 use crate::plan::{self, CounterChange};
 use crate::{Accepted, NewPush, RoutingPlan, StoreError};
-use pushgate_domain::{ClientId, QuietHours, RecipientState, TimeZoneName};
+use pushgate_domain::{AppId, ClientId, PushKind, QuietHours, RecipientState, TimeZoneName};
+use sqlx::Row as _;
 use sqlx::sqlite::SqliteConnection;
 
-pub(super) async fn insert_push(transaction: &mut SqliteConnection, push: &NewPush) -> Result<Accepted, StoreError> {
+/// Stores the push, its callback id (a repeat answers the first push and
+/// stores nothing) and its journal row.
+pub(super) async fn journal_push(transaction: &mut SqliteConnection, push: &NewPush) -> Result<Accepted, StoreError> {
     if let Some(callback) = &push.callback {
         let to_client = callback.to_client.as_ref().map_or("", ClientId::as_str);
         let first = sqlx::query(
@@ -31,7 +38,7 @@ pub(super) async fn insert_push(transaction: &mut SqliteConnection, push: &NewPu
             .bind(to_client)
             .fetch_one(&mut *transaction)
             .await?;
-            return Ok(Accepted { queued: 0, clients_without_devices: 0, duplicate_of: Some(earlier) });
+            return Ok(Accepted { duplicate_of: Some(earlier) });
         }
     }
     sqlx::query(
@@ -47,6 +54,60 @@ pub(super) async fn insert_push(transaction: &mut SqliteConnection, push: &NewPu
     .bind(push.experiment.as_ref().map(|experiment| experiment.snapshot.as_str()))
     .execute(&mut *transaction)
     .await?;
+    sqlx::query("INSERT INTO journal (push_id, plan) VALUES (?1, ?2)")
+        .bind(&push.push_id)
+        .bind(plan::journal_entry(push))
+        .execute(&mut *transaction)
+        .await?;
+    Ok(Accepted { duplicate_of: None })
+}
+
+/// Fans out up to `limit` journaled pushes, oldest first and none journaled
+/// after `up_to_seq`, in the open transaction; answers how many.
+pub(super) async fn fan_out(
+    transaction: &mut SqliteConnection,
+    limit: u32,
+    up_to_seq: i64,
+) -> Result<usize, StoreError> {
+    let rows = sqlx::query(
+        "SELECT j.seq, j.plan, p.push_id, p.app_id, p.kind, p.created_at_ms, p.deadline_ms \
+         FROM journal j JOIN pushes p ON p.push_id = j.push_id WHERE j.seq <= ?2 ORDER BY j.seq LIMIT ?1",
+    )
+    .bind(i64::from(limit))
+    .bind(up_to_seq)
+    .fetch_all(&mut *transaction)
+    .await?;
+    let Some(last) = rows.last() else { return Ok(0) };
+    let last_seq: i64 = last.try_get("seq")?;
+    for row in &rows {
+        let corrupt = |what: &str| StoreError::Corrupt(format!("pushes.{what}"));
+        let mut push = NewPush {
+            push_id: row.try_get("push_id")?,
+            app_id: AppId::parse(&row.try_get::<String, _>("app_id")?).map_err(|_| corrupt("app_id"))?,
+            kind: PushKind::parse(&row.try_get::<String, _>("kind")?).map_err(|_| corrupt("kind"))?,
+            // The fan-out needs none of the request: the worker reads it.
+            request: String::new(),
+            clients: Vec::new(),
+            now_ms: row.try_get("created_at_ms")?,
+            deadline_ms: row.try_get("deadline_ms")?,
+            skip_all: None,
+            callback: None,
+            badge: crate::BadgePlan::None,
+            count_muted_rooms: true,
+            routing: None,
+            experiment: None,
+        };
+        plan::apply_journal_entry(&mut push, &row.try_get::<String, _>("plan")?)?;
+        fan_out_push(transaction, &push).await?;
+    }
+    sqlx::query("DELETE FROM journal WHERE seq <= ?1").bind(last_seq).execute(&mut *transaction).await?;
+    Ok(rows.len())
+}
+
+/// One push's recipients: their counters, badges and routes by the shared
+/// plan, and one delivery per device (one skipped delivery for a recipient
+/// without devices).
+async fn fan_out_push(transaction: &mut SqliteConnection, push: &NewPush) -> Result<(), StoreError> {
     // Every statement below handles all the push's recipients at once,
     // through a JSON array (`json_each`): a constant number of statements
     // per accept, whatever the number of recipients (found by
@@ -83,7 +144,7 @@ pub(super) async fn insert_push(transaction: &mut SqliteConnection, push: &NewPu
     .bind(push.app_id.as_str())
     .execute(&mut *transaction)
     .await?;
-    let clients_without_devices = sqlx::query(
+    sqlx::query(
         "INSERT INTO deliveries (push_id, app_id, client_id, badge, status, reason, updated_at_ms) \
          SELECT ?1, ?2, json_extract(j.value, '$.client'), json_extract(j.value, '$.badge'), 'skipped', ?5, ?3 \
          FROM json_each(?4) j \
@@ -96,14 +157,8 @@ pub(super) async fn insert_push(transaction: &mut SqliteConnection, push: &NewPu
     .bind(&plans)
     .bind(plan::NO_DEVICE)
     .execute(&mut *transaction)
-    .await?
-    .rows_affected();
-    // One row answered, not one per delivery: every row crosses a thread in sqlx's SQLite driver.
-    let queued: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE push_id = ?1 AND status = 'queued'")
-        .bind(&push.push_id)
-        .fetch_one(&mut *transaction)
-        .await?;
-    Ok(Accepted { queued: u64::try_from(queued).unwrap_or_default(), clients_without_devices, duplicate_of: None })
+    .await?;
+    Ok(())
 }
 
 /// What is known of each client (`clients`, a JSON array) of a routed

@@ -1,7 +1,7 @@
 //! Group commit: concurrent writes of one kind share a transaction, so
 //! durability costs one disk flush per group rather than per write.
 
-use super::accept::insert_push;
+use super::accept::journal_push;
 use super::devices::upsert_device_in;
 use super::queue::record;
 use crate::{Accepted, DeliveryUpdate, NewDevice, NewPush, StoreError, UpsertOutcome};
@@ -29,7 +29,7 @@ impl GroupWrite for NewPush {
         Box::pin(async move {
             let mut accepted = Vec::with_capacity(writes.len());
             for push in writes {
-                accepted.push(insert_push(connection, push).await?);
+                accepted.push(journal_push(connection, push).await?);
             }
             Ok(accepted)
         })

@@ -90,7 +90,51 @@ impl SqliteStore {
     pub fn accept_transactions(&self) -> u64 {
         self.accepts.transactions.load(Ordering::Relaxed)
     }
+
+    /// Fans out every push journaled before this call, in accept order, a
+    /// batch per transaction; answers how many. Pushes accepted meanwhile
+    /// wait for the next call, so a steady stream of accepts cannot hold it.
+    pub async fn fan_out_journal(&self) -> Result<usize, StoreError> {
+        let Some(up_to_seq) = self.last_journaled().await? else { return Ok(0) };
+        let mut total = 0;
+        loop {
+            let done = self.fan_out_batch(up_to_seq).await?;
+            total += done;
+            if done < FAN_OUT_BATCH as usize {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// One batch of the fan-out and no more, as a crash right after it would
+    /// leave the journal: for tests of crash safety.
+    #[doc(hidden)]
+    pub async fn fan_out_journal_batch_for_tests(&self) -> Result<usize, StoreError> {
+        match self.last_journaled().await? {
+            Some(up_to_seq) => self.fan_out_batch(up_to_seq).await,
+            None => Ok(0),
+        }
+    }
+
+    /// The newest journal entry, if any push waits for its fan-out.
+    async fn last_journaled(&self) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT MAX(seq) FROM journal").fetch_one(&self.pool).await?)
+    }
+
+    /// One batch of the fan-out, in one transaction on the single writer.
+    async fn fan_out_batch(&self, up_to_seq: i64) -> Result<usize, StoreError> {
+        let _writer = self.writer.lock().await;
+        let mut transaction = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let done = accept::fan_out(&mut transaction, FAN_OUT_BATCH, up_to_seq).await?;
+        transaction.commit().await?;
+        Ok(done)
+    }
 }
+
+/// Journaled pushes fanned out per transaction.
+const FAN_OUT_BATCH: u32 = 64;
+/// Batches of the journal a claim fans out before it claims.
+const FAN_OUT_BATCHES_PER_CLAIM: usize = 4;
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -135,6 +179,15 @@ impl Store for SqliteStore {
         limit: u32,
         lease_ms: i64,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        // A bounded part of the journal first, so the claim finds its
+        // deliveries without waiting for a whole backlog to fan out.
+        if let Some(up_to_seq) = self.last_journaled().await? {
+            for _ in 0..FAN_OUT_BATCHES_PER_CLAIM {
+                if self.fan_out_batch(up_to_seq).await? < FAN_OUT_BATCH as usize {
+                    break;
+                }
+            }
+        }
         queue::claim_due_deliveries(self, now_ms, limit, lease_ms).await
     }
 
@@ -151,6 +204,10 @@ impl Store for SqliteStore {
     }
 
     async fn next_due_at(&self) -> Result<Option<i64>, StoreError> {
+        // Journaled pushes are due at once: a claim fans them out.
+        if self.last_journaled().await?.is_some() {
+            return Ok(Some(0));
+        }
         queue::next_due_at(self).await
     }
 
@@ -166,6 +223,7 @@ impl Store for SqliteStore {
     }
 
     async fn push_view(&self, app_id: &AppId, push_id: &str) -> Result<Option<PushView>, StoreError> {
+        self.fan_out_journal().await?;
         queue::push_view(self, app_id, push_id).await
     }
 
@@ -180,6 +238,7 @@ impl Store for SqliteStore {
         count_muted_rooms: bool,
         now_ms: i64,
     ) -> Result<BadgeView, StoreError> {
+        self.fan_out_journal().await?;
         clients::badge(self, app_id, client_id, count_muted_rooms, now_ms).await
     }
 
@@ -190,6 +249,7 @@ impl Store for SqliteStore {
         room: &RoomId,
         _now_ms: i64,
     ) -> Result<(), StoreError> {
+        self.fan_out_journal().await?;
         clients::mark_room_read(self, app_id, client_id, room, _now_ms).await
     }
 
@@ -201,6 +261,7 @@ impl Store for SqliteStore {
         change: SourceChange,
         now_ms: i64,
     ) -> Result<(), StoreError> {
+        self.fan_out_journal().await?;
         clients::change_badge_source(self, app_id, client_id, source, change, now_ms).await
     }
 
@@ -213,6 +274,7 @@ impl Store for SqliteStore {
         muted_until_ms: Option<i64>,
         now_ms: i64,
     ) -> Result<(), StoreError> {
+        self.fan_out_journal().await?;
         clients::set_room_pref(self, app_id, client_id, room, muted, muted_until_ms, now_ms).await
     }
 
@@ -222,6 +284,7 @@ impl Store for SqliteStore {
         client_id: &ClientId,
         online_until_ms: Option<i64>,
     ) -> Result<(), StoreError> {
+        self.fan_out_journal().await?;
         clients::set_presence(self, app_id, client_id, online_until_ms).await
     }
 
@@ -236,6 +299,7 @@ impl Store for SqliteStore {
         prefs: &ClientPrefs,
         now_ms: i64,
     ) -> Result<(), StoreError> {
+        self.fan_out_journal().await?;
         clients::set_client_prefs(self, app_id, client_id, prefs, now_ms).await
     }
 
@@ -258,6 +322,7 @@ impl Store for SqliteStore {
     }
 
     async fn experiment_stats(&self, app_id: &AppId, id: &str) -> Result<Vec<VariantCounts>, StoreError> {
+        self.fan_out_journal().await?;
         clients::experiment_stats(self, app_id, id).await
     }
 }

@@ -231,6 +231,7 @@ pub(super) async fn forget_before(store: &SqliteStore, before_ms: i64, limit: u3
         "INSERT INTO forgotten (push_id) \
          SELECT push_id FROM pushes p WHERE created_at_ms < ?1 AND NOT EXISTS ( \
              SELECT 1 FROM deliveries d WHERE d.push_id = p.push_id AND d.status IN ('queued', 'retrying')) \
+         AND NOT EXISTS (SELECT 1 FROM journal j WHERE j.push_id = p.push_id) \
          ORDER BY created_at_ms LIMIT ?2",
     )
     .bind(before_ms)
