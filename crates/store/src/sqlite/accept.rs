@@ -62,24 +62,38 @@ pub(super) async fn journal_push(transaction: &mut SqliteConnection, push: &NewP
     Ok(Accepted { duplicate_of: None })
 }
 
-/// Fans out up to `limit` journaled pushes, oldest first and none journaled
-/// after `up_to_seq`, in the open transaction; answers how many.
+/// One fan-out transaction's work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct FannedOut {
+    /// Pushes fanned out.
+    pub pushes: usize,
+    /// Whether journaled pushes (up to the bound asked for) are left.
+    pub more: bool,
+}
+
+/// Fans out journaled pushes, oldest first and none journaled after
+/// `up_to_seq`, in the open transaction: at most `max_pushes`, and no more
+/// once `max_recipients` recipients are done (at least one push), so one
+/// transaction holds the single writer for a bounded time.
 pub(super) async fn fan_out(
     transaction: &mut SqliteConnection,
-    limit: u32,
+    max_pushes: u32,
+    max_recipients: usize,
     up_to_seq: i64,
-) -> Result<usize, StoreError> {
+) -> Result<FannedOut, StoreError> {
     let rows = sqlx::query(
         "SELECT j.seq, j.plan, p.push_id, p.app_id, p.kind, p.created_at_ms, p.deadline_ms \
          FROM journal j JOIN pushes p ON p.push_id = j.push_id WHERE j.seq <= ?2 ORDER BY j.seq LIMIT ?1",
     )
-    .bind(i64::from(limit))
+    .bind(i64::from(max_pushes))
     .bind(up_to_seq)
     .fetch_all(&mut *transaction)
     .await?;
-    let Some(last) = rows.last() else { return Ok(0) };
-    let last_seq: i64 = last.try_get("seq")?;
+    let (mut last_seq, mut pushes, mut recipients) = (None, 0, 0);
     for row in &rows {
+        if recipients >= max_recipients {
+            break;
+        }
         let corrupt = |what: &str| StoreError::Corrupt(format!("pushes.{what}"));
         let mut push = NewPush {
             push_id: row.try_get("push_id")?,
@@ -97,11 +111,22 @@ pub(super) async fn fan_out(
             routing: None,
             experiment: None,
         };
-        plan::apply_journal_entry(&mut push, &row.try_get::<String, _>("plan")?)?;
+        last_seq = Some(row.try_get::<i64, _>("seq")?);
+        // An unreadable entry (it cannot happen short of a corrupt file) must
+        // not block every push journaled after it: it is logged and dropped.
+        if let Err(error) = plan::apply_journal_entry(&mut push, &row.try_get::<String, _>("plan")?) {
+            tracing::error!(push.id = %push.push_id, error = %error, "a journaled push is unreadable; it is not fanned out");
+            continue;
+        }
         fan_out_push(transaction, &push).await?;
+        pushes += 1;
+        recipients += push.clients.len();
     }
-    sqlx::query("DELETE FROM journal WHERE seq <= ?1").bind(last_seq).execute(&mut *transaction).await?;
-    Ok(rows.len())
+    if let Some(last_seq) = last_seq {
+        sqlx::query("DELETE FROM journal WHERE seq <= ?1").bind(last_seq).execute(&mut *transaction).await?;
+    }
+    let more = pushes < rows.len() || rows.len() == usize::try_from(max_pushes).unwrap_or(usize::MAX);
+    Ok(FannedOut { pushes, more })
 }
 
 /// One push's recipients: their counters, badges and routes by the shared

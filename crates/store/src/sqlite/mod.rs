@@ -99,8 +99,8 @@ impl SqliteStore {
         let mut total = 0;
         loop {
             let done = self.fan_out_batch(up_to_seq).await?;
-            total += done;
-            if done < FAN_OUT_BATCH as usize {
+            total += done.pushes;
+            if !done.more {
                 return Ok(total);
             }
         }
@@ -111,7 +111,7 @@ impl SqliteStore {
     #[doc(hidden)]
     pub async fn fan_out_journal_batch_for_tests(&self) -> Result<usize, StoreError> {
         match self.last_journaled().await? {
-            Some(up_to_seq) => self.fan_out_batch(up_to_seq).await,
+            Some(up_to_seq) => Ok(self.fan_out_batch(up_to_seq).await?.pushes),
             None => Ok(0),
         }
     }
@@ -122,17 +122,20 @@ impl SqliteStore {
     }
 
     /// One batch of the fan-out, in one transaction on the single writer.
-    async fn fan_out_batch(&self, up_to_seq: i64) -> Result<usize, StoreError> {
+    async fn fan_out_batch(&self, up_to_seq: i64) -> Result<accept::FannedOut, StoreError> {
         let _writer = self.writer.lock().await;
         let mut transaction = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let done = accept::fan_out(&mut transaction, FAN_OUT_BATCH, up_to_seq).await?;
+        let done = accept::fan_out(&mut transaction, FAN_OUT_PUSHES, FAN_OUT_RECIPIENTS, up_to_seq).await?;
         transaction.commit().await?;
         Ok(done)
     }
 }
 
-/// Journaled pushes fanned out per transaction.
-const FAN_OUT_BATCH: u32 = 64;
+/// Most journaled pushes fanned out per transaction.
+const FAN_OUT_PUSHES: u32 = 64;
+/// Recipients after which a fan-out transaction takes no further push: it
+/// bounds how long the single writer is held away from accepts.
+const FAN_OUT_RECIPIENTS: usize = 1024;
 /// Batches of the journal a claim fans out before it claims.
 const FAN_OUT_BATCHES_PER_CLAIM: usize = 4;
 
@@ -183,7 +186,7 @@ impl Store for SqliteStore {
         // deliveries without waiting for a whole backlog to fan out.
         if let Some(up_to_seq) = self.last_journaled().await? {
             for _ in 0..FAN_OUT_BATCHES_PER_CLAIM {
-                if self.fan_out_batch(up_to_seq).await? < FAN_OUT_BATCH as usize {
+                if !self.fan_out_batch(up_to_seq).await?.more {
                     break;
                 }
             }
