@@ -9,9 +9,21 @@ async fn post_raw(
     content_type: &str,
     body: impl Into<reqwest::Body>,
 ) -> (u16, serde_json::Value) {
+    send_raw(app, "post", path, content_type, body).await
+}
+
+/// Sends `body` with `content_type` by `method` to `path` with `SampleApp`'s key.
+async fn send_raw(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: impl Into<reqwest::Body>,
+) -> (u16, serde_json::Value) {
+    let method = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes()).expect("a method");
     let response = app
         .client
-        .post(format!("{}{path}", app.base_url))
+        .request(method, format!("{}{path}", app.base_url))
         .header("IM-API-KEY", API_KEY)
         .header("Content-Type", content_type)
         .body(body)
@@ -121,27 +133,6 @@ async fn auth_is_checked_before_the_body() {
     assert_eq!((status, body["error"]["code"].clone()), (401, json!("INVALID_API_KEY")));
 }
 
-/// Sends `body` with `content_type` by `method` to `path` with `SampleApp`'s key.
-async fn send_raw(
-    app: &TestApp,
-    method: &str,
-    path: &str,
-    content_type: &str,
-    body: String,
-) -> (u16, serde_json::Value) {
-    let method = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes()).expect("a method");
-    let response = app
-        .client
-        .request(method, format!("{}{path}", app.base_url))
-        .header("IM-API-KEY", API_KEY)
-        .header("Content-Type", content_type)
-        .body(body)
-        .send()
-        .await
-        .expect("sent");
-    read(response).await
-}
-
 #[tokio::test]
 async fn every_route_with_a_body_answers_an_oversized_body_and_a_wrong_content_type_in_the_envelope() {
     let app = TestApp::spawn_with(None, &[("PUSHGATE_SERVER__MAX_BODY_BYTES", "2048")]).await;
@@ -166,7 +157,7 @@ async fn every_route_with_a_body_answers_an_oversized_body_and_a_wrong_content_t
                 (413, error_envelope(413, "Payload Too Large", "PAYLOAD_TOO_LARGE", "the request body is too large")),
                 "{method} {template} with an oversized body"
             );
-            let (status, body) = send_raw(&app, method, &path, "text/plain", r#"{"sync":true}"#.into()).await;
+            let (status, body) = send_raw(&app, method, &path, "text/plain", r#"{"sync":true}"#).await;
             assert_eq!(
                 (status, body),
                 (
