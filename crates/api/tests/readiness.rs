@@ -55,7 +55,7 @@ impl Store for UnreachableStore {
     async fn release_all_leases(&self) -> Result<u64, StoreError> {
         Err(unreachable())
     }
-    async fn queue_depth(&self) -> Result<(u64, u64), StoreError> {
+    async fn queue_depth(&self) -> Result<pushgate_store::QueueDepth, StoreError> {
         Err(unreachable())
     }
     async fn next_due_at(&self) -> Result<Option<i64>, StoreError> {

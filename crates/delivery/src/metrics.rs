@@ -8,6 +8,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use pushgate_domain::{AppId, ProviderKind};
+use pushgate_store::QueueDepth;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AttemptLabels {
@@ -65,7 +66,11 @@ impl DeliveryMetrics {
             "1 while a provider is paused for an app because it refused the app's credentials",
             metrics.provider_paused.clone(),
         );
-        registry.register("queue_depth", "Deliveries waiting, queued or retrying", metrics.queue_depth.clone());
+        registry.register(
+            "queue_depth",
+            "Work waiting: pushes journaled (not fanned out yet), deliveries queued or retrying",
+            metrics.queue_depth.clone(),
+        );
         metrics
     }
 
@@ -91,9 +96,10 @@ impl DeliveryMetrics {
         self.provider_paused.get_or_create(&labels).set(i64::from(paused));
     }
 
-    /// Sets the number of deliveries waiting.
-    pub fn queue_depth(&self, queued: u64, retrying: u64) {
-        for (status, count) in [("queued", queued), ("retrying", retrying)] {
+    /// Sets how much work waits.
+    pub fn queue_depth(&self, depth: QueueDepth) {
+        for (status, count) in [("journaled", depth.journaled), ("queued", depth.queued), ("retrying", depth.retrying)]
+        {
             self.queue_depth
                 .get_or_create(&StatusLabels { status: status.to_owned() })
                 .set(i64::try_from(count).unwrap_or(i64::MAX));

@@ -170,8 +170,8 @@ impl Worker {
                 Ok(_) => {}
                 Err(error) => tracing::error!(error = %error, "cannot claim deliveries; trying again shortly"),
             }
-            if let Ok((queued, retrying)) = self.store.queue_depth().await {
-                self.metrics.queue_depth(queued, retrying);
+            if let Ok(depth) = self.store.queue_depth().await {
+                self.metrics.queue_depth(depth);
             }
             let wait = match self.store.next_due_at().await {
                 Ok(Some(due)) => (due - now).clamp(0, poll),

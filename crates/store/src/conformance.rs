@@ -327,7 +327,7 @@ async fn recorded_attempts_show_in_the_push_view(store: &dyn Store) {
     );
     assert!(store.claim_due_deliveries(8_999, 100, 60_000).await.expect("early").iter().all(|d| d.push_id != "p3"));
     assert!(store.next_due_at().await.expect("next due").is_some());
-    let (_, retrying) = store.queue_depth().await.expect("depth");
+    let retrying = store.queue_depth().await.expect("depth").retrying;
     assert!(retrying >= 1, "the retrying delivery is counted");
     let again = store.claim_due_deliveries(9_000, 100, 60_000).await.expect("due");
     let delivered = DeliveryUpdate {

@@ -103,6 +103,17 @@ pub struct Accepted {
     pub duplicate_of: Option<String>,
 }
 
+/// How much work waits, for the queue-depth gauges.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueDepth {
+    /// Pushes accepted and journaled, not fanned out yet.
+    pub journaled: u64,
+    /// Deliveries waiting for their first attempt.
+    pub queued: u64,
+    /// Deliveries waiting for another attempt.
+    pub retrying: u64,
+}
+
 /// A delivery handed to a worker.
 #[derive(Debug, Clone)]
 pub struct ClaimedDelivery {

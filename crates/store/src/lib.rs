@@ -16,7 +16,7 @@ use pushgate_domain::{
 
 pub use delivery::{
     Accepted, BadgePlan, BadgeView, CallbackKey, ClaimedDelivery, ClientPrefs, DeliveryStatus, DeliveryUpdate,
-    DeliveryView, ExperimentPlan, NewPush, PushView, RoutingPlan, VariantCounts,
+    DeliveryView, ExperimentPlan, NewPush, PushView, QueueDepth, RoutingPlan, VariantCounts,
 };
 pub use sqlite::SqliteStore;
 
@@ -165,8 +165,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// deliveries a killed process held are due at once.
     async fn release_all_leases(&self) -> Result<u64, StoreError>;
 
-    /// How many deliveries wait: (queued, retrying).
-    async fn queue_depth(&self) -> Result<(u64, u64), StoreError>;
+    /// How much work waits: pushes journaled but not fanned out, deliveries
+    /// queued and retrying.
+    async fn queue_depth(&self) -> Result<QueueDepth, StoreError>;
 
     /// When the earliest queued or retrying delivery is due, if any.
     async fn next_due_at(&self) -> Result<Option<i64>, StoreError>;

@@ -289,6 +289,7 @@ async fn a_store_closed_between_journal_and_fan_out_loses_nothing_and_counts_eac
                 store.accept_push(&message_to(&format!("m{n}"), &["ann", "ben"], "r")).await.expect("accept");
             assert_eq!(accepted.duplicate_of, None);
         }
+        assert_eq!(store.queue_depth().await.expect("depth").journaled, MESSAGES as u64);
         // One batch of the fan-out commits; the rest is still journaled when
         // the store goes away, as after a crash mid fan-out.
         let first_batch = store.fan_out_journal_batch_for_tests().await.expect("one batch");
@@ -303,6 +304,7 @@ async fn a_store_closed_between_journal_and_fan_out_loses_nothing_and_counts_eac
         let badge = store.badge(&app, &ClientId::parse(client).expect("client"), true, 2).await.expect("badge");
         assert_eq!(badge.total, MESSAGES as u64, "{client}: each message counted exactly once");
     }
+    assert_eq!(store.queue_depth().await.expect("depth").journaled, 0, "the badge read fanned out the rest");
     let mut claimed = 0;
     loop {
         let batch = store.claim_due_deliveries(10, 1000, 60_000).await.expect("claim");

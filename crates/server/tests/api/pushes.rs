@@ -333,6 +333,7 @@ async fn delivery_outcomes_show_in_the_metrics() {
     })
     .await;
     assert!(depth.contains(r#"pushgate_queue_depth{status="retrying"} 0"#), "{depth}");
+    assert!(depth.contains(r#"pushgate_queue_depth{status="journaled"} 0"#), "every push fanned out: {depth}");
 }
 
 #[tokio::test]

@@ -14,7 +14,7 @@ use commit::Committer;
 
 use crate::{
     Accepted, BadgeView, ClaimedDelivery, ClientPrefs, DeliveryUpdate, Device, NewDevice, NewPush, PushView,
-    SourceChange, Store, StoreError, StoredApiKey, UpsertOutcome, VariantCounts,
+    QueueDepth, SourceChange, Store, StoreError, StoredApiKey, UpsertOutcome, VariantCounts,
 };
 use async_trait::async_trait;
 use pushgate_domain::{AppId, BadgeSource, ClientId, DeviceId, DeviceType, PushToken, RoomId};
@@ -202,7 +202,7 @@ impl Store for SqliteStore {
         queue::release_all_leases(self).await
     }
 
-    async fn queue_depth(&self) -> Result<(u64, u64), StoreError> {
+    async fn queue_depth(&self) -> Result<QueueDepth, StoreError> {
         queue::queue_depth(self).await
     }
 

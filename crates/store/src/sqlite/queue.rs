@@ -1,7 +1,7 @@
 //! The delivery queue: claims with leases, outcomes, status, housekeeping.
 
 use super::SqliteStore;
-use crate::{ClaimedDelivery, DeliveryStatus, DeliveryUpdate, DeliveryView, PushView, StoreError};
+use crate::{ClaimedDelivery, DeliveryStatus, DeliveryUpdate, DeliveryView, PushView, QueueDepth, StoreError};
 use pushgate_domain::{AppId, ClientId, DeliveryMode, DeviceId, DeviceType, Environment, Locale, PushKind, PushToken};
 use sqlx::Row as _;
 use sqlx::sqlite::SqliteConnection;
@@ -149,15 +149,16 @@ pub(super) async fn release_all_leases(store: &SqliteStore) -> Result<u64, Store
     Ok(result.rows_affected())
 }
 
-pub(super) async fn queue_depth(store: &SqliteStore) -> Result<(u64, u64), StoreError> {
+pub(super) async fn queue_depth(store: &SqliteStore) -> Result<QueueDepth, StoreError> {
     let row = sqlx::query(
-        "SELECT COALESCE(SUM(status = 'queued'), 0) AS queued, COALESCE(SUM(status = 'retrying'), 0) AS retrying \
+        "SELECT COALESCE(SUM(status = 'queued'), 0) AS queued, COALESCE(SUM(status = 'retrying'), 0) AS retrying, \
+                (SELECT COUNT(*) FROM journal) AS journaled \
          FROM deliveries WHERE status IN ('queued', 'retrying')",
     )
     .fetch_one(&store.pool)
     .await?;
     let count = |column: &str| row.try_get::<i64, _>(column).map(|n| u64::try_from(n).unwrap_or_default());
-    Ok((count("queued")?, count("retrying")?))
+    Ok(QueueDepth { journaled: count("journaled")?, queued: count("queued")?, retrying: count("retrying")? })
 }
 
 pub(super) async fn next_due_at(store: &SqliteStore) -> Result<Option<i64>, StoreError> {
