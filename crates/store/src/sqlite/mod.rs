@@ -135,7 +135,7 @@ impl SqliteStore {
 const FAN_OUT_PUSHES: u32 = 64;
 /// Recipients after which a fan-out transaction takes no further push: it
 /// bounds how long the single writer is held away from accepts.
-const FAN_OUT_RECIPIENTS: usize = 1024;
+const FAN_OUT_RECIPIENTS: usize = 256;
 /// Batches of the journal a claim fans out before it claims.
 const FAN_OUT_BATCHES_PER_CLAIM: usize = 4;
 
