@@ -231,6 +231,9 @@ impl Store for SqliteStore {
     }
 
     async fn forget_before(&self, before_ms: i64, limit: u32) -> Result<(u64, u64), StoreError> {
+        // A journaled push has no deliveries yet, so it would look finished;
+        // fanning out first lets housekeeping judge it by its deliveries.
+        self.fan_out_journal().await?;
         queue::forget_before(self, before_ms, limit).await
     }
 
