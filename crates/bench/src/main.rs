@@ -98,8 +98,9 @@ fn serve_pushgate(config_path: &str) -> anyhow::Result<()> {
     runtime.block_on(async {
         pushgate::startup::init_logging(&config);
         let application = pushgate::startup::Application::build(&config).await?;
+        let stop = pushgate::startup::shutdown_signal();
         println!("listening {}", application.base_url());
-        application.run_until_stopped(pushgate::startup::shutdown_signal()).await
+        application.run_until_stopped(stop).await
     })
 }
 

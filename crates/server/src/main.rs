@@ -70,6 +70,8 @@ fn main() -> ExitCode {
 async fn serve(config: Config) -> anyhow::Result<()> {
     init_logging(&config);
     let mut application = Application::build(&config).await?;
+    // The signal handlers go in before anything says the server is up.
+    let stop = shutdown_signal();
     let base_url = application.base_url();
     // Printed, not logged: the key must reach the operator once and never a log shipper.
     for generated in application.take_generated_keys() {
@@ -90,5 +92,5 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     println!("pushgate listening on {base_url}");
     tracing::info!(url = %base_url, "listening");
-    application.run_until_stopped(shutdown_signal()).await
+    application.run_until_stopped(stop).await
 }
