@@ -10,8 +10,8 @@ use pushgate_api::{AppState, RouterOptions, router};
 use pushgate_domain::PushToken;
 use pushgate_domain::{AppId, BadgeSource, ClientId, DeviceId, DeviceType, RoomId};
 use pushgate_store::{
-    Accepted, BadgeView, ClaimedDelivery, ClientPrefs, DeliveryUpdate, Device, NewDevice, NewPush, PushView,
-    SourceChange, Store, StoreError, StoredApiKey, UpsertOutcome, VariantCounts,
+    Accepted, BadgeView, ClaimedDelivery, ClientPrefs, DeliveryRef, DeliveryUpdate, Device, NewDevice, NewPush,
+    PushView, SourceChange, Store, StoreError, StoredApiKey, UpsertOutcome, VariantCounts,
 };
 use std::sync::Arc;
 use tower::ServiceExt as _;
@@ -49,7 +49,7 @@ impl Store for UnreachableStore {
     async fn claim_due_deliveries(&self, _: i64, _: u32, _: i64) -> Result<Vec<ClaimedDelivery>, StoreError> {
         Err(unreachable())
     }
-    async fn record_attempt(&self, _: i64, _: &DeliveryUpdate) -> Result<(), StoreError> {
+    async fn record_attempt(&self, _: DeliveryRef, _: &DeliveryUpdate) -> Result<(), StoreError> {
         Err(unreachable())
     }
     async fn release_all_leases(&self) -> Result<u64, StoreError> {

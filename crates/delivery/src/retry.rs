@@ -18,11 +18,11 @@ pub fn retry_at(delivery: &ClaimedDelivery, reason: String, next: i64, attempted
 
 /// Exponential backoff with jitter: between half and all of
 /// `base × 2^(attempts−1)`, capped at the maximum.
-pub fn backoff(settings: &DeliveryConfig, delivery_id: i64, attempts: u32) -> Duration {
+pub fn backoff(settings: &DeliveryConfig, delivery: impl std::hash::Hash, attempts: u32) -> Duration {
     let exponential = settings.retry_base_ms.saturating_mul(1u64 << attempts.saturating_sub(1).min(30));
     let ceiling = exponential.min(settings.retry_max_ms).max(1);
     // A per-process random hasher gives jitter without a random-number crate.
-    let noise = std::collections::hash_map::RandomState::new().hash_one((delivery_id, attempts));
+    let noise = std::collections::hash_map::RandomState::new().hash_one((delivery, attempts));
     Duration::from_millis(ceiling / 2 + noise % (ceiling / 2 + 1))
 }
 

@@ -52,6 +52,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     a_push_is_accepted_with_one_delivery_per_device(&*store).await;
     a_claimed_delivery_is_not_claimed_again_until_its_lease_ends(&*store).await;
     recorded_attempts_show_in_the_push_view(&*store).await;
+    a_push_taken_up_again_after_its_lease_hands_out_only_what_has_no_outcome(&*store).await;
     pruning_spares_a_device_that_registered_again(&*store).await;
     a_callback_is_accepted_once(&*store).await;
     badges_count_room_unreads_and_sources(&*store).await;
@@ -340,6 +341,48 @@ async fn recorded_attempts_show_in_the_push_view(store: &dyn Store) {
     store.record_attempt(again.iter().find(|d| d.push_id == "p3").expect("due").id, &delivered).await.expect("record");
     let view = store.push_view(&parse(AppId::parse("record")), "p3").await.expect("view").expect("exists");
     assert_eq!((view.deliveries[0].status, view.deliveries[0].attempts), (DeliveryStatus::Delivered, 2));
+}
+
+/// A worker that dies mid-push leaves some outcomes recorded and some not:
+/// after the lease, only the deliveries without an outcome are handed out
+/// again (a retry waits for its own time), so the at-least-once window is
+/// one delivery's, not the whole push's.
+async fn a_push_taken_up_again_after_its_lease_hands_out_only_what_has_no_outcome(store: &dyn Store) {
+    for (n, client) in ["dan", "eve", "fay"].into_iter().enumerate() {
+        let token = format!("fcm-again-{n}");
+        store.upsert_device(&device("again", DeviceType::Fcm, client, client, &token, 1)).await.expect("device");
+    }
+    store.accept_push(&new_push("again", "p4", &["dan", "eve", "fay"], 10_000)).await.expect("accept");
+    let claimed = store.claim_due_deliveries(10_000, 100, 60_000).await.expect("claim");
+    let of = |client: &str| {
+        claimed.iter().find(|d| d.push_id == "p4" && d.client_id.as_str() == client).expect("claimed").id
+    };
+    let outcome = |status, next_attempt_at_ms: Option<i64>| DeliveryUpdate {
+        status,
+        reason: next_attempt_at_ms.map(|_| "UNAVAILABLE".to_owned()),
+        next_attempt_at_ms,
+        attempted: true,
+        now_ms: 10_100,
+    };
+    store.record_attempt(of("dan"), &outcome(DeliveryStatus::Delivered, None)).await.expect("dan");
+    store.record_attempt(of("eve"), &outcome(DeliveryStatus::Retrying, Some(80_000))).await.expect("eve");
+    // The worker dies before fay's outcome: her delivery alone is due again
+    // once the lease runs out; eve's retry at its own time.
+    assert!(store.claim_due_deliveries(69_999, 100, 60_000).await.expect("leased").iter().all(|d| d.push_id != "p4"));
+    let after_lease = store.claim_due_deliveries(70_001, 100, 60_000).await.expect("after the lease");
+    let again: Vec<_> = after_lease.iter().filter(|d| d.push_id == "p4").map(|d| d.client_id.as_str()).collect();
+    assert_eq!(again, ["fay"]);
+    store.record_attempt(after_lease[0].id, &outcome(DeliveryStatus::Delivered, None)).await.expect("fay");
+    let retry = store.claim_due_deliveries(80_000, 100, 60_000).await.expect("the retry");
+    let retry: Vec<_> = retry.iter().filter(|d| d.push_id == "p4").collect();
+    assert_eq!(retry.iter().map(|d| (d.client_id.as_str(), d.attempts)).collect::<Vec<_>>(), [("eve", 1)]);
+    store.record_attempt(retry[0].id, &outcome(DeliveryStatus::Delivered, None)).await.expect("eve");
+    let view = store.push_view(&parse(AppId::parse("again")), "p4").await.expect("view").expect("exists");
+    let statuses: Vec<_> = view.deliveries.iter().map(|d| (d.client_id.as_str(), d.status, d.attempts)).collect();
+    assert_eq!(statuses.len(), 3);
+    for (client, attempts) in [("dan", 1), ("eve", 2), ("fay", 1)] {
+        assert!(statuses.contains(&(client, DeliveryStatus::Delivered, attempts)), "{client}: {statuses:?}");
+    }
 }
 
 async fn pruning_spares_a_device_that_registered_again(store: &dyn Store) {

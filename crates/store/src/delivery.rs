@@ -114,11 +114,26 @@ pub struct QueueDepth {
     pub retrying: u64,
 }
 
+/// Which delivery a claim handed out, to record its outcome against. Opaque
+/// to callers; ordered as the deliveries were planned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DeliveryRef(pub(crate) DeliveryKey);
+
+/// Where a delivery is kept: a planned entry of a push's send (its first
+/// attempt, no row of its own), or a row of its own (a retry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum DeliveryKey {
+    /// Entry `index` of send `send`.
+    Planned { send: i64, index: u32 },
+    /// A delivery row.
+    Row(i64),
+}
+
 /// A delivery handed to a worker.
 #[derive(Debug, Clone)]
 pub struct ClaimedDelivery {
-    /// The delivery's row id.
-    pub id: i64,
+    /// The delivery, to record its outcome against.
+    pub id: DeliveryRef,
     /// The push it belongs to.
     pub push_id: String,
     /// The app.

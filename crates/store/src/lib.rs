@@ -15,8 +15,8 @@ use pushgate_domain::{
 };
 
 pub use delivery::{
-    Accepted, BadgePlan, BadgeView, CallbackKey, ClaimedDelivery, ClientPrefs, DeliveryStatus, DeliveryUpdate,
-    DeliveryView, ExperimentPlan, NewPush, PushView, QueueDepth, RoutingPlan, VariantCounts,
+    Accepted, BadgePlan, BadgeView, CallbackKey, ClaimedDelivery, ClientPrefs, DeliveryRef, DeliveryStatus,
+    DeliveryUpdate, DeliveryView, ExperimentPlan, NewPush, PushView, QueueDepth, RoutingPlan, VariantCounts,
 };
 pub use sqlite::SqliteStore;
 
@@ -144,9 +144,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Keeps a generated key's digest.
     async fn insert_api_key(&self, key: &StoredApiKey, now_ms: i64) -> Result<(), StoreError>;
 
-    /// Stores a push and one delivery per device of its clients (a skipped
-    /// one per client without devices), all in one transaction: when this
-    /// returns, the push survives a crash.
+    /// Stores a push durably (journaled); its recipients (counters, routing,
+    /// one delivery per device, a skipped one per client without devices)
+    /// are handled after, in accept order. When this returns, the push
+    /// survives a crash.
     async fn accept_push(&self, push: &NewPush) -> Result<Accepted, StoreError>;
 
     /// Leases up to `limit` due deliveries until `now_ms + lease_ms`. A
@@ -159,7 +160,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<Vec<ClaimedDelivery>, StoreError>;
 
     /// Records the result of an attempt and ends the lease.
-    async fn record_attempt(&self, delivery_id: i64, update: &DeliveryUpdate) -> Result<(), StoreError>;
+    async fn record_attempt(&self, delivery: DeliveryRef, update: &DeliveryUpdate) -> Result<(), StoreError>;
 
     /// Ends every lease. Only for a store one process owns, at its start: the
     /// deliveries a killed process held are due at once.

@@ -195,9 +195,82 @@ async fn concurrent_outcomes_each_land_on_their_own_delivery() {
             assert_eq!(delivery.reason, None);
         }
     }
+    // The push's planned deliveries are one row; only the retries got a row
+    // of their own, and the successes none.
+    assert_eq!(row_counts(&url).await, (1, 20), "(sends, deliveries)");
     // Only the retries are due again, at their own times.
     assert!(store.claim_due_deliveries(1000, 100, 60_000).await.expect("claim").is_empty());
     assert_eq!(store.claim_due_deliveries(2000, 100, 60_000).await.expect("claim").len(), 20);
+}
+
+/// Rows in `sends` and in `deliveries`, read beside the store on its file.
+async fn row_counts(url: &str) -> (i64, i64) {
+    let pool = sqlx::SqlitePool::connect(url).await.expect("a second connection");
+    let sends = sqlx::query_scalar("SELECT COUNT(*) FROM sends").fetch_one(&pool).await.expect("sends");
+    let deliveries = sqlx::query_scalar("SELECT COUNT(*) FROM deliveries").fetch_one(&pool).await.expect("deliveries");
+    (sends, deliveries)
+}
+
+/// The happy path writes a number of rows per push, not per delivery: a
+/// push to 300 devices all delivered at their first attempt leaves two
+/// `sends` rows (256 deliveries each at most) and no delivery row, and its
+/// status still lists every delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_that_succeed_at_their_first_attempt_cost_no_row_of_their_own() {
+    use pushgate_domain::{AppId, ClientId, DeviceId, DeviceType, PushToken};
+    use pushgate_store::{DeliveryStatus, DeliveryUpdate, NewDevice};
+    let directory = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", directory.path().join("pushgate.db").display());
+    let store = SqliteStore::open(&url).await.expect("open");
+    let app = AppId::parse("SampleApp").expect("app id");
+    let mut clients = Vec::new();
+    for n in 0..300 {
+        let client = ClientId::parse(&format!("client-{n}")).expect("client");
+        let device = NewDevice {
+            app_id: app.clone(),
+            device_type: DeviceType::Fcm,
+            device_id: DeviceId::parse(&format!("device-{n}")).expect("device id"),
+            client_id: client.clone(),
+            token: PushToken::parse(DeviceType::Fcm, &format!("fcm-token-{n}")).expect("token"),
+            environment: None,
+            locale: None,
+            timezone: None,
+            now_ms: 1,
+        };
+        store.upsert_device(&device).await.expect("registered");
+        clients.push(client);
+    }
+    clients.push(ClientId::parse("nobody").expect("client"));
+    let push = pushgate_store::NewPush { clients, deadline_ms: 1_000_000, ..push_to_nobody("many") };
+    store.accept_push(&push).await.expect("accepted");
+    let mut claimed = Vec::new();
+    loop {
+        let batch = store.claim_due_deliveries(10, 100, 60_000).await.expect("claimed");
+        if batch.is_empty() {
+            break;
+        }
+        claimed.extend(batch);
+    }
+    assert_eq!(claimed.len(), 300, "whole sends are claimed, each once");
+    let delivered = DeliveryUpdate {
+        status: DeliveryStatus::Delivered,
+        reason: None,
+        next_attempt_at_ms: None,
+        attempted: true,
+        now_ms: 20,
+    };
+    for delivery in &claimed {
+        store.record_attempt(delivery.id, &delivered).await.expect("recorded");
+    }
+    assert_eq!(row_counts(&url).await, (2, 0), "(sends, deliveries)");
+    let view = store.push_view(&app, "many").await.expect("view").expect("stored");
+    let mut statuses: Vec<_> = view.deliveries.iter().map(|d| (d.status, d.attempts)).collect();
+    statuses.dedup();
+    assert_eq!(statuses, [(DeliveryStatus::Delivered, 1), (DeliveryStatus::Skipped, 0)]);
+    assert_eq!(view.deliveries.len(), 301);
+    let depth = store.queue_depth().await.expect("depth");
+    assert_eq!((depth.queued, depth.retrying), (0, 0));
+    assert_eq!(store.next_due_at().await.expect("due"), None, "nothing left to send");
 }
 
 /// Registrations are group-committed: concurrent ones share transactions,

@@ -2,8 +2,9 @@
 //! others waiting) stores the push's row, its callback id and one journal
 //! row: constant work, whatever the number of recipients. The fan-out then
 //! takes journaled pushes in accept order, a batch per transaction: their
-//! recipients' counters, routing and one delivery per device, deleting the
-//! journal rows in the same transaction.
+//! recipients' counters, routing and their planned deliveries (a `sends` row
+//! per push, not a row per delivery), deleting the journal rows in the same
+//! transaction.
 
 use crate::plan::{self, CounterChange};
 use crate::{Accepted, NewPush, RoutingPlan, StoreError};
@@ -129,9 +130,12 @@ pub(super) async fn fan_out(
     Ok(FannedOut { pushes, more })
 }
 
+/// Most deliveries planned in one `sends` row: what one claim leases at once.
+const SEND_SIZE: i64 = 256;
+
 /// One push's recipients: their counters, badges and routes by the shared
-/// plan, and one delivery per device (one skipped delivery for a recipient
-/// without devices).
+/// plan, and one planned delivery per device (one skipped delivery for a
+/// recipient without devices), in `sends` rows.
 async fn fan_out_push(transaction: &mut SqliteConnection, push: &NewPush) -> Result<(), StoreError> {
     // Every statement below handles all the push's recipients at once,
     // through a JSON array (`json_each`): a constant number of statements
@@ -147,40 +151,47 @@ async fn fan_out_push(transaction: &mut SqliteConnection, push: &NewPush) -> Res
     };
     let plans = plan::plan_recipients(push, &clients, totals, states);
     let plans = serde_json::to_string(&plans).map_err(|error| StoreError::Corrupt(format!("accept plan: {error}")))?;
-    // `CROSS JOIN` keeps the client list as the outer loop, and `INDEXED BY`
-    // the per-client device lookup (see `routing_states`). The client's own
-    // locale preference wins over what its devices reported.
+    // One `sends` row per push (per `SEND_SIZE` deliveries), not one row per
+    // delivery: a delivery gets a row of its own only when an outcome needs
+    // one (see migration 0006). `CROSS JOIN` keeps the client list as the
+    // outer loop, and `INDEXED BY` the per-client device lookup (see
+    // `routing_states`). The client's own locale preference wins over what
+    // its devices reported. `json(entry)`: a JSON value loses its JSON type
+    // through a subquery, and would be stored as a quoted string.
     sqlx::query(
-        "INSERT INTO deliveries (push_id, app_id, client_id, device_type, device_id, token, environment, locale, \
-                                 badge, status, reason, next_attempt_at_ms, updated_at_ms, mode, route_reason, \
-                                 experiment_id, variant) \
-         SELECT ?1, d.app_id, d.client_id, d.device_type, d.device_id, d.token, d.environment, \
-                COALESCE(p.locale, d.locale), json_extract(j.value, '$.badge'), json_extract(j.value, '$.status'), \
-                json_extract(j.value, '$.reason'), ?2, ?2, json_extract(j.value, '$.mode'), \
-                json_extract(j.value, '$.route_reason'), json_extract(j.value, '$.experiment'), \
-                json_extract(j.value, '$.variant') \
-         FROM json_each(?3) j CROSS JOIN devices d INDEXED BY devices_client \
-         LEFT JOIN client_prefs p ON p.app_id = d.app_id AND p.client_id = d.client_id \
-         WHERE d.app_id = ?4 AND d.client_id = json_extract(j.value, '$.client')",
+        "INSERT INTO sends (push_id, app_id, experiment_id, deliveries, queued, pending, next_attempt_at_ms, \
+                            updated_at_ms) \
+         SELECT ?1, ?4, ?5, json_group_array(json(entry)), SUM(queued), SUM(queued), ?2, ?2 FROM ( \
+           SELECT entry, queued, (ROW_NUMBER() OVER (ORDER BY side, key, device_type, device_id) - 1) / ?7 AS chunk \
+           FROM ( \
+             SELECT 0 AS side, j.key, d.device_type, d.device_id, \
+                    json_extract(j.value, '$.status') = 'queued' AS queued, \
+                    json_object('client_id', d.client_id, 'device_type', d.device_type, 'device_id', d.device_id, \
+                                'token', d.token, 'environment', d.environment, \
+                                'locale', COALESCE(p.locale, d.locale), 'badge', json_extract(j.value, '$.badge'), \
+                                'status', json_extract(j.value, '$.status'), 'reason', json_extract(j.value, '$.reason'), \
+                                'mode', json_extract(j.value, '$.mode'), \
+                                'route_reason', json_extract(j.value, '$.route_reason'), \
+                                'variant', json_extract(j.value, '$.variant')) AS entry \
+             FROM json_each(?3) j CROSS JOIN devices d INDEXED BY devices_client \
+             LEFT JOIN client_prefs p ON p.app_id = d.app_id AND p.client_id = d.client_id \
+             WHERE d.app_id = ?4 AND d.client_id = json_extract(j.value, '$.client') \
+             UNION ALL \
+             SELECT 1, j.key, NULL, NULL, 0, \
+                    json_object('client_id', json_extract(j.value, '$.client'), \
+                                'badge', json_extract(j.value, '$.badge'), 'status', 'skipped', 'reason', ?6) \
+             FROM json_each(?3) j \
+             WHERE NOT EXISTS (SELECT 1 FROM devices INDEXED BY devices_client \
+                               WHERE app_id = ?4 AND client_id = json_extract(j.value, '$.client')))) \
+         GROUP BY chunk ORDER BY chunk",
     )
     .bind(&push.push_id)
     .bind(push.now_ms)
     .bind(&plans)
     .bind(push.app_id.as_str())
-    .execute(&mut *transaction)
-    .await?;
-    sqlx::query(
-        "INSERT INTO deliveries (push_id, app_id, client_id, badge, status, reason, updated_at_ms) \
-         SELECT ?1, ?2, json_extract(j.value, '$.client'), json_extract(j.value, '$.badge'), 'skipped', ?5, ?3 \
-         FROM json_each(?4) j \
-         WHERE NOT EXISTS (SELECT 1 FROM devices INDEXED BY devices_client \
-                           WHERE app_id = ?2 AND client_id = json_extract(j.value, '$.client'))",
-    )
-    .bind(&push.push_id)
-    .bind(push.app_id.as_str())
-    .bind(push.now_ms)
-    .bind(&plans)
+    .bind(push.experiment.as_ref().map(|experiment| experiment.id.as_str()))
     .bind(plan::NO_DEVICE)
+    .bind(SEND_SIZE)
     .execute(&mut *transaction)
     .await?;
     Ok(())

@@ -285,7 +285,7 @@ pub(super) async fn experiment_stats(
                                      AND o.client_id = r.client_id)), 0) AS opened \
          FROM (SELECT push_id, client_id, variant, MAX(status = 'delivered') AS delivered, \
                       MIN(status IN ('failed', 'pruned')) AS failed \
-               FROM deliveries WHERE app_id = ?1 AND experiment_id = ?2 AND status != 'skipped' \
+               FROM delivery_states WHERE app_id = ?1 AND experiment_id = ?2 AND status != 'skipped' \
                GROUP BY push_id, client_id, variant) r \
          GROUP BY r.variant ORDER BY r.variant",
     )

@@ -4,7 +4,7 @@
 use super::accept::journal_push;
 use super::devices::upsert_device_in;
 use super::queue::record;
-use crate::{Accepted, DeliveryUpdate, NewDevice, NewPush, StoreError, UpsertOutcome};
+use crate::{Accepted, DeliveryRef, DeliveryUpdate, NewDevice, NewPush, StoreError, UpsertOutcome};
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,7 +36,7 @@ impl GroupWrite for NewPush {
     }
 }
 
-impl GroupWrite for (i64, DeliveryUpdate) {
+impl GroupWrite for (DeliveryRef, DeliveryUpdate) {
     type Output = ();
     fn write_group<'a>(writes: &'a [&'a Self], connection: &'a mut SqliteConnection) -> GroupOutputs<'a, ()> {
         Box::pin(async move {

@@ -13,8 +13,8 @@ mod queue;
 use commit::Committer;
 
 use crate::{
-    Accepted, BadgeView, ClaimedDelivery, ClientPrefs, DeliveryUpdate, Device, NewDevice, NewPush, PushView,
-    QueueDepth, SourceChange, Store, StoreError, StoredApiKey, UpsertOutcome, VariantCounts,
+    Accepted, BadgeView, ClaimedDelivery, ClientPrefs, DeliveryRef, DeliveryUpdate, Device, NewDevice, NewPush,
+    PushView, QueueDepth, SourceChange, Store, StoreError, StoredApiKey, UpsertOutcome, VariantCounts,
 };
 use async_trait::async_trait;
 use pushgate_domain::{AppId, BadgeSource, ClientId, DeviceId, DeviceType, PushToken, RoomId};
@@ -46,7 +46,7 @@ pub struct SqliteStore {
     /// and would hold pool connections while it waits).
     writer: Arc<tokio::sync::Mutex<()>>,
     accepts: Committer<NewPush>,
-    records: Committer<(i64, DeliveryUpdate)>,
+    records: Committer<(DeliveryRef, DeliveryUpdate)>,
     registrations: Committer<NewDevice>,
 }
 
@@ -194,8 +194,8 @@ impl Store for SqliteStore {
         queue::claim_due_deliveries(self, now_ms, limit, lease_ms).await
     }
 
-    async fn record_attempt(&self, delivery_id: i64, update: &DeliveryUpdate) -> Result<(), StoreError> {
-        queue::record_attempt(self, delivery_id, update).await
+    async fn record_attempt(&self, delivery: DeliveryRef, update: &DeliveryUpdate) -> Result<(), StoreError> {
+        queue::record_attempt(self, delivery, update).await
     }
 
     async fn release_all_leases(&self) -> Result<u64, StoreError> {

@@ -1,39 +1,115 @@
 //! The delivery queue: claims with leases, outcomes, status, housekeeping.
 
 use super::SqliteStore;
-use crate::{ClaimedDelivery, DeliveryStatus, DeliveryUpdate, DeliveryView, PushView, QueueDepth, StoreError};
+use crate::delivery::DeliveryKey;
+use crate::{
+    ClaimedDelivery, DeliveryRef, DeliveryStatus, DeliveryUpdate, DeliveryView, PushView, QueueDepth, StoreError,
+};
 use pushgate_domain::{AppId, ClientId, DeliveryMode, DeviceId, DeviceType, Environment, Locale, PushKind, PushToken};
 use sqlx::Row as _;
 use sqlx::sqlite::SqliteConnection;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-/// Records attempt outcomes, all in one statement (the outcomes go in as a
-/// JSON array).
+/// Records attempt outcomes in a few statements, whatever their number (the
+/// outcomes go in as JSON arrays). A delivery with a row of its own has it
+/// updated; a planned one (its first attempt) is settled in its send, and
+/// gets a row of its own only when the outcome needs one: a retry, a
+/// failure, a prune, a skip. A first-attempt success writes no row.
 pub(super) async fn record(
     connection: &mut SqliteConnection,
-    updates: &[&(i64, DeliveryUpdate)],
+    updates: &[&(DeliveryRef, DeliveryUpdate)],
 ) -> Result<(), StoreError> {
-    let updates = serde_json::Value::from_iter(updates.iter().map(|(delivery_id, update)| {
+    let outcome = |update: &DeliveryUpdate| {
         serde_json::json!({
-            "id": delivery_id,
             "status": update.status.as_str(),
             "reason": update.reason,
             "next": update.next_attempt_at_ms,
             "attempted": i64::from(update.attempted),
             "now": update.now_ms,
         })
-    }))
-    .to_string();
-    sqlx::query(
-        "UPDATE deliveries SET status = json_extract(j.value, '$.status'), reason = json_extract(j.value, '$.reason'), \
-             next_attempt_at_ms = json_extract(j.value, '$.next'), leased_until_ms = NULL, \
-             attempts = attempts + json_extract(j.value, '$.attempted'), updated_at_ms = json_extract(j.value, '$.now') \
-         FROM json_each(?1) j WHERE deliveries.id = json_extract(j.value, '$.id')",
-    )
-    .bind(updates)
-    .execute(connection)
-    .await?;
+    };
+    let (mut rows, mut own_rows) = (Vec::new(), Vec::new());
+    let mut settled: BTreeMap<i64, (Vec<u32>, i64)> = BTreeMap::new();
+    for (delivery, update) in updates {
+        let mut fields = outcome(update);
+        match delivery.0 {
+            DeliveryKey::Row(id) => {
+                fields["id"] = id.into();
+                rows.push(fields);
+            }
+            DeliveryKey::Planned { send, index } => {
+                let (indexes, now) = settled.entry(send).or_default();
+                indexes.push(index);
+                *now = (*now).max(update.now_ms);
+                if update.status != DeliveryStatus::Delivered {
+                    fields["send"] = send.into();
+                    fields["index"] = index.into();
+                    own_rows.push(fields);
+                }
+            }
+        }
+    }
+    if !rows.is_empty() {
+        sqlx::query(
+            "UPDATE deliveries SET status = json_extract(j.value, '$.status'), reason = json_extract(j.value, '$.reason'), \
+                 next_attempt_at_ms = json_extract(j.value, '$.next'), leased_until_ms = NULL, \
+                 attempts = attempts + json_extract(j.value, '$.attempted'), updated_at_ms = json_extract(j.value, '$.now') \
+             FROM json_each(?1) j WHERE deliveries.id = json_extract(j.value, '$.id')",
+        )
+        .bind(serde_json::Value::from(rows).to_string())
+        .execute(&mut *connection)
+        .await?;
+    }
+    if !own_rows.is_empty() {
+        // The row copies its planned entry. A second outcome for the same
+        // entry (only after a lease ran out) keeps the first.
+        sqlx::query(
+            "INSERT INTO deliveries (push_id, app_id, client_id, device_type, device_id, token, environment, locale, \
+                                     badge, status, reason, attempts, next_attempt_at_ms, updated_at_ms, mode, \
+                                     route_reason, experiment_id, variant, send_id, send_index) \
+             SELECT push_id, app_id, json_extract(entry, '$.client_id'), json_extract(entry, '$.device_type'), \
+                    json_extract(entry, '$.device_id'), json_extract(entry, '$.token'), \
+                    json_extract(entry, '$.environment'), json_extract(entry, '$.locale'), \
+                    json_extract(entry, '$.badge'), json_extract(outcome, '$.status'), \
+                    json_extract(outcome, '$.reason'), json_extract(outcome, '$.attempted'), \
+                    json_extract(outcome, '$.next'), json_extract(outcome, '$.now'), json_extract(entry, '$.mode'), \
+                    json_extract(entry, '$.route_reason'), experiment_id, json_extract(entry, '$.variant'), \
+                    send_id, send_index \
+             FROM (SELECT s.push_id, s.app_id, s.experiment_id, s.id AS send_id, j.value AS outcome, \
+                          json_extract(j.value, '$.index') AS send_index, \
+                          json_extract(s.deliveries, '$[' || json_extract(j.value, '$.index') || ']') AS entry \
+                   FROM json_each(?1) j JOIN sends s ON s.id = json_extract(j.value, '$.send')) \
+             WHERE true ON CONFLICT (send_id, send_index) WHERE send_id IS NOT NULL DO NOTHING",
+        )
+        .bind(serde_json::Value::from(own_rows).to_string())
+        .execute(&mut *connection)
+        .await?;
+    }
+    if !settled.is_empty() {
+        let settled = serde_json::Value::from_iter(
+            settled
+                .into_iter()
+                .map(|(send, (indexes, now))| serde_json::json!({"send": send, "indexes": indexes, "now": now})),
+        );
+        // A send whose every queued entry is settled is done: its lease ends
+        // and it leaves the due index (`pending > 0`).
+        sqlx::query(
+            "UPDATE sends SET settled = n.settled, pending = sends.queued - json_array_length(n.settled), \
+                 leased_until_ms = CASE WHEN sends.queued > json_array_length(n.settled) \
+                                        THEN sends.leased_until_ms END, \
+                 updated_at_ms = n.now \
+             FROM (SELECT s.id, json_extract(j.value, '$.now') AS now, \
+                          (SELECT json_group_array(v) FROM (SELECT x.value AS v FROM json_each(s.settled) x \
+                                                           UNION SELECT y.value FROM json_each(j.value, '$.indexes') y)) \
+                            AS settled \
+                   FROM json_each(?1) j JOIN sends s ON s.id = json_extract(j.value, '$.send')) n \
+             WHERE sends.id = n.id",
+        )
+        .bind(settled.to_string())
+        .execute(&mut *connection)
+        .await?;
+    }
     Ok(())
 }
 
@@ -45,9 +121,12 @@ pub(super) async fn claim_due_deliveries(
 ) -> Result<Vec<ClaimedDelivery>, StoreError> {
     let writer = store.writer.lock().await;
     let mut transaction = store.leases.begin_with("BEGIN IMMEDIATE").await?;
-    // The claimed rows come back as one JSON array in one row: every row
-    // sqlx's SQLite driver answers crosses a thread (found by profiling).
-    let claimed: String = sqlx::query_scalar(
+    // Deliveries with a row of their own (retries) first, then whole sends
+    // (first attempts) up to the limit: a send is leased whole, so the last
+    // one may take the claim past it. Claimed rows come back as one JSON
+    // array in one row: every row sqlx's SQLite driver answers crosses a
+    // thread (found by profiling).
+    let own: String = sqlx::query_scalar(
         "SELECT json_group_array(json_object('id', id, 'push_id', push_id, 'app_id', app_id, \
                     'client_id', client_id, 'device_type', device_type, 'device_id', device_id, 'token', token, \
                     'environment', environment, 'locale', locale, 'badge', badge, 'attempts', attempts, \
@@ -61,31 +140,111 @@ pub(super) async fn claim_due_deliveries(
     .bind(i64::from(limit))
     .fetch_one(&mut *transaction)
     .await?;
-    sqlx::query(
-        "UPDATE deliveries SET leased_until_ms = ?1 \
-         WHERE id IN (SELECT json_extract(value, '$.id') FROM json_each(?2))",
-    )
-    .bind(now_ms + lease_ms)
-    .bind(&claimed)
-    .execute(&mut *transaction)
-    .await?;
+    let own: Vec<JsonRow> = parse_claim(&own)?;
+    if !own.is_empty() {
+        sqlx::query(
+            "UPDATE deliveries SET leased_until_ms = ?1 \
+             WHERE id IN (SELECT value FROM json_each(?2))",
+        )
+        .bind(now_ms + lease_ms)
+        .bind(serde_json::Value::from_iter(own.iter().filter_map(|row| row.get("id").cloned())).to_string())
+        .execute(&mut *transaction)
+        .await?;
+    }
+    let budget = i64::from(limit).saturating_sub(i64::try_from(own.len()).unwrap_or(i64::MAX));
+    let sends: Vec<JsonRow> = if budget > 0 {
+        let sends: String = sqlx::query_scalar(
+            "SELECT json_group_array(json_object('id', s.id, 'push_id', s.push_id, 'app_id', s.app_id, \
+                        'deliveries', json(s.deliveries), 'settled', json(s.settled))) \
+             FROM sends s WHERE s.id IN ( \
+               SELECT id FROM (SELECT id, SUM(pending) OVER (ORDER BY next_attempt_at_ms, id) - pending AS before \
+                               FROM (SELECT id, pending, next_attempt_at_ms FROM sends \
+                                     WHERE pending > 0 AND next_attempt_at_ms <= ?1 \
+                                       AND (leased_until_ms IS NULL OR leased_until_ms <= ?1) \
+                                     ORDER BY next_attempt_at_ms, id LIMIT ?2)) \
+               WHERE before < ?2)",
+        )
+        .bind(now_ms)
+        .bind(budget)
+        .fetch_one(&mut *transaction)
+        .await?;
+        parse_claim(&sends)?
+    } else {
+        Vec::new()
+    };
+    if !sends.is_empty() {
+        sqlx::query("UPDATE sends SET leased_until_ms = ?1 WHERE id IN (SELECT value FROM json_each(?2))")
+            .bind(now_ms + lease_ms)
+            .bind(serde_json::Value::from_iter(sends.iter().filter_map(|row| row.get("id").cloned())).to_string())
+            .execute(&mut *transaction)
+            .await?;
+    }
     transaction.commit().await?;
     drop(writer);
-    let rows: Vec<serde_json::Map<String, serde_json::Value>> =
-        serde_json::from_str(&claimed).map_err(|error| StoreError::Corrupt(format!("claimed deliveries: {error}")))?;
-    let corrupt = |what: &str| StoreError::Corrupt(format!("deliveries.{what}"));
     // The pushes of the claimed deliveries, in one read after the commit
     // (a push never changes, and is not forgotten while it has deliveries
     // to send).
-    let push_ids: BTreeSet<&str> = rows.iter().filter_map(|row| row.get("push_id")?.as_str()).collect();
-    let push_ids = serde_json::Value::from_iter(push_ids).to_string();
-    type ClaimedPush = (PushKind, Arc<str>, i64, Option<Arc<str>>);
-    let mut pushes: HashMap<String, ClaimedPush> = HashMap::new();
+    let push_ids: BTreeSet<&str> = own.iter().chain(&sends).filter_map(|row| row.get("push_id")?.as_str()).collect();
+    let pushes = claimed_pushes(store, &push_ids).await?;
+    let mut claimed = Vec::with_capacity(own.len() + sends.len());
+    for row in &own {
+        let id = row.get("id").and_then(serde_json::Value::as_i64).ok_or_else(|| corrupt("deliveries.id"))?;
+        claimed.push(claimed_delivery(DeliveryRef(DeliveryKey::Row(id)), row, row, &pushes)?);
+    }
+    for send in &sends {
+        let id = send.get("id").and_then(serde_json::Value::as_i64).ok_or_else(|| corrupt("sends.id"))?;
+        let settled: BTreeSet<u64> = send
+            .get("settled")
+            .and_then(serde_json::Value::as_array)
+            .map(|indexes| indexes.iter().filter_map(serde_json::Value::as_u64).collect())
+            .unwrap_or_default();
+        let entries =
+            send.get("deliveries").and_then(serde_json::Value::as_array).ok_or_else(|| corrupt("sends.deliveries"))?;
+        for (index, entry) in entries.iter().enumerate() {
+            let entry = entry.as_object().ok_or_else(|| corrupt("sends.deliveries"))?;
+            let queued = entry.get("status").and_then(serde_json::Value::as_str) == Some("queued");
+            if !queued || settled.contains(&(index as u64)) {
+                continue;
+            }
+            let index = u32::try_from(index).map_err(|_| corrupt("sends.deliveries"))?;
+            claimed.push(claimed_delivery(
+                DeliveryRef(DeliveryKey::Planned { send: id, index }),
+                send,
+                entry,
+                &pushes,
+            )?);
+        }
+    }
+    Ok(claimed)
+}
+
+/// One row of a claim, as the JSON object it came back as.
+type JsonRow = serde_json::Map<String, serde_json::Value>;
+
+fn parse_claim(claimed: &str) -> Result<Vec<JsonRow>, StoreError> {
+    serde_json::from_str(claimed).map_err(|error| StoreError::Corrupt(format!("claimed deliveries: {error}")))
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(what.to_owned())
+}
+
+/// What a claimed delivery needs of its push: kind, request, deadline and experiment.
+type ClaimedPush = (PushKind, Arc<str>, i64, Option<Arc<str>>);
+
+async fn claimed_pushes(
+    store: &SqliteStore,
+    push_ids: &BTreeSet<&str>,
+) -> Result<HashMap<String, ClaimedPush>, StoreError> {
+    let mut pushes = HashMap::new();
+    if push_ids.is_empty() {
+        return Ok(pushes);
+    }
     for push in sqlx::query(
         "SELECT push_id, kind, request, deadline_ms, experiment FROM pushes \
          WHERE push_id IN (SELECT value FROM json_each(?1))",
     )
-    .bind(&push_ids)
+    .bind(serde_json::Value::from_iter(push_ids.iter().copied()).to_string())
     .fetch_all(&store.pool)
     .await?
     {
@@ -100,59 +259,75 @@ pub(super) async fn claim_due_deliveries(
             ),
         );
     }
-    let mut claimed = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let text = |column: &str| row.get(column).and_then(|value| value.as_str()).map(str::to_owned);
-        let number = |column: &str| row.get(column).and_then(serde_json::Value::as_i64);
-        let push_id = text("push_id").ok_or_else(|| corrupt("push_id"))?;
-        let (kind, request, deadline_ms, experiment) =
-            pushes.get(&push_id).cloned().ok_or_else(|| StoreError::Corrupt(format!("pushes.{push_id}")))?;
-        let device_type = text("device_type").ok_or_else(|| corrupt("device_type"))?;
-        claimed.push(ClaimedDelivery {
-            id: number("id").ok_or_else(|| corrupt("id"))?,
-            push_id,
-            app_id: AppId::parse(&text("app_id").unwrap_or_default()).map_err(|_| corrupt("app_id"))?,
-            client_id: ClientId::parse(&text("client_id").unwrap_or_default()).map_err(|_| corrupt("client_id"))?,
-            device_type: DeviceType::parse(&device_type).map_err(|_| corrupt("device_type"))?,
-            device_id: DeviceId::parse(&text("device_id").unwrap_or_default()).map_err(|_| corrupt("device_id"))?,
-            token: PushToken::from_trusted_storage(text("token").ok_or_else(|| corrupt("token"))?),
-            environment: text("environment")
-                .map(|raw| Environment::parse(&raw))
-                .transpose()
-                .map_err(|_| corrupt("environment"))?,
-            locale: text("locale").map(|raw| Locale::parse(&raw)).transpose().map_err(|_| corrupt("locale"))?,
-            badge: number("badge").map(|badge| u32::try_from(badge.max(0)).unwrap_or(u32::MAX)),
-            attempts: u32::try_from(number("attempts").unwrap_or_default()).unwrap_or(u32::MAX),
-            mode: text("mode").map(|raw| DeliveryMode::parse(&raw)).transpose().map_err(|_| corrupt("mode"))?,
-            experiment: experiment.zip(text("variant")),
-            kind,
-            request,
-            deadline_ms,
-        });
-    }
-    Ok(claimed)
+    Ok(pushes)
+}
+
+/// A claimed delivery: its push and app from `owner` (its own row, or its
+/// send), the rest from `fields` (its own row, or its planned entry).
+fn claimed_delivery(
+    id: DeliveryRef,
+    owner: &JsonRow,
+    fields: &JsonRow,
+    pushes: &HashMap<String, ClaimedPush>,
+) -> Result<ClaimedDelivery, StoreError> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("deliveries.{what}"));
+    let text = |row: &JsonRow, column: &str| row.get(column).and_then(|value| value.as_str()).map(str::to_owned);
+    let number = |column: &str| fields.get(column).and_then(serde_json::Value::as_i64);
+    let push_id = text(owner, "push_id").ok_or_else(|| corrupt("push_id"))?;
+    let (kind, request, deadline_ms, experiment) =
+        pushes.get(&push_id).cloned().ok_or_else(|| StoreError::Corrupt(format!("pushes.{push_id}")))?;
+    let device_type = text(fields, "device_type").ok_or_else(|| corrupt("device_type"))?;
+    Ok(ClaimedDelivery {
+        id,
+        push_id,
+        app_id: AppId::parse(&text(owner, "app_id").unwrap_or_default()).map_err(|_| corrupt("app_id"))?,
+        client_id: ClientId::parse(&text(fields, "client_id").unwrap_or_default()).map_err(|_| corrupt("client_id"))?,
+        device_type: DeviceType::parse(&device_type).map_err(|_| corrupt("device_type"))?,
+        device_id: DeviceId::parse(&text(fields, "device_id").unwrap_or_default()).map_err(|_| corrupt("device_id"))?,
+        token: PushToken::from_trusted_storage(text(fields, "token").ok_or_else(|| corrupt("token"))?),
+        environment: text(fields, "environment")
+            .map(|raw| Environment::parse(&raw))
+            .transpose()
+            .map_err(|_| corrupt("environment"))?,
+        locale: text(fields, "locale").map(|raw| Locale::parse(&raw)).transpose().map_err(|_| corrupt("locale"))?,
+        badge: number("badge").map(|badge| u32::try_from(badge.max(0)).unwrap_or(u32::MAX)),
+        attempts: u32::try_from(number("attempts").unwrap_or_default()).unwrap_or(u32::MAX),
+        mode: text(fields, "mode").map(|raw| DeliveryMode::parse(&raw)).transpose().map_err(|_| corrupt("mode"))?,
+        experiment: experiment.zip(text(fields, "variant")),
+        kind,
+        request,
+        deadline_ms,
+    })
 }
 
 pub(super) async fn record_attempt(
     store: &SqliteStore,
-    delivery_id: i64,
+    delivery: DeliveryRef,
     update: &DeliveryUpdate,
 ) -> Result<(), StoreError> {
-    store.records.write((delivery_id, update.clone())).await
+    store.records.write((delivery, update.clone())).await
 }
 
 pub(super) async fn release_all_leases(store: &SqliteStore) -> Result<u64, StoreError> {
     let _writer = store.writer.lock().await;
-    let result = sqlx::query("UPDATE deliveries SET leased_until_ms = NULL WHERE leased_until_ms IS NOT NULL")
-        .execute(&store.pool)
-        .await?;
-    Ok(result.rows_affected())
+    let mut transaction = store.pool.begin_with("BEGIN IMMEDIATE").await?;
+    let rows = sqlx::query("UPDATE deliveries SET leased_until_ms = NULL WHERE leased_until_ms IS NOT NULL")
+        .execute(&mut *transaction)
+        .await?
+        .rows_affected();
+    let sends = sqlx::query("UPDATE sends SET leased_until_ms = NULL WHERE leased_until_ms IS NOT NULL")
+        .execute(&mut *transaction)
+        .await?
+        .rows_affected();
+    transaction.commit().await?;
+    Ok(rows + sends)
 }
 
 pub(super) async fn queue_depth(store: &SqliteStore) -> Result<QueueDepth, StoreError> {
     let row = sqlx::query(
-        "SELECT COALESCE(SUM(status = 'queued'), 0) AS queued, COALESCE(SUM(status = 'retrying'), 0) AS retrying, \
-                (SELECT COUNT(*) FROM journal) AS journaled \
+        "SELECT COALESCE(SUM(status = 'queued'), 0) \
+                  + (SELECT COALESCE(SUM(pending), 0) FROM sends WHERE pending > 0) AS queued, \
+                COALESCE(SUM(status = 'retrying'), 0) AS retrying, (SELECT COUNT(*) FROM journal) AS journaled \
          FROM deliveries WHERE status IN ('queued', 'retrying')",
     )
     .fetch_one(&store.pool)
@@ -163,8 +338,12 @@ pub(super) async fn queue_depth(store: &SqliteStore) -> Result<QueueDepth, Store
 
 pub(super) async fn next_due_at(store: &SqliteStore) -> Result<Option<i64>, StoreError> {
     let row = sqlx::query(
-        "SELECT MIN(COALESCE(MAX(next_attempt_at_ms, leased_until_ms), next_attempt_at_ms)) AS due \
-         FROM deliveries WHERE status IN ('queued', 'retrying')",
+        "SELECT MIN(due) AS due FROM ( \
+           SELECT MIN(COALESCE(MAX(next_attempt_at_ms, leased_until_ms), next_attempt_at_ms)) AS due \
+           FROM deliveries WHERE status IN ('queued', 'retrying') \
+           UNION ALL \
+           SELECT MIN(COALESCE(MAX(next_attempt_at_ms, leased_until_ms), next_attempt_at_ms)) \
+           FROM sends WHERE pending > 0)",
     )
     .fetch_one(&store.pool)
     .await?;
@@ -187,7 +366,8 @@ pub(super) async fn push_view(
     let rows = sqlx::query(
         "SELECT client_id, device_type, device_id, status, reason, attempts, next_attempt_at_ms, updated_at_ms, \
                 mode, route_reason, variant \
-         FROM deliveries WHERE push_id = ?1 ORDER BY id",
+         FROM delivery_states WHERE push_id = ?1 \
+         ORDER BY send_id IS NULL, send_id, send_index",
     )
     .bind(push_id)
     .fetch_all(&store.pool)
@@ -232,6 +412,7 @@ pub(super) async fn forget_before(store: &SqliteStore, before_ms: i64, limit: u3
         "INSERT INTO forgotten (push_id) \
          SELECT push_id FROM pushes p WHERE created_at_ms < ?1 AND NOT EXISTS ( \
              SELECT 1 FROM deliveries d WHERE d.push_id = p.push_id AND d.status IN ('queued', 'retrying')) \
+         AND NOT EXISTS (SELECT 1 FROM sends s WHERE s.push_id = p.push_id AND s.pending > 0) \
          AND NOT EXISTS (SELECT 1 FROM journal j WHERE j.push_id = p.push_id) \
          ORDER BY created_at_ms LIMIT ?2",
     )
@@ -241,6 +422,7 @@ pub(super) async fn forget_before(store: &SqliteStore, before_ms: i64, limit: u3
     .await?;
     sqlx::query(
         "DELETE FROM deliveries WHERE push_id IN (SELECT push_id FROM forgotten); \
+         DELETE FROM sends WHERE push_id IN (SELECT push_id FROM forgotten); \
          DELETE FROM opens WHERE push_id IN (SELECT push_id FROM forgotten);",
     )
     .execute(&mut *transaction)
