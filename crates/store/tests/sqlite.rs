@@ -63,7 +63,7 @@ async fn concurrent_accepts_share_commits_and_every_one_is_stored() {
     for n in 0..64 {
         assert!(store.push_view(&app, &format!("push-{n}")).await.expect("view").is_some(), "push-{n} is stored");
     }
-    let transactions = store.accept_transactions();
+    let transactions = store.writer_transactions();
     assert!(transactions < 64, "64 concurrent accepts took {transactions} transactions");
 }
 

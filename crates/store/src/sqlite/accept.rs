@@ -9,57 +9,46 @@
 use crate::plan::{self, CounterChange};
 use crate::{Accepted, NewPush, RoutingPlan, StoreError};
 use pushgate_domain::{AppId, ClientId, PushKind, QuietHours, RecipientState, TimeZoneName};
-use sqlx::Row as _;
-use sqlx::sqlite::SqliteConnection;
+use rusqlite::{Connection, params};
 
 /// Stores the push, its callback id (a repeat answers the first push and
 /// stores nothing) and its journal row.
-pub(super) async fn journal_push(transaction: &mut SqliteConnection, push: &NewPush) -> Result<Accepted, StoreError> {
+pub(super) fn journal_push(connection: &Connection, push: &NewPush) -> Result<Accepted, StoreError> {
     if let Some(callback) = &push.callback {
         let to_client = callback.to_client.as_ref().map_or("", ClientId::as_str);
-        let first = sqlx::query(
-            "INSERT INTO callbacks (app_id, message_id, to_client, push_id, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(push.app_id.as_str())
-        .bind(&callback.message_id)
-        .bind(to_client)
-        .bind(&push.push_id)
-        .bind(push.now_ms)
-        .execute(&mut *transaction)
-        .await?
-        .rows_affected()
+        let first = connection
+            .prepare_cached(
+                "INSERT INTO callbacks (app_id, message_id, to_client, push_id, created_at_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+            )?
+            .execute(params![push.app_id.as_str(), callback.message_id, to_client, push.push_id, push.now_ms])?
             == 1;
         if !first {
-            let earlier: String = sqlx::query_scalar(
-                "SELECT push_id FROM callbacks WHERE app_id = ?1 AND message_id = ?2 AND to_client = ?3",
-            )
-            .bind(push.app_id.as_str())
-            .bind(&callback.message_id)
-            .bind(to_client)
-            .fetch_one(&mut *transaction)
-            .await?;
+            let earlier: String = connection
+                .prepare_cached(
+                    "SELECT push_id FROM callbacks WHERE app_id = ?1 AND message_id = ?2 AND to_client = ?3",
+                )?
+                .query_row(params![push.app_id.as_str(), callback.message_id, to_client], |row| row.get(0))?;
             return Ok(Accepted { duplicate_of: Some(earlier) });
         }
     }
-    sqlx::query(
-        "INSERT INTO pushes (push_id, app_id, kind, request, created_at_ms, deadline_ms, experiment) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )
-    .bind(&push.push_id)
-    .bind(push.app_id.as_str())
-    .bind(push.kind.as_str())
-    .bind(&push.request)
-    .bind(push.now_ms)
-    .bind(push.deadline_ms)
-    .bind(push.experiment.as_ref().map(|experiment| experiment.snapshot.as_str()))
-    .execute(&mut *transaction)
-    .await?;
-    sqlx::query("INSERT INTO journal (push_id, plan) VALUES (?1, ?2)")
-        .bind(&push.push_id)
-        .bind(plan::journal_entry(push))
-        .execute(&mut *transaction)
-        .await?;
+    connection
+        .prepare_cached(
+            "INSERT INTO pushes (push_id, app_id, kind, request, created_at_ms, deadline_ms, experiment) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?
+        .execute(params![
+            push.push_id,
+            push.app_id.as_str(),
+            push.kind.as_str(),
+            push.request,
+            push.now_ms,
+            push.deadline_ms,
+            push.experiment.as_ref().map(|experiment| experiment.snapshot.as_str()),
+        ])?;
+    connection
+        .prepare_cached("INSERT INTO journal (push_id, plan) VALUES (?1, ?2)")?
+        .execute(params![push.push_id, plan::journal_entry(push)])?;
     Ok(Accepted { duplicate_of: None })
 }
 
@@ -76,57 +65,77 @@ pub(super) struct FannedOut {
 /// `up_to_seq`, in the open transaction: at most `max_pushes`, and no more
 /// once `max_recipients` recipients are done (at least one push), so one
 /// transaction holds the single writer for a bounded time.
-pub(super) async fn fan_out(
-    transaction: &mut SqliteConnection,
+pub(super) fn fan_out(
+    connection: &Connection,
     max_pushes: u32,
     max_recipients: usize,
     up_to_seq: i64,
 ) -> Result<FannedOut, StoreError> {
-    let rows = sqlx::query(
+    struct Journaled {
+        seq: i64,
+        plan: String,
+        push: NewPush,
+    }
+    let mut statement = connection.prepare_cached(
         "SELECT j.seq, j.plan, p.push_id, p.app_id, p.kind, p.created_at_ms, p.deadline_ms \
          FROM journal j JOIN pushes p ON p.push_id = j.push_id WHERE j.seq <= ?2 ORDER BY j.seq LIMIT ?1",
-    )
-    .bind(i64::from(max_pushes))
-    .bind(up_to_seq)
-    .fetch_all(&mut *transaction)
-    .await?;
+    )?;
+    let rows = statement
+        .query_map(params![max_pushes, up_to_seq], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, String>(3)?,
+                row.get::<_, String>(4)?,
+                row.get::<_, i64>(5)?,
+                row.get::<_, i64>(6)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    drop(statement);
+    let fetched = rows.len();
     let (mut last_seq, mut pushes, mut recipients) = (None, 0, 0);
-    for row in &rows {
+    for (seq, plan, push_id, app_id, kind, created_at_ms, deadline_ms) in rows {
         if recipients >= max_recipients {
             break;
         }
         let corrupt = |what: &str| StoreError::Corrupt(format!("pushes.{what}"));
-        let mut push = NewPush {
-            push_id: row.try_get("push_id")?,
-            app_id: AppId::parse(&row.try_get::<String, _>("app_id")?).map_err(|_| corrupt("app_id"))?,
-            kind: PushKind::parse(&row.try_get::<String, _>("kind")?).map_err(|_| corrupt("kind"))?,
-            // The fan-out needs none of the request: the worker reads it.
-            request: String::new(),
-            clients: Vec::new(),
-            now_ms: row.try_get("created_at_ms")?,
-            deadline_ms: row.try_get("deadline_ms")?,
-            skip_all: None,
-            callback: None,
-            badge: crate::BadgePlan::None,
-            count_muted_rooms: true,
-            routing: None,
-            experiment: None,
+        let mut journaled = Journaled {
+            seq,
+            plan,
+            push: NewPush {
+                push_id,
+                app_id: AppId::parse(&app_id).map_err(|_| corrupt("app_id"))?,
+                kind: PushKind::parse(&kind).map_err(|_| corrupt("kind"))?,
+                // The fan-out needs none of the request: the worker reads it.
+                request: String::new(),
+                clients: Vec::new(),
+                now_ms: created_at_ms,
+                deadline_ms,
+                skip_all: None,
+                callback: None,
+                badge: crate::BadgePlan::None,
+                count_muted_rooms: true,
+                routing: None,
+                experiment: None,
+            },
         };
-        last_seq = Some(row.try_get::<i64, _>("seq")?);
+        last_seq = Some(journaled.seq);
         // An unreadable entry (it cannot happen short of a corrupt file) must
         // not block every push journaled after it: it is logged and dropped.
-        if let Err(error) = plan::apply_journal_entry(&mut push, &row.try_get::<String, _>("plan")?) {
-            tracing::error!(push.id = %push.push_id, error = %error, "a journaled push is unreadable; it is not fanned out");
+        if let Err(error) = plan::apply_journal_entry(&mut journaled.push, &journaled.plan) {
+            tracing::error!(push.id = %journaled.push.push_id, error = %error, "a journaled push is unreadable; it is not fanned out");
             continue;
         }
-        fan_out_push(transaction, &push).await?;
+        fan_out_push(connection, &journaled.push)?;
         pushes += 1;
-        recipients += push.clients.len();
+        recipients += journaled.push.clients.len();
     }
     if let Some(last_seq) = last_seq {
-        sqlx::query("DELETE FROM journal WHERE seq <= ?1").bind(last_seq).execute(&mut *transaction).await?;
+        connection.prepare_cached("DELETE FROM journal WHERE seq <= ?1")?.execute([last_seq])?;
     }
-    let more = pushes < rows.len() || rows.len() == usize::try_from(max_pushes).unwrap_or(usize::MAX);
+    let more = pushes < fetched || fetched == usize::try_from(max_pushes).unwrap_or(usize::MAX);
     Ok(FannedOut { pushes, more })
 }
 
@@ -136,7 +145,7 @@ const SEND_SIZE: i64 = 256;
 /// One push's recipients: their counters, badges and routes by the shared
 /// plan, and one planned delivery per device (one skipped delivery for a
 /// recipient without devices), in `sends` rows.
-async fn fan_out_push(transaction: &mut SqliteConnection, push: &NewPush) -> Result<(), StoreError> {
+fn fan_out_push(connection: &Connection, push: &NewPush) -> Result<(), StoreError> {
     // Every statement below handles all the push's recipients at once,
     // through a JSON array (`json_each`): a constant number of statements
     // per accept, whatever the number of recipients (found by
@@ -144,9 +153,9 @@ async fn fan_out_push(transaction: &mut SqliteConnection, push: &NewPush) -> Res
     // bottleneck). What each recipient gets is decided by the shared plan.
     let clients = plan::recipients(push);
     let clients_json = serde_json::Value::from_iter(clients.iter().map(|client| client.as_str())).to_string();
-    let totals = apply_counter_change(transaction, push, &clients_json).await?;
+    let totals = apply_counter_change(connection, push, &clients_json)?;
     let states = match &push.routing {
-        Some(routing) => Some(routing_states(transaction, push, &clients_json, routing).await?),
+        Some(routing) => Some(routing_states(connection, push, &clients_json, routing)?),
         None => None,
     };
     let plans = plan::plan_recipients(push, &clients, totals, states);
@@ -158,8 +167,7 @@ async fn fan_out_push(transaction: &mut SqliteConnection, push: &NewPush) -> Res
     // `routing_states`). The client's own locale preference wins over what
     // its devices reported. `json(entry)`: a JSON value loses its JSON type
     // through a subquery, and would be stored as a quoted string.
-    sqlx::query(
-        "INSERT INTO sends (push_id, app_id, experiment_id, deliveries, queued, pending, next_attempt_at_ms, \
+    connection.prepare_cached("INSERT INTO sends (push_id, app_id, experiment_id, deliveries, queued, pending, next_attempt_at_ms, \
                             updated_at_ms) \
          SELECT ?1, ?4, ?5, json_group_array(json(entry)), SUM(queued), SUM(queued), ?2, ?2 FROM ( \
            SELECT entry, queued, (ROW_NUMBER() OVER (ORDER BY side, key, device_type, device_id) - 1) / ?7 AS chunk \
@@ -183,24 +191,14 @@ async fn fan_out_push(transaction: &mut SqliteConnection, push: &NewPush) -> Res
              FROM json_each(?3) j \
              WHERE NOT EXISTS (SELECT 1 FROM devices INDEXED BY devices_client \
                                WHERE app_id = ?4 AND client_id = json_extract(j.value, '$.client')))) \
-         GROUP BY chunk ORDER BY chunk",
-    )
-    .bind(&push.push_id)
-    .bind(push.now_ms)
-    .bind(&plans)
-    .bind(push.app_id.as_str())
-    .bind(push.experiment.as_ref().map(|experiment| experiment.id.as_str()))
-    .bind(plan::NO_DEVICE)
-    .bind(SEND_SIZE)
-    .execute(&mut *transaction)
-    .await?;
+         GROUP BY chunk ORDER BY chunk")?.execute(params![push.push_id, push.now_ms, plans, push.app_id.as_str(), push.experiment.as_ref().map(|experiment| experiment.id.as_str()), plan::NO_DEVICE, SEND_SIZE])?;
     Ok(())
 }
 
 /// What is known of each client (`clients`, a JSON array) of a routed
 /// push, in the array's order; the plan decides its route.
-async fn routing_states(
-    connection: &mut SqliteConnection,
+fn routing_states(
+    connection: &Connection,
     push: &NewPush,
     clients: &str,
     plan: &RoutingPlan,
@@ -210,8 +208,9 @@ async fn routing_states(
     // every device of the app per recipient (found by pushgate-bench).
     // One JSON row for all the clients: every row sqlx's SQLite driver
     // answers crosses a thread (found by profiling).
-    let rows: String = sqlx::query_scalar(
-        "SELECT json_group_array(json_array(push_enabled, quiet_start, quiet_end, timezone, muted, online) \
+    let rows: String = connection
+        .prepare_cached(
+            "SELECT json_group_array(json_array(push_enabled, quiet_start, quiet_end, timezone, muted, online) \
                                  ORDER BY key) FROM ( \
            SELECT j.key, p.push_enabled, p.quiet_start, p.quiet_end, \
                   COALESCE(p.timezone, (SELECT timezone FROM devices INDEXED BY devices_client \
@@ -222,13 +221,8 @@ async fn routing_states(
                   EXISTS (SELECT 1 FROM presence WHERE app_id = ?1 AND client_id = j.value \
                           AND online_until_ms > ?4) AS online \
            FROM json_each(?2) j LEFT JOIN client_prefs p ON p.app_id = ?1 AND p.client_id = j.value)",
-    )
-    .bind(push.app_id.as_str())
-    .bind(clients)
-    .bind(plan.room.as_str())
-    .bind(push.now_ms)
-    .fetch_one(&mut *connection)
-    .await?;
+        )?
+        .query_row(params![push.app_id.as_str(), clients, plan.room.as_str(), push.now_ms], |row| row.get(0))?;
     // SQLite's booleans are the integers 0 and 1.
     type Known = (Option<i64>, Option<String>, Option<String>, Option<String>, i64, i64);
     let rows: Vec<Known> =
@@ -251,40 +245,38 @@ async fn routing_states(
         .collect())
 }
 
-/// The badge totals of `clients` (a JSON array), in its order: unreads
-/// (leaving out rooms muted at `now_ms` unless they count) plus sources.
-pub(super) async fn badge_totals(
-    connection: &mut SqliteConnection,
+/// The badge totals of `?2` (clients, a JSON array), in its order: unreads
+/// (leaving out rooms muted at `?4`, now, unless `?3`, muted rooms count)
+/// plus sources, for app `?1`. One JSON row, not one per client (see
+/// `routing_states`).
+pub(super) const BADGE_TOTALS: &str = "SELECT json_group_array(total ORDER BY key) FROM ( \
+    SELECT j.key, (SELECT COALESCE(SUM(u.unread), 0) FROM room_unreads u \
+            WHERE u.app_id = ?1 AND u.client_id = j.value AND (?3 OR NOT EXISTS ( \
+                SELECT 1 FROM room_prefs r WHERE r.app_id = ?1 AND r.client_id = j.value AND r.room = u.room \
+                AND r.muted = 1 AND (r.muted_until_ms IS NULL OR r.muted_until_ms > ?4)))) \
+         + (SELECT COALESCE(SUM(count), 0) FROM badge_sources WHERE app_id = ?1 AND client_id = j.value) \
+           AS total \
+    FROM json_each(?2) j)";
+
+/// [`BADGE_TOTALS`] in the open transaction.
+fn badge_totals(
+    connection: &Connection,
     app: &str,
     clients: &str,
     count_muted_rooms: bool,
     now_ms: i64,
 ) -> Result<Vec<i64>, StoreError> {
-    // One JSON row, not one per client (see `routing_states`).
-    let totals: String = sqlx::query_scalar(
-        "SELECT json_group_array(total ORDER BY key) FROM ( \
-           SELECT j.key, (SELECT COALESCE(SUM(u.unread), 0) FROM room_unreads u \
-                   WHERE u.app_id = ?1 AND u.client_id = j.value AND (?3 OR NOT EXISTS ( \
-                       SELECT 1 FROM room_prefs r WHERE r.app_id = ?1 AND r.client_id = j.value AND r.room = u.room \
-                       AND r.muted = 1 AND (r.muted_until_ms IS NULL OR r.muted_until_ms > ?4)))) \
-                + (SELECT COALESCE(SUM(count), 0) FROM badge_sources WHERE app_id = ?1 AND client_id = j.value) \
-                  AS total \
-           FROM json_each(?2) j)",
-    )
-    .bind(app)
-    .bind(clients)
-    .bind(count_muted_rooms)
-    .bind(now_ms)
-    .fetch_one(connection)
-    .await?;
+    let totals: String = connection
+        .prepare_cached(BADGE_TOTALS)?
+        .query_row(params![app, clients, count_muted_rooms, now_ms], |row| row.get(0))?;
     serde_json::from_str(&totals).map_err(|error| StoreError::Corrupt(format!("badge totals: {error}")))
 }
 
 /// Applies the push's counter change (its badge plan's) to its clients
 /// (`clients`, a JSON array) and answers their badge totals after it, in
 /// the array's order, when the plan's deliveries carry them.
-async fn apply_counter_change(
-    transaction: &mut SqliteConnection,
+fn apply_counter_change(
+    connection: &Connection,
     push: &NewPush,
     clients: &str,
 ) -> Result<Option<Vec<i64>>, StoreError> {
@@ -293,29 +285,20 @@ async fn apply_counter_change(
         CounterChange::None => {}
         CounterChange::CountUnread(room) => {
             // `WHERE true`: SQLite needs it to tell the upsert's `ON` from a join's.
-            sqlx::query(
-                "INSERT INTO room_unreads (app_id, client_id, room, unread, updated_at_ms) \
+            connection
+                .prepare_cached(
+                    "INSERT INTO room_unreads (app_id, client_id, room, unread, updated_at_ms) \
                  SELECT ?1, j.value, ?3, 1, ?4 FROM json_each(?2) j WHERE true \
                  ON CONFLICT DO UPDATE SET unread = unread + 1, updated_at_ms = excluded.updated_at_ms",
-            )
-            .bind(app)
-            .bind(clients)
-            .bind(room.as_str())
-            .bind(push.now_ms)
-            .execute(&mut *transaction)
-            .await?;
+                )?
+                .execute(params![app, clients, room.as_str(), push.now_ms])?;
         }
         CounterChange::ClearRoom(room) => {
-            sqlx::query("DELETE FROM room_unreads WHERE app_id = ?1 AND room = ?3 AND client_id IN (SELECT value FROM json_each(?2))")
-                .bind(app)
-                .bind(clients)
-                .bind(room.as_str())
-                .execute(&mut *transaction)
-                .await?;
+            connection.prepare_cached("DELETE FROM room_unreads WHERE app_id = ?1 AND room = ?3 AND client_id IN (SELECT value FROM json_each(?2))")?.execute(params![app, clients, room.as_str()])?;
         }
     }
     if !push.badge.carries_totals() {
         return Ok(None);
     }
-    Ok(Some(badge_totals(transaction, app, clients, push.count_muted_rooms, push.now_ms).await?))
+    Ok(Some(badge_totals(connection, app, clients, push.count_muted_rooms, push.now_ms)?))
 }

@@ -2,7 +2,7 @@
 //! preferences, experiments.
 
 use super::SqliteStore;
-use super::accept::badge_totals;
+use super::accept::BADGE_TOTALS;
 use crate::{BadgeView, ClientPrefs, SourceChange, StoreError, VariantCounts};
 use pushgate_domain::{AppId, BadgeSource, ClientId, Locale, QuietHours, RoomId, TimeZoneName};
 use sqlx::Row as _;
@@ -45,9 +45,16 @@ pub(super) async fn badge(
     let to_map = |rows: Vec<(String, i64)>| -> std::collections::BTreeMap<String, u64> {
         rows.into_iter().map(|(name, count)| (name, u64::try_from(count).unwrap_or_default())).collect()
     };
-    let mut connection = store.pool.acquire().await?;
     let clients = serde_json::Value::from([client_id.as_str()]).to_string();
-    let totals = badge_totals(&mut connection, app_id.as_str(), &clients, count_muted_rooms, now_ms).await?;
+    let totals: String = sqlx::query_scalar(BADGE_TOTALS)
+        .bind(app_id.as_str())
+        .bind(clients)
+        .bind(count_muted_rooms)
+        .bind(now_ms)
+        .fetch_one(&store.pool)
+        .await?;
+    let totals: Vec<i64> =
+        serde_json::from_str(&totals).map_err(|error| StoreError::Corrupt(format!("badge totals: {error}")))?;
     Ok(BadgeView {
         total: totals.first().and_then(|total| u64::try_from(*total).ok()).unwrap_or_default(),
         rooms: to_map(rooms),
@@ -62,7 +69,7 @@ pub(super) async fn mark_room_read(
     room: &RoomId,
     _now_ms: i64,
 ) -> Result<(), StoreError> {
-    let _writer = store.writer.lock().await;
+    let _writer = store.write_lock.lock().await;
     let mut connection = store.pool.acquire().await?;
     clear_room(&mut connection, app_id.as_str(), client_id.as_str(), room).await
 }
@@ -75,7 +82,7 @@ pub(super) async fn change_badge_source(
     change: SourceChange,
     now_ms: i64,
 ) -> Result<(), StoreError> {
-    let _writer = store.writer.lock().await;
+    let _writer = store.write_lock.lock().await;
     let (sql, amount) = match change {
         SourceChange::Set(count) => (
             "INSERT INTO badge_sources (app_id, client_id, source, count, updated_at_ms) \
@@ -111,7 +118,7 @@ pub(super) async fn set_room_pref(
     muted_until_ms: Option<i64>,
     now_ms: i64,
 ) -> Result<(), StoreError> {
-    let _writer = store.writer.lock().await;
+    let _writer = store.write_lock.lock().await;
     sqlx::query(
         "INSERT INTO room_prefs (app_id, client_id, room, muted, muted_until_ms, updated_at_ms) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
@@ -135,7 +142,7 @@ pub(super) async fn set_presence(
     client_id: &ClientId,
     online_until_ms: Option<i64>,
 ) -> Result<(), StoreError> {
-    let _writer = store.writer.lock().await;
+    let _writer = store.write_lock.lock().await;
     let query = match online_until_ms {
         Some(until) => sqlx::query(
             "INSERT INTO presence (app_id, client_id, online_until_ms) VALUES (?1, ?2, ?3) \
@@ -190,7 +197,7 @@ pub(super) async fn set_client_prefs(
     prefs: &ClientPrefs,
     now_ms: i64,
 ) -> Result<(), StoreError> {
-    let _writer = store.writer.lock().await;
+    let _writer = store.write_lock.lock().await;
     sqlx::query(
         "INSERT INTO client_prefs (app_id, client_id, push_enabled, quiet_start, quiet_end, timezone, locale, \
                                    updated_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
@@ -218,7 +225,7 @@ pub(super) async fn put_experiment(
     definition: &str,
     now_ms: i64,
 ) -> Result<(), StoreError> {
-    let _writer = store.writer.lock().await;
+    let _writer = store.write_lock.lock().await;
     sqlx::query(
         "INSERT INTO experiments (app_id, experiment_id, definition, updated_at_ms) VALUES (?1, ?2, ?3, ?4) \
          ON CONFLICT DO UPDATE SET definition = excluded.definition, updated_at_ms = excluded.updated_at_ms",
@@ -249,7 +256,7 @@ pub(super) async fn record_open(
     client_id: &ClientId,
     now_ms: i64,
 ) -> Result<bool, StoreError> {
-    let _writer = store.writer.lock().await;
+    let _writer = store.write_lock.lock().await;
     let result = sqlx::query(
         "INSERT INTO opens (app_id, push_id, client_id, opened_at_ms) \
          SELECT ?1, ?2, ?3, ?4 FROM pushes WHERE push_id = ?2 AND app_id = ?1 \

@@ -1,33 +1,36 @@
 //! Device registrations, pruning, and generated API keys.
 
 use super::SqliteStore;
+use super::writer::Durability;
 use crate::{Device, NewDevice, StoreError, StoredApiKey, UpsertOutcome};
 use pushgate_domain::{AppId, ClientId, DeviceId, DeviceType, Environment, Locale, PushToken, TimeZoneName};
+use rusqlite::{Connection, params};
 use sqlx::Row as _;
-use sqlx::sqlite::{SqliteConnection, SqliteRow};
+use sqlx::sqlite::SqliteRow;
 
 /// Registers a device in the open transaction (which holds SQLite's write
 /// lock, so two registrations of one token cannot both pass the delete and
 /// then collide).
-pub(super) async fn upsert_device_in(
-    transaction: &mut SqliteConnection,
-    device: &NewDevice,
-) -> Result<UpsertOutcome, StoreError> {
+fn upsert_device_in(connection: &Connection, device: &NewDevice) -> Result<UpsertOutcome, StoreError> {
     let token_kind = device.device_type.token_kind().as_str();
-    let moved = sqlx::query(
-        "DELETE FROM devices WHERE app_id = ?1 AND token_kind = ?2 AND token = ?3 \
+    let moved = u64::try_from(
+        connection
+            .prepare_cached(
+                "DELETE FROM devices WHERE app_id = ?1 AND token_kind = ?2 AND token = ?3 \
          AND NOT (device_type = ?4 AND device_id = ?5)",
+            )?
+            .execute(params![
+                device.app_id.as_str(),
+                token_kind,
+                device.token.as_str(),
+                device.device_type.as_str(),
+                device.device_id.as_str()
+            ])?,
     )
-    .bind(device.app_id.as_str())
-    .bind(token_kind)
-    .bind(device.token.as_str())
-    .bind(device.device_type.as_str())
-    .bind(device.device_id.as_str())
-    .execute(&mut *transaction)
-    .await?
-    .rows_affected();
-    sqlx::query(
-        "INSERT INTO devices (app_id, device_type, device_id, client_id, token_kind, token, \
+    .unwrap_or(u64::MAX);
+    connection
+        .prepare_cached(
+            "INSERT INTO devices (app_id, device_type, device_id, client_id, token_kind, token, \
                               environment, locale, timezone, created_at_ms, updated_at_ms) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10) \
          ON CONFLICT (app_id, device_type, device_id) DO UPDATE SET \
@@ -38,19 +41,19 @@ pub(super) async fn upsert_device_in(
             locale = COALESCE(excluded.locale, devices.locale), \
             timezone = COALESCE(excluded.timezone, devices.timezone), \
             updated_at_ms = excluded.updated_at_ms",
-    )
-    .bind(device.app_id.as_str())
-    .bind(device.device_type.as_str())
-    .bind(device.device_id.as_str())
-    .bind(device.client_id.as_str())
-    .bind(token_kind)
-    .bind(device.token.as_str())
-    .bind(device.environment.map(Environment::as_str))
-    .bind(device.locale.as_ref().map(Locale::as_str))
-    .bind(device.timezone.as_ref().map(TimeZoneName::as_str))
-    .bind(device.now_ms)
-    .execute(&mut *transaction)
-    .await?;
+        )?
+        .execute(params![
+            device.app_id.as_str(),
+            device.device_type.as_str(),
+            device.device_id.as_str(),
+            device.client_id.as_str(),
+            token_kind,
+            device.token.as_str(),
+            device.environment.map(Environment::as_str),
+            device.locale.as_ref().map(Locale::as_str),
+            device.timezone.as_ref().map(TimeZoneName::as_str),
+            device.now_ms
+        ])?;
     Ok(UpsertOutcome { token_moved_from: moved })
 }
 
@@ -77,8 +80,11 @@ pub(super) fn device_from_row(row: &SqliteRow) -> Result<Device, StoreError> {
     })
 }
 
+/// Registrations go to the writer thread: concurrent ones share its
+/// transaction (one flush), and in a group each sees the ones before it.
 pub(super) async fn upsert_device(store: &SqliteStore, device: &NewDevice) -> Result<UpsertOutcome, StoreError> {
-    store.registrations.write(device.clone()).await
+    let device = device.clone();
+    store.writer.write(Durability::Flushed, move |connection| upsert_device_in(connection, &device)).await
 }
 
 pub(super) async fn remove_device(
@@ -88,7 +94,7 @@ pub(super) async fn remove_device(
     device_id: &DeviceId,
     client_id: &ClientId,
 ) -> Result<u64, StoreError> {
-    let _writer = store.writer.lock().await;
+    let _writer = store.write_lock.lock().await;
     let result =
         sqlx::query("DELETE FROM devices WHERE app_id = ?1 AND device_type = ?2 AND device_id = ?3 AND client_id = ?4")
             .bind(app_id.as_str())
@@ -127,7 +133,7 @@ pub(super) async fn prune_device(
     token: &PushToken,
     invalid_since_ms: Option<i64>,
 ) -> Result<bool, StoreError> {
-    let _writer = store.writer.lock().await;
+    let _writer = store.write_lock.lock().await;
     let result = sqlx::query(
         "DELETE FROM devices WHERE app_id = ?1 AND device_type = ?2 AND device_id = ?3 AND token = ?4 \
            AND (?5 IS NULL OR updated_at_ms <= ?5)",
@@ -157,7 +163,7 @@ pub(super) async fn api_keys(store: &SqliteStore) -> Result<Vec<StoredApiKey>, S
 }
 
 pub(super) async fn insert_api_key(store: &SqliteStore, key: &StoredApiKey, now_ms: i64) -> Result<(), StoreError> {
-    let _writer = store.writer.lock().await;
+    let _writer = store.write_lock.lock().await;
     sqlx::query("INSERT INTO api_keys (digest, app_id, created_at_ms) VALUES (?1, ?2, ?3)")
         .bind(&key.digest[..])
         .bind(key.app_id.as_str())

@@ -1,16 +1,19 @@
-//! The embedded default: one SQLite file in WAL mode. By job: `commit` (the
-//! group-commit engine every busy write goes through), `accept` (a push and
-//! its deliveries, on the shared accept plan), `queue` (claims, outcomes,
-//! status, housekeeping), `devices` (registrations, API keys, pruning) and
-//! `clients` (badges, preferences, presence, experiments).
+//! The embedded default: one SQLite file in WAL mode. By job: `writer` (the
+//! single writer thread the busy writes go through, a group per commit),
+//! `commit` (outcomes batched into one write), `accept` (journal and
+//! fan-out, on the shared accept plan), `queue` (claims, outcomes, status,
+//! housekeeping), `devices` (registrations, API keys, pruning) and `clients`
+//! (badges, preferences, presence, experiments).
 
 mod accept;
 mod clients;
 mod commit;
 mod devices;
 mod queue;
+mod writer;
 
-use commit::Committer;
+use commit::Outcomes;
+use writer::{Durability, Writer};
 
 use crate::{
     Accepted, BadgeView, ClaimedDelivery, ClientPrefs, DeliveryRef, DeliveryUpdate, Device, NewDevice, NewPush,
@@ -32,22 +35,21 @@ static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite
 /// makes every commit survive a power cut, which is what "accepted" promises
 /// (all but a claim's leases, which need not: see [`SqliteStore::open`]).
 ///
-/// The busiest writes are group-committed: concurrent accepts queue for one
-/// writer task, attempt outcomes for another, device registrations for a
-/// third; each stores all that are waiting in one transaction, so durability
-/// costs one disk flush per group rather than per request.
+/// The busiest writes (accepts, fan-out, claims, outcomes, registrations)
+/// run on one writer thread that owns its connection (`writer.rs`) and
+/// commits every write waiting as one group, so durability costs one disk
+/// flush per group rather than per request. Reads and the rare writes
+/// (preferences, read marks, housekeeping) use a small sqlx pool.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
-    /// The one connection claims commit on (`synchronous = NORMAL`: see `open`).
-    leases: SqlitePool,
-    /// Held by every write, before it takes a connection: writers queue here
-    /// in order rather than in SQLite's busy handler (which polls, unfairly,
-    /// and would hold pool connections while it waits).
-    writer: Arc<tokio::sync::Mutex<()>>,
-    accepts: Committer<NewPush>,
-    records: Committer<(DeliveryRef, DeliveryUpdate)>,
-    registrations: Committer<NewDevice>,
+    /// Held by every write while it writes, the writer thread's groups
+    /// included: writers queue here in order rather than in SQLite's busy
+    /// handler (which polls, unfairly, and would hold pool connections while
+    /// it waits).
+    write_lock: Arc<tokio::sync::Mutex<()>>,
+    writer: Writer,
+    outcomes: Outcomes,
 }
 
 impl SqliteStore {
@@ -67,28 +69,16 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await?;
         MIGRATIONS.run(&pool).await.map_err(|error| StoreError::Internal(error.into()))?;
-        // A lease needs no disk flush: this queue's leases are all released
-        // when the process starts, so a lease a power cut forgets changes
-        // nothing. Claims commit on a connection of their own with
-        // `synchronous = NORMAL`, which keeps a flush (and the single writer's
-        // wait for it) off every claim. The next `FULL` commit flushes the
-        // write-ahead log with the claim's frames in it.
-        let leases = SqlitePoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options.synchronous(SqliteSynchronous::Normal))
-            .await?;
-        let writer = Arc::new(tokio::sync::Mutex::new(()));
-        let accepts = Committer::spawn(pool.clone(), Arc::clone(&writer));
-        let records = Committer::spawn(pool.clone(), Arc::clone(&writer));
-        let registrations = Committer::spawn(pool.clone(), Arc::clone(&writer));
-        Ok(Self { pool, leases, writer, accepts, records, registrations })
+        let write_lock = Arc::new(tokio::sync::Mutex::new(()));
+        let writer = Writer::start(options.get_filename(), Arc::clone(&write_lock))?;
+        let outcomes = Outcomes::spawn(writer.clone());
+        Ok(Self { pool, write_lock, writer, outcomes })
     }
 
-    /// How many transactions accepted pushes so far (fewer than the pushes
-    /// when accepts were grouped).
-    pub fn accept_transactions(&self) -> u64 {
-        self.accepts.transactions.load(Ordering::Relaxed)
+    /// How many transactions the writer thread committed so far (fewer than
+    /// its writes when they were grouped).
+    pub fn writer_transactions(&self) -> u64 {
+        self.writer.transactions.load(Ordering::Relaxed)
     }
 
     /// Fans out every push journaled before this call, in accept order, a
@@ -121,20 +111,20 @@ impl SqliteStore {
         Ok(sqlx::query_scalar("SELECT MAX(seq) FROM journal").fetch_one(&self.pool).await?)
     }
 
-    /// One batch of the fan-out, in one transaction on the single writer.
+    /// One batch of the fan-out, one write on the writer thread.
     async fn fan_out_batch(&self, up_to_seq: i64) -> Result<accept::FannedOut, StoreError> {
-        let _writer = self.writer.lock().await;
-        let mut transaction = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let done = accept::fan_out(&mut transaction, FAN_OUT_PUSHES, FAN_OUT_RECIPIENTS, up_to_seq).await?;
-        transaction.commit().await?;
-        Ok(done)
+        self.writer
+            .write(Durability::Flushed, move |connection| {
+                accept::fan_out(connection, FAN_OUT_PUSHES, FAN_OUT_RECIPIENTS, up_to_seq)
+            })
+            .await
     }
 }
 
 /// Most journaled pushes fanned out per transaction.
 const FAN_OUT_PUSHES: u32 = 64;
-/// Recipients after which a fan-out transaction takes no further push: it
-/// bounds how long the single writer is held away from accepts.
+/// Recipients after which a fan-out write takes no further push: it bounds
+/// how long the writer thread's group (and the accepts in it) waits for it.
 const FAN_OUT_RECIPIENTS: usize = 256;
 /// Batches of the journal a claim fans out before it claims.
 const FAN_OUT_BATCHES_PER_CLAIM: usize = 4;
@@ -173,7 +163,8 @@ impl Store for SqliteStore {
     }
 
     async fn accept_push(&self, push: &NewPush) -> Result<Accepted, StoreError> {
-        self.accepts.write(push.clone()).await
+        let push = push.clone();
+        self.writer.write(Durability::Flushed, move |connection| accept::journal_push(connection, &push)).await
     }
 
     async fn claim_due_deliveries(

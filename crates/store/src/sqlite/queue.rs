@@ -1,13 +1,14 @@
 //! The delivery queue: claims with leases, outcomes, status, housekeeping.
 
 use super::SqliteStore;
+use super::writer::Durability;
 use crate::delivery::DeliveryKey;
 use crate::{
     ClaimedDelivery, DeliveryRef, DeliveryStatus, DeliveryUpdate, DeliveryView, PushView, QueueDepth, StoreError,
 };
 use pushgate_domain::{AppId, ClientId, DeliveryMode, DeviceId, DeviceType, Environment, Locale, PushKind, PushToken};
+use rusqlite::{Connection, params};
 use sqlx::Row as _;
-use sqlx::sqlite::SqliteConnection;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -16,10 +17,7 @@ use std::sync::Arc;
 /// updated; a planned one (its first attempt) is settled in its send, and
 /// gets a row of its own only when the outcome needs one: a retry, a
 /// failure, a prune, a skip. A first-attempt success writes no row.
-pub(super) async fn record(
-    connection: &mut SqliteConnection,
-    updates: &[&(DeliveryRef, DeliveryUpdate)],
-) -> Result<(), StoreError> {
+pub(super) fn record(connection: &Connection, updates: &[(DeliveryRef, DeliveryUpdate)]) -> Result<(), StoreError> {
     let outcome = |update: &DeliveryUpdate| {
         serde_json::json!({
             "status": update.status.as_str(),
@@ -51,21 +49,15 @@ pub(super) async fn record(
         }
     }
     if !rows.is_empty() {
-        sqlx::query(
-            "UPDATE deliveries SET status = json_extract(j.value, '$.status'), reason = json_extract(j.value, '$.reason'), \
+        connection.prepare_cached("UPDATE deliveries SET status = json_extract(j.value, '$.status'), reason = json_extract(j.value, '$.reason'), \
                  next_attempt_at_ms = json_extract(j.value, '$.next'), leased_until_ms = NULL, \
                  attempts = attempts + json_extract(j.value, '$.attempted'), updated_at_ms = json_extract(j.value, '$.now') \
-             FROM json_each(?1) j WHERE deliveries.id = json_extract(j.value, '$.id')",
-        )
-        .bind(serde_json::Value::from(rows).to_string())
-        .execute(&mut *connection)
-        .await?;
+             FROM json_each(?1) j WHERE deliveries.id = json_extract(j.value, '$.id')")?.execute(params![serde_json::Value::from(rows).to_string()])?;
     }
     if !own_rows.is_empty() {
         // The row copies its planned entry. A second outcome for the same
         // entry (only after a lease ran out) keeps the first.
-        sqlx::query(
-            "INSERT INTO deliveries (push_id, app_id, client_id, device_type, device_id, token, environment, locale, \
+        connection.prepare_cached("INSERT INTO deliveries (push_id, app_id, client_id, device_type, device_id, token, environment, locale, \
                                      badge, status, reason, attempts, next_attempt_at_ms, updated_at_ms, mode, \
                                      route_reason, experiment_id, variant, send_id, send_index) \
              SELECT push_id, app_id, json_extract(entry, '$.client_id'), json_extract(entry, '$.device_type'), \
@@ -80,11 +72,7 @@ pub(super) async fn record(
                           json_extract(j.value, '$.index') AS send_index, \
                           json_extract(s.deliveries, '$[' || json_extract(j.value, '$.index') || ']') AS entry \
                    FROM json_each(?1) j JOIN sends s ON s.id = json_extract(j.value, '$.send')) \
-             WHERE true ON CONFLICT (send_id, send_index) WHERE send_id IS NOT NULL DO NOTHING",
-        )
-        .bind(serde_json::Value::from(own_rows).to_string())
-        .execute(&mut *connection)
-        .await?;
+             WHERE true ON CONFLICT (send_id, send_index) WHERE send_id IS NOT NULL DO NOTHING")?.execute(params![serde_json::Value::from(own_rows).to_string()])?;
     }
     if !settled.is_empty() {
         let settled = serde_json::Value::from_iter(
@@ -94,8 +82,7 @@ pub(super) async fn record(
         );
         // A send whose every queued entry is settled is done: its lease ends
         // and it leaves the due index (`pending > 0`).
-        sqlx::query(
-            "UPDATE sends SET settled = n.settled, pending = sends.queued - json_array_length(n.settled), \
+        connection.prepare_cached("UPDATE sends SET settled = n.settled, pending = sends.queued - json_array_length(n.settled), \
                  leased_until_ms = CASE WHEN sends.queued > json_array_length(n.settled) \
                                         THEN sends.leased_until_ms END, \
                  updated_at_ms = n.now \
@@ -104,11 +91,7 @@ pub(super) async fn record(
                                                            UNION SELECT y.value FROM json_each(j.value, '$.indexes') y)) \
                             AS settled \
                    FROM json_each(?1) j JOIN sends s ON s.id = json_extract(j.value, '$.send')) n \
-             WHERE sends.id = n.id",
-        )
-        .bind(settled.to_string())
-        .execute(&mut *connection)
-        .await?;
+             WHERE sends.id = n.id")?.execute(params![settled.to_string()])?;
     }
     Ok(())
 }
@@ -119,68 +102,11 @@ pub(super) async fn claim_due_deliveries(
     limit: u32,
     lease_ms: i64,
 ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-    let writer = store.writer.lock().await;
-    let mut transaction = store.leases.begin_with("BEGIN IMMEDIATE").await?;
-    // Deliveries with a row of their own (retries) first, then whole sends
-    // (first attempts) up to the limit: a send is leased whole, so the last
-    // one may take the claim past it. Claimed rows come back as one JSON
-    // array in one row: every row sqlx's SQLite driver answers crosses a
-    // thread (found by profiling).
-    let own: String = sqlx::query_scalar(
-        "SELECT json_group_array(json_object('id', id, 'push_id', push_id, 'app_id', app_id, \
-                    'client_id', client_id, 'device_type', device_type, 'device_id', device_id, 'token', token, \
-                    'environment', environment, 'locale', locale, 'badge', badge, 'attempts', attempts, \
-                    'mode', mode, 'variant', variant)) \
-         FROM (SELECT * FROM deliveries \
-               WHERE status IN ('queued', 'retrying') AND next_attempt_at_ms <= ?1 \
-                 AND (leased_until_ms IS NULL OR leased_until_ms <= ?1) \
-               ORDER BY next_attempt_at_ms LIMIT ?2)",
-    )
-    .bind(now_ms)
-    .bind(i64::from(limit))
-    .fetch_one(&mut *transaction)
-    .await?;
-    let own: Vec<JsonRow> = parse_claim(&own)?;
-    if !own.is_empty() {
-        sqlx::query(
-            "UPDATE deliveries SET leased_until_ms = ?1 \
-             WHERE id IN (SELECT value FROM json_each(?2))",
-        )
-        .bind(now_ms + lease_ms)
-        .bind(serde_json::Value::from_iter(own.iter().filter_map(|row| row.get("id").cloned())).to_string())
-        .execute(&mut *transaction)
+    // Leases need no flush (see `Durability::Unflushed`).
+    let (own, sends) = store
+        .writer
+        .write(Durability::Unflushed, move |connection| lease_due(connection, now_ms, limit, lease_ms))
         .await?;
-    }
-    let budget = i64::from(limit).saturating_sub(i64::try_from(own.len()).unwrap_or(i64::MAX));
-    let sends: Vec<JsonRow> = if budget > 0 {
-        let sends: String = sqlx::query_scalar(
-            "SELECT json_group_array(json_object('id', s.id, 'push_id', s.push_id, 'app_id', s.app_id, \
-                        'deliveries', json(s.deliveries), 'settled', json(s.settled))) \
-             FROM sends s WHERE s.id IN ( \
-               SELECT id FROM (SELECT id, SUM(pending) OVER (ORDER BY next_attempt_at_ms, id) - pending AS before \
-                               FROM (SELECT id, pending, next_attempt_at_ms FROM sends \
-                                     WHERE pending > 0 AND next_attempt_at_ms <= ?1 \
-                                       AND (leased_until_ms IS NULL OR leased_until_ms <= ?1) \
-                                     ORDER BY next_attempt_at_ms, id LIMIT ?2)) \
-               WHERE before < ?2)",
-        )
-        .bind(now_ms)
-        .bind(budget)
-        .fetch_one(&mut *transaction)
-        .await?;
-        parse_claim(&sends)?
-    } else {
-        Vec::new()
-    };
-    if !sends.is_empty() {
-        sqlx::query("UPDATE sends SET leased_until_ms = ?1 WHERE id IN (SELECT value FROM json_each(?2))")
-            .bind(now_ms + lease_ms)
-            .bind(serde_json::Value::from_iter(sends.iter().filter_map(|row| row.get("id").cloned())).to_string())
-            .execute(&mut *transaction)
-            .await?;
-    }
-    transaction.commit().await?;
-    drop(writer);
     // The pushes of the claimed deliveries, in one read after the commit
     // (a push never changes, and is not forgotten while it has deliveries
     // to send).
@@ -216,6 +142,70 @@ pub(super) async fn claim_due_deliveries(
         }
     }
     Ok(claimed)
+}
+
+/// Leases what is due, on the writer thread: deliveries with a row of their
+/// own (retries) first, then whole sends (first attempts) up to the limit (a
+/// send is leased whole, so the last one may take the claim past it).
+/// Answers the leased rows and sends, each as one JSON row.
+fn lease_due(
+    connection: &Connection,
+    now_ms: i64,
+    limit: u32,
+    lease_ms: i64,
+) -> Result<(Vec<JsonRow>, Vec<JsonRow>), StoreError> {
+    let own: String = connection
+        .prepare_cached(
+            "SELECT json_group_array(json_object('id', id, 'push_id', push_id, 'app_id', app_id, \
+                    'client_id', client_id, 'device_type', device_type, 'device_id', device_id, 'token', token, \
+                    'environment', environment, 'locale', locale, 'badge', badge, 'attempts', attempts, \
+                    'mode', mode, 'variant', variant)) \
+         FROM (SELECT * FROM deliveries \
+               WHERE status IN ('queued', 'retrying') AND next_attempt_at_ms <= ?1 \
+                 AND (leased_until_ms IS NULL OR leased_until_ms <= ?1) \
+               ORDER BY next_attempt_at_ms LIMIT ?2)",
+        )?
+        .query_row(params![now_ms, i64::from(limit)], |row| row.get(0))?;
+    let own: Vec<JsonRow> = parse_claim(&own)?;
+    if !own.is_empty() {
+        connection
+            .prepare_cached(
+                "UPDATE deliveries SET leased_until_ms = ?1 \
+             WHERE id IN (SELECT value FROM json_each(?2))",
+            )?
+            .execute(params![
+                now_ms + lease_ms,
+                serde_json::Value::from_iter(own.iter().filter_map(|row| row.get("id").cloned())).to_string()
+            ])?;
+    }
+    let budget = i64::from(limit).saturating_sub(i64::try_from(own.len()).unwrap_or(i64::MAX));
+    let sends: Vec<JsonRow> = if budget > 0 {
+        let sends: String = connection
+            .prepare_cached(
+                "SELECT json_group_array(json_object('id', s.id, 'push_id', s.push_id, 'app_id', s.app_id, \
+                        'deliveries', json(s.deliveries), 'settled', json(s.settled))) \
+             FROM sends s WHERE s.id IN ( \
+               SELECT id FROM (SELECT id, SUM(pending) OVER (ORDER BY next_attempt_at_ms, id) - pending AS before \
+                               FROM (SELECT id, pending, next_attempt_at_ms FROM sends \
+                                     WHERE pending > 0 AND next_attempt_at_ms <= ?1 \
+                                       AND (leased_until_ms IS NULL OR leased_until_ms <= ?1) \
+                                     ORDER BY next_attempt_at_ms, id LIMIT ?2)) \
+               WHERE before < ?2)",
+            )?
+            .query_row(params![now_ms, budget], |row| row.get(0))?;
+        parse_claim(&sends)?
+    } else {
+        Vec::new()
+    };
+    if !sends.is_empty() {
+        connection
+            .prepare_cached("UPDATE sends SET leased_until_ms = ?1 WHERE id IN (SELECT value FROM json_each(?2))")?
+            .execute(params![
+                now_ms + lease_ms,
+                serde_json::Value::from_iter(sends.iter().filter_map(|row| row.get("id").cloned())).to_string()
+            ])?;
+    }
+    Ok((own, sends))
 }
 
 /// One row of a claim, as the JSON object it came back as.
@@ -305,11 +295,11 @@ pub(super) async fn record_attempt(
     delivery: DeliveryRef,
     update: &DeliveryUpdate,
 ) -> Result<(), StoreError> {
-    store.records.write((delivery, update.clone())).await
+    store.outcomes.record((delivery, update.clone())).await
 }
 
 pub(super) async fn release_all_leases(store: &SqliteStore) -> Result<u64, StoreError> {
-    let _writer = store.writer.lock().await;
+    let _writer = store.write_lock.lock().await;
     let mut transaction = store.pool.begin_with("BEGIN IMMEDIATE").await?;
     let rows = sqlx::query("UPDATE deliveries SET leased_until_ms = NULL WHERE leased_until_ms IS NOT NULL")
         .execute(&mut *transaction)
@@ -400,7 +390,7 @@ pub(super) async fn push_view(
 }
 
 pub(super) async fn forget_before(store: &SqliteStore, before_ms: i64, limit: u32) -> Result<(u64, u64), StoreError> {
-    let _writer = store.writer.lock().await;
+    let _writer = store.write_lock.lock().await;
     let mut transaction = store.pool.begin_with("BEGIN IMMEDIATE").await?;
     sqlx::query(
         "CREATE TEMP TABLE IF NOT EXISTS forgotten (push_id TEXT PRIMARY KEY) WITHOUT ROWID; \
