@@ -150,8 +150,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// survives a crash.
     async fn accept_push(&self, push: &NewPush) -> Result<Accepted, StoreError>;
 
-    /// Leases up to `limit` due deliveries until `now_ms + lease_ms`. A
-    /// delivery whose lease ran out (its worker died) is due again.
+    /// Leases about `limit` due deliveries until `now_ms + lease_ms`: a
+    /// push's first attempts are leased a whole send at a time (256 at most),
+    /// so the last one may take the claim past `limit`. A delivery whose
+    /// lease ran out (its worker died) is due again, unless its outcome was
+    /// recorded meanwhile.
     async fn claim_due_deliveries(
         &self,
         now_ms: i64,
@@ -159,7 +162,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         lease_ms: i64,
     ) -> Result<Vec<ClaimedDelivery>, StoreError>;
 
-    /// Records the result of an attempt and ends the lease.
+    /// Records the result of an attempt and ends its lease (a send's lease
+    /// ends with its last entry's outcome).
     async fn record_attempt(&self, delivery: DeliveryRef, update: &DeliveryUpdate) -> Result<(), StoreError>;
 
     /// Ends every lease. Only for a store one process owns, at its start: the

@@ -133,7 +133,11 @@ const FAN_OUT_BATCHES_PER_CLAIM: usize = 4;
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+        // The writer thread must answer too: a store that reads but cannot
+        // write is not ready.
+        self.writer
+            .write(Durability::Unflushed, |connection| Ok(connection.query_row("SELECT 1", [], |_| Ok(()))?))
+            .await
     }
 
     async fn upsert_device(&self, device: &NewDevice) -> Result<UpsertOutcome, StoreError> {

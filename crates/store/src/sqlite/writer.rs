@@ -56,7 +56,10 @@ where
     fn run(&mut self, transaction: &mut rusqlite::Transaction<'_>) {
         let Some(work) = self.work.take() else { return };
         let output = transaction.savepoint().map_err(StoreError::from).and_then(|savepoint| {
-            let output = work(&savepoint)?;
+            // A write that panics (a bug) fails alone, rolled back with its
+            // savepoint; the thread lives on for the others.
+            let output = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&savepoint)))
+                .map_err(|_| StoreError::Internal("a write panicked; it was rolled back".into()))??;
             savepoint.commit()?;
             Ok(output)
         });
