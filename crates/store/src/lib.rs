@@ -4,6 +4,7 @@
 //! which database sits behind it is decided once, at start-up, by the store
 //! URL. Every implementation must pass the shared [`conformance`] suite.
 
+mod claim;
 pub mod conformance;
 mod delivery;
 mod plan;

@@ -9,7 +9,9 @@
 //! one skipped delivery.
 
 use crate::{BadgePlan, DeliveryStatus, ExperimentPlan, NewPush, RoutingPlan, StoreError};
-use pushgate_domain::{ClientId, DeliveryMode, OnlinePolicy, RecipientState, RoomId, Route, route};
+use pushgate_domain::{
+    ClientId, DeliveryMode, OnlinePolicy, QuietHours, RecipientState, RoomId, Route, TimeZoneName, route,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
 
@@ -124,6 +126,32 @@ pub fn plan_recipients<'a>(
             }
         })
         .collect()
+}
+
+/// The routing state of each recipient, from the JSON array a backend's
+/// routing read answers in recipient order: per recipient
+/// `[push_enabled, quiet_start, quiet_end, timezone, muted, online]`, the
+/// booleans as 0 or 1 (`push_enabled` null when the client set no prefs).
+pub fn recipient_states(json: &str) -> Result<Vec<RecipientState>, StoreError> {
+    type Known = (Option<i64>, Option<String>, Option<String>, Option<String>, i64, i64);
+    let rows: Vec<Known> =
+        serde_json::from_str(json).map_err(|error| StoreError::Corrupt(format!("routing state: {error}")))?;
+    Ok(rows
+        .into_iter()
+        .map(|(push_enabled, quiet_start, quiet_end, timezone, muted, online)| {
+            let quiet_hours = match (quiet_start, quiet_end) {
+                (Some(start), Some(end)) => QuietHours::parse(&start, &end).ok(),
+                _ => None,
+            };
+            RecipientState {
+                push_disabled: push_enabled == Some(0),
+                room_muted: muted != 0,
+                online: online != 0,
+                quiet_hours,
+                timezone: timezone.and_then(|zone| TimeZoneName::parse(&zone).ok()),
+            }
+        })
+        .collect())
 }
 
 /// What the fan-out needs of a journaled push besides its row: the part of

@@ -8,7 +8,7 @@
 
 use crate::plan::{self, CounterChange};
 use crate::{Accepted, NewPush, RoutingPlan, StoreError};
-use pushgate_domain::{AppId, ClientId, PushKind, QuietHours, RecipientState, TimeZoneName};
+use pushgate_domain::{AppId, ClientId, PushKind, RecipientState};
 use rusqlite::{Connection, params};
 
 /// Stores the push, its callback id (a repeat answers the first push and
@@ -223,26 +223,7 @@ fn routing_states(
            FROM json_each(?2) j LEFT JOIN client_prefs p ON p.app_id = ?1 AND p.client_id = j.value)",
         )?
         .query_row(params![push.app_id.as_str(), clients, plan.room.as_str(), push.now_ms], |row| row.get(0))?;
-    // SQLite's booleans are the integers 0 and 1.
-    type Known = (Option<i64>, Option<String>, Option<String>, Option<String>, i64, i64);
-    let rows: Vec<Known> =
-        serde_json::from_str(&rows).map_err(|error| StoreError::Corrupt(format!("routing state: {error}")))?;
-    Ok(rows
-        .into_iter()
-        .map(|(push_enabled, quiet_start, quiet_end, timezone, muted, online)| {
-            let quiet_hours = match (quiet_start, quiet_end) {
-                (Some(start), Some(end)) => QuietHours::parse(&start, &end).ok(),
-                _ => None,
-            };
-            RecipientState {
-                push_disabled: push_enabled == Some(0),
-                room_muted: muted != 0,
-                online: online != 0,
-                quiet_hours,
-                timezone: timezone.and_then(|zone| TimeZoneName::parse(&zone).ok()),
-            }
-        })
-        .collect())
+    plan::recipient_states(&rows)
 }
 
 /// The badge totals of `?2` (clients, a JSON array), in its order: unreads

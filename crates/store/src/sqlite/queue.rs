@@ -2,15 +2,15 @@
 
 use super::SqliteStore;
 use super::writer::Durability;
+use crate::claim;
 use crate::delivery::DeliveryKey;
 use crate::{
     ClaimedDelivery, DeliveryRef, DeliveryStatus, DeliveryUpdate, DeliveryView, PushView, QueueDepth, StoreError,
 };
-use pushgate_domain::{AppId, ClientId, DeliveryMode, DeviceId, DeviceType, Environment, Locale, PushKind, PushToken};
+use pushgate_domain::{AppId, DeliveryMode};
 use rusqlite::{Connection, params};
 use sqlx::Row as _;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
 
 /// Records attempt outcomes in a few statements, whatever their number (the
 /// outcomes go in as JSON arrays). A delivery with a row of its own has it
@@ -110,38 +110,8 @@ pub(super) async fn claim_due_deliveries(
     // The pushes of the claimed deliveries, in one read after the commit
     // (a push never changes, and is not forgotten while it has deliveries
     // to send).
-    let push_ids: BTreeSet<&str> = own.iter().chain(&sends).filter_map(|row| row.get("push_id")?.as_str()).collect();
-    let pushes = claimed_pushes(store, &push_ids).await?;
-    let mut claimed = Vec::with_capacity(own.len() + sends.len());
-    for row in &own {
-        let id = row.get("id").and_then(serde_json::Value::as_i64).ok_or_else(|| corrupt("deliveries.id"))?;
-        claimed.push(claimed_delivery(DeliveryRef(DeliveryKey::Row(id)), row, row, &pushes)?);
-    }
-    for send in &sends {
-        let id = send.get("id").and_then(serde_json::Value::as_i64).ok_or_else(|| corrupt("sends.id"))?;
-        let settled: BTreeSet<u64> = send
-            .get("settled")
-            .and_then(serde_json::Value::as_array)
-            .map(|indexes| indexes.iter().filter_map(serde_json::Value::as_u64).collect())
-            .unwrap_or_default();
-        let entries =
-            send.get("deliveries").and_then(serde_json::Value::as_array).ok_or_else(|| corrupt("sends.deliveries"))?;
-        for (index, entry) in entries.iter().enumerate() {
-            let entry = entry.as_object().ok_or_else(|| corrupt("sends.deliveries"))?;
-            let queued = entry.get("status").and_then(serde_json::Value::as_str) == Some("queued");
-            if !queued || settled.contains(&(index as u64)) {
-                continue;
-            }
-            let index = u32::try_from(index).map_err(|_| corrupt("sends.deliveries"))?;
-            claimed.push(claimed_delivery(
-                DeliveryRef(DeliveryKey::Planned { send: id, index }),
-                send,
-                entry,
-                &pushes,
-            )?);
-        }
-    }
-    Ok(claimed)
+    let pushes = claimed_pushes(store, &claim::push_ids(&own, &sends)).await?;
+    claim::expand(&own, &sends, &pushes)
 }
 
 /// Leases what is due, on the writer thread: deliveries with a row of their
@@ -153,7 +123,7 @@ fn lease_due(
     now_ms: i64,
     limit: u32,
     lease_ms: i64,
-) -> Result<(Vec<JsonRow>, Vec<JsonRow>), StoreError> {
+) -> Result<(Vec<claim::JsonRow>, Vec<claim::JsonRow>), StoreError> {
     let own: String = connection
         .prepare_cached(
             "SELECT json_group_array(json_object('id', id, 'push_id', push_id, 'app_id', app_id, \
@@ -166,7 +136,7 @@ fn lease_due(
                ORDER BY next_attempt_at_ms LIMIT ?2)",
         )?
         .query_row(params![now_ms, i64::from(limit)], |row| row.get(0))?;
-    let own: Vec<JsonRow> = parse_claim(&own)?;
+    let own: Vec<claim::JsonRow> = claim::parse_rows(&own)?;
     if !own.is_empty() {
         connection
             .prepare_cached(
@@ -179,7 +149,7 @@ fn lease_due(
             ])?;
     }
     let budget = i64::from(limit).saturating_sub(i64::try_from(own.len()).unwrap_or(i64::MAX));
-    let sends: Vec<JsonRow> = if budget > 0 {
+    let sends: Vec<claim::JsonRow> = if budget > 0 {
         let sends: String = connection
             .prepare_cached(
                 "SELECT json_group_array(json_object('id', s.id, 'push_id', s.push_id, 'app_id', s.app_id, \
@@ -193,7 +163,7 @@ fn lease_due(
                WHERE before < ?2)",
             )?
             .query_row(params![now_ms, budget], |row| row.get(0))?;
-        parse_claim(&sends)?
+        claim::parse_rows(&sends)?
     } else {
         Vec::new()
     };
@@ -208,24 +178,10 @@ fn lease_due(
     Ok((own, sends))
 }
 
-/// One row of a claim, as the JSON object it came back as.
-type JsonRow = serde_json::Map<String, serde_json::Value>;
-
-fn parse_claim(claimed: &str) -> Result<Vec<JsonRow>, StoreError> {
-    serde_json::from_str(claimed).map_err(|error| StoreError::Corrupt(format!("claimed deliveries: {error}")))
-}
-
-fn corrupt(what: &str) -> StoreError {
-    StoreError::Corrupt(what.to_owned())
-}
-
-/// What a claimed delivery needs of its push: kind, request, deadline and experiment.
-type ClaimedPush = (PushKind, Arc<str>, i64, Option<Arc<str>>);
-
 async fn claimed_pushes(
     store: &SqliteStore,
     push_ids: &BTreeSet<&str>,
-) -> Result<HashMap<String, ClaimedPush>, StoreError> {
+) -> Result<HashMap<String, claim::ClaimedPush>, StoreError> {
     let mut pushes = HashMap::new();
     if push_ids.is_empty() {
         return Ok(pushes);
@@ -240,54 +196,15 @@ async fn claimed_pushes(
     {
         pushes.insert(
             push.try_get("push_id")?,
-            (
-                PushKind::parse(&push.try_get::<String, _>("kind")?)
-                    .map_err(|error| StoreError::Corrupt(format!("pushes.kind: {error}")))?,
-                push.try_get::<String, _>("request")?.into(),
+            claim::claimed_push(
+                &push.try_get::<String, _>("kind")?,
+                push.try_get("request")?,
                 push.try_get("deadline_ms")?,
-                push.try_get::<Option<String>, _>("experiment")?.map(Arc::from),
-            ),
+                push.try_get("experiment")?,
+            )?,
         );
     }
     Ok(pushes)
-}
-
-/// A claimed delivery: its push and app from `owner` (its own row, or its
-/// send), the rest from `fields` (its own row, or its planned entry).
-fn claimed_delivery(
-    id: DeliveryRef,
-    owner: &JsonRow,
-    fields: &JsonRow,
-    pushes: &HashMap<String, ClaimedPush>,
-) -> Result<ClaimedDelivery, StoreError> {
-    let corrupt = |what: &str| StoreError::Corrupt(format!("deliveries.{what}"));
-    let text = |row: &JsonRow, column: &str| row.get(column).and_then(|value| value.as_str()).map(str::to_owned);
-    let number = |column: &str| fields.get(column).and_then(serde_json::Value::as_i64);
-    let push_id = text(owner, "push_id").ok_or_else(|| corrupt("push_id"))?;
-    let (kind, request, deadline_ms, experiment) =
-        pushes.get(&push_id).cloned().ok_or_else(|| StoreError::Corrupt(format!("pushes.{push_id}")))?;
-    let device_type = text(fields, "device_type").ok_or_else(|| corrupt("device_type"))?;
-    Ok(ClaimedDelivery {
-        id,
-        push_id,
-        app_id: AppId::parse(&text(owner, "app_id").unwrap_or_default()).map_err(|_| corrupt("app_id"))?,
-        client_id: ClientId::parse(&text(fields, "client_id").unwrap_or_default()).map_err(|_| corrupt("client_id"))?,
-        device_type: DeviceType::parse(&device_type).map_err(|_| corrupt("device_type"))?,
-        device_id: DeviceId::parse(&text(fields, "device_id").unwrap_or_default()).map_err(|_| corrupt("device_id"))?,
-        token: PushToken::from_trusted_storage(text(fields, "token").ok_or_else(|| corrupt("token"))?),
-        environment: text(fields, "environment")
-            .map(|raw| Environment::parse(&raw))
-            .transpose()
-            .map_err(|_| corrupt("environment"))?,
-        locale: text(fields, "locale").map(|raw| Locale::parse(&raw)).transpose().map_err(|_| corrupt("locale"))?,
-        badge: number("badge").map(|badge| u32::try_from(badge.max(0)).unwrap_or(u32::MAX)),
-        attempts: u32::try_from(number("attempts").unwrap_or_default()).unwrap_or(u32::MAX),
-        mode: text(fields, "mode").map(|raw| DeliveryMode::parse(&raw)).transpose().map_err(|_| corrupt("mode"))?,
-        experiment: experiment.zip(text(fields, "variant")),
-        kind,
-        request,
-        deadline_ms,
-    })
 }
 
 pub(super) async fn record_attempt(
