@@ -135,7 +135,10 @@ impl Worker {
     /// holds a send slot). Sleeps until woken by an accepted push, until the next
     /// delivery is due, or at most the poll interval.
     async fn run(self: Arc<Self>) {
-        match self.store.release_all_leases().await {
+        // On a store several processes share, another one's leases are its
+        // own: they run out by themselves if it died.
+        let released = if self.store.is_shared() { Ok(0) } else { self.store.release_all_leases().await };
+        match released {
             Ok(0) => {}
             Ok(released) => {
                 tracing::info!(deliveries = released, "resuming deliveries a previous run had not finished")

@@ -64,10 +64,31 @@ pub struct ServerConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
-    /// `sqlite://pushgate.db` (the default, relative to the working directory)
-    /// or `sqlite:///absolute/path.db`.
+    /// `sqlite://pushgate.db` (the default, relative to the working directory),
+    /// `sqlite:///absolute/path.db`, or `postgres://user@host:5432/database`
+    /// (several pushgate processes may share one PostgreSQL database).
     #[serde(default = "default_store_url")]
     pub url: String,
+}
+
+/// Which backend a store URL selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// `sqlite:`: the embedded file, one process.
+    Sqlite,
+    /// `postgres:` or `postgresql:`: a server several processes may share.
+    Postgres,
+}
+
+impl StoreKind {
+    /// The backend of `url`, if it names one pushgate has.
+    pub fn of(url: &str) -> Option<Self> {
+        match url.split(':').next() {
+            Some("sqlite") => Some(Self::Sqlite),
+            Some("postgres" | "postgresql") => Some(Self::Postgres),
+            _ => None,
+        }
+    }
 }
 
 /// `[log]`
@@ -409,9 +430,9 @@ impl Config {
         if self.server.max_body_bytes < 1024 {
             problems.push("server.max_body_bytes: must be at least 1024".into());
         }
-        if !self.store.url.starts_with("sqlite:") {
+        if StoreKind::of(&self.store.url).is_none() {
             problems.push(format!(
-                "store.url: expected sqlite://<path> (PostgreSQL is not supported by this build yet), got {:?}",
+                "store.url: expected sqlite://<path> or postgres://<user>@<host>/<database>, got {:?}",
                 self.store.url.split(':').next().unwrap_or_default()
             ));
         }
@@ -803,9 +824,13 @@ mod tests {
     }
 
     #[test]
-    fn a_postgres_url_is_refused_for_now_with_a_clear_message() {
-        let error = Config::load(None, env(&[("PUSHGATE_STORE__URL", "postgres://localhost/test")])).unwrap_err();
-        assert!(error.0[0].starts_with("store.url: expected sqlite://"), "{error}");
+    fn the_store_url_names_sqlite_or_postgres_and_nothing_else() {
+        let config = Config::load(None, env(&[("PUSHGATE_STORE__URL", "postgres://localhost/test")])).expect("valid");
+        assert_eq!(StoreKind::of(&config.store.url), Some(StoreKind::Postgres));
+        assert_eq!(StoreKind::of("postgresql://localhost/test"), Some(StoreKind::Postgres));
+        assert_eq!(StoreKind::of("sqlite://pushgate.db"), Some(StoreKind::Sqlite));
+        let error = Config::load(None, env(&[("PUSHGATE_STORE__URL", "mysql://localhost/test")])).unwrap_err();
+        assert!(error.0[0].starts_with("store.url: expected sqlite://<path> or postgres://"), "{error}");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Wiring: from a validated [`Config`] to a bound, ready-to-serve application.
 
-use crate::config::{Config, LogFormat};
+use crate::config::{Config, LogFormat, StoreKind};
 use crate::providers::app_providers;
 use anyhow::Context as _;
 use base64::Engine as _;
@@ -11,7 +11,7 @@ use pushgate_api::{AppState, DeliveryStatus, PausedProvider, RouterOptions, now_
 use pushgate_delivery::{DeliveryHandle, DeliveryMetrics, Worker};
 use pushgate_domain::{AppId, Environment, OnlinePolicy};
 use pushgate_providers::SystemClock;
-use pushgate_store::{SqliteStore, Store, StoredApiKey};
+use pushgate_store::{PgStore, SqliteStore, Store, StoredApiKey};
 use secrecy::{ExposeSecret as _, SecretString};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -77,11 +77,11 @@ impl Application {
             ),
             _ => None,
         };
-        let store: Arc<dyn Store> = Arc::new(
-            SqliteStore::open(&config.store.url)
-                .await
-                .with_context(|| format!("opening the store at {}", config.store.url))?,
-        );
+        let store = open_store(&config.store.url).await.with_context(|| {
+            // The URL may carry a password: only its scheme is shown.
+            let scheme = config.store.url.split(':').next().unwrap_or_default();
+            format!("opening the store ({scheme})")
+        })?;
 
         let mut apps = Apps::new();
         let mut providers = std::collections::HashMap::new();
@@ -303,4 +303,12 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
             }
         }
     }
+}
+
+/// The store `url` names (the configuration checked that it names one).
+async fn open_store(url: &str) -> Result<Arc<dyn Store>, pushgate_store::StoreError> {
+    Ok(match StoreKind::of(url) {
+        Some(StoreKind::Postgres) => Arc::new(PgStore::open(url).await?),
+        _ => Arc::new(SqliteStore::open(url).await?),
+    })
 }

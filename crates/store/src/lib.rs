@@ -8,6 +8,7 @@ mod claim;
 pub mod conformance;
 mod delivery;
 mod plan;
+mod postgres;
 mod sqlite;
 
 use async_trait::async_trait;
@@ -19,6 +20,7 @@ pub use delivery::{
     Accepted, BadgePlan, BadgeView, CallbackKey, ClaimedDelivery, ClientPrefs, DeliveryRef, DeliveryStatus,
     DeliveryUpdate, DeliveryView, ExperimentPlan, NewPush, PushView, QueueDepth, RoutingPlan, VariantCounts,
 };
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 /// A device registration as `/me/subscribe` hands it over, already parsed.
@@ -166,6 +168,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Records the result of an attempt and ends its lease (a send's lease
     /// ends with its last entry's outcome).
     async fn record_attempt(&self, delivery: DeliveryRef, update: &DeliveryUpdate) -> Result<(), StoreError>;
+
+    /// Whether several processes may work on this store at once
+    /// (PostgreSQL): then no process may end another's leases at its start;
+    /// a dead process's leases run out instead.
+    fn is_shared(&self) -> bool {
+        false
+    }
 
     /// Ends every lease. Only for a store one process owns, at its start: the
     /// deliveries a killed process held are due at once.

@@ -10,6 +10,7 @@ mod errors;
 mod helpers;
 mod openapi;
 mod ops;
+mod postgres;
 mod pushes;
 mod routing;
 mod tls;
