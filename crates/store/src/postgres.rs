@@ -105,7 +105,10 @@ impl PgStore {
         .bind(up_to_seq)
         .fetch_all(&mut *transaction)
         .await?;
-        let (mut last_seq, mut pushes, mut recipients) = (None, 0, 0);
+        // The rows taken, by `seq`: a lower `seq` may commit after a higher
+        // one was read (sequences are taken at insert, not at commit), so
+        // only what was read is deleted, never a range.
+        let (mut taken, mut pushes, mut recipients) = (Vec::new(), 0, 0);
         for row in &rows {
             if recipients >= FAN_OUT_RECIPIENTS {
                 break;
@@ -126,7 +129,7 @@ impl PgStore {
                 routing: None,
                 experiment: None,
             };
-            last_seq = Some(row.try_get::<i64, _>("seq")?);
+            taken.push(row.try_get::<i64, _>("seq")?);
             if let Err(error) = plan::apply_journal_entry(&mut push, &row.try_get::<String, _>("plan")?) {
                 tracing::error!(push.id = %push.push_id, error = %error, "a journaled push is unreadable; it is not fanned out");
                 continue;
@@ -135,8 +138,8 @@ impl PgStore {
             pushes += 1;
             recipients += push.clients.len();
         }
-        if let Some(last_seq) = last_seq {
-            sqlx::query("DELETE FROM journal WHERE seq <= $1").bind(last_seq).execute(&mut *transaction).await?;
+        if !taken.is_empty() {
+            sqlx::query("DELETE FROM journal WHERE seq = ANY($1)").bind(&taken).execute(&mut *transaction).await?;
         }
         transaction.commit().await?;
         let more = pushes < rows.len() || rows.len() == usize::try_from(FAN_OUT_PUSHES).unwrap_or(usize::MAX);

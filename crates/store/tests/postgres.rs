@@ -57,7 +57,8 @@ fn push_to_nobody(push_id: &str) -> pushgate_store::NewPush {
 }
 
 /// Two nodes on one database: callbacks sent to both at once, each message
-/// twice, are counted and pushed once each, and no increment is lost.
+/// twice, are counted and pushed once each, and no increment is lost, while
+/// both nodes fan out the journal as it fills.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callbacks_sent_to_two_nodes_at_once_count_once_and_lose_no_increment() {
     use pushgate_domain::{AppId, ClientId, RoomId};
@@ -77,9 +78,27 @@ async fn callbacks_sent_to_two_nodes_at_once_count_once_and_lose_no_increment() 
             tokio::spawn(async move { node.accept_push(&push).await })
         })
         .collect();
+    // Meanwhile both nodes fan out what is journaled, as their claims do.
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let fan_outs: Vec<_> = nodes
+        .iter()
+        .map(|node| {
+            let (node, done) = (Arc::clone(node), Arc::clone(&done));
+            tokio::spawn(async move {
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    node.fan_out_journal().await.expect("fan-out");
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
     let mut duplicates = 0;
     for accept in accepts {
         duplicates += usize::from(accept.await.expect("task").expect("accepted").duplicate_of.is_some());
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    for fan_out in fan_outs {
+        fan_out.await.expect("fan-out task");
     }
     assert_eq!(duplicates, 100);
     let (app, client) = (AppId::parse("SampleApp").expect("app"), ClientId::parse("nobody").expect("client"));
