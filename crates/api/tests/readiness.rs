@@ -40,7 +40,7 @@ impl Store for UnreachableStore {
     async fn api_keys(&self) -> Result<Vec<StoredApiKey>, StoreError> {
         Err(unreachable())
     }
-    async fn insert_api_key(&self, _: &StoredApiKey, _: i64) -> Result<(), StoreError> {
+    async fn insert_api_key(&self, _: &StoredApiKey, _: i64) -> Result<bool, StoreError> {
         Err(unreachable())
     }
     async fn accept_push(&self, _: &NewPush) -> Result<Accepted, StoreError> {

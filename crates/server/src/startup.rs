@@ -133,13 +133,23 @@ impl Application {
             if !keys.has_key_for(id) {
                 let key = generate_api_key()?;
                 let digest = api_key_digest(key.expose_secret());
-                store
+                let kept = store
                     .insert_api_key(&StoredApiKey { app_id: id.clone(), digest }, now_ms())
                     .await
                     .context("storing a generated API key")?;
-                keys.insert(id.clone(), digest);
-                tracing::info!(app.id = %id, "generated an API key for an app that had none");
-                generated_keys.push(GeneratedKey { app_id: id.clone(), key });
+                if kept {
+                    keys.insert(id.clone(), digest);
+                    tracing::info!(app.id = %id, "generated an API key for an app that had none");
+                    generated_keys.push(GeneratedKey { app_id: id.clone(), key });
+                } else {
+                    // Another node sharing the store generated the app's key
+                    // first: that one opens it, and it was shown there.
+                    let theirs = store.api_keys().await.context("loading API keys")?;
+                    for stored in theirs.into_iter().filter(|stored| &stored.app_id == id) {
+                        keys.insert(stored.app_id, stored.digest);
+                    }
+                    tracing::info!(app.id = %id, "another node generated this app's API key first; using it");
+                }
             }
         }
 

@@ -59,6 +59,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     housekeeping_forgets_old_finished_pushes_and_callbacks_only(&*store).await;
     routed_pushes_record_each_clients_route(&*store).await;
     experiments_count_per_variant_and_opens(&*store).await;
+    an_app_keeps_one_generated_key_whoever_generates_it(Arc::clone(&store)).await;
     concurrent_subscribes_of_one_token_leave_exactly_one_holder(store).await;
 }
 
@@ -519,9 +520,30 @@ async fn apps_do_not_see_each_others_devices(store: &dyn Store) {
 
 async fn api_keys_are_kept_and_listed(store: &dyn Store) {
     let key = StoredApiKey { app_id: parse(AppId::parse("keyed")), digest: [9u8; 32] };
-    store.insert_api_key(&key, 1_000).await.expect("insert");
+    assert!(store.insert_api_key(&key, 1_000).await.expect("insert"));
     let keys = store.api_keys().await.expect("list");
     assert!(keys.contains(&key));
+}
+
+/// Processes sharing a store that start at once each generate a key for an
+/// app without one: exactly one is kept, whichever came first.
+async fn an_app_keeps_one_generated_key_whoever_generates_it(store: Arc<dyn Store>) {
+    let tasks: Vec<_> = (0..8u8)
+        .map(|n| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let key = StoredApiKey { app_id: parse(AppId::parse("started-at-once")), digest: [n; 32] };
+                store.insert_api_key(&key, 1_000).await
+            })
+        })
+        .collect();
+    let mut kept = 0;
+    for task in tasks {
+        kept += usize::from(task.await.expect("task").expect("insert"));
+    }
+    assert_eq!(kept, 1);
+    let keys = store.api_keys().await.expect("list");
+    assert_eq!(keys.iter().filter(|key| key.app_id.as_str() == "started-at-once").count(), 1);
 }
 
 async fn concurrent_subscribes_of_one_token_leave_exactly_one_holder(store: Arc<dyn Store>) {

@@ -144,8 +144,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Every API key pushgate generated, for every app.
     async fn api_keys(&self) -> Result<Vec<StoredApiKey>, StoreError>;
 
-    /// Keeps a generated key's digest.
-    async fn insert_api_key(&self, key: &StoredApiKey, now_ms: i64) -> Result<(), StoreError>;
+    /// Keeps a generated key's digest, unless the app has a generated key
+    /// already (another process sharing the store made one first): answers
+    /// whether this one was kept. One app, one generated key.
+    async fn insert_api_key(&self, key: &StoredApiKey, now_ms: i64) -> Result<bool, StoreError>;
 
     /// Stores a push durably (journaled); its recipients (counters, routing,
     /// one delivery per device, a skipped one per client without devices)

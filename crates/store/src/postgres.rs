@@ -45,6 +45,10 @@ pub struct PgStore {
 }
 
 impl PgStore {
+    /// The advisory lock housekeeping holds, so one node at a time forgets.
+    #[doc(hidden)]
+    pub const HOUSEKEEPING_LOCK: i64 = FAN_OUT_LOCK + 1;
+
     /// Connects to a `postgres://` URL and applies pending migrations.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         Self::connect(PgConnectOptions::from_str(url)?).await
@@ -516,14 +520,25 @@ impl Store for PgStore {
             .collect()
     }
 
-    async fn insert_api_key(&self, key: &StoredApiKey, now_ms: i64) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO api_keys (digest, app_id, created_at_ms) VALUES ($1, $2, $3)")
-            .bind(&key.digest[..])
-            .bind(key.app_id.as_str())
-            .bind(now_ms)
-            .execute(&self.pool)
+    async fn insert_api_key(&self, key: &StoredApiKey, now_ms: i64) -> Result<bool, StoreError> {
+        // Nodes starting at once take turns per app, so one key is kept.
+        let mut transaction = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(format!("api-key\u{1f}{}", key.app_id.as_str()))
+            .execute(&mut *transaction)
             .await?;
-        Ok(())
+        let inserted = sqlx::query(
+            "INSERT INTO api_keys (digest, app_id, created_at_ms) SELECT $1, $2, $3 \
+             WHERE NOT EXISTS (SELECT 1 FROM api_keys WHERE app_id = $2)",
+        )
+        .bind(&key.digest[..])
+        .bind(key.app_id.as_str())
+        .bind(now_ms)
+        .execute(&mut *transaction)
+        .await?
+        .rows_affected();
+        transaction.commit().await?;
+        Ok(inserted == 1)
     }
 
     async fn accept_push(&self, push: &NewPush) -> Result<Accepted, StoreError> {
@@ -782,6 +797,14 @@ impl Store for PgStore {
     async fn forget_before(&self, before_ms: i64, limit: u32) -> Result<(u64, u64), StoreError> {
         self.fan_out_journal().await?;
         let mut transaction = self.pool.begin().await?;
+        // One node at a time: a node that finds another at it leaves it be.
+        let ours: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+            .bind(Self::HOUSEKEEPING_LOCK)
+            .fetch_one(&mut *transaction)
+            .await?;
+        if !ours {
+            return Ok((0, 0));
+        }
         let pushes: i64 = sqlx::query_scalar(
             "WITH forgotten AS ( \
                SELECT push_id FROM pushes p WHERE created_at_ms < $1 \

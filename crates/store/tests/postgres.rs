@@ -170,3 +170,23 @@ async fn two_nodes_claiming_at_once_never_take_the_same_delivery() {
     assert_eq!(total, 40, "every delivery was claimed");
     drop_schema(&schema).await;
 }
+
+/// Housekeeping runs on one node at a time: while another holds its turn, a
+/// node forgets nothing; once the turn is free, it does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn housekeeping_runs_on_one_node_at_a_time() {
+    let Some((store, schema)) = fresh_store("housekeeping").await else { return };
+    store.accept_push(&push_to_nobody("old")).await.expect("accepted");
+    store.fan_out_journal().await.expect("fanned out");
+    let other_node = sqlx::PgPool::connect(&url()).await.expect("connect");
+    let mut turn = other_node.begin().await.expect("begin");
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(PgStore::HOUSEKEEPING_LOCK)
+        .execute(&mut *turn)
+        .await
+        .expect("take the turn");
+    assert_eq!(store.forget_before(10_000, 100).await.expect("forget"), (0, 0), "another node is at it");
+    turn.commit().await.expect("end the turn");
+    assert_eq!(store.forget_before(10_000, 100).await.expect("forget"), (1, 0));
+    drop_schema(&schema).await;
+}

@@ -162,13 +162,17 @@ pub(super) async fn api_keys(store: &SqliteStore) -> Result<Vec<StoredApiKey>, S
         .collect()
 }
 
-pub(super) async fn insert_api_key(store: &SqliteStore, key: &StoredApiKey, now_ms: i64) -> Result<(), StoreError> {
+pub(super) async fn insert_api_key(store: &SqliteStore, key: &StoredApiKey, now_ms: i64) -> Result<bool, StoreError> {
     let _writer = store.write_lock.lock().await;
-    sqlx::query("INSERT INTO api_keys (digest, app_id, created_at_ms) VALUES (?1, ?2, ?3)")
-        .bind(&key.digest[..])
-        .bind(key.app_id.as_str())
-        .bind(now_ms)
-        .execute(&store.pool)
-        .await?;
-    Ok(())
+    let inserted = sqlx::query(
+        "INSERT INTO api_keys (digest, app_id, created_at_ms) SELECT ?1, ?2, ?3 \
+         WHERE NOT EXISTS (SELECT 1 FROM api_keys WHERE app_id = ?2)",
+    )
+    .bind(&key.digest[..])
+    .bind(key.app_id.as_str())
+    .bind(now_ms)
+    .execute(&store.pool)
+    .await?
+    .rows_affected();
+    Ok(inserted == 1)
 }

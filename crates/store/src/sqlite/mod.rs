@@ -162,7 +162,7 @@ impl Store for SqliteStore {
         devices::api_keys(self).await
     }
 
-    async fn insert_api_key(&self, key: &StoredApiKey, now_ms: i64) -> Result<(), StoreError> {
+    async fn insert_api_key(&self, key: &StoredApiKey, now_ms: i64) -> Result<bool, StoreError> {
         devices::insert_api_key(self, key, now_ms).await
     }
 
