@@ -77,6 +77,9 @@ pub struct PausedProvider {
 pub struct RouterOptions {
     /// Largest request body accepted; larger ones get 413 `PAYLOAD_TOO_LARGE`.
     pub max_body_bytes: usize,
+    /// Only the operations routes (health, readiness, metrics, the OpenAPI
+    /// document): a node that only delivers serves no API.
+    pub operations_only: bool,
 }
 
 #[derive(OpenApi)]
@@ -111,23 +114,11 @@ impl Modify for ApiKeySecurity {
 /// The whole API, with the OpenAPI document generated from the handlers'
 /// annotations served at `/openapi.json`.
 pub fn router(state: AppState, options: &RouterOptions) -> Router {
-    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(routes::me::subscribe))
-        .routes(routes!(routes::me::unsubscribe))
-        .routes(routes!(routes::clients::list_devices))
-        .routes(routes!(routes::pushes::push2clients))
-        .routes(routes!(routes::pushes::push_status))
-        .routes(routes!(routes::imkit::push_generic))
-        .routes(routes!(routes::imkit::push_legacy))
-        .routes(routes!(routes::badges::get_badge))
-        .routes(routes!(routes::badges::set_source, routes::badges::add_to_source))
-        .routes(routes!(routes::badges::mark_read))
-        .routes(routes!(routes::pushes::push_opened))
-        .routes(routes!(routes::prefs::put_room_pref))
-        .routes(routes!(routes::prefs::put_presence))
-        .routes(routes!(routes::prefs::put_prefs, routes::prefs::get_prefs))
-        .routes(routes!(routes::experiments::put_experiment, routes::experiments::get_experiment))
-        .routes(routes!(routes::experiments::experiment_stats))
+    let mut api = OpenApiRouter::with_openapi(ApiDoc::openapi());
+    if !options.operations_only {
+        api = api_routes(api);
+    }
+    let (router, openapi) = api
         .routes(routes!(routes::ops::healthz))
         .routes(routes!(routes::ops::readyz))
         .routes(routes!(routes::ops::metrics))
@@ -153,6 +144,27 @@ pub fn router(state: AppState, options: &RouterOptions) -> Router {
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
             tracing::info_span!("http", http.method = %request.method(), http.path = %request.uri().path())
         }))
+}
+
+/// Every route but the operations routes.
+fn api_routes(router: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
+    router
+        .routes(routes!(routes::me::subscribe))
+        .routes(routes!(routes::me::unsubscribe))
+        .routes(routes!(routes::clients::list_devices))
+        .routes(routes!(routes::pushes::push2clients))
+        .routes(routes!(routes::pushes::push_status))
+        .routes(routes!(routes::imkit::push_generic))
+        .routes(routes!(routes::imkit::push_legacy))
+        .routes(routes!(routes::badges::get_badge))
+        .routes(routes!(routes::badges::set_source, routes::badges::add_to_source))
+        .routes(routes!(routes::badges::mark_read))
+        .routes(routes!(routes::pushes::push_opened))
+        .routes(routes!(routes::prefs::put_room_pref))
+        .routes(routes!(routes::prefs::put_presence))
+        .routes(routes!(routes::prefs::put_prefs, routes::prefs::get_prefs))
+        .routes(routes!(routes::experiments::put_experiment, routes::experiments::get_experiment))
+        .routes(routes!(routes::experiments::experiment_stats))
 }
 
 async fn unknown_route(method: Method, uri: Uri) -> ApiError {

@@ -181,7 +181,7 @@ async fn read(response: axum::response::Response) -> (u16, serde_json::Value) {
 }
 
 async fn get(path: &str) -> (u16, serde_json::Value) {
-    let response = router(state(), &RouterOptions { max_body_bytes: 1024 })
+    let response = router(state(), &RouterOptions { max_body_bytes: 1024, operations_only: false })
         .oneshot(Request::get(path).body(Body::empty()).expect("request"))
         .await
         .expect("infallible");
@@ -211,7 +211,10 @@ async fn a_push_the_store_cannot_take_is_503_unavailable_not_accepted() {
         .header("Content-Type", "application/json")
         .body(Body::from(body))
         .expect("request");
-    let response = router(state(), &RouterOptions { max_body_bytes: 4096 }).oneshot(request).await.expect("infallible");
+    let response = router(state(), &RouterOptions { max_body_bytes: 4096, operations_only: false })
+        .oneshot(request)
+        .await
+        .expect("infallible");
     let (status, body) = read(response).await;
     assert_eq!(status, 503);
     assert_eq!(body["error"]["code"], "UNAVAILABLE");
@@ -227,14 +230,17 @@ async fn a_callback_the_store_cannot_take_is_503_unavailable_so_imkit_can_tell()
         .header("Content-Type", "application/json; charset=utf-8")
         .body(Body::from(body.to_string()))
         .expect("request");
-    let response = router(state(), &RouterOptions { max_body_bytes: 4096 }).oneshot(request).await.expect("infallible");
+    let response = router(state(), &RouterOptions { max_body_bytes: 4096, operations_only: false })
+        .oneshot(request)
+        .await
+        .expect("infallible");
     let (status, body) = read(response).await;
     assert_eq!((status, body["error"]["code"].as_str()), (503, Some("UNAVAILABLE")));
 }
 
 #[tokio::test]
 async fn readiness_is_503_when_the_delivery_worker_is_not_running() {
-    let response = router(state_with_worker(false), &RouterOptions { max_body_bytes: 1024 })
+    let response = router(state_with_worker(false), &RouterOptions { max_body_bytes: 1024, operations_only: false })
         .oneshot(Request::get("/readyz").body(Body::empty()).expect("request"))
         .await
         .expect("infallible");

@@ -1,8 +1,8 @@
 //! `pushgate`: the command line.
 
 use clap::{Parser, Subcommand};
-use pushgate::config::Config;
-use pushgate::startup::{Application, init_logging, shutdown_signal};
+use pushgate::config::{Config, StoreKind};
+use pushgate::startup::{Application, Role, init_logging, shutdown_signal};
 use secrecy::ExposeSecret as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,7 +29,13 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the service.
-    Serve,
+    Serve {
+        /// What this process runs: `all` (API and delivery), `api` (the API
+        /// only) or `worker` (delivery only, with the health, readiness and
+        /// metrics routes). Split roles need a shared store (PostgreSQL).
+        #[arg(long, value_enum, default_value_t = Role::All, env = "PUSHGATE_ROLE")]
+        role: Role,
+    },
     /// Load and validate the configuration, report every problem, and exit.
     CheckConfig,
 }
@@ -48,7 +54,7 @@ fn main() -> ExitCode {
             println!("configuration is valid: {} app(s), store {}", config.apps.len(), config.store.url);
             ExitCode::SUCCESS
         }
-        Command::Serve => {
+        Command::Serve { role } => {
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(runtime) => runtime,
                 Err(error) => {
@@ -56,7 +62,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(serve(config)) {
+            match runtime.block_on(serve(config, role)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     eprintln!("pushgate: {error:#}");
@@ -67,9 +73,17 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
     init_logging(&config);
-    let mut application = Application::build(&config).await?;
+    if role != Role::All && StoreKind::of(&config.store.url) == Some(StoreKind::Sqlite) {
+        let name = clap::ValueEnum::to_possible_value(&role).map(|value| value.get_name().to_owned());
+        anyhow::bail!(
+            "--role {} needs a store the other roles can share: set store.url to a postgres:// URL (the embedded \
+             SQLite file belongs to one process)",
+            name.unwrap_or_default()
+        );
+    }
+    let mut application = Application::build_as(&config, role).await?;
     // The signal handlers go in before anything says the server is up.
     let stop = shutdown_signal();
     let base_url = application.base_url();

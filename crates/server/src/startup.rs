@@ -36,7 +36,8 @@ pub struct Application {
     router: axum::Router,
     tls: Option<axum_server::tls_rustls::RustlsConfig>,
     generated_keys: Vec<GeneratedKey>,
-    worker: Arc<Worker>,
+    /// `None` on an API-only node.
+    worker: Option<Arc<Worker>>,
 }
 
 /// Picks the one rustls crypto provider of the whole binary (aws-lc-rs).
@@ -61,6 +62,13 @@ impl Application {
     /// Opens the store, loads and (where an app has none) generates API keys,
     /// builds the router and binds the listener.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        Self::build_as(config, Role::All).await
+    }
+
+    /// As [`Application::build`], for one side of a split deployment: `Api`
+    /// serves the API and runs no worker; `Worker` delivers and serves only
+    /// the operations routes (health, readiness, metrics).
+    pub async fn build_as(config: &Config, role: Role) -> anyhow::Result<Self> {
         install_crypto_provider();
         // The listener and the server's own certificate first: a key is
         // generated (and shown) only once nothing else can stop the start,
@@ -172,9 +180,12 @@ impl Application {
             apps: Arc::new(apps),
             keys: Arc::new(keys),
             metrics,
-            delivery: Arc::new(WorkerStatus(delivery)),
+            delivery: Arc::new(WorkerStatus { handle: delivery, local: role != Role::Api }),
         };
-        let router = pushgate_api::router(state, &RouterOptions { max_body_bytes: config.server.max_body_bytes });
+        let options =
+            RouterOptions { max_body_bytes: config.server.max_body_bytes, operations_only: role == Role::Worker };
+        let router = pushgate_api::router(state, &options);
+        let worker = (role != Role::Api).then_some(worker);
 
         Ok(Self { listener, local_addr, router, tls, generated_keys, worker })
     }
@@ -199,8 +210,7 @@ impl Application {
     /// until `shutdown` completes, then lets requests in flight finish.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         // Deliveries a stop interrupts keep their lease and are sent again on the next start.
-        let worker = Arc::clone(&self.worker).spawn();
-        let _stop_worker = AbortOnDrop(worker);
+        let _stop_worker = self.worker.map(|worker| AbortOnDrop(worker.spawn()));
         // The peer address is kept for the callbacks' IP allowlists.
         let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
         match self.tls {
@@ -226,21 +236,37 @@ impl Application {
     }
 }
 
+/// What a pushgate process runs (`pushgate serve --role`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// The API and the delivery worker (the default).
+    All,
+    /// The API only: pushes are stored for the worker nodes to deliver.
+    Api,
+    /// The delivery worker only, with the operations routes.
+    Worker,
+}
+
 /// The API's view of the worker.
 #[derive(Debug)]
-struct WorkerStatus(Arc<DeliveryHandle>);
+struct WorkerStatus {
+    handle: Arc<DeliveryHandle>,
+    /// Whether this process runs a worker (an API-only node has none of
+    /// its own to wait for).
+    local: bool,
+}
 
 impl DeliveryStatus for WorkerStatus {
     fn wake(&self) {
-        self.0.wake();
+        self.handle.wake();
     }
 
     fn is_running(&self) -> bool {
-        self.0.is_running()
+        !self.local || self.handle.is_running()
     }
 
     fn paused_providers(&self) -> Vec<PausedProvider> {
-        self.0
+        self.handle
             .pauses
             .snapshot()
             .into_iter()

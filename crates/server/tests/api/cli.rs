@@ -176,3 +176,21 @@ async fn a_config_file_is_read_from_the_config_flag() {
             .contains("apps[0].api_keys[0]: an API key must be at least 16 characters")
     );
 }
+
+#[tokio::test]
+async fn a_split_role_on_the_embedded_store_is_refused_before_anything_starts() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    for role in ["api", "worker"] {
+        let output = pushgate(directory.path())
+            .args(["serve", "--role", role])
+            .env("PUSHGATE_SERVER__LISTEN", "127.0.0.1:0")
+            .output()
+            .await
+            .expect("runs");
+        assert!(!output.status.success(), "--role {role} on SQLite");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(&format!("--role {role} needs a store the other roles can share")), "{stderr}");
+        assert!(!String::from_utf8_lossy(&output.stdout).contains("pgk_"), "no key generated");
+    }
+    assert!(!directory.path().join("pushgate.db").exists(), "no store was created");
+}

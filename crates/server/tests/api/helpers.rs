@@ -1,7 +1,7 @@
 //! `TestApp`: a real pushgate on port 0 with a temporary SQLite file.
 
 use pushgate::config::Config;
-use pushgate::startup::Application;
+use pushgate::startup::{Application, Role};
 use serde_json::{Value, json};
 
 /// The API key of `SampleApp` in every test app.
@@ -28,6 +28,11 @@ impl TestApp {
     /// listener (port 0), the store (a temp file) and `SampleApp`'s key are
     /// set unless the text or overrides set them.
     pub async fn spawn_with(config_text: Option<&str>, overrides: &[(&str, &str)]) -> Self {
+        Self::spawn_as(config_text, overrides, Role::All).await
+    }
+
+    /// As [`TestApp::spawn_with`], running only `role`'s side.
+    pub async fn spawn_as(config_text: Option<&str>, overrides: &[(&str, &str)], role: Role) -> Self {
         let directory = tempfile::tempdir().expect("temp dir");
         let config_path = config_text.map(|text| {
             let path = directory.path().join("pushgate.toml");
@@ -46,11 +51,15 @@ impl TestApp {
             environment.push(((*name).to_owned(), (*value).to_owned()));
         }
         let config = Config::load(config_path.as_deref(), environment).expect("test configuration is valid");
-        Self::start(config, directory, reqwest::Client::new()).await
+        Self::start_as(config, directory, reqwest::Client::new(), role).await
     }
 
     pub async fn start(config: Config, directory: tempfile::TempDir, client: reqwest::Client) -> Self {
-        let application = Application::build(&config).await.expect("application builds");
+        Self::start_as(config, directory, client, Role::All).await
+    }
+
+    async fn start_as(config: Config, directory: tempfile::TempDir, client: reqwest::Client, role: Role) -> Self {
+        let application = Application::build_as(&config, role).await.expect("application builds");
         let base_url = application.base_url();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(application.run_until_stopped(async {
@@ -144,6 +153,18 @@ pub async fn spawn_with_providers_config(
     more_apps: &str,
     overrides: &[(&str, &str)],
 ) -> WithProviders {
+    let (config, apns, fcm, files) = providers_config(extra_delivery, extra_app, more_apps).await;
+    let app = TestApp::spawn_with(Some(&config), overrides).await;
+    WithProviders { app, apns, fcm, _files: files }
+}
+
+/// The fakes, and the configuration text of a pushgate that uses them (see
+/// [`spawn_with_providers_config`]), with the files it names.
+pub async fn providers_config(
+    extra_delivery: &str,
+    extra_app: &str,
+    more_apps: &str,
+) -> (String, pushgate_testkit::FakeApns, pushgate_testkit::FakeFcm, tempfile::TempDir) {
     let ca = pushgate_testkit::TestCa::generate();
     let key = pushgate_testkit::Es256Key::generate();
     let apns = pushgate_testkit::FakeApns::start(
@@ -196,8 +217,7 @@ ca_file = {ca_file:?}
         apns_endpoint = apns.endpoint(),
         fcm_endpoint = fcm.endpoint(),
     );
-    let app = TestApp::spawn_with(Some(&config), overrides).await;
-    WithProviders { app, apns, fcm, _files: files }
+    (config, apns, fcm, files)
 }
 
 /// Polls `check` every 20 ms until it returns `Some`, for at most `deadline`:

@@ -6,7 +6,10 @@
 //! reported and the test passes without running.
 
 use crate::callbacks::{SECRET, WAIT, badge, message, send, settled};
-use crate::helpers::{APNS_TOKEN, WithProviders, ios_device, spawn_with_providers_config};
+use crate::helpers::{
+    API_KEY, APNS_TOKEN, TestApp, WithProviders, ios_device, providers_config, spawn_with_providers_config,
+};
+use pushgate::startup::Role;
 use serde_json::json;
 
 /// A URL pushgate can be given, on a fresh schema with pushgate's tables.
@@ -62,4 +65,28 @@ async fn callbacks_on_postgres_reach_each_device_with_exact_badges_and_count_onc
         badge(app, "bbb").await,
         json!({ "badge": 2, "rooms": { "demo-room": 1, "other-room": 1 }, "sources": {} })
     );
+}
+
+/// A split deployment on one database: an API node (`--role api`) takes the
+/// callback and stores it; a worker node (`--role worker`), which serves no
+/// API, delivers it. Both are ready; the API node runs no worker.
+#[tokio::test]
+async fn an_api_node_accepts_and_a_worker_node_delivers() {
+    let Some(url) = postgres_url("roles").await else { return };
+    let sample_app = format!(r#"generic_push = {{ secret = "{SECRET}" }}"#);
+    let (config, apns, _fcm, _files) = providers_config("", &sample_app, "").await;
+    let overrides = [("PUSHGATE_STORE__URL", url.as_str())];
+    let api = TestApp::spawn_as(Some(&config), &overrides, Role::Api).await;
+    let worker = TestApp::spawn_as(Some(&config), &overrides, Role::Worker).await;
+    assert_eq!(api.subscribe(ios_device("iphone", "aaa", APNS_TOKEN)).await.0, 200);
+    let result = send(&api, &message("m1", "demo-room", &["aaa"])).await;
+    apns.wait_for_delivered(1, WAIT).await;
+    assert_eq!(apns.delivered()[0].payload["aps"]["badge"], 1);
+    let deliveries = settled(&api, result["pushId"].as_str().expect("push id")).await;
+    assert_eq!(deliveries[0]["status"], "delivered", "the API node shows what the worker node did");
+    for node in [&api, &worker] {
+        assert_eq!(node.get("/readyz", None).await.0, 200);
+    }
+    let (status, body) = worker.post_json("/push/push2clients", Some(API_KEY), &json!({})).await;
+    assert_eq!((status, body["RC"].clone()), (404, json!(404)), "a worker node serves no API: {body}");
 }
