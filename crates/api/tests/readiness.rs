@@ -52,6 +52,10 @@ impl Store for UnreachableStore {
     async fn record_attempt(&self, _: DeliveryRef, _: &DeliveryUpdate) -> Result<(), StoreError> {
         Err(unreachable())
     }
+    async fn renew_leases(&self, _: &[DeliveryRef], _: i64) -> Result<(), StoreError> {
+        Err(unreachable())
+    }
+
     async fn release_all_leases(&self) -> Result<u64, StoreError> {
         Err(unreachable())
     }

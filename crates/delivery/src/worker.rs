@@ -1,10 +1,10 @@
 //! The delivery worker: claims due deliveries, sends each through its
 //! provider, and records what became of it.
 //!
-//! At-least-once: a delivery is leased while it is sent; if the process dies
-//! before the outcome is recorded, the lease runs out (or, on the embedded
-//! store, is released at the next start) and the delivery is sent again with
-//! the same `apns-id`. That window, between the provider's answer and the
+//! At-least-once: a delivery is leased while it is sent, the lease renewed
+//! while it waits; if the process dies before the outcome is recorded, the
+//! lease runs out (or, on the embedded store, is released at the next start)
+//! and the delivery is sent again with the same `apns-id`. That window, between the provider's answer and the
 //! outcome's commit, is where a duplicate can happen.
 
 use crate::metrics::DeliveryMetrics;
@@ -15,8 +15,8 @@ use crate::retry::{retry_at, schedule_retry};
 use crate::{ApnsProviders, DeliveryConfig, DeliveryHandle, FcmProvider};
 use pushgate_domain::{AppId, ChatStyle, ProviderKind};
 use pushgate_providers::{Clock, Outcome};
-use pushgate_store::{ClaimedDelivery, DeliveryStatus, DeliveryUpdate, Store};
-use std::collections::HashMap;
+use pushgate_store::{ClaimedDelivery, DeliveryRef, DeliveryStatus, DeliveryUpdate, Store};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -67,6 +67,9 @@ pub struct Worker {
     handle: Arc<DeliveryHandle>,
     metrics: DeliveryMetrics,
     clock: Arc<dyn Clock>,
+    /// Claimed deliveries whose outcome is not recorded yet: their leases
+    /// are renewed while they wait (rate limiter, paused provider, slow answer).
+    in_flight: std::sync::Mutex<HashSet<DeliveryRef>>,
 }
 
 impl Worker {
@@ -79,7 +82,7 @@ impl Worker {
         metrics: DeliveryMetrics,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        Self { store, apps, settings, handle, metrics, clock }
+        Self { store, apps, settings, handle, metrics, clock, in_flight: std::sync::Mutex::default() }
     }
 
     fn now_ms(&self) -> i64 {
@@ -146,6 +149,8 @@ impl Worker {
             Err(error) => tracing::error!(error = %error, "cannot release old leases; they will run out by themselves"),
         }
         let poll = i64::try_from(self.settings.poll_interval_ms).unwrap_or(1000);
+        let heartbeat = tokio::spawn(Arc::clone(&self).renew_leases());
+        let _heartbeat = AbortOnDrop(heartbeat);
         let semaphore = Arc::new(tokio::sync::Semaphore::new(self.settings.concurrency));
         // Sends outlive the batch that claimed them: the next batch is claimed
         // as soon as the last one is under way, not when its slowest send ends.
@@ -160,6 +165,7 @@ impl Worker {
             }
             match self.store.claim_due_deliveries(now, self.settings.batch, self.lease_ms()).await {
                 Ok(batch) if !batch.is_empty() => {
+                    self.track(&batch);
                     for (delivery, push) in parse_once_per_push(batch) {
                         let Ok(permit) = Arc::clone(&semaphore).acquire_owned().await else { return };
                         let worker = Arc::clone(&self);
@@ -184,6 +190,32 @@ impl Worker {
             tokio::select! {
                 () = self.handle.wake.notified() => {}
                 () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    fn lock_in_flight(&self) -> std::sync::MutexGuard<'_, HashSet<DeliveryRef>> {
+        self.in_flight.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn track(&self, batch: &[ClaimedDelivery]) {
+        self.lock_in_flight().extend(batch.iter().map(|delivery| delivery.id));
+    }
+
+    /// Every third of a lease, extends the leases of what is claimed and not
+    /// recorded yet, so a send that waits (rate limiter, paused provider,
+    /// slow provider) is never taken up again while it is still on its way.
+    async fn renew_leases(self: Arc<Self>) {
+        let period = Duration::from_millis((self.settings.lease_ms / 3).max(1));
+        loop {
+            tokio::time::sleep(period).await;
+            let held: Vec<DeliveryRef> = self.lock_in_flight().iter().copied().collect();
+            if held.is_empty() {
+                continue;
+            }
+            let until = self.now_ms() + self.lease_ms();
+            if let Err(error) = self.store.renew_leases(&held, until).await {
+                tracing::warn!(error = %error, deliveries = held.len(), "cannot renew leases; trying again shortly");
             }
         }
     }
@@ -245,7 +277,11 @@ impl Worker {
             let accepted_ms = accepted_at_ms(&delivery.push_id).unwrap_or(now);
             self.metrics.latency(&delivery.app_id, (self.now_ms() - accepted_ms).max(0) as f64 / 1000.0);
         }
-        if let Err(error) = self.store.record_attempt(delivery.id, &update).await {
+        let recorded = self.store.record_attempt(delivery.id, &update).await;
+        // Recorded, or not (its lease then runs out and it is sent again):
+        // either way this worker no longer holds it.
+        self.lock_in_flight().remove(&delivery.id);
+        if let Err(error) = recorded {
             // The lease runs out and the delivery is sent again: at-least-once.
             tracing::error!(error = %error, push.id = %delivery.push_id, "cannot record a delivery outcome");
         } else if update.status == DeliveryStatus::Retrying {
@@ -391,6 +427,15 @@ fn parse_once_per_push(batch: Vec<ClaimedDelivery>) -> Vec<(ClaimedDelivery, Arc
             (delivery, push)
         })
         .collect()
+}
+
+/// Aborts a task when dropped: the heartbeat ends with the worker's loop.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Holds the handle's running flag up while the worker's task lives; lowers

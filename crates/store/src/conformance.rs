@@ -303,7 +303,13 @@ async fn a_claimed_delivery_is_not_claimed_again_until_its_lease_ends(store: &dy
     assert_eq!(ours[0].token.as_str(), APNS_TOKEN_B);
     let again = store.claim_due_deliveries(3_000, 100, 60_000).await.expect("claim again");
     assert!(again.iter().all(|d| d.push_id != "p2"), "leased");
-    let after_lease = store.claim_due_deliveries(62_001, 100, 60_000).await.expect("claim after the lease");
+    // A renewed lease holds past its first end; once it is not renewed, the
+    // delivery is due again (its worker died).
+    let ours: Vec<_> = first.iter().filter(|d| d.push_id == "p2").map(|d| d.id).collect();
+    store.renew_leases(&ours, 90_000).await.expect("renew");
+    let renewed = store.claim_due_deliveries(62_001, 100, 60_000).await.expect("claim within the renewal");
+    assert!(renewed.iter().all(|d| d.push_id != "p2"), "the renewed lease holds");
+    let after_lease = store.claim_due_deliveries(90_001, 100, 60_000).await.expect("claim after the lease");
     assert!(after_lease.iter().any(|d| d.push_id == "p2"), "a dead worker's delivery is due again");
     assert!(store.release_all_leases().await.expect("release") >= 1);
 }

@@ -119,6 +119,21 @@ pub struct QueueDepth {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct DeliveryRef(pub(crate) DeliveryKey);
 
+impl DeliveryRef {
+    /// The delivery rows and the sends (each once) these deliveries are kept in.
+    pub(crate) fn split(deliveries: &[DeliveryRef]) -> (Vec<i64>, Vec<i64>) {
+        let mut rows = std::collections::BTreeSet::new();
+        let mut sends = std::collections::BTreeSet::new();
+        for delivery in deliveries {
+            match delivery.0 {
+                DeliveryKey::Row(id) => rows.insert(id),
+                DeliveryKey::Planned { send, .. } => sends.insert(send),
+            };
+        }
+        (rows.into_iter().collect(), sends.into_iter().collect())
+    }
+}
+
 /// Where a delivery is kept: a planned entry of a push's send (its first
 /// attempt, no row of its own), or a row of its own (a retry).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

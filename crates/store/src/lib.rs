@@ -171,6 +171,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// ends with its last entry's outcome).
     async fn record_attempt(&self, delivery: DeliveryRef, update: &DeliveryUpdate) -> Result<(), StoreError>;
 
+    /// Extends the leases of deliveries still being sent to `until_ms` (a
+    /// send's lease for its entries): a send waiting on a rate limiter or a
+    /// slow provider keeps its work. A delivery whose outcome is recorded
+    /// meanwhile is left as it is.
+    async fn renew_leases(&self, deliveries: &[DeliveryRef], until_ms: i64) -> Result<(), StoreError>;
+
     /// Whether several processes may work on this store at once
     /// (PostgreSQL): then no process may end another's leases at its start;
     /// a dead process's leases run out instead.

@@ -670,6 +670,28 @@ impl Store for PgStore {
         record(&mut connection, &[(delivery, update.clone())]).await
     }
 
+    async fn renew_leases(&self, deliveries: &[DeliveryRef], until_ms: i64) -> Result<(), StoreError> {
+        let (rows, sends) = DeliveryRef::split(deliveries);
+        let mut transaction = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE deliveries SET leased_until_ms = $1 \
+             WHERE id = ANY($2) AND leased_until_ms IS NOT NULL AND status IN ('queued', 'retrying')",
+        )
+        .bind(until_ms)
+        .bind(rows)
+        .execute(&mut *transaction)
+        .await?;
+        sqlx::query(
+            "UPDATE sends SET leased_until_ms = $1 WHERE id = ANY($2) AND leased_until_ms IS NOT NULL AND pending > 0",
+        )
+        .bind(until_ms)
+        .bind(sends)
+        .execute(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
     async fn release_all_leases(&self) -> Result<u64, StoreError> {
         let mut transaction = self.pool.begin().await?;
         let rows = sqlx::query("UPDATE deliveries SET leased_until_ms = NULL WHERE leased_until_ms IS NOT NULL")

@@ -87,6 +87,8 @@ struct State {
     peak_streams: AtomicUsize,
     answer_delay_ms: AtomicU64,
     delivered: AtomicUsize,
+    /// Requests received, answered or not yet.
+    received: AtomicUsize,
 }
 
 /// A running fake APNs. Stops when dropped.
@@ -129,6 +131,7 @@ impl FakeApns {
             connections: AtomicU64::new(0),
             peak_streams: AtomicUsize::new(0),
             answer_delay_ms: AtomicU64::new(0),
+            received: AtomicUsize::new(0),
             delivered: AtomicUsize::new(0),
         });
         let acceptor = tokio_rustls::TlsAcceptor::from(tls);
@@ -191,6 +194,12 @@ impl FakeApns {
     /// (benchmarks), unlike [`FakeApns::delivered`].
     pub fn delivered_count(&self) -> usize {
         self.state.delivered.load(Ordering::Relaxed)
+    }
+
+    /// Requests received so far, including those not answered yet (see
+    /// [`FakeApns::set_answer_delay`]); [`FakeApns::requests`] has the answered ones.
+    pub fn received_count(&self) -> usize {
+        self.state.received.load(Ordering::Relaxed)
     }
 
     /// TLS connections accepted so far.
@@ -267,6 +276,7 @@ async fn handle_stream(
         payload.extend_from_slice(&chunk);
     }
     let received_at = std::time::Instant::now();
+    state.received.fetch_add(1, Ordering::Relaxed);
     let delay = state.answer_delay_ms.load(Ordering::Relaxed);
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;

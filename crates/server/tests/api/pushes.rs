@@ -427,3 +427,20 @@ async fn the_seeds_curl_example_reaches_both_providers() {
         })
     );
 }
+
+/// A send that waits longer than its lease (a slow provider here) keeps its
+/// work: the worker renews the lease while the answer is on its way, so the
+/// delivery is not claimed and sent a second time.
+#[tokio::test]
+async fn a_send_slower_than_its_lease_is_not_sent_twice() {
+    let setup = spawn_with_providers("lease_ms = 1000").await;
+    register(&setup).await;
+    // Every answer comes 2.5 s after its request: two and a half leases.
+    setup.apns.set_answer_delay(Duration::from_millis(2500));
+    let push_id = push(&setup, &["user001"], seed_marketing_payload()).await;
+    let status = settled(&setup, &push_id).await;
+    assert_eq!(status["summary"], json!({ "delivered": 1 }));
+    // A second send would have arrived a lease (1 s) after the first, long
+    // before the first answer (2.5 s) settled the push.
+    assert_eq!(setup.apns.received_count(), 1, "the slow send was not taken up again when its first lease ended");
+}

@@ -193,6 +193,30 @@ impl Store for SqliteStore {
         queue::record_attempt(self, delivery, update).await
     }
 
+    async fn renew_leases(&self, deliveries: &[DeliveryRef], until_ms: i64) -> Result<(), StoreError> {
+        let (rows, sends) = DeliveryRef::split(deliveries);
+        let (rows, sends) = (serde_json::Value::from(rows).to_string(), serde_json::Value::from(sends).to_string());
+        // Leases need no flush (see `Durability::Unflushed`).
+        self.writer
+            .write(Durability::Unflushed, move |connection| {
+                connection
+                    .prepare_cached(
+                        "UPDATE deliveries SET leased_until_ms = ?1 \
+                         WHERE id IN (SELECT value FROM json_each(?2)) AND leased_until_ms IS NOT NULL \
+                           AND status IN ('queued', 'retrying')",
+                    )?
+                    .execute(rusqlite::params![until_ms, rows])?;
+                connection
+                    .prepare_cached(
+                        "UPDATE sends SET leased_until_ms = ?1 \
+                         WHERE id IN (SELECT value FROM json_each(?2)) AND leased_until_ms IS NOT NULL AND pending > 0",
+                    )?
+                    .execute(rusqlite::params![until_ms, sends])?;
+                Ok(())
+            })
+            .await
+    }
+
     async fn release_all_leases(&self) -> Result<u64, StoreError> {
         queue::release_all_leases(self).await
     }
