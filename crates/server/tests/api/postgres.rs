@@ -13,7 +13,7 @@ use pushgate::startup::Role;
 use serde_json::json;
 
 /// A URL pushgate can be given, on a fresh schema with pushgate's tables.
-async fn postgres_url(name: &str) -> Option<String> {
+pub async fn postgres_url(name: &str) -> Option<String> {
     let server = std::env::var("PUSHGATE_TEST_POSTGRES")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_nanos();
