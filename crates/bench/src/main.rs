@@ -1,6 +1,7 @@
 //! End-to-end benchmark of pushgate against the limit of this machine.
 //!
 //!     cargo run --release -p pushgate-bench -- [--devices 100000] [--deliveries 20000] [--out bench.json]
+//!         [--store postgres://postgres@127.0.0.1:5432/test]   # pushgate on PostgreSQL, a fresh schema
 //!
 //! One run, one machine: the fake APNs and fake FCM run on their own Tokio
 //! runtime in this process; pushgate runs in a child process (this binary
@@ -67,6 +68,11 @@ struct Args {
     /// Where the JSON figures go.
     #[arg(long, default_value = "bench.json")]
     out: PathBuf,
+    /// A PostgreSQL server (`postgres://…`) to run pushgate on, in a fresh
+    /// schema; by default pushgate runs on a SQLite file in a temporary
+    /// directory.
+    #[arg(long)]
+    store: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -142,6 +148,8 @@ impl Fakes {
 struct Pushgate {
     child: std::process::Child,
     base_url: String,
+    /// The store it runs on, for [`store_ceiling`] after it stops.
+    store_url: String,
     _directory: tempfile::TempDir,
 }
 
@@ -153,8 +161,10 @@ impl Drop for Pushgate {
 }
 
 impl Pushgate {
-    fn start(fakes: &Fakes, concurrency: usize) -> anyhow::Result<Self> {
+    fn start(fakes: &Fakes, concurrency: usize, store_url: Option<&str>) -> anyhow::Result<Self> {
         let directory = tempfile::tempdir()?;
+        let store_url = store_url
+            .map_or_else(|| format!("sqlite://{}", directory.path().join("pushgate.db").display()), str::to_owned);
         let write = |name: &str, content: &str| -> anyhow::Result<String> {
             let path = directory.path().join(name);
             std::fs::write(&path, content)?;
@@ -163,13 +173,12 @@ impl Pushgate {
         let p8 = write("key.p8", &fakes.key.private_pem)?;
         let account = write("service-account.json", &fakes.fcm.account.json)?;
         let ca = write("ca.pem", &fakes.ca.ca_pem())?;
-        let database = directory.path().join("pushgate.db");
         let config = format!(
             r#"
 [server]
 listen = "127.0.0.1:0"
 [store]
-url = "sqlite://{database}"
+url = "{store_url}"
 [log]
 level = "warn"
 [delivery]
@@ -192,7 +201,6 @@ endpoint = "{fcm}"
 ca_file = {ca:?}
 rate_per_second = 1000000
 "#,
-            database = database.display(),
             batch = concurrency * 2,
             apns = fakes.apns.endpoint(),
             fcm = fakes.fcm.endpoint(),
@@ -213,14 +221,14 @@ rate_per_second = 1000000
         };
         // Keep draining, so the child never blocks on a full pipe.
         std::thread::spawn(move || lines.for_each(drop));
-        Ok(Self { child, base_url, _directory: directory })
+        Ok(Self { child, base_url, store_url, _directory: directory })
     }
 
-    /// Ends the process, keeping its database for [`store_ceiling`].
-    fn stop(&mut self) -> PathBuf {
+    /// Ends the process, keeping its database for [`store_ceiling`]; answers its URL.
+    fn stop(&mut self) -> String {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        self._directory.path().join("pushgate.db")
+        self.store_url.clone()
     }
 
     /// CPU time the process has used so far (user and system, all its
@@ -271,7 +279,11 @@ async fn run(args: &Args, fakes: &Fakes) -> anyhow::Result<Value> {
     let http = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
     let raw = raw_limit(fakes, args.raw_requests).await;
     fakes.forget();
-    let mut pushgate = Pushgate::start(fakes, args.concurrency)?;
+    let store_url = match &args.store {
+        Some(server) => Some(fresh_postgres_schema(server).await?),
+        None => None,
+    };
+    let mut pushgate = Pushgate::start(fakes, args.concurrency, store_url.as_deref())?;
     let base = pushgate.base_url.clone();
     wait_ready(&http, &base).await?;
     let (rss_empty, _) = pushgate.rss();
@@ -455,14 +467,22 @@ async fn raw_limit(fakes: &Fakes, requests: usize) -> f64 {
 /// called directly, 32 in flight, with what the v2 route hands it: it
 /// journals), then the fan-out of all of them (`fan_out_journal`: unread
 /// counts, routing, deliveries). pushgate cannot accept or fan out faster.
-fn store_ceiling(database: PathBuf, devices: usize, group: usize, count: usize) -> anyhow::Result<Value> {
+fn store_ceiling(store_url: String, devices: usize, group: usize, count: usize) -> anyhow::Result<Value> {
     use pushgate_domain::{AppId, ClientId, OnlinePolicy, RoomId};
-    use pushgate_store::{BadgePlan, CallbackKey, NewPush, RoutingPlan, SqliteStore, Store as _};
+    use pushgate_store::{BadgePlan, CallbackKey, NewPush, PgStore, RoutingPlan, SqliteStore, Store};
     // Its own runtime, of pushgate's shape (one worker per core), on a thread
     // of its own: the load generator's runtime has one worker.
     let run = move || -> anyhow::Result<Value> {
         tokio::runtime::Runtime::new()?.block_on(async move {
-            let store = Arc::new(SqliteStore::open(&format!("sqlite://{}", database.display())).await?);
+            // The same database, SQLite or PostgreSQL: the fan-out is each
+            // store's own (not part of the `Store` trait).
+            let (store, sqlite, postgres): (Arc<dyn Store>, _, _) = if store_url.starts_with("postgres") {
+                let postgres = Arc::new(PgStore::open(&store_url).await?);
+                (Arc::clone(&postgres) as Arc<dyn Store>, None, Some(postgres))
+            } else {
+                let sqlite = Arc::new(SqliteStore::open(&store_url).await?);
+                (Arc::clone(&sqlite) as Arc<dyn Store>, Some(sqlite), None)
+            };
             let (app, room) = (AppId::parse("SampleApp")?, RoomId::parse("bench-room")?);
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
             let accepting = Arc::clone(&store);
@@ -489,7 +509,11 @@ fn store_ceiling(database: PathBuf, devices: usize, group: usize, count: usize) 
             })
             .await;
             let started = Instant::now();
-            let fanned_out = store.fan_out_journal().await?;
+            let fanned_out = match (&sqlite, &postgres) {
+                (Some(sqlite), _) => sqlite.fan_out_journal().await?,
+                (None, Some(postgres)) => postgres.fan_out_journal().await?,
+                (None, None) => 0,
+            };
             let fan_out_rate = fanned_out as f64 / started.elapsed().as_secs_f64();
             Ok(json!({
                 "group": group,
@@ -503,6 +527,16 @@ fn store_ceiling(database: PathBuf, devices: usize, group: usize, count: usize) 
         })
     };
     std::thread::spawn(run).join().map_err(|_| anyhow::anyhow!("the store ceiling run panicked"))?
+}
+
+/// A fresh schema with pushgate's tables on the PostgreSQL `server`; answers
+/// the URL that selects it.
+async fn fresh_postgres_schema(server: &str) -> anyhow::Result<String> {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos();
+    let schema = format!("pushgate_bench_{nanos}");
+    pushgate_store::PgStore::open_in_schema(server, &schema).await?;
+    let separator = if server.contains('?') { '&' } else { '?' };
+    Ok(format!("{server}{separator}options=-c%20search_path%3D{schema}"))
 }
 
 /// Waits until the fakes have `expected` more deliveries than `before`.
@@ -696,13 +730,13 @@ fn print_table(report: &Value) {
     );
     let ceiling = &report["store_accept_ceiling"];
     println!(
-        "{:<28} {:>10} {:>12}   (SqliteStore::accept_push alone: no HTTP, no worker; it journals)",
+        "{:<28} {:>10} {:>12}   (Store::accept_push alone: no HTTP, no worker; it journals)",
         format!("store alone, v2 x{}", ceiling["group"]),
         ceiling["callbacks_per_second"],
         format!("{} rcp", ceiling["recipients_per_second"]),
     );
     println!(
-        "{:<28} {:>10} {:>12}   (SqliteStore::fan_out_journal of those: counters, routing, deliveries)",
+        "{:<28} {:>10} {:>12}   (the store's fan_out_journal of those: counters, routing, deliveries)",
         format!("store fan-out, v2 x{}", ceiling["group"]),
         ceiling["fan_out_callbacks_per_second"],
         format!("{} rcp", ceiling["fan_out_recipients_per_second"]),
