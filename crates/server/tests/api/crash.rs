@@ -83,7 +83,7 @@ listen = "127.0.0.1:0"
 [store]
 url = "{store_url}"
 [delivery]
-lease_ms = 1000
+lease_ms = 3000
 retry_base_ms = 20
 retry_max_ms = 200
 poll_interval_ms = 50

@@ -433,14 +433,15 @@ async fn the_seeds_curl_example_reaches_both_providers() {
 /// delivery is not claimed and sent a second time.
 #[tokio::test]
 async fn a_send_slower_than_its_lease_is_not_sent_twice() {
-    let setup = spawn_with_providers("lease_ms = 1000").await;
+    let setup = spawn_with_providers("lease_ms = 2000").await;
     register(&setup).await;
-    // Every answer comes 2.5 s after its request: two and a half leases.
-    setup.apns.set_answer_delay(Duration::from_millis(2500));
+    // Every answer comes 5 s after its request: two and a half leases (the
+    // renewal, every third of a lease, has 1.3 s of slack on a busy machine).
+    setup.apns.set_answer_delay(Duration::from_millis(5000));
     let push_id = push(&setup, &["user001"], seed_marketing_payload()).await;
     let status = settled(&setup, &push_id).await;
     assert_eq!(status["summary"], json!({ "delivered": 1 }));
-    // A second send would have arrived a lease (1 s) after the first, long
-    // before the first answer (2.5 s) settled the push.
+    // A second send would have arrived a lease (2 s) after the first, long
+    // before the first answer (5 s) settled the push.
     assert_eq!(setup.apns.received_count(), 1, "the slow send was not taken up again when its first lease ended");
 }
