@@ -6,7 +6,7 @@
 //! a time across every node and badges stay exact. Decisions come from
 //! `plan.rs` and a claim is read back by `claim.rs`, as for SQLite.
 
-use crate::delivery::DeliveryKey;
+use crate::delivery::OutcomeGroup;
 use crate::plan::{self, CounterChange};
 use crate::{
     Accepted, BadgeView, ClaimedDelivery, ClientPrefs, DeliveryRef, DeliveryStatus, DeliveryUpdate, DeliveryView,
@@ -322,37 +322,8 @@ type DeviceRow = (String, String, String, String, Option<String>, Option<String>
 /// own rows updated, planned entries settled in their send, a row of their
 /// own only for an outcome other than a first-attempt success.
 async fn record(connection: &mut PgConnection, updates: &[(DeliveryRef, DeliveryUpdate)]) -> Result<(), StoreError> {
-    let outcome = |update: &DeliveryUpdate| {
-        serde_json::json!({
-            "status": update.status.as_str(),
-            "reason": update.reason,
-            "next": update.next_attempt_at_ms,
-            "attempted": i32::from(update.attempted),
-            "now": update.now_ms,
-        })
-    };
-    let (mut rows, mut own_rows) = (Vec::new(), Vec::new());
-    let mut settled: BTreeMap<i64, (Vec<u32>, i64)> = BTreeMap::new();
-    for (delivery, update) in updates {
-        let mut fields = outcome(update);
-        match delivery.0 {
-            DeliveryKey::Row(id) => {
-                fields["id"] = id.into();
-                rows.push(fields);
-            }
-            DeliveryKey::Planned { send, index } => {
-                let (indexes, now) = settled.entry(send).or_default();
-                indexes.push(index);
-                *now = (*now).max(update.now_ms);
-                if update.status != DeliveryStatus::Delivered {
-                    fields["send"] = send.into();
-                    fields["index"] = index.into();
-                    own_rows.push(fields);
-                }
-            }
-        }
-    }
-    if !rows.is_empty() {
+    let group = OutcomeGroup::of(updates);
+    if let Some(rows) = &group.rows {
         sqlx::query(
             "UPDATE deliveries d SET status = u.status, reason = u.reason, next_attempt_at_ms = u.next, \
                  leased_until_ms = NULL, attempts = d.attempts + u.attempted, updated_at_ms = u.now \
@@ -360,11 +331,11 @@ async fn record(connection: &mut PgConnection, updates: &[(DeliveryRef, Delivery
                                                       attempted INTEGER, now BIGINT) \
              WHERE d.id = u.id",
         )
-        .bind(serde_json::Value::from(rows).to_string())
+        .bind(rows)
         .execute(&mut *connection)
         .await?;
     }
-    if !own_rows.is_empty() {
+    if let Some(own_rows) = &group.own_rows {
         sqlx::query(
             "INSERT INTO deliveries (push_id, app_id, client_id, device_type, device_id, token, environment, locale, \
                                      badge, status, reason, attempts, next_attempt_at_ms, updated_at_ms, mode, \
@@ -377,17 +348,12 @@ async fn record(connection: &mut PgConnection, updates: &[(DeliveryRef, Delivery
              JOIN sends s ON s.id = u.send CROSS JOIN LATERAL (SELECT s.deliveries -> u.index AS e) entry \
              ON CONFLICT (send_id, send_index) WHERE send_id IS NOT NULL DO NOTHING",
         )
-        .bind(serde_json::Value::from(own_rows).to_string())
+        .bind(own_rows)
         .execute(&mut *connection)
         .await?;
     }
-    if !settled.is_empty() {
-        let ids: Vec<i64> = settled.keys().copied().collect();
-        let settled = serde_json::Value::from_iter(
-            settled
-                .into_iter()
-                .map(|(send, (indexes, now))| serde_json::json!({"send": send, "indexes": indexes, "now": now})),
-        );
+    if !group.settled.is_empty() {
+        let ids: Vec<i64> = group.settled.keys().copied().collect();
         // `settled` is computed from the row being updated (not from a
         // subquery read before its lock), so two nodes settling the same
         // send at once both count.
@@ -399,7 +365,7 @@ async fn record(connection: &mut PgConnection, updates: &[(DeliveryRef, Delivery
              FROM jsonb_to_recordset($1::jsonb) AS u (send BIGINT, indexes JSONB, now BIGINT) \
              WHERE s.id = u.send",
         )
-        .bind(settled.to_string())
+        .bind(group.settled_json())
         .execute(&mut *connection)
         .await?;
         sqlx::query(

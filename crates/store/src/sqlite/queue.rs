@@ -3,14 +3,14 @@
 use super::SqliteStore;
 use super::writer::Durability;
 use crate::claim;
-use crate::delivery::DeliveryKey;
+use crate::delivery::OutcomeGroup;
 use crate::{
     ClaimedDelivery, DeliveryRef, DeliveryStatus, DeliveryUpdate, DeliveryView, PushView, QueueDepth, StoreError,
 };
 use pushgate_domain::{AppId, DeliveryMode};
 use rusqlite::{Connection, params};
 use sqlx::Row as _;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 /// Records attempt outcomes in a few statements, whatever their number (the
 /// outcomes go in as JSON arrays). A delivery with a row of its own has it
@@ -18,43 +18,14 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 /// gets a row of its own only when the outcome needs one: a retry, a
 /// failure, a prune, a skip. A first-attempt success writes no row.
 pub(super) fn record(connection: &Connection, updates: &[(DeliveryRef, DeliveryUpdate)]) -> Result<(), StoreError> {
-    let outcome = |update: &DeliveryUpdate| {
-        serde_json::json!({
-            "status": update.status.as_str(),
-            "reason": update.reason,
-            "next": update.next_attempt_at_ms,
-            "attempted": i64::from(update.attempted),
-            "now": update.now_ms,
-        })
-    };
-    let (mut rows, mut own_rows) = (Vec::new(), Vec::new());
-    let mut settled: BTreeMap<i64, (Vec<u32>, i64)> = BTreeMap::new();
-    for (delivery, update) in updates {
-        let mut fields = outcome(update);
-        match delivery.0 {
-            DeliveryKey::Row(id) => {
-                fields["id"] = id.into();
-                rows.push(fields);
-            }
-            DeliveryKey::Planned { send, index } => {
-                let (indexes, now) = settled.entry(send).or_default();
-                indexes.push(index);
-                *now = (*now).max(update.now_ms);
-                if update.status != DeliveryStatus::Delivered {
-                    fields["send"] = send.into();
-                    fields["index"] = index.into();
-                    own_rows.push(fields);
-                }
-            }
-        }
-    }
-    if !rows.is_empty() {
+    let group = OutcomeGroup::of(updates);
+    if let Some(rows) = &group.rows {
         connection.prepare_cached("UPDATE deliveries SET status = json_extract(j.value, '$.status'), reason = json_extract(j.value, '$.reason'), \
                  next_attempt_at_ms = json_extract(j.value, '$.next'), leased_until_ms = NULL, \
                  attempts = attempts + json_extract(j.value, '$.attempted'), updated_at_ms = json_extract(j.value, '$.now') \
-             FROM json_each(?1) j WHERE deliveries.id = json_extract(j.value, '$.id')")?.execute(params![serde_json::Value::from(rows).to_string()])?;
+             FROM json_each(?1) j WHERE deliveries.id = json_extract(j.value, '$.id')")?.execute(params![rows])?;
     }
-    if !own_rows.is_empty() {
+    if let Some(own_rows) = &group.own_rows {
         // The row copies its planned entry. A second outcome for the same
         // entry (only after a lease ran out) keeps the first.
         connection.prepare_cached("INSERT INTO deliveries (push_id, app_id, client_id, device_type, device_id, token, environment, locale, \
@@ -72,14 +43,9 @@ pub(super) fn record(connection: &Connection, updates: &[(DeliveryRef, DeliveryU
                           json_extract(j.value, '$.index') AS send_index, \
                           json_extract(s.deliveries, '$[' || json_extract(j.value, '$.index') || ']') AS entry \
                    FROM json_each(?1) j JOIN sends s ON s.id = json_extract(j.value, '$.send')) \
-             WHERE true ON CONFLICT (send_id, send_index) WHERE send_id IS NOT NULL DO NOTHING")?.execute(params![serde_json::Value::from(own_rows).to_string()])?;
+             WHERE true ON CONFLICT (send_id, send_index) WHERE send_id IS NOT NULL DO NOTHING")?.execute(params![own_rows])?;
     }
-    if !settled.is_empty() {
-        let settled = serde_json::Value::from_iter(
-            settled
-                .into_iter()
-                .map(|(send, (indexes, now))| serde_json::json!({"send": send, "indexes": indexes, "now": now})),
-        );
+    if !group.settled.is_empty() {
         // A send whose every queued entry is settled is done: its lease ends
         // and it leaves the due index (`pending > 0`).
         connection.prepare_cached("UPDATE sends SET settled = n.settled, pending = sends.queued - json_array_length(n.settled), \
@@ -91,7 +57,7 @@ pub(super) fn record(connection: &Connection, updates: &[(DeliveryRef, DeliveryU
                                                            UNION SELECT y.value FROM json_each(j.value, '$.indexes') y)) \
                             AS settled \
                    FROM json_each(?1) j JOIN sends s ON s.id = json_extract(j.value, '$.send')) n \
-             WHERE sends.id = n.id")?.execute(params![settled.to_string()])?;
+             WHERE sends.id = n.id")?.execute(params![group.settled_json()])?;
     }
     Ok(())
 }
