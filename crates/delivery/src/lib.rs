@@ -8,18 +8,22 @@
 //! provider of its device type, and its outcome is settled ([`Worker`]):
 //! delivered, retrying ([`retry`]: backoff with jitter, `Retry-After`
 //! honoured), failed, pruned (an invalid token), skipped, or held while the
-//! app's provider is paused ([`pauses`]: the circuit breaker).
+//! app's provider is paused ([`pauses`]: the circuit breaker). Sends wait
+//! their turn under the app's rate limit ([`SendRate`]). On a store several
+//! nodes share, pauses and rate limits hold for all of them.
 
 mod metrics;
 pub mod pauses;
 mod payload;
 mod provider;
+mod rate;
 pub mod retry;
 mod settings;
 mod worker;
 
 pub use metrics::DeliveryMetrics;
-pub use provider::{ApnsProviders, FcmProvider, RateLimiter, rate_limiter};
+pub use provider::{ApnsProviders, FcmProvider};
+pub use rate::SendRate;
 pub use settings::DeliveryConfig;
 pub use worker::{AppProviders, Worker};
 

@@ -5,6 +5,7 @@
 //! implementation here.
 
 use crate::payload::StoredPush;
+use crate::rate::SendRate;
 use async_trait::async_trait;
 use pushgate_domain::{ChatStyle, DeviceType, Environment, ProviderKind};
 use pushgate_providers::Outcome;
@@ -12,15 +13,6 @@ use pushgate_providers::apns::{ApnsClient, Notification, Priority, PushType, apn
 use pushgate_providers::fcm::FcmClient;
 use pushgate_store::{ClaimedDelivery, DeliveryUpdate};
 use std::sync::Arc;
-
-/// A token bucket: sends wait for a token, so a large push paces itself
-/// under the provider's quota instead of tripping it.
-pub type RateLimiter = governor::DefaultDirectRateLimiter;
-
-/// A limiter of `per_second` sends, or none for 0.
-pub fn rate_limiter(per_second: u32) -> Option<Arc<RateLimiter>> {
-    std::num::NonZeroU32::new(per_second).map(|rate| Arc::new(RateLimiter::direct(governor::Quota::per_second(rate))))
-}
 
 /// What became of one send.
 #[derive(Debug)]
@@ -76,7 +68,7 @@ pub struct ApnsProviders {
     /// The environment of a device that names none.
     pub default_environment: Environment,
     /// The app's send rate limit, if any.
-    pub rate: Option<Arc<RateLimiter>>,
+    pub rate: Option<SendRate>,
 }
 
 #[async_trait]
@@ -132,7 +124,7 @@ pub struct FcmProvider {
     /// The client of the app's Firebase project.
     pub client: Arc<FcmClient>,
     /// The project's send rate limit, if any.
-    pub rate: Option<Arc<RateLimiter>>,
+    pub rate: Option<SendRate>,
 }
 
 #[async_trait]

@@ -15,7 +15,7 @@ use crate::retry::{retry_at, schedule_retry};
 use crate::{ApnsProviders, DeliveryConfig, DeliveryHandle, FcmProvider};
 use pushgate_domain::{AppId, ChatStyle, ProviderKind};
 use pushgate_providers::{Clock, Outcome};
-use pushgate_store::{ClaimedDelivery, DeliveryRef, DeliveryStatus, DeliveryUpdate, Store};
+use pushgate_store::{ClaimedDelivery, DeliveryRef, DeliveryStatus, DeliveryUpdate, SharedPause, Store};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -24,6 +24,9 @@ use std::time::{Duration, UNIX_EPOCH};
 const HOUSEKEEPING_INTERVAL_MS: i64 = 3_600_000;
 /// Pushes (and callback ids) forgotten per transaction.
 const HOUSEKEEPING_BATCH: u32 = 1000;
+/// How often a node on a shared store takes on the other nodes' provider
+/// pauses: at most this long after one node is refused, every node holds.
+const PAUSE_SYNC_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The providers of one app, and how its deliveries are sent.
 #[derive(Debug)]
@@ -151,6 +154,7 @@ impl Worker {
         let poll = i64::try_from(self.settings.poll_interval_ms).unwrap_or(1000);
         let heartbeat = tokio::spawn(Arc::clone(&self).renew_leases());
         let _heartbeat = AbortOnDrop(heartbeat);
+        let _pauses = self.store.is_shared().then(|| AbortOnDrop(tokio::spawn(Arc::clone(&self).share_pauses())));
         let semaphore = Arc::new(tokio::sync::Semaphore::new(self.settings.concurrency));
         // Sends outlive the batch that claimed them: the next batch is claimed
         // as soon as the last one is under way, not when its slowest send ends.
@@ -216,6 +220,32 @@ impl Worker {
             let until = self.now_ms() + self.lease_ms();
             if let Err(error) = self.store.renew_leases(&held, until).await {
                 tracing::warn!(error = %error, deliveries = held.len(), "cannot renew leases; trying again shortly");
+            }
+        }
+    }
+
+    /// Every second, takes on the provider pauses other nodes sharing the
+    /// store opened or closed.
+    async fn share_pauses(self: Arc<Self>) {
+        let Some(cluster) = self.store.cluster() else { return };
+        loop {
+            tokio::time::sleep(PAUSE_SYNC_INTERVAL).await;
+            let read_at = self.now_ms();
+            let shared = match cluster.provider_pauses().await {
+                Ok(shared) => shared,
+                Err(error) => {
+                    tracing::warn!(error = %error, "cannot read the other nodes' provider pauses; trying again shortly");
+                    continue;
+                }
+            };
+            let adopted = self.handle.pauses.adopt(&shared, read_at);
+            for (app, provider, reason) in adopted.paused {
+                self.metrics.provider_paused(&app, provider, true);
+                tracing::warn!(app.id = %app, %provider, provider.reason = %reason, "another node found the provider refusing this app; paused here too");
+            }
+            for (app, provider) in adopted.resumed {
+                self.metrics.provider_paused(&app, provider, false);
+                tracing::info!(app.id = %app, %provider, "another node found the provider accepting this app again; resumed here too");
             }
         }
     }
@@ -356,12 +386,33 @@ impl Worker {
         if let Outcome::AppRejected { reason } = outcome {
             let base = i64::try_from(self.settings.pause_base_ms).unwrap_or(30_000);
             let max = i64::try_from(self.settings.pause_max_ms).unwrap_or(600_000);
-            let until = self.handle.pauses.refused(app, provider, reason, now, base, max);
+            let until = match self.store.cluster() {
+                None => self.handle.pauses.refused(app, provider, reason, now, base, max),
+                Some(cluster) => {
+                    let pause = SharedPause { app_id: app.clone(), provider, reason: reason.clone(), until_ms: 0 };
+                    match cluster.pause_provider(&pause, now, base, max).await {
+                        Ok(until) => {
+                            self.handle.pauses.hold(app, provider, reason, until, now);
+                            until
+                        }
+                        Err(error) => {
+                            tracing::warn!(error = %error, "cannot pause the provider for the other nodes; pausing it here");
+                            self.handle.pauses.refused(app, provider, reason, now, base, max)
+                        }
+                    }
+                }
+            };
             self.metrics.provider_paused(app, provider, true);
             tracing::error!(app.id = %app, %provider, provider.reason = %reason, "the provider refuses this app's credentials or configuration; paused, tokens kept");
             return retry_at(delivery, reason.clone(), until, true, now);
         }
         if self.handle.pauses.answered(app, provider) {
+            if let Some(cluster) = self.store.cluster()
+                && let Err(error) = cluster.resume_provider(app, provider).await
+            {
+                // The other nodes probe for themselves when their pause ends.
+                tracing::warn!(error = %error, "cannot resume the provider for the other nodes");
+            }
             self.metrics.provider_paused(app, provider, false);
             tracing::info!(app.id = %app, %provider, "the provider accepts this app again; resumed");
         }

@@ -3,16 +3,26 @@
 
 use crate::config::AppConfig;
 use anyhow::Context as _;
-use pushgate_delivery::{ApnsProviders, AppProviders, FcmProvider, rate_limiter};
-use pushgate_domain::{ChatStyle, Locale};
+use pushgate_delivery::{ApnsProviders, AppProviders, FcmProvider, SendRate};
+use pushgate_domain::{AppId, ChatStyle, Locale, ProviderKind};
 use pushgate_providers::SystemClock;
 use pushgate_providers::apns::{ApnsAuth, ApnsClient, ApnsClientConfig, TokenSigner};
 use pushgate_providers::fcm::{FcmClient, FcmClientConfig, ServiceAccount};
+use pushgate_store::Store;
 use std::sync::Arc;
 
 /// Builds the clients an app's configuration asks for. No connection is
-/// opened until the first send.
-pub fn app_providers(app: &AppConfig, max_attempts: u32) -> anyhow::Result<AppProviders> {
+/// opened until the first send. Rate limits are one budget for every node
+/// when `store` is shared.
+pub fn app_providers(
+    id: &AppId,
+    app: &AppConfig,
+    max_attempts: u32,
+    store: &Arc<dyn Store>,
+) -> anyhow::Result<AppProviders> {
+    let rate = |per_second: u32, provider: ProviderKind| {
+        SendRate::new(per_second).map(|rate| rate.shared_on(store, format!("{id}/{provider}")))
+    };
     let chat_style = ChatStyle {
         default_locale: Locale::parse(&app.chat.locale).ok(),
         sound: Some(app.chat.sound.clone()).filter(|sound| !sound.is_empty()),
@@ -51,7 +61,7 @@ pub fn app_providers(app: &AppConfig, max_attempts: u32) -> anyhow::Result<AppPr
             sandbox: client(pushgate_providers::apns::SANDBOX_ENDPOINT)?,
             topic: apns.topic.clone(),
             default_environment: apns.environment,
-            rate: apns.rate_per_second.and_then(rate_limiter),
+            rate: apns.rate_per_second.and_then(|per_second| rate(per_second, ProviderKind::Apns)),
         });
     }
     if let Some(fcm) = &app.fcm {
@@ -66,7 +76,7 @@ pub fn app_providers(app: &AppConfig, max_attempts: u32) -> anyhow::Result<AppPr
             fcm.ca_file.as_ref().map(std::fs::read).transpose().context("reading apps.fcm.ca_file")?;
         providers = providers.with_fcm(FcmProvider {
             client: Arc::new(FcmClient::new(config, Arc::new(SystemClock))?),
-            rate: rate_limiter(fcm.rate_per_second),
+            rate: rate(fcm.rate_per_second, ProviderKind::Fcm),
         });
     }
     Ok(providers)

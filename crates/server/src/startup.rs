@@ -97,7 +97,7 @@ impl Application {
         for (id, app) in config.app_ids() {
             providers.insert(
                 id.clone(),
-                app_providers(app, config.max_attempts(app))
+                app_providers(&id, app, config.max_attempts(app), &store)
                     .with_context(|| format!("setting up the providers of app {id}"))?,
             );
             let default_environment = app.apns.as_ref().map_or(Environment::Production, |apns| apns.environment);

@@ -5,6 +5,7 @@
 //! URL. Every implementation must pass the shared [`conformance`] suite.
 
 mod claim;
+mod cluster;
 pub mod conformance;
 mod delivery;
 mod plan;
@@ -16,6 +17,7 @@ use pushgate_domain::{
     AppId, BadgeSource, ClientId, DeviceId, DeviceType, Environment, Locale, PushToken, RoomId, TimeZoneName,
 };
 
+pub use cluster::{Cluster, SharedPause};
 pub use delivery::{
     Accepted, BadgePlan, BadgeView, CallbackKey, ClaimedDelivery, ClientPrefs, DeliveryRef, DeliveryStatus,
     DeliveryUpdate, DeliveryView, ExperimentPlan, NewPush, PushView, QueueDepth, RoutingPlan, VariantCounts,
@@ -181,7 +183,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// (PostgreSQL): then no process may end another's leases at its start;
     /// a dead process's leases run out instead.
     fn is_shared(&self) -> bool {
-        false
+        self.cluster().is_some()
+    }
+
+    /// What the nodes sharing this store agree on (rate budgets, provider
+    /// pauses); `None` for a store one process owns.
+    fn cluster(&self) -> Option<&dyn Cluster> {
+        None
     }
 
     /// Ends every lease. Only for a store one process owns, at its start: the

@@ -7,21 +7,14 @@
 use pushgate_store::{PgStore, Store, conformance};
 use std::sync::Arc;
 
-fn url() -> String {
-    std::env::var("PUSHGATE_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
+use pushgate_testkit::{postgres_absent, postgres_server as url, unique_schema};
 
 /// A store in a fresh schema, or `None` (outside CI) when no server answers.
 async fn fresh_store(name: &str) -> Option<(PgStore, String)> {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_nanos();
-    let schema = format!("pushgate_test_{name}_{}_{nanos}", std::process::id());
+    let schema = unique_schema(name);
     match PgStore::open_in_schema(&url(), &schema).await {
         Ok(store) => Some((store, schema)),
-        Err(error) if std::env::var("CI").as_deref() != Ok("true") => {
-            eprintln!("PostgreSQL at {} does not answer ({error:?}); this test did not run", url());
-            None
-        }
-        Err(error) => panic!("PostgreSQL at {} does not answer, and CI needs it: {error:?}", url()),
+        Err(error) => postgres_absent(&error),
     }
 }
 
@@ -188,5 +181,56 @@ async fn housekeeping_runs_on_one_node_at_a_time() {
     assert_eq!(store.forget_before(10_000, 100).await.expect("forget"), (0, 0), "another node is at it");
     turn.commit().await.expect("end the turn");
     assert_eq!(store.forget_before(10_000, 100).await.expect("forget"), (1, 0));
+    drop_schema(&schema).await;
+}
+
+/// The budget of a rate limit, taken by two nodes in one window: together
+/// they get the limit and no more; a new window starts again; a node whose
+/// clock runs behind takes from the latest window.
+#[tokio::test]
+async fn nodes_share_one_send_budget_per_window() {
+    let Some((one, schema)) = fresh_store("budget").await else { return };
+    let two = PgStore::open_in_schema(&url(), &schema).await.expect("second node");
+    let (one, two) = (one.cluster().expect("shared"), two.cluster().expect("shared"));
+    let mut granted = 0;
+    for round in 0..4 {
+        let node = if round % 2 == 0 { one } else { two };
+        granted += node.take_send_budget("SampleApp/fcm", 100, 4, 10).await.expect("take");
+    }
+    assert_eq!(granted, 10, "4 + 4 + 2 + 0 of a limit of 10");
+    assert_eq!(two.take_send_budget("SampleApp/apns", 100, 4, 10).await.expect("take"), 4, "another budget");
+    assert_eq!(one.take_send_budget("SampleApp/fcm", 101, 4, 10).await.expect("take"), 4, "a new window");
+    assert_eq!(two.take_send_budget("SampleApp/fcm", 100, 10, 10).await.expect("take"), 6, "the latest window's rest");
+    assert_eq!(one.take_send_budget("SampleApp/fcm", 101, 1, 10).await.expect("take"), 0);
+    drop_schema(&schema).await;
+}
+
+/// A provider pause as the nodes share it: the first refusal opens it, a
+/// second one while it runs keeps it, one after it ran out (a failed probe)
+/// doubles it up to the ceiling, and an accepted probe ends it for all.
+#[tokio::test]
+async fn a_provider_pause_is_shared_doubled_and_resumed() {
+    use pushgate_domain::{AppId, ProviderKind};
+    use pushgate_store::SharedPause;
+    let Some((one, schema)) = fresh_store("pauses").await else { return };
+    let two = PgStore::open_in_schema(&url(), &schema).await.expect("second node");
+    let (one, two) = (one.cluster().expect("shared"), two.cluster().expect("shared"));
+    let app = AppId::parse("SampleApp").expect("app");
+    let refused = |reason: &str| SharedPause {
+        app_id: app.clone(),
+        provider: ProviderKind::Apns,
+        reason: reason.to_owned(),
+        until_ms: 0,
+    };
+    assert_eq!(one.pause_provider(&refused("InvalidProviderToken"), 1_000, 100, 350).await.expect("pause"), 1_100);
+    assert_eq!(two.pause_provider(&refused("BadTopic"), 1_050, 100, 350).await.expect("pause"), 1_100, "kept");
+    let shared = two.provider_pauses().await.expect("pauses");
+    assert_eq!(shared, vec![SharedPause { until_ms: 1_100, ..refused("InvalidProviderToken") }]);
+    assert_eq!(two.pause_provider(&refused("BadTopic"), 1_100, 100, 350).await.expect("pause"), 1_300, "doubled");
+    assert_eq!(one.pause_provider(&refused("BadTopic"), 1_300, 100, 350).await.expect("pause"), 1_650, "ceiling");
+    assert_eq!(one.provider_pauses().await.expect("pauses")[0].reason, "BadTopic");
+    assert!(two.resume_provider(&app, ProviderKind::Apns).await.expect("resume"));
+    assert!(one.provider_pauses().await.expect("pauses").is_empty());
+    assert!(!one.resume_provider(&app, ProviderKind::Apns).await.expect("resume"), "already resumed");
     drop_schema(&schema).await;
 }

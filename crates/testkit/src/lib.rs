@@ -9,17 +9,20 @@
 //!   account's `token_uri` points at.
 //! - [`TestCa`] and the key helpers make the certificates and keys they need.
 //! - [`load`]: a bare HTTP/2 load generator, for the raw capacity of a fake.
+//! - [`postgres_server`] and its helpers: where tests of the shared store run.
 
 mod apns;
 mod certs;
 mod fcm;
 mod keys;
 pub mod load;
+mod postgres;
 
 pub use apns::{ApnsFailure, FakeApns, FakeApnsConfig, RecordedApnsRequest};
 pub use certs::TestCa;
 pub use fcm::{FakeFcm, FakeFcmConfig, FcmFailure, RecordedFcmMessage};
 pub use keys::{Es256Key, TestServiceAccount};
+pub use postgres::{postgres_absent, postgres_server, unique_schema};
 
 use std::time::Duration;
 

@@ -7,27 +7,22 @@
 
 use crate::callbacks::{SECRET, WAIT, badge, message, send, settled};
 use crate::helpers::{
-    API_KEY, APNS_TOKEN, TestApp, WithProviders, ios_device, providers_config, spawn_with_providers_config,
+    API_KEY, APNS_TOKEN, TestApp, WithProviders, eventually, ios_device, providers_config, spawn_with_providers_config,
 };
 use pushgate::startup::Role;
+use pushgate_testkit::ApnsFailure;
 use serde_json::json;
 
 /// A URL pushgate can be given, on a fresh schema with pushgate's tables.
 pub async fn postgres_url(name: &str) -> Option<String> {
-    let server = std::env::var("PUSHGATE_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_nanos();
-    let schema = format!("pushgate_e2e_{name}_{}_{nanos}", std::process::id());
+    let server = pushgate_testkit::postgres_server();
+    let schema = pushgate_testkit::unique_schema(name);
     match pushgate_store::PgStore::open_in_schema(&server, &schema).await {
         Ok(_) => {
             let separator = if server.contains('?') { '&' } else { '?' };
             Some(format!("{server}{separator}options=-c%20search_path%3D{schema}"))
         }
-        Err(error) if std::env::var("CI").as_deref() != Ok("true") => {
-            eprintln!("PostgreSQL at {server} does not answer ({error:?}); this test did not run");
-            None
-        }
-        Err(error) => panic!("PostgreSQL at {server} does not answer, and CI needs it: {error:?}"),
+        Err(error) => pushgate_testkit::postgres_absent(&error),
     }
 }
 
@@ -89,4 +84,42 @@ async fn an_api_node_accepts_and_a_worker_node_delivers() {
     }
     let (status, body) = worker.post_json("/push/push2clients", Some(API_KEY), &json!({})).await;
     assert_eq!((status, body["RC"].clone()), (404, json!(404)), "a worker node serves no API: {body}");
+}
+
+/// A refused credential pauses the app's provider on every node: whichever
+/// node was refused, both show the pause, and a message accepted by the
+/// other one is held, not sent into the same refusal.
+#[tokio::test]
+async fn a_refused_credential_pauses_the_provider_on_every_node() {
+    let Some(url) = postgres_url("pauses").await else { return };
+    let sample_app = format!(r#"generic_push = {{ secret = "{SECRET}" }}"#);
+    let (config, apns, _fcm, _files) = providers_config("pause_base_ms = 60000", &sample_app, "").await;
+    let overrides = [("PUSHGATE_STORE__URL", url.as_str())];
+    let one = TestApp::spawn_as(Some(&config), &overrides, Role::All).await;
+    let two = TestApp::spawn_as(Some(&config), &overrides, Role::All).await;
+    assert_eq!(one.subscribe(ios_device("iphone", "aaa", APNS_TOKEN)).await.0, 200);
+    apns.fail_next(APNS_TOKEN, [ApnsFailure::Status(403, "InvalidProviderToken")]);
+    send(&one, &message("m1", "demo-room", &["aaa"])).await;
+    for node in [&one, &two] {
+        let paused = eventually(WAIT, "the pause to show on every node", || async {
+            let (_, body) = node.get("/readyz", None).await;
+            body["result"]["pausedProviders"].as_array().filter(|pauses| !pauses.is_empty()).cloned()
+        })
+        .await;
+        assert_eq!(
+            (paused[0]["provider"].clone(), paused[0]["reason"].clone()),
+            (json!("apns"), json!("InvalidProviderToken"))
+        );
+        assert!(node.metrics().await.contains(r#"pushgate_provider_paused{app="SampleApp",provider="apns"} 1"#));
+    }
+    let held = send(&two, &message("m2", "demo-room", &["aaa"])).await;
+    let held = held["pushId"].as_str().expect("push id");
+    let delivery = eventually(WAIT, "the second message to be held", || async {
+        let (_, body) = one.get(&format!("/v1/pushes/{held}"), Some(API_KEY)).await;
+        let delivery = body["result"]["deliveries"][0].clone();
+        (delivery["reason"] == "paused: InvalidProviderToken").then_some(delivery)
+    })
+    .await;
+    assert_eq!((delivery["status"].clone(), delivery["attempts"].clone()), (json!("retrying"), json!(0)));
+    assert_eq!(apns.received_count(), 1, "only the first message met the refusal");
 }
