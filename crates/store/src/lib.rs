@@ -8,6 +8,7 @@ mod claim;
 mod cluster;
 pub mod conformance;
 mod delivery;
+mod outcomes;
 mod plan;
 mod postgres;
 mod sqlite;

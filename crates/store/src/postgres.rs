@@ -7,6 +7,7 @@
 //! `plan.rs` and a claim is read back by `claim.rs`, as for SQLite.
 
 use crate::delivery::OutcomeGroup;
+use crate::outcomes::{Outcome, Outcomes, RecordGroup};
 use crate::plan::{self, CounterChange};
 use crate::{
     Accepted, BadgeView, ClaimedDelivery, ClientPrefs, Cluster, DeliveryRef, DeliveryStatus, DeliveryUpdate,
@@ -22,6 +23,7 @@ use sqlx::Row as _;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -42,6 +44,21 @@ const SEND_SIZE: i64 = 256;
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// Outcomes recorded at the same time, committed together.
+    outcomes: Outcomes,
+}
+
+/// Where the outcome batcher commits: one transaction per group.
+struct OutcomeTarget(PgPool);
+
+#[async_trait]
+impl RecordGroup for OutcomeTarget {
+    async fn record_group(&self, outcomes: Arc<Vec<Outcome>>) -> Result<(), StoreError> {
+        let mut transaction = self.0.begin().await?;
+        record(&mut transaction, &outcomes).await?;
+        transaction.commit().await?;
+        Ok(())
+    }
 }
 
 impl PgStore {
@@ -76,7 +93,8 @@ impl PgStore {
             .connect_with(options)
             .await?;
         MIGRATIONS.run(&pool).await.map_err(|error| StoreError::Internal(error.into()))?;
-        Ok(Self { pool })
+        let outcomes = Outcomes::spawn(OutcomeTarget(pool.clone()));
+        Ok(Self { pool, outcomes })
     }
 
     /// Fans out every push journaled before this call, in journal order, a
@@ -632,8 +650,7 @@ impl Store for PgStore {
     }
 
     async fn record_attempt(&self, delivery: DeliveryRef, update: &DeliveryUpdate) -> Result<(), StoreError> {
-        let mut connection = self.pool.acquire().await?;
-        record(&mut connection, &[(delivery, update.clone())]).await
+        self.outcomes.record((delivery, update.clone())).await
     }
 
     async fn renew_leases(&self, deliveries: &[DeliveryRef], until_ms: i64) -> Result<(), StoreError> {

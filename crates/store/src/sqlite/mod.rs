@@ -1,18 +1,17 @@
 //! The embedded default: one SQLite file in WAL mode. By job: `writer` (the
-//! single writer thread the busy writes go through, a group per commit),
-//! `commit` (outcomes batched into one write), `accept` (journal and
+//! single writer thread the busy writes go through, a group per commit;
+//! outcomes are batched into one write by `crate::outcomes`), `accept` (journal and
 //! fan-out, on the shared accept plan), `queue` (claims, outcomes, status,
 //! housekeeping), `devices` (registrations, API keys, pruning) and `clients`
 //! (badges, preferences, presence, experiments).
 
 mod accept;
 mod clients;
-mod commit;
 mod devices;
 mod queue;
 mod writer;
 
-use commit::Outcomes;
+use crate::outcomes::Outcomes;
 use writer::{Durability, Writer};
 
 use crate::{

@@ -4,6 +4,7 @@ use super::SqliteStore;
 use super::writer::Durability;
 use crate::claim;
 use crate::delivery::OutcomeGroup;
+use crate::outcomes::{Outcome, RecordGroup};
 use crate::{
     ClaimedDelivery, DeliveryRef, DeliveryStatus, DeliveryUpdate, DeliveryView, PushView, QueueDepth, StoreError,
 };
@@ -11,6 +12,7 @@ use pushgate_domain::{AppId, DeliveryMode};
 use rusqlite::{Connection, params};
 use sqlx::Row as _;
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 /// Records attempt outcomes in a few statements, whatever their number (the
 /// outcomes go in as JSON arrays). A delivery with a row of its own has it
@@ -171,6 +173,13 @@ async fn claimed_pushes(
         );
     }
     Ok(pushes)
+}
+
+#[async_trait::async_trait]
+impl RecordGroup for super::writer::Writer {
+    async fn record_group(&self, outcomes: Arc<Vec<Outcome>>) -> Result<(), StoreError> {
+        self.write(Durability::Flushed, move |connection| record(connection, &outcomes)).await
+    }
 }
 
 pub(super) async fn record_attempt(
