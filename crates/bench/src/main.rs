@@ -2,11 +2,14 @@
 //!
 //!     cargo run --release -p pushgate-bench -- [--devices 100000] [--deliveries 20000] [--out bench.json]
 //!         [--store postgres://postgres@127.0.0.1:5432/test]   # pushgate on PostgreSQL, a fresh schema
+//!         [--nodes 2]                                         # that many pushgate processes on it
 //!
 //! One run, one machine: the fake APNs and fake FCM run on their own Tokio
 //! runtime in this process; pushgate runs in a child process (this binary
 //! again, serving pushgate's own `Application` on its embedded SQLite store),
-//! so its memory is measured alone. The run:
+//! so its memory is measured alone. With `--nodes N` (PostgreSQL only), N
+//! pushgate processes share the store and the load goes to each in turn; CPU
+//! is their sum, memory the largest node's. The run:
 //!
 //! 1. measures the raw limit: what the fake APNs takes from a bare HTTP/2
 //!    client sending pre-built requests (`pushgate_testkit::load`);
@@ -73,6 +76,9 @@ struct Args {
     /// directory.
     #[arg(long)]
     store: Option<String>,
+    /// pushgate processes sharing the store (above 1 needs `--store`).
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -258,6 +264,43 @@ rate_per_second = 1000000
     }
 }
 
+/// The pushgate processes of a run, all on one store.
+struct Nodes {
+    nodes: Vec<Pushgate>,
+    /// Their base URLs: request `n` goes to `bases[n % len]`.
+    bases: Arc<[String]>,
+}
+
+impl Nodes {
+    fn start(fakes: &Fakes, count: usize, concurrency: usize, store_url: Option<&str>) -> anyhow::Result<Self> {
+        anyhow::ensure!(count == 1 || store_url.is_some(), "--nodes above 1 needs --store postgres://…");
+        let nodes = (0..count.max(1))
+            .map(|_| Pushgate::start(fakes, concurrency, store_url))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let bases = nodes.iter().map(|node| node.base_url.clone()).collect();
+        Ok(Self { nodes, bases })
+    }
+
+    fn cpu_seconds(&self) -> f64 {
+        self.nodes.iter().map(Pushgate::cpu_seconds).sum()
+    }
+
+    /// (current, peak) RSS of the largest node.
+    fn rss(&self) -> (u64, u64) {
+        self.nodes.iter().map(Pushgate::rss).fold((0, 0), |(a, b), (c, d)| (a.max(c), b.max(d)))
+    }
+
+    /// Ends every process; answers the store's URL.
+    fn stop(&mut self) -> String {
+        self.nodes.iter_mut().map(Pushgate::stop).last().unwrap_or_default()
+    }
+}
+
+/// The node request `n` goes to.
+fn base(bases: &[String], n: usize) -> &str {
+    &bases[n % bases.len()]
+}
+
 fn client_id(n: usize) -> String {
     format!("c{n}")
 }
@@ -283,16 +326,18 @@ async fn run(args: &Args, fakes: &Fakes) -> anyhow::Result<Value> {
         Some(server) => Some(fresh_postgres_schema(server).await?),
         None => None,
     };
-    let mut pushgate = Pushgate::start(fakes, args.concurrency, store_url.as_deref())?;
-    let base = pushgate.base_url.clone();
-    wait_ready(&http, &base).await?;
+    let mut pushgate = Nodes::start(fakes, args.nodes, args.concurrency, store_url.as_deref())?;
+    let bases = Arc::clone(&pushgate.bases);
+    for base in bases.iter() {
+        wait_ready(&http, base).await?;
+    }
     let (rss_empty, _) = pushgate.rss();
 
     let started = Instant::now();
     let registered = drive(args.devices, 32, {
-        let (http, base) = (http.clone(), base.clone());
+        let (http, bases) = (http.clone(), Arc::clone(&bases));
         move |n| {
-            let (http, base) = (http.clone(), base.clone());
+            let (http, base) = (http.clone(), base(&bases, n).to_owned());
             async move {
                 let (kind, token) =
                     if is_ios(n) { ("ios", format!("{n:064x}")) } else { ("android", format!("fcm-{n}")) };
@@ -308,7 +353,7 @@ async fn run(args: &Args, fakes: &Fakes) -> anyhow::Result<Value> {
 
     let deliveries = args.deliveries.min(args.devices).max(1);
     let cpu = pushgate.cpu_seconds();
-    let mut push2clients = push2clients(&http, &base, fakes, args.devices, deliveries).await?;
+    let mut push2clients = push2clients(&http, &bases, fakes, args.devices, deliveries).await?;
     cpu_per_delivery(&mut push2clients, pushgate.cpu_seconds() - cpu);
     let mut callbacks = Vec::new();
     let mut peak_50 = 0.0;
@@ -316,7 +361,7 @@ async fn run(args: &Args, fakes: &Fakes) -> anyhow::Result<Value> {
         let group = group.min(args.devices);
         let count = (deliveries / group).max(1);
         let cpu = pushgate.cpu_seconds();
-        let mut figures = callbacks_run(&http, &base, fakes, args.devices, group, count, None).await?;
+        let mut figures = callbacks_run(&http, &bases, fakes, args.devices, group, count, None).await?;
         cpu_per_delivery(&mut figures, pushgate.cpu_seconds() - cpu);
         if group == 50.min(args.devices) {
             // The steady-state peak: callbacks accepted and delivered per
@@ -331,9 +376,9 @@ async fn run(args: &Args, fakes: &Fakes) -> anyhow::Result<Value> {
     let half_rate = (peak_50 / 2.0).max(1.0);
     let count = ((deliveries / group).max(1)).min((half_rate * 10.0) as usize).max(1);
     let cpu = pushgate.cpu_seconds();
-    let mut paced = callbacks_run(&http, &base, fakes, args.devices, group, count, Some(half_rate)).await?;
+    let mut paced = callbacks_run(&http, &bases, fakes, args.devices, group, count, Some(half_rate)).await?;
     cpu_per_delivery(&mut paced, pushgate.cpu_seconds() - cpu);
-    let burst = burst_accept(&http, &base, args.devices, group, args.burst).await;
+    let burst = burst_accept(&http, &bases, args.devices, group, args.burst).await;
     let (rss_end, rss_peak) = pushgate.rss();
     let database = pushgate.stop();
     let ceiling = store_ceiling(database, args.devices, group, (deliveries / group).max(1))?;
@@ -349,6 +394,8 @@ async fn run(args: &Args, fakes: &Fakes) -> anyhow::Result<Value> {
         "benchmark": "pushgate end to end",
         "machine": { "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()) },
         "devices": args.devices,
+        "nodes": bases.len(),
+        "store": if args.store.is_some() { "postgres" } else { "sqlite" },
         "delivery_concurrency": args.concurrency,
         "raw_apns_requests_per_second": raw.round(),
         "registrations_per_second": (registered).round(),
@@ -371,13 +418,19 @@ async fn run(args: &Args, fakes: &Fakes) -> anyhow::Result<Value> {
 /// A burst of `count` v2 callbacks of `group` recipients, 64 in flight, with
 /// only the accepts measured (rate and latency of each answer): what IMKIT
 /// sees while the backlog it makes is fanned out and delivered behind it.
-async fn burst_accept(http: &reqwest::Client, base: &str, devices: usize, group: usize, count: usize) -> Value {
-    let url = format!("{base}/imkit/push/v2?secret={SECRET}");
+async fn burst_accept(
+    http: &reqwest::Client,
+    bases: &Arc<[String]>,
+    devices: usize,
+    group: usize,
+    count: usize,
+) -> Value {
     let latencies = Arc::new(std::sync::Mutex::new(Vec::with_capacity(count)));
     let rate = drive(count, 64, {
-        let (http, latencies) = (http.clone(), Arc::clone(&latencies));
+        let (http, latencies, bases) = (http.clone(), Arc::clone(&latencies), Arc::clone(bases));
         move |n| {
-            let (http, url, latencies) = (http.clone(), url.clone(), Arc::clone(&latencies));
+            let url = format!("{}/imkit/push/v2?secret={SECRET}", base(&bases, n));
+            let (http, latencies) = (http.clone(), Arc::clone(&latencies));
             async move {
                 let recipients: Vec<String> = (0..group).map(|k| client_id((n * group + k) % devices)).collect();
                 let body = callback(&format!("burst-{n}"), n, &recipients);
@@ -564,7 +617,7 @@ fn percentile(sorted: &[f64], fraction: f64) -> f64 {
 /// push2clients: requests of 100 clients (or fewer) until `deliveries`, 8 in flight.
 async fn push2clients(
     http: &reqwest::Client,
-    base: &str,
+    bases: &Arc<[String]>,
     fakes: &Fakes,
     devices: usize,
     deliveries: usize,
@@ -575,9 +628,9 @@ async fn push2clients(
     let latencies = Arc::new(std::sync::Mutex::new(Vec::with_capacity(requests)));
     let started = Instant::now();
     let accepted = drive(requests, 8, {
-        let (http, base, latencies) = (http.clone(), base.to_owned(), Arc::clone(&latencies));
+        let (http, bases, latencies) = (http.clone(), Arc::clone(bases), Arc::clone(&latencies));
         move |n| {
-            let (http, base, latencies) = (http.clone(), base.clone(), Arc::clone(&latencies));
+            let (http, base, latencies) = (http.clone(), base(&bases, n).to_owned(), Arc::clone(&latencies));
             async move {
                 let clients: Vec<String> = (0..per_request).map(|k| client_id((n * per_request + k) % devices)).collect();
                 let body = json!({ "clients": clients, "payload": { "alert": "bench", "title": "Bench", "body": "bench", "badge": 1 } });
@@ -608,7 +661,7 @@ async fn push2clients(
 /// its deliveries reaching a fake.
 async fn callbacks_run(
     http: &reqwest::Client,
-    base: &str,
+    bases: &Arc<[String]>,
     fakes: &Fakes,
     devices: usize,
     group: usize,
@@ -617,14 +670,14 @@ async fn callbacks_run(
 ) -> anyhow::Result<Value> {
     let before = fakes.delivered();
     let sent_at = Arc::new(std::sync::Mutex::new(vec![None::<Instant>; count]));
-    let url = format!("{base}/imkit/push/v2?secret={SECRET}");
     let tag = format!("g{group}-{}", rate.map_or("max".to_owned(), |rate| format!("{rate:.0}")));
     let started = Instant::now();
     let in_flight = if rate.is_some() { 256 } else { 32 };
     let accepted = drive(count, in_flight, {
-        let (http, sent_at, tag) = (http.clone(), Arc::clone(&sent_at), tag.clone());
+        let (http, sent_at, tag, bases) = (http.clone(), Arc::clone(&sent_at), tag.clone(), Arc::clone(bases));
         move |n| {
-            let (http, url, sent_at, tag) = (http.clone(), url.clone(), Arc::clone(&sent_at), tag.clone());
+            let url = format!("{}/imkit/push/v2?secret={SECRET}", base(&bases, n));
+            let (http, sent_at, tag) = (http.clone(), Arc::clone(&sent_at), tag.clone());
             async move {
                 if let Some(rate) = rate {
                     let due = started + Duration::from_secs_f64(n as f64 / rate);
@@ -680,7 +733,10 @@ async fn callbacks_run(
 fn print_table(report: &Value) {
     let raw = report["raw_apns_requests_per_second"].as_f64().unwrap_or(0.0);
     println!();
-    println!("pushgate end to end, {} devices; raw limit of the fake APNs: {raw:.0} req/s", report["devices"]);
+    println!(
+        "pushgate end to end, {} devices, {} node(s) on {}; raw limit of the fake APNs: {raw:.0} req/s",
+        report["devices"], report["nodes"], report["store"]
+    );
     println!("registrations: {} /s", report["registrations_per_second"]);
     println!();
     println!(
@@ -744,7 +800,7 @@ fn print_table(report: &Value) {
     let memory = &report["memory"];
     println!();
     println!(
-        "memory (pushgate process): empty {} MiB, registered {} MiB, peak {} MiB, per 100k devices {} MiB",
+        "memory (largest pushgate process): empty {} MiB, registered {} MiB, peak {} MiB, per 100k devices {} MiB",
         memory["rss_empty_mib"],
         memory["rss_registered_mib"],
         memory["peak_rss_mib"],
