@@ -155,6 +155,7 @@ impl Worker {
         let heartbeat = tokio::spawn(Arc::clone(&self).renew_leases());
         let _heartbeat = AbortOnDrop(heartbeat);
         let _pauses = self.store.is_shared().then(|| AbortOnDrop(tokio::spawn(Arc::clone(&self).share_pauses())));
+        let _listener = self.store.is_shared().then(|| AbortOnDrop(tokio::spawn(Arc::clone(&self).listen_for_work())));
         let semaphore = Arc::new(tokio::sync::Semaphore::new(self.settings.concurrency));
         // Sends outlive the batch that claimed them: the next batch is claimed
         // as soon as the last one is under way, not when its slowest send ends.
@@ -221,6 +222,20 @@ impl Worker {
             if let Err(error) = self.store.renew_leases(&held, until).await {
                 tracing::warn!(error = %error, deliveries = held.len(), "cannot renew leases; trying again shortly");
             }
+        }
+    }
+
+    /// Wakes the claim loop whenever another node sharing the store
+    /// announces work (an API node accepted a push), so a worker node does
+    /// not wait for its next poll.
+    async fn listen_for_work(self: Arc<Self>) {
+        let Some(cluster) = self.store.cluster() else { return };
+        let wake = || self.handle.wake();
+        loop {
+            if let Err(error) = cluster.wait_for_work(&wake).await {
+                tracing::warn!(error = %error, "stopped hearing of other nodes' work; polling until listening again");
+            }
+            tokio::time::sleep(PAUSE_SYNC_INTERVAL).await;
         }
     }
 

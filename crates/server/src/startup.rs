@@ -38,6 +38,9 @@ pub struct Application {
     generated_keys: Vec<GeneratedKey>,
     /// `None` on an API-only node.
     worker: Option<Arc<Worker>>,
+    /// On a shared store and a node that accepts: the store to announce
+    /// work on, and the signal that work was accepted.
+    announcer: Option<(Arc<dyn Store>, Arc<tokio::sync::Notify>)>,
 }
 
 /// Picks the one rustls crypto provider of the whole binary (aws-lc-rs).
@@ -175,19 +178,28 @@ impl Application {
             delivery_metrics,
             Arc::new(SystemClock),
         ));
+        // On a shared store, the other nodes hear of every accept (at most
+        // one announcement per ANNOUNCE_INTERVAL): their workers may be the
+        // ones to deliver it. A worker-only node accepts nothing.
+        let announcer = (store.is_shared() && role != Role::Worker)
+            .then(|| (Arc::clone(&store), Arc::new(tokio::sync::Notify::new())));
         let state = AppState {
             store,
             apps: Arc::new(apps),
             keys: Arc::new(keys),
             metrics,
-            delivery: Arc::new(WorkerStatus { handle: delivery, local: role != Role::Api }),
+            delivery: Arc::new(WorkerStatus {
+                handle: delivery,
+                local: role != Role::Api,
+                announce: announcer.as_ref().map(|(_, wanted)| Arc::clone(wanted)),
+            }),
         };
         let options =
             RouterOptions { max_body_bytes: config.server.max_body_bytes, operations_only: role == Role::Worker };
         let router = pushgate_api::router(state, &options);
         let worker = (role != Role::Api).then_some(worker);
 
-        Ok(Self { listener, local_addr, router, tls, generated_keys, worker })
+        Ok(Self { listener, local_addr, router, tls, generated_keys, worker, announcer })
     }
 
     /// The address actually bound (useful with port 0).
@@ -211,6 +223,8 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         // Deliveries a stop interrupts keep their lease and are sent again on the next start.
         let _stop_worker = self.worker.map(|worker| AbortOnDrop(worker.spawn()));
+        let _stop_announcer =
+            self.announcer.map(|(store, wanted)| AbortOnDrop(tokio::spawn(announce_work(store, wanted))));
         // The peer address is kept for the callbacks' IP allowlists.
         let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
         match self.tls {
@@ -254,11 +268,34 @@ struct WorkerStatus {
     /// Whether this process runs a worker (an API-only node has none of
     /// its own to wait for).
     local: bool,
+    /// Asks [`announce_work`] to tell the other nodes, on a shared store.
+    announce: Option<Arc<tokio::sync::Notify>>,
+}
+
+/// The shortest time between two announcements of work to the other nodes:
+/// accepts in between share the next one.
+const ANNOUNCE_INTERVAL: Duration = Duration::from_millis(10);
+
+/// Announces work to the nodes sharing the store each time `wanted` is
+/// notified, at most once per [`ANNOUNCE_INTERVAL`] (a `NOTIFY` per accept
+/// would serialise the database's commits on its notification queue).
+async fn announce_work(store: Arc<dyn Store>, wanted: Arc<tokio::sync::Notify>) {
+    let Some(cluster) = store.cluster() else { return };
+    loop {
+        wanted.notified().await;
+        if let Err(error) = cluster.announce_work().await {
+            tracing::warn!(error = %error, "cannot tell the other nodes of new work; they find it at their next poll");
+        }
+        tokio::time::sleep(ANNOUNCE_INTERVAL).await;
+    }
 }
 
 impl DeliveryStatus for WorkerStatus {
     fn wake(&self) {
         self.handle.wake();
+        if let Some(announce) = &self.announce {
+            announce.notify_one();
+        }
     }
 
     fn is_running(&self) -> bool {

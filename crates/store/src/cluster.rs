@@ -49,4 +49,14 @@ pub trait Cluster: Send + Sync {
 
     /// Every paused provider.
     async fn provider_pauses(&self) -> Result<Vec<SharedPause>, StoreError>;
+
+    /// Tells every node waiting in [`Cluster::wait_for_work`] that work
+    /// arrived (a push accepted on a node whose worker may not be the one
+    /// to deliver it).
+    async fn announce_work(&self) -> Result<(), StoreError>;
+
+    /// Calls `on_work` once when listening starts (something may have been
+    /// announced before) and after every announcement, until the connection
+    /// fails (answered as the error; call again to listen again).
+    async fn wait_for_work(&self, on_work: &(dyn Fn() + Send + Sync)) -> Result<(), StoreError>;
 }

@@ -37,6 +37,8 @@ const FAN_OUT_PUSHES: i64 = 64;
 const FAN_OUT_RECIPIENTS: usize = 256;
 /// Batches of the journal a claim fans out before it claims.
 const FAN_OUT_BATCHES_PER_CLAIM: usize = 4;
+/// The `LISTEN`/`NOTIFY` channel on which nodes announce accepted work.
+const WORK_CHANNEL: &str = "pushgate_work";
 /// Most deliveries planned in one `sends` row.
 const SEND_SIZE: i64 = 256;
 
@@ -1180,6 +1182,26 @@ impl Cluster for PgStore {
             .await?
             .rows_affected();
         Ok(removed > 0)
+    }
+
+    async fn announce_work(&self) -> Result<(), StoreError> {
+        // The channel is the database's; the payload names the schema, so
+        // pushgates on other schemas of the same database ignore it.
+        sqlx::query("SELECT pg_notify($1, current_schema())").bind(WORK_CHANNEL).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn wait_for_work(&self, on_work: &(dyn Fn() + Send + Sync)) -> Result<(), StoreError> {
+        let schema: String = sqlx::query_scalar("SELECT current_schema()").fetch_one(&self.pool).await?;
+        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
+        listener.listen(WORK_CHANNEL).await?;
+        on_work();
+        loop {
+            let notification = listener.recv().await?;
+            if notification.payload() == schema {
+                on_work();
+            }
+        }
     }
 
     async fn provider_pauses(&self) -> Result<Vec<SharedPause>, StoreError> {

@@ -64,7 +64,9 @@ async fn callbacks_on_postgres_reach_each_device_with_exact_badges_and_count_onc
 
 /// A split deployment on one database: an API node (`--role api`) takes the
 /// callback and stores it; a worker node (`--role worker`), which serves no
-/// API, delivers it. Both are ready; the API node runs no worker.
+/// API, delivers it. Both are ready; the API node runs no worker. The worker
+/// node polls only once a minute here: the API node's announcement through
+/// the database is what wakes it for the second message.
 #[tokio::test]
 async fn an_api_node_accepts_and_a_worker_node_delivers() {
     let Some(url) = postgres_url("roles").await else { return };
@@ -72,13 +74,19 @@ async fn an_api_node_accepts_and_a_worker_node_delivers() {
     let (config, apns, _fcm, _files) = providers_config("", &sample_app, "").await;
     let overrides = [("PUSHGATE_STORE__URL", url.as_str())];
     let api = TestApp::spawn_as(Some(&config), &overrides, Role::Api).await;
-    let worker = TestApp::spawn_as(Some(&config), &overrides, Role::Worker).await;
+    let slow_poll = [("PUSHGATE_STORE__URL", url.as_str()), ("PUSHGATE_DELIVERY__POLL_INTERVAL_MS", "60000")];
+    let worker = TestApp::spawn_as(Some(&config), &slow_poll, Role::Worker).await;
     assert_eq!(api.subscribe(ios_device("iphone", "aaa", APNS_TOKEN)).await.0, 200);
     let result = send(&api, &message("m1", "demo-room", &["aaa"])).await;
     apns.wait_for_delivered(1, WAIT).await;
     assert_eq!(apns.delivered()[0].payload["aps"]["badge"], 1);
     let deliveries = settled(&api, result["pushId"].as_str().expect("push id")).await;
     assert_eq!(deliveries[0]["status"], "delivered", "the API node shows what the worker node did");
+    // The worker node has found nothing more to claim and sleeps until its
+    // next poll, a minute away: only the announcement can wake it in time.
+    send(&api, &message("m2", "demo-room", &["aaa"])).await;
+    apns.wait_for_delivered(2, WAIT).await;
+    assert_eq!(apns.delivered()[1].payload["aps"]["badge"], 2);
     for node in [&api, &worker] {
         assert_eq!(node.get("/readyz", None).await.0, 200);
     }
