@@ -131,3 +131,33 @@ async fn a_refused_credential_pauses_the_provider_on_every_node() {
     assert_eq!((delivery["status"].clone(), delivery["attempts"].clone()), (json!("retrying"), json!(0)));
     assert_eq!(apns.received_count(), 1, "only the first message met the refusal");
 }
+
+/// IMKIT retrying a callback against another node while the first is still
+/// answering: each message sent to two nodes at once is counted and pushed
+/// once, and both nodes answer with the same push id.
+#[tokio::test]
+async fn a_callback_sent_to_two_nodes_at_once_is_one_push() {
+    const MESSAGES: usize = 10;
+    let Some(url) = postgres_url("twice").await else { return };
+    let sample_app = format!(r#"generic_push = {{ secret = "{SECRET}" }}"#);
+    let (config, apns, _fcm, _files) = providers_config("", &sample_app, "").await;
+    let overrides = [("PUSHGATE_STORE__URL", url.as_str())];
+    let one = TestApp::spawn_as(Some(&config), &overrides, Role::All).await;
+    let two = TestApp::spawn_as(Some(&config), &overrides, Role::All).await;
+    assert_eq!(one.subscribe(ios_device("iphone", "aaa", APNS_TOKEN)).await.0, 200);
+    for n in 0..MESSAGES {
+        let body = message(&format!("twice-{n}"), "demo-room", &["aaa"]);
+        let (first, second) = tokio::join!(send(&one, &body), send(&two, &body));
+        assert_eq!(first["pushId"], second["pushId"], "{first} {second}");
+        assert_ne!(
+            first["duplicate"] == json!(true),
+            second["duplicate"] == json!(true),
+            "one of the two is the repeat"
+        );
+    }
+    apns.wait_for_delivered(MESSAGES, WAIT).await;
+    assert_eq!(badge(&two, "aaa").await["badge"], MESSAGES, "each message counted once");
+    let mut badges: Vec<u64> = apns.delivered().iter().filter_map(|r| r.payload["aps"]["badge"].as_u64()).collect();
+    badges.sort_unstable();
+    assert_eq!(badges, (1..=MESSAGES as u64).collect::<Vec<_>>(), "each pushed once, with its own badge");
+}
