@@ -173,6 +173,11 @@ impl PgStore {
 
 /// One push's recipients: counters, badges and routes by the shared plan,
 /// and its planned deliveries in `sends` rows (see the SQLite fan-out).
+///
+/// The devices are looked up per recipient (`LATERAL … OFFSET 0`, which the
+/// planner cannot turn into a join): a push reaches a few of an app's
+/// devices, and with a join the planner, which guesses 100 rows for a JSON
+/// array, may scan all of them (it did: 10 ms per push at 20,000 devices).
 async fn fan_out_push(connection: &mut PgConnection, push: &NewPush) -> Result<(), StoreError> {
     let clients = plan::recipients(push);
     let clients_json = serde_json::Value::from_iter(clients.iter().map(|client| client.as_str())).to_string();
@@ -197,14 +202,16 @@ async fn fan_out_push(connection: &mut PgConnection, push: &NewPush) -> Result<(
                           'status', j.value -> 'status', 'reason', j.value -> 'reason', 'mode', j.value -> 'mode', \
                           'route_reason', j.value -> 'route_reason', 'variant', j.value -> 'variant') AS entry \
                FROM jsonb_array_elements($3::jsonb) WITH ORDINALITY AS j (value, key) \
-               JOIN devices d ON d.app_id = $4 AND d.client_id = j.value ->> 'client' \
+               CROSS JOIN LATERAL (SELECT * FROM devices \
+                                   WHERE app_id = $4 AND client_id = j.value ->> 'client' OFFSET 0) d \
                LEFT JOIN client_prefs p ON p.app_id = d.app_id AND p.client_id = d.client_id \
                UNION ALL \
                SELECT 1, j.key, NULL, NULL, 0, \
                       jsonb_build_object('client_id', j.value -> 'client', 'badge', j.value -> 'badge', \
                           'status', 'skipped', 'reason', $6::text) \
                FROM jsonb_array_elements($3::jsonb) WITH ORDINALITY AS j (value, key) \
-               WHERE NOT EXISTS (SELECT 1 FROM devices WHERE app_id = $4 AND client_id = j.value ->> 'client') \
+               WHERE NOT EXISTS (SELECT 1 FROM devices WHERE app_id = $4 AND client_id = j.value ->> 'client' \
+                                 OFFSET 0) \
              ) planned \
            ) numbered \
          ) chunked GROUP BY chunk",
