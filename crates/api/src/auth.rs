@@ -21,6 +21,11 @@ pub struct AppSettings {
     pub online_policy: pushgate_domain::OnlinePolicy,
     /// Whether a muted room's unreads count in the badge.
     pub count_muted_rooms: bool,
+    /// Where this app's Web Push subscriptions may point.
+    pub webpush_endpoints: pushgate_domain::WebPushEndpoints,
+    /// The app's VAPID public key (base64url, uncompressed point), when Web
+    /// Push is configured: what browsers take as `applicationServerKey`.
+    pub vapid_public_key: Option<String>,
 }
 
 /// The configured apps, by id.
@@ -90,6 +95,8 @@ mod tests {
                         origin: Default::default(),
                         online_policy: Default::default(),
                         count_muted_rooms: true,
+                        webpush_endpoints: Default::default(),
+                        vapid_public_key: None,
                     }),
                 )
             })

@@ -165,6 +165,7 @@ fn api_routes(router: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
         .routes(routes!(routes::prefs::put_prefs, routes::prefs::get_prefs))
         .routes(routes!(routes::experiments::put_experiment, routes::experiments::get_experiment))
         .routes(routes!(routes::experiments::experiment_stats))
+        .routes(routes!(routes::webpush::vapid_public_key))
 }
 
 async fn unknown_route(method: Method, uri: Uri) -> ApiError {

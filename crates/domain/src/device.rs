@@ -125,6 +125,11 @@ impl PushToken {
         Ok(Self(subscription.to_canonical_json()))
     }
 
+    /// The Web Push subscription a `web` device's token holds.
+    pub fn web_subscription(&self) -> Option<WebPushSubscription> {
+        WebPushSubscription::parse_json(&self.0).ok()
+    }
+
     /// Wraps a token read back from our own store, where it was stored already parsed.
     pub fn from_trusted_storage(stored: String) -> Self {
         Self(stored)
@@ -166,7 +171,8 @@ fn parse_fcm_token(raw: &str) -> Result<PushToken, ParseError> {
 /// A browser's `PushSubscription`: where to post, and the keys to encrypt with (RFC 8291).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebPushSubscription {
-    /// The push service URL to POST to; always `https`.
+    /// The push service URL to POST to: `https`, or `http` where the app
+    /// allows it ([`WebPushEndpoints`] decides, per app).
     pub endpoint: url::Url,
     /// The browser's P-256 public key, uncompressed (65 bytes), base64url without padding.
     pub p256dh: String,
@@ -191,15 +197,21 @@ impl WebPushSubscription {
         };
         let endpoint = url::Url::parse(field("/endpoint", "endpoint")?)
             .ok()
-            .filter(|url| url.scheme() == "https" && url.host().is_some())
+            .filter(|url| matches!(url.scheme(), "https" | "http") && url.host().is_some())
             .ok_or_else(|| ParseError::new("token.endpoint must be an https URL"))?;
         let p256dh = decode_key(field("/keys/p256dh", "keys.p256dh")?, 65)
-            .filter(|bytes| bytes.first() == Some(&0x04))
+            .filter(|bytes| bytes.first() == Some(&0x04) && p256::PublicKey::from_sec1_bytes(bytes).is_ok())
             .ok_or_else(|| {
-                ParseError::new("token.keys.p256dh must be an uncompressed P-256 public key (65 bytes, base64url)")
+                ParseError::new(
+                    "token.keys.p256dh must be an uncompressed P-256 public key (65 bytes, base64url, on the curve)",
+                )
             })?;
         let auth = decode_key(field("/keys/auth", "keys.auth")?, 16)
             .ok_or_else(|| ParseError::new("token.keys.auth must be a 16-byte secret (base64url)"))?;
+        // Browsers send `expirationTime` (Unix ms, or null); it is not kept.
+        if !value.get("expirationTime").is_none_or(|time| time.is_null() || time.is_number()) {
+            return Err(ParseError::new("token.expirationTime must be a number (Unix ms) or null"));
+        }
         Ok(Self { endpoint, p256dh: URL_SAFE_NO_PAD.encode(p256dh), auth: URL_SAFE_NO_PAD.encode(auth) })
     }
 
@@ -209,6 +221,59 @@ impl WebPushSubscription {
             "keys": { "p256dh": self.p256dh, "auth": self.auth },
         })
         .to_string()
+    }
+}
+
+/// The hosts of the push services browsers subscribe with (`*.` matches
+/// any subdomain): Google's (Chrome, Edge on Android), Mozilla's autopush
+/// (Firefox), Apple's (Safari), Microsoft's WNS (Edge on Windows).
+pub const KNOWN_PUSH_SERVICES: &[&str] = &[
+    "fcm.googleapis.com",
+    "android.googleapis.com",
+    "*.push.services.mozilla.com",
+    "web.push.apple.com",
+    "*.push.apple.com",
+    "*.notify.windows.com",
+];
+
+/// Where an app's Web Push subscriptions may point: a guard against server
+/// side request forgery, since an endpoint is a URL a client hands over and
+/// pushgate posts to. The known push services, the app's own
+/// `allowed_hosts` (UnifiedPush distributors, test servers), and plain HTTP
+/// only where the app allows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WebPushEndpoints {
+    /// Hosts beyond [`KNOWN_PUSH_SERVICES`] (`*.` matches any subdomain).
+    pub allowed_hosts: Vec<String>,
+    /// Whether `http://` endpoints are allowed (test push services).
+    pub allow_plain_http: bool,
+}
+
+impl WebPushEndpoints {
+    /// Whether pushgate may post to `endpoint` for this app; the error says why not.
+    pub fn check(&self, endpoint: &url::Url) -> Result<(), ParseError> {
+        match endpoint.scheme() {
+            "https" => {}
+            "http" if self.allow_plain_http => {}
+            _ => return Err(ParseError::new("token.endpoint must be an https URL")),
+        }
+        let host = endpoint.host_str().unwrap_or_default().to_ascii_lowercase();
+        let allowed = KNOWN_PUSH_SERVICES.iter().copied().chain(self.allowed_hosts.iter().map(String::as_str));
+        if allowed.into_iter().any(|pattern| host_matches(pattern, &host)) {
+            Ok(())
+        } else {
+            Err(ParseError::new(format!(
+                "token.endpoint: {host} is not a known push service nor one of this app's webpush.allowed_hosts"
+            )))
+        }
+    }
+}
+
+fn host_matches(pattern: &str, host: &str) -> bool {
+    let pattern = pattern.to_ascii_lowercase();
+    match pattern.strip_prefix("*.") {
+        Some(parent) => host.strip_suffix(parent).is_some_and(|sub| sub.len() > 1 && sub.ends_with('.')),
+        None => pattern == host,
     }
 }
 
@@ -328,8 +393,15 @@ mod tests {
 
     const APNS_TOKEN: &str = "740F4707BEBCF74F9B7C25D48E3358945F6AA01DA5DDB387462C7EAF61BB78AD";
 
+    /// A browser's public key: a point on P-256 (the generator, here).
+    fn browser_key() -> Vec<u8> {
+        use p256::elliptic_curve::sec1::ToEncodedPoint as _;
+        let secret = p256::SecretKey::from_slice(&[1u8; 32]).expect("a scalar");
+        secret.public_key().to_encoded_point(false).as_bytes().to_vec()
+    }
+
     fn web_subscription(endpoint: &str) -> String {
-        let p256dh = URL_SAFE_NO_PAD.encode([4u8; 65]);
+        let p256dh = URL_SAFE_NO_PAD.encode(browser_key());
         let auth = URL_SAFE_NO_PAD.encode([7u8; 16]);
         format!(r#"{{"endpoint":"{endpoint}","keys":{{"p256dh":"{p256dh}","auth":"{auth}"}}}}"#)
     }
@@ -386,9 +458,58 @@ mod tests {
     }
 
     #[test]
-    fn a_web_subscription_over_plain_http_is_rejected() {
-        let error = PushToken::parse(DeviceType::Web, &web_subscription("http://push.example.net/x")).unwrap_err();
-        assert_eq!(error.0, "token.endpoint must be an https URL");
+    fn a_web_subscription_over_plain_http_needs_the_apps_consent() {
+        let token = PushToken::parse(DeviceType::Web, &web_subscription("http://push.example.net/x")).expect("parsed");
+        let endpoint = token.web_subscription().expect("a subscription").endpoint;
+        let test_server = WebPushEndpoints { allowed_hosts: vec!["push.example.net".into()], allow_plain_http: false };
+        assert_eq!(test_server.check(&endpoint).unwrap_err().0, "token.endpoint must be an https URL");
+        assert_eq!(WebPushEndpoints { allow_plain_http: true, ..test_server }.check(&endpoint), Ok(()));
+        assert!(PushToken::parse(DeviceType::Web, &web_subscription("ftp://push.example.net/x")).is_err());
+    }
+
+    #[test]
+    fn only_known_push_services_and_the_apps_hosts_are_endpoints() {
+        let check = |policy: &WebPushEndpoints, url: &str| policy.check(&url::Url::parse(url).expect("a URL"));
+        let default = WebPushEndpoints::default();
+        for known in [
+            "https://fcm.googleapis.com/fcm/send/abc",
+            "https://updates.push.services.mozilla.com/wpush/v2/abc",
+            "https://web.push.apple.com/QGx",
+            "https://wns2-par02p.notify.windows.com/w/?token=abc",
+        ] {
+            assert_eq!(check(&default, known), Ok(()), "{known}");
+        }
+        for refused in [
+            "https://127.0.0.1/admin",
+            "https://metadata.google.internal/",
+            "https://evilpush.apple.com.example.org/",
+            "https://notify.windows.com.evil/",
+            "https://push.example.net/up/abc",
+        ] {
+            let error = check(&default, refused).expect_err(refused);
+            assert!(error.0.contains("not a known push service"), "{error:?}");
+        }
+        let distributor = WebPushEndpoints { allowed_hosts: vec!["*.example.net".into()], allow_plain_http: false };
+        assert_eq!(check(&distributor, "https://push.example.net/up/abc"), Ok(()));
+        assert!(check(&distributor, "https://example.net/up/abc").is_err(), "a wildcard needs a subdomain");
+    }
+
+    #[test]
+    fn a_p256dh_that_is_not_a_point_on_the_curve_is_rejected() {
+        let raw = web_subscription("https://fcm.googleapis.com/x")
+            .replace(&URL_SAFE_NO_PAD.encode(browser_key()), &URL_SAFE_NO_PAD.encode([4u8; 65]));
+        let error = PushToken::parse(DeviceType::Web, &raw).unwrap_err();
+        assert!(error.0.starts_with("token.keys.p256dh"), "{error:?}");
+    }
+
+    #[test]
+    fn an_expiration_time_is_a_number_or_null() {
+        let with = |time: &str| {
+            let raw = web_subscription("https://fcm.googleapis.com/x");
+            PushToken::parse(DeviceType::Web, &raw.replacen('{', &format!(r#"{{"expirationTime":{time},"#), 1))
+        };
+        assert!(with("null").is_ok() && with("1767225600000").is_ok());
+        assert_eq!(with(r#""soon""#).unwrap_err().0, "token.expirationTime must be a number (Unix ms) or null");
     }
 
     #[test]

@@ -18,7 +18,8 @@ pub use chat::{
     MAX_FCM_BYTES, MAX_RECIPIENTS, MAX_VOIP_BYTES, Recipient, badge_update_apns, badge_update_fcm, has_text_for,
 };
 pub use device::{
-    DeviceType, Environment, Locale, PushToken, TimeZoneName, TokenKind, WebPushSubscription, mask_token,
+    DeviceType, Environment, KNOWN_PUSH_SERVICES, Locale, PushToken, TimeZoneName, TokenKind, WebPushEndpoints,
+    WebPushSubscription, mask_token,
 };
 pub use experiment::{Experiment, Variant, fill_template, two_proportion_p_value};
 pub use ids::{AppId, BadgeSource, ClientId, DeviceId, ExperimentId, MessageId, RoomId};

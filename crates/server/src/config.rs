@@ -285,6 +285,13 @@ pub struct WebPushConfig {
     pub vapid_private_key_file: PathBuf,
     /// The contact sent in the VAPID token: `mailto:` or `https:`.
     pub subject: String,
+    /// Endpoint hosts allowed beyond the known push services (UnifiedPush
+    /// distributors, test servers); `*.example.net` allows subdomains.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// Whether `http://` endpoints are allowed: only for test push services.
+    #[serde(default)]
+    pub allow_plain_http: bool,
 }
 
 fn default_listen() -> SocketAddr {
@@ -546,6 +553,12 @@ impl Config {
                 );
                 if !(webpush.subject.starts_with("mailto:") || webpush.subject.starts_with("https:")) {
                     problems.push(format!("{at}.webpush.subject: must start with mailto: or https:"));
+                }
+                for host in &webpush.allowed_hosts {
+                    let name = host.strip_prefix("*.").unwrap_or(host);
+                    if url::Host::parse(name).is_err() || name.contains(['/', ':', '*']) {
+                        problems.push(format!("{at}.webpush.allowed_hosts: {host:?} is not a host name"));
+                    }
                 }
             }
         }

@@ -38,18 +38,55 @@ enum Command {
     },
     /// Load and validate the configuration, report every problem, and exit.
     CheckConfig,
+    /// Make keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Print a new VAPID key pair for `[apps.webpush]`: the private key (PEM,
+    /// PKCS#8: save it as the `vapid_private_key_file`) on standard output,
+    /// then its public key (base64url), which web clients take as
+    /// `applicationServerKey`, on standard error.
+    Vapid,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match Config::load(cli.config.as_deref(), std::env::vars()) {
+    match cli.command {
+        // Keys need no configuration.
+        Command::Keys { command: KeysCommand::Vapid } => new_vapid_key(),
+        command => with_config(cli.config.as_deref(), command),
+    }
+}
+
+fn new_vapid_key() -> ExitCode {
+    match pushgate::providers::generate_vapid_key() {
+        Ok((private_pem, public_key)) => {
+            print!("{private_pem}");
+            eprintln!("VAPID public key (applicationServerKey): {public_key}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("pushgate: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn with_config(path: Option<&std::path::Path>, command: Command) -> ExitCode {
+    let config = match Config::load(path, std::env::vars()) {
         Ok(config) => config,
         Err(error) => {
             eprint!("pushgate: {error}");
             return ExitCode::from(2);
         }
     };
-    match cli.command {
+    match command {
+        Command::Keys { .. } => new_vapid_key(),
         Command::CheckConfig => {
             println!("configuration is valid: {} app(s), store {}", config.apps.len(), config.store.url);
             ExitCode::SUCCESS

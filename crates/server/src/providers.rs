@@ -11,6 +11,37 @@ use pushgate_providers::fcm::{FcmClient, FcmClientConfig, ServiceAccount};
 use pushgate_store::Store;
 use std::sync::Arc;
 
+/// The VAPID public key of a P-256 private key in PEM (SEC1 `EC PRIVATE KEY`
+/// or PKCS#8 `PRIVATE KEY`): the uncompressed point, base64url without
+/// padding, as browsers take it for `applicationServerKey`.
+pub fn vapid_public_key(pem: &str) -> anyhow::Result<String> {
+    use base64::Engine as _;
+    use p256::elliptic_curve::sec1::ToEncodedPoint as _;
+    use p256::pkcs8::DecodePrivateKey as _;
+    let key = p256::SecretKey::from_sec1_pem(pem)
+        .or_else(|_| p256::SecretKey::from_pkcs8_pem(pem))
+        .map_err(|_| anyhow::anyhow!("not a P-256 private key in PEM (SEC1 or PKCS#8)"))?;
+    let point = key.public_key().to_encoded_point(false);
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(point.as_bytes()))
+}
+
+/// A new VAPID key pair: the private key in PKCS#8 PEM, and its public key
+/// as [`vapid_public_key`] gives it.
+pub fn generate_vapid_key() -> anyhow::Result<(String, String)> {
+    use p256::pkcs8::EncodePrivateKey as _;
+    let key = loop {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).map_err(|error| anyhow::anyhow!("no randomness: {error}"))?;
+        // A random 32-byte value is a valid scalar but with odds of 2^-32.
+        if let Ok(key) = p256::SecretKey::from_slice(&bytes) {
+            break key;
+        }
+    };
+    let pem = key.to_pkcs8_pem(p256::pkcs8::LineEnding::LF).context("encoding the key")?.to_string();
+    let public = vapid_public_key(&pem)?;
+    Ok((pem, public))
+}
+
 /// Builds the clients an app's configuration asks for. No connection is
 /// opened until the first send. Rate limits are one budget for every node
 /// when `store` is shared.

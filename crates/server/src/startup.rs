@@ -105,6 +105,17 @@ impl Application {
             );
             let default_environment = app.apns.as_ref().map_or(Environment::Production, |apns| apns.environment);
             let max_age_ms = config.max_age_ms(app);
+            let vapid_public_key = match &app.webpush {
+                Some(webpush) => {
+                    let path = &webpush.vapid_private_key_file;
+                    let pem = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                    Some(
+                        crate::providers::vapid_public_key(&pem)
+                            .with_context(|| format!("apps.webpush.vapid_private_key_file {}", path.display()))?,
+                    )
+                }
+                None => None,
+            };
             let origin = app.generic_push.as_ref().map_or_else(OriginCheck::default, |generic| {
                 OriginCheck::new(
                     generic.secret.as_ref().map(|secret| secret.expose_secret().as_bytes().to_vec()),
@@ -122,6 +133,13 @@ impl Application {
                     // Validated with the configuration.
                     online_policy: OnlinePolicy::parse(&app.routing.online).unwrap_or_default(),
                     count_muted_rooms: app.routing.count_muted_rooms,
+                    webpush_endpoints: app.webpush.as_ref().map_or_else(Default::default, |webpush| {
+                        pushgate_domain::WebPushEndpoints {
+                            allowed_hosts: webpush.allowed_hosts.clone(),
+                            allow_plain_http: webpush.allow_plain_http,
+                        }
+                    }),
+                    vapid_public_key,
                 }),
             );
             for key in &app.api_keys {

@@ -174,6 +174,9 @@ pub async fn subscribe(
         }
         _ => return Err(ApiError::invalid("token must be a string, or a PushSubscription object for type web")),
     }?;
+    if let Some(subscription) = token.web_subscription() {
+        app.webpush_endpoints.check(&subscription.endpoint)?;
+    }
     let environment = parse_optional(body.environment.as_deref(), Environment::parse)?
         // Only APNs has environments; a value sent for another type is ignored.
         .filter(|_| device_type.is_apple());

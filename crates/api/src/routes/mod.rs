@@ -8,3 +8,4 @@ pub mod me;
 pub mod ops;
 pub mod prefs;
 pub mod pushes;
+pub mod webpush;

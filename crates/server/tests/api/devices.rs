@@ -215,12 +215,8 @@ async fn optional_fields_are_kept_and_shown() {
 #[tokio::test]
 async fn a_web_subscription_is_accepted_as_an_object_or_a_string() {
     let app = TestApp::spawn().await;
-    use base64::Engine as _;
-    let base64url = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let subscription = json!({
-        "endpoint": "https://push.example.net/wpush/v2/abcdefgh12345678",
-        "keys": { "p256dh": base64url.encode([4u8; 65]), "auth": base64url.encode([7u8; 16]) }
-    });
+    let subscription =
+        crate::webpush::subscription("https://updates.push.services.mozilla.com/wpush/v2/abcdefgh12345678");
     let as_object = json!({ "type": "web", "token": subscription, "deviceId": "browser-1", "clientId": "user001" });
     let as_string =
         json!({ "type": "web", "token": subscription.to_string(), "deviceId": "browser-2", "clientId": "user002" });

@@ -14,3 +14,4 @@ mod postgres;
 mod pushes;
 mod routing;
 mod tls;
+mod webpush;
