@@ -94,17 +94,31 @@ async fn an_api_node_accepts_and_a_worker_node_delivers() {
     assert_eq!((status, body["RC"].clone()), (404, json!(404)), "a worker node serves no API: {body}");
 }
 
+/// Two pushgate nodes (`--role all`) on one fresh schema, sending to the
+/// same fakes; `extra_delivery` goes into their `[delivery]`.
+struct TwoNodes {
+    one: TestApp,
+    two: TestApp,
+    apns: pushgate_testkit::FakeApns,
+    _files: tempfile::TempDir,
+}
+
+async fn two_nodes(name: &str, extra_delivery: &str) -> Option<TwoNodes> {
+    let url = postgres_url(name).await?;
+    let sample_app = format!(r#"generic_push = {{ secret = "{SECRET}" }}"#);
+    let (config, apns, _fcm, _files) = providers_config(extra_delivery, &sample_app, "").await;
+    let overrides = [("PUSHGATE_STORE__URL", url.as_str())];
+    let one = TestApp::spawn_as(Some(&config), &overrides, Role::All).await;
+    let two = TestApp::spawn_as(Some(&config), &overrides, Role::All).await;
+    Some(TwoNodes { one, two, apns, _files })
+}
+
 /// A refused credential pauses the app's provider on every node: whichever
 /// node was refused, both show the pause, and a message accepted by the
 /// other one is held, not sent into the same refusal.
 #[tokio::test]
 async fn a_refused_credential_pauses_the_provider_on_every_node() {
-    let Some(url) = postgres_url("pauses").await else { return };
-    let sample_app = format!(r#"generic_push = {{ secret = "{SECRET}" }}"#);
-    let (config, apns, _fcm, _files) = providers_config("pause_base_ms = 60000", &sample_app, "").await;
-    let overrides = [("PUSHGATE_STORE__URL", url.as_str())];
-    let one = TestApp::spawn_as(Some(&config), &overrides, Role::All).await;
-    let two = TestApp::spawn_as(Some(&config), &overrides, Role::All).await;
+    let Some(TwoNodes { one, two, apns, _files }) = two_nodes("pauses", "pause_base_ms = 60000").await else { return };
     assert_eq!(one.subscribe(ios_device("iphone", "aaa", APNS_TOKEN)).await.0, 200);
     apns.fail_next(APNS_TOKEN, [ApnsFailure::Status(403, "InvalidProviderToken")]);
     send(&one, &message("m1", "demo-room", &["aaa"])).await;
@@ -138,12 +152,7 @@ async fn a_refused_credential_pauses_the_provider_on_every_node() {
 #[tokio::test]
 async fn a_callback_sent_to_two_nodes_at_once_is_one_push() {
     const MESSAGES: usize = 10;
-    let Some(url) = postgres_url("twice").await else { return };
-    let sample_app = format!(r#"generic_push = {{ secret = "{SECRET}" }}"#);
-    let (config, apns, _fcm, _files) = providers_config("", &sample_app, "").await;
-    let overrides = [("PUSHGATE_STORE__URL", url.as_str())];
-    let one = TestApp::spawn_as(Some(&config), &overrides, Role::All).await;
-    let two = TestApp::spawn_as(Some(&config), &overrides, Role::All).await;
+    let Some(TwoNodes { one, two, apns, _files }) = two_nodes("twice", "").await else { return };
     assert_eq!(one.subscribe(ios_device("iphone", "aaa", APNS_TOKEN)).await.0, 200);
     for n in 0..MESSAGES {
         let body = message(&format!("twice-{n}"), "demo-room", &["aaa"]);
