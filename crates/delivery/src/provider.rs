@@ -52,7 +52,7 @@ pub(crate) fn provider_kind_of(device_type: DeviceType) -> ProviderKind {
     match device_type {
         DeviceType::Ios | DeviceType::IosVoip => ProviderKind::Apns,
         DeviceType::Android | DeviceType::Fcm => ProviderKind::Fcm,
-        DeviceType::Web => ProviderKind::WebPush,
+        DeviceType::Web | DeviceType::UnifiedPush => ProviderKind::WebPush,
     }
 }
 

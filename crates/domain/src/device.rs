@@ -18,6 +18,9 @@ pub enum DeviceType {
     Fcm,
     /// A browser; the token is a Web Push subscription.
     Web,
+    /// An app receiving through a UnifiedPush distributor (Android without
+    /// Google services); the token is a Web Push subscription too.
+    UnifiedPush,
 }
 
 /// Which provider token space a token lives in. Two device types that share a
@@ -37,14 +40,15 @@ pub enum TokenKind {
 
 impl DeviceType {
     /// Every device type, in the order the error messages list them.
-    pub const ALL: [DeviceType; 5] = [Self::Ios, Self::IosVoip, Self::Android, Self::Fcm, Self::Web];
+    pub const ALL: [DeviceType; 6] = [Self::Ios, Self::IosVoip, Self::Android, Self::Fcm, Self::Web, Self::UnifiedPush];
 
-    /// Parses the IMKIT spelling (`ios`, `ios-voip`, `android`, `fcm`, `web`).
+    /// Parses the IMKIT spelling (`ios`, `ios-voip`, `android`, `fcm`, `web`),
+    /// and pushgate's `unifiedpush`.
     pub fn parse(raw: &str) -> Result<Self, ParseError> {
         Self::ALL
             .into_iter()
             .find(|candidate| candidate.as_str() == raw)
-            .ok_or_else(|| ParseError::new("type must be one of ios, ios-voip, android, fcm, web"))
+            .ok_or_else(|| ParseError::new("type must be one of ios, ios-voip, android, fcm, web, unifiedpush"))
     }
 
     /// The IMKIT spelling.
@@ -55,6 +59,7 @@ impl DeviceType {
             Self::Android => "android",
             Self::Fcm => "fcm",
             Self::Web => "web",
+            Self::UnifiedPush => "unifiedpush",
         }
     }
 
@@ -64,7 +69,7 @@ impl DeviceType {
             Self::Ios => TokenKind::Apns,
             Self::IosVoip => TokenKind::ApnsVoip,
             Self::Android | Self::Fcm => TokenKind::Fcm,
-            Self::Web => TokenKind::WebPush,
+            Self::Web | Self::UnifiedPush => TokenKind::WebPush,
         }
     }
 
@@ -416,7 +421,7 @@ mod tests {
     #[test]
     fn an_unknown_device_type_names_the_accepted_ones() {
         let error = DeviceType::parse("windows").unwrap_err();
-        assert_eq!(error.0, "type must be one of ios, ios-voip, android, fcm, web");
+        assert_eq!(error.0, "type must be one of ios, ios-voip, android, fcm, web, unifiedpush");
     }
 
     #[test]

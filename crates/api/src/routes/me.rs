@@ -6,7 +6,7 @@ use crate::extract::ApiJson;
 use crate::{AppState, now_ms};
 use axum::Json;
 use axum::extract::State;
-use pushgate_domain::{ClientId, DeviceId, DeviceType, Environment, Locale, PushToken, TimeZoneName};
+use pushgate_domain::{ClientId, DeviceId, DeviceType, Environment, Locale, PushToken, TimeZoneName, TokenKind};
 use pushgate_store::NewDevice;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -23,7 +23,7 @@ pub struct SubscribeRequest {
     #[schema(required = true, value_type = DeviceTypeName)]
     pub device_type: Option<String>,
     /// The push token: APNs hex token, FCM registration token, or for `web`
-    /// the browser's PushSubscription (`{"endpoint", "keys": {"p256dh", "auth"}}`,
+    /// and `unifiedpush` the PushSubscription (`{"endpoint", "keys": {"p256dh", "auth"}}`,
     /// as an object or as a JSON string).
     #[schema(required = true, value_type = SubscribeToken)]
     pub token: Option<serde_json::Value>,
@@ -68,6 +68,8 @@ enum DeviceTypeName {
     Android,
     Fcm,
     Web,
+    #[schema(rename = "unifiedpush")]
+    UnifiedPush,
 }
 
 /// A push token: a string for every type; for `web` also the browser's
@@ -168,11 +170,19 @@ pub async fn subscribe(
     let device_id = DeviceId::parse(raw_device_id)?;
     let token = match (&body.token, device_type) {
         (Some(serde_json::Value::String(text)), _) => PushToken::parse(device_type, text),
-        (Some(object @ serde_json::Value::Object(_)), DeviceType::Web) => PushToken::from_web_subscription(object),
-        (Some(serde_json::Value::Object(_)), _) => {
-            return Err(ApiError::invalid("token must be a string (an object is accepted only for type web)"));
+        (Some(object @ serde_json::Value::Object(_)), _) if device_type.token_kind() == TokenKind::WebPush => {
+            PushToken::from_web_subscription(object)
         }
-        _ => return Err(ApiError::invalid("token must be a string, or a PushSubscription object for type web")),
+        (Some(serde_json::Value::Object(_)), _) => {
+            return Err(ApiError::invalid(
+                "token must be a string (an object is accepted only for types web and unifiedpush)",
+            ));
+        }
+        _ => {
+            return Err(ApiError::invalid(
+                "token must be a string, or a PushSubscription object for types web and unifiedpush",
+            ));
+        }
     }?;
     if let Some(subscription) = token.web_subscription() {
         app.webpush_endpoints.check(&subscription.endpoint)?;

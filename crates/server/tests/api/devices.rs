@@ -146,7 +146,7 @@ async fn each_bad_field_is_named_in_the_error() {
     let cases = [
         (
             json!({ "type": "windows", "token": "t", "deviceId": "d", "clientId": "c" }),
-            "type must be one of ios, ios-voip, android, fcm, web",
+            "type must be one of ios, ios-voip, android, fcm, web, unifiedpush",
         ),
         (
             json!({ "type": "ios", "token": "zz", "deviceId": "d", "clientId": "c" }),
@@ -174,7 +174,7 @@ async fn each_bad_field_is_named_in_the_error() {
         ),
         (
             json!({ "type": "ios", "token": { "endpoint": "x" }, "deviceId": "d", "clientId": "c" }),
-            "token must be a string (an object is accepted only for type web)",
+            "token must be a string (an object is accepted only for types web and unifiedpush)",
         ),
     ];
     for (body, message) in cases {

@@ -1,4 +1,5 @@
-//! Web Push registration and keys: subscriptions are held to the known push
+//! Web Push registration and keys (`web` and `unifiedpush` devices):
+//! subscriptions are held to the known push
 //! services and the app's own hosts (a guard against request forgery), the
 //! browser's key must be a P-256 point, and the app's VAPID public key is
 //! served to web clients without an API key.
@@ -75,6 +76,16 @@ async fn subscriptions_are_held_to_known_push_services_and_the_apps_own_hosts() 
     }
     let (status, body) = subscribe(TEST_PUSH_KEY, web("http://127.0.0.1:8080/admin", "internal")).await;
     assert_eq!(status, 400, "{body}");
+    // A UnifiedPush distributor's endpoint: the same subscription shape, held
+    // to the same hosts.
+    let mut unified = web("https://up.example.net/up/xyz", "phone");
+    unified["type"] = json!("unifiedpush");
+    assert_eq!(subscribe(API_KEY, unified.clone()).await.0, 400, "not a host SampleApp allows");
+    assert_eq!(subscribe(TEST_PUSH_KEY, unified).await.0, 200);
+    let (_, listed) = app.get("/v1/clients/alice/devices", Some(TEST_PUSH_KEY)).await;
+    let types: Vec<&str> =
+        listed["result"]["devices"].as_array().expect("devices").iter().filter_map(|d| d["type"].as_str()).collect();
+    assert_eq!(types, ["web", "web", "unifiedpush"], "{listed}");
 
     let mut not_a_point = web("https://fcm.googleapis.com/fcm/send/def", "bad-key");
     not_a_point["token"]["keys"]["p256dh"] = json!(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([4u8; 65]));
