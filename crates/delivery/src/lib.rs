@@ -22,7 +22,7 @@ mod settings;
 mod worker;
 
 pub use metrics::DeliveryMetrics;
-pub use provider::{ApnsProviders, FcmProvider};
+pub use provider::{ApnsProviders, FcmProvider, WebPushProvider};
 pub use rate::SendRate;
 pub use settings::DeliveryConfig;
 pub use worker::{AppProviders, Worker};

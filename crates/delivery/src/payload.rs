@@ -3,7 +3,7 @@
 
 use pushgate_domain::{
     ApnsPush, ChatMessage, ChatStyle, CustomPush, DeliveryMode, DeviceType, Experiment, PushKind, Recipient,
-    badge_update_apns, badge_update_fcm,
+    WebPushMessage, badge_update_apns, badge_update_fcm, badge_update_webpush,
 };
 use pushgate_store::ClaimedDelivery;
 
@@ -79,6 +79,19 @@ impl StoredPush {
                 message.to_fcm(style, &self.recipient(delivery), alert.as_deref())
             }
             Self::Chat { .. } | Self::Badge => badge_update_fcm(delivery.badge.unwrap_or_default()),
+        }
+    }
+}
+
+impl StoredPush {
+    /// The Web Push for the delivery's subscription.
+    pub(crate) fn webpush(&self, delivery: &ClaimedDelivery, style: &ChatStyle, now_seconds: u64) -> WebPushMessage {
+        match self {
+            Self::Custom(push) => push.to_webpush(now_seconds, style.web_navigate.as_deref()),
+            Self::Chat { message, alert, .. } if !routed_silent(delivery) => {
+                message.to_webpush(style, &self.recipient(delivery), alert.as_deref())
+            }
+            Self::Chat { .. } | Self::Badge => badge_update_webpush(delivery.badge.unwrap_or_default()),
         }
     }
 }

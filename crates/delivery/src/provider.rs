@@ -1,16 +1,16 @@
 //! Provider dispatch: one [`Provider`] per configured provider of an app,
 //! keyed by [`ProviderKind`]. Each builds its request for a delivery from the
 //! stored push, waits its turn under its rate limit and sends; the worker
-//! only gates (pauses), settles and records. Web Push adds one more
-//! implementation here.
+//! only gates (pauses), settles and records.
 
 use crate::payload::StoredPush;
 use crate::rate::SendRate;
 use async_trait::async_trait;
-use pushgate_domain::{ChatStyle, DeviceType, Environment, ProviderKind};
+use pushgate_domain::{ChatStyle, DeviceType, Environment, ProviderKind, WebPushEndpoints};
 use pushgate_providers::Outcome;
 use pushgate_providers::apns::{ApnsClient, Notification, Priority, PushType, apns_id};
 use pushgate_providers::fcm::FcmClient;
+use pushgate_providers::webpush::WebPushClient;
 use pushgate_store::{ClaimedDelivery, DeliveryUpdate};
 use std::sync::Arc;
 
@@ -149,5 +149,48 @@ impl Provider for FcmProvider {
         }
         let message = push.fcm(delivery, style, u64::try_from(now_ms / 1000).unwrap_or_default());
         Sent::Answered(self.client.send(delivery.token.as_str(), &message).await)
+    }
+}
+
+/// Web Push for one app: browsers and UnifiedPush distributors.
+#[derive(Debug)]
+pub struct WebPushProvider {
+    /// The client holding the app's VAPID key.
+    pub client: Arc<WebPushClient>,
+    /// Where the app's subscriptions may point, checked again before each
+    /// send: a host taken off `allowed_hosts` gets nothing more.
+    pub endpoints: WebPushEndpoints,
+    /// The app's Web Push rate limit, if any.
+    pub rate: Option<SendRate>,
+}
+
+#[async_trait]
+impl Provider for WebPushProvider {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::WebPush
+    }
+
+    async fn send(
+        &self,
+        delivery: &ClaimedDelivery,
+        push: &StoredPush,
+        style: &ChatStyle,
+        now_ms: i64,
+        admit: Admit<'_>,
+    ) -> Sent {
+        let Some(subscription) = delivery.token.web_subscription() else {
+            return Sent::Skipped("the stored Web Push subscription is unreadable");
+        };
+        if self.endpoints.check(&subscription.endpoint).is_err() {
+            return Sent::Skipped("the subscription's endpoint is no longer allowed for this app");
+        }
+        if let Some(held) = admit() {
+            return Sent::Held(held);
+        }
+        if let Some(rate) = &self.rate {
+            rate.until_ready().await;
+        }
+        let message = push.webpush(delivery, style, u64::try_from(now_ms / 1000).unwrap_or_default());
+        Sent::Answered(self.client.send(&subscription, &message).await)
     }
 }

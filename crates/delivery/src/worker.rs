@@ -12,7 +12,7 @@ use crate::pauses::Gate;
 use crate::payload::StoredPush;
 use crate::provider::{Provider, Sent, provider_kind_of};
 use crate::retry::{retry_at, schedule_retry};
-use crate::{ApnsProviders, DeliveryConfig, DeliveryHandle, FcmProvider};
+use crate::{ApnsProviders, DeliveryConfig, DeliveryHandle, FcmProvider, WebPushProvider};
 use pushgate_domain::{AppId, ChatStyle, ProviderKind};
 use pushgate_providers::{Clock, Outcome};
 use pushgate_store::{ClaimedDelivery, DeliveryRef, DeliveryStatus, DeliveryUpdate, SharedPause, Store};
@@ -52,6 +52,11 @@ impl AppProviders {
     /// Sends the app's Android devices through FCM.
     pub fn with_fcm(self, fcm: FcmProvider) -> Self {
         self.with(Box::new(fcm))
+    }
+
+    /// Sends the app's browsers and UnifiedPush distributors through Web Push.
+    pub fn with_webpush(self, webpush: WebPushProvider) -> Self {
+        self.with(Box::new(webpush))
     }
 
     fn with(mut self, provider: Box<dyn Provider>) -> Self {
@@ -365,7 +370,7 @@ impl Worker {
             let reason = match kind {
                 ProviderKind::Apns => "APNs is not configured for this app",
                 ProviderKind::Fcm => "FCM is not configured for this app",
-                ProviderKind::WebPush => "Web Push is not supported yet",
+                ProviderKind::WebPush => "Web Push is not configured for this app",
             };
             return (Some(kind), Ok(final_update(DeliveryStatus::Skipped, reason)));
         };

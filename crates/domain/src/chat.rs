@@ -10,6 +10,9 @@
 //! character boundary with an ellipsis.
 
 use crate::push::ApnsPush;
+use crate::webpush::{
+    CHAT_TTL_SECONDS, MAX_WEBPUSH_BYTES, Urgency, WebPushMessage, declarative, navigate_to, web_push_topic,
+};
 use crate::{AppId, ClientId, Locale, MessageId, ParseError, RoomId, Variant, fill_template};
 use serde_json::{Map, Value, json};
 
@@ -300,6 +303,53 @@ impl ChatMessage {
     }
 }
 
+impl ChatMessage {
+    /// The Web Push for one recipient: Declarative Web Push when the app
+    /// set a page to open, IMKIT's fields beside it; the room is the `tag`
+    /// (one notification per room) and the `Topic` (a room's pushes replace
+    /// each other while queued). `alert` (v1) replaces the rendered body.
+    pub fn to_webpush(&self, style: &ChatStyle, recipient: &Recipient<'_>, alert: Option<&str>) -> WebPushMessage {
+        let language = style.language_for(recipient.locale);
+        let navigate = style.web_navigate.as_deref().map(|template| navigate_to(template, self.room.as_ref()));
+        let build = |cut: usize, with_payload: bool| {
+            let copy = self.copy(language, recipient.variant, cut);
+            let body = alert.map_or_else(|| copy.body.clone(), |alert| clip(alert, cut));
+            let mut notification = Map::new();
+            notification.insert("title".into(), copy.title.clone().into());
+            notification.insert("body".into(), body.into());
+            if let Some(room) = &self.room {
+                notification.insert("tag".into(), room.as_str().into());
+            }
+            if let Some(locale) = recipient.locale {
+                notification.insert("lang".into(), locale.as_str().into());
+            }
+            if recipient.quiet {
+                notification.insert("silent".into(), true.into());
+            }
+            let mut push = declarative(Some(notification), navigate.clone(), recipient.badge);
+            push.insert("type".into(), CHAT_PUSH_TYPE.into());
+            if alert.is_none() && !copy.custom_body {
+                push.insert("loc-key".into(), copy.loc_key.into());
+                push.insert("loc-args".into(), copy.loc_args.into());
+            }
+            push.insert("messageType".into(), self.message_type.clone().into());
+            if let Some(room) = &self.room {
+                push.insert("room".into(), room.as_str().into());
+            }
+            if with_payload {
+                push.insert("payload".into(), Value::Object(self.payload_fields()));
+            }
+            Value::Object(push)
+        };
+        WebPushMessage {
+            payload: fit(MAX_WEBPUSH_BYTES, self.longest_text(alert), build).to_string().into_bytes(),
+            ttl_seconds: CHAT_TTL_SECONDS,
+            urgency: if recipient.quiet { Urgency::Normal } else { Urgency::High },
+            topic: self.room.as_ref().map(|room| web_push_topic(room.as_str())),
+        }
+    }
+}
+
 /// The silent badge update APNs gets after a read mark: the badge only,
 /// nothing shown, priority 5.
 pub fn badge_update_apns(badge: u32) -> ApnsPush {
@@ -372,11 +422,21 @@ pub struct ChatStyle {
     pub icon: Option<String>,
     /// `android.notification.click_action`.
     pub click_action: String,
+    /// The page a Web Push notification opens (`{room}` is replaced by the
+    /// room id); without it, Web Push payloads are not declarative and a
+    /// service worker shows them.
+    pub web_navigate: Option<String>,
 }
 
 impl Default for ChatStyle {
     fn default() -> Self {
-        Self { default_locale: None, sound: Some("default".into()), icon: None, click_action: "push_chatroom".into() }
+        Self {
+            default_locale: None,
+            sound: Some("default".into()),
+            icon: None,
+            click_action: "push_chatroom".into(),
+            web_navigate: None,
+        }
     }
 }
 

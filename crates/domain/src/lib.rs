@@ -12,6 +12,7 @@ mod ids;
 mod kinds;
 mod push;
 mod routing;
+mod webpush;
 
 pub use chat::{
     BADGE_PUSH_TYPE, CHAT_PUSH_TYPE, ChatMessage, ChatStyle, GenericCallback, LegacyCallback, MAX_APNS_BYTES,
@@ -26,6 +27,10 @@ pub use ids::{AppId, BadgeSource, ClientId, DeviceId, ExperimentId, MessageId, R
 pub use kinds::{DeliveryMode, ProviderKind, PushKind};
 pub use push::{Alert, ApnsPush, CustomPush};
 pub use routing::{OnlinePolicy, QuietHours, RecipientState, Route, route};
+pub use webpush::{
+    DECLARATIVE_WEB_PUSH, MAX_WEBPUSH_BYTES, MAX_WEBPUSH_TTL_SECONDS, Urgency, WebPushMessage, badge_update_webpush,
+    web_push_topic,
+};
 
 /// Why a value from outside was refused. The message is safe to show to the
 /// caller: it names what is expected and never echoes a secret.

@@ -4,6 +4,7 @@
 //! so they are computed again for every delivery attempt rather than stored.
 
 use crate::ParseError;
+use crate::webpush::{MAX_WEBPUSH_TTL_SECONDS, Urgency, WebPushMessage, declarative, navigate_to, web_push_topic};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -169,6 +170,52 @@ impl CustomPush {
         }
     }
 
+    /// The Web Push for this push at `now_seconds`: a notification (title,
+    /// body, the collapse key as `tag`, an `https` icon) when it shows
+    /// anything, declarative when the app set a page to open (`navigate`);
+    /// the badge as `app_badge`, `type` and a localized alert beside it. TTL
+    /// from `expiry` as for FCM; high urgency when visible; the collapse key
+    /// is the `Topic`. Not cut to size: a push too big is refused by the client.
+    pub fn to_webpush(&self, now_seconds: u64, navigate: Option<&str>) -> WebPushMessage {
+        let text = match &self.alert {
+            Some(Alert::Text(text)) => Some(text),
+            _ => None,
+        };
+        let notification = self.is_visible().then(|| {
+            let mut notification = Map::new();
+            let title = self.title.as_ref().or(text).or(self.body.as_ref());
+            notification.insert("title".into(), title.cloned().unwrap_or_default().into());
+            if let Some(body) = self.body.as_ref().filter(|body| Some(*body) != title) {
+                notification.insert("body".into(), body.clone().into());
+            }
+            if let Some(tag) = &self.collapse_key {
+                notification.insert("tag".into(), tag.clone().into());
+            }
+            if let Some(icon) = self.icon.as_ref().filter(|icon| icon.starts_with("https://")) {
+                notification.insert("icon".into(), icon.clone().into());
+            }
+            notification
+        });
+        let navigate = navigate.map(|template| navigate_to(template, None));
+        let mut push = declarative(notification, navigate, self.badge);
+        if let Some(push_type) = &self.push_type {
+            push.insert("type".into(), push_type.clone().into());
+        }
+        if let Some(Alert::Localized { loc_key: Some(key), loc_args }) = &self.alert {
+            push.insert("loc-key".into(), key.clone().into());
+            push.insert("loc-args".into(), loc_args.clone().into());
+        }
+        WebPushMessage {
+            payload: Value::Object(push).to_string().into_bytes(),
+            ttl_seconds: self
+                .expiry
+                .map_or(DEFAULT_TTL_SECONDS, |expiry| expiry.saturating_sub(now_seconds))
+                .min(MAX_WEBPUSH_TTL_SECONDS),
+            urgency: if self.is_visible() { Urgency::High } else { Urgency::Normal },
+            topic: self.collapse_key.as_deref().map(web_push_topic),
+        }
+    }
+
     /// The FCM v1 `message` (without its token) for this push at `now_seconds`:
     /// Android fields into `notification` / `android`, `type` and the localized
     /// alert into `data` (string values only).
@@ -311,6 +358,36 @@ mod tests {
         let push = CustomPush { expiry: Some(1_000 + 34 * 24 * 3600), body: Some("b".into()), ..CustomPush::default() };
         assert_eq!(push.to_fcm(1_000)["android"]["ttl"], "2419200s");
         assert_eq!(push.to_apns().expiration, Some(1_000 + 34 * 24 * 3600), "APNs takes the expiry as it is");
+    }
+
+    #[test]
+    fn the_seeds_marketing_push_gives_a_declarative_web_push() {
+        let web = seed_marketing().to_webpush(1_000, Some("https://chat.example.com/{room}"));
+        assert_eq!((web.ttl_seconds, web.urgency, web.topic.as_deref()), (3600, Urgency::High, Some("promo_2026")));
+        assert_eq!(
+            serde_json::from_slice::<Value>(&web.payload).expect("json"),
+            json!({
+                "web_push": 8030,
+                "notification": { "title": "限時優惠", "body": "您有一則新的優惠活動,立即查看!", "tag": "promo_2026",
+                                  "icon": "https://example.com/icon.png", "navigate": "https://chat.example.com/" },
+                "app_badge": 1, "type": "marketing"
+            })
+        );
+    }
+
+    #[test]
+    fn a_silent_push_reaches_the_web_as_data_without_a_notification() {
+        let push =
+            CustomPush { push_type: Some("sync".into()), badge: Some(2), expiry: Some(1_600), ..CustomPush::default() };
+        let web = push.to_webpush(1_000, Some("https://chat.example.com/"));
+        assert_eq!((web.ttl_seconds, web.urgency), (600, Urgency::Normal));
+        assert_eq!(
+            serde_json::from_slice::<Value>(&web.payload).expect("json"),
+            json!({ "app_badge": 2, "type": "sync" })
+        );
+        let alert_only = CustomPush { alert: Some(Alert::Text("Hi".into())), ..CustomPush::default() };
+        let web: Value = serde_json::from_slice(&alert_only.to_webpush(0, None).payload).expect("json");
+        assert_eq!(web, json!({ "notification": { "title": "Hi" } }), "no page to open: not declarative");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! How pushgate sends: provider clients with typed outcomes.
+//! How pushgate sends: provider clients (APNs, FCM, Web Push) with typed outcomes.
 //!
 //! Each client turns one notification for one device into an [`Outcome`]
 //! that says what to do next (done, delete the token, retry, give up, pause
@@ -9,6 +9,7 @@ pub mod apns;
 pub mod clock;
 pub mod fcm;
 mod tls;
+pub mod webpush;
 
 use std::time::Duration;
 
@@ -78,8 +79,40 @@ impl Outcome {
     }
 }
 
-/// Reads a `Retry-After` header given in seconds. (The HTTP-date form is not
-/// used by APNs or FCM; it is treated as absent.)
+/// Reads a `Retry-After` header, in seconds or as an HTTP-date (RFC 9110
+/// §10.2.3), counted from now.
 pub(crate) fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
-    headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim().parse::<u64>().ok().map(Duration::from_secs)
+    retry_after_at(headers, std::time::SystemTime::now())
+}
+
+/// Reads a `Retry-After` header, in seconds or as an HTTP-date counted from
+/// `now` (a date already past is no delay).
+pub(crate) fn retry_after_at(headers: &http::HeaderMap, now: std::time::SystemTime) -> Option<Duration> {
+    let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let date = httpdate::parse_http_date(value).ok()?;
+    Some(date.duration_since(now).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::SystemTime;
+
+    fn after(value: &str, now: SystemTime) -> Option<Duration> {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::RETRY_AFTER, value.parse().expect("a header value"));
+        retry_after_at(&headers, now)
+    }
+
+    #[test]
+    fn retry_after_is_read_in_seconds_and_as_an_http_date() {
+        let now = httpdate::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").expect("a date");
+        assert_eq!(after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(after("Sun, 06 Nov 1994 08:51:37 GMT", now), Some(Duration::from_secs(120)));
+        assert_eq!(after("Sun, 06 Nov 1994 08:00:00 GMT", now), Some(Duration::ZERO), "a date past is no delay");
+        assert_eq!(after("soon", now), None);
+    }
 }

@@ -292,6 +292,23 @@ pub struct WebPushConfig {
     /// Whether `http://` endpoints are allowed: only for test push services.
     #[serde(default)]
     pub allow_plain_http: bool,
+    /// The page a notification opens (`{room}` becomes the room id): makes
+    /// payloads Declarative Web Push, shown without a service worker.
+    pub navigate: Option<String>,
+    /// An extra CA certificate (PEM) to trust for push services (a test push service).
+    pub ca_file: Option<PathBuf>,
+    /// Most Web Push sends per second for this app; none by default.
+    pub rate_per_second: Option<u32>,
+}
+
+impl WebPushConfig {
+    /// Where the app's subscriptions may point.
+    pub fn endpoints(&self) -> pushgate_domain::WebPushEndpoints {
+        pushgate_domain::WebPushEndpoints {
+            allowed_hosts: self.allowed_hosts.clone(),
+            allow_plain_http: self.allow_plain_http,
+        }
+    }
 }
 
 fn default_listen() -> SocketAddr {
@@ -553,6 +570,19 @@ impl Config {
                 );
                 if !(webpush.subject.starts_with("mailto:") || webpush.subject.starts_with("https:")) {
                     problems.push(format!("{at}.webpush.subject: must start with mailto: or https:"));
+                }
+                if let Some(ca) = &webpush.ca_file {
+                    check_readable(&mut problems, &format!("{at}.webpush.ca_file"), ca);
+                }
+                if webpush.rate_per_second == Some(0) {
+                    problems
+                        .push(format!("{at}.webpush.rate_per_second: must be at least 1 (leave it out for no limit)"));
+                }
+                if let Some(navigate) = &webpush.navigate
+                    && url::Url::parse(&navigate.replace("{room}", "room")).map_or(true, |url| url.scheme() != "https")
+                {
+                    problems
+                        .push(format!("{at}.webpush.navigate: must be an https URL ({{room}} stands for the room id)"));
                 }
                 for host in &webpush.allowed_hosts {
                     let name = host.strip_prefix("*.").unwrap_or(host);

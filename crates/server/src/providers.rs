@@ -1,13 +1,15 @@
 //! Each app's provider clients, built from its configuration: the only place
-//! that turns `[apps.apns]` and `[apps.fcm]` into clients for the worker.
+//! that turns `[apps.apns]`, `[apps.fcm]` and `[apps.webpush]` into clients
+//! for the worker.
 
 use crate::config::AppConfig;
 use anyhow::Context as _;
-use pushgate_delivery::{ApnsProviders, AppProviders, FcmProvider, SendRate};
+use pushgate_delivery::{ApnsProviders, AppProviders, FcmProvider, SendRate, WebPushProvider};
 use pushgate_domain::{AppId, ChatStyle, Locale, ProviderKind};
 use pushgate_providers::SystemClock;
 use pushgate_providers::apns::{ApnsAuth, ApnsClient, ApnsClientConfig, TokenSigner};
 use pushgate_providers::fcm::{FcmClient, FcmClientConfig, ServiceAccount};
+use pushgate_providers::webpush::{WebPushClient, WebPushClientConfig};
 use pushgate_store::Store;
 use std::sync::Arc;
 
@@ -59,6 +61,7 @@ pub fn app_providers(
         sound: Some(app.chat.sound.clone()).filter(|sound| !sound.is_empty()),
         icon: app.chat.icon.clone(),
         click_action: app.chat.click_action.clone(),
+        web_navigate: app.webpush.as_ref().and_then(|webpush| webpush.navigate.clone()),
     };
     let mut providers = AppProviders::new(max_attempts, chat_style);
     if let Some(apns) = &app.apns {
@@ -108,6 +111,18 @@ pub fn app_providers(
         providers = providers.with_fcm(FcmProvider {
             client: Arc::new(FcmClient::new(config, Arc::new(SystemClock))?),
             rate: rate(fcm.rate_per_second, ProviderKind::Fcm),
+        });
+    }
+    if let Some(webpush) = &app.webpush {
+        let pem = std::fs::read(&webpush.vapid_private_key_file)
+            .with_context(|| format!("reading {}", webpush.vapid_private_key_file.display()))?;
+        let mut config = WebPushClientConfig::new(pem, webpush.subject.clone());
+        config.extra_ca_pem =
+            webpush.ca_file.as_ref().map(std::fs::read).transpose().context("reading apps.webpush.ca_file")?;
+        providers = providers.with_webpush(WebPushProvider {
+            client: Arc::new(WebPushClient::new(config, Arc::new(SystemClock))?),
+            endpoints: webpush.endpoints(),
+            rate: webpush.rate_per_second.and_then(|per_second| rate(per_second, ProviderKind::WebPush)),
         });
     }
     Ok(providers)

@@ -1,6 +1,6 @@
 //! Wiring: from a validated [`Config`] to a bound, ready-to-serve application.
 
-use crate::config::{Config, LogFormat, StoreKind};
+use crate::config::{Config, LogFormat, StoreKind, WebPushConfig};
 use crate::providers::app_providers;
 use anyhow::Context as _;
 use base64::Engine as _;
@@ -133,12 +133,7 @@ impl Application {
                     // Validated with the configuration.
                     online_policy: OnlinePolicy::parse(&app.routing.online).unwrap_or_default(),
                     count_muted_rooms: app.routing.count_muted_rooms,
-                    webpush_endpoints: app.webpush.as_ref().map_or_else(Default::default, |webpush| {
-                        pushgate_domain::WebPushEndpoints {
-                            allowed_hosts: webpush.allowed_hosts.clone(),
-                            allow_plain_http: webpush.allow_plain_http,
-                        }
-                    }),
+                    webpush_endpoints: app.webpush.as_ref().map(WebPushConfig::endpoints).unwrap_or_default(),
                     vapid_public_key,
                 }),
             );

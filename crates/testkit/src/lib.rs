@@ -7,6 +7,11 @@
 //!   on demand per device token.
 //! - [`FakeFcm`]: FCM HTTP v1 plus the OAuth2 token endpoint a service
 //!   account's `token_uri` points at.
+//! - [`FakePushService`]: a Web Push service over HTTPS that issues
+//!   subscriptions, checks VAPID and the RFC 8030 headers, decrypts
+//!   (RFC 8291) and records what it accepts, and fails on demand.
+//! - [`node_peers`]: the npm packages `web-push-testing` and `web-push`, run
+//!   with Node, to check against Web Push code nobody here wrote.
 //! - [`TestCa`] and the key helpers make the certificates and keys they need.
 //! - [`load`]: a bare HTTP/2 load generator, for the raw capacity of a fake.
 //! - [`postgres_server`] and its helpers: where tests of the shared store run.
@@ -16,13 +21,17 @@ mod certs;
 mod fcm;
 mod keys;
 pub mod load;
+mod node;
 mod postgres;
+mod webpush;
 
 pub use apns::{ApnsFailure, FakeApns, FakeApnsConfig, RecordedApnsRequest};
 pub use certs::TestCa;
 pub use fcm::{FakeFcm, FakeFcmConfig, FcmFailure, RecordedFcmMessage};
 pub use keys::{Es256Key, TestServiceAccount};
+pub use node::{NodePeers, WebPushTesting, node_peers};
 pub use postgres::{postgres_absent, postgres_server, unique_schema};
+pub use webpush::{FakePushService, PushServiceFailure, ReceivedPush, TestSubscription};
 
 use std::time::Duration;
 

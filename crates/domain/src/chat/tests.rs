@@ -84,7 +84,7 @@ fn the_seed_message_gives_imkits_fcm_message() {
     );
 }
 
-/// Every message type of IMKIT's key table, in every language, on both providers.
+/// Every message type of IMKIT's key table, in every language, on every provider.
 #[test]
 fn payload_snapshots_for_every_message_type() {
     let types = [
@@ -116,9 +116,11 @@ fn payload_snapshots_for_every_message_type() {
             .collect();
         let mut fcm = message.to_fcm(&style, &RECIPIENT, None);
         fcm["data"].as_object_mut().expect("data").remove("payload");
+        let mut webpush = web_json(&message.to_webpush(&web_style(), &RECIPIENT, None));
+        webpush.as_object_mut().expect("an object").remove("payload");
         insta::assert_json_snapshot!(
             format!("chat_{message_type}"),
-            json!({ "apns": apns_json(&message.to_apns(&style, &RECIPIENT, None)), "fcm": fcm, "bodies": bodies })
+            json!({ "apns": apns_json(&message.to_apns(&style, &RECIPIENT, None)), "fcm": fcm, "webpush": webpush, "bodies": bodies })
         );
     }
 }
@@ -289,7 +291,58 @@ proptest! {
         let data = fcm["data"].as_object().expect("data");
         prop_assert!(data.values().all(Value::is_string), "FCM data values must be strings: {data:?}");
         prop_assert!(!fcm["notification"]["title"].as_str().expect("title").is_empty());
+        let web = message.to_webpush(&web_style(), &recipient, alert.as_deref());
+        prop_assert!(web.payload.len() <= MAX_WEBPUSH_BYTES);
+        let web: Value = serde_json::from_slice(&web.payload).expect("JSON");
+        prop_assert_eq!(&web["app_badge"], &json!(badge));
+        prop_assert!(!web["notification"]["title"].as_str().expect("title").is_empty());
     }
+}
+
+fn web_style() -> ChatStyle {
+    ChatStyle { web_navigate: Some("https://chat.example.com/rooms/{room}".into()), ..ChatStyle::default() }
+}
+
+fn web_json(push: &WebPushMessage) -> Value {
+    serde_json::from_slice(&push.payload).expect("JSON")
+}
+
+/// The seed's message as a browser gets it: Declarative Web Push with
+/// IMKIT's fields beside it, and the headers that go with it.
+#[test]
+fn the_seed_message_gives_a_declarative_web_push() {
+    let message = ChatMessage::parse(&seed_callback()).expect("parses");
+    let zh = locale("zh-TW");
+    let recipient = Recipient { locale: Some(&zh), ..RECIPIENT };
+    let web = message.to_webpush(&web_style(), &recipient, None);
+    assert_eq!((web.ttl_seconds, web.urgency, web.topic.as_deref()), (3600, Urgency::High, Some("demo-room")));
+    let mut payload = web_json(&web);
+    assert_eq!(payload["payload"], message.to_stored());
+    payload.as_object_mut().expect("an object").remove("payload");
+    insta::assert_json_snapshot!("webpush_seed", payload);
+    // Without a page to open, the same fields for a service worker to show.
+    let plain = web_json(&message.to_webpush(&ChatStyle::default(), &recipient, None));
+    assert!(plain.get("web_push").is_none() && plain["notification"].get("navigate").is_none());
+    assert_eq!(plain["notification"]["title"], "Demo Room");
+}
+
+#[test]
+fn quiet_hours_make_a_web_push_silent_and_of_normal_urgency() {
+    let message = message_of("image", None);
+    let web = message.to_webpush(&web_style(), &Recipient { quiet: true, ..RECIPIENT }, None);
+    assert_eq!(web.urgency, Urgency::Normal);
+    assert_eq!(web_json(&web)["notification"]["silent"], true);
+    assert_eq!(web_json(&web)["loc-key"], "im_loc_image");
+}
+
+#[test]
+fn a_long_message_loses_the_web_push_payload_field_before_any_text() {
+    let message = message_of("text", Some(&"m".repeat(1500)));
+    let web = message.to_webpush(&web_style(), &RECIPIENT, None);
+    assert!(web.payload.len() <= MAX_WEBPUSH_BYTES);
+    let web = web_json(&web);
+    assert!(web.get("payload").is_none());
+    assert_eq!(web["notification"]["body"], format!("SSS: {}", "m".repeat(1500)));
 }
 
 #[test]

@@ -1,9 +1,10 @@
-//! Web Push registration and keys (`web` and `unifiedpush` devices):
-//! subscriptions are held to the known push
-//! services and the app's own hosts (a guard against request forgery), the
-//! browser's key must be a P-256 point, and the app's VAPID public key is
-//! served to web clients without an API key.
+//! Web Push end to end (`web` and `unifiedpush` devices): subscriptions are
+//! held to the known push services and the app's own hosts (a guard against
+//! request forgery), the browser's key must be a P-256 point, the app's VAPID
+//! public key is served to web clients without an API key; pushes reach a
+//! push service encrypted and signed, and its answers are acted on.
 
+use crate::callbacks::{SECRET, WAIT, message, send, settled};
 use crate::helpers::{API_KEY, TestApp};
 use base64::Engine as _;
 use p256::elliptic_curve::sec1::ToEncodedPoint as _;
@@ -130,4 +131,241 @@ async fn keys_vapid_prints_a_key_pair_pushgate_serves() {
     assert_eq!(body["result"]["publicKey"], public_key);
     let point = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&public_key).expect("base64url");
     assert!(point.len() == 65 && point[0] == 4 && p256::PublicKey::from_sec1_bytes(&point).is_ok());
+}
+
+/// A pushgate whose `SampleApp` also sends Web Push, to a fake push service
+/// (trusted through the test CA, allowed as `localhost`).
+struct WithPushService {
+    setup: crate::helpers::WithProviders,
+    service: pushgate_testkit::FakePushService,
+    _vapid: tempfile::TempDir,
+}
+
+async fn spawn_with_push_service(extra_delivery: &str) -> WithPushService {
+    let ca = pushgate_testkit::TestCa::generate();
+    let service = pushgate_testkit::FakePushService::start(&ca).await;
+    let files = tempfile::tempdir().expect("temp dir");
+    let vapid = files.path().join("vapid.pem");
+    std::fs::write(&vapid, pushgate_testkit::Es256Key::generate().private_pem).expect("write");
+    let ca_file = ca.write_ca_pem(files.path());
+    let webpush = format!(
+        r#"
+[apps.webpush]
+vapid_private_key_file = {vapid:?}
+subject = "mailto:ops@example.com"
+allowed_hosts = ["{host}"]
+navigate = "https://chat.example.com/rooms/{{room}}"
+ca_file = {ca_file:?}
+"#,
+        host = service.host()
+    );
+    let sample_app = format!(r#"generic_push = {{ secret = "{SECRET}" }}"#);
+    let setup = crate::helpers::spawn_with_providers_config(extra_delivery, &sample_app, &webpush, &[]).await;
+    WithPushService { setup, service, _vapid: files }
+}
+
+async fn register(app: &TestApp, subscription: &pushgate_testkit::TestSubscription, device: &str, client: &str) {
+    let body =
+        json!({ "type": "web", "token": subscription.json(), "deviceId": device, "clientId": client, "locale": "en" });
+    let (status, answer) = app.subscribe(body).await;
+    assert_eq!(status, 200, "{answer}");
+}
+
+async fn push2clients(app: &TestApp, clients: &[&str], payload: Value) -> String {
+    let (status, body) =
+        app.post_json("/push/push2clients", Some(API_KEY), &json!({ "clients": clients, "payload": payload })).await;
+    assert_eq!(status, 200, "{body}");
+    body["result"]["pushId"].as_str().expect("a push id").to_owned()
+}
+
+/// A chat message, a custom push and a read mark reach a browser through a
+/// push service: encrypted for its keys, signed with the app's VAPID key,
+/// with IMKIT's fields in a Declarative Web Push payload and the headers
+/// each kind calls for, over HTTP/2.
+#[tokio::test]
+async fn chat_custom_and_badge_pushes_reach_a_browser_encrypted_and_declarative() {
+    let WithPushService { setup, service, .. } = spawn_with_push_service("").await;
+    let app = &setup.app;
+    let browser = service.subscribe();
+    register(app, &browser, "chrome", "alice").await;
+
+    send(app, &message("m-1", "demo-room", &["alice"])).await;
+    service.wait_for_received(1, WAIT).await;
+    let chat = &service.delivered_to(&browser)[0];
+    assert_eq!(
+        chat.payload,
+        json!({
+            "web_push": 8030,
+            "notification": { "title": "Demo Room", "body": "SSS: lala", "tag": "demo-room", "lang": "en",
+                              "navigate": "https://chat.example.com/rooms/demo-room" },
+            "app_badge": 1, "type": "chat", "loc-key": "im_loc_text", "loc-args": ["SSS", "lala"],
+            "messageType": "text", "room": "demo-room",
+            "payload": chat.payload["payload"].clone(),
+        })
+    );
+    assert_eq!(chat.payload["payload"]["_id"], "m-1", "the message rides along for a service worker");
+    assert_eq!(
+        (chat.ttl, chat.urgency.as_deref(), chat.topic.as_deref()),
+        (Some(3600), Some("high"), Some("demo-room"))
+    );
+    assert_eq!(chat.version, http::Version::HTTP_2);
+
+    let marketing = json!({ "type": "marketing", "title": "限時優惠", "body": "立即查看!", "badge": 5, "collapseKey": "promo_2026" });
+    let push_id = push2clients(app, &["alice"], marketing).await;
+    let deliveries = settled(app, &push_id).await;
+    assert_eq!(deliveries[0]["status"], "delivered", "{deliveries:?}");
+    let custom = &service.delivered_to(&browser)[1];
+    assert_eq!(
+        custom.payload,
+        json!({ "web_push": 8030, "app_badge": 5, "type": "marketing",
+                "notification": { "title": "限時優惠", "body": "立即查看!", "tag": "promo_2026", "navigate": "https://chat.example.com/rooms/" } })
+    );
+    assert_eq!((custom.urgency.as_deref(), custom.topic.as_deref()), (Some("high"), Some("promo_2026")));
+
+    let (status, read) =
+        app.post_json("/v1/clients/alice/rooms/demo-room/read", Some(API_KEY), &json!({ "sync": true })).await;
+    assert_eq!(status, 200, "{read}");
+    service.wait_for_received(3, WAIT).await;
+    let sync = &service.delivered_to(&browser)[2];
+    assert_eq!(sync.payload, json!({ "app_badge": 0 }), "the silent sync carries the badge alone");
+    assert_eq!((sync.urgency.as_deref(), sync.topic.as_deref()), (Some("low"), Some("badge")));
+    assert!(service.received().iter().all(|push| push.status == 201), "{:?}", service.received());
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains(
+            r#"pushgate_deliveries_total{app="SampleApp",provider="webpush",result="delivered",reason=""} 3"#
+        ),
+        "{metrics}"
+    );
+}
+
+/// What a push service answers decides what becomes of the delivery: 404 and
+/// 410 prune the subscription, 413 fails the push and keeps it, 429 and 5xx
+/// are tried again after `Retry-After` (seconds or an HTTP-date).
+#[tokio::test]
+async fn push_service_answers_prune_fail_or_retry_as_the_protocol_says() {
+    use pushgate_testkit::PushServiceFailure as Failure;
+    let WithPushService { setup, service, .. } = spawn_with_push_service("").await;
+    let app = &setup.app;
+    let in_two_seconds = httpdate::fmt_http_date(std::time::SystemTime::now() + std::time::Duration::from_secs(2));
+    let cases = [
+        ("gone", Some(Failure::status(410)), "pruned"),
+        ("not-found", Some(Failure::status(404)), "pruned"),
+        ("too-large", Some(Failure::status(413)), "failed"),
+        ("busy", Some(Failure::retry_after(429, "1")), "delivered"),
+        ("busy-until", Some(Failure::retry_after(429, in_two_seconds)), "delivered"),
+        ("down", Some(Failure::status(503)), "delivered"),
+    ];
+    let mut subscriptions = Vec::new();
+    for (client, failure, _) in &cases {
+        let subscription = service.subscribe();
+        if let Some(failure) = failure {
+            service.fail_next(&subscription, [failure.clone()]);
+        }
+        register(app, &subscription, &format!("browser-of-{client}"), client).await;
+        subscriptions.push(subscription);
+    }
+    let clients: Vec<&str> = cases.iter().map(|(client, ..)| *client).collect();
+    let push_id = push2clients(app, &clients, json!({ "title": "t", "body": "b" })).await;
+    let deliveries = settled(app, &push_id).await;
+    for ((client, _, expected), subscription) in cases.iter().zip(&subscriptions) {
+        let delivery = deliveries.iter().find(|d| d["clientId"] == *client).expect("a delivery per client");
+        assert_eq!(delivery["status"], *expected, "{client}: {delivery}");
+        let kept = !app.devices_of(client).await.is_empty();
+        assert_eq!(kept, *expected != "pruned", "{client}: a gone subscription is deleted, any other kept");
+        let tries: Vec<_> =
+            service.received().into_iter().filter(|push| push.subscription == subscription.id).collect();
+        if *expected == "delivered" {
+            assert_eq!(tries.len(), 2, "{client}");
+            let waited = tries[1].received_at - tries[0].received_at;
+            let at_least = if *client == "down" { 0 } else { 1 };
+            assert!(waited.as_secs() >= at_least, "{client}: Retry-After honoured, waited {waited:?}");
+        }
+    }
+}
+
+/// A push service refusing the VAPID credentials (401/403) pauses the app's
+/// Web Push, keeps every subscription, and a probe resumes it.
+#[tokio::test]
+async fn a_refused_vapid_token_pauses_web_push_and_keeps_the_subscription() {
+    let WithPushService { setup, service, .. } = spawn_with_push_service("pause_base_ms = 1500").await;
+    let app = &setup.app;
+    let browser = service.subscribe();
+    service.fail_next(&browser, [pushgate_testkit::PushServiceFailure::status(403)]);
+    register(app, &browser, "firefox", "alice").await;
+    let push_id = push2clients(app, &["alice"], json!({ "title": "t", "body": "b" })).await;
+    let paused = crate::helpers::eventually(WAIT, "the pause to show in /readyz", || async {
+        let (_, body) = app.get("/readyz", None).await;
+        body["result"]["pausedProviders"].as_array().filter(|pauses| !pauses.is_empty()).cloned()
+    })
+    .await;
+    assert_eq!((paused[0]["provider"].clone(), paused[0]["reason"].clone()), (json!("webpush"), json!("Forbidden")));
+    let deliveries = settled(app, &push_id).await;
+    assert_eq!((deliveries[0]["status"].clone(), deliveries[0]["attempts"].clone()), (json!("delivered"), json!(2)));
+    assert_eq!(app.devices_of("alice").await.len(), 1, "a credential refusal never touches a subscription");
+}
+
+/// Through `web-push-testing`, a push service nobody here wrote: a web client
+/// subscribes with the app's VAPID public key (from pushgate's route), the
+/// service verifies pushgate's VAPID token against it and decrypts; the
+/// payload it reads is IMKIT's. A subscription it then expires is pruned.
+#[tokio::test]
+async fn pushes_reach_web_push_testing_verified_and_decrypted() {
+    let Some(node) = pushgate_testkit::node_peers() else { return };
+    let service = node.start_web_push_testing().await;
+    let files = tempfile::tempdir().expect("temp dir");
+    let vapid = files.path().join("vapid.pem");
+    std::fs::write(&vapid, pushgate_testkit::Es256Key::generate().private_pem).expect("write");
+    let config = format!(
+        r#"
+[delivery]
+retry_base_ms = 20
+poll_interval_ms = 50
+
+[[apps]]
+id = "SampleApp"
+api_keys = ["{API_KEY}"]
+generic_push = {{ secret = "{SECRET}" }}
+[apps.webpush]
+vapid_private_key_file = {vapid:?}
+subject = "mailto:ops@example.com"
+allowed_hosts = ["{host}"]
+allow_plain_http = true
+navigate = "https://chat.example.com/rooms/{{room}}"
+"#,
+        host = service.host()
+    );
+    let app = TestApp::spawn_with(Some(&config), &[]).await;
+    let (_, key) = app.get("/webpush/SampleApp/vapid-public-key", None).await;
+    let subscription = service.subscribe(key["result"]["publicKey"].as_str().expect("a key")).await;
+    let client_hash = subscription["clientHash"].as_str().expect("a client hash").to_owned();
+    let token = json!({ "endpoint": subscription["endpoint"], "keys": subscription["keys"] });
+    let (status, body) =
+        app.subscribe(json!({ "type": "web", "token": token, "deviceId": "chrome", "clientId": "alice" })).await;
+    assert_eq!(status, 200, "{body}");
+
+    send(&app, &message("m-1", "demo-room", &["alice"])).await;
+    let push_id = push2clients(&app, &["alice"], json!({ "title": "限時優惠", "body": "立即查看!", "badge": 2 })).await;
+    settled(&app, &push_id).await;
+    let messages = crate::helpers::eventually(WAIT, "two messages at web-push-testing", || async {
+        let messages = service.notifications(&client_hash).await;
+        (messages.len() >= 2).then_some(messages)
+    })
+    .await;
+    let mut payloads: Vec<Value> =
+        messages.iter().map(|message| serde_json::from_str(message).expect("a JSON payload")).collect();
+    payloads.sort_by_key(|payload| payload["type"] != "chat");
+    assert_eq!(payloads[0]["notification"]["title"], "Demo Room", "{payloads:?}");
+    assert_eq!((payloads[0]["web_push"].clone(), payloads[0]["app_badge"].clone()), (json!(8030), json!(1)));
+    assert_eq!(payloads[0]["loc-key"], "im_loc_text");
+    assert_eq!(
+        payloads[1]["notification"],
+        json!({ "title": "限時優惠", "body": "立即查看!", "navigate": "https://chat.example.com/rooms/" })
+    );
+
+    service.expire(&client_hash).await;
+    let push_id = push2clients(&app, &["alice"], json!({ "body": "gone?" })).await;
+    let deliveries = settled(&app, &push_id).await;
+    assert_eq!(deliveries[0]["status"], "pruned", "{deliveries:?}");
+    assert!(app.devices_of("alice").await.is_empty(), "an expired subscription is deleted");
 }

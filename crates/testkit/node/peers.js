@@ -1,0 +1,49 @@
+// The Node side of pushgate's Web Push cross-checks: one JSON object in on
+// stdin, one out on stdout. Verbs:
+//   encrypt {p256dh, auth, payload}                 -> {body}     (web-push's aes128gcm, base64)
+//   decrypt {privateKey, publicKey, auth, body}      -> {payload}  (http_ece, as web-push's peers decrypt)
+//   send {subscription, payload, vapid, options}    -> {statusCode} (web-push's sendNotification)
+'use strict';
+
+const ece = require('http_ece');
+const crypto = require('crypto');
+const webpush = require('web-push');
+
+async function main(verb, input) {
+  switch (verb) {
+    case 'encrypt': {
+      const {cipherText} = webpush.encrypt(input.p256dh, input.auth, input.payload, 'aes128gcm');
+      return {body: cipherText.toString('base64')};
+    }
+    case 'decrypt': {
+      const privateKey = crypto.createECDH('prime256v1');
+      privateKey.setPrivateKey(Buffer.from(input.privateKey, 'base64url'));
+      const plaintext = ece.decrypt(Buffer.from(input.body, 'base64'), {
+        version: 'aes128gcm',
+        privateKey,
+        authSecret: input.auth,
+      });
+      return {payload: plaintext.toString('utf8')};
+    }
+    case 'send': {
+      const {subject, publicKey, privateKey} = input.vapid;
+      const options = Object.assign({vapidDetails: {subject, publicKey, privateKey}}, input.options || {});
+      const result = await webpush.sendNotification(input.subscription, input.payload, options);
+      return {statusCode: result.statusCode};
+    }
+    default:
+      throw new Error('unknown verb ' + verb);
+  }
+}
+
+let text = '';
+process.stdin.setEncoding('utf8');
+process.stdin.on('data', chunk => { text += chunk; });
+process.stdin.on('end', () => {
+  main(process.argv[2], JSON.parse(text))
+    .then(output => process.stdout.write(JSON.stringify(output)))
+    .catch(error => {
+      process.stderr.write(String(error && error.stack || error) + '\n');
+      process.exit(1);
+    });
+});
