@@ -47,6 +47,18 @@ pub(crate) trait Provider: Send + Sync + std::fmt::Debug {
     ) -> Sent;
 }
 
+/// Asks the gate, then waits for the rate limiter: `Some` when the gate
+/// holds the delivery back.
+async fn take_turn(admit: Admit<'_>, rate: Option<&SendRate>) -> Option<Sent> {
+    if let Some(held) = admit() {
+        return Some(Sent::Held(held));
+    }
+    if let Some(rate) = rate {
+        rate.until_ready().await;
+    }
+    None
+}
+
 /// The provider that serves a device type.
 pub(crate) fn provider_kind_of(device_type: DeviceType) -> ProviderKind {
     match device_type {
@@ -97,11 +109,8 @@ impl Provider for ApnsProviders {
             (_, true) => PushType::Background,
             (_, false) => PushType::Alert,
         };
-        if let Some(held) = admit() {
-            return Sent::Held(held);
-        }
-        if let Some(rate) = &self.rate {
-            rate.until_ready().await;
+        if let Some(held) = take_turn(admit, self.rate.as_ref()).await {
+            return held;
         }
         let device_key = format!("{}:{}", delivery.device_type, delivery.device_id);
         let notification = Notification {
@@ -141,11 +150,8 @@ impl Provider for FcmProvider {
         now_ms: i64,
         admit: Admit<'_>,
     ) -> Sent {
-        if let Some(held) = admit() {
-            return Sent::Held(held);
-        }
-        if let Some(rate) = &self.rate {
-            rate.until_ready().await;
+        if let Some(held) = take_turn(admit, self.rate.as_ref()).await {
+            return held;
         }
         let message = push.fcm(delivery, style, u64::try_from(now_ms / 1000).unwrap_or_default());
         Sent::Answered(self.client.send(delivery.token.as_str(), &message).await)
@@ -184,11 +190,8 @@ impl Provider for WebPushProvider {
         if self.endpoints.check(&subscription.endpoint).is_err() {
             return Sent::Skipped("the subscription's endpoint is no longer allowed for this app");
         }
-        if let Some(held) = admit() {
-            return Sent::Held(held);
-        }
-        if let Some(rate) = &self.rate {
-            rate.until_ready().await;
+        if let Some(held) = take_turn(admit, self.rate.as_ref()).await {
+            return held;
         }
         let message = push.webpush(delivery, style, u64::try_from(now_ms / 1000).unwrap_or_default());
         Sent::Answered(self.client.send(&subscription, &message).await)

@@ -76,6 +76,7 @@ pub enum WebPushClientError {
 pub struct WebPushClient {
     http: reqwest::Client,
     vapid: VapidSigner,
+    clock: Arc<dyn Clock>,
 }
 
 impl WebPushClient {
@@ -89,8 +90,8 @@ impl WebPushClient {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|error| WebPushClientError::Http(error.to_string()))?;
-        let vapid = VapidSigner::new(&config.vapid_key_pem, config.subject, clock)?;
-        Ok(Self { http, vapid })
+        let vapid = VapidSigner::new(&config.vapid_key_pem, config.subject, Arc::clone(&clock))?;
+        Ok(Self { http, vapid, clock })
     }
 
     /// The VAPID public key: the uncompressed point, base64url (`applicationServerKey`).
@@ -123,6 +124,10 @@ impl WebPushClient {
         if let Some(topic) = &message.topic {
             request = request.header("Topic", topic);
         }
+        let sent_at = self.clock.now();
+        let sent_at_ms = sent_at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| i64::try_from(since.as_millis()).unwrap_or(i64::MAX));
         let response = match request.send().await {
             Ok(response) => response,
             Err(error) => {
@@ -132,8 +137,8 @@ impl WebPushClient {
             }
         };
         let status = response.status();
-        let after = retry_after_at(response.headers(), self.vapid.clock.now());
-        map_answer(status, after)
+        let after = retry_after_at(response.headers(), self.clock.now());
+        map_answer(status, after, sent_at_ms)
     }
 }
 
@@ -149,11 +154,13 @@ fn encrypt(subscription: &WebPushSubscription, payload: &[u8]) -> Option<Vec<u8>
 /// Apple document): 2xx delivered; 404/410 the subscription is gone; 413 the
 /// payload; 429 and 5xx passing; 401/403 the VAPID credentials (pause the
 /// app's Web Push, keep every subscription); any other 4xx the request.
-pub fn map_answer(status: StatusCode, retry_after: Option<Duration>) -> Outcome {
+/// A gone subscription is known gone from `sent_at_ms`, the time of the send:
+/// one registered again after it is kept (the guard APNs' 410 timestamp gives).
+pub fn map_answer(status: StatusCode, retry_after: Option<Duration>, sent_at_ms: i64) -> Outcome {
     match status.as_u16() {
         200..=299 => Outcome::Delivered,
-        404 => Outcome::invalid_token("NotFound", None),
-        410 => Outcome::invalid_token("Gone", None),
+        404 => Outcome::invalid_token("NotFound", Some(sent_at_ms)),
+        410 => Outcome::invalid_token("Gone", Some(sent_at_ms)),
         413 => Outcome::rejected("PayloadTooLarge"),
         429 => Outcome::retry("TooManyRequests", retry_after),
         401 => Outcome::app_rejected("Unauthorized"),
@@ -249,8 +256,8 @@ mod tests {
         for (status, outcome) in [
             (201, Outcome::Delivered),
             (202, Outcome::Delivered),
-            (404, Outcome::invalid_token("NotFound", None)),
-            (410, Outcome::invalid_token("Gone", None)),
+            (404, Outcome::invalid_token("NotFound", Some(5))),
+            (410, Outcome::invalid_token("Gone", Some(5))),
             (413, Outcome::rejected("PayloadTooLarge")),
             (429, Outcome::retry("TooManyRequests", after)),
             (503, Outcome::retry("ServiceUnavailable", after)),
@@ -260,7 +267,7 @@ mod tests {
             (403, Outcome::app_rejected("Forbidden")),
             (400, Outcome::rejected("BadRequest: 400")),
         ] {
-            assert_eq!(map_answer(StatusCode::from_u16(status).expect("a status"), after), outcome, "{status}");
+            assert_eq!(map_answer(StatusCode::from_u16(status).expect("a status"), after, 5), outcome, "{status}");
         }
     }
 

@@ -373,6 +373,12 @@ fn an_experiment_variant_replaces_the_copy_and_drops_the_visible_loc_key() {
     assert_eq!(fcm["notification"], json!({ "title": "New in Demo Room", "body": "SSS wrote: lala" }));
     assert!(fcm["android"]["notification"].get("body_loc_key").is_none());
     assert_eq!(fcm["data"]["loc-key"], "im_loc_text", "the data keeps the key for the app's own use");
+    let web = web_json(&message.to_webpush(&web_style(), &recipient, None));
+    assert_eq!(
+        (web["notification"]["title"].clone(), web["notification"]["body"].clone()),
+        (json!("New in Demo Room"), json!("SSS wrote: lala"))
+    );
+    assert!(web.get("loc-key").is_none(), "a service worker would show the key's text instead of the variant's");
     let title_only = Variant { body: None, ..variant };
     let apns = apns_json(&message.to_apns(
         &ChatStyle::default(),
