@@ -188,9 +188,14 @@ async fn chat_custom_and_badge_pushes_reach_a_browser_encrypted_and_declarative(
     let app = &setup.app;
     let browser = service.subscribe();
     register(app, &browser, "chrome", "alice").await;
+    // An Android app behind a UnifiedPush distributor: the same protocol.
+    let distributor = service.subscribe();
+    let unified = json!({ "type": "unifiedpush", "token": distributor.json(), "deviceId": "phone", "clientId": "bob" });
+    assert_eq!(app.subscribe(unified).await.0, 200);
 
-    send(app, &message("m-1", "demo-room", &["alice"])).await;
-    service.wait_for_received(1, WAIT).await;
+    send(app, &message("m-1", "demo-room", &["alice", "bob"])).await;
+    service.wait_for_received(2, WAIT).await;
+    assert_eq!(service.delivered_to(&distributor)[0].payload["notification"]["title"], "Demo Room");
     let chat = &service.delivered_to(&browser)[0];
     assert_eq!(
         chat.payload,
@@ -225,7 +230,7 @@ async fn chat_custom_and_badge_pushes_reach_a_browser_encrypted_and_declarative(
     let (status, read) =
         app.post_json("/v1/clients/alice/rooms/demo-room/read", Some(API_KEY), &json!({ "sync": true })).await;
     assert_eq!(status, 200, "{read}");
-    service.wait_for_received(3, WAIT).await;
+    service.wait_for_received(4, WAIT).await;
     let sync = &service.delivered_to(&browser)[2];
     assert_eq!(sync.payload, json!({ "app_badge": 0 }), "the silent sync carries the badge alone");
     assert_eq!((sync.urgency.as_deref(), sync.topic.as_deref()), (Some("low"), Some("badge")));
@@ -233,7 +238,7 @@ async fn chat_custom_and_badge_pushes_reach_a_browser_encrypted_and_declarative(
     let metrics = app.metrics().await;
     assert!(
         metrics.contains(
-            r#"pushgate_deliveries_total{app="SampleApp",provider="webpush",result="delivered",reason=""} 3"#
+            r#"pushgate_deliveries_total{app="SampleApp",provider="webpush",result="delivered",reason=""} 4"#
         ),
         "{metrics}"
     );
