@@ -38,6 +38,15 @@ enum Command {
     },
     /// Load and validate the configuration, report every problem, and exit.
     CheckConfig,
+    /// Run the demo: pushgate with local stand-ins for APNs, FCM and a Web
+    /// Push service, sample devices and pushes, and what each device got.
+    /// The demo is the `pushgate-demo` binary (`cargo run -p pushgate-demo`),
+    /// so this one carries no fake; this runs it when it was built beside it.
+    Demo {
+        /// Passed on to `pushgate-demo` (`--once`, `--listen ADDR`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        arguments: Vec<String>,
+    },
     /// Make keys.
     Keys {
         #[command(subcommand)]
@@ -59,7 +68,26 @@ fn main() -> ExitCode {
     match cli.command {
         // Keys need no configuration.
         Command::Keys { command: KeysCommand::Vapid } => new_vapid_key(),
+        Command::Demo { arguments } => demo(&arguments),
         command => with_config(cli.config.as_deref(), command),
+    }
+}
+
+fn demo(arguments: &[String]) -> ExitCode {
+    let beside = std::env::current_exe().map(|exe| exe.with_file_name("pushgate-demo"));
+    match beside {
+        Ok(demo) if demo.is_file() => match std::process::Command::new(&demo).args(arguments).status() {
+            Ok(status) if status.success() => ExitCode::SUCCESS,
+            Ok(_) => ExitCode::FAILURE,
+            Err(error) => {
+                eprintln!("pushgate: cannot run {}: {error}", demo.display());
+                ExitCode::FAILURE
+            }
+        },
+        _ => {
+            eprintln!("pushgate: the demo is its own binary, so this one carries no fake: cargo run -p pushgate-demo");
+            ExitCode::from(2)
+        }
     }
 }
 
@@ -87,6 +115,7 @@ fn with_config(path: Option<&std::path::Path>, command: Command) -> ExitCode {
     };
     match command {
         Command::Keys { .. } => new_vapid_key(),
+        Command::Demo { arguments } => demo(&arguments),
         Command::CheckConfig => {
             println!("configuration is valid: {} app(s), store {}", config.apps.len(), config.store.url);
             ExitCode::SUCCESS
