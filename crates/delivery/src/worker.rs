@@ -372,6 +372,7 @@ impl Worker {
                 ProviderKind::Fcm => "FCM is not configured for this app",
                 ProviderKind::WebPush => "Web Push is not configured for this app",
             };
+            tracing::info!(app.id = %delivery.app_id, push.id = %delivery.push_id, device.type = %delivery.device_type, reason, "skipped a delivery");
             return (Some(kind), Ok(final_update(DeliveryStatus::Skipped, reason)));
         };
         let admit = || self.held(delivery, kind, now);

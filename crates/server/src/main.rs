@@ -15,7 +15,14 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Self-hosted push gateway for chat apps built on IMKIT.
 #[derive(Debug, Parser)]
-#[command(name = "pushgate", version)]
+#[command(
+    name = "pushgate",
+    version,
+    after_help = "Every configuration key can be set in the environment: PUSHGATE_<SECTION>__<KEY> \
+                  (PUSHGATE_SERVER__LISTEN=0.0.0.0:8080, PUSHGATE_STORE__URL=postgres://…), and per app \
+                  PUSHGATE_APPS__<APP ID or index>__<KEY> (PUSHGATE_APPS__SAMPLEAPP__FCM__RATE_PER_SECOND=500). \
+                  They win over the file. RUST_LOG wins over [log] level."
+)]
 struct Cli {
     /// The TOML configuration file; without one, built-in defaults apply
     /// (one app `SampleApp`, SQLite file `pushgate.db`, 127.0.0.1:8080).
@@ -35,6 +42,9 @@ enum Command {
         /// metrics routes). Split roles need a shared store (PostgreSQL).
         #[arg(long, value_enum, default_value_t = Role::All, env = "PUSHGATE_ROLE")]
         role: Role,
+        /// Listen on this address instead of `[server] listen` (port 0 picks a free one).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
     },
     /// Load and validate the configuration, report every problem, and exit.
     CheckConfig,
@@ -120,7 +130,11 @@ fn with_config(path: Option<&std::path::Path>, command: Command) -> ExitCode {
             println!("configuration is valid: {} app(s), store {}", config.apps.len(), config.store.url);
             ExitCode::SUCCESS
         }
-        Command::Serve { role } => {
+        Command::Serve { role, listen } => {
+            let mut config = config;
+            if let Some(listen) = listen {
+                config.server.listen = listen;
+            }
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(runtime) => runtime,
                 Err(error) => {
@@ -172,5 +186,7 @@ async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
     }
     println!("pushgate listening on {base_url}");
     tracing::info!(url = %base_url, "listening");
-    application.run_until_stopped(stop).await
+    let stopped = application.run_until_stopped(stop).await;
+    tracing::info!("stopped");
+    stopped
 }

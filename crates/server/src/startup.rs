@@ -54,7 +54,11 @@ pub fn install_crypto_provider() {
 pub fn init_logging(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colour codes only for a person at a terminal, never into a file or a log shipper.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match config.log.format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -98,6 +102,9 @@ impl Application {
         let mut providers = std::collections::HashMap::new();
         let keys = ApiKeyRing::default();
         for (id, app) in config.app_ids() {
+            if app.apns.is_none() && app.fcm.is_none() && app.webpush.is_none() {
+                tracing::warn!(app.id = %id, "this app has no provider configured ([apps.apns], [apps.fcm] or [apps.webpush]): its pushes are accepted and every delivery is skipped");
+            }
             providers.insert(
                 id.clone(),
                 app_providers(&id, app, config.max_attempts(app), &store)

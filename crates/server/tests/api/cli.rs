@@ -194,3 +194,38 @@ async fn a_split_role_on_the_embedded_store_is_refused_before_anything_starts() 
     }
     assert!(!directory.path().join("pushgate.db").exists(), "no store was created");
 }
+
+/// `serve --listen` wins over the configuration; the log written to a pipe
+/// carries no colour codes, warns of an app without any provider, and says
+/// when the server stopped.
+#[tokio::test]
+async fn listen_flag_plain_log_and_a_line_at_stop() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let mut child = pushgate(directory.path())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("PUSHGATE_SERVER__LISTEN", "127.0.0.1:9")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("pushgate starts");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let base_url = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.expect("stdout readable") {
+            if let Some(url) = line.strip_prefix("pushgate listening on ") {
+                return url.to_owned();
+            }
+        }
+        panic!("pushgate exited before listening");
+    })
+    .await
+    .expect("listens within a minute");
+    assert!(base_url.starts_with("http://127.0.0.1:") && !base_url.ends_with(":9"), "{base_url}");
+    let mut stderr = child.stderr.take().expect("stderr");
+    stop(child).await;
+    let mut log = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut log).await.expect("log readable");
+    assert!(!log.contains('\u{1b}'), "no ANSI codes into a pipe: {log:?}");
+    assert!(log.contains("this app has no provider configured"), "{log}");
+    assert!(log.lines().last().is_some_and(|line| line.contains("stopped")), "{log}");
+}
