@@ -2,6 +2,7 @@
 //! is a thin command line over this library, which the integration tests
 //! drive directly.
 
+pub mod client;
 pub mod config;
 pub mod providers;
 pub mod startup;

@@ -1,6 +1,7 @@
 //! `pushgate`: the command line.
 
 use clap::{Parser, Subcommand};
+use pushgate::client::{ApiClient, CliError, cell, table};
 use pushgate::config::{Config, StoreKind};
 use pushgate::startup::{Application, Role, init_logging, shutdown_signal};
 use secrecy::ExposeSecret as _;
@@ -33,6 +34,20 @@ struct Cli {
     command: Command,
 }
 
+/// How the client verbs reach a running pushgate.
+#[derive(Debug, clap::Args)]
+struct Remote {
+    /// The instance's base URL.
+    #[arg(long, env = "PUSHGATE_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// The app's API key (`IM-API-KEY`).
+    #[arg(long, env = "PUSHGATE_KEY", hide_env_values = true)]
+    key: Option<String>,
+    /// Print the answer as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the service.
@@ -57,10 +72,90 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         arguments: Vec<String>,
     },
+    /// Send a push to clients (push2clients) on a running instance.
+    Send {
+        #[command(flatten)]
+        remote: Remote,
+        /// The clients, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        clients: Vec<String>,
+        /// The title.
+        #[arg(long)]
+        title: Option<String>,
+        /// The body.
+        #[arg(long)]
+        body: Option<String>,
+        /// The badge (iOS).
+        #[arg(long)]
+        badge: Option<u32>,
+        /// The push's `type` (its custom classification).
+        #[arg(long = "type")]
+        push_type: Option<String>,
+        /// A whole push2clients `payload` (JSON), instead of the fields above.
+        #[arg(long, conflicts_with_all = ["title", "body", "badge", "push_type"])]
+        payload: Option<String>,
+    },
+    /// Look at a push.
+    Push {
+        #[command(subcommand)]
+        command: PushCommand,
+    },
+    /// Look at or register devices.
+    Devices {
+        #[command(subcommand)]
+        command: DevicesCommand,
+    },
+    /// Look at badges.
+    Badge {
+        #[command(subcommand)]
+        command: BadgeCommand,
+    },
     /// Make keys.
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PushCommand {
+    /// Each delivery of a push: client, device, status, attempts, reason.
+    Show {
+        #[command(flatten)]
+        remote: Remote,
+        /// The `pushId` push2clients or a callback answered.
+        push_id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DevicesCommand {
+    /// A client's devices (tokens masked).
+    Show {
+        #[command(flatten)]
+        remote: Remote,
+        /// The client id.
+        client_id: String,
+    },
+    /// Register every line of FILE: one `/me/subscribe` body (JSON) per line,
+    /// such as an export of IMKIT's subscriptions. Idempotent; refused lines
+    /// are listed with their numbers (exit code 1 if any).
+    Import {
+        #[command(flatten)]
+        remote: Remote,
+        /// The JSON lines file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BadgeCommand {
+    /// A client's badge and what it is made of.
+    Show {
+        #[command(flatten)]
+        remote: Remote,
+        /// The client id.
+        client_id: String,
     },
 }
 
@@ -79,8 +174,125 @@ fn main() -> ExitCode {
         // Keys need no configuration.
         Command::Keys { command: KeysCommand::Vapid } => new_vapid_key(),
         Command::Demo { arguments } => demo(&arguments),
+        Command::Send { .. } | Command::Push { .. } | Command::Devices { .. } | Command::Badge { .. } => {
+            remote(cli.command)
+        }
         command => with_config(cli.config.as_deref(), command),
     }
+}
+
+/// Runs a client verb against a running instance.
+fn remote(command: Command) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("pushgate: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run_remote(command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("pushgate: {error}");
+            ExitCode::from(error.exit_code())
+        }
+    }
+}
+
+async fn run_remote(command: Command) -> Result<(), CliError> {
+    let print = |json: bool, value: &serde_json::Value, human: String| {
+        if json { println!("{value}") } else { println!("{human}") }
+    };
+    match command {
+        Command::Send { remote, clients, title, body, badge, push_type, payload } => {
+            let payload = match payload {
+                Some(payload) => serde_json::from_str(&payload)
+                    .map_err(|error| CliError::Usage(format!("--payload is not JSON: {error}")))?,
+                None => {
+                    let mut fields = serde_json::Map::new();
+                    for (key, value) in [("title", title), ("body", body), ("type", push_type)] {
+                        if let Some(value) = value {
+                            fields.insert(key.into(), value.into());
+                        }
+                    }
+                    if let Some(badge) = badge {
+                        fields.insert("badge".into(), badge.into());
+                    }
+                    serde_json::Value::Object(fields)
+                }
+            };
+            let result = ApiClient::new(&remote.url, remote.key)?.send(&clients, &payload).await?;
+            print(remote.json, &result, format!("accepted: pushId {}", cell(&result["pushId"])));
+        }
+        Command::Push { command: PushCommand::Show { remote, push_id } } => {
+            let result = ApiClient::new(&remote.url, remote.key)?.push(&push_id).await?;
+            let rows: Vec<Vec<String>> = result["deliveries"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .map(|delivery| {
+                    ["clientId", "type", "deviceId", "status", "attempts", "reason"]
+                        .iter()
+                        .map(|field| cell(&delivery[*field]))
+                        .collect()
+                })
+                .collect();
+            let summary = result["summary"].as_object().map(|summary| {
+                summary.iter().map(|(status, count)| format!("{status} {count}")).collect::<Vec<_>>().join(", ")
+            });
+            let human = format!(
+                "push {}: {}\n\n{}",
+                cell(&result["pushId"]),
+                summary.unwrap_or_default(),
+                table(&["client", "type", "device", "status", "attempts", "reason"], &rows)
+            );
+            print(remote.json, &result, human);
+        }
+        Command::Devices { command: DevicesCommand::Show { remote, client_id } } => {
+            let result = ApiClient::new(&remote.url, remote.key)?.devices(&client_id).await?;
+            let rows: Vec<Vec<String>> = result["devices"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .map(|device| {
+                    ["type", "deviceId", "token", "environment", "locale", "timezone"]
+                        .iter()
+                        .map(|field| cell(&device[*field]))
+                        .collect()
+                })
+                .collect();
+            let human = table(&["type", "device", "token", "environment", "locale", "timezone"], &rows);
+            print(remote.json, &result, human);
+        }
+        Command::Devices { command: DevicesCommand::Import { remote, file } } => {
+            let summary = ApiClient::new(&remote.url, remote.key)?.import_devices(&file).await?;
+            let value = serde_json::to_value(&summary).unwrap_or_default();
+            let mut human =
+                format!("{} line(s): {} imported, {} refused", summary.lines, summary.imported, summary.refused.len());
+            for refused in &summary.refused {
+                human.push_str(&format!("\n  line {}: {}", refused.line, refused.reason));
+            }
+            print(remote.json, &value, human);
+            if !summary.refused.is_empty() {
+                return Err(CliError::Partial(summary.refused.len()));
+            }
+        }
+        Command::Badge { command: BadgeCommand::Show { remote, client_id } } => {
+            let result = ApiClient::new(&remote.url, remote.key)?.badge(&client_id).await?;
+            let mut rows: Vec<Vec<String>> = Vec::new();
+            for (kind, key) in [("room", "rooms"), ("source", "sources")] {
+                if let Some(parts) = result[key].as_object() {
+                    rows.extend(parts.iter().map(|(name, count)| vec![kind.to_owned(), name.clone(), cell(count)]));
+                }
+            }
+            let human = format!("badge {}\n\n{}", cell(&result["badge"]), table(&["part", "name", "count"], &rows));
+            print(remote.json, &result, human);
+        }
+        _ => return Err(CliError::Usage("not a client verb".into())),
+    }
+    Ok(())
 }
 
 fn demo(arguments: &[String]) -> ExitCode {
@@ -126,6 +338,9 @@ fn with_config(path: Option<&std::path::Path>, command: Command) -> ExitCode {
     match command {
         Command::Keys { .. } => new_vapid_key(),
         Command::Demo { arguments } => demo(&arguments),
+        Command::Send { .. } | Command::Push { .. } | Command::Devices { .. } | Command::Badge { .. } => {
+            remote(command)
+        }
         Command::CheckConfig => {
             println!("configuration is valid: {} app(s), store {}", config.apps.len(), config.store.url);
             ExitCode::SUCCESS

@@ -229,3 +229,99 @@ async fn listen_flag_plain_log_and_a_line_at_stop() {
     assert!(log.contains("this app has no provider configured"), "{log}");
     assert!(log.lines().last().is_some_and(|line| line.contains("stopped")), "{log}");
 }
+
+/// Runs a client verb of the binary; answers (exit code, stdout, stderr).
+async fn verb(arguments: &[&str]) -> (i32, String, String) {
+    let output = Command::new(BINARY)
+        .args(arguments)
+        .env_remove("PUSHGATE_URL")
+        .env_remove("PUSHGATE_KEY")
+        .output()
+        .await
+        .expect("pushgate runs");
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    (output.status.code().unwrap_or(-1), text(&output.stdout), text(&output.stderr))
+}
+
+/// `send`, `push show`, `devices show` and `badge show` against a running
+/// instance: tables by default, JSON with `--json`, exit codes by outcome.
+#[tokio::test]
+async fn client_verbs_send_and_show_through_the_api() {
+    use crate::helpers::{API_KEY, APNS_TOKEN, eventually, ios_device, spawn_with_providers};
+    let setup = spawn_with_providers("").await;
+    let url = setup.app.base_url.clone();
+    assert_eq!(setup.app.subscribe(ios_device("iphone-1", "user001", APNS_TOKEN)).await.0, 200);
+    let remote = ["--url", url.as_str(), "--key", API_KEY];
+
+    let (code, out, err) =
+        verb(&[&["send"], &remote[..], &["--clients", "user001,nobody", "--title", "Hi", "--body", "there"]].concat())
+            .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let push_id = out.trim().strip_prefix("accepted: pushId ").expect("the push id").to_owned();
+    setup.apns.wait_for_delivered(1, Duration::from_secs(20)).await;
+    assert_eq!(setup.apns.delivered()[0].payload["aps"]["alert"], json!({ "title": "Hi", "body": "there" }));
+
+    let shown = eventually(Duration::from_secs(20), "the push to show as delivered", || async {
+        let (code, out, _) = verb(&[&["push", "show", push_id.as_str()], &remote[..]].concat()).await;
+        (code == 0 && out.contains("delivered")).then_some(out)
+    })
+    .await;
+    let lines: Vec<&str> = shown.lines().collect();
+    assert_eq!(
+        lines[2].split_whitespace().collect::<Vec<_>>(),
+        ["client", "type", "device", "status", "attempts", "reason"]
+    );
+    assert!(lines.iter().any(|line| line.split_whitespace().collect::<Vec<_>>() == ["user001", "ios", "iphone-1", "delivered", "1"]), "{shown}");
+    assert!(lines.iter().any(|line| line.starts_with("nobody") && line.contains("skipped")), "{shown}");
+
+    let (code, out, _) = verb(&[&["devices", "show", "user001", "--json"], &remote[..]].concat()).await;
+    assert_eq!(code, 0);
+    let devices: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(devices["devices"][0]["deviceId"], "iphone-1");
+    assert!(!out.contains(APNS_TOKEN), "tokens are masked");
+    let (code, out, _) = verb(&[&["badge", "show", "user001"], &remote[..]].concat()).await;
+    assert_eq!((code, out.lines().next()), (0, Some("badge 0")), "{out}");
+
+    let (code, _, err) = verb(&[&["push", "show", "no-such-push"], &remote[..]].concat()).await;
+    assert_eq!(code, 1, "refused: {err}");
+    assert!(err.contains("NOT_FOUND"), "{err}");
+    let (code, _, err) = verb(&["badge", "show", "user001", "--url", url.as_str()]).await;
+    assert_eq!(code, 2, "no key is a usage error: {err}");
+    let (code, _, err) = verb(&["badge", "show", "user001", "--url", "http://127.0.0.1:9", "--key", API_KEY]).await;
+    assert_eq!(code, 3, "unreachable: {err}");
+}
+
+/// `devices import` registers 10,000 JSON lines, names each refused line with
+/// its reason, and is idempotent.
+#[tokio::test]
+async fn devices_import_registers_every_good_line_and_names_the_bad_ones() {
+    use crate::helpers::{API_KEY, TestApp};
+    let app = TestApp::spawn().await;
+    let directory = tempfile::tempdir().expect("temp dir");
+    let file = directory.path().join("devices.jsonl");
+    let mut lines = Vec::new();
+    for n in 1..=10_000 {
+        lines.push(match n {
+            17 => "{not json".to_owned(),
+            4242 => json!({ "type": "ios", "token": "not-hex", "deviceId": "d", "clientId": "c" }).to_string(),
+            9999 => json!({ "type": "pager", "token": "x", "deviceId": "d", "clientId": "c" }).to_string(),
+            n => json!({ "type": "android", "token": format!("fcm-token-{n}"), "deviceId": format!("pixel-{n}"), "clientId": format!("user{}", n % 100) }).to_string(),
+        });
+    }
+    std::fs::write(&file, lines.join("\n") + "\n").expect("write");
+    let file = file.display().to_string();
+    let arguments = ["devices", "import", file.as_str(), "--url", app.base_url.as_str(), "--key", API_KEY];
+    let (code, out, err) = verb(&arguments).await;
+    assert_eq!(code, 1, "some lines were refused: {out}{err}");
+    let summary: Vec<&str> = out.lines().collect();
+    assert_eq!(summary[0], "10000 line(s): 9997 imported, 3 refused", "{out}");
+    assert!(summary[1].starts_with("  line 17: not JSON"), "{out}");
+    assert!(summary[2].starts_with("  line 4242: INVALID_PARAMETER token must be an APNs device token"), "{out}");
+    assert!(summary[3].starts_with("  line 9999: INVALID_PARAMETER"), "{out}");
+    assert_eq!(app.devices_of("user7").await.len(), 100);
+    let (code, out, _) = verb(&[&arguments[..], &["--json"]].concat()).await;
+    assert_eq!(code, 1);
+    let again: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!((again["imported"].clone(), again["refused"][1]["line"].clone()), (json!(9997), json!(4242)));
+    assert_eq!(app.devices_of("user7").await.len(), 100, "importing again changes nothing");
+}
