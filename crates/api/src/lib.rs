@@ -21,6 +21,7 @@ use axum::response::{IntoResponse, Response};
 use pushgate_store::Store;
 use std::sync::Arc;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -142,8 +143,13 @@ pub fn router(state: AppState, options: &RouterOptions) -> Router {
         // The span carries the method and path only: query strings may hold
         // secrets (`?secret=` on the callback routes) and are never logged.
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
-            tracing::info_span!("http", http.method = %request.method(), http.path = %request.uri().path())
+            let request_id = request.headers().get("x-request-id").and_then(|id| id.to_str().ok()).unwrap_or_default();
+            tracing::info_span!("http", http.method = %request.method(), http.path = %request.uri().path(), request.id = %request_id)
         }))
+        // Every answer carries `x-request-id` (the caller's, or a new UUID),
+        // and so does every log line of the request: its span names it.
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }
 
 /// Every route but the operations routes.

@@ -52,3 +52,27 @@ async fn the_openapi_document_lists_every_route() {
     assert_eq!(document["components"]["securitySchemes"]["api_key"]["name"], "IM-API-KEY");
     assert!(document["components"]["schemas"]["SubscribeRequest"]["properties"]["deviceId"].is_object());
 }
+
+/// Every answer, an error or an unknown route included, carries a request
+/// id: the caller's own, or a new one per request.
+#[tokio::test]
+async fn every_answer_carries_a_request_id() {
+    let app = TestApp::spawn().await;
+    let id_of = |response: &reqwest::Response| {
+        response.headers().get("x-request-id").and_then(|id| id.to_str().ok()).map(str::to_owned)
+    };
+    let first = app.client.get(format!("{}/healthz", app.base_url)).send().await.expect("sent");
+    let second = app.client.get(format!("{}/no/such/route", app.base_url)).send().await.expect("sent");
+    assert_eq!(second.status(), 404);
+    let (first, second) = (id_of(&first).expect("an id"), id_of(&second).expect("an id on an error"));
+    assert_ne!(first, second);
+    assert_eq!(first.len(), 36, "a UUID: {first}");
+    let given = app
+        .client
+        .post(format!("{}/push/push2clients", app.base_url))
+        .header("x-request-id", "from-the-caller-1")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!((given.status().as_u16(), id_of(&given).as_deref()), (401, Some("from-the-caller-1")));
+}
