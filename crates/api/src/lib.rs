@@ -134,6 +134,8 @@ pub fn router(state: AppState, options: &RouterOptions) -> Router {
                 async move { axum::Json(openapi) }
             }),
         )
+        // The API reference page, built into the binary (no asset from a CDN).
+        .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/openapi.json")))
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -76,3 +76,25 @@ async fn every_answer_carries_a_request_id() {
         .expect("sent");
     assert_eq!((given.status().as_u16(), id_of(&given).as_deref()), (401, Some("from-the-caller-1")));
 }
+
+/// `/docs` serves the API reference from the binary itself: the page, its
+/// assets, and the initializer pointing at `/openapi.json`, nothing from a CDN.
+#[tokio::test]
+async fn the_api_reference_is_served_offline_at_docs() {
+    let app = TestApp::spawn().await;
+    let fetch = |path: &'static str| {
+        let request = app.client.get(format!("{}{path}", app.base_url));
+        async move {
+            let response = request.send().await.expect("sent");
+            (response.status().as_u16(), response.text().await.expect("text"))
+        }
+    };
+    let (status, page) = fetch("/docs/").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("swagger-ui"), "{page}");
+    assert!(!page.contains("https://"), "no remote asset: {page}");
+    let (status, initializer) = fetch("/docs/swagger-initializer.js").await;
+    assert_eq!(status, 200);
+    assert!(initializer.contains("/openapi.json"), "{initializer}");
+    assert_eq!(fetch("/docs/swagger-ui-bundle.js").await.0, 200);
+}
