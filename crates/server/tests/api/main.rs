@@ -14,4 +14,5 @@ mod postgres;
 mod pushes;
 mod routing;
 mod tls;
+mod tour;
 mod webpush;
