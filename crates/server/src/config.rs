@@ -400,9 +400,49 @@ impl Config {
             let message = error.into_inner().to_string();
             ConfigError::one(format!("{path}: {}", message.lines().next().unwrap_or_default()))
         })?;
+        if let Some(folder) = file.and_then(Path::parent) {
+            config.resolve_paths(folder);
+        }
         config.read_secret_files()?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// Makes every relative file path relative to the configuration file's
+    /// folder (not to the working directory, which depends on how pushgate was started).
+    fn resolve_paths(&mut self, folder: &Path) {
+        let resolve = |path: &mut PathBuf| {
+            if path.is_relative() {
+                *path = folder.join(&*path);
+            }
+        };
+        let resolve_some = |path: &mut Option<PathBuf>| {
+            if let Some(path) = path {
+                resolve(path);
+            }
+        };
+        resolve_some(&mut self.server.tls_cert);
+        resolve_some(&mut self.server.tls_key);
+        for app in &mut self.apps {
+            resolve_some(&mut app.api_keys_file);
+            if let Some(generic) = &mut app.generic_push {
+                resolve_some(&mut generic.secret_file);
+            }
+            if let Some(apns) = &mut app.apns {
+                resolve_some(&mut apns.key_file);
+                resolve_some(&mut apns.certificate_file);
+                resolve_some(&mut apns.certificate_key_file);
+                resolve_some(&mut apns.ca_file);
+            }
+            if let Some(fcm) = &mut app.fcm {
+                resolve(&mut fcm.service_account_file);
+                resolve_some(&mut fcm.ca_file);
+            }
+            if let Some(webpush) = &mut app.webpush {
+                resolve(&mut webpush.vapid_private_key_file);
+                resolve_some(&mut webpush.ca_file);
+            }
+        }
     }
 
     fn read_secret_files(&mut self) -> Result<(), ConfigError> {
@@ -607,9 +647,12 @@ fn check_readable(problems: &mut Vec<String>, key: &str, path: &Path) {
     }
 }
 
+/// Apple's key and team ids are 10 upper-case letters and digits (`ABC123DEFG`).
 fn check_apple_id(problems: &mut Vec<String>, key: &str, value: &str) {
-    if value.len() != 10 || !value.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        problems.push(format!("{key}: must be Apple's 10-character id, got {} characters", value.len()));
+    if value.len() != 10 || !value.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()) {
+        problems.push(format!(
+            "{key}: must be Apple's id, 10 upper-case letters and digits such as ABC123DEFG, got {value:?}"
+        ));
     }
 }
 
@@ -665,6 +708,15 @@ fn check_service_account(problems: &mut Vec<String>, key: &str, path: &Path) {
         Ok(text) => text,
         Err(error) => return problems.push(format!("{key}: cannot read {}: {error}", path.display())),
     };
+    let client_file = serde_json::from_str::<serde_json::Value>(&text)
+        .is_ok_and(|value| value.get("project_info").is_some() && value.get("client").is_some());
+    if client_file {
+        return problems.push(format!(
+            "{key}: {} is a Firebase client file (google-services.json), which apps embed; pushgate needs a service \
+             account key (Firebase console: Project settings, Service accounts, Generate new private key)",
+            path.display()
+        ));
+    }
     match serde_json::from_str::<pushgate_providers::fcm::ServiceAccount>(&text) {
         Err(error) => problems.push(format!("{key}: {} is not a service-account JSON file: {error}", path.display())),
         Ok(account) => {
@@ -846,7 +898,34 @@ mod tests {
         let joined = error.to_string();
         assert!(joined.contains("apps[1].id: \"A\" is used by another app"), "{joined}");
         assert!(joined.contains("apps[1].apns.key_file: cannot read /nonexistent.p8"), "{joined}");
-        assert!(joined.contains("apps[1].apns.key_id: must be Apple's 10-character id, got 3 characters"), "{joined}");
+        assert!(
+            joined.contains(
+                r#"apps[1].apns.key_id: must be Apple's id, 10 upper-case letters and digits such as ABC123DEFG, got "ABC""#
+            ),
+            "{joined}"
+        );
+    }
+
+    #[test]
+    fn relative_paths_are_relative_to_the_config_files_folder() {
+        let directory = tempfile::tempdir().expect("temp dir");
+        std::fs::write(directory.path().join("keys"), "key-from-a-file-0001\n").expect("write");
+        let config_path = directory.path().join("pushgate.toml");
+        std::fs::write(&config_path, "[[apps]]\nid = \"A\"\napi_keys_file = \"keys\"\n").expect("write");
+        let config = Config::load(Some(&config_path), env(&[])).expect("the key file is found beside the config");
+        assert_eq!(config.apps[0].api_keys_file.as_deref(), Some(directory.path().join("keys").as_path()));
+        assert_eq!(config.apps[0].api_keys[0].expose_secret(), "key-from-a-file-0001");
+    }
+
+    #[test]
+    fn a_firebase_client_file_is_named_as_such() {
+        let directory = tempfile::tempdir().expect("temp dir");
+        let client = directory.path().join("google-services.json");
+        std::fs::write(&client, r#"{"project_info":{"project_id":"demo"},"client":[{"api_key":[]}]}"#).expect("write");
+        let text =
+            format!("[[apps]]\nid = \"A\"\n[apps.fcm]\nservice_account_file = {:?}\n", client.display().to_string());
+        let error = load_text(&text, &[]).unwrap_err().to_string();
+        assert!(error.contains("is a Firebase client file (google-services.json)"), "{error}");
     }
 
     #[test]
