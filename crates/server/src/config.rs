@@ -394,18 +394,44 @@ impl Config {
             table.insert("apps".into(), toml::Value::Array(vec![toml::Value::Table(sample)]));
         }
         apply_environment(&mut table, environment)?;
-        let mut config: Config = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|error| {
+        // Every problem at once: a key the file gets wrong is reported and
+        // left out, and the rest is read again, so one unknown key or bad
+        // value does not hide the others (nor the checks after reading).
+        let mut problems = Vec::new();
+        let mut config = loop {
+            let error = match serde_path_to_error::deserialize::<_, Config>(toml::Value::Table(table.clone())) {
+                Ok(config) => break Some(config),
+                Err(error) => error,
+            };
             let path = error.path().to_string();
             // The toml crate appends "in `section`" on a second line; the path already says it.
             let message = error.into_inner().to_string();
-            ConfigError::one(format!("{path}: {}", message.lines().next().unwrap_or_default()))
-        })?;
-        if let Some(folder) = file.and_then(Path::parent) {
-            config.resolve_paths(folder);
+            let message = message.lines().next().unwrap_or_default().to_owned();
+            let removed = problems.len() < 50 && remove_key(&mut table, &path);
+            // A required key left out would only be reported again as missing.
+            let missing_again = message.starts_with("missing field")
+                && problems.iter().any(|problem: &String| problem.starts_with(&format!("{path}.")));
+            if !missing_again {
+                problems.push(format!("{path}: {message}"));
+            }
+            if !removed || missing_again {
+                break None;
+            }
+        };
+        if let Some(config) = &mut config {
+            if let Some(folder) = file.and_then(Path::parent) {
+                config.resolve_paths(folder);
+            }
+            for step in [Self::read_secret_files, |config: &mut Self| config.validate()] {
+                if let Err(ConfigError(more)) = step(config) {
+                    problems.extend(more);
+                }
+            }
         }
-        config.read_secret_files()?;
-        config.validate()?;
-        Ok(config)
+        match config {
+            Some(config) if problems.is_empty() => Ok(config),
+            _ => Err(ConfigError(problems)),
+        }
     }
 
     /// Makes every relative file path relative to the configuration file's
@@ -638,6 +664,48 @@ impl Config {
     /// The app id as a domain value; validated at load.
     pub fn app_ids(&self) -> impl Iterator<Item = (AppId, &AppConfig)> {
         self.apps.iter().filter_map(|app| AppId::parse(&app.id).ok().map(|id| (id, app)))
+    }
+}
+
+/// Removes the key at `path` (`apps[1].apns.key_id`, as serde_path_to_error
+/// names it) from `table`; `false` when there is none to remove.
+fn remove_key(table: &mut toml::Table, path: &str) -> bool {
+    let mut parts: Vec<(&str, Option<usize>)> = path
+        .split('.')
+        .map(|part| match part.split_once('[') {
+            Some((name, index)) => (name, index.trim_end_matches(']').parse().ok()),
+            None => (part, None),
+        })
+        .collect();
+    let Some((last, last_index)) = parts.pop() else { return false };
+    let mut current = table;
+    for (name, index) in parts {
+        let value = match current.get_mut(name) {
+            Some(value) => value,
+            None => return false,
+        };
+        let value = match (value, index) {
+            (toml::Value::Array(items), Some(index)) => match items.get_mut(index) {
+                Some(item) => item,
+                None => return false,
+            },
+            (value, None) => value,
+            _ => return false,
+        };
+        match value {
+            toml::Value::Table(next) => current = next,
+            _ => return false,
+        }
+    }
+    match last_index {
+        None => current.remove(last).is_some(),
+        Some(index) => match current.get_mut(last) {
+            Some(toml::Value::Array(items)) if index < items.len() => {
+                items.remove(index);
+                true
+            }
+            _ => false,
+        },
     }
 }
 
@@ -904,6 +972,21 @@ mod tests {
             ),
             "{joined}"
         );
+    }
+
+    #[test]
+    fn problems_found_while_reading_do_not_hide_the_others() {
+        let text = "[server]\nlisten_on = \"x\"\n[[apps]]\nid = \"A\"\napi_keys = [\"short\"]\n[apps.apns]\nkey_file = \"/nonexistent.p8\"\nkey_id = \"ABC123DEFG\"\nteam_id = \"DEF123GHIJ\"\ntopic = \"io.imkit.app\"\nenvironment = \"staging\"\n";
+        let problems = load_text(text, &[]).unwrap_err().0;
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        for expected in [
+            "server.listen_on: unknown field",
+            "apps[0].apns.environment: unknown variant `staging`",
+            "apps[0].api_keys[0]: an API key must be at least",
+            "apps[0].apns.key_file: cannot read",
+        ] {
+            assert!(problems.iter().any(|problem| problem.starts_with(expected)), "{expected}: {problems:?}");
+        }
     }
 
     #[test]
