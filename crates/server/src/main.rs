@@ -62,7 +62,16 @@ enum Command {
         listen: Option<std::net::SocketAddr>,
     },
     /// Load and validate the configuration, report every problem, and exit.
-    CheckConfig,
+    CheckConfig {
+        /// Also prove each credential against its provider, without notifying
+        /// anyone (an APNs request to a made-up token, an FCM validate-only
+        /// send); exit 1 if any is refused or unreachable.
+        #[arg(long)]
+        probe: bool,
+        /// Print the probe's results as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the demo: pushgate with local stand-ins for APNs, FCM and a Web
     /// Push service, sample devices and pushes, and what each device got.
     /// The demo is the `pushgate-demo` binary (`cargo run -p pushgate-demo`),
@@ -295,6 +304,42 @@ async fn run_remote(command: Command) -> Result<(), CliError> {
     Ok(())
 }
 
+/// `check-config --probe`: each app's credentials against its providers, as a table.
+fn probe_providers(config: &Config, json: bool) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("pushgate: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    pushgate::startup::install_crypto_provider();
+    let results: Vec<_> = runtime.block_on(async {
+        let mut results = Vec::new();
+        for (id, app) in config.app_ids() {
+            results.extend(pushgate::providers::probe(&id, app).await);
+        }
+        results
+    });
+    if json {
+        println!("{}", serde_json::to_value(&results).unwrap_or_default());
+    } else {
+        let rows: Vec<Vec<String>> = results
+            .iter()
+            .map(|result| {
+                let state = serde_json::to_value(result.state).map(|state| cell(&state)).unwrap_or_default();
+                vec![result.app.clone(), result.provider.clone(), state, result.detail.clone()]
+            })
+            .collect();
+        println!("{}", table(&["app", "provider", "state", "detail"], &rows));
+    }
+    if results.iter().all(|result| result.state == pushgate::providers::ProbeState::Ok) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 fn demo(arguments: &[String]) -> ExitCode {
     let beside = std::env::current_exe().map(|exe| exe.with_file_name("pushgate-demo"));
     match beside {
@@ -341,9 +386,9 @@ fn with_config(path: Option<&std::path::Path>, command: Command) -> ExitCode {
         Command::Send { .. } | Command::Push { .. } | Command::Devices { .. } | Command::Badge { .. } => {
             remote(command)
         }
-        Command::CheckConfig => {
+        Command::CheckConfig { probe, json } => {
             println!("configuration is valid: {} app(s), store {}", config.apps.len(), config.store.url);
-            ExitCode::SUCCESS
+            if probe { probe_providers(&config, json) } else { ExitCode::SUCCESS }
         }
         Command::Serve { role, listen } => {
             let mut config = config;

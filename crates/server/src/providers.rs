@@ -2,14 +2,16 @@
 //! that turns `[apps.apns]`, `[apps.fcm]` and `[apps.webpush]` into clients
 //! for the worker.
 
-use crate::config::AppConfig;
+use crate::config::{ApnsConfig, AppConfig, FcmConfig};
 use anyhow::Context as _;
 use pushgate_delivery::{ApnsProviders, AppProviders, FcmProvider, SendRate, WebPushProvider};
 use pushgate_domain::{AppId, ChatStyle, Locale, ProviderKind};
-use pushgate_providers::SystemClock;
-use pushgate_providers::apns::{ApnsAuth, ApnsClient, ApnsClientConfig, TokenSigner};
+use pushgate_providers::apns::{
+    ApnsAuth, ApnsClient, ApnsClientConfig, Notification, Priority, PushType, TokenSigner, apns_id,
+};
 use pushgate_providers::fcm::{FcmClient, FcmClientConfig, ServiceAccount};
 use pushgate_providers::webpush::{WebPushClient, WebPushClientConfig};
+use pushgate_providers::{Outcome, SystemClock};
 use pushgate_store::Store;
 use std::sync::Arc;
 
@@ -65,51 +67,18 @@ pub fn app_providers(
     };
     let mut providers = AppProviders::new(max_attempts, chat_style);
     if let Some(apns) = &app.apns {
-        let auth =
-            match (&apns.key_file, &apns.key_id, &apns.team_id, &apns.certificate_file, &apns.certificate_key_file) {
-                (Some(key_file), Some(key_id), Some(team_id), _, _) => {
-                    let pem = std::fs::read(key_file).with_context(|| format!("reading {}", key_file.display()))?;
-                    ApnsAuth::Token(Arc::new(TokenSigner::new(&pem, key_id, team_id, Arc::new(SystemClock))?))
-                }
-                (_, _, _, Some(certificate), Some(key)) => ApnsAuth::Certificate {
-                    chain_pem: std::fs::read(certificate)
-                        .with_context(|| format!("reading {}", certificate.display()))?,
-                    key_pem: std::fs::read(key).with_context(|| format!("reading {}", key.display()))?,
-                },
-                _ => anyhow::bail!("apps.apns: no authentication configured"),
-            };
-        let extra_ca_pem = apns.ca_file.as_ref().map(std::fs::read).transpose().context("reading apps.apns.ca_file")?;
-        let client = |default_endpoint: &str| -> anyhow::Result<Arc<ApnsClient>> {
-            // An endpoint override (a fake, a proxy) serves both environments.
-            let endpoint = match &apns.endpoint {
-                Some(endpoint) => endpoint.clone(),
-                None => default_endpoint.parse()?,
-            };
-            let mut config = ApnsClientConfig::new(endpoint, auth.clone());
-            config.extra_ca_pem.clone_from(&extra_ca_pem);
-            config.connections = apns.connections;
-            Ok(Arc::new(ApnsClient::new(config)?))
-        };
+        let (production, sandbox) = apns_clients(apns)?;
         providers = providers.with_apns(ApnsProviders {
-            production: client(pushgate_providers::apns::PRODUCTION_ENDPOINT)?,
-            sandbox: client(pushgate_providers::apns::SANDBOX_ENDPOINT)?,
+            production,
+            sandbox,
             topic: apns.topic.clone(),
             default_environment: apns.environment,
             rate: apns.rate_per_second.and_then(|per_second| rate(per_second, ProviderKind::Apns)),
         });
     }
     if let Some(fcm) = &app.fcm {
-        let text = std::fs::read_to_string(&fcm.service_account_file)
-            .with_context(|| format!("reading {}", fcm.service_account_file.display()))?;
-        let account: ServiceAccount = serde_json::from_str(&text).context("parsing the service account")?;
-        let mut config = FcmClientConfig::new(account)?;
-        if let Some(endpoint) = &fcm.endpoint {
-            config.endpoint = endpoint.clone();
-        }
-        config.extra_ca_pem =
-            fcm.ca_file.as_ref().map(std::fs::read).transpose().context("reading apps.fcm.ca_file")?;
         providers = providers.with_fcm(FcmProvider {
-            client: Arc::new(FcmClient::new(config, Arc::new(SystemClock))?),
+            client: Arc::new(fcm_client(fcm)?),
             rate: rate(fcm.rate_per_second, ProviderKind::Fcm),
         });
     }
@@ -126,4 +95,140 @@ pub fn app_providers(
         });
     }
     Ok(providers)
+}
+
+/// The app's APNs clients: production and sandbox (one endpoint override serves both).
+fn apns_clients(apns: &ApnsConfig) -> anyhow::Result<(Arc<ApnsClient>, Arc<ApnsClient>)> {
+    let auth = match (&apns.key_file, &apns.key_id, &apns.team_id, &apns.certificate_file, &apns.certificate_key_file) {
+        (Some(key_file), Some(key_id), Some(team_id), _, _) => {
+            let pem = std::fs::read(key_file).with_context(|| format!("reading {}", key_file.display()))?;
+            ApnsAuth::Token(Arc::new(TokenSigner::new(&pem, key_id, team_id, Arc::new(SystemClock))?))
+        }
+        (_, _, _, Some(certificate), Some(key)) => ApnsAuth::Certificate {
+            chain_pem: std::fs::read(certificate).with_context(|| format!("reading {}", certificate.display()))?,
+            key_pem: std::fs::read(key).with_context(|| format!("reading {}", key.display()))?,
+        },
+        _ => anyhow::bail!("apps.apns: no authentication configured"),
+    };
+    let extra_ca_pem = apns.ca_file.as_ref().map(std::fs::read).transpose().context("reading apps.apns.ca_file")?;
+    let client = |default_endpoint: &str| -> anyhow::Result<Arc<ApnsClient>> {
+        let endpoint = match &apns.endpoint {
+            Some(endpoint) => endpoint.clone(),
+            None => default_endpoint.parse()?,
+        };
+        let mut config = ApnsClientConfig::new(endpoint, auth.clone());
+        config.extra_ca_pem.clone_from(&extra_ca_pem);
+        config.connections = apns.connections;
+        Ok(Arc::new(ApnsClient::new(config)?))
+    };
+    Ok((client(pushgate_providers::apns::PRODUCTION_ENDPOINT)?, client(pushgate_providers::apns::SANDBOX_ENDPOINT)?))
+}
+
+/// The app's FCM client.
+fn fcm_client(fcm: &FcmConfig) -> anyhow::Result<FcmClient> {
+    let text = std::fs::read_to_string(&fcm.service_account_file)
+        .with_context(|| format!("reading {}", fcm.service_account_file.display()))?;
+    let account: ServiceAccount = serde_json::from_str(&text).context("parsing the service account")?;
+    let mut config = FcmClientConfig::new(account)?;
+    if let Some(endpoint) = &fcm.endpoint {
+        config.endpoint = endpoint.clone();
+    }
+    config.extra_ca_pem = fcm.ca_file.as_ref().map(std::fs::read).transpose().context("reading apps.fcm.ca_file")?;
+    Ok(FcmClient::new(config, Arc::new(SystemClock))?)
+}
+
+/// What a probe found for one provider of one app.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ProbeResult {
+    /// The app.
+    pub app: String,
+    /// `apns`, `apns-sandbox`, `fcm` or `webpush`.
+    pub provider: String,
+    /// `ok`, `refused` (the credentials or configuration) or `unreachable`.
+    pub state: ProbeState,
+    /// The provider's answer.
+    pub detail: String,
+}
+
+/// A probe's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeState {
+    /// The provider accepted the credentials.
+    Ok,
+    /// The provider refused the credentials or the configuration.
+    Refused,
+    /// The provider could not be reached or did not say.
+    Unreachable,
+}
+
+/// A made-up device token: APNs answering `BadDeviceToken` (or accepting it)
+/// proves the credentials and topic; refusing them disproves them.
+const PROBE_APNS_TOKEN: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+/// A made-up registration token for FCM's `validate_only` send.
+const PROBE_FCM_TOKEN: &str = "pushgate-check-config-probe";
+
+/// Proves each configured credential against its provider without
+/// notifying anyone: an APNs request to a made-up token (both environments),
+/// an FCM `validate_only` send; a Web Push key can only be loaded (a push
+/// service answers for a subscription, and there is none to try).
+pub async fn probe(id: &AppId, app: &AppConfig) -> Vec<ProbeResult> {
+    let mut results = Vec::new();
+    let result = |provider: &str, state, detail: String| ProbeResult {
+        app: id.to_string(),
+        provider: provider.to_owned(),
+        state,
+        detail,
+    };
+    let verdict = |outcome: Outcome| match outcome {
+        Outcome::Delivered => (ProbeState::Ok, "accepted".to_owned()),
+        Outcome::InvalidToken { reason, .. } => {
+            (ProbeState::Ok, format!("credentials accepted ({reason} for a made-up token)"))
+        }
+        Outcome::Rejected { reason } if reason.starts_with("BadDeviceToken") || reason.contains("INVALID_ARGUMENT") => {
+            (ProbeState::Ok, format!("credentials accepted ({reason} for a made-up token)"))
+        }
+        Outcome::Rejected { reason } | Outcome::AppRejected { reason } => (ProbeState::Refused, reason),
+        Outcome::Retry { reason, .. } => (ProbeState::Unreachable, reason),
+    };
+    if let Some(apns) = &app.apns {
+        match apns_clients(apns) {
+            Err(error) => results.push(result("apns", ProbeState::Refused, format!("{error:#}"))),
+            Ok((production, sandbox)) => {
+                for (name, client) in [("apns", production), ("apns-sandbox", sandbox)] {
+                    let notification = Notification {
+                        device_token: PROBE_APNS_TOKEN,
+                        push_type: PushType::Background,
+                        topic: &apns.topic,
+                        apns_id: apns_id("check-config", name),
+                        expiration: Some(0),
+                        priority: Some(Priority::PowerAware),
+                        collapse_id: None,
+                        payload: br#"{"aps":{"content-available":1}}"#,
+                    };
+                    let (state, detail) = verdict(client.send(&notification).await);
+                    results.push(result(name, state, detail));
+                }
+            }
+        }
+    }
+    if let Some(fcm) = &app.fcm {
+        let (state, detail) = match fcm_client(fcm) {
+            Err(error) => (ProbeState::Refused, format!("{error:#}")),
+            Ok(client) => {
+                verdict(client.validate(PROBE_FCM_TOKEN, &serde_json::json!({ "data": { "probe": "1" } })).await)
+            }
+        };
+        results.push(result("fcm", state, detail));
+    }
+    if let Some(webpush) = &app.webpush {
+        let loaded = std::fs::read_to_string(&webpush.vapid_private_key_file)
+            .map_err(anyhow::Error::from)
+            .and_then(|pem| vapid_public_key(&pem));
+        results.push(match loaded {
+            Ok(public_key) => result("webpush", ProbeState::Ok, format!("VAPID key loads (public key {public_key})")),
+            Err(error) => result("webpush", ProbeState::Refused, format!("{error:#}")),
+        });
+    }
+    results
 }

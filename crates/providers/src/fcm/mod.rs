@@ -85,12 +85,22 @@ impl FcmClient {
     /// Sends `message` (an FCM v1 `message` object without its target) to
     /// one registration token. Never fails: every problem is an [`Outcome`].
     pub async fn send(&self, token: &str, message: &serde_json::Value) -> Outcome {
+        self.post(token, message, false).await
+    }
+
+    /// As [`FcmClient::send`] with `validate_only`: FCM checks the request and
+    /// the credentials and delivers nothing.
+    pub async fn validate(&self, token: &str, message: &serde_json::Value) -> Outcome {
+        self.post(token, message, true).await
+    }
+
+    async fn post(&self, token: &str, message: &serde_json::Value, validate_only: bool) -> Outcome {
         let mut message = message.clone();
         let Some(fields) = message.as_object_mut() else {
             return Outcome::rejected("the message must be a JSON object");
         };
         fields.insert("token".into(), token.into());
-        let body = serde_json::json!({ "message": message, "validate_only": false });
+        let body = serde_json::json!({ "message": message, "validate_only": validate_only });
         let mut refreshed = false;
         loop {
             let access_token = match self.tokens.get().await {

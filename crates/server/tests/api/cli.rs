@@ -325,3 +325,64 @@ async fn devices_import_registers_every_good_line_and_names_the_bad_ones() {
     assert_eq!((again["imported"].clone(), again["refused"][1]["line"].clone()), (json!(9997), json!(4242)));
     assert_eq!(app.devices_of("user7").await.len(), 100, "importing again changes nothing");
 }
+
+/// `check-config --probe` proves each credential against the provider: the
+/// fakes accept `SampleApp`'s and refuse `BadApp`'s (a key and a service
+/// account they never issued), one row per app and provider, exit 1.
+#[tokio::test]
+async fn check_config_probe_proves_each_credential_against_its_provider() {
+    let other_key = pushgate_testkit::Es256Key::generate();
+    let other_account = pushgate_testkit::TestServiceAccount::generate("imkit-demo", "https://localhost:1/token");
+    let files = tempfile::tempdir().expect("temp dir");
+    let p8 = files.path().join("other.p8");
+    std::fs::write(&p8, &other_key.private_pem).expect("write");
+    let (good, apns, fcm, _provider_files) = crate::helpers::providers_config("", "", "").await;
+    let ca = _provider_files.path().join("ca.pem");
+    // The same fakes, a key and an account they do not know; the account's
+    // token_uri is pointed at the fake FCM's, which refuses its signature.
+    let account_json = other_account.json.replace("https://localhost:1/token", &format!("{}/token", fcm.endpoint()));
+    let account = files.path().join("other-account.json");
+    std::fs::write(&account, account_json).expect("write");
+    let bad = format!(
+        r#"
+[[apps]]
+id = "BadApp"
+[apps.apns]
+key_file = {p8:?}
+key_id = "ABC123DEFG"
+team_id = "DEF123GHIJ"
+topic = "io.imkit.app"
+endpoint = "{apns_endpoint}"
+ca_file = {ca:?}
+[apps.fcm]
+service_account_file = {account:?}
+endpoint = "{fcm_endpoint}"
+ca_file = {ca:?}
+"#,
+        apns_endpoint = apns.endpoint(),
+        fcm_endpoint = fcm.endpoint(),
+    );
+    let config = files.path().join("pushgate.toml");
+    std::fs::write(&config, format!("{good}\n{bad}")).expect("write");
+    let config = config.display().to_string();
+    let output = Command::new(BINARY)
+        .args(["--config", config.as_str(), "check-config", "--probe", "--json"])
+        .output()
+        .await
+        .expect("pushgate runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "a refused credential fails the probe: {stdout}");
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(stdout.lines().last().expect("the JSON line")).expect("JSON");
+    let state = |app: &str, provider: &str| {
+        rows.iter()
+            .find(|row| row["app"] == app && row["provider"] == provider)
+            .map(|row| row["state"].as_str().unwrap_or_default().to_owned())
+            .unwrap_or_else(|| panic!("no row for {app} {provider}: {stdout}"))
+    };
+    for provider in ["apns", "apns-sandbox", "fcm"] {
+        assert_eq!(state("SampleApp", provider), "ok", "{stdout}");
+        assert_eq!(state("BadApp", provider), "refused", "{stdout}");
+    }
+    assert_eq!(apns.delivered().len(), 2, "the accepted probes reached the fake APNs");
+}
