@@ -41,6 +41,8 @@ pub struct Application {
     /// On a shared store and a node that accepts: the store to announce
     /// work on, and the signal that work was accepted.
     announcer: Option<(Arc<dyn Store>, Arc<tokio::sync::Notify>)>,
+    /// Closed cleanly once the server stopped.
+    store: Arc<dyn Store>,
 }
 
 /// Picks the one rustls crypto provider of the whole binary (aws-lc-rs).
@@ -204,7 +206,7 @@ impl Application {
         let announcer = (store.is_shared() && role != Role::Worker)
             .then(|| (Arc::clone(&store), Arc::new(tokio::sync::Notify::new())));
         let state = AppState {
-            store,
+            store: Arc::clone(&store),
             apps: Arc::new(apps),
             keys: Arc::new(keys),
             metrics,
@@ -219,7 +221,7 @@ impl Application {
         let router = pushgate_api::router(state, &options);
         let worker = (role != Role::Api).then_some(worker);
 
-        Ok(Self { listener, local_addr, router, tls, generated_keys, worker, announcer })
+        Ok(Self { listener, local_addr, router, tls, generated_keys, worker, announcer, store })
     }
 
     /// The address actually bound (useful with port 0).
@@ -242,12 +244,12 @@ impl Application {
     /// until `shutdown` completes, then lets requests in flight finish.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         // Deliveries a stop interrupts keep their lease and are sent again on the next start.
-        let _stop_worker = self.worker.map(|worker| AbortOnDrop(worker.spawn()));
-        let _stop_announcer =
+        let stop_worker = self.worker.map(|worker| AbortOnDrop(worker.spawn()));
+        let stop_announcer =
             self.announcer.map(|(store, wanted)| AbortOnDrop(tokio::spawn(announce_work(store, wanted))));
         // The peer address is kept for the callbacks' IP allowlists.
         let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
-        match self.tls {
+        let served = match self.tls {
             Some(tls) => {
                 let handle = axum_server::Handle::new();
                 let stopper = handle.clone();
@@ -266,7 +268,10 @@ impl Application {
                 let listener = tokio::net::TcpListener::from_std(self.listener).context("adopting the listener")?;
                 axum::serve(listener, service).with_graceful_shutdown(shutdown).await.context("serving HTTP")
             }
-        }
+        };
+        drop((stop_worker, stop_announcer));
+        self.store.close().await;
+        served
     }
 }
 

@@ -193,6 +193,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         None
     }
 
+    /// Called once when the process stops cleanly, after the server and the
+    /// worker: the embedded store folds its write-ahead log into the
+    /// database file. Failures are logged, never fatal.
+    async fn close(&self) {}
+
     /// Ends every lease. Only for a store one process owns, at its start: the
     /// deliveries a killed process held are due at once.
     async fn release_all_leases(&self) -> Result<u64, StoreError>;

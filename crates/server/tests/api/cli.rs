@@ -197,7 +197,7 @@ async fn a_split_role_on_the_embedded_store_is_refused_before_anything_starts() 
 
 /// `serve --listen` wins over the configuration; the log written to a pipe
 /// carries no colour codes, warns of an app without any provider, and says
-/// when the server stopped.
+/// when the server stopped; a clean stop leaves no write-ahead log behind.
 #[tokio::test]
 async fn listen_flag_plain_log_and_a_line_at_stop() {
     let directory = tempfile::tempdir().expect("temp dir");
@@ -228,6 +228,10 @@ async fn listen_flag_plain_log_and_a_line_at_stop() {
     assert!(!log.contains('\u{1b}'), "no ANSI codes into a pipe: {log:?}");
     assert!(log.contains("this app has no provider configured"), "{log}");
     assert!(log.lines().last().is_some_and(|line| line.contains("stopped")), "{log}");
+    let wal = directory.path().join("pushgate.db-wal");
+    let wal_bytes = std::fs::metadata(&wal).map_or(0, |metadata| metadata.len());
+    assert_eq!(wal_bytes, 0, "a clean stop folds the write-ahead log into the database file: {log}");
+    assert!(log.contains("checkpointed the write-ahead log"), "{log}");
 }
 
 /// Runs a client verb of the binary; answers (exit code, stdout, stderr).

@@ -130,6 +130,15 @@ const FAN_OUT_BATCHES_PER_CLAIM: usize = 4;
 
 #[async_trait]
 impl Store for SqliteStore {
+    async fn close(&self) {
+        // TRUNCATE: the WAL's pages go into the database file and the WAL is
+        // emptied, so a copied `.db` file alone holds everything.
+        match sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await {
+            Ok(_) => tracing::info!("checkpointed the write-ahead log into the database file"),
+            Err(error) => tracing::warn!(error = %error, "cannot checkpoint the write-ahead log; it is replayed at the next start"),
+        }
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         // The writer thread must answer too: a store that reads but cannot
