@@ -138,7 +138,17 @@ impl WebPushClient {
         };
         let status = response.status();
         let after = retry_after_at(response.headers(), self.clock.now());
-        map_answer(status, after, sent_at_ms)
+        // Read to its end (an HTTP/1.1 connection is reused only then); a
+        // refusal's text, cut short, says why to whoever reads the status.
+        let answer = response.bytes().await.unwrap_or_default();
+        match map_answer(status, after, sent_at_ms) {
+            Outcome::Rejected { reason } if reason.starts_with("BadRequest") && !answer.is_empty() => {
+                let text: String =
+                    String::from_utf8_lossy(&answer).chars().filter(|c| !c.is_control()).take(200).collect();
+                Outcome::rejected(format!("{reason} {text}"))
+            }
+            outcome => outcome,
+        }
     }
 }
 

@@ -55,12 +55,18 @@ async fn a_push_is_encrypted_signed_and_accepted_by_the_fake_push_service() {
     assert_eq!(received.version, http::Version::HTTP_2);
     assert_eq!(received.body.len(), 86 + payload.len() + 17, "one aes128gcm record: header, text, delimiter, tag");
 
+    service.fail_next(&browser, [pushgate_testkit::PushServiceFailure::with_body(400, "Invalid\nTopic header")]);
+    assert_eq!(
+        client.send(&parsed(&browser), &message(payload)).await,
+        Outcome::Rejected { reason: "BadRequest: 400 InvalidTopic header".into() },
+        "the service's own words, without control characters"
+    );
     let too_big = "x".repeat(pushgate_domain::MAX_WEBPUSH_BYTES + 1);
     assert_eq!(
         client.send(&parsed(&browser), &message(&too_big)).await,
         Outcome::Rejected { reason: "PayloadTooLarge".into() }
     );
-    assert_eq!(service.received().len(), 1, "a payload too big is refused before it is sent");
+    assert_eq!(service.received().len(), 2, "a payload too big is refused before it is sent");
 }
 
 /// What we encrypt, `http_ece` (web-push's decrypter) decrypts with the

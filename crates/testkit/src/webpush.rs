@@ -111,17 +111,24 @@ pub struct PushServiceFailure {
     pub status: u16,
     /// A `Retry-After` value, as sent (seconds or an HTTP-date).
     pub retry_after: Option<String>,
+    /// The answer's body, if any.
+    pub body: Option<String>,
 }
 
 impl PushServiceFailure {
     /// `status` without `Retry-After`.
     pub fn status(status: u16) -> Self {
-        Self { status, retry_after: None }
+        Self { status, retry_after: None, body: None }
     }
 
     /// `status` with `Retry-After: retry_after`.
     pub fn retry_after(status: u16, retry_after: impl Into<String>) -> Self {
-        Self { status, retry_after: Some(retry_after.into()) }
+        Self { status, retry_after: Some(retry_after.into()), body: None }
+    }
+
+    /// `status` with `body` as the answer's text.
+    pub fn with_body(status: u16, body: impl Into<String>) -> Self {
+        Self { status, retry_after: None, body: Some(body.into()) }
     }
 }
 
@@ -335,7 +342,8 @@ async fn receive(
             (StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), why).into_response()
         }
         (Ok(()), Some(failure)) => {
-            let mut response = StatusCode::from_u16(failure.status).unwrap_or(StatusCode::BAD_REQUEST).into_response();
+            let status = StatusCode::from_u16(failure.status).unwrap_or(StatusCode::BAD_REQUEST);
+            let mut response = (status, failure.body.unwrap_or_default()).into_response();
             if let Some(after) = failure.retry_after.and_then(|after| after.parse().ok()) {
                 response.headers_mut().insert("retry-after", after);
             }

@@ -135,7 +135,9 @@ impl Store for SqliteStore {
         // emptied, so a copied `.db` file alone holds everything.
         match sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await {
             Ok(_) => tracing::info!("checkpointed the write-ahead log into the database file"),
-            Err(error) => tracing::warn!(error = %error, "cannot checkpoint the write-ahead log; it is replayed at the next start"),
+            Err(error) => {
+                tracing::warn!(error = %error, "cannot checkpoint the write-ahead log; it is replayed at the next start")
+            }
         }
     }
 
