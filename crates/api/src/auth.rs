@@ -56,6 +56,12 @@ impl ApiKeyRing {
         self.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner).push((app_id, digest));
     }
 
+    /// Replaces every key at once (a refresh from the configuration and the
+    /// store): a key revoked in the store stops opening its app here.
+    pub fn replace_all(&self, keys: Vec<(AppId, [u8; 32])>) {
+        *self.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner) = keys;
+    }
+
     /// Whether the app has at least one key.
     pub fn has_key_for(&self, app_id: &AppId) -> bool {
         self.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner).iter().any(|(owner, _)| owner == app_id)

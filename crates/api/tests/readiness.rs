@@ -40,7 +40,13 @@ impl Store for UnreachableStore {
     async fn api_keys(&self) -> Result<Vec<StoredApiKey>, StoreError> {
         Err(unreachable())
     }
-    async fn insert_api_key(&self, _: &StoredApiKey, _: i64) -> Result<bool, StoreError> {
+    async fn insert_api_key(&self, _: &StoredApiKey) -> Result<bool, StoreError> {
+        Err(unreachable())
+    }
+    async fn create_api_key(&self, _: &StoredApiKey) -> Result<(), StoreError> {
+        Err(unreachable())
+    }
+    async fn revoke_api_key(&self, _: &[u8; 32]) -> Result<bool, StoreError> {
         Err(unreachable())
     }
     async fn accept_push(&self, _: &NewPush) -> Result<Accepted, StoreError> {

@@ -4,5 +4,6 @@
 
 pub mod client;
 pub mod config;
+pub mod keys;
 pub mod providers;
 pub mod startup;

@@ -119,7 +119,7 @@ enum Command {
         #[command(subcommand)]
         command: BadgeCommand,
     },
-    /// Make keys.
+    /// API keys in the store (create, list, revoke) and VAPID key pairs.
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
@@ -170,6 +170,25 @@ enum BadgeCommand {
 
 #[derive(Debug, Subcommand)]
 enum KeysCommand {
+    /// Make an API key for an app, kept in the store (only its digest); the
+    /// key is printed once. Running nodes take it on within seconds.
+    Create {
+        /// The app's id.
+        #[arg(long)]
+        app: String,
+    },
+    /// Every API key (configured, created, generated) by id, never the key.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key kept in the store by its id (at least 8 digits, from
+    /// `keys list`); running nodes refuse it within seconds.
+    Revoke {
+        /// The key's id, or its first 8 or more digits.
+        id: String,
+    },
     /// Print a new VAPID key pair for `[apps.webpush]`: the private key (PEM,
     /// PKCS#8: save it as the `vapid_private_key_file`) on standard output,
     /// then its public key (base64url), which web clients take as
@@ -304,6 +323,59 @@ async fn run_remote(command: Command) -> Result<(), CliError> {
     Ok(())
 }
 
+/// `keys create|list|revoke`, on the store the configuration names.
+fn stored_keys(config: &Config, command: KeysCommand) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("pushgate: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let done = runtime.block_on(async {
+        match command {
+            KeysCommand::Create { app } => {
+                let (key, id) = pushgate::keys::create(config, &app).await?;
+                eprintln!("Created API key {id} for app {app} (shown only this once; pushgate keeps only its hash):");
+                println!("{}", key.expose_secret());
+            }
+            KeysCommand::List { json } => {
+                let rows = pushgate::keys::list(config).await?;
+                if json {
+                    println!("{}", serde_json::to_value(&rows).unwrap_or_default());
+                } else {
+                    let rows: Vec<Vec<String>> = rows
+                        .iter()
+                        .map(|row| {
+                            vec![
+                                row.app.clone(),
+                                row.id.clone(),
+                                row.kind.to_owned(),
+                                row.created_at_ms.map(|ms| ms.to_string()).unwrap_or_default(),
+                                if row.active { "yes" } else { "no (keys are configured)" }.to_owned(),
+                            ]
+                        })
+                        .collect();
+                    println!("{}", table(&["app", "id", "kind", "created (ms)", "opens the app"], &rows));
+                }
+            }
+            KeysCommand::Revoke { id } => {
+                let (app, id) = pushgate::keys::revoke(config, &id).await?;
+                println!("revoked key {id} of app {app}");
+            }
+            KeysCommand::Vapid => {}
+        }
+        Ok::<(), anyhow::Error>(())
+    });
+    match done {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("pushgate: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// `check-config --probe`: each app's credentials against its providers, as a table.
 fn probe_providers(config: &Config, json: bool) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -381,7 +453,8 @@ fn with_config(path: Option<&std::path::Path>, command: Command) -> ExitCode {
         }
     };
     match command {
-        Command::Keys { .. } => new_vapid_key(),
+        Command::Keys { command: KeysCommand::Vapid } => new_vapid_key(),
+        Command::Keys { command } => stored_keys(&config, command),
         Command::Demo { arguments } => demo(&arguments),
         Command::Send { .. } | Command::Push { .. } | Command::Devices { .. } | Command::Badge { .. } => {
             remote(command)

@@ -11,7 +11,7 @@ use pushgate_api::{AppState, DeliveryStatus, PausedProvider, RouterOptions, now_
 use pushgate_delivery::{DeliveryHandle, DeliveryMetrics, Worker};
 use pushgate_domain::{AppId, Environment, OnlinePolicy};
 use pushgate_providers::SystemClock;
-use pushgate_store::{PgStore, SqliteStore, Store, StoredApiKey};
+use pushgate_store::{ApiKeyKind, PgStore, SqliteStore, Store, StoredApiKey};
 use secrecy::{ExposeSecret as _, SecretString};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -43,6 +43,45 @@ pub struct Application {
     announcer: Option<(Arc<dyn Store>, Arc<tokio::sync::Notify>)>,
     /// Closed cleanly once the server stopped.
     store: Arc<dyn Store>,
+    /// The API keys, refreshed from the store while serving.
+    keyring: KeyRefresh,
+}
+
+/// How long a key created or revoked with `pushgate keys` (in the store)
+/// takes at most to open, or stop opening, its app on a running node.
+pub const KEY_REFRESH_INTERVAL: Duration = Duration::from_secs(2);
+
+/// The configured keys, and the ring the API checks keys against: the ring
+/// is rebuilt from them and the store's keys every [`KEY_REFRESH_INTERVAL`].
+#[derive(Debug, Default)]
+struct KeyRefresh {
+    configured: Vec<(AppId, [u8; 32])>,
+    ring: Arc<ApiKeyRing>,
+}
+
+impl KeyRefresh {
+    /// The keys that open each app: its configured ones and those created
+    /// with `pushgate keys`; its generated one only while none is configured.
+    fn keys(&self, stored: &[StoredApiKey]) -> Vec<(AppId, [u8; 32])> {
+        let configured = |app: &AppId| self.configured.iter().any(|(owner, _)| owner == app);
+        let stored = stored
+            .iter()
+            .filter(|key| key.kind == ApiKeyKind::Created || !configured(&key.app_id))
+            .map(|key| (key.app_id.clone(), key.digest));
+        self.configured.iter().cloned().chain(stored).collect()
+    }
+
+    async fn run(self, store: Arc<dyn Store>) {
+        loop {
+            tokio::time::sleep(KEY_REFRESH_INTERVAL).await;
+            match store.api_keys().await {
+                Ok(stored) => self.ring.replace_all(self.keys(&stored)),
+                Err(error) => {
+                    tracing::warn!(error = %error, "cannot refresh the API keys from the store; keeping the ones known")
+                }
+            }
+        }
+    }
 }
 
 /// Picks the one rustls crypto provider of the whole binary (aws-lc-rs).
@@ -103,6 +142,7 @@ impl Application {
         let mut apps = Apps::new();
         let mut providers = std::collections::HashMap::new();
         let keys = ApiKeyRing::default();
+        let mut keyring = KeyRefresh::default();
         for (id, app) in config.app_ids() {
             if app.apns.is_none() && app.fcm.is_none() && app.webpush.is_none() {
                 tracing::warn!(app.id = %id, "this app has no provider configured ([apps.apns], [apps.fcm] or [apps.webpush]): its pushes are accepted and every delivery is skipped");
@@ -147,29 +187,24 @@ impl Application {
                 }),
             );
             for key in &app.api_keys {
-                keys.insert(id.clone(), api_key_digest(key.expose_secret()));
+                keyring.configured.push((id.clone(), api_key_digest(key.expose_secret())));
             }
         }
-        // A generated key serves a first run without configuration; once the
-        // operator configures `api_keys` for the app, only those open it.
-        let configured: std::collections::HashSet<AppId> =
-            apps.keys().filter(|id| keys.has_key_for(id)).cloned().collect();
-        for stored in store.api_keys().await.context("loading API keys")? {
-            if configured.contains(&stored.app_id) {
-                tracing::info!(app.id = %stored.app_id, "the app has configured API keys; its generated key no longer opens it");
-                continue;
+        let stored = store.api_keys().await.context("loading API keys")?;
+        for key in stored.iter().filter(|key| key.kind == ApiKeyKind::Generated) {
+            if keyring.configured.iter().any(|(app, _)| *app == key.app_id) {
+                tracing::info!(app.id = %key.app_id, "the app has configured API keys; its generated key no longer opens it");
             }
-            keys.insert(stored.app_id, stored.digest);
         }
+        keys.replace_all(keyring.keys(&stored));
         let mut generated_keys = Vec::new();
         for id in apps.keys() {
             if !keys.has_key_for(id) {
                 let key = generate_api_key()?;
                 let digest = api_key_digest(key.expose_secret());
-                let kept = store
-                    .insert_api_key(&StoredApiKey { app_id: id.clone(), digest }, now_ms())
-                    .await
-                    .context("storing a generated API key")?;
+                let generated =
+                    StoredApiKey { app_id: id.clone(), digest, kind: ApiKeyKind::Generated, created_at_ms: now_ms() };
+                let kept = store.insert_api_key(&generated).await.context("storing a generated API key")?;
                 if kept {
                     keys.insert(id.clone(), digest);
                     tracing::info!(app.id = %id, "generated an API key for an app that had none");
@@ -205,10 +240,12 @@ impl Application {
         // ones to deliver it. A worker-only node accepts nothing.
         let announcer = (store.is_shared() && role != Role::Worker)
             .then(|| (Arc::clone(&store), Arc::new(tokio::sync::Notify::new())));
+        let keys = Arc::new(keys);
+        keyring.ring = Arc::clone(&keys);
         let state = AppState {
             store: Arc::clone(&store),
             apps: Arc::new(apps),
-            keys: Arc::new(keys),
+            keys,
             metrics,
             delivery: Arc::new(WorkerStatus {
                 handle: delivery,
@@ -221,7 +258,7 @@ impl Application {
         let router = pushgate_api::router(state, &options);
         let worker = (role != Role::Api).then_some(worker);
 
-        Ok(Self { listener, local_addr, router, tls, generated_keys, worker, announcer, store })
+        Ok(Self { listener, local_addr, router, tls, generated_keys, worker, announcer, store, keyring })
     }
 
     /// The address actually bound (useful with port 0).
@@ -247,6 +284,7 @@ impl Application {
         let stop_worker = self.worker.map(|worker| AbortOnDrop(worker.spawn()));
         let stop_announcer =
             self.announcer.map(|(store, wanted)| AbortOnDrop(tokio::spawn(announce_work(store, wanted))));
+        let stop_key_refresh = AbortOnDrop(tokio::spawn(self.keyring.run(Arc::clone(&self.store))));
         // The peer address is kept for the callbacks' IP allowlists.
         let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
         let served = match self.tls {
@@ -269,7 +307,7 @@ impl Application {
                 axum::serve(listener, service).with_graceful_shutdown(shutdown).await.context("serving HTTP")
             }
         };
-        drop((stop_worker, stop_announcer));
+        drop((stop_worker, stop_announcer, stop_key_refresh));
         self.store.close().await;
         served
     }
@@ -351,7 +389,7 @@ impl Drop for AbortOnDrop {
 }
 
 /// 32 random bytes from the operating system, base64url: 256 bits of key.
-fn generate_api_key() -> anyhow::Result<SecretString> {
+pub(crate) fn generate_api_key() -> anyhow::Result<SecretString> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|error| anyhow::anyhow!("no randomness from the OS: {error}"))?;
     Ok(SecretString::from(format!("pgk_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))))
@@ -404,7 +442,7 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
 }
 
 /// The store `url` names (the configuration checked that it names one).
-async fn open_store(url: &str) -> Result<Arc<dyn Store>, pushgate_store::StoreError> {
+pub(crate) async fn open_store(url: &str) -> Result<Arc<dyn Store>, pushgate_store::StoreError> {
     Ok(match StoreKind::of(url) {
         Some(StoreKind::Postgres) => Arc::new(PgStore::open(url).await?),
         _ => Arc::new(SqliteStore::open(url).await?),

@@ -4,8 +4,8 @@
 //! use `assert!`, so a failure points at the broken expectation.
 
 use crate::{
-    BadgePlan, CallbackKey, ClientPrefs, DeliveryStatus, DeliveryUpdate, ExperimentPlan, NewDevice, NewPush,
-    RoutingPlan, SourceChange, Store, StoredApiKey,
+    ApiKeyKind, BadgePlan, CallbackKey, ClientPrefs, DeliveryStatus, DeliveryUpdate, ExperimentPlan, NewDevice,
+    NewPush, RoutingPlan, SourceChange, Store, StoredApiKey,
 };
 use pushgate_domain::{
     AppId, BadgeSource, ClientId, DeliveryMode, DeviceId, DeviceType, Environment, Locale, OnlinePolicy, PushKind,
@@ -524,11 +524,26 @@ async fn apps_do_not_see_each_others_devices(store: &dyn Store) {
     assert_eq!(store.client_devices(&two, &alice).await.expect("two").len(), 1);
 }
 
+fn stored_key(app: &str, digest: [u8; 32], kind: ApiKeyKind) -> StoredApiKey {
+    StoredApiKey { app_id: parse(AppId::parse(app)), digest, kind, created_at_ms: 1_000 }
+}
+
 async fn api_keys_are_kept_and_listed(store: &dyn Store) {
-    let key = StoredApiKey { app_id: parse(AppId::parse("keyed")), digest: [9u8; 32] };
-    assert!(store.insert_api_key(&key, 1_000).await.expect("insert"));
+    let key = stored_key("keyed", [9u8; 32], ApiKeyKind::Generated);
+    assert!(store.insert_api_key(&key).await.expect("insert"));
+    // Operators' keys sit beside the generated one, and are revoked one by one.
+    let created =
+        [stored_key("keyed", [10u8; 32], ApiKeyKind::Created), stored_key("keyed", [11u8; 32], ApiKeyKind::Created)];
+    for key in &created {
+        store.create_api_key(key).await.expect("create");
+    }
+    assert!(!store.insert_api_key(&stored_key("keyed", [12u8; 32], ApiKeyKind::Generated)).await.expect("insert"));
     let keys = store.api_keys().await.expect("list");
-    assert!(keys.contains(&key));
+    assert!(keys.contains(&key) && created.iter().all(|created| keys.contains(created)), "{keys:?}");
+    assert!(store.revoke_api_key(&[10u8; 32]).await.expect("revoke"));
+    assert!(!store.revoke_api_key(&[10u8; 32]).await.expect("revoke again"));
+    let keys = store.api_keys().await.expect("list");
+    assert!(!keys.contains(&created[0]) && keys.contains(&created[1]) && keys.contains(&key));
 }
 
 /// Processes sharing a store that start at once each generate a key for an
@@ -538,8 +553,7 @@ async fn an_app_keeps_one_generated_key_whoever_generates_it(store: Arc<dyn Stor
         .map(|n| {
             let store = Arc::clone(&store);
             tokio::spawn(async move {
-                let key = StoredApiKey { app_id: parse(AppId::parse("started-at-once")), digest: [n; 32] };
-                store.insert_api_key(&key, 1_000).await
+                store.insert_api_key(&stored_key("started-at-once", [n; 32], ApiKeyKind::Generated)).await
             })
         })
         .collect();

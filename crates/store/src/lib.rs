@@ -86,6 +86,39 @@ pub struct StoredApiKey {
     pub app_id: AppId,
     /// SHA-256 of the key.
     pub digest: [u8; 32],
+    /// Who made it.
+    pub kind: ApiKeyKind,
+    /// When it was made (Unix ms).
+    pub created_at_ms: i64,
+}
+
+/// Who made a stored API key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ApiKeyKind {
+    /// pushgate, for an app that had none (shown once at start); it stops
+    /// opening the app once keys are configured for it.
+    Generated,
+    /// An operator (`pushgate keys create`); it opens the app until revoked.
+    Created,
+}
+
+impl ApiKeyKind {
+    /// As stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Generated => "generated",
+            Self::Created => "created",
+        }
+    }
+
+    /// From its stored form.
+    pub fn parse(stored: &str) -> Result<Self, StoreError> {
+        match stored {
+            "generated" => Ok(Self::Generated),
+            "created" => Ok(Self::Created),
+            other => Err(StoreError::Corrupt(format!("api_keys.kind {other:?}"))),
+        }
+    }
 }
 
 /// A database driver's error, kept as the cause without naming the driver:
@@ -144,13 +177,19 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Every device of one client, oldest registration first.
     async fn client_devices(&self, app_id: &AppId, client_id: &ClientId) -> Result<Vec<Device>, StoreError>;
 
-    /// Every API key pushgate generated, for every app.
+    /// Every stored API key (generated and created), for every app, oldest first.
     async fn api_keys(&self) -> Result<Vec<StoredApiKey>, StoreError>;
 
     /// Keeps a generated key's digest, unless the app has a generated key
     /// already (another process sharing the store made one first): answers
     /// whether this one was kept. One app, one generated key.
-    async fn insert_api_key(&self, key: &StoredApiKey, now_ms: i64) -> Result<bool, StoreError>;
+    async fn insert_api_key(&self, key: &StoredApiKey) -> Result<bool, StoreError>;
+
+    /// Keeps an operator's new key (its digest).
+    async fn create_api_key(&self, key: &StoredApiKey) -> Result<(), StoreError>;
+
+    /// Forgets a stored key; answers whether there was one.
+    async fn revoke_api_key(&self, digest: &[u8; 32]) -> Result<bool, StoreError>;
 
     /// Stores a push durably (journaled); its recipients (counters, routing,
     /// one delivery per device, a skipped one per client without devices)

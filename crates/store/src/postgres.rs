@@ -10,9 +10,9 @@ use crate::delivery::OutcomeGroup;
 use crate::outcomes::{Outcome, Outcomes, RecordGroup};
 use crate::plan::{self, CounterChange};
 use crate::{
-    Accepted, BadgeView, ClaimedDelivery, ClientPrefs, Cluster, DeliveryRef, DeliveryStatus, DeliveryUpdate,
-    DeliveryView, Device, NewDevice, NewPush, PushView, QueueDepth, RoutingPlan, SharedPause, SourceChange, Store,
-    StoreError, StoredApiKey, UpsertOutcome, VariantCounts, claim,
+    Accepted, ApiKeyKind, BadgeView, ClaimedDelivery, ClientPrefs, Cluster, DeliveryRef, DeliveryStatus,
+    DeliveryUpdate, DeliveryView, Device, NewDevice, NewPush, PushView, QueueDepth, RoutingPlan, SharedPause,
+    SourceChange, Store, StoreError, StoredApiKey, UpsertOutcome, VariantCounts, claim,
 };
 use async_trait::async_trait;
 use pushgate_domain::{
@@ -500,20 +500,39 @@ impl Store for PgStore {
     }
 
     async fn api_keys(&self) -> Result<Vec<StoredApiKey>, StoreError> {
-        let rows = sqlx::query_as::<_, (String, Vec<u8>)>("SELECT app_id, digest FROM api_keys ORDER BY created_at_ms")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query_as::<_, (String, Vec<u8>, String, i64)>(
+            "SELECT app_id, digest, kind, created_at_ms FROM api_keys ORDER BY created_at_ms",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         rows.into_iter()
-            .map(|(app_id, digest)| {
+            .map(|(app_id, digest, kind, created_at_ms)| {
                 let app_id = AppId::parse(&app_id).map_err(|e| StoreError::Corrupt(format!("api_keys.app_id: {e}")))?;
                 let digest =
                     digest.try_into().map_err(|_| StoreError::Corrupt("api_keys.digest is not 32 bytes".into()))?;
-                Ok(StoredApiKey { app_id, digest })
+                Ok(StoredApiKey { app_id, digest, kind: ApiKeyKind::parse(&kind)?, created_at_ms })
             })
             .collect()
     }
 
-    async fn insert_api_key(&self, key: &StoredApiKey, now_ms: i64) -> Result<bool, StoreError> {
+    async fn create_api_key(&self, key: &StoredApiKey) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO api_keys (digest, app_id, kind, created_at_ms) VALUES ($1, $2, $3, $4)")
+            .bind(&key.digest[..])
+            .bind(key.app_id.as_str())
+            .bind(key.kind.as_str())
+            .bind(key.created_at_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn revoke_api_key(&self, digest: &[u8; 32]) -> Result<bool, StoreError> {
+        let deleted =
+            sqlx::query("DELETE FROM api_keys WHERE digest = $1").bind(&digest[..]).execute(&self.pool).await?;
+        Ok(deleted.rows_affected() > 0)
+    }
+
+    async fn insert_api_key(&self, key: &StoredApiKey) -> Result<bool, StoreError> {
         // Nodes starting at once take turns per app, so one key is kept.
         let mut transaction = self.pool.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
@@ -521,12 +540,12 @@ impl Store for PgStore {
             .execute(&mut *transaction)
             .await?;
         let inserted = sqlx::query(
-            "INSERT INTO api_keys (digest, app_id, created_at_ms) SELECT $1, $2, $3 \
-             WHERE NOT EXISTS (SELECT 1 FROM api_keys WHERE app_id = $2)",
+            "INSERT INTO api_keys (digest, app_id, kind, created_at_ms) SELECT $1, $2, 'generated', $3 \
+             WHERE NOT EXISTS (SELECT 1 FROM api_keys WHERE app_id = $2 AND kind = 'generated')",
         )
         .bind(&key.digest[..])
         .bind(key.app_id.as_str())
-        .bind(now_ms)
+        .bind(key.created_at_ms)
         .execute(&mut *transaction)
         .await?
         .rows_affected();

@@ -18,8 +18,10 @@ async fn reopening_a_database_keeps_its_devices_and_skips_applied_migrations() {
     let key = pushgate_store::StoredApiKey {
         app_id: pushgate_domain::AppId::parse("SampleApp").expect("app id"),
         digest: [1u8; 32],
+        kind: pushgate_store::ApiKeyKind::Generated,
+        created_at_ms: 5,
     };
-    SqliteStore::open(&url).await.expect("first open").insert_api_key(&key, 5).await.expect("insert");
+    SqliteStore::open(&url).await.expect("first open").insert_api_key(&key).await.expect("insert");
     let reopened = SqliteStore::open(&url).await.expect("second open");
     assert_eq!(reopened.api_keys().await.expect("keys"), vec![key]);
 }

@@ -390,3 +390,96 @@ ca_file = {ca:?}
     }
     assert_eq!(apns.delivered().len(), 2, "the accepted probes reached the fake APNs");
 }
+
+/// `keys create` makes a key a running instance takes on within seconds,
+/// `keys list` shows every key by id (never the key), and `keys revoke`
+/// makes the instance refuse it; a configured key cannot be revoked there.
+#[tokio::test]
+async fn keys_created_and_revoked_in_the_store_open_and_close_a_running_instance() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let config = directory.path().join("pushgate.toml");
+    std::fs::write(&config, "[[apps]]\nid = \"SampleApp\"\napi_keys = [\"configured-key-000001\"]\n").expect("write");
+    let config = config.display().to_string();
+    let mut server = pushgate(directory.path())
+        .args(["--config", config.as_str(), "serve", "--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("pushgate starts");
+    let mut lines = BufReader::new(server.stdout.take().expect("stdout")).lines();
+    let base_url = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.expect("readable") {
+            if let Some(url) = line.strip_prefix("pushgate listening on ") {
+                return url.to_owned();
+            }
+        }
+        panic!("pushgate exited before listening");
+    })
+    .await
+    .expect("listens");
+    let keys = |arguments: &'static [&'static str]| {
+        let config = config.clone();
+        let directory = directory.path().to_owned();
+        async move {
+            let output = pushgate(&directory)
+                .arg("--config")
+                .arg(config)
+                .arg("keys")
+                .args(arguments)
+                .output()
+                .await
+                .expect("runs");
+            let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+            (output.status.code(), text(&output.stdout), text(&output.stderr))
+        }
+    };
+    let opens = |key: String| {
+        let url = format!("{base_url}/v1/clients/alice/devices");
+        async move {
+            reqwest::Client::new().get(url).header("IM-API-KEY", key).send().await.expect("sent").status().as_u16()
+        }
+    };
+
+    let (code, out, err) = keys(&["create", "--app", "SampleApp"]).await;
+    assert_eq!(code, Some(0), "{err}");
+    let key = out.trim().to_owned();
+    assert!(key.starts_with("pgk_") && err.contains("Created API key"), "{out}{err}");
+    crate::helpers::eventually(Duration::from_secs(20), "the created key to open the app", || {
+        let key = key.clone();
+        async move { (opens(key).await == 200).then_some(()) }
+    })
+    .await;
+    assert_eq!(opens("configured-key-000001".into()).await, 200, "the configured key still opens it");
+
+    let (code, out, _) = keys(&["list", "--json"]).await;
+    assert_eq!(code, Some(0));
+    assert!(!out.contains(&key) && !out.contains("configured-key-000001"), "ids only: {out}");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(out.trim()).expect("JSON");
+    let kinds: Vec<&str> = rows.iter().filter_map(|row| row["kind"].as_str()).collect();
+    assert_eq!(kinds, ["configured", "created"], "{out}");
+    let created_id = rows[1]["id"].as_str().expect("an id").to_owned();
+    let configured_id = rows[0]["id"].as_str().expect("an id").to_owned();
+
+    let revoke = |id: String| {
+        let config = config.clone();
+        let directory = directory.path().to_owned();
+        async move {
+            let output = pushgate(&directory)
+                .args(["--config", config.as_str(), "keys", "revoke", id.as_str()])
+                .output()
+                .await
+                .expect("runs");
+            (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+        }
+    };
+    let (code, err) = revoke(configured_id).await;
+    assert_eq!(code, Some(1));
+    assert!(err.contains("is in the configuration"), "{err}");
+    assert_eq!(revoke(created_id[..8].to_owned()).await.0, Some(0));
+    crate::helpers::eventually(Duration::from_secs(20), "the revoked key to be refused", || {
+        let key = key.clone();
+        async move { (opens(key).await == 401).then_some(()) }
+    })
+    .await;
+    stop(server).await;
+}

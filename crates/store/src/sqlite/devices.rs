@@ -2,7 +2,7 @@
 
 use super::SqliteStore;
 use super::writer::Durability;
-use crate::{Device, NewDevice, StoreError, StoredApiKey, UpsertOutcome};
+use crate::{ApiKeyKind, Device, NewDevice, StoreError, StoredApiKey, UpsertOutcome};
 use pushgate_domain::{AppId, ClientId, DeviceId, DeviceType, Environment, Locale, PushToken, TimeZoneName};
 use rusqlite::{Connection, params};
 use sqlx::Row as _;
@@ -149,7 +149,9 @@ pub(super) async fn prune_device(
 }
 
 pub(super) async fn api_keys(store: &SqliteStore) -> Result<Vec<StoredApiKey>, StoreError> {
-    let rows = sqlx::query("SELECT app_id, digest FROM api_keys ORDER BY created_at_ms").fetch_all(&store.pool).await?;
+    let rows = sqlx::query("SELECT app_id, digest, kind, created_at_ms FROM api_keys ORDER BY created_at_ms")
+        .fetch_all(&store.pool)
+        .await?;
     rows.iter()
         .map(|row| {
             let app_id = AppId::parse(&row.try_get::<String, _>("app_id")?)
@@ -157,20 +159,39 @@ pub(super) async fn api_keys(store: &SqliteStore) -> Result<Vec<StoredApiKey>, S
             let digest: Vec<u8> = row.try_get("digest")?;
             let digest =
                 digest.try_into().map_err(|_| StoreError::Corrupt("api_keys.digest is not 32 bytes".into()))?;
-            Ok(StoredApiKey { app_id, digest })
+            let kind = ApiKeyKind::parse(&row.try_get::<String, _>("kind")?)?;
+            Ok(StoredApiKey { app_id, digest, kind, created_at_ms: row.try_get("created_at_ms")? })
         })
         .collect()
 }
 
-pub(super) async fn insert_api_key(store: &SqliteStore, key: &StoredApiKey, now_ms: i64) -> Result<bool, StoreError> {
+pub(super) async fn create_api_key(store: &SqliteStore, key: &StoredApiKey) -> Result<(), StoreError> {
+    let _writer = store.write_lock.lock().await;
+    sqlx::query("INSERT INTO api_keys (digest, app_id, kind, created_at_ms) VALUES (?1, ?2, ?3, ?4)")
+        .bind(&key.digest[..])
+        .bind(key.app_id.as_str())
+        .bind(key.kind.as_str())
+        .bind(key.created_at_ms)
+        .execute(&store.pool)
+        .await?;
+    Ok(())
+}
+
+pub(super) async fn revoke_api_key(store: &SqliteStore, digest: &[u8; 32]) -> Result<bool, StoreError> {
+    let _writer = store.write_lock.lock().await;
+    let deleted = sqlx::query("DELETE FROM api_keys WHERE digest = ?1").bind(&digest[..]).execute(&store.pool).await?;
+    Ok(deleted.rows_affected() > 0)
+}
+
+pub(super) async fn insert_api_key(store: &SqliteStore, key: &StoredApiKey) -> Result<bool, StoreError> {
     let _writer = store.write_lock.lock().await;
     let inserted = sqlx::query(
-        "INSERT INTO api_keys (digest, app_id, created_at_ms) SELECT ?1, ?2, ?3 \
-         WHERE NOT EXISTS (SELECT 1 FROM api_keys WHERE app_id = ?2)",
+        "INSERT INTO api_keys (digest, app_id, kind, created_at_ms) SELECT ?1, ?2, 'generated', ?3 \
+         WHERE NOT EXISTS (SELECT 1 FROM api_keys WHERE app_id = ?2 AND kind = 'generated')",
     )
     .bind(&key.digest[..])
     .bind(key.app_id.as_str())
-    .bind(now_ms)
+    .bind(key.created_at_ms)
     .execute(&store.pool)
     .await?
     .rows_affected();

@@ -172,8 +172,16 @@ impl Store for SqliteStore {
         devices::api_keys(self).await
     }
 
-    async fn insert_api_key(&self, key: &StoredApiKey, now_ms: i64) -> Result<bool, StoreError> {
-        devices::insert_api_key(self, key, now_ms).await
+    async fn insert_api_key(&self, key: &StoredApiKey) -> Result<bool, StoreError> {
+        devices::insert_api_key(self, key).await
+    }
+
+    async fn create_api_key(&self, key: &StoredApiKey) -> Result<(), StoreError> {
+        devices::create_api_key(self, key).await
+    }
+
+    async fn revoke_api_key(&self, digest: &[u8; 32]) -> Result<bool, StoreError> {
+        devices::revoke_api_key(self, digest).await
     }
 
     async fn accept_push(&self, push: &NewPush) -> Result<Accepted, StoreError> {
