@@ -37,6 +37,14 @@ impl Store for UnreachableStore {
     async fn client_devices(&self, _: &AppId, _: &ClientId) -> Result<Vec<Device>, StoreError> {
         Err(unreachable())
     }
+    async fn app_devices(
+        &self,
+        _: &AppId,
+        _: Option<(pushgate_domain::DeviceType, pushgate_domain::DeviceId)>,
+        _: u32,
+    ) -> Result<Vec<Device>, StoreError> {
+        Err(unreachable())
+    }
     async fn api_keys(&self) -> Result<Vec<StoredApiKey>, StoreError> {
         Err(unreachable())
     }

@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod config;
+pub mod export;
 pub mod keys;
 pub mod providers;
 pub mod startup;

@@ -146,6 +146,14 @@ enum DevicesCommand {
         /// The client id.
         client_id: String,
     },
+    /// Write every device of an app, from the store the configuration names,
+    /// as JSON lines of `/me/subscribe` bodies with whole tokens (what
+    /// `devices import` takes), to standard output.
+    Export {
+        /// The app's id.
+        #[arg(long)]
+        app: String,
+    },
     /// Register every line of FILE: one `/me/subscribe` body (JSON) per line,
     /// such as an export of IMKIT's subscriptions. Idempotent; refused lines
     /// are listed with their numbers (exit code 1 if any).
@@ -202,6 +210,7 @@ fn main() -> ExitCode {
         // Keys need no configuration.
         Command::Keys { command: KeysCommand::Vapid } => new_vapid_key(),
         Command::Demo { arguments } => demo(&arguments),
+        Command::Devices { command: DevicesCommand::Export { .. } } => with_config(cli.config.as_deref(), cli.command),
         Command::Send { .. } | Command::Push { .. } | Command::Devices { .. } | Command::Badge { .. } => {
             remote(cli.command)
         }
@@ -321,6 +330,29 @@ async fn run_remote(command: Command) -> Result<(), CliError> {
         _ => return Err(CliError::Usage("not a client verb".into())),
     }
     Ok(())
+}
+
+/// `devices export`: JSON lines on standard output, the count on standard error.
+fn export(config: &Config, app: &str) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("pushgate: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let written = runtime.block_on(pushgate::export::export_devices(config, app, &mut out));
+    match written.and_then(|written| std::io::Write::flush(&mut out).map(|()| written).map_err(Into::into)) {
+        Ok(written) => {
+            eprintln!("exported {written} device(s) of app {app}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("pushgate: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// `keys create|list|revoke`, on the store the configuration names.
@@ -455,6 +487,7 @@ fn with_config(path: Option<&std::path::Path>, command: Command) -> ExitCode {
     match command {
         Command::Keys { command: KeysCommand::Vapid } => new_vapid_key(),
         Command::Keys { command } => stored_keys(&config, command),
+        Command::Devices { command: DevicesCommand::Export { app } } => export(&config, &app),
         Command::Demo { arguments } => demo(&arguments),
         Command::Send { .. } | Command::Push { .. } | Command::Devices { .. } | Command::Badge { .. } => {
             remote(command)

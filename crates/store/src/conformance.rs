@@ -48,6 +48,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     android_and_fcm_devices_share_one_token_space(&*store).await;
     removing_a_device_counts_what_went(&*store).await;
     apps_do_not_see_each_others_devices(&*store).await;
+    an_apps_devices_are_read_page_by_page(&*store).await;
     api_keys_are_kept_and_listed(&*store).await;
     a_push_is_accepted_with_one_delivery_per_device(&*store).await;
     a_claimed_delivery_is_not_claimed_again_until_its_lease_ends(&*store).await;
@@ -522,6 +523,28 @@ async fn apps_do_not_see_each_others_devices(store: &dyn Store) {
     let (two, _) = ids("app-two", "alice");
     assert_eq!(store.client_devices(&one, &alice).await.expect("one").len(), 1);
     assert_eq!(store.client_devices(&two, &alice).await.expect("two").len(), 1);
+}
+
+/// Export reads an app's devices in pages, in (type, device id) order, each
+/// page after the last one's device, and never another app's.
+async fn an_apps_devices_are_read_page_by_page(store: &dyn Store) {
+    for (device_id, token) in [("c", "fcm-page-c"), ("a", "fcm-page-a"), ("b", "fcm-page-b")] {
+        store.upsert_device(&device("paged", DeviceType::Fcm, device_id, "alice", token, 1)).await.expect("device");
+    }
+    store.upsert_device(&device("paged", DeviceType::Android, "z", "bob", "fcm-page-z", 1)).await.expect("device");
+    store.upsert_device(&device("not-paged", DeviceType::Fcm, "a", "carol", "fcm-page-other", 1)).await.expect("other");
+    let app = parse(AppId::parse("paged"));
+    let first = store.app_devices(&app, None, 2).await.expect("a page");
+    let ids = |page: &[crate::Device]| -> Vec<String> {
+        page.iter().map(|device| format!("{}/{}", device.device_type, device.device_id.as_str())).collect()
+    };
+    assert_eq!(ids(&first), ["android/z", "fcm/a"]);
+    let last = first.last().map(|device| (device.device_type, device.device_id.clone()));
+    let second = store.app_devices(&app, last, 2).await.expect("a page");
+    assert_eq!(ids(&second), ["fcm/b", "fcm/c"]);
+    assert_eq!(second[0].token.as_str(), "fcm-page-b", "the whole token, for an export to register again");
+    let last = second.last().map(|device| (device.device_type, device.device_id.clone()));
+    assert!(store.app_devices(&app, last, 2).await.expect("a page").is_empty());
 }
 
 fn stored_key(app: &str, digest: [u8; 32], kind: ApiKeyKind) -> StoredApiKey {

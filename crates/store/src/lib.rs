@@ -177,6 +177,15 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Every device of one client, oldest registration first.
     async fn client_devices(&self, app_id: &AppId, client_id: &ClientId) -> Result<Vec<Device>, StoreError>;
 
+    /// A page of the app's devices in (type, device id) order, those after
+    /// `after`: export reads them all this way without holding one long query.
+    async fn app_devices(
+        &self,
+        app_id: &AppId,
+        after: Option<(DeviceType, DeviceId)>,
+        limit: u32,
+    ) -> Result<Vec<Device>, StoreError>;
+
     /// Every stored API key (generated and created), for every app, oldest first.
     async fn api_keys(&self) -> Result<Vec<StoredApiKey>, StoreError>;
 

@@ -391,16 +391,14 @@ ca_file = {ca:?}
     assert_eq!(apns.delivered().len(), 2, "the accepted probes reached the fake APNs");
 }
 
-/// `keys create` makes a key a running instance takes on within seconds,
-/// `keys list` shows every key by id (never the key), and `keys revoke`
-/// makes the instance refuse it; a configured key cannot be revoked there.
-#[tokio::test]
-async fn keys_created_and_revoked_in_the_store_open_and_close_a_running_instance() {
-    let directory = tempfile::tempdir().expect("temp dir");
-    let config = directory.path().join("pushgate.toml");
+/// Starts `pushgate --config <folder>/pushgate.toml serve` (one app,
+/// `SampleApp`, with the key `configured-key-000001`, its store in the
+/// folder); answers the process, its base URL and the config file's path.
+async fn serve_config(folder: &Path) -> (Child, String, String) {
+    let config = folder.join("pushgate.toml");
     std::fs::write(&config, "[[apps]]\nid = \"SampleApp\"\napi_keys = [\"configured-key-000001\"]\n").expect("write");
     let config = config.display().to_string();
-    let mut server = pushgate(directory.path())
+    let mut server = pushgate(folder)
         .args(["--config", config.as_str(), "serve", "--listen", "127.0.0.1:0"])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -417,6 +415,57 @@ async fn keys_created_and_revoked_in_the_store_open_and_close_a_running_instance
     })
     .await
     .expect("listens");
+    (server, base_url, config)
+}
+
+/// `devices export` writes every device with its whole token as the
+/// `/me/subscribe` bodies `devices import` takes: a round trip.
+#[tokio::test]
+async fn devices_export_writes_what_import_registers_again() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let (server, base_url, config) = serve_config(directory.path()).await;
+    let browser = crate::webpush::subscription("https://fcm.googleapis.com/fcm/send/abc");
+    let mut bodies = vec![
+        json!({ "type": "ios", "token": crate::helpers::APNS_TOKEN, "deviceId": "iphone-1", "clientId": "alice", "environment": "sandbox", "locale": "zh-TW", "timezone": "Asia/Taipei" }),
+        json!({ "type": "web", "token": browser, "deviceId": "chrome-1", "clientId": "alice" }),
+    ];
+    bodies.extend((0..1500).map(|n| json!({ "type": "fcm", "token": format!("fcm-token-{n}"), "deviceId": format!("pixel-{n}"), "clientId": format!("user{n}") })));
+    let file = directory.path().join("in.jsonl");
+    std::fs::write(&file, bodies.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")).expect("write");
+    let file = file.display().to_string();
+    let remote = ["--url", base_url.as_str(), "--key", "configured-key-000001"];
+    let (code, out, err) = verb(&[&["devices", "import", file.as_str()], &remote[..]].concat()).await;
+    assert_eq!(code, 0, "{out}{err}");
+
+    let output = pushgate(directory.path())
+        .args(["--config", config.as_str(), "devices", "export", "--app", "SampleApp"])
+        .output()
+        .await
+        .expect("runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let exported = String::from_utf8_lossy(&output.stdout).into_owned();
+    let mut lines: Vec<serde_json::Value> =
+        exported.lines().map(|line| serde_json::from_str(line).expect("a JSON line")).collect();
+    assert_eq!(lines.len(), bodies.len(), "every device, across pages");
+    let key = |body: &serde_json::Value| format!("{}/{}", body["type"], body["deviceId"]);
+    lines.sort_by_key(key);
+    bodies.sort_by_key(key);
+    assert_eq!(lines, bodies, "the same bodies, whole tokens included");
+    let out_file = directory.path().join("out.jsonl");
+    std::fs::write(&out_file, &exported).expect("write");
+    let out_file = out_file.display().to_string();
+    let (code, out, _) = verb(&[&["devices", "import", out_file.as_str()], &remote[..]].concat()).await;
+    assert_eq!((code, out.lines().next()), (0, Some("1502 line(s): 1502 imported, 0 refused")));
+    stop(server).await;
+}
+
+/// `keys create` makes a key a running instance takes on within seconds,
+/// `keys list` shows every key by id (never the key), and `keys revoke`
+/// makes the instance refuse it; a configured key cannot be revoked there.
+#[tokio::test]
+async fn keys_created_and_revoked_in_the_store_open_and_close_a_running_instance() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let (server, base_url, config) = serve_config(directory.path()).await;
     let keys = |arguments: &'static [&'static str]| {
         let config = config.clone();
         let directory = directory.path().to_owned();

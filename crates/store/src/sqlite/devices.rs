@@ -125,6 +125,30 @@ pub(super) async fn client_devices(
     rows.iter().map(device_from_row).collect()
 }
 
+pub(super) async fn app_devices(
+    store: &SqliteStore,
+    app_id: &AppId,
+    after: Option<(DeviceType, DeviceId)>,
+    limit: u32,
+) -> Result<Vec<Device>, StoreError> {
+    let (after_type, after_id) = after.map_or((String::new(), String::new()), |(device_type, device_id)| {
+        (device_type.as_str().to_owned(), device_id.as_str().to_owned())
+    });
+    let rows = sqlx::query(
+        "SELECT device_type, device_id, client_id, token, environment, locale, timezone, \
+                created_at_ms, updated_at_ms \
+         FROM devices WHERE app_id = ?1 AND (device_type, device_id) > (?2, ?3) \
+         ORDER BY device_type, device_id LIMIT ?4",
+    )
+    .bind(app_id.as_str())
+    .bind(after_type)
+    .bind(after_id)
+    .bind(limit)
+    .fetch_all(&store.pool)
+    .await?;
+    rows.iter().map(device_from_row).collect()
+}
+
 pub(super) async fn prune_device(
     store: &SqliteStore,
     app_id: &AppId,

@@ -164,6 +164,15 @@ impl Store for SqliteStore {
         devices::remove_device(self, app_id, device_type, device_id, client_id).await
     }
 
+    async fn app_devices(
+        &self,
+        app_id: &AppId,
+        after: Option<(DeviceType, DeviceId)>,
+        limit: u32,
+    ) -> Result<Vec<Device>, StoreError> {
+        devices::app_devices(self, app_id, after, limit).await
+    }
+
     async fn client_devices(&self, app_id: &AppId, client_id: &ClientId) -> Result<Vec<Device>, StoreError> {
         devices::client_devices(self, app_id, client_id).await
     }
