@@ -56,6 +56,29 @@ pub trait DeliveryStatus: Send + Sync + std::fmt::Debug + 'static {
     /// Providers paused for an app because they refused its credentials or
     /// configuration, ordered by app and provider.
     fn paused_providers(&self) -> Vec<PausedProvider>;
+
+    /// Providers this node's recent sends could not reach (several in a row),
+    /// ordered by app and provider.
+    fn unreachable_providers(&self) -> Vec<UnreachableProvider> {
+        Vec::new()
+    }
+}
+
+/// A provider recent sends could not reach, as `/readyz` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UnreachableProvider {
+    /// The app.
+    pub app: String,
+    /// `apns`, `fcm` or `webpush`.
+    pub provider: String,
+    /// Sends in a row that did not reach it.
+    pub sends: u32,
+    /// Since when, Unix ms.
+    #[serde(rename = "sinceMS")]
+    pub since_ms: i64,
+    /// Why the last one did not (`ConnectionFailed`, `Timeout`, …).
+    pub reason: String,
 }
 
 /// One paused provider of an app, as `/readyz` shows it.

@@ -27,6 +27,7 @@ pub use rate::SendRate;
 pub use settings::DeliveryConfig;
 pub use worker::{AppProviders, Worker};
 
+use pushgate_domain::{AppId, ProviderKind};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// What the rest of the process shares with the worker: its wake-up, the
@@ -37,6 +38,62 @@ pub struct DeliveryHandle {
     running: AtomicBool,
     /// Providers paused for an app whose credentials they refused.
     pub pauses: pauses::ProviderPauses,
+    /// Providers this node's recent sends could not reach, per app.
+    pub reach: Reach,
+}
+
+/// Sends in a row after which a provider no send reached is reported
+/// unreachable (`/readyz`).
+pub const UNREACHABLE_AFTER: u32 = 5;
+
+/// Per app and provider, the sends in a row that did not reach it, since
+/// when, and why the last one did not; any answer from the provider clears it.
+#[derive(Debug, Default)]
+pub struct Reach(std::sync::Mutex<std::collections::HashMap<(AppId, ProviderKind), Unreached>>);
+
+/// A provider's run of sends that did not reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreached {
+    /// Sends in a row.
+    pub sends: u32,
+    /// The first of them, Unix ms.
+    pub since_ms: i64,
+    /// Why the last one did not.
+    pub reason: String,
+}
+
+impl Reach {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<(AppId, ProviderKind), Unreached>> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Counts a send's outcome.
+    pub fn record(&self, app: &AppId, provider: ProviderKind, outcome: &pushgate_providers::Outcome, now_ms: i64) {
+        let mut runs = self.lock();
+        if outcome.is_unreachable() {
+            let run = runs.entry((app.clone(), provider)).or_insert_with(|| Unreached {
+                sends: 0,
+                since_ms: now_ms,
+                reason: String::new(),
+            });
+            run.sends += 1;
+            outcome.reason().clone_into(&mut run.reason);
+        } else {
+            runs.remove(&(app.clone(), provider));
+        }
+    }
+
+    /// The providers at least [`UNREACHABLE_AFTER`] sends in a row did not reach, ordered.
+    pub fn unreachable(&self) -> Vec<(AppId, ProviderKind, Unreached)> {
+        let mut found: Vec<_> = self
+            .lock()
+            .iter()
+            .filter(|(_, run)| run.sends >= UNREACHABLE_AFTER)
+            .map(|((app, provider), run)| (app.clone(), *provider, run.clone()))
+            .collect();
+        found.sort_by(|a, b| (a.0.as_str(), a.1.as_str()).cmp(&(b.0.as_str(), b.1.as_str())));
+        found
+    }
 }
 
 impl DeliveryHandle {
@@ -52,5 +109,28 @@ impl DeliveryHandle {
 
     fn set_running(&self, running: bool) {
         self.running.store(running, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pushgate_providers::Outcome;
+
+    #[test]
+    fn a_provider_is_unreachable_after_sends_in_a_row_and_reached_again_by_any_answer() {
+        let reach = Reach::default();
+        let app = AppId::parse("app").expect("an app id");
+        let lost = Outcome::Retry { reason: "ConnectionFailed".into(), after: None };
+        for n in 0..UNREACHABLE_AFTER {
+            assert!(reach.unreachable().is_empty(), "not after {n}");
+            reach.record(&app, ProviderKind::Apns, &lost, 100 + i64::from(n));
+        }
+        let found = reach.unreachable();
+        assert_eq!(found.len(), 1);
+        assert_eq!((found[0].2.sends, found[0].2.since_ms, found[0].2.reason.as_str()), (5, 100, "ConnectionFailed"));
+        // A refusal is an answer: the provider was reached.
+        reach.record(&app, ProviderKind::Apns, &Outcome::Retry { reason: "TooManyRequests".into(), after: None }, 200);
+        assert!(reach.unreachable().is_empty());
     }
 }

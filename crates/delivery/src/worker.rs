@@ -308,6 +308,7 @@ impl Worker {
                 (update, label)
             }
             Err((provider, outcome)) => {
+                self.handle.reach.record(&delivery.app_id, provider, &outcome, now);
                 let label = outcome.reason().split(':').next().unwrap_or_default().to_owned();
                 // A retry's delay (a `Retry-After` above all) counts from the
                 // answer, not from the start of the attempt: time spent on the

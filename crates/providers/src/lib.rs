@@ -62,6 +62,12 @@ impl Outcome {
         }
     }
 
+    /// Whether the provider was not reached at all (no connection, no answer
+    /// in time, the connection lost before an answer), as opposed to any answer.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, Self::Retry { reason, .. } if matches!(reason.as_str(), "ConnectionFailed" | "ConnectionLost" | "Timeout" | "OAuthUnavailable"))
+    }
+
     pub(crate) fn retry(reason: impl Into<String>, after: Option<Duration>) -> Self {
         Self::Retry { reason: reason.into(), after }
     }

@@ -7,7 +7,7 @@ use base64::Engine as _;
 use pushgate_api::auth::{ApiKeyRing, AppSettings, Apps, api_key_digest};
 use pushgate_api::metrics::Metrics;
 use pushgate_api::origin::OriginCheck;
-use pushgate_api::{AppState, DeliveryStatus, PausedProvider, RouterOptions, now_ms};
+use pushgate_api::{AppState, DeliveryStatus, PausedProvider, RouterOptions, UnreachableProvider, now_ms};
 use pushgate_delivery::{DeliveryHandle, DeliveryMetrics, Worker};
 use pushgate_domain::{AppId, Environment, OnlinePolicy};
 use pushgate_providers::SystemClock;
@@ -375,6 +375,21 @@ impl DeliveryStatus for WorkerStatus {
                 provider: pause.provider.to_string(),
                 reason: pause.reason,
                 until_ms: pause.until_ms,
+            })
+            .collect()
+    }
+
+    fn unreachable_providers(&self) -> Vec<UnreachableProvider> {
+        self.handle
+            .reach
+            .unreachable()
+            .into_iter()
+            .map(|(app, provider, run)| UnreachableProvider {
+                app: app.to_string(),
+                provider: provider.to_string(),
+                sends: run.sends,
+                since_ms: run.since_ms,
+                reason: run.reason,
             })
             .collect()
     }

@@ -21,12 +21,16 @@ pub struct Health {
     /// configuration (the instance itself is ready; those apps need fixing).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub paused_providers: Vec<crate::PausedProvider>,
+    /// Providers this node's recent sends could not reach (no connection or
+    /// no answer, several sends in a row); the instance stays ready.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unreachable_providers: Vec<crate::UnreachableProvider>,
 }
 
 /// The process is up and serving.
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Envelope<Health>)))]
 pub async fn healthz() -> Json<Envelope<Health>> {
-    ok(Health { status: "ok", paused_providers: Vec::new() })
+    ok(Health { status: "ok", paused_providers: Vec::new(), unreachable_providers: Vec::new() })
 }
 
 /// The store answers and the delivery worker runs; until both hold, a load
@@ -50,7 +54,11 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Envelope<Healt
     }
     let unavailable = || ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", "the store does not answer");
     match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
-        Ok(Ok(())) => Ok(ok(Health { status: "ok", paused_providers: state.delivery.paused_providers() })),
+        Ok(Ok(())) => Ok(ok(Health {
+            status: "ok",
+            paused_providers: state.delivery.paused_providers(),
+            unreachable_providers: state.delivery.unreachable_providers(),
+        })),
         Ok(Err(error)) => Err(unavailable().with_cause(error)),
         Err(elapsed) => Err(unavailable().with_cause(elapsed)),
     }

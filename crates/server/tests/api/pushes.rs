@@ -445,3 +445,33 @@ async fn a_send_slower_than_its_lease_is_not_sent_twice() {
     // before the first answer (5 s) settled the push.
     assert_eq!(setup.apns.received_count(), 1, "the slow send was not taken up again when its first lease ended");
 }
+
+/// A provider no recent send could reach (here: nothing listens where APNs
+/// is configured) shows in `/readyz`, which stays ready, with the reason.
+#[tokio::test]
+async fn a_provider_no_send_reaches_is_named_in_readyz() {
+    let setup = crate::helpers::spawn_with_providers_and(
+        "",
+        &[("PUSHGATE_APPS__SAMPLEAPP__APNS__ENDPOINT", "https://127.0.0.1:9")],
+    )
+    .await;
+    for n in 0..6 {
+        let token = format!("{n:064x}");
+        assert_eq!(setup.app.subscribe(ios_device(&format!("iphone-{n}"), &format!("user{n}"), &token)).await.0, 200);
+    }
+    let clients: Vec<String> = (0..6).map(|n| format!("user{n}")).collect();
+    let clients: Vec<&str> = clients.iter().map(String::as_str).collect();
+    push(&setup, &clients, json!({ "title": "t", "body": "b" })).await;
+    let unreachable = eventually(WAIT, "APNs to show as unreachable in /readyz", || async {
+        let (status, body) = setup.app.get("/readyz", None).await;
+        assert_eq!(status, 200, "still ready: {body}");
+        body["result"]["unreachableProviders"].as_array().filter(|found| !found.is_empty()).cloned()
+    })
+    .await;
+    assert_eq!(
+        (unreachable[0]["app"].clone(), unreachable[0]["provider"].clone()),
+        (json!("SampleApp"), json!("apns"))
+    );
+    assert_eq!(unreachable[0]["reason"], "ConnectionFailed");
+    assert!(unreachable[0]["sends"].as_u64().expect("a count") >= 5);
+}
