@@ -171,14 +171,15 @@ impl Pushgate {
         let directory = tempfile::tempdir()?;
         let store_url = store_url
             .map_or_else(|| format!("sqlite://{}", directory.path().join("pushgate.db").display()), str::to_owned);
-        let write = |name: &str, content: &str| -> anyhow::Result<String> {
+        let write = |name: &str, content: &str| -> anyhow::Result<std::path::PathBuf> {
             let path = directory.path().join(name);
             std::fs::write(&path, content)?;
-            Ok(path.display().to_string())
+            Ok(path)
         };
         let p8 = write("key.p8", &fakes.key.private_pem)?;
         let account = write("service-account.json", &fakes.fcm.account.json)?;
         let ca = write("ca.pem", &fakes.ca.ca_pem())?;
+        let tables = pushgate_testkit::fake_provider_tables(&fakes.apns, &p8, &fakes.fcm, &account, &ca);
         let config = format!(
             r#"
 [server]
@@ -194,26 +195,14 @@ batch = {batch}
 id = "SampleApp"
 api_keys = ["{API_KEY}"]
 generic_push = {{ secret = "{SECRET}" }}
-[apps.apns]
-key_file = {p8:?}
-key_id = "{KEY_ID}"
-team_id = "{TEAM_ID}"
-topic = "{TOPIC}"
-endpoint = "{apns}"
-ca_file = {ca:?}
-[apps.fcm]
-service_account_file = {account:?}
-endpoint = "{fcm}"
-ca_file = {ca:?}
-rate_per_second = 1000000
+{tables}rate_per_second = 1000000
 "#,
             batch = concurrency * 2,
-            apns = fakes.apns.endpoint(),
-            fcm = fakes.fcm.endpoint(),
         );
         let config_path = write("pushgate.toml", &config)?;
         let mut child = std::process::Command::new(std::env::current_exe()?)
-            .args([SERVE, &config_path])
+            .arg(SERVE)
+            .arg(&config_path)
             .stdout(std::process::Stdio::piped())
             .spawn()
             .context("starting pushgate")?;

@@ -59,6 +59,14 @@ async fn main() -> anyhow::Result<()> {
         std::fs::write(&path, content).with_context(|| format!("writing {}", path.display()))?;
         Ok(path.display().to_string())
     };
+    let ca_file = write("demo-ca.pem", &ca.ca_pem())?;
+    let tables = pushgate_testkit::fake_provider_tables(
+        &apns,
+        std::path::Path::new(&write("AuthKey_ABC123DEFG.p8", &key.private_pem)?),
+        &fcm,
+        std::path::Path::new(&write("service-account.json", &fcm.account.json)?),
+        std::path::Path::new(&ca_file),
+    );
     let config_text = format!(
         r#"
 [server]
@@ -74,20 +82,7 @@ poll_interval_ms = 100
 id = "SampleApp"
 api_keys = ["{API_KEY}"]
 generic_push = {{ secret = "{SECRET}" }}
-
-[apps.apns]
-key_file = {p8:?}
-key_id = "ABC123DEFG"
-team_id = "DEF123GHIJ"
-topic = "io.imkit.app"
-endpoint = "{apns_endpoint}"
-ca_file = {ca:?}
-
-[apps.fcm]
-service_account_file = {account:?}
-endpoint = "{fcm_endpoint}"
-ca_file = {ca:?}
-
+{tables}
 [apps.webpush]
 vapid_private_key_file = {vapid:?}
 subject = "mailto:demo@example.com"
@@ -97,12 +92,8 @@ ca_file = {ca:?}
 "#,
         listen = cli.listen,
         store = files.path().join("pushgate.db").display(),
-        p8 = write("AuthKey_ABC123DEFG.p8", &key.private_pem)?,
-        account = write("service-account.json", &fcm.account.json)?,
         vapid = write("vapid.pem", &Es256Key::generate().private_pem)?,
-        ca = write("demo-ca.pem", &ca.ca_pem())?,
-        apns_endpoint = apns.endpoint(),
-        fcm_endpoint = fcm.endpoint(),
+        ca = ca_file,
         web_host = web.host(),
     );
     let config_path = write("pushgate.toml", &config_text)?;

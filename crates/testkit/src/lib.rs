@@ -57,3 +57,38 @@ pub(crate) async fn wait_until(
         panic!("timed out after {deadline:?} waiting for {what}");
     }
 }
+
+/// The `[apps.apns]` and `[apps.fcm]` tables of an app that sends to these
+/// fakes: APNs token authentication with the `.p8` at `key_file` (key id
+/// `ABC123DEFG`, team `DEF123GHIJ`, topic `io.imkit.app`, as the fakes'
+/// callers set them up), FCM with the service account at
+/// `service_account_file`, and `ca_file` trusted for both.
+pub fn fake_provider_tables(
+    apns: &FakeApns,
+    key_file: &std::path::Path,
+    fcm: &FakeFcm,
+    service_account_file: &std::path::Path,
+    ca_file: &std::path::Path,
+) -> String {
+    format!(
+        r#"
+[apps.apns]
+key_file = {key_file:?}
+key_id = "ABC123DEFG"
+team_id = "DEF123GHIJ"
+topic = "io.imkit.app"
+endpoint = "{apns_endpoint}"
+ca_file = {ca_file:?}
+
+[apps.fcm]
+service_account_file = {service_account_file:?}
+endpoint = "{fcm_endpoint}"
+ca_file = {ca_file:?}
+"#,
+        key_file = key_file.display().to_string(),
+        ca_file = ca_file.display().to_string(),
+        service_account_file = service_account_file.display().to_string(),
+        apns_endpoint = apns.endpoint(),
+        fcm_endpoint = fcm.endpoint(),
+    )
+}

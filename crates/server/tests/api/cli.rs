@@ -348,23 +348,8 @@ async fn check_config_probe_proves_each_credential_against_its_provider() {
     let account = files.path().join("other-account.json");
     std::fs::write(&account, account_json).expect("write");
     let bad = format!(
-        r#"
-[[apps]]
-id = "BadApp"
-[apps.apns]
-key_file = {p8:?}
-key_id = "ABC123DEFG"
-team_id = "DEF123GHIJ"
-topic = "io.imkit.app"
-endpoint = "{apns_endpoint}"
-ca_file = {ca:?}
-[apps.fcm]
-service_account_file = {account:?}
-endpoint = "{fcm_endpoint}"
-ca_file = {ca:?}
-"#,
-        apns_endpoint = apns.endpoint(),
-        fcm_endpoint = fcm.endpoint(),
+        "[[apps]]\nid = \"BadApp\"\n{}",
+        pushgate_testkit::fake_provider_tables(&apns, &p8, &fcm, &account, &ca)
     );
     let config = files.path().join("pushgate.toml");
     std::fs::write(&config, format!("{good}\n{bad}")).expect("write");

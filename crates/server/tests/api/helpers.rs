@@ -181,11 +181,12 @@ pub async fn providers_config(
     let write = |name: &str, content: &str| {
         let path = files.path().join(name);
         std::fs::write(&path, content).expect("write");
-        path.display().to_string()
+        path
     };
     let p8 = write("AuthKey_ABC123DEFG.p8", &key.private_pem);
     let account = write("service-account.json", &fcm.account.json);
     let ca_file = write("ca.pem", &ca.ca_pem());
+    let tables = pushgate_testkit::fake_provider_tables(&apns, &p8, &fcm, &account, &ca_file);
     let config = format!(
         r#"
 [delivery]
@@ -198,24 +199,9 @@ poll_interval_ms = 50
 id = "SampleApp"
 api_keys = ["{API_KEY}"]
 {extra_app}
-
-[apps.apns]
-key_file = {p8:?}
-key_id = "ABC123DEFG"
-team_id = "DEF123GHIJ"
-topic = "io.imkit.app"
-endpoint = "{apns_endpoint}"
-ca_file = {ca_file:?}
-
-[apps.fcm]
-service_account_file = {account:?}
-endpoint = "{fcm_endpoint}"
-ca_file = {ca_file:?}
-
+{tables}
 {more_apps}
-"#,
-        apns_endpoint = apns.endpoint(),
-        fcm_endpoint = fcm.endpoint(),
+"#
     );
     (config, apns, fcm, files)
 }
