@@ -11,6 +11,7 @@ mod experiment;
 mod ids;
 mod kinds;
 mod push;
+mod reasons;
 mod routing;
 mod webpush;
 
@@ -26,6 +27,7 @@ pub use experiment::{Experiment, Variant, fill_template, two_proportion_p_value}
 pub use ids::{AppId, BadgeSource, ClientId, DeviceId, ExperimentId, MessageId, RoomId};
 pub use kinds::{DeliveryMode, ProviderKind, PushKind};
 pub use push::{Alert, ApnsPush, CustomPush};
+pub use reasons::explain_reason;
 pub use routing::{OnlinePolicy, QuietHours, RecipientState, Route, route};
 pub use webpush::{
     DECLARATIVE_WEB_PUSH, MAX_WEBPUSH_BYTES, MAX_WEBPUSH_TTL_SECONDS, Urgency, WebPushMessage, badge_update_webpush,

@@ -269,10 +269,14 @@ async fn run_remote(command: Command) -> Result<(), CliError> {
                 .unwrap_or_default()
                 .iter()
                 .map(|delivery| {
-                    ["clientId", "type", "deviceId", "status", "attempts", "reason"]
+                    let mut row: Vec<String> = ["clientId", "type", "deviceId", "status", "attempts", "reason"]
                         .iter()
                         .map(|field| cell(&delivery[*field]))
-                        .collect()
+                        .collect();
+                    if let Some(explanation) = delivery["explanation"].as_str() {
+                        row[5] = format!("{} ({explanation})", row[5]);
+                    }
+                    row
                 })
                 .collect();
             let summary = result["summary"].as_object().map(|summary| {

@@ -124,6 +124,9 @@ pub struct DeliveryStatusView {
     /// Why it failed, was skipped or pruned, or is retrying (the provider's reason).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// What the reason's code means, for a person (absent for reasons in words).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<&'static str>,
     /// For chat pushes: `alert`, `quiet` (quiet hours: no sound) or `silent` (badge only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
@@ -192,6 +195,7 @@ pub async fn push_status(
             device_type: delivery.device_type,
             device_id: delivery.device_id,
             status: delivery.status.as_str().to_owned(),
+            explanation: delivery.reason.as_deref().and_then(pushgate_domain::explain_reason),
             reason: delivery.reason,
             mode: delivery.mode.map(|mode| mode.as_str().to_owned()),
             routing: delivery.route_reason,

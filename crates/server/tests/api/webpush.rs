@@ -276,6 +276,10 @@ async fn push_service_answers_prune_fail_or_retry_as_the_protocol_says() {
     for ((client, _, expected), subscription) in cases.iter().zip(&subscriptions) {
         let delivery = deliveries.iter().find(|d| d["clientId"] == *client).expect("a delivery per client");
         assert_eq!(delivery["status"], *expected, "{client}: {delivery}");
+        if *client == "gone" {
+            let explanation = delivery["explanation"].as_str().unwrap_or_default();
+            assert!(explanation.contains("unsubscribed"), "a person reads what Gone means: {delivery}");
+        }
         let kept = !app.devices_of(client).await.is_empty();
         assert_eq!(kept, *expected != "pruned", "{client}: a gone subscription is deleted, any other kept");
         let tries: Vec<_> =
