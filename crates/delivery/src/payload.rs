@@ -81,9 +81,7 @@ impl StoredPush {
             Self::Chat { .. } | Self::Badge => badge_update_fcm(delivery.badge.unwrap_or_default()),
         }
     }
-}
 
-impl StoredPush {
     /// The Web Push for the delivery's subscription.
     pub(crate) fn webpush(&self, delivery: &ClaimedDelivery, style: &ChatStyle, now_seconds: u64) -> WebPushMessage {
         match self {
