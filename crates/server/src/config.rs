@@ -434,6 +434,30 @@ impl Config {
         }
     }
 
+    /// Every certificate the configuration names (the server's TLS
+    /// certificate, APNs client certificates), as (key, Unix seconds its
+    /// first certificate, the leaf, expires); a file that does not parse is left out.
+    pub fn certificate_expiries(&self) -> Vec<(String, i64)> {
+        let mut files: Vec<(String, &Path)> = Vec::new();
+        if let Some(cert) = &self.server.tls_cert {
+            files.push(("server.tls_cert".into(), cert));
+        }
+        for (index, app) in self.apps.iter().enumerate() {
+            if let Some(cert) = app.apns.as_ref().and_then(|apns| apns.certificate_file.as_deref()) {
+                files.push((format!("apps[{index}].apns.certificate_file"), cert));
+            }
+        }
+        files
+            .into_iter()
+            .filter_map(|(key, path)| {
+                let pem = std::fs::read(path).ok()?;
+                let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).ok()?;
+                let certificate = pem.parse_x509().ok()?;
+                Some((key, certificate.validity().not_after.timestamp()))
+            })
+            .collect()
+    }
+
     /// Makes every relative file path relative to the configuration file's
     /// folder (not to the working directory, which depends on how pushgate was started).
     fn resolve_paths(&mut self, folder: &Path) {

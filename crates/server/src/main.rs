@@ -498,7 +498,21 @@ fn with_config(path: Option<&std::path::Path>, command: Command) -> ExitCode {
         }
         Command::CheckConfig { probe, json } => {
             println!("configuration is valid: {} app(s), store {}", config.apps.len(), config.store.url);
-            if probe { probe_providers(&config, json) } else { ExitCode::SUCCESS }
+            let now =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_secs());
+            let now = i64::try_from(now).unwrap_or(i64::MAX);
+            let mut expired = false;
+            for (key, not_after) in config.certificate_expiries() {
+                let days = (not_after - now).div_euclid(86_400);
+                if not_after <= now {
+                    expired = true;
+                    println!("expired: {key}: the certificate expired {} day(s) ago", -days);
+                } else if days < 30 {
+                    println!("warning: {key}: the certificate expires in {days} day(s)");
+                }
+            }
+            let probed = if probe { probe_providers(&config, json) } else { ExitCode::SUCCESS };
+            if expired { ExitCode::FAILURE } else { probed }
         }
         Command::Serve { role, listen } => {
             let mut config = config;

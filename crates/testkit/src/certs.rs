@@ -59,6 +59,19 @@ impl TestCa {
         (certificate.pem(), key.serialize_pem())
     }
 
+    /// As [`TestCa::client_certificate`], valid until `days` from today (00:00 UTC of that day).
+    pub fn client_certificate_expiring_in(&self, common_name: &str, days: i64) -> (String, String) {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("client parameters");
+        params.distinguished_name.push(DnType::CommonName, common_name);
+        let today =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() / 86_400;
+        let (year, month, day) = civil_from_days(i64::try_from(today).expect("days") + days);
+        params.not_after = rcgen::date_time_ymd(year, month, day);
+        let key = KeyPair::generate().expect("client key");
+        let certificate = params.signed_by(&key, &self.issuer).expect("client certificate");
+        (certificate.pem(), key.serialize_pem())
+    }
+
     /// rustls server settings with the server certificate, offering `alpn`;
     /// with `require_client_certificate`, clients must present one this CA signed.
     pub fn server_config(&self, alpn: &[&[u8]], require_client_certificate: bool) -> Arc<rustls::ServerConfig> {
@@ -96,4 +109,19 @@ impl TestCa {
         config.alpn_protocols = alpn.iter().map(|protocol| protocol.to_vec()).collect();
         Arc::new(config)
     }
+}
+
+/// The calendar date of a day counted from 1970-01-01 (Howard Hinnant's
+/// `civil_from_days`), for certificates valid until a given day.
+fn civil_from_days(days: i64) -> (i32, u8, u8) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z - era * 146_097;
+    let year_of_era = (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (i32::try_from(year).expect("a year"), u8::try_from(month).expect("a month"), u8::try_from(day).expect("a day"))
 }

@@ -517,3 +517,34 @@ async fn keys_created_and_revoked_in_the_store_open_and_close_a_running_instance
     .await;
     stop(server).await;
 }
+
+/// `check-config` names a certificate that expires within 30 days, and fails
+/// on one that has expired.
+#[tokio::test]
+async fn check_config_names_certificates_near_or_past_their_expiry() {
+    let ca = pushgate_testkit::TestCa::generate();
+    let directory = tempfile::tempdir().expect("temp dir");
+    let mut config = String::new();
+    for (index, days) in [(0, 10), (1, -2), (2, 400)] {
+        let (chain, key) = ca.client_certificate_expiring_in("io.imkit.app", days);
+        std::fs::write(directory.path().join(format!("cert{index}.pem")), chain).expect("write");
+        std::fs::write(directory.path().join(format!("key{index}.pem")), key).expect("write");
+        config.push_str(&format!(
+            "[[apps]]\nid = \"App{index}\"\napi_keys = [\"key-of-app-{index}-000000\"]\n[apps.apns]\ncertificate_file = \"cert{index}.pem\"\ncertificate_key_file = \"key{index}.pem\"\ntopic = \"io.imkit.app\"\n"
+        ));
+    }
+    let path = directory.path().join("pushgate.toml");
+    std::fs::write(&path, config).expect("write");
+    let path = path.display().to_string();
+    let (code, out, err) = verb(&["--config", path.as_str(), "check-config"]).await;
+    assert_eq!(code, 1, "an expired certificate fails the check: {out}{err}");
+    let soon =
+        out.lines().find(|line| line.starts_with("warning: apps[0].apns.certificate_file: the certificate expires in"));
+    let days: i64 = soon
+        .and_then(|line| line.split_whitespace().rev().nth(1))
+        .and_then(|days| days.parse().ok())
+        .unwrap_or_else(|| panic!("the certificate expiring soon is named: {out}"));
+    assert!((9..=10).contains(&days), "{out}");
+    assert!(out.contains("expired: apps[1].apns.certificate_file: the certificate expired"), "{out}");
+    assert!(!out.contains("apps[2]"), "a certificate valid for a year is not named: {out}");
+}
