@@ -49,15 +49,7 @@ struct Setup {
 async fn setup() -> Setup {
     let ca = TestCa::generate();
     let key = Es256Key::generate();
-    let apns = FakeApns::start(
-        &ca,
-        FakeApnsConfig {
-            topic: "io.imkit.app".into(),
-            token_auth: Some(("ABC123DEFG".into(), "DEF123GHIJ".into(), key.public_pem.clone())),
-            max_concurrent_streams: 100,
-        },
-    )
-    .await;
+    let apns = FakeApns::start(&ca, FakeApnsConfig::token(&key)).await;
     // Provider tokens are signed on real time: APNs checks their age.
     let signer = Arc::new(
         TokenSigner::new(key.private_pem.as_bytes(), "ABC123DEFG", "DEF123GHIJ", Arc::new(SystemClock)).unwrap(),

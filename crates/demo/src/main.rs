@@ -42,15 +42,7 @@ async fn main() -> anyhow::Result<()> {
     pushgate::startup::install_crypto_provider();
     let ca = TestCa::generate();
     let key = Es256Key::generate();
-    let apns = FakeApns::start(
-        &ca,
-        FakeApnsConfig {
-            topic: "io.imkit.app".into(),
-            token_auth: Some(("ABC123DEFG".into(), "DEF123GHIJ".into(), key.public_pem.clone())),
-            max_concurrent_streams: 100,
-        },
-    )
-    .await;
+    let apns = FakeApns::start(&ca, FakeApnsConfig::token(&key)).await;
     let fcm = FakeFcm::start(&ca, "imkit-demo", FakeFcmConfig::default()).await;
     let web = FakePushService::start(&ca).await;
     let files = tempfile::tempdir().context("a temporary folder")?;
@@ -136,7 +128,11 @@ ca_file = {ca:?}
         let answer = call("/push/push2clients", json!({ "clients": clients, "payload": payload })).await?;
         println!("push2clients to {clients:?}: pushId {}", answer["result"]["pushId"]);
     }
-    let callback = seed_callback(&["user001", "user002", "user003"]);
+    let callback = pushgate_testkit::seed::generic_callback(
+        "5dd51a4f21841443cfd3090d",
+        "demo-room",
+        &["user001", "user002", "user003"],
+    );
     let path = format!("/imkit/push/v2?secret={SECRET}");
     let answer = client.post(format!("{base_url}{path}")).json(&callback).send().await?.json::<Value>().await?;
     anyhow::ensure!(answer["RC"] == 0, "the v2 callback was refused: {answer}");
@@ -212,17 +208,4 @@ fn seed_pushes() -> Vec<(Vec<&'static str>, Value)> {
                     "title": "系統公告", "body": "系統維護通知:今晚 23:00 將進行例行維護", "icon": "https://example.com/icon.png" }),
         ),
     ]
-}
-
-/// The PUSH_GENERIC (v2) example of IMKIT's documentation, to `recipients`.
-fn seed_callback(recipients: &[&str]) -> Value {
-    json!({
-        "_id": "5dd51a4f21841443cfd3090d", "message": "lala", "room": "demo-room", "roomName": "Demo Room",
-        "sender": { "_id": "sss", "avatarUrl": "http://loremflickr.com/240/240/style?1574241882", "nickname": "SSS",
-                    "description": "description la la #1568192464957", "isRobot": false, "id": "sss",
-                    "lastLoginTimeMS": 1568192470942u64 },
-        "messageType": "text", "appID": "SampleApp", "id": "5dd51a4f21841443cfd3090d",
-        "messageTimeMS": 1574246991222u64, "updatedAtMS": 1574246991223u64, "createdAtMS": 1574246991223u64,
-        "pushToClients": recipients
-    })
 }

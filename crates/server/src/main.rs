@@ -218,15 +218,21 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs a client verb against a running instance.
-fn remote(command: Command) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(runtime) => runtime,
+/// A one-thread runtime for the verbs that make a few requests; `None`
+/// (after saying why) when the OS refuses one.
+fn small_runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => Some(runtime),
         Err(error) => {
             eprintln!("pushgate: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
+            None
         }
-    };
+    }
+}
+
+/// Runs a client verb against a running instance.
+fn remote(command: Command) -> ExitCode {
+    let Some(runtime) = small_runtime() else { return ExitCode::FAILURE };
     match runtime.block_on(run_remote(command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -338,13 +344,7 @@ async fn run_remote(command: Command) -> Result<(), CliError> {
 
 /// `devices export`: JSON lines on standard output, the count on standard error.
 fn export(config: &Config, app: &str) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("pushgate: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let Some(runtime) = small_runtime() else { return ExitCode::FAILURE };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let written = runtime.block_on(pushgate::export::export_devices(config, app, &mut out));
     match written.and_then(|written| std::io::Write::flush(&mut out).map(|()| written).map_err(Into::into)) {
@@ -361,13 +361,7 @@ fn export(config: &Config, app: &str) -> ExitCode {
 
 /// `keys create|list|revoke`, on the store the configuration names.
 fn stored_keys(config: &Config, command: KeysCommand) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("pushgate: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let Some(runtime) = small_runtime() else { return ExitCode::FAILURE };
     let done = runtime.block_on(async {
         match command {
             KeysCommand::Create { app } => {
@@ -414,13 +408,7 @@ fn stored_keys(config: &Config, command: KeysCommand) -> ExitCode {
 
 /// `check-config --probe`: each app's credentials against its providers, as a table.
 fn probe_providers(config: &Config, json: bool) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("pushgate: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let Some(runtime) = small_runtime() else { return ExitCode::FAILURE };
     pushgate::startup::install_crypto_provider();
     let results: Vec<_> = runtime.block_on(async {
         let mut results = Vec::new();

@@ -33,6 +33,19 @@ pub struct FakeApnsConfig {
     pub max_concurrent_streams: u32,
 }
 
+impl FakeApnsConfig {
+    /// Token authentication with `key` as the `.p8` of key id `ABC123DEFG`,
+    /// team `DEF123GHIJ`, topic `io.imkit.app` (what [`crate::fake_provider_tables`]
+    /// configures), 100 concurrent streams.
+    pub fn token(key: &crate::Es256Key) -> Self {
+        Self {
+            topic: "io.imkit.app".into(),
+            token_auth: Some(("ABC123DEFG".into(), "DEF123GHIJ".into(), key.public_pem.clone())),
+            max_concurrent_streams: 100,
+        }
+    }
+}
+
 /// A failure to answer with instead of the normal answer, for one request to one token.
 #[derive(Debug, Clone)]
 pub enum ApnsFailure {

@@ -23,6 +23,7 @@ mod keys;
 pub mod load;
 mod node;
 mod postgres;
+pub mod seed;
 mod webpush;
 
 pub use apns::{ApnsFailure, FakeApns, FakeApnsConfig, RecordedApnsRequest};

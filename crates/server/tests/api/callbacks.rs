@@ -25,15 +25,7 @@ pub async fn spawn_with(sample_app: &str, more_apps: &str) -> WithProviders {
 
 /// The seed's example callback, with another id, room and recipients.
 pub fn message(id: &str, room: &str, recipients: &[&str]) -> Value {
-    json!({
-        "_id": id, "message": "lala", "room": room, "roomName": "Demo Room",
-        "sender": { "_id": "sss", "avatarUrl": "http://loremflickr.com/240/240/style?1574241882", "nickname": "SSS",
-                    "description": "description la la #1568192464957", "isRobot": false, "id": "sss",
-                    "lastLoginTimeMS": 1568192470942u64 },
-        "messageType": "text", "appID": "SampleApp", "id": id,
-        "messageTimeMS": 1574246991222u64, "updatedAtMS": 1574246991223u64, "createdAtMS": 1574246991223u64,
-        "pushToClients": recipients
-    })
+    pushgate_testkit::seed::generic_callback(id, room, recipients)
 }
 
 /// The seed's example request, verbatim.

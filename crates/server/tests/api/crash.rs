@@ -59,15 +59,7 @@ async fn setup() -> Setup {
 async fn setup_on(store_url: Option<String>) -> Setup {
     let ca = TestCa::generate();
     let key = Es256Key::generate();
-    let fake = FakeApns::start(
-        &ca,
-        FakeApnsConfig {
-            topic: "io.imkit.app".into(),
-            token_auth: Some(("ABC123DEFG".into(), "DEF123GHIJ".into(), key.public_pem.clone())),
-            max_concurrent_streams: 100,
-        },
-    )
-    .await;
+    let fake = FakeApns::start(&ca, FakeApnsConfig::token(&key)).await;
     fake.set_answer_delay(Duration::from_millis(25));
     let directory = tempfile::tempdir().expect("temp dir");
     let p8 = directory.path().join("AuthKey.p8");

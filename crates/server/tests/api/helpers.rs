@@ -167,15 +167,7 @@ pub async fn providers_config(
 ) -> (String, pushgate_testkit::FakeApns, pushgate_testkit::FakeFcm, tempfile::TempDir) {
     let ca = pushgate_testkit::TestCa::generate();
     let key = pushgate_testkit::Es256Key::generate();
-    let apns = pushgate_testkit::FakeApns::start(
-        &ca,
-        pushgate_testkit::FakeApnsConfig {
-            topic: "io.imkit.app".into(),
-            token_auth: Some(("ABC123DEFG".into(), "DEF123GHIJ".into(), key.public_pem.clone())),
-            max_concurrent_streams: 100,
-        },
-    )
-    .await;
+    let apns = pushgate_testkit::FakeApns::start(&ca, pushgate_testkit::FakeApnsConfig::token(&key)).await;
     let fcm = pushgate_testkit::FakeFcm::start(&ca, "imkit-demo", pushgate_testkit::FakeFcmConfig::default()).await;
     let files = tempfile::tempdir().expect("temp dir");
     let write = |name: &str, content: &str| {
