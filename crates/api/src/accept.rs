@@ -44,6 +44,7 @@ fn announce(state: &AppState, push: &NewPush, source: PushSource, accepted: &Acc
     }
     state.delivery.wake();
     state.metrics.push_accepted(app);
+    state.console.recent.record(push);
     match source {
         PushSource::Callback(version) => {
             state.metrics.callback(app, version, "accepted");

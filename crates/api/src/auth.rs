@@ -40,9 +40,22 @@ pub struct AuthenticatedApp(pub Arc<AppSettings>);
 /// A presented key is hashed and compared with every digest in constant time,
 /// without stopping at the first match, so the time taken says nothing about
 /// which key, or how much of one, matched.
+///
+/// Admin keys (`[admin] api_keys`) open every app: a request with one names
+/// the app it acts on in `IM-APP-ID`, and the console's routes take them.
 #[derive(Debug, Default)]
 pub struct ApiKeyRing {
     keys: RwLock<Vec<(AppId, [u8; 32])>>,
+    admin: RwLock<Vec<[u8; 32]>>,
+}
+
+/// What a presented key opens.
+#[derive(Debug, Clone)]
+pub enum Access {
+    /// One app: an app's key.
+    App(Arc<AppSettings>),
+    /// Every app: an admin key.
+    Admin,
 }
 
 /// SHA-256 of an API key, the only form in which keys are kept.
@@ -67,19 +80,41 @@ impl ApiKeyRing {
         self.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner).iter().any(|(owner, _)| owner == app_id)
     }
 
-    /// The app the key opens, if any.
+    /// Sets the admin keys, given as digests.
+    pub fn set_admin_keys(&self, digests: Vec<[u8; 32]>) {
+        *self.admin.write().unwrap_or_else(std::sync::PoisonError::into_inner) = digests;
+    }
+
+    /// The app the key opens, if it is an app's key.
     pub fn authenticate(&self, presented: &str, apps: &Apps) -> Option<AuthenticatedApp> {
+        match self.access(presented, apps)? {
+            Access::App(app) => Some(AuthenticatedApp(app)),
+            Access::Admin => None,
+        }
+    }
+
+    /// What the key opens, if anything: every key, app and admin, is
+    /// compared, whichever matches.
+    pub fn access(&self, presented: &str, apps: &Apps) -> Option<Access> {
         let presented = api_key_digest(presented);
         let keys = self.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let admin = self.admin.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         // Index of the matching key plus one; 0 means none matched.
         let mut matched: u64 = 0;
+        let mut is_admin = subtle::Choice::from(0);
         for (index, (_, digest)) in keys.iter().enumerate() {
             let candidate = u64::try_from(index + 1).unwrap_or(u64::MAX);
             matched = u64::conditional_select(&matched, &candidate, digest.ct_eq(&presented));
         }
+        for digest in admin.iter() {
+            is_admin |= digest.ct_eq(&presented);
+        }
+        if bool::from(is_admin) {
+            return Some(Access::Admin);
+        }
         let index = usize::try_from(matched).ok()?.checked_sub(1)?;
         let (app_id, _) = keys.get(index)?;
-        apps.get(app_id).cloned().map(AuthenticatedApp)
+        apps.get(app_id).cloned().map(Access::App)
     }
 }
 
@@ -119,6 +154,20 @@ mod tests {
         assert_eq!(opened.0.id.as_str(), "two");
         assert!(ring.authenticate("key-of-app-two-000", &apps).is_none());
         assert!(ring.authenticate("", &apps).is_none());
+    }
+
+    #[test]
+    fn an_admin_key_opens_every_app_and_is_no_app_key() {
+        let ring = ApiKeyRing::default();
+        ring.insert(AppId::parse("one").expect("id"), api_key_digest("key-of-app-one-0000"));
+        ring.set_admin_keys(vec![api_key_digest("the-admin-key-00000")]);
+        let apps = apps();
+        assert!(matches!(ring.access("the-admin-key-00000", &apps), Some(Access::Admin)));
+        assert!(ring.authenticate("the-admin-key-00000", &apps).is_none(), "names no app by itself");
+        assert!(
+            matches!(ring.access("key-of-app-one-0000", &apps), Some(Access::App(app)) if app.id.as_str() == "one")
+        );
+        assert!(ring.access("the-admin-key-0000", &apps).is_none());
     }
 
     #[test]

@@ -1,14 +1,18 @@
 //! Extractors that turn every framework rejection into the IMKIT envelope.
 
 use crate::AppState;
-use crate::auth::AuthenticatedApp;
+use crate::auth::{Access, AuthenticatedApp};
 use crate::error::ApiError;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use bytes::Bytes;
+use pushgate_domain::AppId;
 use serde::de::DeserializeOwned;
+
+/// The header a request made with an admin key names its app in.
+pub const APP_ID_HEADER: &str = "IM-APP-ID";
 
 /// A JSON body parsed into `T`.
 ///
@@ -140,7 +144,20 @@ impl FromRequestParts<AppState> for AuthenticatedApp {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let header = |name: &str| parts.headers.get(name).and_then(|value| value.to_str().ok());
         if let Some(key) = header("IM-API-KEY") {
-            return state.keys.authenticate(key, &state.apps).ok_or_else(ApiError::invalid_api_key);
+            return match state.keys.access(key, &state.apps).ok_or_else(ApiError::invalid_api_key)? {
+                Access::App(app) => Ok(AuthenticatedApp(app)),
+                // An admin key opens every app: the request names the one it acts on.
+                Access::Admin => {
+                    let named = header(APP_ID_HEADER).ok_or_else(|| {
+                        ApiError::missing("IM-APP-ID: an admin key acts on the app this header names")
+                    })?;
+                    let app = AppId::parse(named)
+                        .ok()
+                        .and_then(|id| state.apps.get(&id).cloned())
+                        .ok_or_else(|| ApiError::invalid(format!("IM-APP-ID: no app {named:?} is configured")))?;
+                    Ok(AuthenticatedApp(app))
+                }
+            };
         }
         // IMKIT's client credentials (IM-CLIENT-KEY + IM-Authorization) carry a
         // token only the chat platform can check; pushgate cannot, so it

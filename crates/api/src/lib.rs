@@ -4,6 +4,7 @@
 //! own rejections included, is IMKIT's envelope (see [`error`]).
 
 mod accept;
+pub mod admin;
 pub mod auth;
 pub mod error;
 pub mod extract;
@@ -41,10 +42,13 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// What the routes need of the delivery side.
     pub delivery: Arc<dyn DeliveryStatus>,
+    /// The admin console's history and recent accepts.
+    pub console: Arc<admin::Console>,
 }
 
 /// What the API needs of the delivery side, and all it sees of it: the
 /// binary wires the worker in behind this, so this crate never depends on it.
+#[async_trait::async_trait]
 pub trait DeliveryStatus: Send + Sync + std::fmt::Debug + 'static {
     /// A push was accepted: deliver it without waiting for the next poll.
     fn wake(&self);
@@ -62,6 +66,15 @@ pub trait DeliveryStatus: Send + Sync + std::fmt::Debug + 'static {
     fn unreachable_providers(&self) -> Vec<UnreachableProvider> {
         Vec::new()
     }
+
+    /// Ends the provider's pause for the app now, on every node sharing the
+    /// store, and makes the deliveries it held due at once; answers whether
+    /// it was paused.
+    async fn resume(
+        &self,
+        app: &pushgate_domain::AppId,
+        provider: pushgate_domain::ProviderKind,
+    ) -> Result<bool, pushgate_store::StoreError>;
 }
 
 /// A provider recent sends could not reach, as `/readyz` shows it.
@@ -121,6 +134,7 @@ pub struct RouterOptions {
         (name = "routing", description = "Per-client routing of chat pushes: room mutes, presence, quiet hours, preferences"),
         (name = "experiments", description = "A/B copy experiments on chat pushes"),
         (name = "operations", description = "Health, readiness, metrics: no API key"),
+        (name = "console", description = "What the admin console at /admin needs beyond the routes above: an app's key, or an admin key (with IM-APP-ID where an app is acted on)"),
     )
 )]
 struct ApiDoc;
@@ -149,6 +163,7 @@ pub fn router(state: AppState, options: &RouterOptions) -> Router {
         .split_for_parts();
     let openapi = Arc::new(openapi);
     let metrics = Arc::clone(&state.metrics);
+    let router = if options.operations_only { router } else { console_pages(router) };
     router
         .route(
             "/openapi.json",
@@ -197,6 +212,20 @@ fn api_routes(router: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
         .routes(routes!(routes::experiments::put_experiment, routes::experiments::get_experiment))
         .routes(routes!(routes::experiments::experiment_stats))
         .routes(routes!(routes::webpush::vapid_public_key))
+        .routes(routes!(admin::session))
+        .routes(routes!(admin::overview))
+        .routes(routes!(admin::recent_pushes))
+        .routes(routes!(admin::resume))
+}
+
+/// The console's page and assets (not in the OpenAPI document: they are no API).
+fn console_pages(router: Router<AppState>) -> Router<AppState> {
+    use axum::routing::get;
+    router
+        .route("/admin", get(admin::page))
+        .route("/admin/", get(admin::page))
+        .route("/admin/app.js", get(admin::script))
+        .route("/admin/app.css", get(admin::style))
 }
 
 async fn unknown_route(method: Method, uri: Uri) -> ApiError {

@@ -79,6 +79,15 @@ impl Store for UnreachableStore {
     async fn next_due_at(&self) -> Result<Option<i64>, StoreError> {
         Err(unreachable())
     }
+    async fn expedite_retries(
+        &self,
+        _: &AppId,
+        _: &[pushgate_domain::DeviceType],
+        _: i64,
+        _: i64,
+    ) -> Result<u64, StoreError> {
+        Err(unreachable())
+    }
     async fn prune_device(
         &self,
         _: &AppId,
@@ -154,6 +163,7 @@ struct Worker {
     running: bool,
 }
 
+#[async_trait::async_trait]
 impl pushgate_api::DeliveryStatus for Worker {
     fn wake(&self) {}
 
@@ -163,6 +173,10 @@ impl pushgate_api::DeliveryStatus for Worker {
 
     fn paused_providers(&self) -> Vec<pushgate_api::PausedProvider> {
         Vec::new()
+    }
+
+    async fn resume(&self, _: &AppId, _: pushgate_domain::ProviderKind) -> Result<bool, StoreError> {
+        Ok(false)
     }
 }
 
@@ -191,6 +205,7 @@ fn state_with_worker(running: bool) -> AppState {
         keys: Arc::new(keys),
         metrics: Arc::new(Metrics::default()),
         delivery: Arc::new(Worker { running }),
+        console: Arc::default(),
     }
 }
 

@@ -28,6 +28,7 @@ pub use settings::DeliveryConfig;
 pub use worker::{AppProviders, Worker};
 
 use pushgate_domain::{AppId, ProviderKind};
+use pushgate_store::{Store, StoreError};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// What the rest of the process shares with the worker: its wake-up, the
@@ -109,6 +110,31 @@ impl DeliveryHandle {
 
     fn set_running(&self, running: bool) {
         self.running.store(running, Ordering::Relaxed);
+    }
+
+    /// An operator ends `provider`'s pause for `app` now: here, and on a
+    /// shared store for every node; the deliveries the pause held are due at
+    /// once. Answers whether it was paused (here or on the shared store).
+    pub async fn resume(
+        &self,
+        store: &dyn Store,
+        app: &AppId,
+        provider: ProviderKind,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let mut until = self.pauses.resume(app, provider).map(|pause| pause.until_ms);
+        if let Some(cluster) = store.cluster() {
+            let shared = cluster.provider_pauses().await?;
+            if let Some(pause) = shared.iter().find(|pause| &pause.app_id == app && pause.provider == provider) {
+                until = Some(until.unwrap_or_default().max(pause.until_ms));
+                cluster.resume_provider(app, provider).await?;
+            }
+        }
+        let Some(until) = until else { return Ok(false) };
+        let expedited = store.expedite_retries(app, provider::device_types_of(provider), until, now_ms).await?;
+        tracing::info!(app.id = %app, %provider, deliveries = expedited, "pause ended by an operator; the deliveries it held are due now");
+        self.wake();
+        Ok(true)
     }
 }
 

@@ -173,6 +173,11 @@ impl ProviderPauses {
         self.lock().remove(&(app.clone(), provider)).is_some()
     }
 
+    /// An operator ended the pause: answers it, if there was one.
+    pub fn resume(&self, app: &AppId, provider: ProviderKind) -> Option<Pause> {
+        self.lock().remove(&(app.clone(), provider))
+    }
+
     /// Every pause, ordered by app and provider.
     pub fn snapshot(&self) -> Vec<Pause> {
         let mut pauses: Vec<Pause> = self.lock().values().cloned().collect();

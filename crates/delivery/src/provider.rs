@@ -68,6 +68,15 @@ pub(crate) fn provider_kind_of(device_type: DeviceType) -> ProviderKind {
     }
 }
 
+/// The device types `provider` delivers to.
+pub(crate) fn device_types_of(provider: ProviderKind) -> &'static [DeviceType] {
+    match provider {
+        ProviderKind::Apns => &[DeviceType::Ios, DeviceType::IosVoip],
+        ProviderKind::Fcm => &[DeviceType::Android, DeviceType::Fcm],
+        ProviderKind::WebPush => &[DeviceType::Web, DeviceType::UnifiedPush],
+    }
+}
+
 /// APNs for one app: a client per environment.
 #[derive(Debug)]
 pub struct ApnsProviders {

@@ -40,8 +40,24 @@ pub struct Config {
     /// The delivery queue and its retries.
     #[serde(default)]
     pub delivery: DeliveryConfig,
+    /// The admin console's own keys.
+    #[serde(default)]
+    pub admin: AdminConfig,
     /// The IMKIT apps this instance serves; one `SampleApp` when none is given.
     pub apps: Vec<AppConfig>,
+}
+
+/// `[admin]`: keys that open every app, for the console at `/admin` (and
+/// the API, naming the app in `IM-APP-ID`). An app's own key opens the
+/// console too, for that app alone.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Admin keys, each at least 16 characters.
+    #[serde(default)]
+    pub api_keys: Vec<SecretString>,
+    /// A file with more admin keys, one per line (`#` starts a comment).
+    pub api_keys_file: Option<PathBuf>,
 }
 
 /// `[server]`
@@ -473,6 +489,7 @@ impl Config {
         };
         resolve_some(&mut self.server.tls_cert);
         resolve_some(&mut self.server.tls_key);
+        resolve_some(&mut self.admin.api_keys_file);
         for app in &mut self.apps {
             resolve_some(&mut app.api_keys_file);
             if let Some(generic) = &mut app.generic_push {
@@ -497,19 +514,23 @@ impl Config {
 
     fn read_secret_files(&mut self) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
+        let read_keys = |path: &Path, keys: &mut Vec<SecretString>, at: &str, problems: &mut Vec<String>| {
+            match std::fs::read_to_string(path) {
+                Ok(text) => keys.extend(
+                    text.lines()
+                        .map(|line| line.split('#').next().unwrap_or_default().trim())
+                        .filter(|line| !line.is_empty())
+                        .map(|line| SecretString::from(line.to_owned())),
+                ),
+                Err(error) => problems.push(format!("{at}.api_keys_file: cannot read {}: {error}", path.display())),
+            }
+        };
+        if let Some(path) = &self.admin.api_keys_file {
+            read_keys(path, &mut self.admin.api_keys, "admin", &mut problems);
+        }
         for (index, app) in self.apps.iter_mut().enumerate() {
             if let Some(path) = &app.api_keys_file {
-                match std::fs::read_to_string(path) {
-                    Ok(text) => app.api_keys.extend(
-                        text.lines()
-                            .map(|line| line.split('#').next().unwrap_or_default().trim())
-                            .filter(|line| !line.is_empty())
-                            .map(|line| SecretString::from(line.to_owned())),
-                    ),
-                    Err(error) => {
-                        problems.push(format!("apps[{index}].api_keys_file: cannot read {}: {error}", path.display()))
-                    }
-                }
+                read_keys(path, &mut app.api_keys, &format!("apps[{index}]"), &mut problems);
             }
             if let Some(generic) = &mut app.generic_push
                 && let Some(path) = &generic.secret_file
@@ -577,6 +598,7 @@ impl Config {
         }
         let mut ids = HashSet::new();
         let mut keys = HashSet::new();
+        check_keys(&mut problems, "admin", &self.admin.api_keys, &mut keys);
         for (index, app) in self.apps.iter().enumerate() {
             let at = format!("apps[{index}]");
             match AppId::parse(&app.id) {
@@ -586,16 +608,7 @@ impl Config {
                 Ok(_) => {}
                 Err(error) => problems.push(format!("{at}.id: {error}")),
             }
-            for (key_index, key) in app.api_keys.iter().enumerate() {
-                let key = key.expose_secret();
-                if key.chars().count() < MIN_API_KEY_LEN || key.trim() != key {
-                    problems.push(format!(
-                        "{at}.api_keys[{key_index}]: an API key must be at least {MIN_API_KEY_LEN} characters without surrounding space"
-                    ));
-                } else if !keys.insert(key) {
-                    problems.push(format!("{at}.api_keys[{key_index}]: the same key is given twice"));
-                }
-            }
+            check_keys(&mut problems, &at, &app.api_keys, &mut keys);
             if let Some(generic) = &app.generic_push
                 && generic
                     .secret
@@ -730,6 +743,21 @@ fn remove_key(table: &mut toml::Table, path: &str) -> bool {
             }
             _ => false,
         },
+    }
+}
+
+/// Each key long enough and given once over the whole configuration (an
+/// admin key that is also an app's would be both).
+fn check_keys<'a>(problems: &mut Vec<String>, at: &str, given: &'a [SecretString], seen: &mut HashSet<&'a str>) {
+    for (index, key) in given.iter().enumerate() {
+        let key = key.expose_secret();
+        if key.chars().count() < MIN_API_KEY_LEN || key.trim() != key {
+            problems.push(format!(
+                "{at}.api_keys[{index}]: an API key must be at least {MIN_API_KEY_LEN} characters without surrounding space"
+            ));
+        } else if !seen.insert(key) {
+            problems.push(format!("{at}.api_keys[{index}]: the same key is given twice"));
+        }
     }
 }
 

@@ -4,14 +4,15 @@ use crate::config::{Config, LogFormat, StoreKind, WebPushConfig};
 use crate::providers::app_providers;
 use anyhow::Context as _;
 use base64::Engine as _;
+use pushgate_api::admin::Console;
 use pushgate_api::auth::{ApiKeyRing, AppSettings, Apps, api_key_digest};
 use pushgate_api::metrics::Metrics;
 use pushgate_api::origin::OriginCheck;
 use pushgate_api::{AppState, DeliveryStatus, PausedProvider, RouterOptions, UnreachableProvider, now_ms};
 use pushgate_delivery::{DeliveryHandle, DeliveryMetrics, Worker};
-use pushgate_domain::{AppId, Environment, OnlinePolicy};
+use pushgate_domain::{AppId, Environment, OnlinePolicy, ProviderKind};
 use pushgate_providers::SystemClock;
-use pushgate_store::{ApiKeyKind, PgStore, SqliteStore, Store, StoredApiKey};
+use pushgate_store::{ApiKeyKind, PgStore, SqliteStore, Store, StoreError, StoredApiKey};
 use secrecy::{ExposeSecret as _, SecretString};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -45,6 +46,8 @@ pub struct Application {
     store: Arc<dyn Store>,
     /// The API keys, refreshed from the store while serving.
     keyring: KeyRefresh,
+    /// The console's history and the metrics it samples.
+    history: (Arc<Console>, Arc<Metrics>),
 }
 
 /// How long a key created or revoked with `pushgate keys` (in the store)
@@ -232,7 +235,7 @@ impl Application {
             providers,
             config.delivery.clone(),
             Arc::clone(&delivery),
-            delivery_metrics,
+            delivery_metrics.clone(),
             Arc::new(SystemClock),
         ));
         // On a shared store, the other nodes hear of every accept (at most
@@ -240,8 +243,11 @@ impl Application {
         // ones to deliver it. A worker-only node accepts nothing.
         let announcer = (store.is_shared() && role != Role::Worker)
             .then(|| (Arc::clone(&store), Arc::new(tokio::sync::Notify::new())));
+        keys.set_admin_keys(config.admin.api_keys.iter().map(|key| api_key_digest(key.expose_secret())).collect());
         let keys = Arc::new(keys);
         keyring.ring = Arc::clone(&keys);
+        let console = Arc::new(Console::default());
+        let history = (Arc::clone(&console), Arc::clone(&metrics));
         let state = AppState {
             store: Arc::clone(&store),
             apps: Arc::new(apps),
@@ -249,16 +255,19 @@ impl Application {
             metrics,
             delivery: Arc::new(WorkerStatus {
                 handle: delivery,
+                store: Arc::clone(&store),
+                metrics: delivery_metrics,
                 local: role != Role::Api,
                 announce: announcer.as_ref().map(|(_, wanted)| Arc::clone(wanted)),
             }),
+            console,
         };
         let options =
             RouterOptions { max_body_bytes: config.server.max_body_bytes, operations_only: role == Role::Worker };
         let router = pushgate_api::router(state, &options);
         let worker = (role != Role::Api).then_some(worker);
 
-        Ok(Self { listener, local_addr, router, tls, generated_keys, worker, announcer, store, keyring })
+        Ok(Self { listener, local_addr, router, tls, generated_keys, worker, announcer, store, keyring, history })
     }
 
     /// The address actually bound (useful with port 0).
@@ -285,6 +294,8 @@ impl Application {
         let stop_announcer =
             self.announcer.map(|(store, wanted)| AbortOnDrop(tokio::spawn(announce_work(store, wanted))));
         let stop_key_refresh = AbortOnDrop(tokio::spawn(self.keyring.run(Arc::clone(&self.store))));
+        let (console, metrics) = self.history;
+        let stop_history = AbortOnDrop(tokio::spawn(console.record_history(metrics)));
         // The peer address is kept for the callbacks' IP allowlists.
         let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
         let served = match self.tls {
@@ -307,7 +318,7 @@ impl Application {
                 axum::serve(listener, service).with_graceful_shutdown(shutdown).await.context("serving HTTP")
             }
         };
-        drop((stop_worker, stop_announcer, stop_key_refresh));
+        drop((stop_worker, stop_announcer, stop_key_refresh, stop_history));
         self.store.close().await;
         served
     }
@@ -328,6 +339,10 @@ pub enum Role {
 #[derive(Debug)]
 struct WorkerStatus {
     handle: Arc<DeliveryHandle>,
+    /// The store an operator's resume expedites held deliveries in.
+    store: Arc<dyn Store>,
+    /// The worker's metrics, whose pause gauge a resume lowers.
+    metrics: DeliveryMetrics,
     /// Whether this process runs a worker (an API-only node has none of
     /// its own to wait for).
     local: bool,
@@ -353,6 +368,7 @@ async fn announce_work(store: Arc<dyn Store>, wanted: Arc<tokio::sync::Notify>) 
     }
 }
 
+#[async_trait::async_trait]
 impl DeliveryStatus for WorkerStatus {
     fn wake(&self) {
         self.handle.wake();
@@ -392,6 +408,14 @@ impl DeliveryStatus for WorkerStatus {
                 reason: run.reason,
             })
             .collect()
+    }
+
+    async fn resume(&self, app: &AppId, provider: ProviderKind) -> Result<bool, StoreError> {
+        let resumed = self.handle.resume(self.store.as_ref(), app, provider, now_ms()).await?;
+        if resumed {
+            self.metrics.provider_paused(app, provider, false);
+        }
+        Ok(resumed)
     }
 }
 

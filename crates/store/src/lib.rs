@@ -257,6 +257,17 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// When the earliest queued or retrying delivery is due, if any.
     async fn next_due_at(&self) -> Result<Option<i64>, StoreError>;
 
+    /// Makes `app_id`'s deliveries to `device_types` that wait for another
+    /// attempt due at `now_ms`, if they were due after it and by `until_ms`
+    /// (those a provider's pause held until then); answers how many.
+    async fn expedite_retries(
+        &self,
+        app_id: &AppId,
+        device_types: &[DeviceType],
+        until_ms: i64,
+        now_ms: i64,
+    ) -> Result<u64, StoreError>;
+
     /// Removes a device whose token the provider declared invalid, unless the
     /// device changed token or registered again after `invalid_since_ms`.
     /// Answers whether it was removed.

@@ -727,6 +727,28 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn expedite_retries(
+        &self,
+        app_id: &AppId,
+        device_types: &[DeviceType],
+        until_ms: i64,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        let types: Vec<&str> = device_types.iter().map(|kind| kind.as_str()).collect();
+        let changed = sqlx::query(
+            "UPDATE deliveries SET next_attempt_at_ms = $1 \
+             WHERE status = 'retrying' AND next_attempt_at_ms > $1 AND next_attempt_at_ms <= $2 \
+               AND app_id = $3 AND device_type = ANY($4)",
+        )
+        .bind(now_ms)
+        .bind(until_ms)
+        .bind(app_id.as_str())
+        .bind(types)
+        .execute(&self.pool)
+        .await?;
+        Ok(changed.rows_affected())
+    }
+
     async fn release_all_leases(&self) -> Result<u64, StoreError> {
         let mut transaction = self.pool.begin().await?;
         let rows = sqlx::query("UPDATE deliveries SET leased_until_ms = NULL WHERE leased_until_ms IS NOT NULL")

@@ -17,6 +17,7 @@
 //! - [`postgres_server`] and its helpers: where tests of the shared store run.
 
 mod apns;
+mod browser;
 mod certs;
 mod fcm;
 mod keys;
@@ -27,6 +28,7 @@ pub mod seed;
 mod webpush;
 
 pub use apns::{ApnsFailure, FakeApns, FakeApnsConfig, RecordedApnsRequest};
+pub use browser::{Browser, PAGE_DEADLINE};
 pub use certs::TestCa;
 pub use fcm::{FakeFcm, FakeFcmConfig, FcmFailure, RecordedFcmMessage};
 pub use keys::{Es256Key, TestServiceAccount};

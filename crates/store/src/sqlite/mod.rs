@@ -248,6 +248,30 @@ impl Store for SqliteStore {
         queue::release_all_leases(self).await
     }
 
+    async fn expedite_retries(
+        &self,
+        app_id: &AppId,
+        device_types: &[DeviceType],
+        until_ms: i64,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        let app = app_id.as_str().to_owned();
+        let types =
+            serde_json::Value::from(device_types.iter().map(|kind| kind.as_str()).collect::<Vec<_>>()).to_string();
+        self.writer
+            .write(Durability::Flushed, move |connection| {
+                let changed = connection
+                    .prepare_cached(
+                        "UPDATE deliveries SET next_attempt_at_ms = ?1 \
+                         WHERE status = 'retrying' AND next_attempt_at_ms > ?1 AND next_attempt_at_ms <= ?2 \
+                           AND app_id = ?3 AND device_type IN (SELECT value FROM json_each(?4))",
+                    )?
+                    .execute(rusqlite::params![now_ms, until_ms, app, types])?;
+                Ok(u64::try_from(changed).unwrap_or_default())
+            })
+            .await
+    }
+
     async fn queue_depth(&self) -> Result<QueueDepth, StoreError> {
         queue::queue_depth(self).await
     }
