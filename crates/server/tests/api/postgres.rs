@@ -144,6 +144,19 @@ async fn a_refused_credential_pauses_the_provider_on_every_node() {
     .await;
     assert_eq!((delivery["status"].clone(), delivery["attempts"].clone()), (json!("retrying"), json!(0)));
     assert_eq!(apns.received_count(), 1, "only the first message met the refusal");
+
+    // An operator resumes it on one node (the console's "Resume now"): every
+    // node resumes, and what the pause held goes now, not in a minute.
+    let (status, body) = two.post_json("/admin/api/providers/apns/resume", Some(API_KEY), &json!({})).await;
+    assert_eq!((status, body["result"].clone()), (200, json!({ "resumed": true })), "{body}");
+    apns.wait_for_delivered(2, WAIT).await;
+    for node in [&one, &two] {
+        eventually(WAIT, "the resume to reach every node", || async {
+            let (_, body) = node.get("/readyz", None).await;
+            body["result"].get("pausedProviders").is_none().then_some(())
+        })
+        .await;
+    }
 }
 
 /// IMKIT retrying a callback against another node while the first is still
