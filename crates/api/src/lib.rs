@@ -6,6 +6,7 @@
 mod accept;
 pub mod admin;
 pub mod auth;
+mod document;
 pub mod error;
 pub mod extract;
 pub mod metrics;
@@ -156,11 +157,12 @@ pub fn router(state: AppState, options: &RouterOptions) -> Router {
     if !options.operations_only {
         api = api_routes(api);
     }
-    let (router, openapi) = api
+    let (router, mut openapi) = api
         .routes(routes!(routes::ops::healthz))
         .routes(routes!(routes::ops::readyz))
         .routes(routes!(routes::ops::metrics))
         .split_for_parts();
+    document::complete(&mut openapi);
     let openapi = Arc::new(openapi);
     let metrics = Arc::clone(&state.metrics);
     let router = if options.operations_only { router } else { console_pages(router) };

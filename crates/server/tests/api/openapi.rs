@@ -167,3 +167,69 @@ async fn the_subscribe_schema_types_token_as_a_string_or_a_push_subscription() {
     assert!(!validator.is_valid(&json!({ "type": "ios", "token": 42, "deviceId": "d", "clientId": "c" })));
     assert!(!validator.is_valid(&json!({ "type": "pager", "token": "t", "deviceId": "d", "clientId": "c" })));
 }
+
+/// Every operation documents the errors any route can give, every request
+/// body has an example, and each example is valid against its schema and
+/// accepted by the route, sent as the document shows it.
+#[tokio::test]
+async fn every_operation_documents_its_errors_and_every_example_is_accepted() {
+    const SECRET: &str = "openapi-callback-secret-0001";
+    let config = format!(
+        "[[apps]]\nid = \"SampleApp\"\napi_keys = [\"{API_KEY}\"]\ngeneric_push = {{ secret = \"{SECRET}\" }}\n"
+    );
+    let app = TestApp::spawn_with(Some(&config), &[]).await;
+    let (status, document) = app.get("/openapi.json", None).await;
+    assert_eq!(status, 200);
+    let mut examples = Vec::new();
+    for (template, item) in document["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().expect("operations") {
+            let at = format!("{method} {template}");
+            let responses = operation["responses"].as_object().expect("responses");
+            let mut wanted = vec!["200", "500"];
+            if operation.get("security").is_some() {
+                wanted.push("401");
+            }
+            if let Some(body) = operation.get("requestBody") {
+                wanted.extend(["400", "413", "415"]);
+                let example = body["content"]["application/json"]["example"].clone();
+                assert!(example.is_object(), "{at} shows an example body");
+                let (validator, _) = request_schema(&document, template, method);
+                let errors: Vec<String> = validator.iter_errors(&example).map(|error| error.to_string()).collect();
+                assert!(errors.is_empty(), "{at}: its example is valid against its schema: {errors:?}");
+                examples.push((method.clone(), template.clone(), example));
+            }
+            for status in wanted {
+                assert!(responses.contains_key(status), "{at} documents {status}");
+            }
+            for (status, response) in responses.iter().filter(|(status, _)| status.starts_with(['4', '5'])) {
+                let schema = &response["content"]["application/json"]["schema"]["$ref"];
+                assert_eq!(schema, "#/components/schemas/ErrorEnvelope", "{at} {status} is IMKIT's envelope");
+            }
+        }
+    }
+    assert_eq!(examples.len(), 13, "every body route has its example");
+
+    // In an order where each finds what it needs: devices before pushes, a push before its open.
+    let rank = |template: &str| match template {
+        "/me/subscribe" => 0,
+        "/me/unsubscribe" => 3,
+        "/v1/pushes/{pushId}/opened" => 2,
+        _ => 1,
+    };
+    examples.sort_by_key(|(_, template, _)| rank(template));
+    let mut push_id = String::new();
+    for (method, template, example) in examples {
+        let path = template
+            .replace("{clientId}", "user001")
+            .replace("{source}", "orders")
+            .replace("{room}", "demo-room")
+            .replace("{id}", "copy-1")
+            .replace("{pushId}", &push_id);
+        let path = if path.starts_with("/imkit/") { format!("{path}?secret={SECRET}") } else { path };
+        let (status, answer) = send(&app, &method, &path, &example).await;
+        assert_eq!(status, 200, "{method} {template} accepts its own example: {answer}");
+        if template == "/push/push2clients" {
+            push_id = answer["result"]["pushId"].as_str().expect("a push id").to_owned();
+        }
+    }
+}
