@@ -26,6 +26,8 @@ pub struct AppSettings {
     /// The app's VAPID public key (base64url, uncompressed point), when Web
     /// Push is configured: what browsers take as `applicationServerKey`.
     pub vapid_public_key: Option<String>,
+    /// IMKIT's client credentials, when `[apps.imkit]` is configured.
+    pub client_auth: Option<Arc<crate::client_auth::ClientAuth>>,
 }
 
 /// The configured apps, by id.
@@ -138,6 +140,7 @@ mod tests {
                         count_muted_rooms: true,
                         webpush_endpoints: Default::default(),
                         vapid_public_key: None,
+                        client_auth: None,
                     }),
                 )
             })

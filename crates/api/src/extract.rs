@@ -1,15 +1,16 @@
 //! Extractors that turn every framework rejection into the IMKIT envelope.
 
 use crate::AppState;
-use crate::auth::{Access, AuthenticatedApp};
+use crate::auth::{Access, AppSettings, AuthenticatedApp};
 use crate::error::ApiError;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use bytes::Bytes;
-use pushgate_domain::AppId;
+use pushgate_domain::{AppId, ClientId};
 use serde::de::DeserializeOwned;
+use std::sync::Arc;
 
 /// The header a request made with an admin key names its app in.
 pub const APP_ID_HEADER: &str = "IM-APP-ID";
@@ -166,6 +167,59 @@ impl FromRequestParts<AppState> for AuthenticatedApp {
             return Err(ApiError::invalid_token());
         }
         Err(ApiError::invalid_api_key())
+    }
+}
+
+/// Who calls a route a client may call (`/me/subscribe`, `/me/unsubscribe`):
+/// the app's server, with an API key (the body names the client), or the
+/// client itself, with IMKIT's client credentials (`IM-CLIENT-KEY` and
+/// `IM-Authorization`, vouched for by the app's chat server).
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// An API key of the app.
+    Server(Arc<AppSettings>),
+    /// A client of the app, as its chat server says.
+    Client(Arc<AppSettings>, ClientId),
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let header = |name: &str| parts.headers.get(name).and_then(|value| value.to_str().ok()).map(str::to_owned);
+        if parts.headers.contains_key("IM-API-KEY") {
+            let AuthenticatedApp(app) = AuthenticatedApp::from_request_parts(parts, state).await?;
+            return Ok(Caller::Server(app));
+        }
+        match (header("IM-CLIENT-KEY"), header("IM-Authorization")) {
+            (Some(client_key), Some(token)) if !token.is_empty() => {
+                let (app, client_id) = crate::client_auth::verify(state, &client_key, &token).await?;
+                Ok(Caller::Client(app, client_id))
+            }
+            (_, Some(_)) => Err(ApiError::invalid_token()),
+            _ => Err(ApiError::invalid_api_key()),
+        }
+    }
+}
+
+impl Caller {
+    /// The app, and the client the device is bound to: the body's
+    /// `clientId` for a server; the credentials' client for a client (a
+    /// `clientId` in the body must then be that one).
+    pub fn app_and_client(self, body_client_id: Option<&str>) -> Result<(Arc<AppSettings>, ClientId), ApiError> {
+        let named = body_client_id.filter(|value| !value.is_empty());
+        match self {
+            Caller::Server(app) => {
+                let named = named.ok_or_else(|| ApiError::missing("clientId is required with IM-API-KEY"))?;
+                Ok((app, ClientId::parse(named)?))
+            }
+            Caller::Client(app, client_id) => match named {
+                Some(named) if named != client_id.as_str() => Err(ApiError::invalid(
+                    "clientId: not the client the credentials belong to (leave it out with IM-Authorization)",
+                )),
+                _ => Ok((app, client_id)),
+            },
+        }
     }
 }
 

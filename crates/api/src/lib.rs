@@ -6,6 +6,7 @@
 mod accept;
 pub mod admin;
 pub mod auth;
+pub mod client_auth;
 mod document;
 pub mod error;
 pub mod extract;
@@ -147,6 +148,15 @@ impl Modify for ApiKeySecurity {
         let components = openapi.components.get_or_insert_with(Default::default);
         components
             .add_security_scheme("api_key", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("IM-API-KEY"))));
+        // IMKIT's client credentials, on the routes a client may call: both headers together.
+        components.add_security_scheme(
+            "client_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("IM-CLIENT-KEY"))),
+        );
+        components.add_security_scheme(
+            "client_token",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("IM-Authorization"))),
+        );
     }
 }
 

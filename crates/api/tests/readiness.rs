@@ -198,6 +198,7 @@ fn state_with_worker(running: bool) -> AppState {
         count_muted_rooms: true,
         webpush_endpoints: Default::default(),
         vapid_public_key: None,
+        client_auth: None,
     };
     AppState {
         store: Arc::new(UnreachableStore),

@@ -8,6 +8,7 @@
 pub mod apns;
 pub mod clock;
 pub mod fcm;
+pub mod imkit;
 mod tls;
 pub mod webpush;
 

@@ -150,6 +150,8 @@ pub struct AppConfig {
     pub fcm: Option<FcmConfig>,
     /// Web Push (VAPID).
     pub webpush: Option<WebPushConfig>,
+    /// The app's IMKIT chat server: client credentials on `/me/subscribe`.
+    pub imkit: Option<ImkitConfig>,
     /// This app's own retry limits, overriding `[delivery]`.
     #[serde(default)]
     pub delivery: AppDeliveryConfig,
@@ -325,6 +327,38 @@ impl WebPushConfig {
             allow_plain_http: self.allow_plain_http,
         }
     }
+}
+
+/// `[apps.imkit]`: the app's chat server, asked who holds a client token
+/// (`GET {url}/me`) when an app registers with IMKIT's client credentials.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImkitConfig {
+    /// The app's chat server, `https://your-app.imkit.io`.
+    pub url: url::Url,
+    /// The app's `IM-CLIENT-KEY` (public: shipped in the app); tells apps apart.
+    pub client_key: String,
+    /// An extra CA certificate (PEM) to trust for the chat server (a test server).
+    pub ca_file: Option<PathBuf>,
+    /// How long a token the chat server vouched for is trusted; default 300.
+    #[serde(default = "default_client_cache_seconds")]
+    pub cache_seconds: u64,
+    /// How long a refused token is refused without asking again; default 30.
+    #[serde(default = "default_refused_cache_seconds")]
+    pub refused_cache_seconds: u64,
+    /// How long a call to the chat server may take; default 3000.
+    #[serde(default = "default_imkit_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_client_cache_seconds() -> u64 {
+    300
+}
+fn default_refused_cache_seconds() -> u64 {
+    30
+}
+fn default_imkit_timeout_ms() -> u64 {
+    3000
 }
 
 fn default_listen() -> SocketAddr {
@@ -509,6 +543,9 @@ impl Config {
                 resolve(&mut webpush.vapid_private_key_file);
                 resolve_some(&mut webpush.ca_file);
             }
+            if let Some(imkit) = &mut app.imkit {
+                resolve_some(&mut imkit.ca_file);
+            }
         }
     }
 
@@ -598,6 +635,7 @@ impl Config {
         }
         let mut ids = HashSet::new();
         let mut keys = HashSet::new();
+        let mut client_keys = HashSet::new();
         check_keys(&mut problems, "admin", &self.admin.api_keys, &mut keys);
         for (index, app) in self.apps.iter().enumerate() {
             let at = format!("apps[{index}]");
@@ -691,6 +729,28 @@ impl Config {
                     let name = host.strip_prefix("*.").unwrap_or(host);
                     if url::Host::parse(name).is_err() || name.contains(['/', ':', '*']) {
                         problems.push(format!("{at}.webpush.allowed_hosts: {host:?} is not a host name"));
+                    }
+                }
+            }
+            if let Some(imkit) = &app.imkit {
+                if imkit.url.scheme() != "https" || imkit.url.host().is_none() {
+                    problems.push(format!("{at}.imkit.url: must be the chat server's https URL, got {}", imkit.url));
+                }
+                if imkit.client_key.trim().is_empty() {
+                    problems.push(format!("{at}.imkit.client_key: must be the app's IM-CLIENT-KEY"));
+                } else if !client_keys.insert(imkit.client_key.as_str()) {
+                    problems.push(format!("{at}.imkit.client_key: another app has the same one (it tells apps apart)"));
+                }
+                if let Some(ca) = &imkit.ca_file {
+                    check_readable(&mut problems, &format!("{at}.imkit.ca_file"), ca);
+                }
+                for (key, value, low, high) in [
+                    ("cache_seconds", imkit.cache_seconds, 0, 86_400),
+                    ("refused_cache_seconds", imkit.refused_cache_seconds, 0, 3_600),
+                    ("timeout_ms", imkit.timeout_ms, 100, 60_000),
+                ] {
+                    if !(low..=high).contains(&value) {
+                        problems.push(format!("{at}.imkit.{key}: must be from {low} to {high}, got {value}"));
                     }
                 }
             }

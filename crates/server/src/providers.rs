@@ -232,3 +232,42 @@ pub async fn probe(id: &AppId, app: &AppConfig) -> Vec<ProbeResult> {
     }
     results
 }
+
+/// An app's chat server, as the API asks it who holds a client token.
+#[derive(Debug)]
+struct ChatServerClient(pushgate_providers::imkit::ImkitClient);
+
+#[async_trait::async_trait]
+impl pushgate_api::client_auth::ChatServer for ChatServerClient {
+    async fn me(&self, client_key: &str, token: &str) -> Result<pushgate_api::client_auth::ChatAnswer, String> {
+        use pushgate_api::client_auth::ChatAnswer;
+        use pushgate_providers::imkit::MeError;
+        match self.0.me(client_key, token).await {
+            Ok(client) => Ok(ChatAnswer::Client { client_id: client.client_id, app_id: client.app_id }),
+            Err(MeError::Refused) => Ok(ChatAnswer::Refused),
+            Err(MeError::Unreachable(why)) => Err(why),
+        }
+    }
+}
+
+/// Most client tokens whose answer an app keeps.
+const CLIENT_TOKENS_KEPT: u64 = 100_000;
+
+/// `[apps.imkit]` turned into the API's client-credential check.
+pub fn client_auth(imkit: &crate::config::ImkitConfig) -> anyhow::Result<pushgate_api::client_auth::ClientAuth> {
+    use pushgate_api::client_auth::{ClientAuth, ClientAuthSettings};
+    use std::time::Duration;
+    let extra_ca_pem = imkit.ca_file.as_ref().map(std::fs::read).transpose().context("reading apps.imkit.ca_file")?;
+    let client = pushgate_providers::imkit::ImkitClient::new(
+        &imkit.url,
+        extra_ca_pem.as_deref(),
+        Duration::from_millis(imkit.timeout_ms),
+    )
+    .context("apps.imkit")?;
+    let settings = ClientAuthSettings {
+        cache_for: Duration::from_secs(imkit.cache_seconds),
+        refused_for: Duration::from_secs(imkit.refused_cache_seconds),
+        capacity: CLIENT_TOKENS_KEPT,
+    };
+    Ok(ClientAuth::new(imkit.client_key.clone(), Arc::new(ChatServerClient(client)), settings))
+}

@@ -187,6 +187,13 @@ impl Application {
                     count_muted_rooms: app.routing.count_muted_rooms,
                     webpush_endpoints: app.webpush.as_ref().map(WebPushConfig::endpoints).unwrap_or_default(),
                     vapid_public_key,
+                    client_auth: app
+                        .imkit
+                        .as_ref()
+                        .map(crate::providers::client_auth)
+                        .transpose()
+                        .with_context(|| format!("setting up the client credentials of app {id}"))?
+                        .map(Arc::new),
                 }),
             );
             for key in &app.api_keys {

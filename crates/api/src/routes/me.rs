@@ -1,12 +1,11 @@
 //! IMKIT's device subscription: `POST /me/subscribe` and `POST /me/unsubscribe`.
 
-use crate::auth::AuthenticatedApp;
 use crate::error::{ApiError, Envelope, ErrorEnvelope, ok};
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, Caller};
 use crate::{AppState, now_ms};
 use axum::Json;
 use axum::extract::State;
-use pushgate_domain::{ClientId, DeviceId, DeviceType, Environment, Locale, PushToken, TimeZoneName, TokenKind};
+use pushgate_domain::{DeviceId, DeviceType, Environment, Locale, PushToken, TimeZoneName, TokenKind};
 use pushgate_store::NewDevice;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -125,11 +124,6 @@ fn present(field: Option<&str>) -> Option<&str> {
     field.filter(|value| !value.is_empty())
 }
 
-fn required_client_id(raw: Option<&str>) -> Result<ClientId, ApiError> {
-    let raw = present(raw).ok_or_else(|| ApiError::missing("clientId is required with IM-API-KEY"))?;
-    Ok(ClientId::parse(raw)?)
-}
-
 fn parse_optional<T>(
     raw: Option<&str>,
     parse: impl FnOnce(&str) -> Result<T, pushgate_domain::ParseError>,
@@ -143,16 +137,17 @@ fn parse_optional<T>(
     path = "/me/subscribe",
     tag = "devices",
     request_body = SubscribeRequest,
-    security(("api_key" = [])),
+    security(("api_key" = []), ("client_key" = [], "client_token" = [])),
     responses(
         (status = 200, description = "Registered", body = Envelope<EmptyResult>),
         (status = 400, description = "`MISSING_PARAMETER` or `INVALID_PARAMETER`", body = ErrorEnvelope),
-        (status = 401, description = "`INVALID_API_KEY`", body = ErrorEnvelope),
+        (status = 401, description = "`INVALID_API_KEY`; with client credentials, `INVALID_TOKEN` (the chat server refused them)", body = ErrorEnvelope),
+        (status = 503, description = "`UNAVAILABLE`: the store, or with client credentials the app's chat server, did not answer; nothing was stored", body = ErrorEnvelope),
     )
 )]
 pub async fn subscribe(
     State(state): State<AppState>,
-    AuthenticatedApp(app): AuthenticatedApp,
+    caller: Caller,
     ApiJson(body): ApiJson<SubscribeRequest>,
 ) -> Result<Json<Envelope<EmptyResult>>, ApiError> {
     let token_present = match &body.token {
@@ -165,7 +160,7 @@ pub async fn subscribe(
     else {
         return Err(ApiError::missing("type, token and deviceId are required"));
     };
-    let client_id = required_client_id(body.client_id.as_deref())?;
+    let (app, client_id) = caller.app_and_client(body.client_id.as_deref())?;
     let device_type = DeviceType::parse(raw_type)?;
     let device_id = DeviceId::parse(raw_device_id)?;
     let token = match (&body.token, device_type) {
@@ -219,16 +214,17 @@ pub async fn subscribe(
     path = "/me/unsubscribe",
     tag = "devices",
     request_body = UnsubscribeRequest,
-    security(("api_key" = [])),
+    security(("api_key" = []), ("client_key" = [], "client_token" = [])),
     responses(
         (status = 200, description = "`n` is how many devices were removed", body = Envelope<UnsubscribeResult>),
         (status = 400, description = "`MISSING_PARAMETER` or `INVALID_PARAMETER`", body = ErrorEnvelope),
-        (status = 401, description = "`INVALID_API_KEY`", body = ErrorEnvelope),
+        (status = 401, description = "`INVALID_API_KEY`; with client credentials, `INVALID_TOKEN` (the chat server refused them)", body = ErrorEnvelope),
+        (status = 503, description = "`UNAVAILABLE`: the store, or with client credentials the app's chat server, did not answer; nothing was removed", body = ErrorEnvelope),
     )
 )]
 pub async fn unsubscribe(
     State(state): State<AppState>,
-    AuthenticatedApp(app): AuthenticatedApp,
+    caller: Caller,
     ApiJson(body): ApiJson<UnsubscribeRequest>,
 ) -> Result<Json<Envelope<UnsubscribeResult>>, ApiError> {
     let (Some(raw_type), Some(raw_device_id)) =
@@ -236,7 +232,7 @@ pub async fn unsubscribe(
     else {
         return Err(ApiError::missing("type and deviceId are required"));
     };
-    let client_id = required_client_id(body.client_id.as_deref())?;
+    let (app, client_id) = caller.app_and_client(body.client_id.as_deref())?;
     let device_type = DeviceType::parse(raw_type)?;
     let device_id = DeviceId::parse(raw_device_id)?;
     let removed = state.store.remove_device(&app.id, device_type, &device_id, &client_id).await?;

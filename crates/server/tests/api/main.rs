@@ -4,6 +4,7 @@
 mod badges;
 mod callbacks;
 mod cli;
+mod client_credentials;
 mod console;
 mod crash;
 mod devices;
