@@ -69,6 +69,12 @@ pub trait DeliveryStatus: Send + Sync + std::fmt::Debug + 'static {
         Vec::new()
     }
 
+    /// Whether the process is stopping: `/readyz` fails so that a load
+    /// balancer sends nothing more.
+    fn is_draining(&self) -> bool {
+        false
+    }
+
     /// Ends the provider's pause for the app now, on every node sharing the
     /// store, and makes the deliveries it held due at once; answers whether
     /// it was paused.

@@ -79,6 +79,9 @@ impl Store for UnreachableStore {
     async fn next_due_at(&self) -> Result<Option<i64>, StoreError> {
         Err(unreachable())
     }
+    async fn release_leases(&self, _: &[pushgate_store::DeliveryRef]) -> Result<(), StoreError> {
+        Err(unreachable())
+    }
     async fn expedite_retries(
         &self,
         _: &AppId,

@@ -37,6 +37,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub struct DeliveryHandle {
     wake: tokio::sync::Notify,
     running: AtomicBool,
+    draining: AtomicBool,
     /// Providers paused for an app whose credentials they refused.
     pub pauses: pauses::ProviderPauses,
     /// Providers this node's recent sends could not reach, per app.
@@ -106,6 +107,18 @@ impl DeliveryHandle {
     /// Whether the worker's loop is running.
     pub fn is_running(&self) -> bool {
         self.running.load(Ordering::Relaxed)
+    }
+
+    /// The process is stopping: the worker claims nothing more, lets the
+    /// sends under way finish and record their outcomes, and returns.
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
+    }
+
+    /// Whether [`DeliveryHandle::drain`] was called.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
     }
 
     fn set_running(&self, running: bool) {

@@ -168,6 +168,12 @@ impl Worker {
         let mut next_housekeeping = self.now_ms();
         loop {
             while running.try_join_next().is_some() {}
+            if self.handle.is_draining() {
+                // What is under way finishes and is recorded; nothing new is claimed.
+                while running.join_next().await.is_some() {}
+                tracing::info!("delivery worker drained: every send under way finished and was recorded");
+                return;
+            }
             let now = self.now_ms();
             if now >= next_housekeeping {
                 self.forget_old_history(now).await;
@@ -202,6 +208,20 @@ impl Worker {
                 () = tokio::time::sleep(wait) => {}
             }
         }
+    }
+
+    /// Releases what this worker has claimed and not recorded (a stop that
+    /// could not wait for it): due again at once, here or on another node.
+    /// Answers how many.
+    pub async fn release_in_flight(&self) -> usize {
+        let held: Vec<DeliveryRef> = self.lock_in_flight().iter().copied().collect();
+        if held.is_empty() {
+            return 0;
+        }
+        if let Err(error) = self.store.release_leases(&held).await {
+            tracing::warn!(error = %error, "cannot release the deliveries under way; their leases run out by themselves");
+        }
+        held.len()
     }
 
     fn lock_in_flight(&self) -> std::sync::MutexGuard<'_, HashSet<DeliveryRef>> {

@@ -74,6 +74,11 @@ pub struct ServerConfig {
     /// Largest request body, in bytes; default 1 MiB.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
+    /// On SIGTERM or Ctrl-C, how long requests and sends under way may take
+    /// to finish (readiness fails at once, the listener closes, nothing new
+    /// is claimed); default 20. What is left is due again at the next start.
+    #[serde(default = "default_shutdown_grace_seconds")]
+    pub shutdown_grace_seconds: u64,
 }
 
 /// `[store]`
@@ -364,6 +369,9 @@ fn default_imkit_timeout_ms() -> u64 {
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
 }
+fn default_shutdown_grace_seconds() -> u64 {
+    20
+}
 fn default_max_body_bytes() -> usize {
     1024 * 1024
 }
@@ -385,7 +393,13 @@ fn default_environment() -> Environment {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { listen: default_listen(), tls_cert: None, tls_key: None, max_body_bytes: default_max_body_bytes() }
+        Self {
+            listen: default_listen(),
+            tls_cert: None,
+            tls_key: None,
+            max_body_bytes: default_max_body_bytes(),
+            shutdown_grace_seconds: default_shutdown_grace_seconds(),
+        }
     }
 }
 impl Default for StoreConfig {

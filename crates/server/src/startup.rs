@@ -48,6 +48,10 @@ pub struct Application {
     keyring: KeyRefresh,
     /// The console's history and the metrics it samples.
     history: (Arc<Console>, Arc<Metrics>),
+    /// Drains the worker at a stop.
+    delivery: Arc<DeliveryHandle>,
+    /// How long a stop waits for requests and sends under way.
+    grace: Duration,
 }
 
 /// How long a key created or revoked with `pushgate keys` (in the store)
@@ -261,7 +265,7 @@ impl Application {
             keys,
             metrics,
             delivery: Arc::new(WorkerStatus {
-                handle: delivery,
+                handle: Arc::clone(&delivery),
                 store: Arc::clone(&store),
                 metrics: delivery_metrics,
                 local: role != Role::Api,
@@ -274,7 +278,21 @@ impl Application {
         let router = pushgate_api::router(state, &options);
         let worker = (role != Role::Api).then_some(worker);
 
-        Ok(Self { listener, local_addr, router, tls, generated_keys, worker, announcer, store, keyring, history })
+        let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
+        Ok(Self {
+            listener,
+            local_addr,
+            router,
+            tls,
+            generated_keys,
+            worker,
+            announcer,
+            store,
+            keyring,
+            history,
+            delivery,
+            grace,
+        })
     }
 
     /// The address actually bound (useful with port 0).
@@ -294,15 +312,35 @@ impl Application {
     }
 
     /// Serves HTTP/1.1 and HTTP/2 (over TLS when configured, h2c otherwise)
-    /// until `shutdown` completes, then lets requests in flight finish.
+    /// until `shutdown` completes, then drains within the grace time:
+    /// readiness fails at once, the listener closes and the requests under
+    /// way finish, the worker claims nothing more and the sends under way
+    /// finish and are recorded. Whatever is still under way when the grace
+    /// time is up is released, due again at once (for another node, or at
+    /// the next start).
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        // Deliveries a stop interrupts keep their lease and are sent again on the next start.
-        let stop_worker = self.worker.map(|worker| AbortOnDrop(worker.spawn()));
+        let worker = self.worker.map(|worker| (Arc::clone(&worker), worker.spawn()));
         let stop_announcer =
             self.announcer.map(|(store, wanted)| AbortOnDrop(tokio::spawn(announce_work(store, wanted))));
         let stop_key_refresh = AbortOnDrop(tokio::spawn(self.keyring.run(Arc::clone(&self.store))));
         let (console, metrics) = self.history;
         let stop_history = AbortOnDrop(tokio::spawn(console.record_history(metrics)));
+        // The stop: readiness first, then the listener.
+        let (stopping, stopped) = tokio::sync::watch::channel(false);
+        let delivery = Arc::clone(&self.delivery);
+        tokio::spawn(async move {
+            shutdown.await;
+            delivery.drain();
+            tracing::info!("stopping: not ready, closing the listener, finishing what is under way");
+            let _ = stopping.send(true);
+        });
+        let stop_requested = {
+            let mut stopped = stopped.clone();
+            async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            }
+        };
+        let grace = self.grace;
         // The peer address is kept for the callbacks' IP allowlists.
         let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
         let served = match self.tls {
@@ -310,8 +348,8 @@ impl Application {
                 let handle = axum_server::Handle::new();
                 let stopper = handle.clone();
                 tokio::spawn(async move {
-                    shutdown.await;
-                    stopper.graceful_shutdown(Some(Duration::from_secs(10)));
+                    stop_requested.await;
+                    stopper.graceful_shutdown(Some(grace));
                 });
                 axum_server::from_tcp_rustls(self.listener, tls)
                     .context("serving HTTPS")?
@@ -322,10 +360,35 @@ impl Application {
             }
             None => {
                 let listener = tokio::net::TcpListener::from_std(self.listener).context("adopting the listener")?;
-                axum::serve(listener, service).with_graceful_shutdown(shutdown).await.context("serving HTTP")
+                let serving = axum::serve(listener, service).with_graceful_shutdown(stop_requested);
+                let mut stopped = stopped.clone();
+                let mut serving = std::pin::pin!(serving.into_future());
+                tokio::select! {
+                    served = &mut serving => served.context("serving HTTP"),
+                    // Requests still under way when the grace time is up are cut off.
+                    () = async {
+                        let _ = stopped.wait_for(|stop| *stop).await;
+                        tokio::time::sleep(grace).await;
+                    } => {
+                        tracing::warn!(grace_seconds = grace.as_secs(), "requests were still under way when the grace time ran out");
+                        Ok(())
+                    }
+                }
             }
         };
-        drop((stop_worker, stop_announcer, stop_key_refresh, stop_history));
+        if let Some((worker, task)) = worker {
+            self.delivery.drain();
+            let mut task = AbortOnDrop(task);
+            if tokio::time::timeout(grace, &mut task.0).await.is_err() {
+                let released = worker.release_in_flight().await;
+                tracing::warn!(
+                    deliveries = released,
+                    grace_seconds = grace.as_secs(),
+                    "sends were still under way when the grace time ran out; released, due again"
+                );
+            }
+        }
+        drop((stop_announcer, stop_key_refresh, stop_history));
         self.store.close().await;
         served
     }
@@ -386,6 +449,10 @@ impl DeliveryStatus for WorkerStatus {
 
     fn is_running(&self) -> bool {
         !self.local || self.handle.is_running()
+    }
+
+    fn is_draining(&self) -> bool {
+        self.handle.is_draining()
     }
 
     fn paused_providers(&self) -> Vec<PausedProvider> {
@@ -488,7 +555,7 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
 }
 
 /// The store `url` names (the configuration checked that it names one).
-pub(crate) async fn open_store(url: &str) -> Result<Arc<dyn Store>, pushgate_store::StoreError> {
+pub async fn open_store(url: &str) -> Result<Arc<dyn Store>, pushgate_store::StoreError> {
     Ok(match StoreKind::of(url) {
         Some(StoreKind::Postgres) => Arc::new(PgStore::open(url).await?),
         _ => Arc::new(SqliteStore::open(url).await?),

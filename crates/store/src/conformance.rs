@@ -312,6 +312,11 @@ async fn a_claimed_delivery_is_not_claimed_again_until_its_lease_ends(store: &dy
     assert!(renewed.iter().all(|d| d.push_id != "p2"), "the renewed lease holds");
     let after_lease = store.claim_due_deliveries(90_001, 100, 60_000).await.expect("claim after the lease");
     assert!(after_lease.iter().any(|d| d.push_id == "p2"), "a dead worker's delivery is due again");
+    // A stop that cannot wait gives its leases up: due again at once, no lease left.
+    let ours: Vec<_> = after_lease.iter().filter(|d| d.push_id == "p2").map(|d| d.id).collect();
+    store.release_leases(&ours).await.expect("give up");
+    let released = store.claim_due_deliveries(90_002, 100, 60_000).await.expect("claim after the release");
+    assert!(released.iter().any(|d| d.push_id == "p2"), "given up, so due again at once");
     assert!(store.release_all_leases().await.expect("release") >= 1);
 }
 

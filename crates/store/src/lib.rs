@@ -228,6 +228,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// meanwhile is left as it is.
     async fn renew_leases(&self, deliveries: &[DeliveryRef], until_ms: i64) -> Result<(), StoreError>;
 
+    /// Gives up the leases of claimed deliveries that were not recorded (a
+    /// stop that could not wait for them): due again at once, anywhere.
+    async fn release_leases(&self, deliveries: &[DeliveryRef]) -> Result<(), StoreError>;
+
     /// Whether several processes may work on this store at once
     /// (PostgreSQL): then no process may end another's leases at its start;
     /// a dead process's leases run out instead.

@@ -727,6 +727,21 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn release_leases(&self, deliveries: &[DeliveryRef]) -> Result<(), StoreError> {
+        let (rows, sends) = DeliveryRef::split(deliveries);
+        let mut transaction = self.pool.begin().await?;
+        sqlx::query("UPDATE deliveries SET leased_until_ms = NULL WHERE id = ANY($1)")
+            .bind(rows)
+            .execute(&mut *transaction)
+            .await?;
+        sqlx::query("UPDATE sends SET leased_until_ms = NULL WHERE id = ANY($1)")
+            .bind(sends)
+            .execute(&mut *transaction)
+            .await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
     async fn expedite_retries(
         &self,
         app_id: &AppId,

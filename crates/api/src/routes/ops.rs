@@ -45,6 +45,13 @@ pub async fn healthz() -> Json<Envelope<Health>> {
     )
 )]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Envelope<Health>>, ApiError> {
+    if state.delivery.is_draining() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "UNAVAILABLE",
+            "stopping: this instance is draining",
+        ));
+    }
     if !state.delivery.is_running() {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -13,9 +13,15 @@ const KEY: &str = "crash-test-api-key-000001";
 const DEVICES: usize = 20;
 
 async fn start(config: &Path) -> (Child, String) {
+    start_with(config, &[]).await
+}
+
+/// As [`start`], with more environment variables.
+async fn start_with(config: &Path, environment: &[(&str, &str)]) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_pushgate"))
         .args(["serve", "--config"])
         .arg(config)
+        .envs(environment.iter().copied())
         .env("RUST_LOG", "warn")
         .env_remove("PUSHGATE_CONFIG")
         .stdout(Stdio::piped())
@@ -157,6 +163,95 @@ async fn a_sigkill_during_a_load_loses_no_accepted_push() {
             break;
         }
         assert!(started.elapsed() < Duration::from_secs(60), "{missing} accepted deliveries never reached APNs");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A SIGTERM while sends are under way: the process stops cleanly, having
+/// let them finish and recorded their outcomes, so it leaves no lease behind;
+/// after a restart every accepted delivery arrives, and none twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigterm_during_a_load_drains_leaving_nothing_leased_and_sending_nothing_twice() {
+    const PUSHES: usize = 10;
+    let Setup { fake, config, _directory } = setup().await;
+    fake.set_answer_delay(Duration::from_millis(100));
+    let (mut first, url) = start(&config).await;
+    let http = reqwest::Client::new();
+    register(&http, &url).await;
+    let clients: Vec<String> = (0..DEVICES).map(|n| format!("user{n}")).collect();
+    for n in 0..PUSHES {
+        let body = json!({ "clients": clients, "payload": { "alert": format!("message {n}") } });
+        let response = http.post(format!("{url}/push/push2clients")).header("IM-API-KEY", KEY).json(&body).send().await;
+        assert_eq!(response.expect("sent").status(), 200);
+    }
+    // Sends are under way (8 at a time, 100 ms each) when the stop comes.
+    let started = std::time::Instant::now();
+    while fake.received_count() < 8 {
+        assert!(started.elapsed() < Duration::from_secs(30), "no send went out");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let pid = first.id().expect("running").to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs").success());
+    let exit = tokio::time::timeout(Duration::from_secs(30), first.wait()).await.expect("stops in time");
+    assert!(exit.expect("waited").success(), "a drained stop is a clean exit");
+    let received_at_stop = fake.received_count();
+    assert!(received_at_stop < PUSHES * DEVICES, "the stop must come while deliveries are outstanding");
+
+    let store_url = format!("sqlite://{}", _directory.path().join("pushgate.db").display());
+    let store = pushgate::startup::open_store(&store_url).await.expect("the store opens");
+    assert_eq!(store.release_all_leases().await.expect("leases"), 0, "every send under way was recorded");
+    store.close().await;
+
+    fake.set_answer_delay(Duration::ZERO);
+    let (_second, _) = start(&config).await;
+    let started = std::time::Instant::now();
+    while fake.delivered().len() < PUSHES * DEVICES {
+        assert!(started.elapsed() < Duration::from_secs(60), "{} of the deliveries arrived", fake.delivered().len());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ids: Vec<String> = fake.delivered().into_iter().map(|request| request.headers["apns-id"].clone()).collect();
+    let distinct: HashSet<&String> = ids.iter().collect();
+    assert_eq!((ids.len(), distinct.len()), (PUSHES * DEVICES, PUSHES * DEVICES), "each delivery sent once");
+}
+
+/// A SIGTERM while sends wait on a provider slower than the grace time: the
+/// process still stops within it, releasing what it could not finish, so
+/// nothing stays leased; it is delivered after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_that_cannot_wait_for_its_sends_releases_them_within_the_grace_time() {
+    let Setup { fake, config, _directory } = setup().await;
+    fake.set_answer_delay(Duration::from_secs(30));
+    let (mut first, url) = start_with(&config, &[("PUSHGATE_SERVER__SHUTDOWN_GRACE_SECONDS", "1")]).await;
+    let http = reqwest::Client::new();
+    register(&http, &url).await;
+    let clients: Vec<String> = (0..DEVICES).map(|n| format!("user{n}")).collect();
+    let body = json!({ "clients": clients, "payload": { "alert": "slow" } });
+    let response = http.post(format!("{url}/push/push2clients")).header("IM-API-KEY", KEY).json(&body).send().await;
+    assert_eq!(response.expect("sent").status(), 200);
+    let started = std::time::Instant::now();
+    while fake.received_count() == 0 {
+        assert!(started.elapsed() < Duration::from_secs(30), "no send went out");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let pid = first.id().expect("running").to_string();
+    let stopping = std::time::Instant::now();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs").success());
+    let exit = tokio::time::timeout(Duration::from_secs(20), first.wait()).await.expect("stops in time");
+    assert!(exit.expect("waited").success());
+    assert!(
+        stopping.elapsed() < Duration::from_secs(10),
+        "stopped after about the grace time, not the provider's 30 s"
+    );
+
+    let store_url = format!("sqlite://{}", _directory.path().join("pushgate.db").display());
+    let store = pushgate::startup::open_store(&store_url).await.expect("the store opens");
+    assert_eq!(store.release_all_leases().await.expect("leases"), 0, "released at the stop");
+    store.close().await;
+    fake.set_answer_delay(Duration::ZERO);
+    let (_second, _) = start(&config).await;
+    let started = std::time::Instant::now();
+    while fake.delivered().len() < DEVICES {
+        assert!(started.elapsed() < Duration::from_secs(60), "{} delivered", fake.delivered().len());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

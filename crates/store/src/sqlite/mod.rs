@@ -248,6 +248,26 @@ impl Store for SqliteStore {
         queue::release_all_leases(self).await
     }
 
+    async fn release_leases(&self, deliveries: &[DeliveryRef]) -> Result<(), StoreError> {
+        let (rows, sends) = DeliveryRef::split(deliveries);
+        let (rows, sends) = (serde_json::Value::from(rows).to_string(), serde_json::Value::from(sends).to_string());
+        self.writer
+            .write(Durability::Flushed, move |connection| {
+                connection
+                    .prepare_cached(
+                        "UPDATE deliveries SET leased_until_ms = NULL WHERE id IN (SELECT value FROM json_each(?1))",
+                    )?
+                    .execute(rusqlite::params![rows])?;
+                connection
+                    .prepare_cached(
+                        "UPDATE sends SET leased_until_ms = NULL WHERE id IN (SELECT value FROM json_each(?1))",
+                    )?
+                    .execute(rusqlite::params![sends])?;
+                Ok(())
+            })
+            .await
+    }
+
     async fn expedite_retries(
         &self,
         app_id: &AppId,
