@@ -28,6 +28,8 @@ pub struct AppSettings {
     pub vapid_public_key: Option<String>,
     /// IMKIT's client credentials, when `[apps.imkit]` is configured.
     pub client_auth: Option<Arc<crate::client_auth::ClientAuth>>,
+    /// Limits on the app's accept routes.
+    pub inbound: Arc<crate::limits::InboundLimits>,
 }
 
 /// The configured apps, by id.
@@ -141,6 +143,7 @@ mod tests {
                         webpush_endpoints: Default::default(),
                         vapid_public_key: None,
                         client_auth: None,
+                        inbound: Default::default(),
                     }),
                 )
             })

@@ -99,6 +99,13 @@ pub(crate) fn complete(openapi: &mut OpenApi) {
                     "`MISSING_PARAMETER` or `INVALID_PARAMETER`: an admin key without `IM-APP-ID`, or naming no configured app",
                 );
             }
+            if matches!(path.as_str(), "/push/push2clients" | "/imkit/push/v2" | "/imkit/push") {
+                answer(
+                    operation,
+                    "429",
+                    "`RATE_LIMITED`: the app is over its `[apps.limits]`; nothing was stored; see `Retry-After`",
+                );
+            }
             if !matches!(path.as_str(), "/healthz" | "/metrics") {
                 answer(operation, "503", "`UNAVAILABLE`: the store did not answer; nothing was changed");
             }

@@ -16,12 +16,22 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     cause: Option<Box<dyn std::error::Error + Send + Sync>>,
+    /// `Retry-After`, in seconds, for a refusal that passes.
+    retry_after_seconds: Option<u64>,
 }
 
 impl ApiError {
     /// An error with a status, a code and a message for the caller.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), cause: None }
+        Self { status, code, message: message.into(), cause: None, retry_after_seconds: None }
+    }
+
+    /// 429 `RATE_LIMITED`, to be tried again after `seconds`.
+    pub fn rate_limited(message: impl Into<String>, seconds: u64) -> Self {
+        Self {
+            retry_after_seconds: Some(seconds.max(1)),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", message)
+        }
     }
 
     /// 400 `MISSING_PARAMETER`.
@@ -121,7 +131,11 @@ impl IntoResponse for ApiError {
             rm: self.status.canonical_reason().unwrap_or("Error").to_owned(),
             error: ErrorBody { code: self.code.to_owned(), message: self.message },
         };
-        (self.status, Json(envelope)).into_response()
+        let mut response = (self.status, Json(envelope)).into_response();
+        if let Some(seconds) = self.retry_after_seconds {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(seconds));
+        }
+        response
     }
 }
 

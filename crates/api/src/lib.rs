@@ -10,6 +10,7 @@ pub mod client_auth;
 mod document;
 pub mod error;
 pub mod extract;
+pub mod limits;
 pub mod metrics;
 pub mod origin;
 pub mod routes;

@@ -202,6 +202,7 @@ fn state_with_worker(running: bool) -> AppState {
         webpush_endpoints: Default::default(),
         vapid_public_key: None,
         client_auth: None,
+        inbound: Default::default(),
     };
     AppState {
         store: Arc::new(UnreachableStore),

@@ -195,6 +195,7 @@ batch = {batch}
 id = "SampleApp"
 api_keys = ["{API_KEY}"]
 generic_push = {{ secret = "{SECRET}" }}
+limits = {{ requests_per_second = 1000000, burst = 1000000, in_flight = 1000000 }}
 {tables}rate_per_second = 1000000
 "#,
             batch = concurrency * 2,

@@ -160,6 +160,9 @@ pub struct AppConfig {
     /// This app's own retry limits, overriding `[delivery]`.
     #[serde(default)]
     pub delivery: AppDeliveryConfig,
+    /// Limits on the app's accept routes (push2clients, the callbacks).
+    #[serde(default)]
+    pub limits: InboundLimitsConfig,
     /// How chat pushes (from IMKIT's callbacks) look.
     #[serde(default)]
     pub chat: ChatConfig,
@@ -208,6 +211,45 @@ impl Default for ChatConfig {
 
 /// Longest `[apps.chat]` string: they go into every payload, whose size is bounded.
 const MAX_CHAT_SETTING_BYTES: usize = 256;
+
+/// `[apps.limits]`: how much an app may send to the accept routes
+/// (`/push/push2clients`, `/imkit/push/v2`, `/imkit/push`); past it, 429
+/// `RATE_LIMITED` with `Retry-After`. IMKIT does not retry a callback, so a
+/// refused callback is a lost notification: these guard the other apps
+/// against a runaway caller and belong well above the app's peak.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InboundLimitsConfig {
+    /// Sustained requests per second; default 5,000.
+    #[serde(default = "default_requests_per_second")]
+    pub requests_per_second: u32,
+    /// Requests at once above the rate; default 10,000.
+    #[serde(default = "default_request_burst")]
+    pub burst: u32,
+    /// Requests under way at the same time; default 1,024.
+    #[serde(default = "default_requests_in_flight")]
+    pub in_flight: u32,
+}
+
+impl Default for InboundLimitsConfig {
+    fn default() -> Self {
+        Self {
+            requests_per_second: default_requests_per_second(),
+            burst: default_request_burst(),
+            in_flight: default_requests_in_flight(),
+        }
+    }
+}
+
+fn default_requests_per_second() -> u32 {
+    5_000
+}
+fn default_request_burst() -> u32 {
+    10_000
+}
+fn default_requests_in_flight() -> u32 {
+    1_024
+}
 
 /// `[apps.delivery]`: an app's own retry limits; what is left out comes from `[delivery]`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -744,6 +786,15 @@ impl Config {
                     if url::Host::parse(name).is_err() || name.contains(['/', ':', '*']) {
                         problems.push(format!("{at}.webpush.allowed_hosts: {host:?} is not a host name"));
                     }
+                }
+            }
+            for (key, value) in [
+                ("requests_per_second", app.limits.requests_per_second),
+                ("burst", app.limits.burst),
+                ("in_flight", app.limits.in_flight),
+            ] {
+                if value == 0 {
+                    problems.push(format!("{at}.limits.{key}: must be at least 1"));
                 }
             }
             if let Some(imkit) = &app.imkit {

@@ -6,6 +6,7 @@ use anyhow::Context as _;
 use base64::Engine as _;
 use pushgate_api::admin::Console;
 use pushgate_api::auth::{ApiKeyRing, AppSettings, Apps, api_key_digest};
+use pushgate_api::limits::{InboundLimits, InboundSettings};
 use pushgate_api::metrics::Metrics;
 use pushgate_api::origin::OriginCheck;
 use pushgate_api::{AppState, DeliveryStatus, PausedProvider, RouterOptions, UnreachableProvider, now_ms};
@@ -198,6 +199,11 @@ impl Application {
                         .transpose()
                         .with_context(|| format!("setting up the client credentials of app {id}"))?
                         .map(Arc::new),
+                    inbound: Arc::new(InboundLimits::new(InboundSettings {
+                        requests_per_second: app.limits.requests_per_second,
+                        burst: app.limits.burst,
+                        in_flight: app.limits.in_flight,
+                    })),
                 }),
             );
             for key in &app.api_keys {

@@ -61,6 +61,7 @@ pub async fn push_generic(
     JsonBytes(body): JsonBytes,
 ) -> Result<Json<Envelope<CallbackResult>>, ApiError> {
     let (app, object) = verified_app(&state, "v2", peer, query.as_deref(), &headers, &body)?;
+    let _admitted = app.inbound.admit()?;
     require(&object, &["pushToClients", "room"])?;
     let callback = GenericCallback::parse(&object)?;
     let message = callback.message;
@@ -108,6 +109,7 @@ pub async fn push_legacy(
     JsonBytes(body): JsonBytes,
 ) -> Result<Json<Envelope<CallbackResult>>, ApiError> {
     let (app, object) = verified_app(&state, "v1", peer, query.as_deref(), &headers, &body)?;
+    let _admitted = app.inbound.admit()?;
     require(&object, &["toClient"])?;
     let callback = LegacyCallback::parse(&object)?;
     let mut stored = callback.message.to_stored();

@@ -59,6 +59,7 @@ pub async fn push2clients(
     AuthenticatedApp(app): AuthenticatedApp,
     ApiJson(body): ApiJson<Push2ClientsRequest>,
 ) -> Result<Json<Envelope<Push2ClientsResult>>, ApiError> {
+    let _admitted = app.inbound.admit()?;
     let (Some(clients), Some(payload)) = (body.clients, body.payload) else {
         return Err(ApiError::missing("clients and payload are required"));
     };

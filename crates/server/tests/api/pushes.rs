@@ -475,3 +475,46 @@ async fn a_provider_no_send_reaches_is_named_in_readyz() {
     assert_eq!(unreachable[0]["reason"], "ConnectionFailed");
     assert!(unreachable[0]["sends"].as_u64().expect("a count") >= 5);
 }
+
+/// One app over its accept limits gets 429 `RATE_LIMITED` with `Retry-After`
+/// and nothing stored, on push2clients and on the callbacks alike; another
+/// app is not slowed by it.
+#[tokio::test]
+async fn an_app_over_its_inbound_limits_is_refused_and_the_others_are_not() {
+    let config = format!(
+        "[[apps]]\nid = \"SampleApp\"\napi_keys = [\"{API_KEY}\"]\ngeneric_push = {{ secret = \"limits-secret-0001\" }}\n\
+         limits = {{ requests_per_second = 1, burst = 2 }}\n\
+         [[apps]]\nid = \"OtherApp\"\napi_keys = [\"other-app-key-000001\"]\n"
+    );
+    let app = crate::helpers::TestApp::spawn_with(Some(&config), &[]).await;
+    let send = |key: &'static str| {
+        let body = json!({ "clients": ["user001"], "payload": { "alert": "hi" } });
+        let request =
+            app.client.post(format!("{}/push/push2clients", app.base_url)).header("IM-API-KEY", key).json(&body);
+        async move { request.send().await.expect("sent") }
+    };
+    assert_eq!(send(API_KEY).await.status(), 200);
+    assert_eq!(send(API_KEY).await.status(), 200);
+    let refused = send(API_KEY).await;
+    assert_eq!(refused.status(), 429);
+    let retry_after: u64 = refused.headers()["retry-after"].to_str().expect("ascii").parse().expect("seconds");
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    let (_, body) = crate::helpers::read(refused).await;
+    assert_eq!(body["error"]["code"], "RATE_LIMITED");
+    let callback = pushgate_testkit::seed::generic_callback("limited-1", "room", &["user001"]);
+    let response = app
+        .client
+        .post(format!("{}/imkit/push/v2?secret=limits-secret-0001", app.base_url))
+        .json(&callback)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 429, "the callbacks share the app's limit");
+    assert!(
+        app.metrics().await.contains(r#"pushgate_pushes_accepted_total{app="SampleApp"} 2"#),
+        "nothing more stored"
+    );
+    for _ in 0..5 {
+        assert_eq!(send("other-app-key-000001").await.status(), 200, "OtherApp has limits of its own");
+    }
+}
