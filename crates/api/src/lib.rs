@@ -6,6 +6,7 @@
 mod accept;
 pub mod admin;
 pub mod auth;
+pub mod certificates;
 pub mod client_auth;
 mod document;
 pub mod error;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub delivery: Arc<dyn DeliveryStatus>,
     /// The admin console's history and recent accepts.
     pub console: Arc<admin::Console>,
+    /// Certificates that expire, for `/readyz`.
+    pub certificates: Arc<certificates::CertificateWatch>,
 }
 
 /// What the API needs of the delivery side, and all it sees of it: the

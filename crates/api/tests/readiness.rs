@@ -211,6 +211,7 @@ fn state_with_worker(running: bool) -> AppState {
         metrics: Arc::new(Metrics::default()),
         delivery: Arc::new(Worker { running }),
         console: Arc::default(),
+        certificates: Arc::default(),
     }
 }
 

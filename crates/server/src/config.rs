@@ -8,6 +8,7 @@
 //! `PUSHGATE_APPS__<app id or index>__<KEY>` can.
 
 use ipnet::IpNet;
+use pushgate_api::certificates::WatchedCertificate;
 pub use pushgate_delivery::DeliveryConfig;
 use pushgate_domain::{AppId, Environment};
 use secrecy::{ExposeSecret as _, SecretString};
@@ -541,25 +542,26 @@ impl Config {
     }
 
     /// Every certificate the configuration names (the server's TLS
-    /// certificate, APNs client certificates), as (key, Unix seconds its
-    /// first certificate, the leaf, expires); a file that does not parse is left out.
-    pub fn certificate_expiries(&self) -> Vec<(String, i64)> {
-        let mut files: Vec<(String, &Path)> = Vec::new();
+    /// certificate, APNs client certificates), with when its first
+    /// certificate (the leaf) expires; a file that does not parse is left out.
+    pub fn certificates(&self) -> Vec<WatchedCertificate> {
+        let mut files: Vec<(Option<String>, &'static str, String, &Path)> = Vec::new();
         if let Some(cert) = &self.server.tls_cert {
-            files.push(("server.tls_cert".into(), cert));
+            files.push((None, "server_tls", "server.tls_cert".into(), cert));
         }
         for (index, app) in self.apps.iter().enumerate() {
             if let Some(cert) = app.apns.as_ref().and_then(|apns| apns.certificate_file.as_deref()) {
-                files.push((format!("apps[{index}].apns.certificate_file"), cert));
+                files.push((Some(app.id.clone()), "apns", format!("apps[{index}].apns.certificate_file"), cert));
             }
         }
         files
             .into_iter()
-            .filter_map(|(key, path)| {
+            .filter_map(|(app, certificate, key, path)| {
                 let pem = std::fs::read(path).ok()?;
                 let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).ok()?;
-                let certificate = pem.parse_x509().ok()?;
-                Some((key, certificate.validity().not_after.timestamp()))
+                let parsed = pem.parse_x509().ok()?;
+                let not_after_ms = parsed.validity().not_after.timestamp().saturating_mul(1000);
+                Some(WatchedCertificate { app, certificate, key, not_after_ms })
             })
             .collect()
     }

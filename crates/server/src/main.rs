@@ -486,16 +486,14 @@ fn with_config(path: Option<&std::path::Path>, command: Command) -> ExitCode {
         }
         Command::CheckConfig { probe, json } => {
             println!("configuration is valid: {} app(s), store {}", config.apps.len(), config.store.url);
-            let now =
-                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_secs());
-            let now = i64::try_from(now).unwrap_or(i64::MAX);
+            let watch = pushgate_api::certificates::CertificateWatch(config.certificates());
             let mut expired = false;
-            for (key, not_after) in config.certificate_expiries() {
-                let days = (not_after - now).div_euclid(86_400);
-                if not_after <= now {
+            for found in watch.expiring(pushgate_api::now_ms()) {
+                let (key, days) = (&found.key, found.days_left);
+                if found.state == "expired" {
                     expired = true;
                     println!("expired: {key}: the certificate expired {} day(s) ago", -days);
-                } else if days < 30 {
+                } else {
                     println!("warning: {key}: the certificate expires in {days} day(s)");
                 }
             }

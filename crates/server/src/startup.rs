@@ -4,8 +4,11 @@ use crate::config::{Config, LogFormat, StoreKind, WebPushConfig};
 use crate::providers::app_providers;
 use anyhow::Context as _;
 use base64::Engine as _;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use pushgate_api::admin::Console;
 use pushgate_api::auth::{ApiKeyRing, AppSettings, Apps, api_key_digest};
+use pushgate_api::certificates::CertificateWatch;
 use pushgate_api::limits::{InboundLimits, InboundSettings};
 use pushgate_api::metrics::Metrics;
 use pushgate_api::origin::OriginCheck;
@@ -53,6 +56,8 @@ pub struct Application {
     delivery: Arc<DeliveryHandle>,
     /// How long a stop waits for requests and sends under way.
     grace: Duration,
+    /// The certificates to watch, and their metric.
+    certificates: (Arc<CertificateWatch>, Family<CertificateLabels, Gauge<f64, std::sync::atomic::AtomicU64>>),
 }
 
 /// How long a key created or revoked with `pushgate keys` (in the store)
@@ -245,6 +250,13 @@ impl Application {
         // rendered together at `/metrics`.
         let mut registry = prometheus_client::registry::Registry::with_prefix("pushgate");
         let delivery_metrics = DeliveryMetrics::register(&mut registry);
+        let certificates = Arc::new(CertificateWatch(config.certificates()));
+        let certificate_days = Family::<CertificateLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "certificate_expiry_days",
+            "Days until a certificate expires (server_tls, apns per app); negative once expired",
+            certificate_days.clone(),
+        );
         let metrics = Arc::new(Metrics::new(registry));
         let delivery = Arc::new(DeliveryHandle::default());
         let worker = Arc::new(Worker::new(
@@ -278,6 +290,7 @@ impl Application {
                 announce: announcer.as_ref().map(|(_, wanted)| Arc::clone(wanted)),
             }),
             console,
+            certificates: Arc::clone(&certificates),
         };
         let options =
             RouterOptions { max_body_bytes: config.server.max_body_bytes, operations_only: role == Role::Worker };
@@ -298,6 +311,7 @@ impl Application {
             history,
             delivery,
             grace,
+            certificates: (certificates, certificate_days),
         })
     }
 
@@ -331,6 +345,8 @@ impl Application {
         let stop_key_refresh = AbortOnDrop(tokio::spawn(self.keyring.run(Arc::clone(&self.store))));
         let (console, metrics) = self.history;
         let stop_history = AbortOnDrop(tokio::spawn(console.record_history(metrics)));
+        let (watch, days) = self.certificates;
+        let stop_certificates = AbortOnDrop(tokio::spawn(watch_certificates(watch, days)));
         // The stop: readiness first, then the listener.
         let (stopping, stopped) = tokio::sync::watch::channel(false);
         let delivery = Arc::clone(&self.delivery);
@@ -394,7 +410,7 @@ impl Application {
                 );
             }
         }
-        drop((stop_announcer, stop_key_refresh, stop_history));
+        drop((stop_announcer, stop_key_refresh, stop_history, stop_certificates));
         self.store.close().await;
         served
     }
@@ -409,6 +425,54 @@ pub enum Role {
     Api,
     /// The delivery worker only, with the operations routes.
     Worker,
+}
+
+/// The labels of `pushgate_certificate_expiry_days`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct CertificateLabels {
+    /// The app; empty for the server's own certificate.
+    app: String,
+    /// `server_tls` or `apns`.
+    certificate: String,
+}
+
+/// How often the certificates' days are counted again (and logged when near).
+const CERTIFICATE_CHECK_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Sets each certificate's days left, every [`CERTIFICATE_CHECK_INTERVAL`]
+/// from the start, with a warning in the log within 30 days of its expiry
+/// and an error once it has expired.
+async fn watch_certificates(
+    watch: Arc<CertificateWatch>,
+    days: Family<CertificateLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+) {
+    let mut ticks = tokio::time::interval(CERTIFICATE_CHECK_INTERVAL);
+    loop {
+        ticks.tick().await;
+        let now = now_ms();
+        for watched in &watch.0 {
+            let labels = CertificateLabels {
+                app: watched.app.clone().unwrap_or_default(),
+                certificate: watched.certificate.to_owned(),
+            };
+            days.get_or_create(&labels).set((watched.not_after_ms - now) as f64 / 86_400_000.0);
+        }
+        for found in watch.expiring(now) {
+            if found.state == "expired" {
+                tracing::error!(
+                    certificate = found.key,
+                    days = -found.days_left,
+                    "the certificate has expired: replace it"
+                );
+            } else {
+                tracing::warn!(
+                    certificate = found.key,
+                    days = found.days_left,
+                    "the certificate expires soon: replace it"
+                );
+            }
+        }
+    }
 }
 
 /// The API's view of the worker.

@@ -25,12 +25,21 @@ pub struct Health {
     /// no answer, several sends in a row); the instance stays ready.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unreachable_providers: Vec<crate::UnreachableProvider>,
+    /// Certificates (the server's TLS one, APNs client ones) that expire
+    /// within 30 days or have expired; the instance stays ready.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub expiring_certificates: Vec<crate::certificates::ExpiringCertificate>,
 }
 
 /// The process is up and serving.
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Envelope<Health>)))]
 pub async fn healthz() -> Json<Envelope<Health>> {
-    ok(Health { status: "ok", paused_providers: Vec::new(), unreachable_providers: Vec::new() })
+    ok(Health {
+        status: "ok",
+        paused_providers: Vec::new(),
+        unreachable_providers: Vec::new(),
+        expiring_certificates: Vec::new(),
+    })
 }
 
 /// The store answers and the delivery worker runs; until both hold, a load
@@ -65,6 +74,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Envelope<Healt
             status: "ok",
             paused_providers: state.delivery.paused_providers(),
             unreachable_providers: state.delivery.unreachable_providers(),
+            expiring_certificates: state.certificates.expiring(crate::now_ms()),
         })),
         Ok(Err(error)) => Err(unavailable().with_cause(error)),
         Err(elapsed) => Err(unavailable().with_cause(elapsed)),

@@ -98,3 +98,50 @@ async fn the_api_reference_is_served_offline_at_docs() {
     assert!(initializer.contains("/openapi.json"), "{initializer}");
     assert_eq!(fetch("/docs/swagger-ui-bundle.js").await.0, 200);
 }
+
+/// A served instance watches the certificates it was configured with: the
+/// days left of each as a metric, and `/readyz` (still 200) naming those
+/// that expire within 30 days or have expired.
+#[tokio::test]
+async fn expiring_certificates_show_in_readyz_and_as_days_left_in_the_metrics() {
+    let ca = pushgate_testkit::TestCa::generate();
+    let directory = tempfile::tempdir().expect("temp dir");
+    let mut config = String::new();
+    for (name, days) in [("Soon", 10), ("Gone", -2), ("Later", 400)] {
+        let (chain, key) = ca.client_certificate_expiring_in("io.imkit.app", days);
+        let cert = directory.path().join(format!("{name}.pem"));
+        let key_file = directory.path().join(format!("{name}.key"));
+        std::fs::write(&cert, chain).expect("write");
+        std::fs::write(&key_file, key).expect("write");
+        config.push_str(&format!(
+            "[[apps]]\nid = \"{name}\"\napi_keys = [\"key-of-app-{name}-000000\"]\n[apps.apns]\ncertificate_file = {:?}\ncertificate_key_file = {:?}\ntopic = \"io.imkit.app\"\n",
+            cert.display().to_string(),
+            key_file.display().to_string()
+        ));
+    }
+    let app = crate::helpers::TestApp::spawn_with(Some(&config), &[]).await;
+    let (status, body) = app.get("/readyz", None).await;
+    assert_eq!(status, 200, "still ready: {body}");
+    let found = body["result"]["expiringCertificates"].as_array().expect("named").clone();
+    let named: Vec<(serde_json::Value, serde_json::Value, serde_json::Value)> = found
+        .iter()
+        .map(|found| (found["app"].clone(), found["certificate"].clone(), found["state"].clone()))
+        .collect();
+    assert_eq!(
+        named,
+        vec![(json!("Soon"), json!("apns"), json!("expiring")), (json!("Gone"), json!("apns"), json!("expired"))]
+    );
+    assert!((9..=10).contains(&found[0]["daysLeft"].as_i64().expect("days")), "{body}");
+    let metrics = crate::helpers::eventually(std::time::Duration::from_secs(10), "the days in the metrics", || async {
+        let text = app.metrics().await;
+        text.contains(r#"pushgate_certificate_expiry_days{app="Later",certificate="apns"}"#).then_some(text)
+    })
+    .await;
+    let days = |app: &str| -> f64 {
+        let prefix = format!(r#"pushgate_certificate_expiry_days{{app="{app}",certificate="apns"}} "#);
+        let line = metrics.lines().find(|line| line.starts_with(&prefix)).unwrap_or_else(|| panic!("{app}: {metrics}"));
+        line[prefix.len()..].parse().expect("a number")
+    };
+    assert!((9.0..=10.01).contains(&days("Soon")), "{}", days("Soon"));
+    assert!(days("Gone") < -1.0 && days("Later") > 399.0);
+}
