@@ -60,7 +60,7 @@ pub async fn get_badge(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct SetSourceRequest {
     /// The source's new count.
-    #[schema(required = true, value_type = u32)]
+    #[schema(required = true, value_type = u32, format = Int64, maximum = 4_294_967_295_u64)]
     pub count: Option<u32>,
 }
 
