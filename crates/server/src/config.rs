@@ -485,16 +485,26 @@ impl Config {
         file: Option<&Path>,
         environment: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let mut table = match file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|error| {
-                    ConfigError::one(format!("cannot read config file {}: {error}", path.display()))
-                })?;
-                text.parse::<toml::Table>()
-                    .map_err(|error| ConfigError::one(format!("{} is not valid TOML: {error}", path.display())))?
-            }
-            None => toml::Table::new(),
+        let text = match file {
+            Some(path) => std::fs::read_to_string(path)
+                .map_err(|error| ConfigError::one(format!("cannot read config file {}: {error}", path.display())))?,
+            None => String::new(),
         };
+        let name = file.map_or_else(|| "the configuration".to_owned(), |path| path.display().to_string());
+        Self::from_text(&text, &name, file.and_then(Path::parent), environment)
+    }
+
+    /// As [`Config::load`], from the text of a file called `name` in `folder`
+    /// (relative paths in it resolve there).
+    pub fn from_text(
+        text: &str,
+        name: &str,
+        folder: Option<&Path>,
+        environment: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut table = text
+            .parse::<toml::Table>()
+            .map_err(|error| ConfigError::one(format!("{name} is not valid TOML: {error}")))?;
         if !table.contains_key("apps") {
             let mut sample = toml::Table::new();
             sample.insert("id".into(), DEFAULT_APP_ID.into());
@@ -526,7 +536,7 @@ impl Config {
             }
         };
         if let Some(config) = &mut config {
-            if let Some(folder) = file.and_then(Path::parent) {
+            if let Some(folder) = folder {
                 config.resolve_paths(folder);
             }
             for step in [Self::read_secret_files, |config: &mut Self| config.validate()] {

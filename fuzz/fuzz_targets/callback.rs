@@ -1,0 +1,29 @@
+//! An IMKIT callback body (v2 or v1): parsed as the routes parse it, then every
+//! payload built from it, for every device kind; nothing may panic, and every
+//! payload stays within its provider's size limit.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use pushgate_domain::{ChatStyle, GenericCallback, LegacyCallback, Locale, Recipient};
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(object) = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(data) else { return };
+    let style = ChatStyle::default();
+    let locale = Locale::parse("ja").ok();
+    let recipient = Recipient { badge: Some(7), locale: locale.as_ref(), quiet: data.len() % 2 == 0, variant: None };
+    let mut messages = Vec::new();
+    if let Ok(callback) = GenericCallback::parse(&object) {
+        messages.push((callback.message, None));
+    }
+    if let Ok(callback) = LegacyCallback::parse(&object) {
+        messages.push((callback.message, callback.alert));
+    }
+    for (message, alert) in messages {
+        let apns = message.to_apns(&style, &recipient, alert.as_deref());
+        assert!(apns.payload.len() <= pushgate_providers::apns::MAX_PAYLOAD_BYTES, "APNs payload too large");
+        let _ = message.to_apns_voip(&style, &recipient);
+        let _ = message.to_fcm(&style, &recipient, alert.as_deref());
+        let webpush = message.to_webpush(&style, &recipient, alert.as_deref());
+        assert!(webpush.payload.len() <= pushgate_domain::MAX_WEBPUSH_BYTES, "Web Push payload too large");
+    }
+});
