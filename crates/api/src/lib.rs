@@ -50,6 +50,16 @@ pub struct AppState {
     pub console: Arc<admin::Console>,
     /// Certificates that expire, for `/readyz`.
     pub certificates: Arc<certificates::CertificateWatch>,
+    /// Re-reads credentials (`POST /admin/api/reload`); the binary's.
+    pub reload: Option<Arc<dyn Reload>>,
+}
+
+/// Re-reads the configuration's credential files and swaps them in without
+/// a restart (`POST /admin/api/reload`, and SIGHUP in the binary).
+#[async_trait::async_trait]
+pub trait Reload: Send + Sync + std::fmt::Debug + 'static {
+    /// Answers what was reloaded, or why nothing was (the old credentials stay).
+    async fn reload(&self) -> Result<Vec<String>, String>;
 }
 
 /// What the API needs of the delivery side, and all it sees of it: the
@@ -238,6 +248,7 @@ fn api_routes(router: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
         .routes(routes!(admin::overview))
         .routes(routes!(admin::recent_pushes))
         .routes(routes!(admin::resume))
+        .routes(routes!(admin::reload))
 }
 
 /// The console's page and assets (not in the OpenAPI document: they are no API).

@@ -212,6 +212,7 @@ fn state_with_worker(running: bool) -> AppState {
         delivery: Arc::new(Worker { running }),
         console: Arc::default(),
         certificates: Arc::default(),
+        reload: None,
     }
 }
 

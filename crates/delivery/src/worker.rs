@@ -70,7 +70,9 @@ impl AppProviders {
 #[derive(Debug)]
 pub struct Worker {
     store: Arc<dyn Store>,
-    apps: HashMap<AppId, AppProviders>,
+    /// Each app's providers; replaced whole when credentials are reloaded
+    /// (a send under way keeps the ones it started with).
+    apps: std::sync::RwLock<Arc<HashMap<AppId, Arc<AppProviders>>>>,
     settings: DeliveryConfig,
     handle: Arc<DeliveryHandle>,
     metrics: DeliveryMetrics,
@@ -90,7 +92,30 @@ impl Worker {
         metrics: DeliveryMetrics,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        Self { store, apps, settings, handle, metrics, clock, in_flight: std::sync::Mutex::default() }
+        let apps = apps.into_iter().map(|(id, app)| (id, Arc::new(app))).collect();
+        Self {
+            store,
+            apps: std::sync::RwLock::new(Arc::new(apps)),
+            settings,
+            handle,
+            metrics,
+            clock,
+            in_flight: std::sync::Mutex::default(),
+        }
+    }
+
+    /// An app's providers, as they are now.
+    fn app(&self, id: &AppId) -> Option<Arc<AppProviders>> {
+        self.apps.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(id).cloned()
+    }
+
+    /// Replaces the providers of the apps in `apps` (new credentials): the
+    /// next sends use them; sends under way finish with the old ones.
+    pub fn replace_providers(&self, apps: HashMap<AppId, AppProviders>) {
+        let mut current = self.apps.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut next: HashMap<AppId, Arc<AppProviders>> = current.as_ref().clone();
+        next.extend(apps.into_iter().map(|(id, app)| (id, Arc::new(app))));
+        *current = Arc::new(next);
     }
 
     fn now_ms(&self) -> i64 {
@@ -380,7 +405,7 @@ impl Worker {
         if now > delivery.deadline_ms {
             return (None, Ok(final_update(DeliveryStatus::Failed, "expired before it could be delivered")));
         }
-        let Some(app) = self.apps.get(&delivery.app_id) else {
+        let Some(app) = self.app(&delivery.app_id) else {
             return (None, Ok(final_update(DeliveryStatus::Skipped, "the app is no longer configured")));
         };
         let Some(push) = push else {
@@ -497,7 +522,7 @@ impl Worker {
             }
             Outcome::Retry { reason, after } => {
                 let max_attempts =
-                    self.apps.get(&delivery.app_id).map_or(self.settings.max_attempts, |app| app.max_attempts);
+                    self.app(&delivery.app_id).map_or(self.settings.max_attempts, |app| app.max_attempts);
                 schedule_retry(&self.settings, max_attempts, delivery, reason, *after, now)
             }
             Outcome::AppRejected { .. } => unreachable!("handled above"),

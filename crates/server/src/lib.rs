@@ -7,4 +7,5 @@ pub mod config;
 pub mod export;
 pub mod keys;
 pub mod providers;
+pub mod reload;
 pub mod startup;

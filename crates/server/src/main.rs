@@ -512,7 +512,11 @@ fn with_config(path: Option<&std::path::Path>, command: Command) -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(serve(config, role)) {
+            let source = pushgate::reload::ConfigSource {
+                file: path.map(std::path::Path::to_path_buf),
+                environment: std::env::vars().filter(|(name, _)| name.starts_with("PUSHGATE_")).collect(),
+            };
+            match runtime.block_on(serve(config, role, source)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     eprintln!("pushgate: {error:#}");
@@ -523,7 +527,7 @@ fn with_config(path: Option<&std::path::Path>, command: Command) -> ExitCode {
     }
 }
 
-async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
+async fn serve(config: Config, role: Role, source: pushgate::reload::ConfigSource) -> anyhow::Result<()> {
     init_logging(&config);
     if role != Role::All && StoreKind::of(&config.store.url) == Some(StoreKind::Sqlite) {
         let name = clap::ValueEnum::to_possible_value(&role).map(|value| value.get_name().to_owned());
@@ -534,6 +538,7 @@ async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
         );
     }
     let mut application = Application::build_as(&config, role).await?;
+    application.reload_from(source);
     // The signal handlers go in before anything says the server is up.
     let stop = shutdown_signal();
     let base_url = application.base_url();

@@ -2,6 +2,7 @@
 
 use crate::config::{Config, LogFormat, StoreKind, WebPushConfig};
 use crate::providers::app_providers;
+use crate::reload::{ConfigSource, Reloader};
 use anyhow::Context as _;
 use base64::Engine as _;
 use prometheus_client::metrics::family::Family;
@@ -56,6 +57,9 @@ pub struct Application {
     delivery: Arc<DeliveryHandle>,
     /// How long a stop waits for requests and sends under way.
     grace: Duration,
+    /// Reads credentials again (SIGHUP, `POST /admin/api/reload`).
+    reloader: Arc<Reloader>,
+    hangups: Hangups,
     /// The certificates to watch, and their metric.
     certificates: (Arc<CertificateWatch>, Family<CertificateLabels, Gauge<f64, std::sync::atomic::AtomicU64>>),
 }
@@ -277,6 +281,9 @@ impl Application {
         keyring.ring = Arc::clone(&keys);
         let console = Arc::new(Console::default());
         let history = (Arc::clone(&console), Arc::clone(&metrics));
+        let worker = (role != Role::Api).then_some(worker);
+        let vapid_keys = apps.iter().map(|(id, app)| (id.clone(), app.vapid_public_key.clone())).collect();
+        let reloader = Arc::new(Reloader::new(worker.clone(), Arc::clone(&store), tls.clone(), vapid_keys));
         let state = AppState {
             store: Arc::clone(&store),
             apps: Arc::new(apps),
@@ -291,11 +298,11 @@ impl Application {
             }),
             console,
             certificates: Arc::clone(&certificates),
+            reload: Some(Arc::clone(&reloader) as Arc<dyn pushgate_api::Reload>),
         };
         let options =
             RouterOptions { max_body_bytes: config.server.max_body_bytes, operations_only: role == Role::Worker };
         let router = pushgate_api::router(state, &options);
-        let worker = (role != Role::Api).then_some(worker);
 
         let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
         Ok(Self {
@@ -312,6 +319,8 @@ impl Application {
             delivery,
             grace,
             certificates: (certificates, certificate_days),
+            reloader,
+            hangups: listen_for_hangups(),
         })
     }
 
@@ -324,6 +333,12 @@ impl Application {
     pub fn base_url(&self) -> String {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         format!("{scheme}://{}", self.local_addr)
+    }
+
+    /// Where the configuration came from: a reload (SIGHUP, `POST
+    /// /admin/api/reload`) reads it again. Without one, a reload is refused.
+    pub fn reload_from(&self, source: ConfigSource) {
+        self.reloader.set_source(source);
     }
 
     /// Keys generated during [`Application::build`], to be shown once.
@@ -347,6 +362,7 @@ impl Application {
         let stop_history = AbortOnDrop(tokio::spawn(console.record_history(metrics)));
         let (watch, days) = self.certificates;
         let stop_certificates = AbortOnDrop(tokio::spawn(watch_certificates(watch, days)));
+        let stop_hangups = AbortOnDrop(tokio::spawn(reload_on_hangup(Arc::clone(&self.reloader), self.hangups)));
         // The stop: readiness first, then the listener.
         let (stopping, stopped) = tokio::sync::watch::channel(false);
         let delivery = Arc::clone(&self.delivery);
@@ -410,7 +426,7 @@ impl Application {
                 );
             }
         }
-        drop((stop_announcer, stop_key_refresh, stop_history, stop_certificates));
+        drop((stop_announcer, stop_key_refresh, stop_history, stop_certificates, stop_hangups));
         self.store.close().await;
         served
     }
@@ -425,6 +441,38 @@ pub enum Role {
     Api,
     /// The delivery worker only, with the operations routes.
     Worker,
+}
+
+/// SIGHUP, listened for from when the application is built (so a hangup
+/// right after the server says it listens reloads rather than kills it).
+#[cfg(unix)]
+type Hangups = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangups = Option<()>;
+
+fn listen_for_hangups() -> Hangups {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        signal(SignalKind::hangup())
+            .inspect_err(|error| tracing::warn!(%error, "cannot listen for SIGHUP; reload with POST /admin/api/reload"))
+            .ok()
+    }
+    #[cfg(not(unix))]
+    None
+}
+
+/// Reads the credentials again on every SIGHUP (the reload logs its outcome).
+async fn reload_on_hangup(reloader: Arc<Reloader>, hangups: Hangups) {
+    #[cfg(unix)]
+    if let Some(mut hangups) = hangups {
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP: reading the credentials again");
+            let _ = pushgate_api::Reload::reload(reloader.as_ref()).await;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (reloader, hangups);
 }
 
 /// The labels of `pushgate_certificate_expiry_days`.

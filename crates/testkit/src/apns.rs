@@ -94,6 +94,8 @@ struct State {
     requests: Mutex<Vec<RecordedApnsRequest>>,
     recorded: Notify,
     reject_tokens_issued_before: AtomicU64,
+    /// Signing keys accepted beside the configured one (key id, SPKI PEM): a rotation.
+    more_token_keys: Mutex<Vec<(String, String)>>,
     /// The last accepted provider token of each connection.
     last_token: Mutex<HashMap<u64, (String, u64)>>,
     connections: AtomicU64,
@@ -140,6 +142,7 @@ impl FakeApns {
             requests: Mutex::default(),
             recorded: Notify::new(),
             reject_tokens_issued_before: AtomicU64::new(0),
+            more_token_keys: Mutex::default(),
             last_token: Mutex::default(),
             connections: AtomicU64::new(0),
             peak_streams: AtomicUsize::new(0),
@@ -171,6 +174,12 @@ impl FakeApns {
     /// The next requests to `device_token` fail in turn with `failures`.
     pub fn fail_next(&self, device_token: &str, failures: impl IntoIterator<Item = ApnsFailure>) {
         lock(&self.state.failures).entry(device_token.to_owned()).or_default().extend(failures);
+    }
+
+    /// Also accepts provider tokens signed by this key (a key rotation: Apple
+    /// accepts a new key while the old one is still valid).
+    pub fn accept_token_key(&self, key_id: &str, public_pem: &str) {
+        lock(&self.state.more_token_keys).push((key_id.to_owned(), public_pem.to_owned()));
     }
 
     /// Provider tokens issued before `iat` (Unix seconds) are answered `ExpiredProviderToken`.
@@ -331,7 +340,9 @@ async fn handle_stream(
         }
         let config = lock(&state.config).clone();
         if let Some((key_id, team_id, public_pem)) = &config.token_auth {
-            jwt_iat = Some(check_provider_token(jwt.as_deref(), key_id, team_id, public_pem, state, connection)?);
+            let mut keys = vec![(key_id.clone(), public_pem.clone())];
+            keys.extend(lock(&state.more_token_keys).iter().cloned());
+            jwt_iat = Some(check_provider_token(jwt.as_deref(), &keys, team_id, state, connection)?);
         }
         check_headers(&headers, &device_token, &config.topic, payload.len())?;
         match failure {
@@ -401,9 +412,8 @@ struct ProviderClaims {
 
 fn check_provider_token(
     jwt: Option<&str>,
-    key_id: &str,
+    keys: &[(String, String)],
     team_id: &str,
-    public_pem: &str,
     state: &State,
     connection: u64,
 ) -> Result<u64, Rejection> {
@@ -421,9 +431,10 @@ fn check_provider_token(
         return Ok(iat);
     }
     let header = jsonwebtoken::decode_header(jwt).map_err(|_| invalid)?;
-    if header.alg != Algorithm::ES256 || header.kid.as_deref() != Some(key_id) {
-        return Err(invalid);
-    }
+    let public_pem = match keys.iter().find(|(key_id, _)| header.kid.as_deref() == Some(key_id.as_str())) {
+        Some((_, public_pem)) if header.alg == Algorithm::ES256 => public_pem,
+        _ => return Err(invalid),
+    };
     let key = DecodingKey::from_ec_pem(public_pem.as_bytes()).map_err(|_| invalid)?;
     let mut validation = Validation::new(Algorithm::ES256);
     validation.validate_exp = false;

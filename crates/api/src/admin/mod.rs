@@ -299,3 +299,43 @@ pub async fn resume(
     }
     Ok(ok(Resumed { resumed }))
 }
+
+/// The `result` of the reload route.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Reloaded {
+    /// What was read again and swapped in.
+    pub reloaded: Vec<String>,
+}
+
+/// Re-read the configuration's credential files (APNs keys and certificates,
+/// FCM service accounts, Web Push keys, the server's TLS certificate) and swap
+/// them in without dropping work under way; a bad file changes nothing. An
+/// admin key only; SIGHUP does the same.
+#[utoipa::path(
+    post,
+    path = "/admin/api/reload",
+    tag = "console",
+    security(("api_key" = [])),
+    responses(
+        (status = 200, body = Envelope<Reloaded>),
+        (status = 400, description = "`RELOAD_REFUSED` naming the file or key at fault; the old credentials stay", body = ErrorEnvelope),
+        (status = 401, description = "`INVALID_API_KEY`", body = ErrorEnvelope),
+        (status = 403, description = "`FORBIDDEN`: an app's key cannot reload the instance", body = ErrorEnvelope),
+    )
+)]
+pub async fn reload(State(state): State<AppState>, operator: Operator) -> Result<Json<Envelope<Reloaded>>, ApiError> {
+    if !matches!(operator.0, Access::Admin) {
+        return Err(ApiError::forbidden("reloading the instance needs an admin key"));
+    }
+    let reloader = state.reload.as_ref().ok_or_else(|| {
+        ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "RELOAD_REFUSED",
+            "this instance was started without a configuration file to read again",
+        )
+    })?;
+    match reloader.reload().await {
+        Ok(reloaded) => Ok(ok(Reloaded { reloaded })),
+        Err(why) => Err(ApiError::new(axum::http::StatusCode::BAD_REQUEST, "RELOAD_REFUSED", why)),
+    }
+}

@@ -371,3 +371,47 @@ async fn two_nodes_on_postgres_one_sigkilled_mid_load_lose_no_message_and_count_
     let delivered = fake.delivered().len();
     assert!(delivered <= MESSAGES * DEVICES + 8, "{delivered} deliveries for {} expected", MESSAGES * DEVICES);
 }
+
+/// SIGHUP reads the credentials again: after an APNs key rotation in the
+/// configuration, the running binary signs with the new key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sighup_reads_the_credentials_again() {
+    use base64::Engine as _;
+    let Setup { fake, config, _directory } = setup().await;
+    fake.set_answer_delay(Duration::ZERO);
+    let (mut child, url) = start(&config).await;
+    let http = reqwest::Client::new();
+    register(&http, &url).await;
+
+    let new_key = Es256Key::generate();
+    fake.accept_token_key("NEWKEY1234", &new_key.public_pem);
+    std::fs::write(_directory.path().join("AuthKey2.p8"), &new_key.private_pem).expect("the new key");
+    let text = std::fs::read_to_string(&config).expect("the configuration");
+    let rotated = text.replace("AuthKey.p8", "AuthKey2.p8").replace("\"ABC123DEFG\"", "\"NEWKEY1234\"");
+    assert_ne!(text, rotated);
+    std::fs::write(&config, rotated).expect("the rotated configuration");
+    let pid = child.id().expect("running").to_string();
+    assert!(std::process::Command::new("kill").args(["-HUP", &pid]).status().expect("kill runs").success());
+
+    let key_id = |request: &pushgate_testkit::RecordedApnsRequest| {
+        let token = request.headers["authorization"].trim_start_matches("bearer ").to_owned();
+        let header = token.split('.').next().unwrap_or_default().to_owned();
+        let header = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header).expect("base64url");
+        serde_json::from_slice::<serde_json::Value>(&header).expect("JSON")["kid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let started = std::time::Instant::now();
+    loop {
+        let body = json!({ "clients": ["user0"], "payload": { "alert": "after the hangup" } });
+        let response = http.post(format!("{url}/push/push2clients")).header("IM-API-KEY", KEY).json(&body).send().await;
+        assert_eq!(response.expect("sent").status(), 200, "the hangup did not stop the server");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if fake.delivered().last().is_some_and(|request| key_id(request) == "NEWKEY1234") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "still signing with the old key");
+    }
+    child.start_kill().expect("stop");
+}

@@ -1,6 +1,7 @@
 //! `TestApp`: a real pushgate on port 0 with a temporary SQLite file.
 
 use pushgate::config::Config;
+use pushgate::reload::ConfigSource;
 use pushgate::startup::{Application, Role};
 use serde_json::{Value, json};
 
@@ -50,16 +51,26 @@ impl TestApp {
             environment.retain(|(existing, _)| existing != name);
             environment.push(((*name).to_owned(), (*value).to_owned()));
         }
-        let config = Config::load(config_path.as_deref(), environment).expect("test configuration is valid");
-        Self::start_as(config, directory, reqwest::Client::new(), role).await
+        let config = Config::load(config_path.as_deref(), environment.clone()).expect("test configuration is valid");
+        let source = ConfigSource { file: config_path, environment };
+        Self::start_as(config, directory, reqwest::Client::new(), role, Some(source)).await
     }
 
     pub async fn start(config: Config, directory: tempfile::TempDir, client: reqwest::Client) -> Self {
-        Self::start_as(config, directory, client, Role::All).await
+        Self::start_as(config, directory, client, Role::All, None).await
     }
 
-    async fn start_as(config: Config, directory: tempfile::TempDir, client: reqwest::Client, role: Role) -> Self {
+    async fn start_as(
+        config: Config,
+        directory: tempfile::TempDir,
+        client: reqwest::Client,
+        role: Role,
+        source: Option<ConfigSource>,
+    ) -> Self {
         let application = Application::build_as(&config, role).await.expect("application builds");
+        if let Some(source) = source {
+            application.reload_from(source);
+        }
         let base_url = application.base_url();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(application.run_until_stopped(async {
@@ -67,6 +78,11 @@ impl TestApp {
             let _ = stopped.await;
         }));
         Self { base_url, client, _directory: directory, _stop: stop }
+    }
+
+    /// The configuration file the app was started from (when it was given a text).
+    pub fn config_file(&self) -> std::path::PathBuf {
+        self._directory.path().join("pushgate.toml")
     }
 
     pub async fn post_json(&self, path: &str, key: Option<&str>, body: &Value) -> (u16, Value) {

@@ -14,6 +14,7 @@ mod openapi;
 mod ops;
 mod postgres;
 mod pushes;
+mod reload;
 mod routing;
 mod tls;
 mod tour;
