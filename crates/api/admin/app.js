@@ -87,7 +87,18 @@ async function logIn(key) {
   // An admin sees every app at first; one app is chosen to look up or send.
   if (state.admin && session.apps.length === 1) select.value = session.apps[0];
   $("nav").hidden = false;
+  $("reload-box").hidden = !state.admin;
   show(location.hash.slice(1) || "overview");
+}
+
+async function reloadCredentials() {
+  $("reload-result").textContent = "Reloading…";
+  try {
+    const { reloaded } = await api("POST", "/admin/api/reload", {});
+    $("reload-result").textContent = `Reloaded: ${reloaded.join(", ") || "nothing to reload"}.`;
+  } catch (error) {
+    $("reload-result").textContent = `Not reloaded, the old credentials stay: ${error.message}`;
+  }
 }
 
 function logOut() {
@@ -315,6 +326,7 @@ document.addEventListener("DOMContentLoaded", () => {
     });
   });
   $("logout").addEventListener("click", logOut);
+  $("reload").addEventListener("click", reloadCredentials);
   $("lookup-form").addEventListener("submit", (event) => { event.preventDefault(); lookUp(); });
   $("send-form").addEventListener("submit", (event) => { event.preventDefault(); sendTest(); });
   $("app").addEventListener("change", () => show(location.hash.slice(1) || "overview"));

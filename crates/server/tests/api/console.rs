@@ -88,6 +88,10 @@ async fn the_console_charts_looks_up_sends_and_resumes_in_a_real_browser() {
     let (_, ready) = setup.app.get("/readyz", None).await;
     assert!(ready["result"].get("pausedProviders").is_none(), "{ready}");
 
+    // An admin reloads the credentials from the console.
+    browser.click("#reload").await;
+    browser.wait_for_text("#reload-result", "Reloaded: providers of app OtherApp, providers of app SampleApp").await;
+
     // Lookup: a client's devices (masked), badge, prefs and recent pushes; then a push.
     browser.click("#nav-lookup").await;
     browser.select("#app", "SampleApp").await;
