@@ -80,10 +80,6 @@ pub(crate) fn complete(openapi: &mut OpenApi) {
         for (method, operation) in operations {
             let Some(operation) = operation else { continue };
             if let Some(RefOr::T(body)) = &mut operation.request_body {
-                // The read mark's body (`{"sync": true}`) may be left out.
-                if path == "/v1/clients/{clientId}/rooms/{room}/read" {
-                    body.required = Some(utoipa::openapi::Required::False);
-                }
                 if let Some(example) = example(method, path) {
                     for content in body.content.values_mut() {
                         if let RefOr::T(content) = content {

@@ -839,6 +839,13 @@ impl Config {
     pub fn app_ids(&self) -> impl Iterator<Item = (AppId, &AppConfig)> {
         self.apps.iter().filter_map(|app| AppId::parse(&app.id).ok().map(|id| (id, app)))
     }
+
+    /// The configured app `id` names.
+    pub fn app(&self, id: &str) -> anyhow::Result<(AppId, &AppConfig)> {
+        self.app_ids()
+            .find(|(app_id, _)| app_id.as_str() == id)
+            .ok_or_else(|| anyhow::anyhow!("no app {id:?} in the configuration"))
+    }
 }
 
 /// Removes the key at `path` (`apps[1].apns.key_id`, as serde_path_to_error

@@ -15,11 +15,7 @@ const PAGE: u32 = 1000;
 
 /// Writes every device of `app` to `out`, one line each; answers how many.
 pub async fn export_devices(config: &Config, app: &str, out: &mut impl Write) -> anyhow::Result<usize> {
-    let app_id = config
-        .app_ids()
-        .map(|(id, _)| id)
-        .find(|id| id.as_str() == app)
-        .with_context(|| format!("no app {app:?} in the configuration"))?;
+    let (app_id, _) = config.app(app)?;
     let store = open_store(&config.store.url).await.context("opening the store")?;
     let mut after = None;
     let mut written = 0;

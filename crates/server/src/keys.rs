@@ -36,18 +36,11 @@ pub fn key_id(digest: &[u8; 32]) -> String {
 
 /// Makes and stores a key for `app`; answers it (shown once) and its id.
 pub async fn create(config: &Config, app: &str) -> anyhow::Result<(SecretString, String)> {
-    let app_id = config
-        .app_ids()
-        .map(|(id, _)| id)
-        .find(|id| id.as_str() == app)
-        .with_context(|| format!("no app {app:?} in the configuration"))?;
+    let (app_id, _) = config.app(app)?;
     let store = open_store(&config.store.url).await.context("opening the store")?;
     let key = generate_api_key()?;
     let digest = api_key_digest(key.expose_secret());
-    let created_at_ms = i64::try_from(
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis(),
-    )
-    .unwrap_or(i64::MAX);
+    let created_at_ms = pushgate_api::now_ms();
     store.create_api_key(&StoredApiKey { app_id, digest, kind: ApiKeyKind::Created, created_at_ms }).await?;
     store.close().await;
     Ok((key, key_id(&digest)))

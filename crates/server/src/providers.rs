@@ -29,6 +29,13 @@ pub fn vapid_public_key(pem: &str) -> anyhow::Result<String> {
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(point.as_bytes()))
 }
 
+/// The VAPID public key of the app's configured Web Push key file, read now.
+pub fn configured_vapid_public_key(webpush: &crate::config::WebPushConfig) -> anyhow::Result<String> {
+    let path = &webpush.vapid_private_key_file;
+    let pem = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    vapid_public_key(&pem).with_context(|| format!("apps.webpush.vapid_private_key_file {}", path.display()))
+}
+
 /// A new VAPID key pair: the private key in PKCS#8 PEM, and its public key
 /// as [`vapid_public_key`] gives it.
 pub fn generate_vapid_key() -> anyhow::Result<(String, String)> {

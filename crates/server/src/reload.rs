@@ -12,7 +12,7 @@
 //! the public half pushgate served, and their subscriptions would all break.
 
 use crate::config::Config;
-use crate::providers::{app_providers, vapid_public_key};
+use crate::providers::{app_providers, configured_vapid_public_key};
 use anyhow::Context as _;
 use pushgate_delivery::Worker;
 use pushgate_domain::AppId;
@@ -69,18 +69,15 @@ impl Reloader {
         let mut providers = HashMap::new();
         let mut reloaded = Vec::new();
         for (id, served_key) in &self.apps {
-            let app =
-                config.app_ids().find(|(other, _)| other == id).map(|(_, app)| app).with_context(|| {
-                    format!("app {id} is no longer in the configuration (a restart removes an app)")
-                })?;
+            let (_, app) = config
+                .app(id.as_str())
+                .with_context(|| format!("app {id} is no longer there (a restart removes an app)"))?;
             if let Some(webpush) = &app.webpush {
-                let path = &webpush.vapid_private_key_file;
-                let pem = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-                let key = vapid_public_key(&pem).with_context(|| format!("{}", path.display()))?;
+                let key = configured_vapid_public_key(webpush)?;
                 anyhow::ensure!(
                     served_key.as_deref() == Some(key.as_str()),
                     "app {id}: {} is another Web Push key than the one browsers subscribed with; a restart changes it",
-                    path.display()
+                    webpush.vapid_private_key_file.display()
                 );
             }
             if self.worker.is_some() {

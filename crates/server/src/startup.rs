@@ -171,17 +171,8 @@ impl Application {
             );
             let default_environment = app.apns.as_ref().map_or(Environment::Production, |apns| apns.environment);
             let max_age_ms = config.max_age_ms(app);
-            let vapid_public_key = match &app.webpush {
-                Some(webpush) => {
-                    let path = &webpush.vapid_private_key_file;
-                    let pem = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-                    Some(
-                        crate::providers::vapid_public_key(&pem)
-                            .with_context(|| format!("apps.webpush.vapid_private_key_file {}", path.display()))?,
-                    )
-                }
-                None => None,
-            };
+            let vapid_public_key =
+                app.webpush.as_ref().map(crate::providers::configured_vapid_public_key).transpose()?;
             let origin = app.generic_push.as_ref().map_or_else(OriginCheck::default, |generic| {
                 OriginCheck::new(
                     generic.secret.as_ref().map(|secret| secret.expose_secret().as_bytes().to_vec()),

@@ -46,6 +46,17 @@ impl FakeApnsConfig {
     }
 }
 
+impl RecordedApnsRequest {
+    /// The key id (`kid`) of the provider token the request carried, if any.
+    pub fn key_id(&self) -> Option<String> {
+        use base64::Engine as _;
+        let token = bearer(self.headers.get("authorization")?)?;
+        let header = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token.split('.').next()?).ok()?;
+        let header: serde_json::Value = serde_json::from_slice(&header).ok()?;
+        header["kid"].as_str().map(str::to_owned)
+    }
+}
+
 /// A failure to answer with instead of the normal answer, for one request to one token.
 #[derive(Debug, Clone)]
 pub enum ApnsFailure {

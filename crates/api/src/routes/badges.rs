@@ -171,7 +171,7 @@ pub struct ReadResult {
         ("clientId" = String, Path, description = "The IMKIT client id"),
         ("room" = String, Path, description = "The room id"),
     ),
-    request_body(content = ReadRequest, description = "Optional"),
+    request_body(content = Option<ReadRequest>, description = "Optional"),
     security(("api_key" = [])),
     responses(
         (status = 200, description = "The client's badge after the read", body = Envelope<ReadResult>),

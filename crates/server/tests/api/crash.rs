@@ -167,6 +167,15 @@ async fn a_sigkill_during_a_load_loses_no_accepted_push() {
     }
 }
 
+/// The leases a stopped process left in the setup's SQLite file (releasing them).
+async fn leases_left(directory: &Path) -> u64 {
+    let url = format!("sqlite://{}", directory.join("pushgate.db").display());
+    let store = pushgate::startup::open_store(&url).await.expect("the store opens");
+    let left = store.release_all_leases().await.expect("leases");
+    store.close().await;
+    left
+}
+
 /// A SIGTERM while sends are under way: the process stops cleanly, having
 /// let them finish and recorded their outcomes, so it leaves no lease behind;
 /// after a restart every accepted delivery arrives, and none twice.
@@ -197,10 +206,7 @@ async fn a_sigterm_during_a_load_drains_leaving_nothing_leased_and_sending_nothi
     let received_at_stop = fake.received_count();
     assert!(received_at_stop < PUSHES * DEVICES, "the stop must come while deliveries are outstanding");
 
-    let store_url = format!("sqlite://{}", _directory.path().join("pushgate.db").display());
-    let store = pushgate::startup::open_store(&store_url).await.expect("the store opens");
-    assert_eq!(store.release_all_leases().await.expect("leases"), 0, "every send under way was recorded");
-    store.close().await;
+    assert_eq!(leases_left(_directory.path()).await, 0, "every send under way was recorded");
 
     fake.set_answer_delay(Duration::ZERO);
     let (_second, _) = start(&config).await;
@@ -243,10 +249,7 @@ async fn a_stop_that_cannot_wait_for_its_sends_releases_them_within_the_grace_ti
         "stopped after about the grace time, not the provider's 30 s"
     );
 
-    let store_url = format!("sqlite://{}", _directory.path().join("pushgate.db").display());
-    let store = pushgate::startup::open_store(&store_url).await.expect("the store opens");
-    assert_eq!(store.release_all_leases().await.expect("leases"), 0, "released at the stop");
-    store.close().await;
+    assert_eq!(leases_left(_directory.path()).await, 0, "released at the stop");
     fake.set_answer_delay(Duration::ZERO);
     let (_second, _) = start(&config).await;
     let started = std::time::Instant::now();
@@ -376,7 +379,6 @@ async fn two_nodes_on_postgres_one_sigkilled_mid_load_lose_no_message_and_count_
 /// configuration, the running binary signs with the new key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sighup_reads_the_credentials_again() {
-    use base64::Engine as _;
     let Setup { fake, config, _directory } = setup().await;
     fake.set_answer_delay(Duration::ZERO);
     let (mut child, url) = start(&config).await;
@@ -393,22 +395,13 @@ async fn a_sighup_reads_the_credentials_again() {
     let pid = child.id().expect("running").to_string();
     assert!(std::process::Command::new("kill").args(["-HUP", &pid]).status().expect("kill runs").success());
 
-    let key_id = |request: &pushgate_testkit::RecordedApnsRequest| {
-        let token = request.headers["authorization"].trim_start_matches("bearer ").to_owned();
-        let header = token.split('.').next().unwrap_or_default().to_owned();
-        let header = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header).expect("base64url");
-        serde_json::from_slice::<serde_json::Value>(&header).expect("JSON")["kid"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
-    };
     let started = std::time::Instant::now();
     loop {
         let body = json!({ "clients": ["user0"], "payload": { "alert": "after the hangup" } });
         let response = http.post(format!("{url}/push/push2clients")).header("IM-API-KEY", KEY).json(&body).send().await;
         assert_eq!(response.expect("sent").status(), 200, "the hangup did not stop the server");
         tokio::time::sleep(Duration::from_millis(100)).await;
-        if fake.delivered().last().is_some_and(|request| key_id(request) == "NEWKEY1234") {
+        if fake.delivered().last().is_some_and(|request| request.key_id().as_deref() == Some("NEWKEY1234")) {
             break;
         }
         assert!(started.elapsed() < Duration::from_secs(20), "still signing with the old key");

@@ -21,12 +21,7 @@ async fn reload(setup: &WithProviders, key: &str) -> (u16, serde_json::Value) {
 
 /// The key id (`kid`) of the provider token a recorded request carried.
 fn key_id_of(request: &pushgate_testkit::RecordedApnsRequest) -> String {
-    use base64::Engine as _;
-    let token = request.headers["authorization"].trim_start_matches("bearer ");
-    let header = token.split('.').next().expect("a JWT");
-    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header).expect("base64url");
-    let header: serde_json::Value = serde_json::from_slice(&header).expect("a JSON header");
-    header["kid"].as_str().expect("a key id").to_owned()
+    request.key_id().expect("a provider token with a key id")
 }
 
 async fn send(setup: &WithProviders, n: usize) -> String {
