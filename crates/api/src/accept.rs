@@ -48,10 +48,10 @@ fn announce(state: &AppState, push: &NewPush, source: PushSource, accepted: &Acc
     match source {
         PushSource::Callback(version) => {
             state.metrics.callback(app, version, "accepted");
-            tracing::info!(app.id = %app, push.id = %push.push_id, callback.version = version, push.clients = push.clients.len(), "callback accepted");
+            tracing::info!(app.id = %app, push.id = %push.push_id, callback.version = version, push.clients = push.fan_out.clients.len(), "callback accepted");
         }
         PushSource::Send => {
-            tracing::info!(app.id = %app, push.id = %push.push_id, push.clients = push.clients.len(), "push accepted");
+            tracing::info!(app.id = %app, push.id = %push.push_id, push.clients = push.fan_out.clients.len(), "push accepted");
         }
         PushSource::ReadSync => {
             tracing::debug!(app.id = %app, push.id = %push.push_id, "badge update accepted");

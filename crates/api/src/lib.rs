@@ -279,6 +279,11 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 }
 
 /// The current time in Unix milliseconds.
+/// The id of a push accepted now: a UUIDv7, so it carries its acceptance time.
+pub(crate) fn new_push_id() -> pushgate_domain::PushId {
+    pushgate_domain::PushId::from_uuid(uuid::Uuid::now_v7())
+}
+
 pub fn now_ms() -> i64 {
     let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)

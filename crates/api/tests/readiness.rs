@@ -8,10 +8,11 @@ use pushgate_api::auth::ApiKeyRing;
 use pushgate_api::metrics::Metrics;
 use pushgate_api::{AppState, RouterOptions, router};
 use pushgate_domain::PushToken;
-use pushgate_domain::{AppId, BadgeSource, ClientId, DeviceId, DeviceType, RoomId};
+use pushgate_domain::{AppId, BadgeSource, ClientId, DeviceId, DeviceType, Experiment, ExperimentId, PushId, RoomId};
 use pushgate_store::{
-    Accepted, BadgeView, ClaimedDelivery, ClientPrefs, DeliveryRef, DeliveryUpdate, Device, NewDevice, NewPush,
-    PushView, SourceChange, Store, StoreError, StoredApiKey, UpsertOutcome, VariantCounts,
+    Accepted, BadgeView, ClaimedDelivery, ClientPrefs, ClientStore, DeliveryRef, DeliveryUpdate, Device, DeviceStore,
+    ExperimentStore, KeyStore, NewDevice, NewPush, PushView, QueueStore, SourceChange, Store, StoreError, StoredApiKey,
+    UpsertOutcome, VariantCounts,
 };
 use std::sync::Arc;
 use tower::ServiceExt as _;
@@ -28,15 +29,18 @@ impl Store for UnreachableStore {
     async fn ping(&self) -> Result<(), StoreError> {
         Err(unreachable())
     }
+}
+
+#[async_trait]
+impl DeviceStore for UnreachableStore {
     async fn upsert_device(&self, _: &NewDevice) -> Result<UpsertOutcome, StoreError> {
         Err(unreachable())
     }
+
     async fn remove_device(&self, _: &AppId, _: DeviceType, _: &DeviceId, _: &ClientId) -> Result<u64, StoreError> {
         Err(unreachable())
     }
-    async fn client_devices(&self, _: &AppId, _: &ClientId) -> Result<Vec<Device>, StoreError> {
-        Err(unreachable())
-    }
+
     async fn app_devices(
         &self,
         _: &AppId,
@@ -45,52 +49,11 @@ impl Store for UnreachableStore {
     ) -> Result<Vec<Device>, StoreError> {
         Err(unreachable())
     }
-    async fn api_keys(&self) -> Result<Vec<StoredApiKey>, StoreError> {
-        Err(unreachable())
-    }
-    async fn insert_api_key(&self, _: &StoredApiKey) -> Result<bool, StoreError> {
-        Err(unreachable())
-    }
-    async fn create_api_key(&self, _: &StoredApiKey) -> Result<(), StoreError> {
-        Err(unreachable())
-    }
-    async fn revoke_api_key(&self, _: &[u8; 32]) -> Result<bool, StoreError> {
-        Err(unreachable())
-    }
-    async fn accept_push(&self, _: &NewPush) -> Result<Accepted, StoreError> {
-        Err(unreachable())
-    }
-    async fn claim_due_deliveries(&self, _: i64, _: u32, _: i64) -> Result<Vec<ClaimedDelivery>, StoreError> {
-        Err(unreachable())
-    }
-    async fn record_attempt(&self, _: DeliveryRef, _: &DeliveryUpdate) -> Result<(), StoreError> {
-        Err(unreachable())
-    }
-    async fn renew_leases(&self, _: &[DeliveryRef], _: i64) -> Result<(), StoreError> {
+
+    async fn client_devices(&self, _: &AppId, _: &ClientId) -> Result<Vec<Device>, StoreError> {
         Err(unreachable())
     }
 
-    async fn release_all_leases(&self) -> Result<u64, StoreError> {
-        Err(unreachable())
-    }
-    async fn queue_depth(&self) -> Result<pushgate_store::QueueDepth, StoreError> {
-        Err(unreachable())
-    }
-    async fn next_due_at(&self) -> Result<Option<i64>, StoreError> {
-        Err(unreachable())
-    }
-    async fn release_leases(&self, _: &[pushgate_store::DeliveryRef]) -> Result<(), StoreError> {
-        Err(unreachable())
-    }
-    async fn expedite_retries(
-        &self,
-        _: &AppId,
-        _: &[pushgate_domain::DeviceType],
-        _: i64,
-        _: i64,
-    ) -> Result<u64, StoreError> {
-        Err(unreachable())
-    }
     async fn prune_device(
         &self,
         _: &AppId,
@@ -101,15 +64,101 @@ impl Store for UnreachableStore {
     ) -> Result<bool, StoreError> {
         Err(unreachable())
     }
-    async fn push_view(&self, _: &AppId, _: &str) -> Result<Option<PushView>, StoreError> {
+}
+
+#[async_trait]
+impl KeyStore for UnreachableStore {
+    async fn api_keys(&self) -> Result<Vec<StoredApiKey>, StoreError> {
         Err(unreachable())
     }
+
+    async fn insert_api_key(&self, _: &StoredApiKey) -> Result<bool, StoreError> {
+        Err(unreachable())
+    }
+
+    async fn create_api_key(&self, _: &StoredApiKey) -> Result<(), StoreError> {
+        Err(unreachable())
+    }
+
+    async fn revoke_api_key(&self, _: &[u8; 32]) -> Result<bool, StoreError> {
+        Err(unreachable())
+    }
+}
+
+#[async_trait]
+impl QueueStore for UnreachableStore {
+    async fn accept_push(&self, _: &NewPush) -> Result<Accepted, StoreError> {
+        Err(unreachable())
+    }
+
+    async fn claim_due_deliveries(&self, _: i64, _: u32, _: i64) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        Err(unreachable())
+    }
+
+    async fn record_attempt(&self, _: DeliveryRef, _: &DeliveryUpdate) -> Result<(), StoreError> {
+        Err(unreachable())
+    }
+
+    async fn renew_leases(&self, _: &[DeliveryRef], _: i64) -> Result<(), StoreError> {
+        Err(unreachable())
+    }
+
+    async fn release_all_leases(&self) -> Result<u64, StoreError> {
+        Err(unreachable())
+    }
+
+    async fn release_leases(&self, _: &[pushgate_store::DeliveryRef]) -> Result<(), StoreError> {
+        Err(unreachable())
+    }
+
+    async fn expedite_retries(
+        &self,
+        _: &AppId,
+        _: &[pushgate_domain::DeviceType],
+        _: i64,
+        _: i64,
+    ) -> Result<u64, StoreError> {
+        Err(unreachable())
+    }
+
+    async fn queue_depth(&self) -> Result<pushgate_store::QueueDepth, StoreError> {
+        Err(unreachable())
+    }
+
+    async fn next_due_at(&self) -> Result<Option<i64>, StoreError> {
+        Err(unreachable())
+    }
+
+    async fn push_view(&self, _: &AppId, _: &PushId) -> Result<Option<PushView>, StoreError> {
+        Err(unreachable())
+    }
+
     async fn forget_before(&self, _: i64, _: u32) -> Result<(u64, u64), StoreError> {
         Err(unreachable())
     }
+}
+
+#[async_trait]
+impl ClientStore for UnreachableStore {
     async fn badge(&self, _: &AppId, _: &ClientId, _: bool, _: i64) -> Result<BadgeView, StoreError> {
         Err(unreachable())
     }
+
+    async fn mark_room_read(&self, _: &AppId, _: &ClientId, _: &RoomId, _: i64) -> Result<(), StoreError> {
+        Err(unreachable())
+    }
+
+    async fn change_badge_source(
+        &self,
+        _: &AppId,
+        _: &ClientId,
+        _: &BadgeSource,
+        _: SourceChange,
+        _: i64,
+    ) -> Result<(), StoreError> {
+        Err(unreachable())
+    }
+
     async fn set_room_pref(
         &self,
         _: &AppId,
@@ -121,38 +170,35 @@ impl Store for UnreachableStore {
     ) -> Result<(), StoreError> {
         Err(unreachable())
     }
+
     async fn set_presence(&self, _: &AppId, _: &ClientId, _: Option<i64>) -> Result<(), StoreError> {
         Err(unreachable())
     }
+
     async fn client_prefs(&self, _: &AppId, _: &ClientId) -> Result<ClientPrefs, StoreError> {
         Err(unreachable())
     }
+
     async fn set_client_prefs(&self, _: &AppId, _: &ClientId, _: &ClientPrefs, _: i64) -> Result<(), StoreError> {
         Err(unreachable())
     }
-    async fn put_experiment(&self, _: &AppId, _: &str, _: &str, _: i64) -> Result<(), StoreError> {
+}
+
+#[async_trait]
+impl ExperimentStore for UnreachableStore {
+    async fn put_experiment(&self, _: &AppId, _: &ExperimentId, _: &Experiment, _: i64) -> Result<(), StoreError> {
         Err(unreachable())
     }
-    async fn experiments(&self, _: &AppId) -> Result<Vec<(String, String)>, StoreError> {
+
+    async fn experiments(&self, _: &AppId) -> Result<Vec<(ExperimentId, Experiment)>, StoreError> {
         Err(unreachable())
     }
-    async fn record_open(&self, _: &AppId, _: &str, _: &ClientId, _: i64) -> Result<bool, StoreError> {
+
+    async fn record_open(&self, _: &AppId, _: &PushId, _: &ClientId, _: i64) -> Result<bool, StoreError> {
         Err(unreachable())
     }
-    async fn experiment_stats(&self, _: &AppId, _: &str) -> Result<Vec<VariantCounts>, StoreError> {
-        Err(unreachable())
-    }
-    async fn mark_room_read(&self, _: &AppId, _: &ClientId, _: &RoomId, _: i64) -> Result<(), StoreError> {
-        Err(unreachable())
-    }
-    async fn change_badge_source(
-        &self,
-        _: &AppId,
-        _: &ClientId,
-        _: &BadgeSource,
-        _: SourceChange,
-        _: i64,
-    ) -> Result<(), StoreError> {
+
+    async fn experiment_stats(&self, _: &AppId, _: &ExperimentId) -> Result<Vec<VariantCounts>, StoreError> {
         Err(unreachable())
     }
 }

@@ -511,7 +511,7 @@ async fn raw_limit(fakes: &Fakes, requests: usize) -> f64 {
 /// journals), then the fan-out of all of them (`fan_out_journal`: unread
 /// counts, routing, deliveries). pushgate cannot accept or fan out faster.
 fn store_ceiling(store_url: String, devices: usize, group: usize, count: usize) -> anyhow::Result<Value> {
-    use pushgate_domain::{AppId, ClientId, OnlinePolicy, RoomId};
+    use pushgate_domain::{AppId, ChatMessage, ClientId, OnlinePolicy, PushId, PushRequest, RoomId};
     use pushgate_store::{BadgePlan, CallbackKey, NewPush, PgStore, RoutingPlan, SqliteStore, Store};
     // Its own runtime, of pushgate's shape (one worker per core), on a thread
     // of its own: the load generator's runtime has one worker.
@@ -532,23 +532,21 @@ fn store_ceiling(store_url: String, devices: usize, group: usize, count: usize) 
             let rate = drive(count, 32, move |n| {
                 let clients: Vec<ClientId> =
                     (0..group).filter_map(|k| ClientId::parse(&client_id((n * group + k) % devices)).ok()).collect();
-                let push = NewPush {
-                    push_id: format!("ceiling-{n}"),
-                    app_id: app.clone(),
-                    kind: pushgate_domain::PushKind::Chat,
-                    request: callback(&format!("ceiling-{n}"), n, &[]).to_string(),
-                    clients,
-                    now_ms: now,
-                    deadline_ms: now + 3_600_000,
-                    skip_all: None,
-                    callback: Some(CallbackKey { message_id: format!("ceiling-{n}"), to_client: None }),
-                    badge: BadgePlan::CountUnread(room.clone()),
-                    count_muted_rooms: true,
-                    routing: Some(RoutingPlan { room: room.clone(), online: OnlinePolicy::Silent }),
-                    experiment: None,
-                };
+                let body = callback(&format!("ceiling-{n}"), n, &[]);
+                let message = body.as_object().map(ChatMessage::parse).and_then(Result::ok);
+                let push = message.map(|message| {
+                    let push_id = PushId::from_uuid(uuid::Uuid::now_v7());
+                    let request = PushRequest::Chat(message);
+                    NewPush::new(push_id, app.clone(), request, clients, now, now + 3_600_000)
+                        .with_callback(CallbackKey { message_id: format!("ceiling-{n}"), to_client: None })
+                        .with_badge(BadgePlan::CountUnread(room.clone()), true)
+                        .with_routing(RoutingPlan { room: room.clone(), online: OnlinePolicy::Silent })
+                });
                 let store = Arc::clone(&accepting);
-                async move { store.accept_push(&push).await.is_ok_and(|accepted| accepted.duplicate_of.is_none()) }
+                async move {
+                    let Some(push) = push else { return false };
+                    store.accept_push(&push).await.is_ok_and(|accepted| accepted.duplicate_of.is_none())
+                }
             })
             .await;
             let started = Instant::now();

@@ -79,7 +79,7 @@ impl Reach {
                 reason: String::new(),
             });
             run.sends += 1;
-            outcome.reason().clone_into(&mut run.reason);
+            run.reason = outcome.reason().map(ToString::to_string).unwrap_or_default();
         } else {
             runs.remove(&(app.clone(), provider));
         }
@@ -154,13 +154,14 @@ impl DeliveryHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pushgate_domain::{Reason, Unreachable};
     use pushgate_providers::Outcome;
 
     #[test]
     fn a_provider_is_unreachable_after_sends_in_a_row_and_reached_again_by_any_answer() {
         let reach = Reach::default();
         let app = AppId::parse("app").expect("an app id");
-        let lost = Outcome::Retry { reason: "ConnectionFailed".into(), after: None };
+        let lost = Outcome::Retry { reason: Reason::Unreachable(Unreachable::ConnectionFailed), after: None };
         for n in 0..UNREACHABLE_AFTER {
             assert!(reach.unreachable().is_empty(), "not after {n}");
             reach.record(&app, ProviderKind::Apns, &lost, 100 + i64::from(n));
@@ -169,7 +170,12 @@ mod tests {
         assert_eq!(found.len(), 1);
         assert_eq!((found[0].2.sends, found[0].2.since_ms, found[0].2.reason.as_str()), (5, 100, "ConnectionFailed"));
         // A refusal is an answer: the provider was reached.
-        reach.record(&app, ProviderKind::Apns, &Outcome::Retry { reason: "TooManyRequests".into(), after: None }, 200);
+        reach.record(
+            &app,
+            ProviderKind::Apns,
+            &Outcome::Retry { reason: Reason::provider("TooManyRequests"), after: None },
+            200,
+        );
         assert!(reach.unreachable().is_empty());
     }
 }

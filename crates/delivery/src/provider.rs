@@ -3,10 +3,10 @@
 //! stored push, waits its turn under its rate limit and sends; the worker
 //! only gates (pauses), settles and records.
 
-use crate::payload::StoredPush;
+use crate::payload;
 use crate::rate::SendRate;
 use async_trait::async_trait;
-use pushgate_domain::{ChatStyle, DeviceType, Environment, ProviderKind, WebPushEndpoints};
+use pushgate_domain::{ChatStyle, DeviceType, Environment, ProviderKind, PushRequest, Reason, WebPushEndpoints};
 use pushgate_providers::Outcome;
 use pushgate_providers::apns::{ApnsClient, Notification, Priority, PushType, apns_id};
 use pushgate_providers::fcm::FcmClient;
@@ -20,7 +20,7 @@ pub(crate) enum Sent {
     /// The provider answered.
     Answered(Outcome),
     /// This device gets nothing from this push; why.
-    Skipped(&'static str),
+    Skipped(Reason),
     /// The worker's gate held it back (the provider is paused for the app).
     Held(DeliveryUpdate),
 }
@@ -40,7 +40,7 @@ pub(crate) trait Provider: Send + Sync + std::fmt::Debug {
     async fn send(
         &self,
         delivery: &ClaimedDelivery,
-        push: &StoredPush,
+        request: &PushRequest,
         style: &ChatStyle,
         now_ms: i64,
         admit: Admit<'_>,
@@ -101,7 +101,7 @@ impl Provider for ApnsProviders {
     async fn send(
         &self,
         delivery: &ClaimedDelivery,
-        push: &StoredPush,
+        request: &PushRequest,
         style: &ChatStyle,
         _now_ms: i64,
         admit: Admit<'_>,
@@ -110,8 +110,8 @@ impl Provider for ApnsProviders {
             Environment::Production => &self.production,
             Environment::Sandbox => &self.sandbox,
         };
-        let Some(apns) = push.apns(delivery, style) else {
-            return Sent::Skipped("VoIP devices get no badge updates");
+        let Some(apns) = payload::apns(request, delivery, style) else {
+            return Sent::Skipped(Reason::NoVoipBadgeUpdate);
         };
         let push_type = match (delivery.device_type, apns.silent) {
             (DeviceType::IosVoip, _) => PushType::Voip,
@@ -126,7 +126,7 @@ impl Provider for ApnsProviders {
             device_token: delivery.token.as_str(),
             push_type,
             topic: apns.topic.as_deref().unwrap_or(&self.topic),
-            apns_id: apns_id(&delivery.push_id, &device_key),
+            apns_id: apns_id(&delivery.push_id().to_string(), &device_key),
             expiration: apns.expiration,
             priority: apns.power_aware.then_some(Priority::PowerAware),
             collapse_id: apns.collapse_id.as_deref(),
@@ -154,7 +154,7 @@ impl Provider for FcmProvider {
     async fn send(
         &self,
         delivery: &ClaimedDelivery,
-        push: &StoredPush,
+        request: &PushRequest,
         style: &ChatStyle,
         now_ms: i64,
         admit: Admit<'_>,
@@ -162,7 +162,7 @@ impl Provider for FcmProvider {
         if let Some(held) = take_turn(admit, self.rate.as_ref()).await {
             return held;
         }
-        let message = push.fcm(delivery, style, u64::try_from(now_ms / 1000).unwrap_or_default());
+        let message = payload::fcm(request, delivery, style, u64::try_from(now_ms / 1000).unwrap_or_default());
         Sent::Answered(self.client.send(delivery.token.as_str(), &message).await)
     }
 }
@@ -188,21 +188,21 @@ impl Provider for WebPushProvider {
     async fn send(
         &self,
         delivery: &ClaimedDelivery,
-        push: &StoredPush,
+        request: &PushRequest,
         style: &ChatStyle,
         now_ms: i64,
         admit: Admit<'_>,
     ) -> Sent {
         let Some(subscription) = delivery.token.web_subscription() else {
-            return Sent::Skipped("the stored Web Push subscription is unreadable");
+            return Sent::Skipped(Reason::UnreadableSubscription);
         };
         if self.endpoints.check(&subscription.endpoint).is_err() {
-            return Sent::Skipped("the subscription's endpoint is no longer allowed for this app");
+            return Sent::Skipped(Reason::EndpointNotAllowed);
         }
         if let Some(held) = take_turn(admit, self.rate.as_ref()).await {
             return held;
         }
-        let message = push.webpush(delivery, style, u64::try_from(now_ms / 1000).unwrap_or_default());
+        let message = payload::webpush(request, delivery, style, u64::try_from(now_ms / 1000).unwrap_or_default());
         Sent::Answered(self.client.send(&subscription, &message).await)
     }
 }

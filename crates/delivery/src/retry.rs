@@ -2,14 +2,15 @@
 //! tried again, and when it is given up.
 
 use crate::DeliveryConfig;
+use pushgate_domain::Reason;
 use pushgate_store::{ClaimedDelivery, DeliveryStatus, DeliveryUpdate};
 use std::hash::BuildHasher as _;
 use std::time::Duration;
 
 /// Due again at `next`, or failed for good when that is past the push's deadline.
-pub fn retry_at(delivery: &ClaimedDelivery, reason: String, next: i64, attempted: bool, now: i64) -> DeliveryUpdate {
-    let (status, reason, next_attempt_at_ms) = if next > delivery.deadline_ms {
-        (DeliveryStatus::Failed, format!("{reason} (gave up: the next try would be past the push's deadline)"), None)
+pub fn retry_at(delivery: &ClaimedDelivery, reason: Reason, next: i64, attempted: bool, now: i64) -> DeliveryUpdate {
+    let (status, reason, next_attempt_at_ms) = if next > delivery.push.deadline_ms {
+        (DeliveryStatus::Failed, Reason::GaveUpAtDeadline(Box::new(reason)), None)
     } else {
         (DeliveryStatus::Retrying, reason, Some(next))
     };
@@ -34,7 +35,7 @@ pub fn schedule_retry(
     settings: &DeliveryConfig,
     max_attempts: u32,
     delivery: &ClaimedDelivery,
-    reason: &str,
+    reason: &Reason,
     after: Option<Duration>,
     now: i64,
 ) -> DeliveryUpdate {
@@ -42,7 +43,7 @@ pub fn schedule_retry(
     if attempts >= max_attempts {
         return DeliveryUpdate {
             status: DeliveryStatus::Failed,
-            reason: Some(format!("{reason} (gave up after {attempts} attempts)")),
+            reason: Some(Reason::GaveUpAfter { reason: Box::new(reason.clone()), attempts }),
             next_attempt_at_ms: None,
             attempted: true,
             now_ms: now,
@@ -50,7 +51,7 @@ pub fn schedule_retry(
     }
     let delay = backoff(settings, delivery.id, attempts).max(after.unwrap_or_default());
     let next = now.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
-    retry_at(delivery, reason.to_owned(), next, true, now)
+    retry_at(delivery, reason.clone(), next, true, now)
 }
 
 #[cfg(test)]

@@ -9,11 +9,10 @@
 
 use crate::metrics::DeliveryMetrics;
 use crate::pauses::Gate;
-use crate::payload::StoredPush;
 use crate::provider::{Provider, Sent, provider_kind_of};
 use crate::retry::{retry_at, schedule_retry};
 use crate::{ApnsProviders, DeliveryConfig, DeliveryHandle, FcmProvider, WebPushProvider};
-use pushgate_domain::{AppId, ChatStyle, ProviderKind};
+use pushgate_domain::{AppId, ChatStyle, ProviderKind, Reason};
 use pushgate_providers::{Clock, Outcome};
 use pushgate_store::{ClaimedDelivery, DeliveryRef, DeliveryStatus, DeliveryUpdate, SharedPause, Store};
 use std::collections::{HashMap, HashSet};
@@ -157,9 +156,9 @@ impl Worker {
             };
             handled += batch.len();
             let mut sends = tokio::task::JoinSet::new();
-            for (delivery, push) in parse_once_per_push(batch) {
+            for delivery in batch {
                 let worker = Arc::clone(self);
-                sends.spawn(async move { worker.deliver(delivery, push.as_ref().as_ref()).await });
+                sends.spawn(async move { worker.deliver(delivery).await });
             }
             while sends.join_next().await.is_some() {}
         }
@@ -207,11 +206,11 @@ impl Worker {
             match self.store.claim_due_deliveries(now, self.settings.batch, self.lease_ms()).await {
                 Ok(batch) if !batch.is_empty() => {
                     self.track(&batch);
-                    for (delivery, push) in parse_once_per_push(batch) {
+                    for delivery in batch {
                         let Ok(permit) = Arc::clone(&semaphore).acquire_owned().await else { return };
                         let worker = Arc::clone(&self);
                         running.spawn(async move {
-                            worker.deliver(delivery, push.as_ref().as_ref()).await;
+                            worker.deliver(delivery).await;
                             drop(permit);
                         });
                     }
@@ -341,27 +340,24 @@ impl Worker {
         }
     }
 
-    async fn deliver(&self, delivery: ClaimedDelivery, push: Option<&StoredPush>) {
+    async fn deliver(&self, delivery: ClaimedDelivery) {
         let now = self.now_ms();
-        let (provider, update) = self.attempt(&delivery, push, now).await;
-        // The metric's reason label is the provider's short code (never the
-        // free text a provider may add), so the number of series stays bounded.
-        let (update, label_reason) = match update {
-            Ok(update) => {
-                let label =
-                    update.reason.as_deref().unwrap_or_default().split(':').next().unwrap_or_default().to_owned();
-                (update, label)
-            }
+        let (provider, update) = self.attempt(&delivery, now).await;
+        let update = match update {
+            Ok(update) => update,
             Err((provider, outcome)) => {
                 self.handle.reach.record(&delivery.app_id, provider, &outcome, now);
-                let label = outcome.reason().split(':').next().unwrap_or_default().to_owned();
                 // A retry's delay (a `Retry-After` above all) counts from the
                 // answer, not from the start of the attempt: time spent on the
                 // rate limiter or on the send itself must not shorten it.
                 let answered = self.now_ms();
-                (self.settle(&delivery, provider, &outcome, answered).await, label)
+                self.settle(&delivery, provider, &outcome, answered).await
             }
         };
+        // The metric's reason label is the reason's short code (the
+        // provider's own, never the free text it may add), so the number of
+        // series stays bounded.
+        let label_reason = update.reason.as_ref().map(|reason| reason.code().into_owned()).unwrap_or_default();
         let result = match update.status {
             DeliveryStatus::Retrying if !update.attempted => "paused",
             DeliveryStatus::Retrying => "retried",
@@ -370,7 +366,7 @@ impl Worker {
         let label_reason = if update.status == DeliveryStatus::Delivered { "" } else { label_reason.as_str() };
         self.metrics.attempt(&delivery.app_id, provider, result, label_reason);
         if update.status != DeliveryStatus::Retrying {
-            let accepted_ms = accepted_at_ms(&delivery.push_id).unwrap_or(now);
+            let accepted_ms = delivery.push_id().accepted_at_ms().unwrap_or(now);
             self.metrics.latency(&delivery.app_id, (self.now_ms() - accepted_ms).max(0) as f64 / 1000.0);
         }
         let recorded = self.store.record_attempt(delivery.id, &update).await;
@@ -379,7 +375,7 @@ impl Worker {
         self.lock_in_flight().remove(&delivery.id);
         if let Err(error) = recorded {
             // The lease runs out and the delivery is sent again: at-least-once.
-            tracing::error!(error = %error, push.id = %delivery.push_id, "cannot record a delivery outcome");
+            tracing::error!(error = %error, push.id = %delivery.push_id(), "cannot record a delivery outcome");
         } else if update.status == DeliveryStatus::Retrying {
             // The claim loop may be asleep until a later time than this retry's.
             self.handle.wake();
@@ -392,37 +388,32 @@ impl Worker {
     async fn attempt(
         &self,
         delivery: &ClaimedDelivery,
-        push: Option<&StoredPush>,
         now: i64,
     ) -> (Option<ProviderKind>, Result<DeliveryUpdate, (ProviderKind, Outcome)>) {
-        let final_update = |status, reason: &str| DeliveryUpdate {
+        let final_update = |status, reason: Reason| DeliveryUpdate {
             status,
-            reason: Some(reason.to_owned()),
+            reason: Some(reason),
             next_attempt_at_ms: None,
             attempted: false,
             now_ms: now,
         };
-        if now > delivery.deadline_ms {
-            return (None, Ok(final_update(DeliveryStatus::Failed, "expired before it could be delivered")));
+        if now > delivery.push.deadline_ms {
+            return (None, Ok(final_update(DeliveryStatus::Failed, Reason::Expired)));
         }
         let Some(app) = self.app(&delivery.app_id) else {
-            return (None, Ok(final_update(DeliveryStatus::Skipped, "the app is no longer configured")));
+            return (None, Ok(final_update(DeliveryStatus::Skipped, Reason::AppNotConfigured)));
         };
-        let Some(push) = push else {
-            return (None, Ok(final_update(DeliveryStatus::Failed, "the stored push is unreadable")));
+        let Some(request) = &delivery.push.request else {
+            return (None, Ok(final_update(DeliveryStatus::Failed, Reason::UnreadablePush)));
         };
         let kind = provider_kind_of(delivery.device_type);
         let Some(provider) = app.providers.get(&kind) else {
-            let reason = match kind {
-                ProviderKind::Apns => "APNs is not configured for this app",
-                ProviderKind::Fcm => "FCM is not configured for this app",
-                ProviderKind::WebPush => "Web Push is not configured for this app",
-            };
-            tracing::info!(app.id = %delivery.app_id, push.id = %delivery.push_id, device.type = %delivery.device_type, reason, "skipped a delivery");
+            let reason = Reason::ProviderNotConfigured(kind);
+            tracing::info!(app.id = %delivery.app_id, push.id = %delivery.push_id(), device.type = %delivery.device_type, %reason, "skipped a delivery");
             return (Some(kind), Ok(final_update(DeliveryStatus::Skipped, reason)));
         };
         let admit = || self.held(delivery, kind, now);
-        match provider.send(delivery, push, &app.chat_style, now, &admit).await {
+        match provider.send(delivery, request, &app.chat_style, now, &admit).await {
             Sent::Answered(outcome) => (Some(kind), Err((kind, outcome))),
             Sent::Skipped(reason) => (Some(kind), Ok(final_update(DeliveryStatus::Skipped, reason))),
             Sent::Held(update) => (Some(kind), Ok(update)),
@@ -435,7 +426,7 @@ impl Worker {
         match self.handle.pauses.gate(&delivery.app_id, provider, now) {
             Gate::Open | Gate::Probe => None,
             Gate::Held { until_ms, reason } => {
-                Some(retry_at(delivery, format!("paused: {reason}"), until_ms, false, now))
+                Some(retry_at(delivery, Reason::Paused(Box::new(Reason::parse(&reason))), until_ms, false, now))
             }
         }
     }
@@ -451,20 +442,21 @@ impl Worker {
     ) -> DeliveryUpdate {
         let app = &delivery.app_id;
         if let Outcome::AppRejected { reason } = outcome {
+            let reason_text = reason.to_string();
             let base = i64::try_from(self.settings.pause_base_ms).unwrap_or(30_000);
             let max = i64::try_from(self.settings.pause_max_ms).unwrap_or(600_000);
             let until = match self.store.cluster() {
-                None => self.handle.pauses.refused(app, provider, reason, now, base, max),
+                None => self.handle.pauses.refused(app, provider, &reason_text, now, base, max),
                 Some(cluster) => {
-                    let pause = SharedPause { app_id: app.clone(), provider, reason: reason.clone(), until_ms: 0 };
+                    let pause = SharedPause { app_id: app.clone(), provider, reason: reason_text.clone(), until_ms: 0 };
                     match cluster.pause_provider(&pause, now, base, max).await {
                         Ok(until) => {
-                            self.handle.pauses.hold(app, provider, reason, until, now);
+                            self.handle.pauses.hold(app, provider, &reason_text, until, now);
                             until
                         }
                         Err(error) => {
                             tracing::warn!(error = %error, "cannot pause the provider for the other nodes; pausing it here");
-                            self.handle.pauses.refused(app, provider, reason, now, base, max)
+                            self.handle.pauses.refused(app, provider, &reason_text, now, base, max)
                         }
                     }
                 }
@@ -483,7 +475,7 @@ impl Worker {
             self.metrics.provider_paused(app, provider, false);
             tracing::info!(app.id = %app, %provider, "the provider accepts this app again; resumed");
         }
-        let update = |status, reason: Option<String>, next: Option<i64>| DeliveryUpdate {
+        let update = |status, reason: Option<Reason>, next: Option<i64>| DeliveryUpdate {
             status,
             reason,
             next_attempt_at_ms: next,
@@ -511,7 +503,7 @@ impl Worker {
                     }
                     Ok(false) => update(
                         DeliveryStatus::Failed,
-                        Some(format!("{reason}; the device registered again since, so it was kept")),
+                        Some(Reason::KeptRegisteredAgain(Box::new(reason.clone()))),
                         None,
                     ),
                     Err(error) => {
@@ -528,23 +520,6 @@ impl Worker {
             Outcome::AppRejected { .. } => unreachable!("handled above"),
         }
     }
-}
-
-/// Pairs each claimed delivery with its push, parsed once for all its
-/// deliveries in the batch (twice if only some of them carry its experiment).
-fn parse_once_per_push(batch: Vec<ClaimedDelivery>) -> Vec<(ClaimedDelivery, Arc<Option<StoredPush>>)> {
-    let mut parsed: HashMap<(String, bool), Arc<Option<StoredPush>>> = HashMap::new();
-    batch
-        .into_iter()
-        .map(|delivery| {
-            let push = Arc::clone(
-                parsed
-                    .entry((delivery.push_id.clone(), delivery.experiment.is_some()))
-                    .or_insert_with(|| Arc::new(StoredPush::parse(&delivery))),
-            );
-            (delivery, push)
-        })
-        .collect()
 }
 
 /// Aborts a task when dropped: the heartbeat ends with the worker's loop.
@@ -571,10 +546,4 @@ impl Drop for RunningFlag {
     fn drop(&mut self) {
         self.0.set_running(false);
     }
-}
-
-/// Push ids are UUIDv7, whose first 48 bits are the acceptance time in ms.
-fn accepted_at_ms(push_id: &str) -> Option<i64> {
-    let hex: String = push_id.chars().filter(|c| *c != '-').take(12).collect();
-    i64::from_str_radix(&hex, 16).ok()
 }

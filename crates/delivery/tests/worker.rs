@@ -5,11 +5,12 @@
 
 use pushgate_delivery::{ApnsProviders, AppProviders, DeliveryConfig, DeliveryHandle, DeliveryMetrics, Worker};
 use pushgate_domain::{
-    AppId, ChatStyle, ClientId, DeviceId, DeviceType, Environment, ProviderKind, PushKind, PushToken,
+    AppId, ChatStyle, ClientId, CustomPush, DeviceId, DeviceType, Environment, ProviderKind, PushId, PushRequest,
+    PushToken,
 };
 use pushgate_providers::apns::{ApnsAuth, ApnsClient, ApnsClientConfig, TokenSigner};
 use pushgate_providers::{Clock, SystemClock};
-use pushgate_store::{BadgePlan, DeliveryStatus, NewDevice, NewPush, SqliteStore, Store};
+use pushgate_store::{DeliveryStatus, NewDevice, NewPush, SqliteStore, Store};
 use pushgate_testkit::{ApnsFailure, Es256Key, FakeApns, FakeApnsConfig, TestCa};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -101,28 +102,27 @@ async fn setup() -> Setup {
 }
 
 impl Setup {
-    async fn push(&self) -> String {
+    async fn push(&self) -> PushId {
         let now = self.clock.now_ms();
-        let push = NewPush {
-            push_id: uuid::Uuid::now_v7().to_string(),
-            app_id: self.app.clone(),
-            kind: PushKind::Custom,
-            request: r#"{"title":"T","body":"B"}"#.into(),
-            clients: vec![ClientId::parse("user001").unwrap()],
-            now_ms: now,
-            deadline_ms: now + 3_600_000,
-            skip_all: None,
-            callback: None,
-            badge: BadgePlan::None,
-            count_muted_rooms: true,
-            routing: None,
-            experiment: None,
-        };
+        let request = PushRequest::Custom(CustomPush {
+            title: Some("T".into()),
+            body: Some("B".into()),
+            ..CustomPush::default()
+        });
+        let clients = vec![ClientId::parse("user001").unwrap()];
+        let push = NewPush::new(
+            PushId::from_uuid(uuid::Uuid::now_v7()),
+            self.app.clone(),
+            request,
+            clients,
+            now,
+            now + 3_600_000,
+        );
         self.store.accept_push(&push).await.unwrap();
         push.push_id
     }
 
-    async fn status(&self, push_id: &str) -> DeliveryStatus {
+    async fn status(&self, push_id: &PushId) -> DeliveryStatus {
         self.store.push_view(&self.app, push_id).await.unwrap().unwrap().deliveries[0].status
     }
 }

@@ -140,9 +140,9 @@ impl ChatMessage {
     }
 
     /// The message as received, without the callback's fields: what is
-    /// stored, and parsed again for every attempt.
-    pub fn to_stored(&self) -> Value {
-        Value::Object(self.fields.clone())
+    /// stored ([`crate::PushRequest`]), and parsed again for the attempts.
+    pub(crate) fn fields(&self) -> &Map<String, Value> {
+        &self.fields
     }
 
     fn is_encrypted(&self) -> bool {

@@ -91,9 +91,52 @@ identifier!(
     "badge source"
 );
 
+/// An accepted push's id: a UUIDv7 chosen when the push is accepted, so its
+/// first 48 bits are the acceptance time (Unix ms). Stored and shown in the
+/// UUID's hyphenated text form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PushId(uuid::Uuid);
+
+impl PushId {
+    /// The id of a push accepted now: the caller gives the UUIDv7 (the
+    /// domain reads no clock), such as `uuid::Uuid::now_v7()`.
+    pub fn from_uuid(id: uuid::Uuid) -> Self {
+        Self(id)
+    }
+
+    /// Parses the text form (`GET /v1/pushes/{pushId}`, a stored id).
+    pub fn parse(raw: &str) -> Result<Self, ParseError> {
+        uuid::Uuid::try_parse(raw).map(Self).map_err(|_| ParseError::new("pushId must be a push id (a UUID)"))
+    }
+
+    /// When the push was accepted (Unix ms), read from the UUIDv7; `None`
+    /// for an id of another UUID version.
+    pub fn accepted_at_ms(&self) -> Option<i64> {
+        let (seconds, nanos) = self.0.get_timestamp()?.to_unix();
+        i64::try_from(seconds).ok()?.checked_mul(1000)?.checked_add(i64::from(nanos / 1_000_000))
+    }
+}
+
+impl fmt::Display for PushId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_push_id_reads_back_from_its_text_with_its_acceptance_time() {
+        let text = "019a1b2c-3d4e-7f00-8000-000000000001";
+        let id = PushId::parse(text).expect("a UUIDv7");
+        assert_eq!(id.to_string(), text);
+        assert_eq!(id.accepted_at_ms(), Some(0x019a_1b2c_3d4e));
+        assert!(PushId::parse("p1").is_err(), "not a UUID");
+        let v4 = PushId::parse("6f1c2a4e-0b1d-4c3e-9f00-000000000001").expect("a UUIDv4");
+        assert_eq!(v4.accepted_at_ms(), None, "only a UUIDv7 carries its time");
+    }
 
     #[test]
     fn an_ordinary_client_id_is_accepted_as_given() {

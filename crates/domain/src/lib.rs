@@ -12,6 +12,7 @@ mod ids;
 mod kinds;
 mod push;
 mod reasons;
+mod request;
 mod routing;
 mod webpush;
 
@@ -24,10 +25,11 @@ pub use device::{
     WebPushSubscription, mask_token,
 };
 pub use experiment::{Experiment, Variant, fill_template, two_proportion_p_value};
-pub use ids::{AppId, BadgeSource, ClientId, DeviceId, ExperimentId, MessageId, RoomId};
+pub use ids::{AppId, BadgeSource, ClientId, DeviceId, ExperimentId, MessageId, PushId, RoomId};
 pub use kinds::{DeliveryMode, ProviderKind, PushKind};
 pub use push::{Alert, ApnsPush, CustomPush};
-pub use reasons::explain_reason;
+pub use reasons::{Reason, Unreachable, explain_reason};
+pub use request::PushRequest;
 pub use routing::{OnlinePolicy, QuietHours, RecipientState, Route, route};
 pub use webpush::{
     DECLARATIVE_WEB_PUSH, MAX_WEBPUSH_BYTES, MAX_WEBPUSH_TTL_SECONDS, Urgency, WebPushMessage, badge_update_webpush,

@@ -12,6 +12,7 @@ pub mod imkit;
 mod tls;
 pub mod webpush;
 
+use pushgate_domain::{Reason, Unreachable};
 use std::time::Duration;
 
 pub use clock::{Clock, SystemClock};
@@ -26,14 +27,14 @@ pub enum Outcome {
     /// `invalid_since_ms` (APNs gives that time with a 410).
     InvalidToken {
         /// The provider's reason, such as `Unregistered` or `UNREGISTERED`.
-        reason: String,
+        reason: Reason,
         /// Unix milliseconds from which the provider knows the token is invalid.
         invalid_since_ms: Option<i64>,
     },
     /// A passing failure: send again later, not before `after` when the provider said.
     Retry {
         /// The provider's reason, or what went wrong on the way.
-        reason: String,
+        reason: Reason,
         /// The provider's own delay (`Retry-After`), if it gave one.
         after: Option<Duration>,
     },
@@ -41,48 +42,54 @@ pub enum Outcome {
     /// fail it, keep the token.
     Rejected {
         /// The provider's reason.
-        reason: String,
+        reason: Reason,
     },
     /// The provider refuses the app itself (credentials, topic, project):
     /// stop sending for this app until it is fixed, keep every token.
     AppRejected {
         /// The provider's reason.
-        reason: String,
+        reason: Reason,
     },
 }
 
 impl Outcome {
-    /// The provider's reason, or `Delivered`.
-    pub fn reason(&self) -> &str {
+    /// Why it was not delivered; `None` when it was.
+    pub fn reason(&self) -> Option<&Reason> {
         match self {
-            Self::Delivered => "Delivered",
+            Self::Delivered => None,
             Self::InvalidToken { reason, .. }
             | Self::Retry { reason, .. }
             | Self::Rejected { reason }
-            | Self::AppRejected { reason } => reason,
+            | Self::AppRejected { reason } => Some(reason),
         }
     }
 
     /// Whether the provider was not reached at all (no connection, no answer
     /// in time, the connection lost before an answer), as opposed to any answer.
     pub fn is_unreachable(&self) -> bool {
-        matches!(self, Self::Retry { reason, .. } if matches!(reason.as_str(), "ConnectionFailed" | "ConnectionLost" | "Timeout" | "OAuthUnavailable"))
+        matches!(self, Self::Retry { reason, .. } if reason.is_unreachable())
     }
 
-    pub(crate) fn retry(reason: impl Into<String>, after: Option<Duration>) -> Self {
-        Self::Retry { reason: reason.into(), after }
+    /// A passing failure the provider answered with `code`.
+    pub(crate) fn retry(code: impl Into<String>, after: Option<Duration>) -> Self {
+        Self::Retry { reason: Reason::provider(code), after }
     }
 
-    pub(crate) fn rejected(reason: impl Into<String>) -> Self {
-        Self::Rejected { reason: reason.into() }
+    /// A passing failure on the way: the provider gave no answer.
+    pub(crate) fn unreachable(why: Unreachable) -> Self {
+        Self::Retry { reason: Reason::Unreachable(why), after: None }
     }
 
-    pub(crate) fn app_rejected(reason: impl Into<String>) -> Self {
-        Self::AppRejected { reason: reason.into() }
+    pub(crate) fn rejected(code: impl Into<String>) -> Self {
+        Self::Rejected { reason: Reason::provider(code) }
     }
 
-    pub(crate) fn invalid_token(reason: impl Into<String>, invalid_since_ms: Option<i64>) -> Self {
-        Self::InvalidToken { reason: reason.into(), invalid_since_ms }
+    pub(crate) fn app_rejected(code: impl Into<String>) -> Self {
+        Self::AppRejected { reason: Reason::provider(code) }
+    }
+
+    pub(crate) fn invalid_token(code: impl Into<String>, invalid_since_ms: Option<i64>) -> Self {
+        Self::InvalidToken { reason: Reason::provider(code), invalid_since_ms }
     }
 }
 

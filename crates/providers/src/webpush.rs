@@ -17,10 +17,14 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::StatusCode;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use pushgate_domain::{MAX_WEBPUSH_BYTES, WebPushMessage, WebPushSubscription};
+use pushgate_domain::{MAX_WEBPUSH_BYTES, Reason, Unreachable, WebPushMessage, WebPushSubscription};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+
+/// The code of an answer the push service refused as a bad request (the
+/// status and its words follow it).
+const BAD_REQUEST: &str = "BadRequest";
 
 /// How long a VAPID token is valid (RFC 8292 allows at most 24 hours).
 const VAPID_LIFETIME: Duration = Duration::from_secs(12 * 3600);
@@ -110,7 +114,7 @@ impl WebPushClient {
         };
         let authorization = match self.vapid.authorization(&subscription.endpoint) {
             Ok(authorization) => authorization,
-            Err(reason) => return Outcome::app_rejected(reason),
+            Err(words) => return Outcome::AppRejected { reason: Reason::Credentials(words) },
         };
         let mut request = self
             .http
@@ -131,9 +135,9 @@ impl WebPushClient {
         let response = match request.send().await {
             Ok(response) => response,
             Err(error) => {
-                let reason = if error.is_timeout() { "Timeout" } else { "ConnectionFailed" };
+                let why = if error.is_timeout() { Unreachable::Timeout } else { Unreachable::ConnectionFailed };
                 tracing::debug!(error = %error, "the push service did not answer");
-                return Outcome::retry(reason, None);
+                return Outcome::unreachable(why);
             }
         };
         let status = response.status();
@@ -142,10 +146,12 @@ impl WebPushClient {
         // refusal's text, cut short, says why to whoever reads the status.
         let answer = response.bytes().await.unwrap_or_default();
         match map_answer(status, after, sent_at_ms) {
-            Outcome::Rejected { reason } if reason.starts_with("BadRequest") && !answer.is_empty() => {
+            Outcome::Rejected { reason: Reason::Provider { code, detail: Some(status) } }
+                if code == BAD_REQUEST && !answer.is_empty() =>
+            {
                 let text: String =
                     String::from_utf8_lossy(&answer).chars().filter(|c| !c.is_control()).take(200).collect();
-                Outcome::rejected(format!("{reason} {text}"))
+                Outcome::Rejected { reason: Reason::provider_with(code, format!("{status} {text}")) }
             }
             outcome => outcome,
         }
@@ -185,7 +191,7 @@ pub fn map_answer(status: StatusCode, retry_after: Option<Duration>, sent_at_ms:
             };
             Outcome::retry(reason, retry_after)
         }
-        other => Outcome::rejected(format!("BadRequest: {other}")),
+        other => Outcome::Rejected { reason: Reason::provider_with(BAD_REQUEST, other.to_string()) },
     }
 }
 
@@ -275,7 +281,7 @@ mod tests {
             (507, Outcome::retry("ServerError: 507", after)),
             (401, Outcome::app_rejected("Unauthorized")),
             (403, Outcome::app_rejected("Forbidden")),
-            (400, Outcome::rejected("BadRequest: 400")),
+            (400, Outcome::Rejected { reason: Reason::provider_with("BadRequest", "400") }),
         ] {
             assert_eq!(map_answer(StatusCode::from_u16(status).expect("a status"), after, 5), outcome, "{status}");
         }

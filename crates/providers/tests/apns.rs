@@ -1,6 +1,7 @@
 //! The APNs client against the fake APNs: real HTTP/2, TLS and ES256 JWTs.
 #![expect(clippy::unwrap_used, reason = "test helpers: a broken fixture should panic at once")]
 
+use pushgate_domain::Reason;
 use pushgate_providers::apns::{ApnsAuth, ApnsClient, ApnsClientConfig, Notification, PushType, TokenSigner, apns_id};
 use pushgate_providers::{Clock, Outcome};
 use pushgate_testkit::{ApnsFailure, Es256Key, FakeApns, FakeApnsConfig, TestCa};
@@ -140,30 +141,42 @@ async fn each_answer_class_of_apns_becomes_its_outcome() {
     let cases: Vec<(ApnsFailure, Outcome)> = vec![
         (
             ApnsFailure::Status(400, "BadDeviceToken"),
-            Outcome::InvalidToken { reason: "BadDeviceToken".into(), invalid_since_ms: None },
+            Outcome::InvalidToken { reason: Reason::provider("BadDeviceToken"), invalid_since_ms: None },
         ),
         (
             ApnsFailure::Unregistered(1_700_000_000_123),
-            Outcome::InvalidToken { reason: "Unregistered".into(), invalid_since_ms: Some(1_700_000_000_123) },
+            Outcome::InvalidToken {
+                reason: Reason::provider("Unregistered"),
+                invalid_since_ms: Some(1_700_000_000_123),
+            },
         ),
-        (ApnsFailure::Status(400, "TopicDisallowed"), Outcome::AppRejected { reason: "TopicDisallowed".into() }),
+        (
+            ApnsFailure::Status(400, "TopicDisallowed"),
+            Outcome::AppRejected { reason: Reason::provider("TopicDisallowed") },
+        ),
         (
             ApnsFailure::Status(403, "InvalidProviderToken"),
-            Outcome::AppRejected { reason: "InvalidProviderToken".into() },
+            Outcome::AppRejected { reason: Reason::provider("InvalidProviderToken") },
         ),
-        (ApnsFailure::Status(400, "BadExpirationDate"), Outcome::Rejected { reason: "BadExpirationDate".into() }),
-        (ApnsFailure::Status(413, "PayloadTooLarge"), Outcome::Rejected { reason: "PayloadTooLarge".into() }),
+        (
+            ApnsFailure::Status(400, "BadExpirationDate"),
+            Outcome::Rejected { reason: Reason::provider("BadExpirationDate") },
+        ),
+        (
+            ApnsFailure::Status(413, "PayloadTooLarge"),
+            Outcome::Rejected { reason: Reason::provider("PayloadTooLarge") },
+        ),
         (
             ApnsFailure::TooManyRequests(Some(9)),
-            Outcome::Retry { reason: "TooManyRequests".into(), after: Some(Duration::from_secs(9)) },
+            Outcome::Retry { reason: Reason::provider("TooManyRequests"), after: Some(Duration::from_secs(9)) },
         ),
         (
             ApnsFailure::Status(500, "InternalServerError"),
-            Outcome::Retry { reason: "InternalServerError".into(), after: None },
+            Outcome::Retry { reason: Reason::provider("InternalServerError"), after: None },
         ),
         (
             ApnsFailure::Status(503, "ServiceUnavailable"),
-            Outcome::Retry { reason: "ServiceUnavailable".into(), after: None },
+            Outcome::Retry { reason: Reason::provider("ServiceUnavailable"), after: None },
         ),
     ];
     for (index, (failure, expected)) in cases.into_iter().enumerate() {
@@ -181,7 +194,7 @@ async fn a_payload_over_the_limit_is_refused_without_being_sent() {
     let big = format!(r#"{{"aps":{{"alert":"{}"}}}}"#, "x".repeat(4100));
     let mut notification = alert(&device);
     notification.payload = big.as_bytes();
-    assert_eq!(client.send(&notification).await, Outcome::Rejected { reason: "PayloadTooLarge".into() });
+    assert_eq!(client.send(&notification).await, Outcome::Rejected { reason: Reason::provider("PayloadTooLarge") });
     assert!(setup.fake.requests().is_empty());
 }
 
@@ -195,7 +208,10 @@ async fn a_token_signed_with_another_key_is_refused_as_a_credential_error() {
     let mut config = ApnsClientConfig::new(setup.fake.endpoint().parse().unwrap(), ApnsAuth::Token(Arc::new(signer)));
     config.extra_ca_pem = Some(setup.ca.ca_pem().into_bytes());
     let client = ApnsClient::new(config).unwrap();
-    assert_eq!(client.send(&alert(&token(4))).await, Outcome::AppRejected { reason: "InvalidProviderToken".into() });
+    assert_eq!(
+        client.send(&alert(&token(4))).await,
+        Outcome::AppRejected { reason: Reason::provider("InvalidProviderToken") }
+    );
 }
 
 #[tokio::test]
@@ -243,7 +259,7 @@ async fn an_expired_provider_token_younger_than_twenty_minutes_is_not_replaced()
     let outcome = client.send(&alert(&token(41))).await;
     assert_eq!(
         outcome,
-        Outcome::Retry { reason: "ExpiredProviderToken".into(), after: Some(Duration::from_secs(15 * 60)) }
+        Outcome::Retry { reason: Reason::provider("ExpiredProviderToken"), after: Some(Duration::from_secs(15 * 60)) }
     );
     assert!(setup.fake.requests().iter().all(|r| r.jwt_iat == Some(first_iat) || r.jwt_iat.is_none()));
     assert!(setup.fake.requests().iter().all(|r| r.reason.as_deref() != Some("TooManyProviderTokenUpdates")));
@@ -351,7 +367,10 @@ async fn a_slow_answer_becomes_a_retry_after_the_request_timeout() {
     });
     let device = token(92);
     setup.fake.fail_next(&device, [ApnsFailure::Delay(Duration::from_secs(5))]);
-    assert_eq!(client.send(&alert(&device)).await, Outcome::Retry { reason: "Timeout".into(), after: None });
+    assert_eq!(
+        client.send(&alert(&device)).await,
+        Outcome::Retry { reason: Reason::Unreachable(pushgate_domain::Unreachable::Timeout), after: None }
+    );
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! The FCM client against the fake FCM and its OAuth2 token endpoint.
 #![expect(clippy::unwrap_used, reason = "test helpers: a broken fixture should panic at once")]
 
+use pushgate_domain::Reason;
 use pushgate_providers::fcm::{FcmClient, FcmClientConfig, ServiceAccount};
 use pushgate_providers::{Clock, Outcome, SystemClock};
 use pushgate_testkit::{FakeFcm, FakeFcmConfig, FcmFailure, TestCa, TestServiceAccount};
@@ -115,7 +116,10 @@ async fn a_service_account_the_token_endpoint_refuses_is_a_credential_error() {
     let setup = setup(FakeFcmConfig::default()).await;
     let impostor = TestServiceAccount::generate("imkit-demo", &setup.fake.account.token_uri);
     let client = setup.client_for(&impostor.json, Arc::new(SystemClock));
-    assert_eq!(client.send("t", &chat_message()).await, Outcome::AppRejected { reason: "OAuth: invalid_grant".into() });
+    assert_eq!(
+        client.send("t", &chat_message()).await,
+        Outcome::AppRejected { reason: Reason::provider_with("OAuth", "invalid_grant") }
+    );
     assert!(setup.fake.messages().is_empty());
 }
 
@@ -124,22 +128,28 @@ async fn each_error_code_of_fcm_becomes_its_outcome() {
     let setup = setup(FakeFcmConfig::default()).await;
     let client = setup.client();
     let cases = [
-        (FcmFailure::Unregistered, Outcome::InvalidToken { reason: "UNREGISTERED".into(), invalid_since_ms: None }),
-        (FcmFailure::InvalidToken, Outcome::InvalidToken { reason: "INVALID_ARGUMENT".into(), invalid_since_ms: None }),
+        (
+            FcmFailure::Unregistered,
+            Outcome::InvalidToken { reason: Reason::provider("UNREGISTERED"), invalid_since_ms: None },
+        ),
+        (
+            FcmFailure::InvalidToken,
+            Outcome::InvalidToken { reason: Reason::provider("INVALID_ARGUMENT"), invalid_since_ms: None },
+        ),
         (
             FcmFailure::SenderIdMismatch,
-            Outcome::InvalidToken { reason: "SENDER_ID_MISMATCH".into(), invalid_since_ms: None },
+            Outcome::InvalidToken { reason: Reason::provider("SENDER_ID_MISMATCH"), invalid_since_ms: None },
         ),
         (
             FcmFailure::QuotaExceeded(Some(30)),
-            Outcome::Retry { reason: "QUOTA_EXCEEDED".into(), after: Some(Duration::from_secs(30)) },
+            Outcome::Retry { reason: Reason::provider("QUOTA_EXCEEDED"), after: Some(Duration::from_secs(30)) },
         ),
         (
             FcmFailure::Unavailable(Some(5)),
-            Outcome::Retry { reason: "UNAVAILABLE".into(), after: Some(Duration::from_secs(5)) },
+            Outcome::Retry { reason: Reason::provider("UNAVAILABLE"), after: Some(Duration::from_secs(5)) },
         ),
-        (FcmFailure::Internal, Outcome::Retry { reason: "INTERNAL".into(), after: None }),
-        (FcmFailure::ThirdPartyAuthError, Outcome::AppRejected { reason: "THIRD_PARTY_AUTH_ERROR".into() }),
+        (FcmFailure::Internal, Outcome::Retry { reason: Reason::provider("INTERNAL"), after: None }),
+        (FcmFailure::ThirdPartyAuthError, Outcome::AppRejected { reason: Reason::provider("THIRD_PARTY_AUTH_ERROR") }),
     ];
     for (index, (failure, expected)) in cases.into_iter().enumerate() {
         let token = format!("failing-token-{index}");
@@ -156,7 +166,7 @@ async fn a_payload_fcm_refuses_is_a_rejection_and_the_token_is_kept() {
     message["data"]["badge"] = json!(3);
     let outcome = client.send("t", &message).await;
     assert!(
-        matches!(&outcome, Outcome::Rejected { reason } if reason.starts_with("INVALID_ARGUMENT")),
+        matches!(&outcome, Outcome::Rejected { reason } if reason.code() == "INVALID_ARGUMENT"),
         "data values must be strings: {outcome:?}"
     );
 }

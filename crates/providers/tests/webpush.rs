@@ -8,7 +8,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use p256::elliptic_curve::sec1::ToEncodedPoint as _;
 use p256::pkcs8::DecodePrivateKey as _;
-use pushgate_domain::{Urgency, WebPushMessage, WebPushSubscription};
+use pushgate_domain::{Reason, Urgency, WebPushMessage, WebPushSubscription};
 use pushgate_providers::webpush::{WebPushClient, WebPushClientConfig};
 use pushgate_providers::{Outcome, SystemClock};
 use pushgate_testkit::{Es256Key, FakePushService, TestCa, TestSubscription, node_peers};
@@ -58,13 +58,13 @@ async fn a_push_is_encrypted_signed_and_accepted_by_the_fake_push_service() {
     service.fail_next(&browser, [pushgate_testkit::PushServiceFailure::with_body(400, "Invalid\nTopic header")]);
     assert_eq!(
         client.send(&parsed(&browser), &message(payload)).await,
-        Outcome::Rejected { reason: "BadRequest: 400 InvalidTopic header".into() },
+        Outcome::Rejected { reason: Reason::provider_with("BadRequest", "400 InvalidTopic header") },
         "the service's own words, without control characters"
     );
     let too_big = "x".repeat(pushgate_domain::MAX_WEBPUSH_BYTES + 1);
     assert_eq!(
         client.send(&parsed(&browser), &message(&too_big)).await,
-        Outcome::Rejected { reason: "PayloadTooLarge".into() }
+        Outcome::Rejected { reason: Reason::provider("PayloadTooLarge") }
     );
     assert_eq!(service.received().len(), 2, "a payload too big is refused before it is sent");
 }

@@ -192,11 +192,11 @@ pub async fn probe(id: &AppId, app: &AppConfig) -> Vec<ProbeResult> {
         Outcome::InvalidToken { reason, .. } => {
             (ProbeState::Ok, format!("credentials accepted ({reason} for a made-up token)"))
         }
-        Outcome::Rejected { reason } if reason.starts_with("BadDeviceToken") || reason.contains("INVALID_ARGUMENT") => {
+        Outcome::Rejected { reason } if matches!(reason.code().as_ref(), "BadDeviceToken" | "INVALID_ARGUMENT") => {
             (ProbeState::Ok, format!("credentials accepted ({reason} for a made-up token)"))
         }
-        Outcome::Rejected { reason } | Outcome::AppRejected { reason } => (ProbeState::Refused, reason),
-        Outcome::Retry { reason, .. } => (ProbeState::Unreachable, reason),
+        Outcome::Rejected { reason } | Outcome::AppRejected { reason } => (ProbeState::Refused, reason.to_string()),
+        Outcome::Retry { reason, .. } => (ProbeState::Unreachable, reason.to_string()),
     };
     if let Some(apns) = &app.apns {
         match apns_clients(apns) {

@@ -3,9 +3,11 @@
 //! object, and reads the claimed pushes; this turns them into
 //! [`ClaimedDelivery`]s the same way for every backend.
 
-use crate::delivery::DeliveryKey;
-use crate::{ClaimedDelivery, DeliveryRef, StoreError};
-use pushgate_domain::{AppId, ClientId, DeliveryMode, DeviceId, DeviceType, Environment, Locale, PushKind, PushToken};
+use crate::queue::DeliveryKey;
+use crate::{ClaimedDelivery, ClaimedPush, DeliveryRef, StoreError};
+use pushgate_domain::{
+    AppId, ClientId, DeliveryMode, DeviceId, DeviceType, Environment, Locale, PushId, PushKind, PushRequest, PushToken,
+};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -15,8 +17,8 @@ use std::sync::Arc;
 /// column names) and `settled` (the indexes with an outcome).
 pub(crate) type JsonRow = serde_json::Map<String, serde_json::Value>;
 
-/// What a claimed delivery needs of its push: kind, request, deadline and experiment.
-pub(crate) type ClaimedPush = (PushKind, Arc<str>, i64, Option<Arc<str>>);
+/// The claimed pushes by id, each read back once for the claim.
+pub(crate) type ClaimedPushes = HashMap<String, Arc<ClaimedPush>>;
 
 /// A JSON array of leased rows or sends.
 pub(crate) fn parse_rows(claimed: &str) -> Result<Vec<JsonRow>, StoreError> {
@@ -28,15 +30,29 @@ pub(crate) fn push_ids<'a>(own: &'a [JsonRow], sends: &'a [JsonRow]) -> BTreeSet
     own.iter().chain(sends).filter_map(|row| row.get("push_id")?.as_str()).collect()
 }
 
-/// A claimed push, from its stored columns.
+/// A claimed push, from its stored columns, read back once for all its
+/// deliveries in the claim. A request (or experiment) that cannot be read
+/// back is logged and leaves `request` empty: its deliveries fail, and the
+/// rest of the queue goes on.
 pub(crate) fn claimed_push(
+    push_id: &str,
     kind: &str,
-    request: String,
+    request: &str,
     deadline_ms: i64,
-    experiment: Option<String>,
-) -> Result<ClaimedPush, StoreError> {
+    experiment: Option<&str>,
+) -> Result<(String, Arc<ClaimedPush>), StoreError> {
+    let id = PushId::parse(push_id).map_err(|_| StoreError::Corrupt(format!("pushes.push_id {push_id:?}")))?;
     let kind = PushKind::parse(kind).map_err(|error| StoreError::Corrupt(format!("pushes.kind: {error}")))?;
-    Ok((kind, request.into(), deadline_ms, experiment.map(Arc::from)))
+    let experiment = experiment.map(serde_json::from_str).transpose().map_err(|error| error.to_string());
+    let read = PushRequest::decode(kind, request).map_err(|error| error.to_string());
+    let (request, experiment) = match (read, experiment) {
+        (Ok(request), Ok(experiment)) => (Some(request), experiment),
+        (Err(error), _) | (_, Err(error)) => {
+            tracing::error!(push.id = %id, error = %error, "a stored push is unreadable; its deliveries fail");
+            (None, None)
+        }
+    };
+    Ok((push_id.to_owned(), Arc::new(ClaimedPush { push_id: id, request, experiment, deadline_ms })))
 }
 
 /// Every claimed delivery: each own row, and each planned entry of a send
@@ -44,7 +60,7 @@ pub(crate) fn claimed_push(
 pub(crate) fn expand(
     own: &[JsonRow],
     sends: &[JsonRow],
-    pushes: &HashMap<String, ClaimedPush>,
+    pushes: &ClaimedPushes,
 ) -> Result<Vec<ClaimedDelivery>, StoreError> {
     let mut claimed = Vec::with_capacity(own.len() + sends.len());
     for row in own {
@@ -83,18 +99,17 @@ fn claimed_delivery(
     id: DeliveryRef,
     owner: &JsonRow,
     fields: &JsonRow,
-    pushes: &HashMap<String, ClaimedPush>,
+    pushes: &ClaimedPushes,
 ) -> Result<ClaimedDelivery, StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("deliveries.{what}"));
     let text = |row: &JsonRow, column: &str| row.get(column).and_then(|value| value.as_str()).map(str::to_owned);
     let number = |column: &str| fields.get(column).and_then(serde_json::Value::as_i64);
-    let push_id = text(owner, "push_id").ok_or_else(|| corrupt("push_id"))?;
-    let (kind, request, deadline_ms, experiment) =
-        pushes.get(&push_id).cloned().ok_or_else(|| StoreError::Corrupt(format!("pushes.{push_id}")))?;
+    let push_id = owner.get("push_id").and_then(|value| value.as_str()).ok_or_else(|| corrupt("push_id"))?;
+    let push = pushes.get(push_id).cloned().ok_or_else(|| StoreError::Corrupt(format!("pushes.{push_id}")))?;
     let device_type = text(fields, "device_type").ok_or_else(|| corrupt("device_type"))?;
     Ok(ClaimedDelivery {
         id,
-        push_id,
+        push,
         app_id: AppId::parse(&text(owner, "app_id").unwrap_or_default()).map_err(|_| corrupt("app_id"))?,
         client_id: ClientId::parse(&text(fields, "client_id").unwrap_or_default()).map_err(|_| corrupt("client_id"))?,
         device_type: DeviceType::parse(&device_type).map_err(|_| corrupt("device_type"))?,
@@ -108,9 +123,6 @@ fn claimed_delivery(
         badge: number("badge").map(|badge| u32::try_from(badge.max(0)).unwrap_or(u32::MAX)),
         attempts: u32::try_from(number("attempts").unwrap_or_default()).unwrap_or(u32::MAX),
         mode: text(fields, "mode").map(|raw| DeliveryMode::parse(&raw)).transpose().map_err(|_| corrupt("mode"))?,
-        experiment: experiment.zip(text(fields, "variant")),
-        kind,
-        request,
-        deadline_ms,
+        variant: text(fields, "variant"),
     })
 }

@@ -8,8 +8,8 @@ use crate::{
     NewPush, RoutingPlan, SourceChange, Store, StoredApiKey,
 };
 use pushgate_domain::{
-    AppId, BadgeSource, ClientId, DeliveryMode, DeviceId, DeviceType, Environment, Locale, OnlinePolicy, PushKind,
-    PushToken, QuietHours, RoomId, TimeZoneName,
+    AppId, BadgeSource, ChatMessage, ClientId, CustomPush, DeliveryMode, DeviceId, DeviceType, Environment, Experiment,
+    ExperimentId, Locale, OnlinePolicy, PushId, PushRequest, PushToken, QuietHours, Reason, RoomId, TimeZoneName,
 };
 use std::sync::Arc;
 
@@ -64,51 +64,56 @@ pub async fn run_all(store: Arc<dyn Store>) {
     concurrent_subscribes_of_one_token_leave_exactly_one_holder(store).await;
 }
 
-fn new_push(app: &str, push_id: &str, clients: &[&str], now_ms: i64) -> NewPush {
-    NewPush {
-        push_id: push_id.to_owned(),
-        app_id: parse(AppId::parse(app)),
-        kind: PushKind::Custom,
-        request: "{}".to_owned(),
-        clients: clients.iter().map(|client| parse(ClientId::parse(client))).collect(),
-        now_ms,
-        deadline_ms: now_ms + 86_400_000,
-        skip_all: None,
-        callback: None,
-        badge: BadgePlan::None,
-        count_muted_rooms: true,
-        routing: None,
-        experiment: None,
-    }
+/// A push id for a test push named `name`: a UUIDv7 whose time is 0 and
+/// whose random part is a digest of the name, so a test can name its pushes.
+pub fn push_id(name: &str) -> PushId {
+    // FNV-1a, 64 bits: stable, and no dependency for it.
+    let digest = name
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3));
+    parse(PushId::parse(&format!("00000000-0000-7000-8000-{:012x}", digest & 0xffff_ffff_ffff)))
 }
 
-fn callback_push(app: &str, push_id: &str, message_id: &str, clients: &[&str], room: &str, now_ms: i64) -> NewPush {
-    NewPush {
-        kind: PushKind::Chat,
-        callback: Some(CallbackKey { message_id: message_id.to_owned(), to_client: None }),
-        badge: BadgePlan::CountUnread(parse(RoomId::parse(room))),
-        ..new_push(app, push_id, clients, now_ms)
-    }
+/// A push2clients push named `name` to `clients`, accepted at `now_ms`.
+pub fn new_push(app: &str, name: &str, clients: &[&str], now_ms: i64) -> NewPush {
+    NewPush::new(
+        push_id(name),
+        parse(AppId::parse(app)),
+        PushRequest::Custom(CustomPush::default()),
+        clients.iter().map(|client| parse(ClientId::parse(client))).collect(),
+        now_ms,
+        now_ms + 86_400_000,
+    )
+}
+
+/// A v2 callback's push named `name`: message `message_id` in `room` to
+/// `clients`, counting an unread for each.
+pub fn callback_push(app: &str, name: &str, message_id: &str, clients: &[&str], room: &str, now_ms: i64) -> NewPush {
+    let body = serde_json::json!({ "_id": message_id, "appID": app, "room": room });
+    let message = parse(ChatMessage::parse(body.as_object().expect("an object")));
+    NewPush { request: PushRequest::Chat(message), ..new_push(app, name, clients, now_ms) }
+        .with_callback(CallbackKey { message_id: message_id.to_owned(), to_client: None })
+        .with_badge(BadgePlan::CountUnread(parse(RoomId::parse(room))), true)
 }
 
 async fn a_callback_is_accepted_once(store: &dyn Store) {
     let first = store.accept_push(&callback_push("once", "c1", "m1", &["alice"], "r", 1)).await.expect("first");
     assert_eq!(first.duplicate_of, None);
     let again = store.accept_push(&callback_push("once", "c2", "m1", &["alice"], "r", 2)).await.expect("again");
-    assert_eq!(again.duplicate_of.as_deref(), Some("c1"), "the earlier push is answered");
+    assert_eq!(again.duplicate_of, Some(push_id("c1")), "the earlier push is answered");
     let app = parse(AppId::parse("once"));
-    assert!(store.push_view(&app, "c2").await.expect("view").is_none(), "nothing stored for the duplicate");
+    assert!(store.push_view(&app, &push_id("c2")).await.expect("view").is_none(), "nothing stored for the duplicate");
     let badge = store.badge(&app, &parse(ClientId::parse("alice")), true, 0).await.expect("badge");
     assert_eq!(badge.total, 1, "counted once");
     // v1: one callback per recipient, so the recipient is part of the key.
-    let v1 = |push_id: &str, client: &str| NewPush {
-        callback: Some(CallbackKey { message_id: "m2".into(), to_client: Some(parse(ClientId::parse(client))) }),
-        badge: BadgePlan::Given(5),
-        ..new_push("once", push_id, &[client], 3)
+    let v1 = |name: &str, client: &str| {
+        new_push("once", name, &[client], 3)
+            .with_callback(CallbackKey { message_id: "m2".into(), to_client: Some(parse(ClientId::parse(client))) })
+            .with_badge(BadgePlan::Given(5), true)
     };
     assert_eq!(store.accept_push(&v1("v1-a", "alice")).await.expect("a").duplicate_of, None);
     assert_eq!(store.accept_push(&v1("v1-b", "bob")).await.expect("b").duplicate_of, None);
-    assert_eq!(store.accept_push(&v1("v1-c", "bob")).await.expect("c").duplicate_of.as_deref(), Some("v1-b"));
+    assert_eq!(store.accept_push(&v1("v1-c", "bob")).await.expect("c").duplicate_of, Some(push_id("v1-b")));
     // Another app's message with the same id is another message.
     assert_eq!(
         store.accept_push(&callback_push("twice", "c3", "m1", &["alice"], "r", 4)).await.expect("b").duplicate_of,
@@ -147,15 +152,16 @@ async fn routed_pushes_record_each_clients_route(store: &dyn Store) {
     store.set_client_prefs(&app, &client("night"), &night, 1).await.expect("prefs");
     assert_eq!(store.client_prefs(&app, &client("night")).await.expect("read"), night);
     assert_eq!(store.client_prefs(&app, &client("nobody")).await.expect("read"), ClientPrefs::default());
-    let mut push = callback_push("route", "routed", "routed-m", &["on", "off", "muted", "online", "night"], "r", now);
-    push.routing = Some(RoutingPlan { room: room.clone(), online: OnlinePolicy::Silent });
+    let push = callback_push("route", "routed", "routed-m", &["on", "off", "muted", "online", "night"], "r", now)
+        .with_routing(RoutingPlan { room: room.clone(), online: OnlinePolicy::Silent });
     store.accept_push(&push).await.expect("accept");
-    let view = store.push_view(&app, "routed").await.expect("view").expect("exists");
+    let view = store.push_view(&app, &push_id("routed")).await.expect("view").expect("exists");
     let queued = view.deliveries.iter().filter(|d| d.status == DeliveryStatus::Queued).count();
     assert_eq!(queued, 4, "the client with pushes off gets none");
     let route_of = |name: &str| {
         let delivery = view.deliveries.iter().find(|d| d.client_id == name).expect("a delivery");
-        (delivery.status, delivery.mode, delivery.route_reason.clone().or(delivery.reason.clone()))
+        let reason = delivery.reason.as_ref().map(ToString::to_string);
+        (delivery.status, delivery.mode, delivery.route_reason.clone().or(reason))
     };
     assert_eq!(route_of("on"), (DeliveryStatus::Queued, Some(DeliveryMode::Alert), None));
     assert_eq!(route_of("off"), (DeliveryStatus::Skipped, None, Some("push turned off by the client".into())));
@@ -163,7 +169,7 @@ async fn routed_pushes_record_each_clients_route(store: &dyn Store) {
     assert_eq!(route_of("online"), (DeliveryStatus::Queued, Some(DeliveryMode::Silent), Some("client online".into())));
     assert_eq!(route_of("night"), (DeliveryStatus::Queued, Some(DeliveryMode::Quiet), Some("quiet hours".into())));
     let claimed = store.claim_due_deliveries(now, 100, 60_000).await.expect("claim");
-    let night_delivery = claimed.iter().find(|d| d.push_id == "routed" && d.client_id.as_str() == "night");
+    let night_delivery = claimed.iter().find(|d| d.push_id() == push_id("routed") && d.client_id.as_str() == "night");
     assert_eq!(
         night_delivery.and_then(|d| d.locale.clone()),
         Some(parse(Locale::parse("ja"))),
@@ -179,9 +185,16 @@ async fn routed_pushes_record_each_clients_route(store: &dyn Store) {
 
 async fn experiments_count_per_variant_and_opens(store: &dyn Store) {
     let app = parse(AppId::parse("exp"));
-    store.put_experiment(&app, "copy-1", r#"{"variants":[]}"#, 1).await.expect("put");
-    store.put_experiment(&app, "copy-1", r#"{"variants":[1]}"#, 2).await.expect("replace");
-    assert_eq!(store.experiments(&app).await.expect("list"), [("copy-1".to_owned(), r#"{"variants":[1]}"#.to_owned())]);
+    let id = parse(ExperimentId::parse("copy-1"));
+    let experiment =
+        |variants: &str| -> Experiment { parse(serde_json::from_str(&format!(r#"{{"variants":[{variants}]}}"#))) };
+    let (first, second) = (
+        experiment(r#"{"name":"control","weight":1}"#),
+        experiment(r#"{"name":"control","weight":1},{"name":"short","weight":1,"title":"{sender}"}"#),
+    );
+    store.put_experiment(&app, &id, &first, 1).await.expect("put");
+    store.put_experiment(&app, &id, &second, 2).await.expect("replace");
+    assert_eq!(store.experiments(&app).await.expect("list"), [(id.clone(), second.clone())]);
     for client in ["a1", "a2", "b1"] {
         store
             .upsert_device(&device("exp", DeviceType::Fcm, client, client, &format!("fcm-exp-{client}"), 1))
@@ -192,22 +205,28 @@ async fn experiments_count_per_variant_and_opens(store: &dyn Store) {
         .into_iter()
         .map(|(client, variant)| (parse(ClientId::parse(client)), variant.to_owned()))
         .collect();
-    let mut push = new_push("exp", "exp-push", &["a1", "a2", "b1", "nodevice"], 10);
-    push.experiment = Some(ExperimentPlan { id: "copy-1".into(), snapshot: r#"{"id":"copy-1"}"#.into(), variants });
+    let push = new_push("exp", "exp-push", &["a1", "a2", "b1", "nodevice"], 10)
+        .with_experiment(ExperimentPlan { id: id.clone(), variants }, second.clone());
     store.accept_push(&push).await.expect("accept");
     let claimed = store.claim_due_deliveries(i64::MAX / 4, 1000, 60_000).await.expect("claim");
-    for delivery in claimed.iter().filter(|d| d.push_id == "exp-push") {
-        let (_, variant) = delivery.experiment.clone().expect("the experiment rides along");
+    for delivery in claimed.iter().filter(|d| d.push_id() == push_id("exp-push")) {
+        assert_eq!(delivery.push.experiment.as_ref(), Some(&second), "the experiment rides along");
+        let variant = delivery.variant().map(|variant| variant.name.clone()).expect("a variant of it");
         let status =
             if delivery.client_id.as_str() == "a2" { DeliveryStatus::Failed } else { DeliveryStatus::Delivered };
         let update = DeliveryUpdate { status, reason: None, next_attempt_at_ms: None, attempted: true, now_ms: 20 };
         store.record_attempt(delivery.id, &update).await.expect("record");
         assert_eq!(variant, if delivery.client_id.as_str() == "b1" { "short" } else { "control" });
     }
-    assert!(store.record_open(&app, "exp-push", &parse(ClientId::parse("a1")), 30).await.expect("open"));
-    assert!(store.record_open(&app, "exp-push", &parse(ClientId::parse("a1")), 31).await.expect("again"), "idempotent");
-    assert!(!store.record_open(&app, "no-such-push", &parse(ClientId::parse("a1")), 31).await.expect("unknown"));
-    let stats = store.experiment_stats(&app, "copy-1").await.expect("stats");
+    assert!(store.record_open(&app, &push_id("exp-push"), &parse(ClientId::parse("a1")), 30).await.expect("open"));
+    assert!(
+        store.record_open(&app, &push_id("exp-push"), &parse(ClientId::parse("a1")), 31).await.expect("again"),
+        "idempotent"
+    );
+    assert!(
+        !store.record_open(&app, &push_id("no-such-push"), &parse(ClientId::parse("a1")), 31).await.expect("unknown")
+    );
+    let stats = store.experiment_stats(&app, &id).await.expect("stats");
     let figures: Vec<_> =
         stats.iter().map(|v| (v.variant.as_str(), v.targeted, v.delivered, v.failed, v.opened)).collect();
     assert_eq!(figures, [("control", 2, 1, 1, 1), ("short", 1, 1, 0, 0)], "a client without devices is not targeted");
@@ -222,7 +241,7 @@ async fn housekeeping_forgets_old_finished_pushes_and_callbacks_only(store: &dyn
     store.accept_push(&callback_push("forget", "old-pending", "old-p", &["alice"], "r", 11)).await.expect("accept");
     store.accept_push(&callback_push("forget", "new-done", "new-m", &["alice"], "r", 5_000)).await.expect("accept");
     let claimed = store.claim_due_deliveries(i64::MAX / 2 + 1, 100, 60_000).await.expect("claim");
-    for delivery in claimed.iter().filter(|delivery| delivery.push_id != "old-pending") {
+    for delivery in claimed.iter().filter(|delivery| delivery.push_id() != push_id("old-pending")) {
         let update = DeliveryUpdate {
             status: DeliveryStatus::Delivered,
             reason: None,
@@ -241,11 +260,14 @@ async fn housekeeping_forgets_old_finished_pushes_and_callbacks_only(store: &dyn
         forgotten = (forgotten.0 + pushes, forgotten.1 + callbacks);
     }
     assert!(forgotten.0 >= 1 && forgotten.1 >= 2, "{forgotten:?}");
-    assert!(store.push_view(&app, "old-done").await.expect("view").is_none(), "an old finished push is forgotten");
-    assert!(store.push_view(&app, "old-pending").await.expect("view").is_some(), "a pending push is kept");
-    assert!(store.push_view(&app, "new-done").await.expect("view").is_some(), "a recent push is kept");
+    assert!(
+        store.push_view(&app, &push_id("old-done")).await.expect("view").is_none(),
+        "an old finished push is forgotten"
+    );
+    assert!(store.push_view(&app, &push_id("old-pending")).await.expect("view").is_some(), "a pending push is kept");
+    assert!(store.push_view(&app, &push_id("new-done")).await.expect("view").is_some(), "a recent push is kept");
     let again = store.accept_push(&callback_push("forget", "again", "new-m", &["alice"], "r", 7_000)).await;
-    assert_eq!(again.expect("accept").duplicate_of.as_deref(), Some("new-done"), "recent callback ids are kept");
+    assert_eq!(again.expect("accept").duplicate_of, Some(push_id("new-done")), "recent callback ids are kept");
 }
 
 async fn badges_count_room_unreads_and_sources(store: &dyn Store) {
@@ -270,11 +292,11 @@ async fn badges_count_room_unreads_and_sources(store: &dyn Store) {
     claimed.sort_by_key(|delivery| delivery.id);
     assert_eq!(claimed.iter().map(|delivery| delivery.badge).collect::<Vec<_>>(), [Some(1), Some(2), Some(3), Some(4)]);
     // A read mark with sync clears the room and carries the new total.
-    let mut read = new_push("badges", "read", &["alice"], 30);
-    read.badge = BadgePlan::ClearRoom(parse(RoomId::parse("r1")));
+    let read =
+        new_push("badges", "read", &["alice"], 30).with_badge(BadgePlan::ClearRoom(parse(RoomId::parse("r1"))), true);
     store.accept_push(&read).await.expect("read");
     let claimed = store.claim_due_deliveries(1_000, 100, 60_000).await.expect("claim");
-    assert_eq!(claimed.iter().find(|d| d.push_id == "read").map(|d| d.badge), Some(Some(3)));
+    assert_eq!(claimed.iter().find(|d| d.push_id() == push_id("read")).map(|d| d.badge), Some(Some(3)));
     store.mark_room_read(&app, &alice, &parse(RoomId::parse("r2")), 31).await.expect("read r2");
     store.change_badge_source(&app, &alice, &source, SourceChange::Add(-5), 32).await.expect("add");
     let badge = store.badge(&app, &alice, true, 0).await.expect("badge");
@@ -287,36 +309,39 @@ async fn a_push_is_accepted_with_one_delivery_per_device(store: &dyn Store) {
     store.upsert_device(&device("queue", DeviceType::Ios, "iphone", "alice", APNS_TOKEN_A, 1)).await.expect("iphone");
     store.upsert_device(&device("queue", DeviceType::Fcm, "pixel", "alice", "fcm-a", 1)).await.expect("pixel");
     store.accept_push(&new_push("queue", "p1", &["alice", "nobody", "alice"], 1_000)).await.expect("accept");
-    let view = store.push_view(&parse(AppId::parse("queue")), "p1").await.expect("view").expect("exists");
+    let view = store.push_view(&parse(AppId::parse("queue")), &push_id("p1")).await.expect("view").expect("exists");
     let statuses: Vec<_> = view.deliveries.iter().map(|d| (d.client_id.as_str(), d.status)).collect();
     assert_eq!(statuses.len(), 3);
     assert!(statuses.contains(&("nobody", DeliveryStatus::Skipped)));
     assert_eq!(statuses.iter().filter(|(_, status)| *status == DeliveryStatus::Queued).count(), 2);
-    assert!(store.push_view(&parse(AppId::parse("other-app")), "p1").await.expect("view").is_none(), "apps are apart");
+    assert!(
+        store.push_view(&parse(AppId::parse("other-app")), &push_id("p1")).await.expect("view").is_none(),
+        "apps are apart"
+    );
 }
 
 async fn a_claimed_delivery_is_not_claimed_again_until_its_lease_ends(store: &dyn Store) {
     store.upsert_device(&device("lease", DeviceType::Ios, "iphone", "bob", APNS_TOKEN_B, 1)).await.expect("device");
     store.accept_push(&new_push("lease", "p2", &["bob"], 2_000)).await.expect("accept");
     let first = store.claim_due_deliveries(2_000, 100, 60_000).await.expect("claim");
-    let ours: Vec<_> = first.iter().filter(|d| d.push_id == "p2").collect();
+    let ours: Vec<_> = first.iter().filter(|d| d.push_id() == push_id("p2")).collect();
     assert_eq!(ours.len(), 1);
     assert_eq!(ours[0].token.as_str(), APNS_TOKEN_B);
     let again = store.claim_due_deliveries(3_000, 100, 60_000).await.expect("claim again");
-    assert!(again.iter().all(|d| d.push_id != "p2"), "leased");
+    assert!(again.iter().all(|d| d.push_id() != push_id("p2")), "leased");
     // A renewed lease holds past its first end; once it is not renewed, the
     // delivery is due again (its worker died).
-    let ours: Vec<_> = first.iter().filter(|d| d.push_id == "p2").map(|d| d.id).collect();
+    let ours: Vec<_> = first.iter().filter(|d| d.push_id() == push_id("p2")).map(|d| d.id).collect();
     store.renew_leases(&ours, 90_000).await.expect("renew");
     let renewed = store.claim_due_deliveries(62_001, 100, 60_000).await.expect("claim within the renewal");
-    assert!(renewed.iter().all(|d| d.push_id != "p2"), "the renewed lease holds");
+    assert!(renewed.iter().all(|d| d.push_id() != push_id("p2")), "the renewed lease holds");
     let after_lease = store.claim_due_deliveries(90_001, 100, 60_000).await.expect("claim after the lease");
-    assert!(after_lease.iter().any(|d| d.push_id == "p2"), "a dead worker's delivery is due again");
+    assert!(after_lease.iter().any(|d| d.push_id() == push_id("p2")), "a dead worker's delivery is due again");
     // A stop that cannot wait gives its leases up: due again at once, no lease left.
-    let ours: Vec<_> = after_lease.iter().filter(|d| d.push_id == "p2").map(|d| d.id).collect();
+    let ours: Vec<_> = after_lease.iter().filter(|d| d.push_id() == push_id("p2")).map(|d| d.id).collect();
     store.release_leases(&ours).await.expect("give up");
     let released = store.claim_due_deliveries(90_002, 100, 60_000).await.expect("claim after the release");
-    assert!(released.iter().any(|d| d.push_id == "p2"), "given up, so due again at once");
+    assert!(released.iter().any(|d| d.push_id() == push_id("p2")), "given up, so due again at once");
     assert!(store.release_all_leases().await.expect("release") >= 1);
 }
 
@@ -324,22 +349,29 @@ async fn recorded_attempts_show_in_the_push_view(store: &dyn Store) {
     store.upsert_device(&device("record", DeviceType::Fcm, "pixel", "carol", "fcm-c", 1)).await.expect("device");
     store.accept_push(&new_push("record", "p3", &["carol"], 5_000)).await.expect("accept");
     let claimed = store.claim_due_deliveries(5_000, 100, 60_000).await.expect("claim");
-    let id = claimed.iter().find(|d| d.push_id == "p3").expect("claimed").id;
+    let id = claimed.iter().find(|d| d.push_id() == push_id("p3")).expect("claimed").id;
     let retry = DeliveryUpdate {
         status: DeliveryStatus::Retrying,
-        reason: Some("UNAVAILABLE".into()),
+        reason: Some(Reason::provider("UNAVAILABLE")),
         next_attempt_at_ms: Some(9_000),
         attempted: true,
         now_ms: 5_100,
     };
     store.record_attempt(id, &retry).await.expect("record retry");
-    let view = store.push_view(&parse(AppId::parse("record")), "p3").await.expect("view").expect("exists");
+    let view = store.push_view(&parse(AppId::parse("record")), &push_id("p3")).await.expect("view").expect("exists");
     let delivery = &view.deliveries[0];
     assert_eq!(
         (delivery.status, delivery.attempts, delivery.next_attempt_at_ms),
         (DeliveryStatus::Retrying, 1, Some(9_000))
     );
-    assert!(store.claim_due_deliveries(8_999, 100, 60_000).await.expect("early").iter().all(|d| d.push_id != "p3"));
+    assert!(
+        store
+            .claim_due_deliveries(8_999, 100, 60_000)
+            .await
+            .expect("early")
+            .iter()
+            .all(|d| d.push_id() != push_id("p3"))
+    );
     assert!(store.next_due_at().await.expect("next due").is_some());
     let retrying = store.queue_depth().await.expect("depth").retrying;
     assert!(retrying >= 1, "the retrying delivery is counted");
@@ -351,8 +383,11 @@ async fn recorded_attempts_show_in_the_push_view(store: &dyn Store) {
         attempted: true,
         now_ms: 9_100,
     };
-    store.record_attempt(again.iter().find(|d| d.push_id == "p3").expect("due").id, &delivered).await.expect("record");
-    let view = store.push_view(&parse(AppId::parse("record")), "p3").await.expect("view").expect("exists");
+    store
+        .record_attempt(again.iter().find(|d| d.push_id() == push_id("p3")).expect("due").id, &delivered)
+        .await
+        .expect("record");
+    let view = store.push_view(&parse(AppId::parse("record")), &push_id("p3")).await.expect("view").expect("exists");
     assert_eq!((view.deliveries[0].status, view.deliveries[0].attempts), (DeliveryStatus::Delivered, 2));
 }
 
@@ -368,11 +403,11 @@ async fn a_push_taken_up_again_after_its_lease_hands_out_only_what_has_no_outcom
     store.accept_push(&new_push("again", "p4", &["dan", "eve", "fay"], 10_000)).await.expect("accept");
     let claimed = store.claim_due_deliveries(10_000, 100, 60_000).await.expect("claim");
     let of = |client: &str| {
-        claimed.iter().find(|d| d.push_id == "p4" && d.client_id.as_str() == client).expect("claimed").id
+        claimed.iter().find(|d| d.push_id() == push_id("p4") && d.client_id.as_str() == client).expect("claimed").id
     };
     let outcome = |status, next_attempt_at_ms: Option<i64>| DeliveryUpdate {
         status,
-        reason: next_attempt_at_ms.map(|_| "UNAVAILABLE".to_owned()),
+        reason: next_attempt_at_ms.map(|_| Reason::provider("UNAVAILABLE")),
         next_attempt_at_ms,
         attempted: true,
         now_ms: 10_100,
@@ -381,16 +416,24 @@ async fn a_push_taken_up_again_after_its_lease_hands_out_only_what_has_no_outcom
     store.record_attempt(of("eve"), &outcome(DeliveryStatus::Retrying, Some(80_000))).await.expect("eve");
     // The worker dies before fay's outcome: her delivery alone is due again
     // once the lease runs out; eve's retry at its own time.
-    assert!(store.claim_due_deliveries(69_999, 100, 60_000).await.expect("leased").iter().all(|d| d.push_id != "p4"));
+    assert!(
+        store
+            .claim_due_deliveries(69_999, 100, 60_000)
+            .await
+            .expect("leased")
+            .iter()
+            .all(|d| d.push_id() != push_id("p4"))
+    );
     let after_lease = store.claim_due_deliveries(70_001, 100, 60_000).await.expect("after the lease");
-    let again: Vec<_> = after_lease.iter().filter(|d| d.push_id == "p4").map(|d| d.client_id.as_str()).collect();
+    let again: Vec<_> =
+        after_lease.iter().filter(|d| d.push_id() == push_id("p4")).map(|d| d.client_id.as_str()).collect();
     assert_eq!(again, ["fay"]);
     store.record_attempt(after_lease[0].id, &outcome(DeliveryStatus::Delivered, None)).await.expect("fay");
     let retry = store.claim_due_deliveries(80_000, 100, 60_000).await.expect("the retry");
-    let retry: Vec<_> = retry.iter().filter(|d| d.push_id == "p4").collect();
+    let retry: Vec<_> = retry.iter().filter(|d| d.push_id() == push_id("p4")).collect();
     assert_eq!(retry.iter().map(|d| (d.client_id.as_str(), d.attempts)).collect::<Vec<_>>(), [("eve", 1)]);
     store.record_attempt(retry[0].id, &outcome(DeliveryStatus::Delivered, None)).await.expect("eve");
-    let view = store.push_view(&parse(AppId::parse("again")), "p4").await.expect("view").expect("exists");
+    let view = store.push_view(&parse(AppId::parse("again")), &push_id("p4")).await.expect("view").expect("exists");
     let statuses: Vec<_> = view.deliveries.iter().map(|d| (d.client_id.as_str(), d.status, d.attempts)).collect();
     assert_eq!(statuses.len(), 3);
     for (client, attempts) in [("dan", 1), ("eve", 2), ("fay", 1)] {

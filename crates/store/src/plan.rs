@@ -8,20 +8,61 @@
 //! devices (one delivery each) or, for a recipient without devices, stores as
 //! one skipped delivery.
 
-use crate::{BadgePlan, DeliveryStatus, ExperimentPlan, NewPush, RoutingPlan, StoreError};
+use crate::{BadgePlan, DeliveryStatus, ExperimentPlan, FanOut, RoutingPlan, StoreError};
 use pushgate_domain::{
-    ClientId, DeliveryMode, OnlinePolicy, QuietHours, RecipientState, RoomId, Route, TimeZoneName, route,
+    AppId, ClientId, DeliveryMode, ExperimentId, OnlinePolicy, PushId, QuietHours, Reason, RecipientState, RoomId,
+    Route, TimeZoneName, route,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
 
-/// Why a recipient without a device gets no delivery.
-pub const NO_DEVICE: &str = "no registered device";
+/// Most journaled pushes fanned out per transaction.
+pub const FAN_OUT_PUSHES: u32 = 64;
+/// Recipients after which a fan-out transaction takes no further push: it
+/// bounds how long the transaction (and, on SQLite, the writer thread's
+/// group with the accepts in it) holds the writer.
+pub const FAN_OUT_RECIPIENTS: usize = 256;
+/// Batches of the journal a claim fans out before it claims.
+pub const FAN_OUT_BATCHES_PER_CLAIM: usize = 4;
+/// Most deliveries planned in one `sends` row: what one claim leases at once.
+pub const SEND_SIZE: i64 = 256;
+
+/// A journaled push as its fan-out reads it back: its row's identity and
+/// time, and its journal entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Journaled {
+    /// The push.
+    pub push_id: PushId,
+    /// Its app.
+    pub app_id: AppId,
+    /// Its acceptance time (quiet hours are judged at it).
+    pub now_ms: i64,
+    /// What happens for its recipients.
+    pub fan_out: FanOut,
+}
+
+impl Journaled {
+    /// A journaled push from its row's columns and its journal entry.
+    pub fn read(push_id: &str, app_id: &str, now_ms: i64, entry: &str) -> Result<Self, StoreError> {
+        let corrupt = |what: &str| StoreError::Corrupt(format!("pushes.{what}"));
+        Ok(Self {
+            push_id: PushId::parse(push_id).map_err(|_| corrupt("push_id"))?,
+            app_id: AppId::parse(app_id).map_err(|_| corrupt("app_id"))?,
+            now_ms,
+            fan_out: read_journal_entry(entry)?,
+        })
+    }
+}
 
 /// The recipients of a push: each listed client once (a client listed twice
 /// is reached, and counted, once), in a stable order.
-pub fn recipients(push: &NewPush) -> Vec<&ClientId> {
-    push.clients.iter().collect::<BTreeSet<_>>().into_iter().collect()
+pub fn recipients(fan_out: &FanOut) -> Vec<&ClientId> {
+    fan_out.clients.iter().collect::<BTreeSet<_>>().into_iter().collect()
+}
+
+/// The text stored for a recipient without a device.
+pub fn no_device() -> String {
+    Reason::NoDevice.to_string()
 }
 
 /// What a badge plan asks of the recipients' counters, before their totals
@@ -75,7 +116,7 @@ pub struct RecipientPlan<'a> {
     /// `queued`, or `skipped` (with the reason) when it gets nothing.
     pub status: &'static str,
     /// Why it is skipped.
-    pub reason: Option<&'a str>,
+    pub reason: Option<std::borrow::Cow<'a, str>>,
     /// How it is reached, when routed.
     pub mode: Option<&'static str>,
     /// Why routing did not alert it as usual.
@@ -92,31 +133,33 @@ pub struct RecipientPlan<'a> {
 /// each (when the push is routed). Precedence: a push skipped as a whole
 /// (`skip_all`) wins over routing; a routing skip wins over delivery.
 pub fn plan_recipients<'a>(
-    push: &'a NewPush,
+    push: &'a Journaled,
     clients: &[&'a ClientId],
     totals: Option<Vec<i64>>,
     states: Option<Vec<RecipientState>>,
 ) -> Vec<RecipientPlan<'a>> {
     let mut totals = totals.map(Vec::into_iter);
     let mut states = states.map(Vec::into_iter);
-    let experiment = push.experiment.as_ref();
+    let fan_out = &push.fan_out;
+    let experiment = fan_out.experiment.as_ref();
+    let skip_all = fan_out.skip_all.as_ref().map(ToString::to_string);
     clients
         .iter()
         .map(|client| {
             let total = totals.as_mut().and_then(Iterator::next);
-            let route: Option<Route> = match (&push.routing, states.as_mut().and_then(Iterator::next)) {
+            let route: Option<Route> = match (&fan_out.routing, states.as_mut().and_then(Iterator::next)) {
                 (Some(plan), Some(state)) => Some(route(&state, plan.online, push.now_ms)),
                 _ => None,
             };
-            let (status, reason) = match (&push.skip_all, route) {
-                (Some(reason), _) => (DeliveryStatus::Skipped, Some(reason.as_str())),
-                (None, Some(Route::Skip(reason))) => (DeliveryStatus::Skipped, Some(reason)),
+            let (status, reason) = match (&skip_all, route) {
+                (Some(reason), _) => (DeliveryStatus::Skipped, Some(reason.clone().into())),
+                (None, Some(Route::Skip(reason))) => (DeliveryStatus::Skipped, Some(reason.into())),
                 (None, _) => (DeliveryStatus::Queued, None),
             };
             let variant = experiment.and_then(|experiment| experiment.variants.get(*client));
             RecipientPlan {
                 client: client.as_str(),
-                badge: push.badge.badge(total),
+                badge: fan_out.badge.badge(total),
                 status: status.as_str(),
                 reason,
                 mode: route.and_then(Route::mode).map(DeliveryMode::as_str),
@@ -154,8 +197,7 @@ pub fn recipient_states(json: &str) -> Result<Vec<RecipientState>, StoreError> {
         .collect())
 }
 
-/// What the fan-out needs of a journaled push besides its row: the part of
-/// a [`NewPush`] that decides its recipients' work. Stored as JSON.
+/// A [`FanOut`] as the journal stores it (JSON; the form every version wrote).
 #[derive(Debug, Serialize, Deserialize)]
 struct JournalEntry {
     clients: Vec<String>,
@@ -175,101 +217,101 @@ struct JournalEntry {
 }
 
 /// The journal text of a push: what its fan-out will need.
-pub fn journal_entry(push: &NewPush) -> String {
-    let (given_badge, count_unread, clear_room) = match &push.badge {
+pub fn journal_entry(fan_out: &FanOut) -> String {
+    let (given_badge, count_unread, clear_room) = match &fan_out.badge {
         BadgePlan::None => (None, None, None),
         BadgePlan::Given(badge) => (Some(*badge), None, None),
         BadgePlan::CountUnread(room) => (None, Some(room.as_str().to_owned()), None),
         BadgePlan::ClearRoom(room) => (None, None, Some(room.as_str().to_owned())),
     };
     let entry = JournalEntry {
-        clients: recipients(push).into_iter().map(|client| client.as_str().to_owned()).collect(),
+        clients: recipients(fan_out).into_iter().map(|client| client.as_str().to_owned()).collect(),
         given_badge,
         count_unread,
         clear_room,
-        count_muted_rooms: push.count_muted_rooms,
-        routing: push.routing.as_ref().map(|plan| (plan.room.as_str().to_owned(), plan.online.as_str().to_owned())),
-        skip_all: push.skip_all.clone(),
-        experiment: push.experiment.as_ref().map(|experiment| {
+        count_muted_rooms: fan_out.count_muted_rooms,
+        routing: fan_out.routing.as_ref().map(|plan| (plan.room.as_str().to_owned(), plan.online.as_str().to_owned())),
+        skip_all: fan_out.skip_all.as_ref().map(ToString::to_string),
+        experiment: fan_out.experiment.as_ref().map(|experiment| {
             let variants = experiment
                 .variants
                 .iter()
                 .map(|(client, variant)| (client.as_str().to_owned(), variant.clone()))
                 .collect();
-            (experiment.id.clone(), variants)
+            (experiment.id.as_str().to_owned(), variants)
         }),
     };
     serde_json::to_string(&entry).unwrap_or_else(|_| unreachable!("a journal entry is plain JSON"))
 }
 
-/// Reads a journal entry back onto `push` (its row's fields already set):
-/// its clients, badge plan, routing, skip and variants.
-pub fn apply_journal_entry(push: &mut NewPush, entry: &str) -> Result<(), StoreError> {
+/// Reads a journal entry back: its clients, badge plan, routing, skip and variants.
+pub fn read_journal_entry(entry: &str) -> Result<FanOut, StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("journal.plan: {what}"));
     let entry: JournalEntry = serde_json::from_str(entry).map_err(|error| corrupt(&error.to_string()))?;
     let room = |raw: &str| RoomId::parse(raw).map_err(|_| corrupt("room"));
-    push.clients = entry
-        .clients
-        .iter()
-        .map(|client| ClientId::parse(client).map_err(|_| corrupt("client")))
-        .collect::<Result<_, _>>()?;
-    push.badge = match (entry.given_badge, entry.count_unread, entry.clear_room) {
-        (Some(badge), _, _) => BadgePlan::Given(badge),
-        (None, Some(raw), _) => BadgePlan::CountUnread(room(&raw)?),
-        (None, None, Some(raw)) => BadgePlan::ClearRoom(room(&raw)?),
-        (None, None, None) => BadgePlan::None,
-    };
-    push.count_muted_rooms = entry.count_muted_rooms;
-    push.routing = match entry.routing {
-        Some((raw_room, online)) => Some(RoutingPlan {
-            room: room(&raw_room)?,
-            online: OnlinePolicy::parse(&online).map_err(|_| corrupt("online"))?,
-        }),
-        None => None,
-    };
-    push.skip_all = entry.skip_all;
-    push.experiment = match entry.experiment {
-        Some((id, variants)) => Some(ExperimentPlan {
-            id,
-            // The snapshot lives in the push's row; the fan-out needs only the variants.
-            snapshot: String::new(),
-            variants: variants
-                .into_iter()
-                .map(|(client, variant)| Ok((ClientId::parse(&client).map_err(|_| corrupt("variant"))?, variant)))
-                .collect::<Result<_, StoreError>>()?,
-        }),
-        None => None,
-    };
-    Ok(())
+    Ok(FanOut {
+        clients: entry
+            .clients
+            .iter()
+            .map(|client| ClientId::parse(client).map_err(|_| corrupt("client")))
+            .collect::<Result<_, _>>()?,
+        badge: match (entry.given_badge, entry.count_unread, entry.clear_room) {
+            (Some(badge), _, _) => BadgePlan::Given(badge),
+            (None, Some(raw), _) => BadgePlan::CountUnread(room(&raw)?),
+            (None, None, Some(raw)) => BadgePlan::ClearRoom(room(&raw)?),
+            (None, None, None) => BadgePlan::None,
+        },
+        count_muted_rooms: entry.count_muted_rooms,
+        routing: match entry.routing {
+            Some((raw_room, online)) => Some(RoutingPlan {
+                room: room(&raw_room)?,
+                online: OnlinePolicy::parse(&online).map_err(|_| corrupt("online"))?,
+            }),
+            None => None,
+        },
+        skip_all: entry.skip_all.as_deref().map(Reason::parse),
+        experiment: match entry.experiment {
+            Some((id, variants)) => Some(ExperimentPlan {
+                id: ExperimentId::parse(&id).map_err(|_| corrupt("experiment"))?,
+                variants: variants
+                    .into_iter()
+                    .map(|(client, variant)| Ok((ClientId::parse(&client).map_err(|_| corrupt("variant"))?, variant)))
+                    .collect::<Result<_, StoreError>>()?,
+            }),
+            None => None,
+        },
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::{ExperimentPlan, RoutingPlan};
-    use pushgate_domain::{AppId, OnlinePolicy, PushKind};
+    use pushgate_domain::{AppId, OnlinePolicy};
     use std::collections::HashMap;
 
     fn client(name: &str) -> ClientId {
         ClientId::parse(name).expect("a client id")
     }
 
-    fn push(badge: BadgePlan, routing: Option<RoutingPlan>) -> NewPush {
-        NewPush {
-            push_id: "p1".into(),
+    fn push(badge: BadgePlan, routing: Option<RoutingPlan>) -> Journaled {
+        Journaled {
+            push_id: PushId::parse("019a1b2c-3d4e-7f00-8000-000000000001").expect("a push id"),
             app_id: AppId::parse("SampleApp").expect("an app id"),
-            kind: PushKind::Chat,
-            request: "{}".into(),
-            clients: vec![client("bob"), client("alice"), client("bob")],
             now_ms: 0,
-            deadline_ms: 1,
-            skip_all: None,
-            callback: None,
-            badge,
-            count_muted_rooms: true,
-            routing,
-            experiment: None,
+            fan_out: FanOut {
+                clients: vec![client("bob"), client("alice"), client("bob")],
+                skip_all: None,
+                badge,
+                count_muted_rooms: true,
+                routing,
+                experiment: None,
+            },
         }
+    }
+
+    fn experiment(variants: HashMap<ClientId, String>) -> Option<ExperimentPlan> {
+        Some(ExperimentPlan { id: ExperimentId::parse("e1").expect("an id"), variants })
     }
 
     fn state(online: bool, push_disabled: bool) -> RecipientState {
@@ -282,32 +324,21 @@ mod tests {
             BadgePlan::CountUnread(RoomId::parse("r").expect("a room")),
             Some(RoutingPlan { room: RoomId::parse("r").expect("a room"), online: OnlinePolicy::Skip }),
         );
-        original.skip_all = Some("why".into());
-        original.experiment = Some(ExperimentPlan {
-            id: "e1".into(),
-            snapshot: String::new(),
-            variants: HashMap::from([(client("bob"), "A".to_owned())]),
-        });
-        let mut read_back = push(BadgePlan::None, None);
-        read_back.clients.clear();
-        apply_journal_entry(&mut read_back, &journal_entry(&original)).expect("reads back");
+        original.fan_out.skip_all = Some(Reason::ExpiredAtAccept);
+        original.fan_out.experiment = experiment(HashMap::from([(client("bob"), "A".to_owned())]));
+        let read_back = read_journal_entry(&journal_entry(&original.fan_out)).expect("reads back");
         assert_eq!(read_back.clients, vec![client("alice"), client("bob")], "each client once");
-        assert_eq!(read_back.badge, original.badge);
-        assert_eq!(read_back.routing, original.routing);
-        assert_eq!(read_back.skip_all, original.skip_all);
-        assert_eq!(read_back.experiment, original.experiment);
+        assert_eq!(FanOut { clients: original.fan_out.clients.clone(), ..read_back }, original.fan_out);
         for badge in [BadgePlan::None, BadgePlan::Given(7), BadgePlan::ClearRoom(RoomId::parse("x").expect("a room"))] {
             let original = push(badge.clone(), None);
-            let mut read_back = push(BadgePlan::None, None);
-            apply_journal_entry(&mut read_back, &journal_entry(&original)).expect("reads back");
-            assert_eq!(read_back.badge, badge);
+            assert_eq!(read_journal_entry(&journal_entry(&original.fan_out)).expect("reads back").badge, badge);
         }
     }
 
     #[test]
     fn a_client_listed_twice_is_one_recipient() {
         let push = push(BadgePlan::None, None);
-        assert_eq!(recipients(&push), vec![&client("alice"), &client("bob")]);
+        assert_eq!(recipients(&push.fan_out), vec![&client("alice"), &client("bob")]);
     }
 
     #[test]
@@ -317,12 +348,8 @@ mod tests {
             BadgePlan::CountUnread(room),
             Some(RoutingPlan { room: RoomId::parse("r").expect("a room"), online: OnlinePolicy::Silent }),
         );
-        push.experiment = Some(ExperimentPlan {
-            id: "e1".into(),
-            snapshot: "{}".into(),
-            variants: HashMap::from([(client("alice"), "B".to_owned())]),
-        });
-        let clients = recipients(&push);
+        push.fan_out.experiment = experiment(HashMap::from([(client("alice"), "B".to_owned())]));
+        let clients = recipients(&push.fan_out);
         let plans =
             plan_recipients(&push, &clients, Some(vec![3, 7]), Some(vec![state(true, false), state(false, true)]));
         assert_eq!(
@@ -342,7 +369,7 @@ mod tests {
                     client: "bob",
                     badge: Some(7),
                     status: "skipped",
-                    reason: Some("push turned off by the client"),
+                    reason: Some("push turned off by the client".into()),
                     mode: None,
                     route_reason: Some("push turned off by the client"),
                     experiment: None,
@@ -355,11 +382,11 @@ mod tests {
     #[test]
     fn a_push_skipped_as_a_whole_wins_over_routing_and_a_given_badge_over_totals() {
         let mut push = push(BadgePlan::Given(4), None);
-        push.skip_all = Some("expired before it was accepted".into());
-        let clients = recipients(&push);
+        push.fan_out.skip_all = Some(Reason::ExpiredAtAccept);
+        let clients = recipients(&push.fan_out);
         let plans = plan_recipients(&push, &clients, None, None);
         assert!(plans.iter().all(|plan| plan.status == "skipped"
-            && plan.reason == Some("expired before it was accepted")
+            && plan.reason.as_deref() == Some("expired before it was accepted")
             && plan.badge == Some(4)));
     }
 }

@@ -4,7 +4,7 @@
 //! its own, so tests run in parallel. With `CI=true` an unreachable server
 //! fails the test; elsewhere the test says so and passes without running.
 
-use pushgate_store::{PgStore, Store, conformance};
+use pushgate_store::{ClientStore, DeviceStore, PgStore, QueueStore, Store, conformance};
 use std::sync::Arc;
 
 use pushgate_testkit::{postgres_absent, postgres_server as url, unique_schema};
@@ -31,22 +31,8 @@ async fn postgres_store_passes_the_conformance_suite() {
 }
 
 /// A push of `SampleApp` to one client without devices.
-fn push_to_nobody(push_id: &str) -> pushgate_store::NewPush {
-    pushgate_store::NewPush {
-        push_id: push_id.to_owned(),
-        app_id: pushgate_domain::AppId::parse("SampleApp").expect("app id"),
-        kind: pushgate_domain::PushKind::Custom,
-        request: "{}".into(),
-        clients: vec![pushgate_domain::ClientId::parse("nobody").expect("client")],
-        now_ms: 1,
-        deadline_ms: 1_000_000,
-        skip_all: None,
-        callback: None,
-        badge: pushgate_store::BadgePlan::None,
-        count_muted_rooms: true,
-        routing: None,
-        experiment: None,
-    }
+fn push_to_nobody(name: &str) -> pushgate_store::NewPush {
+    pushgate_store::NewPush { deadline_ms: 2, ..conformance::new_push("SampleApp", name, &["nobody"], 1) }
 }
 
 /// Two nodes on one database: callbacks sent to both at once, each message
@@ -63,11 +49,9 @@ async fn callbacks_sent_to_two_nodes_at_once_count_once_and_lose_no_increment() 
         .map(|n| {
             let node = Arc::clone(&nodes[n % 2]);
             // 100 distinct messages, each sent to both nodes.
-            let push = pushgate_store::NewPush {
-                callback: Some(CallbackKey { message_id: format!("m{}", n / 2), to_client: None }),
-                badge: BadgePlan::CountUnread(RoomId::parse(&format!("room-{}", n % 3)).expect("room")),
-                ..push_to_nobody(&format!("push-{n}"))
-            };
+            let push = push_to_nobody(&format!("push-{n}"))
+                .with_callback(CallbackKey { message_id: format!("m{}", n / 2), to_client: None })
+                .with_badge(BadgePlan::CountUnread(RoomId::parse(&format!("room-{}", n % 3)).expect("room")), true);
             tokio::spawn(async move { node.accept_push(&push).await })
         })
         .collect();
@@ -129,10 +113,8 @@ async fn two_nodes_claiming_at_once_never_take_the_same_delivery() {
     }
     // Twenty pushes of two recipients: twenty sends to share out.
     for n in 0..20 {
-        let push = pushgate_store::NewPush {
-            clients: clients[2 * n..2 * n + 2].to_vec(),
-            ..push_to_nobody(&format!("push-{n}"))
-        };
+        let mut push = push_to_nobody(&format!("push-{n}"));
+        push.fan_out.clients = clients[2 * n..2 * n + 2].to_vec();
         first.accept_push(&push).await.expect("accepted");
     }
     first.fan_out_journal().await.expect("fanned out");
@@ -145,7 +127,7 @@ async fn two_nodes_claiming_at_once_never_take_the_same_delivery() {
         .collect();
     let mut claimed = Vec::new();
     for claim in claims {
-        claimed.extend(claim.await.expect("task").expect("claimed").into_iter().map(|d| (d.push_id, d.client_id)));
+        claimed.extend(claim.await.expect("task").expect("claimed").into_iter().map(|d| (d.push_id(), d.client_id)));
     }
     // A claim skips what another is locking at that moment, so some come
     // back short; what is left is taken afterwards, by either node.
@@ -154,7 +136,7 @@ async fn two_nodes_claiming_at_once_never_take_the_same_delivery() {
         if rest.is_empty() {
             break;
         }
-        claimed.extend(rest.into_iter().map(|d| (d.push_id, d.client_id)));
+        claimed.extend(rest.into_iter().map(|d| (d.push_id(), d.client_id)));
     }
     let total = claimed.len();
     claimed.sort();

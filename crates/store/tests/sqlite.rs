@@ -1,6 +1,6 @@
 //! The SQLite store against the shared conformance suite, on a real file.
 
-use pushgate_store::{SqliteStore, Store, conformance};
+use pushgate_store::{ClientStore, DeviceStore, KeyStore, QueueStore, SqliteStore, Store, conformance};
 use std::sync::Arc;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -27,22 +27,8 @@ async fn reopening_a_database_keeps_its_devices_and_skips_applied_migrations() {
 }
 
 /// A push of `SampleApp` to one client without devices.
-fn push_to_nobody(push_id: &str) -> pushgate_store::NewPush {
-    pushgate_store::NewPush {
-        push_id: push_id.to_owned(),
-        app_id: pushgate_domain::AppId::parse("SampleApp").expect("app id"),
-        kind: pushgate_domain::PushKind::Custom,
-        request: "{}".into(),
-        clients: vec![pushgate_domain::ClientId::parse("nobody").expect("client")],
-        now_ms: 1,
-        deadline_ms: 2,
-        skip_all: None,
-        callback: None,
-        badge: pushgate_store::BadgePlan::None,
-        count_muted_rooms: true,
-        routing: None,
-        experiment: None,
-    }
+fn push_to_nobody(name: &str) -> pushgate_store::NewPush {
+    pushgate_store::NewPush { deadline_ms: 2, ..conformance::new_push("SampleApp", name, &["nobody"], 1) }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,7 +49,10 @@ async fn concurrent_accepts_share_commits_and_every_one_is_stored() {
         accept.await.expect("task").expect("accepted");
     }
     for n in 0..64 {
-        assert!(store.push_view(&app, &format!("push-{n}")).await.expect("view").is_some(), "push-{n} is stored");
+        assert!(
+            store.push_view(&app, &conformance::push_id(&format!("push-{n}"))).await.expect("view").is_some(),
+            "push-{n} is stored"
+        );
     }
     let transactions = store.writer_transactions();
     assert!(transactions < 64, "64 concurrent accepts took {transactions} transactions");
@@ -96,11 +85,9 @@ async fn concurrent_callbacks_never_lose_an_increment_and_count_duplicates_once(
         .map(|n| {
             let store = Arc::clone(&store);
             // 100 distinct messages, each sent twice.
-            let push = pushgate_store::NewPush {
-                callback: Some(CallbackKey { message_id: format!("m{}", n % 100), to_client: None }),
-                badge: BadgePlan::CountUnread(RoomId::parse(&format!("room-{}", n % 3)).expect("room")),
-                ..push_to_nobody(&format!("push-{n}"))
-            };
+            let push = push_to_nobody(&format!("push-{n}"))
+                .with_callback(CallbackKey { message_id: format!("m{}", n % 100), to_client: None })
+                .with_badge(BadgePlan::CountUnread(RoomId::parse(&format!("room-{}", n % 3)).expect("room")), true);
             tokio::spawn(async move { store.accept_push(&push).await })
         })
         .collect();
@@ -142,11 +129,8 @@ async fn concurrent_outcomes_each_land_on_their_own_delivery() {
         };
         store.upsert_device(&device).await.expect("registered");
     }
-    let push = pushgate_store::NewPush {
-        clients: vec![ClientId::parse("many").expect("client")],
-        deadline_ms: 1_000_000,
-        ..push_to_nobody("outcomes")
-    };
+    let mut push = pushgate_store::NewPush { deadline_ms: 1_000_000, ..push_to_nobody("outcomes") };
+    push.fan_out.clients = vec![ClientId::parse("many").expect("client")];
     assert_eq!(store.accept_push(&push).await.expect("accepted").duplicate_of, None);
     let claimed = store.claim_due_deliveries(10, 100, 60_000).await.expect("claimed");
     assert_eq!(claimed.len(), 40);
@@ -168,7 +152,7 @@ async fn concurrent_outcomes_each_land_on_their_own_delivery() {
             } else {
                 DeliveryUpdate {
                     status: DeliveryStatus::Retrying,
-                    reason: Some(format!("busy {n}")),
+                    reason: Some(pushgate_domain::Reason::provider(format!("busy {n}"))),
                     next_attempt_at_ms: Some(1000 + n),
                     attempted: true,
                     now_ms: 20,
@@ -181,7 +165,7 @@ async fn concurrent_outcomes_each_land_on_their_own_delivery() {
     for record in records {
         record.await.expect("task").expect("recorded");
     }
-    let view = store.push_view(&app, "outcomes").await.expect("view").expect("stored");
+    let view = store.push_view(&app, &conformance::push_id("outcomes")).await.expect("view").expect("stored");
     assert_eq!(view.deliveries.len(), 40);
     let retrying: Vec<_> =
         view.deliveries.iter().filter(|delivery| delivery.status == DeliveryStatus::Retrying).collect();
@@ -190,7 +174,8 @@ async fn concurrent_outcomes_each_land_on_their_own_delivery() {
         assert_eq!(delivery.attempts, 1, "{delivery:?}");
         assert_eq!(delivery.updated_at_ms, 20);
         if delivery.status == DeliveryStatus::Retrying {
-            let n = delivery.reason.as_deref().and_then(|reason| reason.strip_prefix("busy ")).expect("reason");
+            let reason = delivery.reason.as_ref().map(ToString::to_string).expect("a reason");
+            let n = reason.strip_prefix("busy ").expect("its own reason");
             assert_eq!(delivery.next_attempt_at_ms, Some(1000 + n.parse::<i64>().expect("number")));
         } else {
             assert_eq!(delivery.status, DeliveryStatus::Delivered, "{delivery:?}");
@@ -243,7 +228,8 @@ async fn deliveries_that_succeed_at_their_first_attempt_cost_no_row_of_their_own
         clients.push(client);
     }
     clients.push(ClientId::parse("nobody").expect("client"));
-    let push = pushgate_store::NewPush { clients, deadline_ms: 1_000_000, ..push_to_nobody("many") };
+    let mut push = pushgate_store::NewPush { deadline_ms: 1_000_000, ..push_to_nobody("many") };
+    push.fan_out.clients = clients;
     store.accept_push(&push).await.expect("accepted");
     let mut claimed = Vec::new();
     loop {
@@ -265,7 +251,7 @@ async fn deliveries_that_succeed_at_their_first_attempt_cost_no_row_of_their_own
         store.record_attempt(delivery.id, &delivered).await.expect("recorded");
     }
     assert_eq!(row_counts(&url).await, (2, 0), "(sends, deliveries)");
-    let view = store.push_view(&app, "many").await.expect("view").expect("stored");
+    let view = store.push_view(&app, &conformance::push_id("many")).await.expect("view").expect("stored");
     let mut statuses: Vec<_> = view.deliveries.iter().map(|d| (d.status, d.attempts)).collect();
     statuses.dedup();
     assert_eq!(statuses, [(DeliveryStatus::Delivered, 1), (DeliveryStatus::Skipped, 0)]);
@@ -324,15 +310,10 @@ async fn concurrent_registrations_each_land_and_a_shared_token_ends_on_one_devic
 }
 
 /// A v2 callback's push of `SampleApp` to `clients`, counting an unread in `room`.
-fn message_to(push_id: &str, clients: &[&str], room: &str) -> pushgate_store::NewPush {
-    use pushgate_domain::{ClientId, RoomId};
+fn message_to(name: &str, clients: &[&str], room: &str) -> pushgate_store::NewPush {
     pushgate_store::NewPush {
-        kind: pushgate_domain::PushKind::Chat,
-        clients: clients.iter().map(|client| ClientId::parse(client).expect("client")).collect(),
         deadline_ms: 1_000_000,
-        callback: Some(pushgate_store::CallbackKey { message_id: push_id.to_owned(), to_client: None }),
-        badge: pushgate_store::BadgePlan::CountUnread(RoomId::parse(room).expect("room")),
-        ..push_to_nobody(push_id)
+        ..conformance::callback_push("SampleApp", name, name, clients, room, 1)
     }
 }
 
@@ -373,7 +354,7 @@ async fn a_store_closed_between_journal_and_fan_out_loses_nothing_and_counts_eac
     let store = SqliteStore::open(&url).await.expect("reopened");
     // A message sent again after the restart is still a duplicate.
     let again = store.accept_push(&message_to("m7", &["ann", "ben"], "r")).await.expect("accept");
-    assert_eq!(again.duplicate_of.as_deref(), Some("m7"));
+    assert_eq!(again.duplicate_of, Some(conformance::push_id("m7")));
     // Reading a badge fans out what waits first, so it counts every message once.
     for client in ["ann", "ben"] {
         let badge = store.badge(&app, &ClientId::parse(client).expect("client"), true, 2).await.expect("badge");
@@ -390,7 +371,7 @@ async fn a_store_closed_between_journal_and_fan_out_loses_nothing_and_counts_eac
     }
     assert_eq!(claimed, 2 * MESSAGES, "one delivery per device of each message, none twice");
     for n in [0, MESSAGES - 1] {
-        let view = store.push_view(&app, &format!("m{n}")).await.expect("view").expect("exists");
+        let view = store.push_view(&app, &conformance::push_id(&format!("m{n}"))).await.expect("view").expect("exists");
         let badges: Vec<_> = view.deliveries.iter().map(|d| d.client_id.as_str()).collect();
         assert_eq!(badges, vec!["ann", "ben"]);
     }

@@ -49,12 +49,12 @@ impl RecentPushes {
         let remembered = Remembered {
             app: push.app_id.as_str().to_owned(),
             push: RecentPush {
-                push_id: push.push_id.clone(),
-                kind: push.kind.as_str().to_owned(),
+                push_id: push.push_id.to_string(),
+                kind: push.request.kind().as_str().to_owned(),
                 accepted_at_ms: push.now_ms,
-                clients: push.clients.len(),
+                clients: push.fan_out.clients.len(),
             },
-            clients: push.clients.iter().take(CLIENTS_KEPT).map(|client| client.as_str().to_owned()).collect(),
+            clients: push.fan_out.clients.iter().take(CLIENTS_KEPT).map(|client| client.as_str().to_owned()).collect(),
         };
         let mut recent = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if recent.len() == KEPT {

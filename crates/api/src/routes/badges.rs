@@ -6,10 +6,10 @@ use crate::accept::{PushSource, accept_push};
 use crate::auth::{AppSettings, AuthenticatedApp};
 use crate::error::{ApiError, Envelope, ErrorEnvelope, ok};
 use crate::extract::{ApiJson, ApiPath, OptionalApiJson};
-use crate::{AppState, now_ms};
+use crate::{AppState, new_push_id, now_ms};
 use axum::Json;
 use axum::extract::State;
-use pushgate_domain::{BadgeSource, ClientId, PushKind, RoomId};
+use pushgate_domain::{BadgeSource, ClientId, PushRequest, RoomId};
 use pushgate_store::{BadgePlan, BadgeView, NewPush, SourceChange};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -191,24 +191,19 @@ pub async fn mark_read(
     let room = RoomId::parse(&room)?;
     let now = now_ms();
     let push_id = if request.sync {
-        let push = NewPush {
-            push_id: uuid::Uuid::now_v7().to_string(),
-            app_id: app.id.clone(),
-            kind: PushKind::Badge,
-            request: "{}".to_owned(),
-            clients: vec![client_id.clone()],
-            now_ms: now,
-            deadline_ms: now.saturating_add(app.max_age_ms.min(BADGE_UPDATE_MAX_AGE_MS)),
-            skip_all: None,
-            callback: None,
-            badge: BadgePlan::ClearRoom(room),
-            count_muted_rooms: app.count_muted_rooms,
-            routing: None,
-            experiment: None,
-        };
-        let push_id = push.push_id.clone();
+        let deadline_ms = now.saturating_add(app.max_age_ms.min(BADGE_UPDATE_MAX_AGE_MS));
+        let push = NewPush::new(
+            new_push_id(),
+            app.id.clone(),
+            PushRequest::BadgeUpdate,
+            vec![client_id.clone()],
+            now,
+            deadline_ms,
+        )
+        .with_badge(BadgePlan::ClearRoom(room), app.count_muted_rooms);
+        let push_id = push.push_id;
         accept_push(&state, push, PushSource::ReadSync).await?;
-        Some(push_id)
+        Some(push_id.to_string())
     } else {
         state.store.mark_room_read(&app.id, &client_id, &room, now).await?;
         None

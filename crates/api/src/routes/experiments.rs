@@ -39,18 +39,19 @@ pub async fn put_experiment(
 ) -> Result<Json<Envelope<Experiment>>, ApiError> {
     let id = ExperimentId::parse(&id)?;
     experiment.validate()?;
-    let definition = serde_json::to_string(&experiment).map_err(ApiError::internal)?;
-    state.store.put_experiment(&app.id, id.as_str(), &definition, now_ms()).await?;
+    state.store.put_experiment(&app.id, &id, &experiment, now_ms()).await?;
     Ok(ok(experiment))
 }
 
-async fn find(state: &AppState, app: &pushgate_domain::AppId, id: &str) -> Result<Experiment, ApiError> {
+async fn find(
+    state: &AppState,
+    app: &pushgate_domain::AppId,
+    id: &str,
+) -> Result<(ExperimentId, Experiment), ApiError> {
+    let not_found = || ApiError::not_found(format!("no experiment {id:?} for this app"));
+    let id = ExperimentId::parse(id).map_err(|_| not_found())?;
     let experiments = state.store.experiments(app).await?;
-    let (_, definition) = experiments
-        .into_iter()
-        .find(|(stored, _)| stored == id)
-        .ok_or_else(|| ApiError::not_found(format!("no experiment {id:?} for this app")))?;
-    serde_json::from_str(&definition).map_err(ApiError::internal)
+    experiments.into_iter().find(|(stored, _)| *stored == id).ok_or_else(not_found)
 }
 
 /// An experiment as it was put.
@@ -70,7 +71,7 @@ pub async fn get_experiment(
     AuthenticatedApp(app): AuthenticatedApp,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Envelope<Experiment>>, ApiError> {
-    Ok(ok(find(&state, &app.id, &id).await?))
+    Ok(ok(find(&state, &app.id, &id).await?.1))
 }
 
 /// One variant's figures.
@@ -125,8 +126,8 @@ pub async fn experiment_stats(
     AuthenticatedApp(app): AuthenticatedApp,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Envelope<ExperimentStats>>, ApiError> {
-    let experiment = find(&state, &app.id, &id).await?;
-    let counts = state.store.experiment_stats(&app.id, &id).await?;
+    let (experiment_id, experiment) = find(&state, &app.id, &id).await?;
+    let counts = state.store.experiment_stats(&app.id, &experiment_id).await?;
     let mut variants: Vec<VariantStats> = experiment
         .variants
         .iter()

@@ -15,11 +15,11 @@ use crate::auth::AppSettings;
 use crate::error::{ApiError, Envelope, ErrorEnvelope, ok};
 use crate::extract::{JsonBytes, PeerAddr, parse_json};
 use crate::origin::Presented;
-use crate::{AppState, now_ms};
+use crate::{AppState, new_push_id, now_ms};
 use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
-use pushgate_domain::{AppId, ChatMessage, ClientId, Experiment, GenericCallback, LegacyCallback, PushKind};
+use pushgate_domain::{AppId, ChatMessage, ClientId, Experiment, GenericCallback, LegacyCallback, PushRequest};
 use pushgate_store::{BadgePlan, CallbackKey, ExperimentPlan, NewPush, RoutingPlan};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -68,21 +68,16 @@ pub async fn push_generic(
     let room = message.room.clone().ok_or_else(|| ApiError::missing("room is required"))?;
     let now = now_ms();
     let experiment = active_experiment(&state, &app.id, &message, &callback.recipients, now).await?;
-    let push = NewPush {
-        push_id: uuid::Uuid::now_v7().to_string(),
-        app_id: app.id.clone(),
-        kind: PushKind::Chat,
-        request: message.to_stored().to_string(),
-        clients: callback.recipients,
-        now_ms: now,
-        deadline_ms: now.saturating_add(app.max_age_ms),
-        skip_all: None,
-        callback: Some(CallbackKey { message_id: message.id.to_string(), to_client: None }),
-        badge: BadgePlan::CountUnread(room.clone()),
-        count_muted_rooms: app.count_muted_rooms,
-        routing: Some(RoutingPlan { room, online: app.online_policy }),
-        experiment,
-    };
+    let callback_key = CallbackKey { message_id: message.id.to_string(), to_client: None };
+    let deadline_ms = now.saturating_add(app.max_age_ms);
+    let mut push =
+        NewPush::new(new_push_id(), app.id.clone(), PushRequest::Chat(message), callback.recipients, now, deadline_ms)
+            .with_callback(callback_key)
+            .with_badge(BadgePlan::CountUnread(room.clone()), app.count_muted_rooms)
+            .with_routing(RoutingPlan { room, online: app.online_policy });
+    if let Some((plan, experiment)) = experiment {
+        push = push.with_experiment(plan, experiment);
+    }
     accept(&state, "v2", push).await
 }
 
@@ -112,30 +107,16 @@ pub async fn push_legacy(
     let _admitted = app.inbound.admit()?;
     require(&object, &["toClient"])?;
     let callback = LegacyCallback::parse(&object)?;
-    let mut stored = callback.message.to_stored();
-    if let Some(alert) = &callback.alert {
-        stored["alert"] = alert.clone().into();
-    }
     let now = now_ms();
-    let push = NewPush {
-        push_id: uuid::Uuid::now_v7().to_string(),
-        app_id: app.id.clone(),
-        kind: PushKind::ChatV1,
-        request: stored.to_string(),
-        clients: vec![callback.to_client.clone()],
-        now_ms: now,
-        deadline_ms: now.saturating_add(app.max_age_ms),
-        skip_all: None,
-        callback: Some(CallbackKey {
-            message_id: callback.message.id.to_string(),
-            to_client: Some(callback.to_client),
-        }),
-        badge: callback.badge.map_or(BadgePlan::None, BadgePlan::Given),
-        count_muted_rooms: app.count_muted_rooms,
-        // v1 is IMKIT's own pipeline: its badge and alert are used as they are, unrouted.
-        routing: None,
-        experiment: None,
-    };
+    let callback_key =
+        CallbackKey { message_id: callback.message.id.to_string(), to_client: Some(callback.to_client.clone()) };
+    let badge = callback.badge.map_or(BadgePlan::None, BadgePlan::Given);
+    let request = PushRequest::LegacyChat { message: callback.message, alert: callback.alert };
+    let deadline_ms = now.saturating_add(app.max_age_ms);
+    // v1 is IMKIT's own pipeline: its badge and alert are used as they are, unrouted.
+    let push = NewPush::new(new_push_id(), app.id.clone(), request, vec![callback.to_client], now, deadline_ms)
+        .with_callback(callback_key)
+        .with_badge(badge, app.count_muted_rooms);
     accept(&state, "v1", push).await
 }
 
@@ -147,16 +128,14 @@ async fn active_experiment(
     message: &ChatMessage,
     recipients: &[ClientId],
     now: i64,
-) -> Result<Option<ExperimentPlan>, ApiError> {
-    for (id, definition) in state.store.experiments(app).await? {
-        let Ok(experiment) = serde_json::from_str::<Experiment>(&definition) else {
-            tracing::error!(app.id = %app, experiment.id = %id, "a stored experiment is unreadable; skipped");
-            continue;
-        };
+) -> Result<Option<(ExperimentPlan, Experiment)>, ApiError> {
+    for (id, experiment) in state.store.experiments(app).await? {
         if experiment.applies(&message.message_type, now) {
-            let variants =
-                recipients.iter().map(|client| (client.clone(), experiment.assign(&id, client).name.clone())).collect();
-            return Ok(Some(ExperimentPlan { id, snapshot: definition, variants }));
+            let variants = recipients
+                .iter()
+                .map(|client| (client.clone(), experiment.assign(id.as_str(), client).name.clone()))
+                .collect();
+            return Ok(Some((ExperimentPlan { id, variants }, experiment)));
         }
     }
     Ok(None)
@@ -219,11 +198,11 @@ async fn accept(
     version: &'static str,
     push: NewPush,
 ) -> Result<Json<Envelope<CallbackResult>>, ApiError> {
-    let push_id = push.push_id.clone();
+    let push_id = push.push_id;
     let accepted = accept_push(state, push, PushSource::Callback(version)).await?;
     let result = match accepted.duplicate_of {
-        Some(first) => CallbackResult { push_id: first, duplicate: true },
-        None => CallbackResult { push_id, duplicate: false },
+        Some(first) => CallbackResult { push_id: first.to_string(), duplicate: true },
+        None => CallbackResult { push_id: push_id.to_string(), duplicate: false },
     };
     Ok(ok(result))
 }

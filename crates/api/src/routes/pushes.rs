@@ -5,10 +5,10 @@ use crate::accept::{PushSource, accept_push};
 use crate::auth::AuthenticatedApp;
 use crate::error::{ApiError, Envelope, ErrorEnvelope, ok};
 use crate::extract::{ApiJson, ApiPath};
-use crate::{AppState, now_ms};
+use crate::{AppState, new_push_id, now_ms};
 use axum::Json;
 use axum::extract::State;
-use pushgate_domain::{ClientId, CustomPush, PushKind};
+use pushgate_domain::{ClientId, CustomPush, PushId, PushRequest, Reason};
 use pushgate_store::{BadgePlan, DeliveryStatus, NewPush};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -87,25 +87,17 @@ pub async fn push2clients(
     let deadline_ms = push.expiry.map_or(max_age_deadline, |expiry| {
         i64::try_from(expiry.saturating_mul(1000)).unwrap_or(i64::MAX).min(max_age_deadline)
     });
-    let new_push = NewPush {
-        push_id: uuid::Uuid::now_v7().to_string(),
-        app_id: app.id.clone(),
-        kind: PushKind::Custom,
-        request: serde_json::to_string(&push).map_err(ApiError::internal)?,
-        clients,
-        now_ms: now,
-        deadline_ms,
-        skip_all: push.is_expired(now_seconds).then(|| "expired before it was accepted".to_owned()),
-        callback: None,
-        badge: BadgePlan::None,
-        count_muted_rooms: app.count_muted_rooms,
-        // An explicit server-side send: no mute, presence or quiet hours.
-        routing: None,
-        experiment: None,
-    };
-    let push_id = new_push.push_id.clone();
+    let expired = push.is_expired(now_seconds);
+    // An explicit server-side send: no mute, presence or quiet hours.
+    let mut new_push =
+        NewPush::new(new_push_id(), app.id.clone(), PushRequest::Custom(push), clients, now, deadline_ms)
+            .with_badge(BadgePlan::None, app.count_muted_rooms);
+    if expired {
+        new_push = new_push.with_all_skipped(Reason::ExpiredAtAccept);
+    }
+    let push_id = new_push.push_id;
     accept_push(&state, new_push, PushSource::Send).await?;
-    Ok(ok(Push2ClientsResult { push_id }))
+    Ok(ok(Push2ClientsResult { push_id: push_id.to_string() }))
 }
 
 /// One delivery of a push.
@@ -179,11 +171,9 @@ pub async fn push_status(
     AuthenticatedApp(app): AuthenticatedApp,
     ApiPath(push_id): ApiPath<String>,
 ) -> Result<Json<Envelope<PushStatusResult>>, ApiError> {
-    let view = state
-        .store
-        .push_view(&app.id, &push_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no push {push_id:?} for this app")))?;
+    let not_found = || ApiError::not_found(format!("no push {push_id:?} for this app"));
+    let id = PushId::parse(&push_id).map_err(|_| not_found())?;
+    let view = state.store.push_view(&app.id, &id).await?.ok_or_else(not_found)?;
     let mut summary = BTreeMap::new();
     for delivery in &view.deliveries {
         *summary.entry(delivery.status.as_str().to_owned()).or_insert(0) += 1;
@@ -196,8 +186,8 @@ pub async fn push_status(
             device_type: delivery.device_type,
             device_id: delivery.device_id,
             status: delivery.status.as_str().to_owned(),
-            explanation: delivery.reason.as_deref().and_then(pushgate_domain::explain_reason),
-            reason: delivery.reason,
+            explanation: delivery.reason.as_ref().and_then(Reason::explanation),
+            reason: delivery.reason.as_ref().map(ToString::to_string),
             mode: delivery.mode.map(|mode| mode.as_str().to_owned()),
             routing: delivery.route_reason,
             variant: delivery.variant,
@@ -208,7 +198,12 @@ pub async fn push_status(
             updated_at_ms: delivery.updated_at_ms,
         })
         .collect();
-    Ok(ok(PushStatusResult { push_id: view.push_id, created_at_ms: view.created_at_ms, summary, deliveries }))
+    Ok(ok(PushStatusResult {
+        push_id: view.push_id.to_string(),
+        created_at_ms: view.created_at_ms,
+        summary,
+        deliveries,
+    }))
 }
 
 /// Body of `POST /v1/pushes/{pushId}/opened`.
@@ -242,8 +237,10 @@ pub async fn push_opened(
 ) -> Result<Json<Envelope<serde_json::Value>>, ApiError> {
     let client_id = body.client_id.ok_or_else(|| ApiError::missing("clientId is required"))?;
     let client_id = ClientId::parse(&client_id)?;
-    if !state.store.record_open(&app.id, &push_id, &client_id, now_ms()).await? {
-        return Err(ApiError::not_found(format!("no push {push_id:?} for this app")));
+    let not_found = || ApiError::not_found(format!("no push {push_id:?} for this app"));
+    let id = PushId::parse(&push_id).map_err(|_| not_found())?;
+    if !state.store.record_open(&app.id, &id, &client_id, now_ms()).await? {
+        return Err(not_found());
     }
     Ok(ok(serde_json::json!({})))
 }

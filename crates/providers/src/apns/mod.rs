@@ -13,6 +13,7 @@ pub use request::{
 use crate::{Outcome, TlsError, client_tls_config, retry_after};
 use http_body_util::{BodyExt as _, Full, Limited};
 use pool::Pool;
+use pushgate_domain::{Reason, Unreachable};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -130,14 +131,14 @@ impl ApnsClient {
     pub async fn send(&self, notification: &Notification<'_>) -> Outcome {
         let mut renewed_token = false;
         let mut refused_streams = 0;
-        let mut last_problem = String::from("ConnectionFailed");
+        let mut last_problem = Reason::Unreachable(Unreachable::ConnectionFailed);
         let mut attempt = 0;
         while attempt < TRANSPORT_ATTEMPTS {
             attempt += 1;
             let bearer = match &self.signer {
                 Some(signer) => match signer.token() {
                     Ok(jwt) => Some(jwt),
-                    Err(error) => return Outcome::app_rejected(error.to_string()),
+                    Err(error) => return Outcome::AppRejected { reason: Reason::Credentials(error.to_string()) },
                 },
                 None => None,
             };
@@ -149,7 +150,7 @@ impl ApnsClient {
                 Ok(lease) => lease,
                 Err(problem) => {
                     tracing::warn!(apns.endpoint = %self.authority, error = %problem, "cannot connect to APNs");
-                    last_problem = "ConnectionFailed".into();
+                    last_problem = Reason::Unreachable(Unreachable::ConnectionFailed);
                     continue;
                 }
             };
@@ -164,7 +165,7 @@ impl ApnsClient {
                 Err(_) => {
                     // The answer may still come; the connection is suspect either way.
                     self.pool.retire(&lease).await;
-                    return Outcome::retry("Timeout", None);
+                    return Outcome::unreachable(Unreachable::Timeout);
                 }
                 Ok(Err(error)) if is_refused_stream(&error) && refused_streams < REFUSED_STREAM_ATTEMPTS => {
                     // The server lowered its stream limit under us; the request
@@ -178,21 +179,21 @@ impl ApnsClient {
                     // the request is sent again on a fresh connection.
                     tracing::debug!(error = %error, attempt, "APNs request cut off; resending on a new connection");
                     self.pool.retire(&lease).await;
-                    last_problem = "ConnectionLost".into();
+                    last_problem = Reason::Unreachable(Unreachable::ConnectionLost);
                     continue;
                 }
                 Ok(Ok(answer)) => answer,
             };
             let Ok(body) = body else {
                 self.pool.retire(&lease).await;
-                last_problem = "ConnectionLost".into();
+                last_problem = Reason::Unreachable(Unreachable::ConnectionLost);
                 continue;
             };
             match map_answer(parts.status, &body, retry_after(&parts.headers)) {
                 Answer::Final(outcome) => return outcome,
                 Answer::Reconnect => {
                     self.pool.retire(&lease).await;
-                    last_problem = "IdleTimeout".into();
+                    last_problem = Reason::provider("IdleTimeout");
                 }
                 Answer::RetryOnNewConnection(outcome) => {
                     self.pool.retire(&lease).await;
@@ -216,7 +217,7 @@ impl ApnsClient {
                 }
             }
         }
-        Outcome::retry(last_problem, None)
+        Outcome::Retry { reason: last_problem, after: None }
     }
 }
 

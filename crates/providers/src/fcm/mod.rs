@@ -7,6 +7,7 @@ pub use oauth::{FCM_SCOPE, ServiceAccount};
 use crate::{Clock, Outcome, TlsError, client_tls_config, retry_after};
 use http::StatusCode;
 use oauth::AccessTokens;
+use pushgate_domain::{Reason, Unreachable};
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -111,9 +112,9 @@ impl FcmClient {
                 match self.http.post(self.send_url.clone()).bearer_auth(&*access_token).json(&body).send().await {
                     Ok(response) => response,
                     Err(error) => {
-                        let reason = if error.is_timeout() { "Timeout" } else { "ConnectionFailed" };
+                        let why = if error.is_timeout() { Unreachable::Timeout } else { Unreachable::ConnectionFailed };
                         tracing::debug!(error = %error, "FCM did not answer");
-                        return Outcome::retry(reason, None);
+                        return Outcome::unreachable(why);
                     }
                 };
             let status = response.status();
@@ -182,7 +183,7 @@ pub fn map_answer(status: StatusCode, body: &[u8], retry_after: Option<Duration>
         "INVALID_ARGUMENT" if token_violation || detail.message.contains("registration token") => {
             Outcome::invalid_token(error_code, None)
         }
-        "INVALID_ARGUMENT" => Outcome::rejected(format!("INVALID_ARGUMENT: {}", detail.message)),
+        "INVALID_ARGUMENT" => Outcome::Rejected { reason: Reason::provider_with(error_code, detail.message) },
         "QUOTA_EXCEEDED" | "UNAVAILABLE" | "INTERNAL" => Outcome::retry(error_code, retry_after),
         "THIRD_PARTY_AUTH_ERROR" => Outcome::app_rejected(error_code),
         _ if status == StatusCode::UNAUTHORIZED || detail.status == "UNAUTHENTICATED" => {
@@ -266,7 +267,7 @@ mod tests {
         ]}});
         assert!(matches!(
             answer(400, on_payload.to_string().as_bytes()),
-            FcmAnswer::Final(Outcome::Rejected { reason }) if reason.starts_with("INVALID_ARGUMENT")
+            FcmAnswer::Final(Outcome::Rejected { reason }) if reason.code() == "INVALID_ARGUMENT"
         ));
     }
 

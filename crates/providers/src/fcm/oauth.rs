@@ -6,6 +6,7 @@
 
 use crate::{Clock, Outcome};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use pushgate_domain::{Reason, Unreachable};
 use serde::Deserialize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -135,8 +136,9 @@ impl AccessTokens {
             "iat": now,
             "exp": now + 3600,
         });
-        let assertion = jsonwebtoken::encode(&header, &claims, &self.key)
-            .map_err(|error| Outcome::app_rejected(format!("OAuth: cannot sign the assertion: {error}")))?;
+        let assertion = jsonwebtoken::encode(&header, &claims, &self.key).map_err(|error| Outcome::AppRejected {
+            reason: Reason::Credentials(format!("OAuth: cannot sign the assertion: {error}")),
+        })?;
         let response = self
             .http
             .post(&self.account.token_uri)
@@ -145,11 +147,14 @@ impl AccessTokens {
             .await
             .map_err(|error| {
                 tracing::warn!(error = %error, "the OAuth token endpoint did not answer");
-                Outcome::retry("OAuthUnavailable", None)
+                Outcome::unreachable(Unreachable::OAuthUnavailable)
             })?;
         let status = response.status();
         if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-            return Err(Outcome::retry("OAuthUnavailable", crate::retry_after(response.headers())));
+            return Err(Outcome::Retry {
+                reason: Reason::Unreachable(Unreachable::OAuthUnavailable),
+                after: crate::retry_after(response.headers()),
+            });
         }
         if !status.is_success() {
             let body: serde_json::Value = response.json().await.unwrap_or_default();
@@ -159,7 +164,7 @@ impl AccessTokens {
                 oauth.error = error,
                 "the OAuth token endpoint refused the service account"
             );
-            return Err(Outcome::app_rejected(format!("OAuth: {error}")));
+            return Err(Outcome::AppRejected { reason: Reason::provider_with("OAuth", error) });
         }
         let answer: TokenAnswer = response.json().await.map_err(|_| Outcome::retry("OAuthBadAnswer", None))?;
         // Refresh a minute before expiry, or halfway for very short-lived tokens.

@@ -354,25 +354,13 @@ async fn bad_callbacks_are_refused_naming_the_field_and_unknown_fields_are_toler
 
 #[tokio::test]
 async fn finished_pushes_and_callback_ids_past_the_retention_are_forgotten() {
-    use pushgate_domain::{AppId, ClientId, RoomId};
-    use pushgate_store::{BadgePlan, CallbackKey, NewPush, SqliteStore, Store as _};
+    use pushgate_store::{NewPush, QueueStore as _, SqliteStore, conformance};
     let directory = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}", directory.path().join("pushgate.db").display());
     let three_hours_ago = (now_seconds() - 3 * 3600) * 1000;
-    let old = |push_id: &str, message_id: &str| NewPush {
-        push_id: push_id.to_owned(),
-        app_id: AppId::parse("SampleApp").expect("app"),
-        kind: pushgate_domain::PushKind::Chat,
-        request: message(message_id, "room", &[]).to_string(),
-        clients: vec![ClientId::parse("nobody").expect("client")],
-        now_ms: three_hours_ago,
+    let old = |name: &str, message_id: &str| NewPush {
         deadline_ms: three_hours_ago + 1000,
-        skip_all: None,
-        callback: Some(CallbackKey { message_id: message_id.into(), to_client: None }),
-        badge: BadgePlan::CountUnread(RoomId::parse("room").expect("room")),
-        count_muted_rooms: true,
-        routing: None,
-        experiment: None,
+        ..conformance::callback_push("SampleApp", name, message_id, &["nobody"], "room", three_hours_ago)
     };
     {
         let store = SqliteStore::open(&url).await.expect("open");
@@ -388,7 +376,7 @@ async fn finished_pushes_and_callback_ids_past_the_retention_are_forgotten() {
     .await;
     let app = &setup.app;
     eventually(WAIT, "the old push to be forgotten", || async {
-        let (status, _) = app.get("/v1/pushes/old-push", Some(API_KEY)).await;
+        let (status, _) = app.get(&format!("/v1/pushes/{}", conformance::push_id("old-push")), Some(API_KEY)).await;
         (status == 404).then_some(())
     })
     .await;

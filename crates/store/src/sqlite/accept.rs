@@ -6,29 +6,70 @@
 //! per push, not a row per delivery), deleting the journal rows in the same
 //! transaction.
 
-use crate::plan::{self, CounterChange};
+use crate::plan::{self, CounterChange, Journaled, SEND_SIZE};
 use crate::{Accepted, NewPush, RoutingPlan, StoreError};
-use pushgate_domain::{AppId, ClientId, PushKind, RecipientState};
+use pushgate_domain::{AppId, ClientId, PushId, RecipientState};
 use rusqlite::{Connection, params};
+
+/// A push as the accept stores it: its columns, encoded before the write
+/// (on the caller's task, not the writer thread's).
+#[derive(Debug)]
+pub(super) struct Journal {
+    push_id: String,
+    app_id: AppId,
+    kind: &'static str,
+    request: String,
+    now_ms: i64,
+    deadline_ms: i64,
+    experiment: Option<String>,
+    callback: Option<(String, String)>,
+    plan: String,
+}
+
+impl Journal {
+    pub(super) fn of(push: &NewPush) -> Result<Self, StoreError> {
+        let experiment = push
+            .experiment
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|error| StoreError::Internal(error.into()))?;
+        Ok(Self {
+            push_id: push.push_id.to_string(),
+            app_id: push.app_id.clone(),
+            kind: push.request.kind().as_str(),
+            request: push.request.encode(),
+            now_ms: push.now_ms,
+            deadline_ms: push.deadline_ms,
+            experiment,
+            callback: push.callback.as_ref().map(|callback| {
+                let to_client = callback.to_client.as_ref().map_or("", ClientId::as_str);
+                (callback.message_id.clone(), to_client.to_owned())
+            }),
+            plan: plan::journal_entry(&push.fan_out),
+        })
+    }
+}
 
 /// Stores the push, its callback id (a repeat answers the first push and
 /// stores nothing) and its journal row.
-pub(super) fn journal_push(connection: &Connection, push: &NewPush) -> Result<Accepted, StoreError> {
-    if let Some(callback) = &push.callback {
-        let to_client = callback.to_client.as_ref().map_or("", ClientId::as_str);
+pub(super) fn journal_push(connection: &Connection, push: &Journal) -> Result<Accepted, StoreError> {
+    if let Some((message_id, to_client)) = &push.callback {
         let first = connection
             .prepare_cached(
                 "INSERT INTO callbacks (app_id, message_id, to_client, push_id, created_at_ms) \
                  VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
             )?
-            .execute(params![push.app_id.as_str(), callback.message_id, to_client, push.push_id, push.now_ms])?
+            .execute(params![push.app_id.as_str(), message_id, to_client, push.push_id, push.now_ms])?
             == 1;
         if !first {
             let earlier: String = connection
                 .prepare_cached(
                     "SELECT push_id FROM callbacks WHERE app_id = ?1 AND message_id = ?2 AND to_client = ?3",
                 )?
-                .query_row(params![push.app_id.as_str(), callback.message_id, to_client], |row| row.get(0))?;
+                .query_row(params![push.app_id.as_str(), message_id, to_client], |row| row.get(0))?;
+            let earlier =
+                PushId::parse(&earlier).map_err(|_| StoreError::Corrupt(format!("callbacks.push_id {earlier:?}")))?;
             return Ok(Accepted { duplicate_of: Some(earlier) });
         }
     }
@@ -40,15 +81,15 @@ pub(super) fn journal_push(connection: &Connection, push: &NewPush) -> Result<Ac
         .execute(params![
             push.push_id,
             push.app_id.as_str(),
-            push.kind.as_str(),
+            push.kind,
             push.request,
             push.now_ms,
             push.deadline_ms,
-            push.experiment.as_ref().map(|experiment| experiment.snapshot.as_str()),
+            push.experiment,
         ])?;
     connection
         .prepare_cached("INSERT INTO journal (push_id, plan) VALUES (?1, ?2)")?
-        .execute(params![push.push_id, plan::journal_entry(push)])?;
+        .execute(params![push.push_id, push.plan])?;
     Ok(Accepted { duplicate_of: None })
 }
 
@@ -71,13 +112,8 @@ pub(super) fn fan_out(
     max_recipients: usize,
     up_to_seq: i64,
 ) -> Result<FannedOut, StoreError> {
-    struct Journaled {
-        seq: i64,
-        plan: String,
-        push: NewPush,
-    }
     let mut statement = connection.prepare_cached(
-        "SELECT j.seq, j.plan, p.push_id, p.app_id, p.kind, p.created_at_ms, p.deadline_ms \
+        "SELECT j.seq, j.plan, p.push_id, p.app_id, p.created_at_ms \
          FROM journal j JOIN pushes p ON p.push_id = j.push_id WHERE j.seq <= ?2 ORDER BY j.seq LIMIT ?1",
     )?;
     let rows = statement
@@ -87,50 +123,30 @@ pub(super) fn fan_out(
                 row.get::<_, String>(1)?,
                 row.get::<_, String>(2)?,
                 row.get::<_, String>(3)?,
-                row.get::<_, String>(4)?,
-                row.get::<_, i64>(5)?,
-                row.get::<_, i64>(6)?,
+                row.get::<_, i64>(4)?,
             ))
         })?
         .collect::<Result<Vec<_>, _>>()?;
     drop(statement);
     let fetched = rows.len();
     let (mut last_seq, mut pushes, mut recipients) = (None, 0, 0);
-    for (seq, plan, push_id, app_id, kind, created_at_ms, deadline_ms) in rows {
+    for (seq, entry, push_id, app_id, created_at_ms) in rows {
         if recipients >= max_recipients {
             break;
         }
-        let corrupt = |what: &str| StoreError::Corrupt(format!("pushes.{what}"));
-        let mut journaled = Journaled {
-            seq,
-            plan,
-            push: NewPush {
-                push_id,
-                app_id: AppId::parse(&app_id).map_err(|_| corrupt("app_id"))?,
-                kind: PushKind::parse(&kind).map_err(|_| corrupt("kind"))?,
-                // The fan-out needs none of the request: the worker reads it.
-                request: String::new(),
-                clients: Vec::new(),
-                now_ms: created_at_ms,
-                deadline_ms,
-                skip_all: None,
-                callback: None,
-                badge: crate::BadgePlan::None,
-                count_muted_rooms: true,
-                routing: None,
-                experiment: None,
-            },
-        };
-        last_seq = Some(journaled.seq);
+        last_seq = Some(seq);
         // An unreadable entry (it cannot happen short of a corrupt file) must
         // not block every push journaled after it: it is logged and dropped.
-        if let Err(error) = plan::apply_journal_entry(&mut journaled.push, &journaled.plan) {
-            tracing::error!(push.id = %journaled.push.push_id, error = %error, "a journaled push is unreadable; it is not fanned out");
-            continue;
-        }
-        fan_out_push(connection, &journaled.push)?;
+        let push = match Journaled::read(&push_id, &app_id, created_at_ms, &entry) {
+            Ok(push) => push,
+            Err(error) => {
+                tracing::error!(push.id = %push_id, error = %error, "a journaled push is unreadable; it is not fanned out");
+                continue;
+            }
+        };
+        fan_out_push(connection, &push)?;
         pushes += 1;
-        recipients += journaled.push.clients.len();
+        recipients += push.fan_out.clients.len();
     }
     if let Some(last_seq) = last_seq {
         connection.prepare_cached("DELETE FROM journal WHERE seq <= ?1")?.execute([last_seq])?;
@@ -139,22 +155,19 @@ pub(super) fn fan_out(
     Ok(FannedOut { pushes, more })
 }
 
-/// Most deliveries planned in one `sends` row: what one claim leases at once.
-const SEND_SIZE: i64 = 256;
-
 /// One push's recipients: their counters, badges and routes by the shared
 /// plan, and one planned delivery per device (one skipped delivery for a
 /// recipient without devices), in `sends` rows.
-fn fan_out_push(connection: &Connection, push: &NewPush) -> Result<(), StoreError> {
+fn fan_out_push(connection: &Connection, push: &Journaled) -> Result<(), StoreError> {
     // Every statement below handles all the push's recipients at once,
     // through a JSON array (`json_each`): a constant number of statements
     // per accept, whatever the number of recipients (found by
     // pushgate-bench: per-recipient statements made the single writer the
     // bottleneck). What each recipient gets is decided by the shared plan.
-    let clients = plan::recipients(push);
+    let clients = plan::recipients(&push.fan_out);
     let clients_json = serde_json::Value::from_iter(clients.iter().map(|client| client.as_str())).to_string();
     let totals = apply_counter_change(connection, push, &clients_json)?;
-    let states = match &push.routing {
+    let states = match &push.fan_out.routing {
         Some(routing) => Some(routing_states(connection, push, &clients_json, routing)?),
         None => None,
     };
@@ -191,7 +204,7 @@ fn fan_out_push(connection: &Connection, push: &NewPush) -> Result<(), StoreErro
              FROM json_each(?3) j \
              WHERE NOT EXISTS (SELECT 1 FROM devices INDEXED BY devices_client \
                                WHERE app_id = ?4 AND client_id = json_extract(j.value, '$.client')))) \
-         GROUP BY chunk ORDER BY chunk")?.execute(params![push.push_id, push.now_ms, plans, push.app_id.as_str(), push.experiment.as_ref().map(|experiment| experiment.id.as_str()), plan::NO_DEVICE, SEND_SIZE])?;
+         GROUP BY chunk ORDER BY chunk")?.execute(params![push.push_id.to_string(), push.now_ms, plans, push.app_id.as_str(), push.fan_out.experiment.as_ref().map(|experiment| experiment.id.as_str()), plan::no_device(), SEND_SIZE])?;
     Ok(())
 }
 
@@ -199,7 +212,7 @@ fn fan_out_push(connection: &Connection, push: &NewPush) -> Result<(), StoreErro
 /// push, in the array's order; the plan decides its route.
 fn routing_states(
     connection: &Connection,
-    push: &NewPush,
+    push: &Journaled,
     clients: &str,
     plan: &RoutingPlan,
 ) -> Result<Vec<RecipientState>, StoreError> {
@@ -258,11 +271,11 @@ fn badge_totals(
 /// the array's order, when the plan's deliveries carry them.
 fn apply_counter_change(
     connection: &Connection,
-    push: &NewPush,
+    push: &Journaled,
     clients: &str,
 ) -> Result<Option<Vec<i64>>, StoreError> {
     let app = push.app_id.as_str();
-    match push.badge.counter_change() {
+    match push.fan_out.badge.counter_change() {
         CounterChange::None => {}
         CounterChange::CountUnread(room) => {
             // `WHERE true`: SQLite needs it to tell the upsert's `ON` from a join's.
@@ -278,8 +291,8 @@ fn apply_counter_change(
             connection.prepare_cached("DELETE FROM room_unreads WHERE app_id = ?1 AND room = ?3 AND client_id IN (SELECT value FROM json_each(?2))")?.execute(params![app, clients, room.as_str()])?;
         }
     }
-    if !push.badge.carries_totals() {
+    if !push.fan_out.badge.carries_totals() {
         return Ok(None);
     }
-    Ok(Some(badge_totals(connection, app, clients, push.count_muted_rooms, push.now_ms)?))
+    Ok(Some(badge_totals(connection, app, clients, push.fan_out.count_muted_rooms, push.now_ms)?))
 }

@@ -3,8 +3,12 @@
 
 use super::SqliteStore;
 use super::accept::BADGE_TOTALS;
+use crate::experiments::read_experiments;
 use crate::{BadgeView, ClientPrefs, SourceChange, StoreError, VariantCounts};
+use crate::{ClientStore, ExperimentStore};
+use async_trait::async_trait;
 use pushgate_domain::{AppId, BadgeSource, ClientId, Locale, QuietHours, RoomId, TimeZoneName};
+use pushgate_domain::{Experiment, ExperimentId, PushId};
 use sqlx::Row as _;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 
@@ -313,4 +317,112 @@ pub(super) async fn experiment_stats(
             })
         })
         .collect()
+}
+
+#[async_trait]
+impl ClientStore for SqliteStore {
+    async fn badge(
+        &self,
+        app_id: &AppId,
+        client_id: &ClientId,
+        count_muted_rooms: bool,
+        now_ms: i64,
+    ) -> Result<BadgeView, StoreError> {
+        self.fan_out_journal().await?;
+        badge(self, app_id, client_id, count_muted_rooms, now_ms).await
+    }
+
+    async fn mark_room_read(
+        &self,
+        app_id: &AppId,
+        client_id: &ClientId,
+        room: &RoomId,
+        _now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.fan_out_journal().await?;
+        mark_room_read(self, app_id, client_id, room, _now_ms).await
+    }
+
+    async fn change_badge_source(
+        &self,
+        app_id: &AppId,
+        client_id: &ClientId,
+        source: &BadgeSource,
+        change: SourceChange,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.fan_out_journal().await?;
+        change_badge_source(self, app_id, client_id, source, change, now_ms).await
+    }
+
+    async fn set_room_pref(
+        &self,
+        app_id: &AppId,
+        client_id: &ClientId,
+        room: &RoomId,
+        muted: bool,
+        muted_until_ms: Option<i64>,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.fan_out_journal().await?;
+        set_room_pref(self, app_id, client_id, room, muted, muted_until_ms, now_ms).await
+    }
+
+    async fn set_presence(
+        &self,
+        app_id: &AppId,
+        client_id: &ClientId,
+        online_until_ms: Option<i64>,
+    ) -> Result<(), StoreError> {
+        self.fan_out_journal().await?;
+        set_presence(self, app_id, client_id, online_until_ms).await
+    }
+
+    async fn client_prefs(&self, app_id: &AppId, client_id: &ClientId) -> Result<ClientPrefs, StoreError> {
+        client_prefs(self, app_id, client_id).await
+    }
+
+    async fn set_client_prefs(
+        &self,
+        app_id: &AppId,
+        client_id: &ClientId,
+        prefs: &ClientPrefs,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.fan_out_journal().await?;
+        set_client_prefs(self, app_id, client_id, prefs, now_ms).await
+    }
+}
+
+#[async_trait]
+impl ExperimentStore for SqliteStore {
+    async fn put_experiment(
+        &self,
+        app_id: &AppId,
+        id: &ExperimentId,
+        experiment: &Experiment,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let definition = serde_json::to_string(experiment).map_err(|error| StoreError::Internal(error.into()))?;
+        put_experiment(self, app_id, id.as_str(), &definition, now_ms).await
+    }
+
+    async fn experiments(&self, app_id: &AppId) -> Result<Vec<(ExperimentId, Experiment)>, StoreError> {
+        Ok(read_experiments(app_id, experiments(self, app_id).await?))
+    }
+
+    async fn record_open(
+        &self,
+        app_id: &AppId,
+        push_id: &PushId,
+        client_id: &ClientId,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        record_open(self, app_id, &push_id.to_string(), client_id, now_ms).await
+    }
+
+    async fn experiment_stats(&self, app_id: &AppId, id: &ExperimentId) -> Result<Vec<VariantCounts>, StoreError> {
+        self.fan_out_journal().await?;
+        experiment_stats(self, app_id, id.as_str()).await
+    }
 }

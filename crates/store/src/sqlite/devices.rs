@@ -3,6 +3,8 @@
 use super::SqliteStore;
 use super::writer::Durability;
 use crate::{ApiKeyKind, Device, NewDevice, StoreError, StoredApiKey, UpsertOutcome};
+use crate::{DeviceStore, KeyStore};
+use async_trait::async_trait;
 use pushgate_domain::{AppId, ClientId, DeviceId, DeviceType, Environment, Locale, PushToken, TimeZoneName};
 use rusqlite::{Connection, params};
 use sqlx::Row as _;
@@ -220,4 +222,64 @@ pub(super) async fn insert_api_key(store: &SqliteStore, key: &StoredApiKey) -> R
     .await?
     .rows_affected();
     Ok(inserted == 1)
+}
+
+#[async_trait]
+impl DeviceStore for SqliteStore {
+    async fn upsert_device(&self, device: &NewDevice) -> Result<UpsertOutcome, StoreError> {
+        upsert_device(self, device).await
+    }
+
+    async fn remove_device(
+        &self,
+        app_id: &AppId,
+        device_type: DeviceType,
+        device_id: &DeviceId,
+        client_id: &ClientId,
+    ) -> Result<u64, StoreError> {
+        remove_device(self, app_id, device_type, device_id, client_id).await
+    }
+
+    async fn app_devices(
+        &self,
+        app_id: &AppId,
+        after: Option<(DeviceType, DeviceId)>,
+        limit: u32,
+    ) -> Result<Vec<Device>, StoreError> {
+        app_devices(self, app_id, after, limit).await
+    }
+
+    async fn client_devices(&self, app_id: &AppId, client_id: &ClientId) -> Result<Vec<Device>, StoreError> {
+        client_devices(self, app_id, client_id).await
+    }
+
+    async fn prune_device(
+        &self,
+        app_id: &AppId,
+        device_type: DeviceType,
+        device_id: &DeviceId,
+        token: &PushToken,
+        invalid_since_ms: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        prune_device(self, app_id, device_type, device_id, token, invalid_since_ms).await
+    }
+}
+
+#[async_trait]
+impl KeyStore for SqliteStore {
+    async fn api_keys(&self) -> Result<Vec<StoredApiKey>, StoreError> {
+        api_keys(self).await
+    }
+
+    async fn insert_api_key(&self, key: &StoredApiKey) -> Result<bool, StoreError> {
+        insert_api_key(self, key).await
+    }
+
+    async fn create_api_key(&self, key: &StoredApiKey) -> Result<(), StoreError> {
+        create_api_key(self, key).await
+    }
+
+    async fn revoke_api_key(&self, digest: &[u8; 32]) -> Result<bool, StoreError> {
+        revoke_api_key(self, digest).await
+    }
 }

@@ -1,14 +1,17 @@
 //! The delivery queue: claims with leases, outcomes, status, housekeeping.
 
 use super::SqliteStore;
+use super::accept::{self, Journal};
 use super::writer::Durability;
-use crate::claim;
-use crate::delivery::OutcomeGroup;
-use crate::outcomes::{Outcome, RecordGroup};
+use crate::claim::{self, ClaimedPushes};
+use crate::outcomes::{Outcome, OutcomeGroup, RecordGroup};
+use crate::plan::FAN_OUT_BATCHES_PER_CLAIM;
 use crate::{
-    ClaimedDelivery, DeliveryRef, DeliveryStatus, DeliveryUpdate, DeliveryView, PushView, QueueDepth, StoreError,
+    Accepted, ClaimedDelivery, DeliveryRef, DeliveryStatus, DeliveryUpdate, DeliveryView, NewPush, PushView,
+    QueueDepth, QueueStore, StoreError,
 };
-use pushgate_domain::{AppId, DeliveryMode};
+use async_trait::async_trait;
+use pushgate_domain::{AppId, DeliveryMode, DeviceType, PushId, Reason};
 use rusqlite::{Connection, params};
 use sqlx::Row as _;
 use std::collections::{BTreeSet, HashMap};
@@ -146,10 +149,7 @@ fn lease_due(
     Ok((own, sends))
 }
 
-async fn claimed_pushes(
-    store: &SqliteStore,
-    push_ids: &BTreeSet<&str>,
-) -> Result<HashMap<String, claim::ClaimedPush>, StoreError> {
+async fn claimed_pushes(store: &SqliteStore, push_ids: &BTreeSet<&str>) -> Result<ClaimedPushes, StoreError> {
     let mut pushes = HashMap::new();
     if push_ids.is_empty() {
         return Ok(pushes);
@@ -162,15 +162,14 @@ async fn claimed_pushes(
     .fetch_all(&store.pool)
     .await?
     {
-        pushes.insert(
-            push.try_get("push_id")?,
-            claim::claimed_push(
-                &push.try_get::<String, _>("kind")?,
-                push.try_get("request")?,
-                push.try_get("deadline_ms")?,
-                push.try_get("experiment")?,
-            )?,
-        );
+        let (id, claimed) = claim::claimed_push(
+            &push.try_get::<String, _>("push_id")?,
+            &push.try_get::<String, _>("kind")?,
+            &push.try_get::<String, _>("request")?,
+            push.try_get("deadline_ms")?,
+            push.try_get::<Option<String>, _>("experiment")?.as_deref(),
+        )?;
+        pushes.insert(id, claimed);
     }
     Ok(pushes)
 }
@@ -235,10 +234,11 @@ pub(super) async fn next_due_at(store: &SqliteStore) -> Result<Option<i64>, Stor
 pub(super) async fn push_view(
     store: &SqliteStore,
     app_id: &AppId,
-    push_id: &str,
+    push_id: &PushId,
 ) -> Result<Option<PushView>, StoreError> {
+    let id = push_id.to_string();
     let Some(push) = sqlx::query("SELECT created_at_ms FROM pushes WHERE push_id = ?1 AND app_id = ?2")
-        .bind(push_id)
+        .bind(&id)
         .bind(app_id.as_str())
         .fetch_optional(&store.pool)
         .await?
@@ -251,7 +251,7 @@ pub(super) async fn push_view(
          FROM delivery_states WHERE push_id = ?1 \
          ORDER BY send_id IS NULL, send_id, send_index",
     )
-    .bind(push_id)
+    .bind(&id)
     .fetch_all(&store.pool)
     .await?;
     let deliveries = rows
@@ -264,7 +264,7 @@ pub(super) async fn push_view(
                 device_id: row.try_get("device_id")?,
                 status: DeliveryStatus::parse(&status)
                     .ok_or_else(|| StoreError::Corrupt(format!("deliveries.status {status:?}")))?,
-                reason: row.try_get("reason")?,
+                reason: row.try_get::<Option<String>, _>("reason")?.as_deref().map(Reason::parse),
                 mode: row
                     .try_get::<Option<String>, _>("mode")?
                     .map(|raw| DeliveryMode::parse(&raw))
@@ -278,7 +278,7 @@ pub(super) async fn push_view(
             })
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
-    Ok(Some(PushView { push_id: push_id.to_owned(), created_at_ms: push.try_get("created_at_ms")?, deliveries }))
+    Ok(Some(PushView { push_id: *push_id, created_at_ms: push.try_get("created_at_ms")?, deliveries }))
 }
 
 pub(super) async fn forget_before(store: &SqliteStore, before_ms: i64, limit: u32) -> Result<(u64, u64), StoreError> {
@@ -325,4 +325,130 @@ pub(super) async fn forget_before(store: &SqliteStore, before_ms: i64, limit: u3
     .rows_affected();
     transaction.commit().await?;
     Ok((pushes, callbacks))
+}
+
+#[async_trait]
+impl QueueStore for SqliteStore {
+    async fn accept_push(&self, push: &NewPush) -> Result<Accepted, StoreError> {
+        let push = Journal::of(push)?;
+        self.writer.write(Durability::Flushed, move |connection| accept::journal_push(connection, &push)).await
+    }
+
+    async fn claim_due_deliveries(
+        &self,
+        now_ms: i64,
+        limit: u32,
+        lease_ms: i64,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        // A bounded part of the journal first, so the claim finds its
+        // deliveries without waiting for a whole backlog to fan out.
+        if let Some(up_to_seq) = self.last_journaled().await? {
+            for _ in 0..FAN_OUT_BATCHES_PER_CLAIM {
+                if !self.fan_out_batch(up_to_seq).await?.more {
+                    break;
+                }
+            }
+        }
+        claim_due_deliveries(self, now_ms, limit, lease_ms).await
+    }
+
+    async fn record_attempt(&self, delivery: DeliveryRef, update: &DeliveryUpdate) -> Result<(), StoreError> {
+        record_attempt(self, delivery, update).await
+    }
+
+    async fn renew_leases(&self, deliveries: &[DeliveryRef], until_ms: i64) -> Result<(), StoreError> {
+        let (rows, sends) = DeliveryRef::split(deliveries);
+        let (rows, sends) = (serde_json::Value::from(rows).to_string(), serde_json::Value::from(sends).to_string());
+        // Leases need no flush (see `Durability::Unflushed`).
+        self.writer
+            .write(Durability::Unflushed, move |connection| {
+                connection
+                    .prepare_cached(
+                        "UPDATE deliveries SET leased_until_ms = ?1 \
+                         WHERE id IN (SELECT value FROM json_each(?2)) AND leased_until_ms IS NOT NULL \
+                           AND status IN ('queued', 'retrying')",
+                    )?
+                    .execute(rusqlite::params![until_ms, rows])?;
+                connection
+                    .prepare_cached(
+                        "UPDATE sends SET leased_until_ms = ?1 \
+                         WHERE id IN (SELECT value FROM json_each(?2)) AND leased_until_ms IS NOT NULL AND pending > 0",
+                    )?
+                    .execute(rusqlite::params![until_ms, sends])?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn release_all_leases(&self) -> Result<u64, StoreError> {
+        release_all_leases(self).await
+    }
+
+    async fn release_leases(&self, deliveries: &[DeliveryRef]) -> Result<(), StoreError> {
+        let (rows, sends) = DeliveryRef::split(deliveries);
+        let (rows, sends) = (serde_json::Value::from(rows).to_string(), serde_json::Value::from(sends).to_string());
+        self.writer
+            .write(Durability::Flushed, move |connection| {
+                connection
+                    .prepare_cached(
+                        "UPDATE deliveries SET leased_until_ms = NULL WHERE id IN (SELECT value FROM json_each(?1))",
+                    )?
+                    .execute(rusqlite::params![rows])?;
+                connection
+                    .prepare_cached(
+                        "UPDATE sends SET leased_until_ms = NULL WHERE id IN (SELECT value FROM json_each(?1))",
+                    )?
+                    .execute(rusqlite::params![sends])?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn expedite_retries(
+        &self,
+        app_id: &AppId,
+        device_types: &[DeviceType],
+        until_ms: i64,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        let app = app_id.as_str().to_owned();
+        let types =
+            serde_json::Value::from(device_types.iter().map(|kind| kind.as_str()).collect::<Vec<_>>()).to_string();
+        self.writer
+            .write(Durability::Flushed, move |connection| {
+                let changed = connection
+                    .prepare_cached(
+                        "UPDATE deliveries SET next_attempt_at_ms = ?1 \
+                         WHERE status = 'retrying' AND next_attempt_at_ms > ?1 AND next_attempt_at_ms <= ?2 \
+                           AND app_id = ?3 AND device_type IN (SELECT value FROM json_each(?4))",
+                    )?
+                    .execute(rusqlite::params![now_ms, until_ms, app, types])?;
+                Ok(u64::try_from(changed).unwrap_or_default())
+            })
+            .await
+    }
+
+    async fn queue_depth(&self) -> Result<QueueDepth, StoreError> {
+        queue_depth(self).await
+    }
+
+    async fn next_due_at(&self) -> Result<Option<i64>, StoreError> {
+        // Journaled pushes are due at once: a claim fans them out.
+        if self.last_journaled().await?.is_some() {
+            return Ok(Some(0));
+        }
+        next_due_at(self).await
+    }
+
+    async fn push_view(&self, app_id: &AppId, push_id: &PushId) -> Result<Option<PushView>, StoreError> {
+        self.fan_out_journal().await?;
+        push_view(self, app_id, push_id).await
+    }
+
+    async fn forget_before(&self, before_ms: i64, limit: u32) -> Result<(u64, u64), StoreError> {
+        // A journaled push has no deliveries yet, so it would look finished;
+        // fanning out first lets housekeeping judge it by its deliveries.
+        self.fan_out_journal().await?;
+        forget_before(self, before_ms, limit).await
+    }
 }
