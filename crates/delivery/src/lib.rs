@@ -121,7 +121,10 @@ impl DeliveryHandle {
         self.draining.load(Ordering::SeqCst)
     }
 
-    fn set_running(&self, running: bool) {
+    /// Raises or lowers the running flag: [`crate::Worker::spawn`]'s loop
+    /// holds it up while it runs; the holder of a worker it drives itself
+    /// (`run_pending`) raises it.
+    pub fn set_running(&self, running: bool) {
         self.running.store(running, Ordering::Relaxed);
     }
 

@@ -139,16 +139,20 @@ impl Worker {
 
     /// Delivers what is due now and records every outcome, batch after batch,
     /// until nothing is due at the clock's current time (a retry scheduled
-    /// for later waits for a later call); answers how many deliveries were
-    /// attempted or settled. The deterministic way to drive the queue, for
-    /// tests and tools: no background task, no polling.
+    /// for later waits for a later call), then sets the queue-depth gauges as
+    /// the loop does when it runs out of work; answers how many deliveries
+    /// were attempted or settled. The deterministic way to drive the queue,
+    /// for tests and tools: no background task, no polling.
     pub async fn run_pending(self: &Arc<Self>) -> usize {
         let mut handled = 0;
         loop {
             let now = self.now_ms();
             let batch = match self.store.claim_due_deliveries(now, self.settings.batch, self.lease_ms()).await {
                 Ok(batch) if !batch.is_empty() => batch,
-                Ok(_) => return handled,
+                Ok(_) => {
+                    self.report_queue_depth().await;
+                    return handled;
+                }
                 Err(error) => {
                     tracing::error!(error = %error, "cannot claim deliveries");
                     return handled;
@@ -219,9 +223,7 @@ impl Worker {
                 Ok(_) => {}
                 Err(error) => tracing::error!(error = %error, "cannot claim deliveries; trying again shortly"),
             }
-            if let Ok(depth) = self.store.queue_depth().await {
-                self.metrics.queue_depth(depth);
-            }
+            self.report_queue_depth().await;
             let wait = match self.store.next_due_at().await {
                 Ok(Some(due)) => (due - now).clamp(0, poll),
                 _ => poll,
@@ -231,6 +233,12 @@ impl Worker {
                 () = self.handle.wake.notified() => {}
                 () = tokio::time::sleep(wait) => {}
             }
+        }
+    }
+
+    async fn report_queue_depth(&self) {
+        if let Ok(depth) = self.store.queue_depth().await {
+            self.metrics.queue_depth(depth);
         }
     }
 

@@ -15,7 +15,7 @@ pub mod webpush;
 use pushgate_domain::{Reason, Unreachable};
 use std::time::Duration;
 
-pub use clock::{Clock, SystemClock};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use tls::{TlsError, client_tls_config};
 
 /// What became of one send, and so what the caller should do next.

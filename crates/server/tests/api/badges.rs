@@ -1,7 +1,9 @@
 //! The badge engine end to end: unread counts from v2 callbacks, read marks
 //! (with the silent sync push), cross-domain sources, `GET .../badge`.
 
-use crate::callbacks::{APNS_TOKEN_2, SECRET, WAIT, badge, message, send, settled, spawn};
+use crate::callbacks::APNS_TOKEN_2;
+use crate::helpers::callbacks::{SECRET, badge, message, send, spawn};
+use crate::helpers::settled;
 use crate::helpers::{API_KEY, APNS_TOKEN, TestApp, ios_device, read};
 use serde_json::{Value, json};
 
@@ -127,7 +129,7 @@ async fn a_read_mark_with_sync_sends_the_new_badge_silently_to_every_device() {
     assert_eq!(status_of("iphone").0.as_deref(), Some("delivered"));
     assert_eq!(status_of("pixel").0.as_deref(), Some("delivered"));
     assert_eq!(status_of("iphone-voip"), (Some("skipped".into()), Some("VoIP devices get no badge updates".into())));
-    setup.fcm.wait_for_delivered(4, WAIT).await;
+    assert_eq!(setup.fcm.delivered_count(), 4);
     let update = setup.apns.delivered().into_iter().last().expect("the badge update");
     assert_eq!(update.device_token, APNS_TOKEN);
     assert_eq!(update.payload, json!({ "aps": { "badge": 1 }, "type": "badge" }));
@@ -175,8 +177,10 @@ async fn a_burst_accepted_while_delivery_is_slow_is_all_delivered_with_exact_bad
             message(&format!("burst-{i}"), "busy-room", &recipients)
         })
         .collect();
-    send_all(app, burst).await;
-    setup.apns.wait_for_delivered(CALLBACKS * PER_CALLBACK, std::time::Duration::from_secs(120)).await;
+    // The worker delivers while the burst is accepted, then whatever is left.
+    tokio::join!(send_all(app, burst), app.settle());
+    app.settle().await;
+    assert_eq!(setup.apns.delivered_count(), CALLBACKS * PER_CALLBACK);
     let per_client = CALLBACKS * PER_CALLBACK / CLIENTS;
     for n in 0..CLIENTS {
         assert_eq!(badge(app, &format!("client-{n}")).await["badge"], per_client, "client-{n}");

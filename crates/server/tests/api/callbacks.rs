@@ -2,75 +2,19 @@
 //! through origin verification, the durable queue and the worker, to the
 //! fake APNs and fake FCM.
 
-use crate::helpers::{
-    API_KEY, APNS_TOKEN, TestApp, WithProviders, eventually, ios_device, read, spawn_with_providers_config,
-};
+use crate::helpers::callbacks::{SECRET, badge, message, post_callback, send, spawn, spawn_with};
+use crate::helpers::{API_KEY, APNS_TOKEN, eventually, ios_device, read, settled, spawn_with_providers_looping};
 use serde_json::{Value, json};
 use std::time::Duration;
 
-pub const WAIT: Duration = Duration::from_secs(20);
-/// `SampleApp`'s callback secret in these tests.
-pub const SECRET: &str = "callback-secret-0123456789";
 /// A second APNs token.
 pub const APNS_TOKEN_2: &str = "8f2c4707bebcf74f9b7c25d48e3358945f6aa01da5ddb387462c7eaf61bb78ad";
-
-/// A pushgate whose `SampleApp` takes callbacks with [`SECRET`].
-pub async fn spawn() -> WithProviders {
-    spawn_with(&format!(r#"generic_push = {{ secret = "{SECRET}" }}"#), "").await
-}
-
-pub async fn spawn_with(sample_app: &str, more_apps: &str) -> WithProviders {
-    spawn_with_providers_config("", sample_app, more_apps, &[]).await
-}
-
-/// The seed's example callback, with another id, room and recipients.
-pub fn message(id: &str, room: &str, recipients: &[&str]) -> Value {
-    pushgate_testkit::seed::generic_callback(id, room, recipients)
-}
+/// How long the background work a test waits for (counting, forgetting) may take.
+const WAIT: Duration = Duration::from_secs(20);
 
 /// The seed's example request, verbatim.
 fn seed_request() -> Value {
     message("5dd51a4f21841443cfd3090d", "demo-room", &["aaa", "bbb"])
-}
-
-/// POSTs raw bytes to a callback route with extra headers, as IMKIT does
-/// (`Content-Type: application/json; charset=utf-8`).
-pub async fn post_callback(app: &TestApp, path: &str, headers: &[(&str, String)], body: &[u8]) -> (u16, Value) {
-    let mut request = app
-        .client
-        .post(format!("{}{path}", app.base_url))
-        .header("Content-Type", "application/json; charset=utf-8")
-        .body(body.to_vec());
-    for (name, value) in headers {
-        request = request.header(*name, value);
-    }
-    read(request.send().await.expect("request sent")).await
-}
-
-/// Sends a v2 callback with the secret in the query; answers the `result`.
-pub async fn send(app: &TestApp, body: &Value) -> Value {
-    let (status, answer) =
-        post_callback(app, &format!("/imkit/push/v2?secret={SECRET}"), &[], body.to_string().as_bytes()).await;
-    assert_eq!(status, 200, "{answer}");
-    assert_eq!((&answer["RC"], &answer["RM"]), (&json!(0), &json!("OK")));
-    answer["result"].clone()
-}
-
-pub async fn badge(app: &TestApp, client: &str) -> Value {
-    let (status, body) = app.get(&format!("/v1/clients/{client}/badge"), Some(API_KEY)).await;
-    assert_eq!(status, 200, "{body}");
-    body["result"].clone()
-}
-
-/// Waits until every delivery of the push has its final state; answers them.
-pub async fn settled(app: &TestApp, push_id: &str) -> Vec<Value> {
-    eventually(WAIT, "the push to settle", || async {
-        let (status, body) = app.get(&format!("/v1/pushes/{push_id}"), Some(API_KEY)).await;
-        assert_eq!(status, 200, "{body}");
-        let deliveries = body["result"]["deliveries"].as_array().expect("deliveries").clone();
-        deliveries.iter().all(|d| d["status"] != "queued" && d["status"] != "retrying").then_some(deliveries)
-    })
-    .await
 }
 
 fn android(device_id: &str, client: &str, token: &str, locale: &str) -> Value {
@@ -98,7 +42,7 @@ async fn the_seed_callback_reaches_aaa_and_bbb_with_their_own_badges() {
     let (status, body) = app.put_json("/v1/clients/aaa/badge/sources/orders", &json!({ "count": 2 })).await;
     assert_eq!(status, 200, "{body}");
     send(app, &message("earlier", "other-room", &["bbb"])).await;
-    setup.fcm.wait_for_delivered(1, WAIT).await;
+    app.settle().await;
 
     let result = send(app, &seed_request()).await;
     assert_eq!(result["duplicate"], json!(false));
@@ -367,7 +311,8 @@ async fn finished_pushes_and_callback_ids_past_the_retention_are_forgotten() {
         // "nobody" has no device, so the push is finished (skipped) at once.
         store.accept_push(&old("old-push", "old-message")).await.expect("accepted");
     }
-    let setup = spawn_with_providers_config(
+    // Housekeeping is the worker's loop's: it runs here.
+    let setup = spawn_with_providers_looping(
         "retention_hours = 1",
         &format!(r#"generic_push = {{ secret = "{SECRET}" }}"#),
         "",

@@ -1,22 +1,11 @@
 //! The `pushgate` binary itself: the zero-config first run and `check-config`.
 
+use crate::helpers::binary::{self, BINARY, pushgate, stop};
 use serde_json::json;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::{Child, Command};
-
-const BINARY: &str = env!("CARGO_BIN_EXE_pushgate");
-
-fn pushgate(working_directory: &Path) -> Command {
-    let mut command = Command::new(BINARY);
-    command.current_dir(working_directory).kill_on_drop(true);
-    for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("PUSHGATE_")) {
-        command.env_remove(name);
-    }
-    command
-}
 
 /// Starts `pushgate serve` with only the listener overridden (port 0), and
 /// reads its standard output up to the "listening" line.
@@ -26,38 +15,10 @@ async fn serve(working_directory: &Path) -> (Child, Vec<String>, String) {
 
 /// As [`serve`], with more environment variables.
 async fn serve_with(working_directory: &Path, environment: &[(&str, &str)]) -> (Child, Vec<String>, String) {
-    let mut child = pushgate(working_directory)
-        .args(["serve"])
-        .env("PUSHGATE_SERVER__LISTEN", "127.0.0.1:0")
-        .envs(environment.iter().copied())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("pushgate starts");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let mut printed = Vec::new();
-    let base_url = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.expect("stdout readable") {
-            if let Some(url) = line.strip_prefix("pushgate listening on ") {
-                return url.to_owned();
-            }
-            printed.push(line);
-        }
-        panic!("pushgate exited before listening; it printed {printed:?}");
-    })
-    .await
-    .expect("pushgate listens within a minute");
-    (child, printed, base_url)
-}
-
-async fn stop(mut child: Child) {
-    let pid = child.id().expect("running").to_string();
-    let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
-    assert!(status.success());
-    let exit = tokio::time::timeout(Duration::from_secs(30), child.wait()).await.expect("stops in time").expect("wait");
-    assert!(exit.success(), "a SIGTERM is a clean stop, got {exit}");
+    let mut all = vec![("PUSHGATE_SERVER__LISTEN", "127.0.0.1:0")];
+    all.extend_from_slice(environment);
+    let served = binary::serve(working_directory, &[], &all).await;
+    (served.child, served.printed, served.base_url)
 }
 
 async fn subscribe_with(base_url: &str, key: &str) -> u16 {
@@ -201,25 +162,13 @@ async fn a_split_role_on_the_embedded_store_is_refused_before_anything_starts() 
 #[tokio::test]
 async fn listen_flag_plain_log_and_a_line_at_stop() {
     let directory = tempfile::tempdir().expect("temp dir");
-    let mut child = pushgate(directory.path())
+    let mut command = pushgate(directory.path());
+    command
         .args(["serve", "--listen", "127.0.0.1:0"])
         .env("PUSHGATE_SERVER__LISTEN", "127.0.0.1:9")
         .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("pushgate starts");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let base_url = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.expect("stdout readable") {
-            if let Some(url) = line.strip_prefix("pushgate listening on ") {
-                return url.to_owned();
-            }
-        }
-        panic!("pushgate exited before listening");
-    })
-    .await
-    .expect("listens within a minute");
+        .stderr(Stdio::piped());
+    let binary::Served { mut child, base_url, .. } = binary::launch(command).await;
     assert!(base_url.starts_with("http://127.0.0.1:") && !base_url.ends_with(":9"), "{base_url}");
     let mut stderr = child.stderr.take().expect("stderr");
     stop(child).await;
@@ -251,7 +200,7 @@ async fn verb(arguments: &[&str]) -> (i32, String, String) {
 /// instance: tables by default, JSON with `--json`, exit codes by outcome.
 #[tokio::test]
 async fn client_verbs_send_and_show_through_the_api() {
-    use crate::helpers::{API_KEY, APNS_TOKEN, eventually, ios_device, spawn_with_providers};
+    use crate::helpers::{API_KEY, APNS_TOKEN, ios_device, spawn_with_providers};
     let setup = spawn_with_providers("").await;
     let url = setup.app.base_url.clone();
     assert_eq!(setup.app.subscribe(ios_device("iphone-1", "user001", APNS_TOKEN)).await.0, 200);
@@ -262,14 +211,11 @@ async fn client_verbs_send_and_show_through_the_api() {
             .await;
     assert_eq!(code, 0, "{out}{err}");
     let push_id = out.trim().strip_prefix("accepted: pushId ").expect("the push id").to_owned();
-    setup.apns.wait_for_delivered(1, Duration::from_secs(20)).await;
+    setup.app.settle().await;
     assert_eq!(setup.apns.delivered()[0].payload["aps"]["alert"], json!({ "title": "Hi", "body": "there" }));
 
-    let shown = eventually(Duration::from_secs(20), "the push to show as delivered", || async {
-        let (code, out, _) = verb(&[&["push", "show", push_id.as_str()], &remote[..]].concat()).await;
-        (code == 0 && out.contains("delivered")).then_some(out)
-    })
-    .await;
+    let (code, shown, err) = verb(&[&["push", "show", push_id.as_str()], &remote[..]].concat()).await;
+    assert_eq!(code, 0, "{shown}{err}");
     let lines: Vec<&str> = shown.lines().collect();
     assert_eq!(
         lines[2].split_whitespace().collect::<Vec<_>>(),
@@ -340,7 +286,8 @@ async fn check_config_probe_proves_each_credential_against_its_provider() {
     let files = tempfile::tempdir().expect("temp dir");
     let p8 = files.path().join("other.p8");
     std::fs::write(&p8, &other_key.private_pem).expect("write");
-    let (good, apns, fcm, _provider_files) = crate::helpers::providers_config("", "", "").await;
+    let (good, apns, fcm, _provider_files) =
+        crate::helpers::providers_config(crate::helpers::Worked::ByTest, "", "", "").await;
     let ca = _provider_files.path().join("ca.pem");
     // The same fakes, a key and an account they do not know; the account's
     // token_uri is pointed at the fake FCM's, which refuses its signature.
@@ -383,23 +330,9 @@ async fn serve_config(folder: &Path) -> (Child, String, String) {
     let config = folder.join("pushgate.toml");
     std::fs::write(&config, "[[apps]]\nid = \"SampleApp\"\napi_keys = [\"configured-key-000001\"]\n").expect("write");
     let config = config.display().to_string();
-    let mut server = pushgate(folder)
-        .args(["--config", config.as_str(), "serve", "--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("pushgate starts");
-    let mut lines = BufReader::new(server.stdout.take().expect("stdout")).lines();
-    let base_url = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.expect("readable") {
-            if let Some(url) = line.strip_prefix("pushgate listening on ") {
-                return url.to_owned();
-            }
-        }
-        panic!("pushgate exited before listening");
-    })
-    .await
-    .expect("listens");
+    let mut command = pushgate(folder);
+    command.args(["--config", config.as_str(), "serve", "--listen", "127.0.0.1:0"]).env("RUST_LOG", "warn");
+    let binary::Served { child: server, base_url, .. } = binary::launch(command).await;
     (server, base_url, config)
 }
 

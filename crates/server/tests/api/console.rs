@@ -2,7 +2,9 @@
 //! ChromeDriver) against a real pushgate and the fake providers; and its
 //! routes' keys and headers over plain HTTP.
 
-use crate::helpers::{API_KEY, APNS_TOKEN, WithProviders, eventually, ios_device, spawn_with_providers_config};
+use crate::helpers::{
+    API_KEY, APNS_TOKEN, WithProviders, eventually, ios_device, send_push, spawn_with_providers_looping,
+};
 use pushgate_testkit::{ApnsFailure, Browser};
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -12,22 +14,18 @@ const ADMIN_KEY: &str = "console-admin-key-0001";
 const WAIT: Duration = Duration::from_secs(20);
 
 /// `SampleApp` on the fakes, a second app, and an admin key; a pause long
-/// enough that only an operator's resume ends it within a test.
+/// enough that only an operator's resume ends it within a test. The console
+/// shows a live node (a test push followed until delivered, "Resume now"
+/// delivering at once), so the worker's own loop runs.
 async fn spawn() -> WithProviders {
     let more = format!(
         "[[apps]]\nid = \"OtherApp\"\napi_keys = [\"other-app-key-000001\"]\n\n[admin]\napi_keys = [\"{ADMIN_KEY}\"]\n"
     );
-    spawn_with_providers_config("pause_base_ms = 600000\npause_max_ms = 600000", "", &more, &[]).await
+    spawn_with_providers_looping("pause_base_ms = 600000\npause_max_ms = 600000", "", &more, &[]).await
 }
 
 async fn send(setup: &WithProviders, clients: &[&str], alert: &str) -> String {
-    let payload = json!({ "alert": alert, "title": "T", "body": alert });
-    let (status, body) = setup
-        .app
-        .post_json("/push/push2clients", Some(API_KEY), &json!({ "clients": clients, "payload": payload }))
-        .await;
-    assert_eq!(status, 200, "{body}");
-    body["result"]["pushId"].as_str().expect("a push id").to_owned()
+    send_push(&setup.app, clients, json!({ "alert": alert, "title": "T", "body": alert })).await
 }
 
 async fn push_status(setup: &WithProviders, push_id: &str) -> Value {

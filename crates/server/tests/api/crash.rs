@@ -1,13 +1,15 @@
 //! Crash safety: `kill -9` of the real binary during a load loses no accepted push.
 
+use crate::helpers::{binary, eventually};
 use pushgate_testkit::{Es256Key, FakeApns, FakeApnsConfig, TestCa};
 use serde_json::json;
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt as _, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
+
+/// How long a restarted process may take to deliver what the last one left.
+const RECOVERY: Duration = Duration::from_secs(60);
 
 const KEY: &str = "crash-test-api-key-000001";
 const DEVICES: usize = 20;
@@ -18,28 +20,9 @@ async fn start(config: &Path) -> (Child, String) {
 
 /// As [`start`], with more environment variables.
 async fn start_with(config: &Path, environment: &[(&str, &str)]) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pushgate"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .envs(environment.iter().copied())
-        .env("RUST_LOG", "warn")
-        .env_remove("PUSHGATE_CONFIG")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("pushgate starts");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let url = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.expect("stdout") {
-            if let Some(url) = line.strip_prefix("pushgate listening on ") {
-                return url.to_owned();
-            }
-        }
-        panic!("pushgate exited before listening");
-    })
-    .await
-    .expect("listening in time");
-    (child, url)
+    let folder = config.parent().expect("the configuration's folder");
+    let served = binary::serve(folder, &["--config".as_ref(), config.as_os_str()], environment).await;
+    (served.child, served.base_url)
 }
 
 fn device_token(n: usize) -> String {
@@ -155,16 +138,27 @@ async fn a_sigkill_during_a_load_loses_no_accepted_push() {
                 .map(move |n| pushgate_providers::apns::apns_id(push_id, &format!("ios:iphone-{n}")).to_string())
         })
         .collect();
-    let started = std::time::Instant::now();
-    loop {
+    eventually(RECOVERY, "every accepted delivery to reach APNs", || async {
         let seen: HashSet<String> = fake.delivered().into_iter().map(|r| r.headers["apns-id"].clone()).collect();
-        let missing = expected.difference(&seen).count();
-        if missing == 0 {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(60), "{missing} accepted deliveries never reached APNs");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        expected.is_subset(&seen).then_some(())
+    })
+    .await;
+}
+
+/// Waits until device `n` has seen every badge from 1 to `messages` (each
+/// message with the badge its arrival gave it).
+async fn every_badge_seen(fake: &FakeApns, n: usize, messages: usize) {
+    let all: HashSet<u64> = (1..=messages as u64).collect();
+    eventually(RECOVERY, &format!("user{n} to see every badge"), || async {
+        let seen: HashSet<u64> = fake
+            .delivered()
+            .iter()
+            .filter(|request| request.device_token == device_token(n))
+            .filter_map(|request| request.payload["aps"]["badge"].as_u64())
+            .collect();
+        (seen == all).then_some(())
+    })
+    .await;
 }
 
 /// The leases a stopped process left in the setup's SQLite file (releasing them).
@@ -184,7 +178,7 @@ async fn a_sigterm_during_a_load_drains_leaving_nothing_leased_and_sending_nothi
     const PUSHES: usize = 10;
     let Setup { fake, config, _directory } = setup().await;
     fake.set_answer_delay(Duration::from_millis(100));
-    let (mut first, url) = start(&config).await;
+    let (first, url) = start(&config).await;
     let http = reqwest::Client::new();
     register(&http, &url).await;
     let clients: Vec<String> = (0..DEVICES).map(|n| format!("user{n}")).collect();
@@ -194,15 +188,9 @@ async fn a_sigterm_during_a_load_drains_leaving_nothing_leased_and_sending_nothi
         assert_eq!(response.expect("sent").status(), 200);
     }
     // Sends are under way (8 at a time, 100 ms each) when the stop comes.
-    let started = std::time::Instant::now();
-    while fake.received_count() < 8 {
-        assert!(started.elapsed() < Duration::from_secs(30), "no send went out");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let pid = first.id().expect("running").to_string();
-    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs").success());
-    let exit = tokio::time::timeout(Duration::from_secs(30), first.wait()).await.expect("stops in time");
-    assert!(exit.expect("waited").success(), "a drained stop is a clean exit");
+    eventually(Duration::from_secs(30), "sends to go out", || async { (fake.received_count() >= 8).then_some(()) })
+        .await;
+    binary::stop(first).await;
     let received_at_stop = fake.received_count();
     assert!(received_at_stop < PUSHES * DEVICES, "the stop must come while deliveries are outstanding");
 
@@ -210,11 +198,7 @@ async fn a_sigterm_during_a_load_drains_leaving_nothing_leased_and_sending_nothi
 
     fake.set_answer_delay(Duration::ZERO);
     let (_second, _) = start(&config).await;
-    let started = std::time::Instant::now();
-    while fake.delivered().len() < PUSHES * DEVICES {
-        assert!(started.elapsed() < Duration::from_secs(60), "{} of the deliveries arrived", fake.delivered().len());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    fake.wait_for_delivered(PUSHES * DEVICES, RECOVERY).await;
     let ids: Vec<String> = fake.delivered().into_iter().map(|request| request.headers["apns-id"].clone()).collect();
     let distinct: HashSet<&String> = ids.iter().collect();
     assert_eq!((ids.len(), distinct.len()), (PUSHES * DEVICES, PUSHES * DEVICES), "each delivery sent once");
@@ -227,23 +211,17 @@ async fn a_sigterm_during_a_load_drains_leaving_nothing_leased_and_sending_nothi
 async fn a_stop_that_cannot_wait_for_its_sends_releases_them_within_the_grace_time() {
     let Setup { fake, config, _directory } = setup().await;
     fake.set_answer_delay(Duration::from_secs(30));
-    let (mut first, url) = start_with(&config, &[("PUSHGATE_SERVER__SHUTDOWN_GRACE_SECONDS", "1")]).await;
+    let (first, url) = start_with(&config, &[("PUSHGATE_SERVER__SHUTDOWN_GRACE_SECONDS", "1")]).await;
     let http = reqwest::Client::new();
     register(&http, &url).await;
     let clients: Vec<String> = (0..DEVICES).map(|n| format!("user{n}")).collect();
     let body = json!({ "clients": clients, "payload": { "alert": "slow" } });
     let response = http.post(format!("{url}/push/push2clients")).header("IM-API-KEY", KEY).json(&body).send().await;
     assert_eq!(response.expect("sent").status(), 200);
-    let started = std::time::Instant::now();
-    while fake.received_count() == 0 {
-        assert!(started.elapsed() < Duration::from_secs(30), "no send went out");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let pid = first.id().expect("running").to_string();
+    eventually(Duration::from_secs(30), "a send to go out", || async { (fake.received_count() > 0).then_some(()) })
+        .await;
     let stopping = std::time::Instant::now();
-    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs").success());
-    let exit = tokio::time::timeout(Duration::from_secs(20), first.wait()).await.expect("stops in time");
-    assert!(exit.expect("waited").success());
+    binary::stop(first).await;
     assert!(
         stopping.elapsed() < Duration::from_secs(10),
         "stopped after about the grace time, not the provider's 30 s"
@@ -252,11 +230,7 @@ async fn a_stop_that_cannot_wait_for_its_sends_releases_them_within_the_grace_ti
     assert_eq!(leases_left(_directory.path()).await, 0, "released at the stop");
     fake.set_answer_delay(Duration::ZERO);
     let (_second, _) = start(&config).await;
-    let started = std::time::Instant::now();
-    while fake.delivered().len() < DEVICES {
-        assert!(started.elapsed() < Duration::from_secs(60), "{} delivered", fake.delivered().len());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    fake.wait_for_delivered(DEVICES, RECOVERY).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -283,7 +257,6 @@ async fn a_sigkill_during_a_callback_burst_loses_no_message_and_counts_each_once
 
     fake.set_answer_delay(Duration::ZERO);
     let (_second, url) = start(&config).await;
-    let started = std::time::Instant::now();
     for n in 0..DEVICES {
         // Each message is counted once, whatever the kill interrupted.
         let answer: serde_json::Value = http
@@ -298,19 +271,7 @@ async fn a_sigkill_during_a_callback_burst_loses_no_message_and_counts_each_once
         assert_eq!(answer["result"]["badge"], MESSAGES, "user{n}: {answer}");
         // Every message reached the device, each with the badge its arrival
         // gave it (a delivery in flight at the kill may come twice).
-        loop {
-            let seen: HashSet<u64> = fake
-                .delivered()
-                .iter()
-                .filter(|request| request.device_token == device_token(n))
-                .filter_map(|request| request.payload["aps"]["badge"].as_u64())
-                .collect();
-            if seen == (1..=MESSAGES as u64).collect() {
-                break;
-            }
-            assert!(started.elapsed() < Duration::from_secs(60), "user{n} has seen badges {seen:?}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        every_badge_seen(&fake, n, MESSAGES).await;
     }
 }
 
@@ -343,7 +304,6 @@ async fn two_nodes_on_postgres_one_sigkilled_mid_load_lose_no_message_and_count_
     assert!(fake.delivered().len() < MESSAGES * DEVICES, "the kill must come while deliveries are outstanding");
     let (_first_again, _) = start(&config).await;
     fake.set_answer_delay(Duration::ZERO);
-    let started = std::time::Instant::now();
     for n in 0..DEVICES {
         let answer: serde_json::Value = http
             .get(format!("{second_url}/v1/clients/user{n}/badge"))
@@ -355,19 +315,7 @@ async fn two_nodes_on_postgres_one_sigkilled_mid_load_lose_no_message_and_count_
             .await
             .expect("json");
         assert_eq!(answer["result"]["badge"], MESSAGES, "user{n}: {answer}");
-        loop {
-            let seen: HashSet<u64> = fake
-                .delivered()
-                .iter()
-                .filter(|request| request.device_token == device_token(n))
-                .filter_map(|request| request.payload["aps"]["badge"].as_u64())
-                .collect();
-            if seen == (1..=MESSAGES as u64).collect() {
-                break;
-            }
-            assert!(started.elapsed() < Duration::from_secs(60), "user{n} has seen badges {seen:?}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        every_badge_seen(&fake, n, MESSAGES).await;
     }
     // Duplicates only within the window: a send in flight at the kill (at
     // most `concurrency`, 8, held their slot until their outcome committed).
@@ -392,19 +340,18 @@ async fn a_sighup_reads_the_credentials_again() {
     let rotated = text.replace("AuthKey.p8", "AuthKey2.p8").replace("\"ABC123DEFG\"", "\"NEWKEY1234\"");
     assert_ne!(text, rotated);
     std::fs::write(&config, rotated).expect("the rotated configuration");
-    let pid = child.id().expect("running").to_string();
-    assert!(std::process::Command::new("kill").args(["-HUP", &pid]).status().expect("kill runs").success());
+    binary::signal(&child, "HUP");
 
-    let started = std::time::Instant::now();
-    loop {
+    // The reload is asynchronous to the signal: pushes go until one is signed
+    // with the new key.
+    eventually(Duration::from_secs(20), "a push signed with the new key", || async {
+        let delivered = fake.delivered_count();
         let body = json!({ "clients": ["user0"], "payload": { "alert": "after the hangup" } });
         let response = http.post(format!("{url}/push/push2clients")).header("IM-API-KEY", KEY).json(&body).send().await;
         assert_eq!(response.expect("sent").status(), 200, "the hangup did not stop the server");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        if fake.delivered().last().is_some_and(|request| request.key_id().as_deref() == Some("NEWKEY1234")) {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(20), "still signing with the old key");
-    }
+        fake.wait_for_delivered(delivered + 1, Duration::from_secs(10)).await;
+        fake.delivered().last().is_some_and(|request| request.key_id().as_deref() == Some("NEWKEY1234")).then_some(())
+    })
+    .await;
     child.start_kill().expect("stop");
 }

@@ -5,13 +5,18 @@
 //! with `CI=true` an unreachable server fails the test, elsewhere it is
 //! reported and the test passes without running.
 
-use crate::callbacks::{SECRET, WAIT, badge, message, send, settled};
+use crate::helpers::callbacks::{SECRET, badge, message, send};
+use crate::helpers::settled;
 use crate::helpers::{
-    API_KEY, APNS_TOKEN, TestApp, WithProviders, eventually, ios_device, providers_config, spawn_with_providers_config,
+    API_KEY, APNS_TOKEN, TestApp, WithProviders, Worked, eventually, ios_device, providers_config,
+    spawn_with_providers_config,
 };
 use pushgate::startup::Role;
 use pushgate_testkit::ApnsFailure;
 use serde_json::json;
+
+/// How long the tests of the worker's own loop wait for it.
+const WAIT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// A URL pushgate can be given, on a fresh schema with pushgate's tables.
 pub async fn postgres_url(name: &str) -> Option<String> {
@@ -50,7 +55,7 @@ async fn callbacks_on_postgres_reach_each_device_with_exact_badges_and_count_onc
     {
         assert!(statuses.contains(&expected), "{expected:?} in {statuses:?}");
     }
-    setup.fcm.wait_for_delivered(2, WAIT).await;
+    assert_eq!(setup.fcm.delivered_count(), 2, "both of bbb's messages");
     let apns = setup.apns.delivered();
     assert_eq!(apns.len(), 1, "the repeat was not pushed again");
     assert_eq!(apns[0].payload["aps"]["badge"], 1);
@@ -66,22 +71,23 @@ async fn callbacks_on_postgres_reach_each_device_with_exact_badges_and_count_onc
 /// callback and stores it; a worker node (`--role worker`), which serves no
 /// API, delivers it. Both are ready; the API node runs no worker. The worker
 /// node polls only once a minute here: the API node's announcement through
-/// the database is what wakes it for the second message.
+/// the database is what wakes it for the second message (the worker's own
+/// loop is what this tests, so it runs).
 #[tokio::test]
 async fn an_api_node_accepts_and_a_worker_node_delivers() {
     let Some(url) = postgres_url("roles").await else { return };
     let sample_app = format!(r#"generic_push = {{ secret = "{SECRET}" }}"#);
-    let (config, apns, _fcm, _files) = providers_config("", &sample_app, "").await;
+    let (config, apns, _fcm, _files) = providers_config(Worked::ByItsLoop, "", &sample_app, "").await;
     let overrides = [("PUSHGATE_STORE__URL", url.as_str())];
     let api = TestApp::spawn_as(Some(&config), &overrides, Role::Api).await;
     let slow_poll = [("PUSHGATE_STORE__URL", url.as_str()), ("PUSHGATE_DELIVERY__POLL_INTERVAL_MS", "60000")];
-    let worker = TestApp::spawn_as(Some(&config), &slow_poll, Role::Worker).await;
+    let worker = TestApp::spawn_looping_as(Some(&config), &slow_poll, Role::Worker).await;
     assert_eq!(api.subscribe(ios_device("iphone", "aaa", APNS_TOKEN)).await.0, 200);
     let result = send(&api, &message("m1", "demo-room", &["aaa"])).await;
     apns.wait_for_delivered(1, WAIT).await;
     assert_eq!(apns.delivered()[0].payload["aps"]["badge"], 1);
-    let deliveries = settled(&api, result["pushId"].as_str().expect("push id")).await;
-    assert_eq!(deliveries[0]["status"], "delivered", "the API node shows what the worker node did");
+    let status = crate::helpers::settled_by_its_loop(&api, result["pushId"].as_str().expect("push id")).await;
+    assert_eq!(status["deliveries"][0]["status"], "delivered", "the API node shows what the worker node did");
     // The worker node has found nothing more to claim and sleeps until its
     // next poll, a minute away: only the announcement can wake it in time.
     send(&api, &message("m2", "demo-room", &["aaa"])).await;
@@ -95,7 +101,8 @@ async fn an_api_node_accepts_and_a_worker_node_delivers() {
 }
 
 /// Two pushgate nodes (`--role all`) on one fresh schema, sending to the
-/// same fakes; `extra_delivery` goes into their `[delivery]`.
+/// same fakes; `extra_delivery` goes into their `[delivery]`. Their workers'
+/// loops run when `looping`; else the test drives them.
 struct TwoNodes {
     one: TestApp,
     two: TestApp,
@@ -103,22 +110,32 @@ struct TwoNodes {
     _files: tempfile::TempDir,
 }
 
-async fn two_nodes(name: &str, extra_delivery: &str) -> Option<TwoNodes> {
+async fn two_nodes(name: &str, extra_delivery: &str, looping: bool) -> Option<TwoNodes> {
     let url = postgres_url(name).await?;
     let sample_app = format!(r#"generic_push = {{ secret = "{SECRET}" }}"#);
-    let (config, apns, _fcm, _files) = providers_config(extra_delivery, &sample_app, "").await;
+    let worked = if looping { Worked::ByItsLoop } else { Worked::ByTest };
+    let (config, apns, _fcm, _files) = providers_config(worked, extra_delivery, &sample_app, "").await;
     let overrides = [("PUSHGATE_STORE__URL", url.as_str())];
-    let one = TestApp::spawn_as(Some(&config), &overrides, Role::All).await;
-    let two = TestApp::spawn_as(Some(&config), &overrides, Role::All).await;
+    let spawn = |config, overrides| async move {
+        if looping {
+            TestApp::spawn_looping_as(config, overrides, Role::All).await
+        } else {
+            TestApp::spawn_as(config, overrides, Role::All).await
+        }
+    };
+    let (one, two) = (spawn(Some(&config), &overrides).await, spawn(Some(&config), &overrides).await);
     Some(TwoNodes { one, two, apns, _files })
 }
 
 /// A refused credential pauses the app's provider on every node: whichever
 /// node was refused, both show the pause, and a message accepted by the
-/// other one is held, not sent into the same refusal.
+/// other one is held, not sent into the same refusal. The nodes' loops,
+/// which take on each other's pauses, are what this tests: they run.
 #[tokio::test]
 async fn a_refused_credential_pauses_the_provider_on_every_node() {
-    let Some(TwoNodes { one, two, apns, _files }) = two_nodes("pauses", "pause_base_ms = 60000").await else { return };
+    let Some(TwoNodes { one, two, apns, _files }) = two_nodes("pauses", "pause_base_ms = 60000", true).await else {
+        return;
+    };
     assert_eq!(one.subscribe(ios_device("iphone", "aaa", APNS_TOKEN)).await.0, 200);
     apns.fail_next(APNS_TOKEN, [ApnsFailure::Status(403, "InvalidProviderToken")]);
     send(&one, &message("m1", "demo-room", &["aaa"])).await;
@@ -165,7 +182,7 @@ async fn a_refused_credential_pauses_the_provider_on_every_node() {
 #[tokio::test]
 async fn a_callback_sent_to_two_nodes_at_once_is_one_push() {
     const MESSAGES: usize = 10;
-    let Some(TwoNodes { one, two, apns, _files }) = two_nodes("twice", "").await else { return };
+    let Some(TwoNodes { one, two, apns, _files }) = two_nodes("twice", "", false).await else { return };
     assert_eq!(one.subscribe(ios_device("iphone", "aaa", APNS_TOKEN)).await.0, 200);
     for n in 0..MESSAGES {
         let body = message(&format!("twice-{n}"), "demo-room", &["aaa"]);
@@ -177,7 +194,8 @@ async fn a_callback_sent_to_two_nodes_at_once_is_one_push() {
             "one of the two is the repeat"
         );
     }
-    apns.wait_for_delivered(MESSAGES, WAIT).await;
+    one.settle().await;
+    assert_eq!(apns.delivered_count(), MESSAGES);
     assert_eq!(badge(&two, "aaa").await["badge"], MESSAGES, "each message counted once");
     let mut badges: Vec<u64> = apns.delivered().iter().filter_map(|r| r.payload["aps"]["badge"].as_u64()).collect();
     badges.sort_unstable();

@@ -2,13 +2,11 @@
 //! fake APNs and fake FCM out, and `GET /v1/pushes/{pushId}`.
 
 use crate::helpers::{
-    API_KEY, APNS_TOKEN, WithProviders, error_envelope, eventually, ios_device, spawn_with_providers,
+    API_KEY, APNS_TOKEN, WithProviders, error_envelope, ios_device, send_push, settled_status, spawn_with_providers,
 };
 use pushgate_testkit::{ApnsFailure, FcmFailure};
 use serde_json::{Value, json};
 use std::time::Duration;
-
-const WAIT: Duration = Duration::from_secs(20);
 
 fn seed_marketing_payload() -> Value {
     json!({
@@ -26,28 +24,12 @@ async fn register(setup: &WithProviders) {
 }
 
 async fn push(setup: &WithProviders, clients: &[&str], payload: Value) -> String {
-    let (status, body) = setup
-        .app
-        .post_json("/push/push2clients", Some(API_KEY), &json!({ "clients": clients, "payload": payload }))
-        .await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!((body["RC"].clone(), body["RM"].clone()), (json!(0), json!("OK")));
-    body["result"]["pushId"].as_str().expect("a push id").to_owned()
+    send_push(&setup.app, clients, payload).await
 }
 
-/// Waits until no delivery of the push is queued or retrying, and answers the status.
+/// Delivers everything, and answers the push's status.
 async fn settled(setup: &WithProviders, push_id: &str) -> Value {
-    eventually(WAIT, "the push to settle", || async {
-        let (status, body) = setup.app.get(&format!("/v1/pushes/{push_id}"), Some(API_KEY)).await;
-        assert_eq!(status, 200, "{body}");
-        let pending = body["result"]["deliveries"]
-            .as_array()
-            .expect("deliveries")
-            .iter()
-            .any(|d| d["status"] == "queued" || d["status"] == "retrying");
-        (!pending).then_some(body["result"].clone())
-    })
-    .await
+    settled_status(&setup.app, push_id).await
 }
 
 #[tokio::test]
@@ -66,8 +48,10 @@ async fn the_seeds_first_example_reaches_apns_and_fcm_with_the_mapped_fields() {
     assert_eq!(body["result"].as_object().map(|result| result.len()), Some(1), "the pushId alone: {body}");
     let push_id = body["result"]["pushId"].as_str().expect("push id").to_owned();
 
-    setup.apns.wait_for_delivered(1, WAIT).await;
-    setup.fcm.wait_for_delivered(1, WAIT).await;
+    setup.app.settle().await;
+
+    assert!(setup.apns.delivered_count() >= 1, "1 delivered");
+    assert!(setup.fcm.delivered_count() >= 1, "1 delivered");
     let apns = &setup.apns.delivered()[0];
     assert_eq!(apns.device_token, APNS_TOKEN);
     assert_eq!(apns.headers["apns-push-type"], "alert");
@@ -101,8 +85,9 @@ async fn the_seeds_localized_example_carries_loc_key_and_args_to_both_providers(
         "badge": 3, "sound": "default", "title": "新訊息", "body": "張小明:您好,請問有空嗎?"
     });
     push(&setup, &["user001", "user002"], payload).await;
-    setup.apns.wait_for_delivered(1, WAIT).await;
-    setup.fcm.wait_for_delivered(1, WAIT).await;
+    setup.app.settle().await;
+    assert!(setup.apns.delivered_count() >= 1, "1 delivered");
+    assert!(setup.fcm.delivered_count() >= 1, "1 delivered");
     assert_eq!(
         setup.apns.delivered()[0].payload["aps"]["alert"],
         json!({ "loc-key": "NEW_MESSAGE_NOTIFICATION", "loc-args": ["張小明", "您好,請問有空嗎?"], "title": "新訊息", "body": "張小明:您好,請問有空嗎?" })
@@ -117,8 +102,9 @@ async fn no_alert_title_or_body_sends_a_silent_push() {
     let setup = spawn_with_providers("").await;
     register(&setup).await;
     push(&setup, &["user001", "user002"], json!({ "type": "badge-sync", "badge": 7 })).await;
-    setup.apns.wait_for_delivered(1, WAIT).await;
-    setup.fcm.wait_for_delivered(1, WAIT).await;
+    setup.app.settle().await;
+    assert!(setup.apns.delivered_count() >= 1, "1 delivered");
+    assert!(setup.fcm.delivered_count() >= 1, "1 delivered");
     let apns = &setup.apns.delivered()[0];
     assert_eq!(apns.headers["apns-push-type"], "background");
     assert_eq!(apns.headers["apns-priority"], "5");
@@ -166,15 +152,23 @@ async fn retry_after_counts_from_the_providers_answer_not_from_the_start_of_the_
     setup.apns.set_answer_delay(answer_delay);
     setup.apns.fail_next(APNS_TOKEN, [ApnsFailure::TooManyRequests(Some(1))]);
     let push_id = push(&setup, &["user001"], seed_marketing_payload()).await;
+    let attempt_started_ms = setup.app.clock_ms();
+    assert_eq!(setup.app.deliver().await, 1);
+    let (_, retrying) = setup.app.get(&format!("/v1/pushes/{push_id}"), Some(API_KEY)).await;
+    let delivery = &retrying["result"]["deliveries"][0];
+    assert_eq!(delivery["status"], "retrying", "{retrying}");
+    let due_ms = delivery["nextAttemptAtMS"].as_i64().expect("a due time");
+    let earliest_ms =
+        attempt_started_ms + i64::try_from((answer_delay + Duration::from_secs(1)).as_millis()).expect("ms");
+    assert!(
+        due_ms >= earliest_ms,
+        "due {} ms after the attempt started, before the 429's Retry-After of 1 s had passed since the answer",
+        due_ms - attempt_started_ms
+    );
     let status = settled(&setup, &push_id).await;
     assert_eq!(status["summary"], json!({ "delivered": 1 }));
     let requests = setup.apns.requests();
     assert_eq!(requests.iter().map(|r| r.status).collect::<Vec<_>>(), vec![429, 200]);
-    let gap = requests[1].received_at - requests[0].received_at;
-    assert!(
-        gap >= answer_delay + Duration::from_secs(1),
-        "the resend came {gap:?} after the first request, before the 429's Retry-After of 1 s had passed since the answer"
-    );
 }
 
 #[tokio::test]
@@ -250,8 +244,9 @@ async fn expiry_becomes_apns_expiration_and_the_fcm_ttl() {
     register(&setup).await;
     let expiry = pushgate_api::now_ms() / 1000 + 600;
     push(&setup, &["user001", "user002"], json!({ "alert": "soon", "body": "soon", "expiry": expiry })).await;
-    setup.apns.wait_for_delivered(1, WAIT).await;
-    setup.fcm.wait_for_delivered(1, WAIT).await;
+    setup.app.settle().await;
+    assert!(setup.apns.delivered_count() >= 1, "1 delivered");
+    assert!(setup.fcm.delivered_count() >= 1, "1 delivered");
     assert_eq!(setup.apns.delivered()[0].headers["apns-expiration"], expiry.to_string());
     let ttl = setup.fcm.messages()[0].message["android"]["ttl"].as_str().expect("ttl").to_owned();
     let seconds: i64 = ttl.trim_end_matches('s').parse().expect("seconds");
@@ -326,12 +321,8 @@ async fn delivery_outcomes_show_in_the_metrics() {
         ),
         "{text}"
     );
-    let depth = eventually(WAIT, "the queue depth gauge to be set", || async {
-        let text =
-            setup.app.client.get(format!("{}/metrics", setup.app.base_url)).send().await.ok()?.text().await.ok()?;
-        text.contains(r#"pushgate_queue_depth{status="queued"}"#).then_some(text)
-    })
-    .await;
+    let depth = setup.app.metrics().await;
+    assert!(depth.contains(r#"pushgate_queue_depth{status="queued"} 0"#), "{depth}");
     assert!(depth.contains(r#"pushgate_queue_depth{status="retrying"} 0"#), "{depth}");
     assert!(depth.contains(r#"pushgate_queue_depth{status="journaled"} 0"#), "every push fanned out: {depth}");
 }
@@ -342,12 +333,11 @@ async fn refused_credentials_pause_the_apps_provider_until_a_probe_succeeds() {
     register(&setup).await;
     setup.apns.fail_next(APNS_TOKEN, [ApnsFailure::Status(403, "InvalidProviderToken")]);
     let push_id = push(&setup, &["user001", "user002"], seed_marketing_payload()).await;
-    let paused = eventually(WAIT, "the pause to show in /readyz", || async {
-        let (status, body) = setup.app.get("/readyz", None).await;
-        assert_eq!(status, 200, "the instance stays ready: {body}");
-        body["result"]["pausedProviders"].as_array().filter(|pauses| !pauses.is_empty()).cloned()
-    })
-    .await;
+    assert_eq!(setup.app.deliver().await, 2);
+    let (status, body) = setup.app.get("/readyz", None).await;
+    assert_eq!(status, 200, "the instance stays ready: {body}");
+    let paused = body["result"]["pausedProviders"].as_array().cloned().unwrap_or_default();
+    assert_eq!(paused.len(), 1, "{body}");
     assert_eq!((paused[0]["app"].clone(), paused[0]["provider"].clone()), (json!("SampleApp"), json!("apns")));
     assert_eq!(paused[0]["reason"], "InvalidProviderToken");
     let metrics = || setup.app.metrics();
@@ -433,13 +423,14 @@ async fn the_seeds_curl_example_reaches_both_providers() {
 /// delivery is not claimed and sent a second time.
 #[tokio::test]
 async fn a_send_slower_than_its_lease_is_not_sent_twice() {
-    let setup = spawn_with_providers("lease_ms = 2000").await;
+    // The lease renewal is the worker's loop's: it runs here.
+    let setup = crate::helpers::spawn_with_providers_looping("lease_ms = 2000", "", "", &[]).await;
     register(&setup).await;
     // Every answer comes 5 s after its request: two and a half leases (the
     // renewal, every third of a lease, has 1.3 s of slack on a busy machine).
     setup.apns.set_answer_delay(Duration::from_millis(5000));
     let push_id = push(&setup, &["user001"], seed_marketing_payload()).await;
-    let status = settled(&setup, &push_id).await;
+    let status = crate::helpers::settled_by_its_loop(&setup.app, &push_id).await;
     assert_eq!(status["summary"], json!({ "delivered": 1 }));
     // A second send would have arrived a lease (2 s) after the first, long
     // before the first answer (5 s) settled the push.
@@ -462,12 +453,11 @@ async fn a_provider_no_send_reaches_is_named_in_readyz() {
     let clients: Vec<String> = (0..6).map(|n| format!("user{n}")).collect();
     let clients: Vec<&str> = clients.iter().map(String::as_str).collect();
     push(&setup, &clients, json!({ "title": "t", "body": "b" })).await;
-    let unreachable = eventually(WAIT, "APNs to show as unreachable in /readyz", || async {
-        let (status, body) = setup.app.get("/readyz", None).await;
-        assert_eq!(status, 200, "still ready: {body}");
-        body["result"]["unreachableProviders"].as_array().filter(|found| !found.is_empty()).cloned()
-    })
-    .await;
+    assert_eq!(setup.app.deliver().await, 6, "six sends, none reaching APNs");
+    let (status, body) = setup.app.get("/readyz", None).await;
+    assert_eq!(status, 200, "still ready: {body}");
+    let unreachable = body["result"]["unreachableProviders"].as_array().cloned().unwrap_or_default();
+    assert_eq!(unreachable.len(), 1, "{body}");
     assert_eq!(
         (unreachable[0]["app"].clone(), unreachable[0]["provider"].clone()),
         (json!("SampleApp"), json!("apns"))

@@ -2,7 +2,10 @@
 //! console's action; SIGHUP does the same in the binary): an APNs key rotated
 //! under load, a bad new file refused with the old credentials kept.
 
-use crate::helpers::{API_KEY, APNS_TOKEN, WithProviders, eventually, ios_device, spawn_with_providers_config};
+use crate::helpers::{
+    API_KEY, APNS_TOKEN, WithProviders, eventually, ios_device, send_push, spawn_with_providers_config,
+    spawn_with_providers_looping,
+};
 use pushgate_testkit::Es256Key;
 use serde_json::json;
 use std::time::Duration;
@@ -15,6 +18,13 @@ async fn spawn() -> WithProviders {
     spawn_with_providers_config("", "", &admin, &[]).await
 }
 
+/// As [`spawn`], with the worker's own loop sending in the background while
+/// the credentials change under it.
+async fn spawn_looping() -> WithProviders {
+    let admin = format!("[admin]\napi_keys = [\"{ADMIN_KEY}\"]\n");
+    spawn_with_providers_looping("", "", &admin, &[]).await
+}
+
 async fn reload(setup: &WithProviders, key: &str) -> (u16, serde_json::Value) {
     setup.app.post_json("/admin/api/reload", Some(key), &json!({})).await
 }
@@ -25,15 +35,12 @@ fn key_id_of(request: &pushgate_testkit::RecordedApnsRequest) -> String {
 }
 
 async fn send(setup: &WithProviders, n: usize) -> String {
-    let body = json!({ "clients": ["alice"], "payload": { "alert": format!("message {n}") } });
-    let (status, answer) = setup.app.post_json("/push/push2clients", Some(API_KEY), &body).await;
-    assert_eq!(status, 200, "{answer}");
-    answer["result"]["pushId"].as_str().expect("a push id").to_owned()
+    send_push(&setup.app, &["alice"], json!({ "alert": format!("message {n}") })).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_apns_key_rotated_under_load_is_taken_on_without_a_restart_or_a_lost_push() {
-    let setup = spawn().await;
+    let setup = spawn_looping().await;
     assert_eq!(setup.app.subscribe(ios_device("iphone-1", "alice", APNS_TOKEN)).await.0, 200);
     send(&setup, 0).await;
     setup.apns.wait_for_delivered(1, WAIT).await;
@@ -112,7 +119,8 @@ async fn a_bad_new_credential_is_refused_by_name_and_the_old_ones_stay() {
 
     // The old key still signs (it was loaded at start; the file on disk no longer matters).
     send(&setup, 1).await;
-    setup.apns.wait_for_delivered(1, WAIT).await;
+    setup.app.settle().await;
+    assert_eq!(setup.apns.delivered_count(), 1);
     std::fs::write(&key_file, good_key).expect("restore");
     let (status, _) = reload(&setup, ADMIN_KEY).await;
     assert_eq!(status, 200, "a good file reloads");

@@ -2,7 +2,8 @@
 //! presence, quiet hours and client prefs decide what each recipient of a v2
 //! callback gets; experiments change the copy and are counted per variant.
 
-use crate::callbacks::{SECRET, badge, message, send, settled, spawn, spawn_with};
+use crate::helpers::callbacks::{SECRET, badge, message, send, spawn, spawn_with};
+use crate::helpers::settled;
 use crate::helpers::{API_KEY, APNS_TOKEN, TestApp, ios_device};
 use serde_json::{Value, json};
 
@@ -28,6 +29,7 @@ async fn a_muted_room_sends_only_a_silent_badge_update_and_counts_as_the_app_say
     let app = &setup.app;
     assert_eq!(app.subscribe(ios_device("iphone", "aaa", APNS_TOKEN)).await.0, 200);
     send(app, &message("before", "other", &["aaa"])).await;
+    app.settle().await;
     let muted = put(app, "/v1/clients/aaa/rooms/noisy/pref", json!({ "muted": true, "mutedUntilMS": null })).await;
     assert_eq!(muted, json!({ "muted": true, "mutedUntilMS": null }));
     let push = send(app, &message("in-muted", "noisy", &["aaa"])).await;

@@ -8,9 +8,6 @@
 
 use regex::Regex;
 use std::collections::HashMap;
-use std::process::Stdio;
-use std::time::Duration;
-use tokio::io::{AsyncBufReadExt as _, BufReader};
 
 const README: &str = include_str!("../../../../README.md");
 
@@ -92,31 +89,16 @@ async fn the_readme_tour_runs_as_written_on_a_fresh_start() {
     let (environment, command): (Vec<&str>, Vec<&str>) = start.split_whitespace().partition(|word| word.contains('='));
     assert_eq!(command.join(" "), "cargo run -p pushgate -- serve");
     let folder = tempfile::tempdir().expect("a fresh folder");
-    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_pushgate"));
-    server.current_dir(folder.path()).args(["serve", "--listen", "127.0.0.1:0"]).kill_on_drop(true);
-    for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("PUSHGATE_")) {
-        server.env_remove(name);
-    }
+    let mut server = crate::helpers::binary::pushgate(folder.path());
+    server.args(["serve", "--listen", "127.0.0.1:0"]).env("RUST_LOG", "warn");
     for assignment in environment {
         let (name, value) = assignment.split_once('=').expect("NAME=value");
         server.env(name, value);
     }
-    let mut server = server.env("RUST_LOG", "warn").stdout(Stdio::piped()).spawn().expect("pushgate starts");
-    let mut printed = BufReader::new(server.stdout.take().expect("stdout")).lines();
-    let (mut key, mut address) = (None, None);
-    tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = printed.next_line().await.expect("readable") {
-            if let Some(generated) = line.trim().strip_prefix("pgk_") {
-                key = Some(format!("pgk_{generated}"));
-            }
-            if let Some(url) = line.strip_prefix("pushgate listening on http://") {
-                address = Some(url.to_owned());
-                break;
-            }
-        }
-    })
-    .await
-    .expect("pushgate listens");
+    let served = crate::helpers::binary::launch(server).await;
+    let key = served.printed.iter().find_map(|line| line.trim().strip_prefix("pgk_")).map(|key| format!("pgk_{key}"));
+    let address = served.base_url.strip_prefix("http://").map(str::to_owned);
+    let _server = served.child;
     let (key, address) = (key.expect("a generated key was printed"), address.expect("listening"));
 
     let (prelude, steps) = steps(block(section, "sh", 0));

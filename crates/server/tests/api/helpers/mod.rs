@@ -1,9 +1,26 @@
-//! `TestApp`: a real pushgate on port 0 with a temporary SQLite file.
+//! What the API tests share. `TestApp`: a real pushgate on port 0 with a
+//! temporary SQLite file, whose delivery worker the test drives
+//! (`TestApp::settle`: deliver what is due, move the worker's clock to the
+//! next retry, until nothing waits), as crates.io's job tests do; a few tests
+//! run the worker's own loop instead (`TestApp::spawn_looping_with`), where
+//! the loop is what they test. `callbacks`: IMKIT's callbacks; `binary`: the
+//! `pushgate` binary in a child process.
+
+pub mod binary;
+pub mod callbacks;
 
 use pushgate::config::Config;
 use pushgate::reload::ConfigSource;
-use pushgate::startup::{Application, Role};
+use pushgate::startup::{Application, Build, Role};
+use pushgate_delivery::Worker;
+use pushgate_providers::ManualClock;
+use pushgate_store::Store;
 use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// Rounds of attempts `settle` allows: a delivery retries at most
+/// `max_attempts` times (10 by default), each round moving to the next.
+const SETTLE_ROUNDS: usize = 100;
 
 /// The API key of `SampleApp` in every test app.
 pub const API_KEY: &str = "test-api-key-sample-app";
@@ -13,10 +30,24 @@ pub const APNS_TOKEN: &str = "740f4707bebcf74f9b7c25d48e3358945f6aa01da5ddb38746
 pub struct TestApp {
     pub base_url: String,
     pub client: reqwest::Client,
+    /// The worker the test drives; `None` when its own loop runs (or on an
+    /// API-only node).
+    worker: Option<Arc<Worker>>,
+    /// The driven worker's clock: the system's, moved ahead by `settle` and
+    /// `advance`.
+    pub clock: Arc<ManualClock>,
+    store: Arc<dyn Store>,
     /// Holds the SQLite file; removed when the app is dropped.
     _directory: tempfile::TempDir,
     /// Dropping it (with the app) asks the server to shut down.
     _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Whether the test drives the worker or its own loop runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Worked {
+    ByTest,
+    ByItsLoop,
 }
 
 impl TestApp {
@@ -34,6 +65,17 @@ impl TestApp {
 
     /// As [`TestApp::spawn_with`], running only `role`'s side.
     pub async fn spawn_as(config_text: Option<&str>, overrides: &[(&str, &str)], role: Role) -> Self {
+        Self::launch(config_text, overrides, role, Worked::ByTest).await
+    }
+
+    /// As [`TestApp::spawn_as`], with the worker's own loop delivering in the
+    /// background (claims, wake-ups, housekeeping, shared pauses): for the
+    /// tests of the loop itself.
+    pub async fn spawn_looping_as(config_text: Option<&str>, overrides: &[(&str, &str)], role: Role) -> Self {
+        Self::launch(config_text, overrides, role, Worked::ByItsLoop).await
+    }
+
+    async fn launch(config_text: Option<&str>, overrides: &[(&str, &str)], role: Role, worked: Worked) -> Self {
         let directory = tempfile::tempdir().expect("temp dir");
         let config_path = config_text.map(|text| {
             let path = directory.path().join("pushgate.toml");
@@ -53,11 +95,11 @@ impl TestApp {
         }
         let config = Config::load(config_path.as_deref(), environment.clone()).expect("test configuration is valid");
         let source = ConfigSource { file: config_path, environment };
-        Self::start_as(config, directory, reqwest::Client::new(), role, Some(source)).await
+        Self::start_as(config, directory, reqwest::Client::new(), role, worked, Some(source)).await
     }
 
     pub async fn start(config: Config, directory: tempfile::TempDir, client: reqwest::Client) -> Self {
-        Self::start_as(config, directory, client, Role::All, None).await
+        Self::start_as(config, directory, client, Role::All, Worked::ByTest, None).await
     }
 
     async fn start_as(
@@ -65,19 +107,59 @@ impl TestApp {
         directory: tempfile::TempDir,
         client: reqwest::Client,
         role: Role,
+        worked: Worked,
         source: Option<ConfigSource>,
     ) -> Self {
-        let application = Application::build_as(&config, role).await.expect("application builds");
+        let clock = Arc::new(ManualClock::default());
+        let build = match worked {
+            Worked::ByTest => Build::new(role).driven(Arc::clone(&clock) as _),
+            Worked::ByItsLoop => Build::new(role),
+        };
+        let application = Application::build_with(&config, build).await.expect("application builds");
         if let Some(source) = source {
             application.reload_from(source);
         }
         let base_url = application.base_url();
+        let worker = application.worker().filter(|_| worked == Worked::ByTest);
+        let store = application.store();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(application.run_until_stopped(async {
             // Either a send or the sender's drop means stop.
             let _ = stopped.await;
         }));
-        Self { base_url, client, _directory: directory, _stop: stop }
+        Self { base_url, client, worker, clock, store, _directory: directory, _stop: stop }
+    }
+
+    fn driven_worker(&self) -> &Arc<Worker> {
+        self.worker.as_ref().expect("a worker the test drives (not its loop, not an API-only node)")
+    }
+
+    /// Delivers what is due now on the worker's clock (retries due later
+    /// wait); answers how many deliveries were attempted or settled.
+    pub async fn deliver(&self) -> usize {
+        self.driven_worker().run_pending().await
+    }
+
+    /// The worker's clock, Unix ms.
+    pub fn clock_ms(&self) -> i64 {
+        let now = pushgate_providers::Clock::now(self.clock.as_ref());
+        i64::try_from(now.duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_millis()).expect("ms")
+    }
+
+    /// Delivers everything: what is due now, then, while anything waits for
+    /// a later attempt (a retry, a delivery a paused provider holds), moves
+    /// the worker's clock to when it is due and delivers again, until every
+    /// delivery has its final state. Answers how many were handled.
+    pub async fn settle(&self) -> usize {
+        let mut handled = 0;
+        for _ in 0..SETTLE_ROUNDS {
+            handled += self.deliver().await;
+            match self.store.next_due_at().await.expect("the store answers") {
+                Some(due) => self.clock.advance_to_ms(due),
+                None => return handled,
+            }
+        }
+        panic!("the queue did not settle in {SETTLE_ROUNDS} rounds of attempts");
     }
 
     /// The configuration file the app was started from (when it was given a text).
@@ -149,8 +231,8 @@ pub struct WithProviders {
     _files: tempfile::TempDir,
 }
 
-/// Starts the fakes and a pushgate configured to use them, with quick retries
-/// (`retry_base_ms` 20) and `extra` appended to the `[delivery]` section.
+/// Starts the fakes and a pushgate configured to use them, with `extra`
+/// appended to the `[delivery]` section.
 pub async fn spawn_with_providers(extra_delivery: &str) -> WithProviders {
     spawn_with_providers_and(extra_delivery, &[]).await
 }
@@ -169,14 +251,30 @@ pub async fn spawn_with_providers_config(
     more_apps: &str,
     overrides: &[(&str, &str)],
 ) -> WithProviders {
-    let (config, apns, fcm, files) = providers_config(extra_delivery, extra_app, more_apps).await;
+    let (config, apns, fcm, files) = providers_config(Worked::ByTest, extra_delivery, extra_app, more_apps).await;
     let app = TestApp::spawn_with(Some(&config), overrides).await;
     WithProviders { app, apns, fcm, _files: files }
 }
 
+/// As [`spawn_with_providers_config`], with the worker's own loop delivering
+/// in the background: for the tests of the loop itself.
+pub async fn spawn_with_providers_looping(
+    extra_delivery: &str,
+    extra_app: &str,
+    more_apps: &str,
+    overrides: &[(&str, &str)],
+) -> WithProviders {
+    let (config, apns, fcm, files) = providers_config(Worked::ByItsLoop, extra_delivery, extra_app, more_apps).await;
+    let app = TestApp::spawn_looping_as(Some(&config), overrides, Role::All).await;
+    WithProviders { app, apns, fcm, _files: files }
+}
+
 /// The fakes, and the configuration text of a pushgate that uses them (see
-/// [`spawn_with_providers_config`]), with the files it names.
+/// [`spawn_with_providers_config`]), with the files it names. Retries are a
+/// minute apart for a worker the test drives (nothing is due again before
+/// `settle` moves the clock), 20 ms for one whose loop runs in real time.
 pub async fn providers_config(
+    worked: Worked,
     extra_delivery: &str,
     extra_app: &str,
     more_apps: &str,
@@ -195,12 +293,14 @@ pub async fn providers_config(
     let account = write("service-account.json", &fcm.account.json);
     let ca_file = write("ca.pem", &ca.ca_pem());
     let tables = pushgate_testkit::fake_provider_tables(&apns, &p8, &fcm, &account, &ca_file);
+    let timing = match worked {
+        Worked::ByTest => "retry_base_ms = 60000\nretry_max_ms = 600000",
+        Worked::ByItsLoop => "retry_base_ms = 20\nretry_max_ms = 200\npoll_interval_ms = 50",
+    };
     let config = format!(
         r#"
 [delivery]
-retry_base_ms = 20
-retry_max_ms = 200
-poll_interval_ms = 50
+{timing}
 {extra_delivery}
 
 [[apps]]
@@ -229,4 +329,44 @@ where
         assert!(started.elapsed() < deadline, "timed out after {deadline:?} waiting for {what}");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+}
+
+/// Sends `POST /push/push2clients` with `SampleApp`'s key; answers the pushId.
+pub async fn send_push(app: &TestApp, clients: &[&str], payload: Value) -> String {
+    let (status, body) =
+        app.post_json("/push/push2clients", Some(API_KEY), &json!({ "clients": clients, "payload": payload })).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((&body["RC"], &body["RM"]), (&json!(0), &json!("OK")));
+    body["result"]["pushId"].as_str().expect("a push id").to_owned()
+}
+
+/// Delivers everything ([`TestApp::settle`]), then answers the push's status
+/// (`GET /v1/pushes/{pushId}`'s `result`), every delivery in its final state.
+pub async fn settled_status(app: &TestApp, push_id: &str) -> Value {
+    app.settle().await;
+    let (status, body) = app.get(&format!("/v1/pushes/{push_id}"), Some(API_KEY)).await;
+    assert_eq!(status, 200, "{body}");
+    let deliveries = body["result"]["deliveries"].as_array().expect("deliveries");
+    assert!(
+        deliveries.iter().all(|d| d["status"] != "queued" && d["status"] != "retrying"),
+        "every delivery has its final state: {deliveries:?}"
+    );
+    body["result"].clone()
+}
+
+/// For an app whose worker's own loop delivers: waits (at most 20 s) until
+/// every delivery of the push has its final state; answers the status.
+pub async fn settled_by_its_loop(app: &TestApp, push_id: &str) -> Value {
+    eventually(std::time::Duration::from_secs(20), "the push to settle", || async {
+        let (status, body) = app.get(&format!("/v1/pushes/{push_id}"), Some(API_KEY)).await;
+        assert_eq!(status, 200, "{body}");
+        let deliveries = body["result"]["deliveries"].as_array().expect("deliveries");
+        deliveries.iter().all(|d| d["status"] != "queued" && d["status"] != "retrying").then(|| body["result"].clone())
+    })
+    .await
+}
+
+/// As [`settled_status`]: the push's deliveries.
+pub async fn settled(app: &TestApp, push_id: &str) -> Vec<Value> {
+    settled_status(app, push_id).await["deliveries"].as_array().expect("deliveries").clone()
 }
