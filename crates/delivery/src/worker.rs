@@ -17,7 +17,7 @@ use pushgate_providers::{Clock, Outcome};
 use pushgate_store::{ClaimedDelivery, DeliveryRef, DeliveryStatus, DeliveryUpdate, SharedPause, Store};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 /// How often finished pushes past the retention are forgotten.
 const HOUSEKEEPING_INTERVAL_MS: i64 = 3_600_000;
@@ -118,8 +118,7 @@ impl Worker {
     }
 
     fn now_ms(&self) -> i64 {
-        let since_epoch = self.clock.now().duration_since(UNIX_EPOCH).unwrap_or_default();
-        i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
+        self.clock.unix_ms()
     }
 
     fn lease_ms(&self) -> i64 {

@@ -9,33 +9,14 @@ use pushgate_domain::{
     PushToken,
 };
 use pushgate_providers::apns::{ApnsAuth, ApnsClient, ApnsClientConfig, TokenSigner};
-use pushgate_providers::{Clock, SystemClock};
+use pushgate_providers::{Clock, ManualClock, SystemClock};
 use pushgate_store::{DeliveryStatus, NewDevice, NewPush, SqliteStore, Store};
 use pushgate_testkit::{ApnsFailure, Es256Key, FakeApns, FakeApnsConfig, TestCa};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::Duration;
 
 const TOKEN: &str = "740f4707bebcf74f9b7c25d48e3358945f6aa01da5ddb387462c7eaf61bb78ad";
-
-/// A clock the test moves by hand.
-#[derive(Debug)]
-struct ManualClock(Mutex<SystemTime>);
-
-impl ManualClock {
-    fn advance(&self, by: Duration) {
-        *self.0.lock().unwrap() += by;
-    }
-    fn now_ms(&self) -> i64 {
-        i64::try_from(self.now().duration_since(UNIX_EPOCH).unwrap().as_millis()).unwrap()
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> SystemTime {
-        *self.0.lock().unwrap()
-    }
-}
 
 struct Setup {
     apns: FakeApns,
@@ -72,7 +53,7 @@ async fn setup() -> Setup {
     let store: Arc<dyn Store> = Arc::new(
         SqliteStore::open(&format!("sqlite://{}", directory.path().join("pushgate.db").display())).await.unwrap(),
     );
-    let clock = Arc::new(ManualClock(Mutex::new(SystemTime::now())));
+    let clock = Arc::new(ManualClock::default());
     let handle = Arc::new(DeliveryHandle::default());
     let settings =
         DeliveryConfig { retry_base_ms: 1000, retry_max_ms: 1000, pause_base_ms: 30_000, ..Default::default() };
@@ -94,7 +75,7 @@ async fn setup() -> Setup {
             environment: None,
             locale: None,
             timezone: None,
-            now_ms: clock.now_ms(),
+            now_ms: clock.unix_ms(),
         })
         .await
         .unwrap();
@@ -103,7 +84,7 @@ async fn setup() -> Setup {
 
 impl Setup {
     async fn push(&self) -> PushId {
-        let now = self.clock.now_ms();
+        let now = self.clock.unix_ms();
         let request = PushRequest::Custom(CustomPush {
             title: Some("T".into()),
             body: Some("B".into()),

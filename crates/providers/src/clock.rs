@@ -13,6 +13,13 @@ pub trait Clock: Send + Sync + Debug + 'static {
     fn unix_seconds(&self) -> u64 {
         self.now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |since| since.as_secs())
     }
+
+    /// Now as Unix milliseconds.
+    fn unix_ms(&self) -> i64 {
+        self.now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |since| i64::try_from(since.as_millis()).unwrap_or(i64::MAX))
+    }
 }
 
 /// The operating system's clock.

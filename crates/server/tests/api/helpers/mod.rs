@@ -142,8 +142,7 @@ impl TestApp {
 
     /// The worker's clock, Unix ms.
     pub fn clock_ms(&self) -> i64 {
-        let now = pushgate_providers::Clock::now(self.clock.as_ref());
-        i64::try_from(now.duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_millis()).expect("ms")
+        pushgate_providers::Clock::unix_ms(self.clock.as_ref())
     }
 
     /// Delivers everything: what is due now, then, while anything waits for
