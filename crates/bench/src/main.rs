@@ -23,9 +23,14 @@
 //! Every throughput is also given as a ratio of the raw limit. It prints a
 //! table and writes the figures as JSON.
 
+mod ceiling;
+mod process;
+
 use anyhow::Context as _;
 use bytes::Bytes;
+use ceiling::{fresh_postgres_schema, store_ceiling};
 use clap::Parser;
+use process::Nodes;
 use pushgate_providers::SystemClock;
 use pushgate_providers::apns::{Notification, PushType, TokenSigner, apns_id, build_request};
 use pushgate_testkit::load::{drive, h2_connections, send};
@@ -147,142 +152,6 @@ impl Fakes {
     fn forget(&self) {
         self.apns.clear_requests();
         self.fcm.clear_messages();
-    }
-}
-
-/// A running pushgate child process.
-struct Pushgate {
-    child: std::process::Child,
-    base_url: String,
-    /// The store it runs on, for [`store_ceiling`] after it stops.
-    store_url: String,
-    _directory: tempfile::TempDir,
-}
-
-impl Drop for Pushgate {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Pushgate {
-    fn start(fakes: &Fakes, concurrency: usize, store_url: Option<&str>) -> anyhow::Result<Self> {
-        let directory = tempfile::tempdir()?;
-        let store_url = store_url
-            .map_or_else(|| format!("sqlite://{}", directory.path().join("pushgate.db").display()), str::to_owned);
-        let write = |name: &str, content: &str| -> anyhow::Result<std::path::PathBuf> {
-            let path = directory.path().join(name);
-            std::fs::write(&path, content)?;
-            Ok(path)
-        };
-        let p8 = write("key.p8", &fakes.key.private_pem)?;
-        let account = write("service-account.json", &fakes.fcm.account.json)?;
-        let ca = write("ca.pem", &fakes.ca.ca_pem())?;
-        let tables = pushgate_testkit::fake_provider_tables(&fakes.apns, &p8, &fakes.fcm, &account, &ca);
-        let config = format!(
-            r#"
-[server]
-listen = "127.0.0.1:0"
-[store]
-url = "{store_url}"
-[log]
-level = "warn"
-[delivery]
-concurrency = {concurrency}
-batch = {batch}
-[[apps]]
-id = "SampleApp"
-api_keys = ["{API_KEY}"]
-generic_push = {{ secret = "{SECRET}" }}
-limits = {{ requests_per_second = 1000000, burst = 1000000, in_flight = 1000000 }}
-{tables}rate_per_second = 1000000
-"#,
-            batch = concurrency * 2,
-        );
-        let config_path = write("pushgate.toml", &config)?;
-        let mut child = std::process::Command::new(std::env::current_exe()?)
-            .arg(SERVE)
-            .arg(&config_path)
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .context("starting pushgate")?;
-        let stdout = child.stdout.take().context("the child's output")?;
-        let mut lines = std::io::BufReader::new(stdout).lines();
-        let base_url = loop {
-            let line = lines.next().context("pushgate ended before listening")??;
-            if let Some(url) = line.strip_prefix("listening ") {
-                break url.to_owned();
-            }
-        };
-        // Keep draining, so the child never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        Ok(Self { child, base_url, store_url, _directory: directory })
-    }
-
-    /// Ends the process, keeping its database for [`store_ceiling`]; answers its URL.
-    fn stop(&mut self) -> String {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.store_url.clone()
-    }
-
-    /// CPU time the process has used so far (user and system, all its
-    /// threads), seconds: a cost per delivery that the machine's noise moves
-    /// much less than a rate.
-    fn cpu_seconds(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        // After the command (in parentheses, may hold spaces) come the fields
-        // from the 3rd on; utime and stime are the 14th and 15th, in USER_HZ
-        // ticks (100 per second on Linux).
-        let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
-        let ticks = |n: usize| fields.get(n - 3).and_then(|field| field.parse::<f64>().ok()).unwrap_or(0.0);
-        (ticks(14) + ticks(15)) / 100.0
-    }
-
-    /// (current, peak) resident set size of the process, bytes.
-    fn rss(&self) -> (u64, u64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix(name))
-                .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-                .map_or(0, |kb| kb * 1024)
-        };
-        (field("VmRSS:"), field("VmHWM:"))
-    }
-}
-
-/// The pushgate processes of a run, all on one store.
-struct Nodes {
-    nodes: Vec<Pushgate>,
-    /// Their base URLs: request `n` goes to `bases[n % len]`.
-    bases: Arc<[String]>,
-}
-
-impl Nodes {
-    fn start(fakes: &Fakes, count: usize, concurrency: usize, store_url: Option<&str>) -> anyhow::Result<Self> {
-        anyhow::ensure!(count == 1 || store_url.is_some(), "--nodes above 1 needs --store postgres://…");
-        let nodes = (0..count.max(1))
-            .map(|_| Pushgate::start(fakes, concurrency, store_url))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let bases = nodes.iter().map(|node| node.base_url.clone()).collect();
-        Ok(Self { nodes, bases })
-    }
-
-    fn cpu_seconds(&self) -> f64 {
-        self.nodes.iter().map(Pushgate::cpu_seconds).sum()
-    }
-
-    /// (current, peak) RSS of the largest node.
-    fn rss(&self) -> (u64, u64) {
-        self.nodes.iter().map(Pushgate::rss).fold((0, 0), |(a, b), (c, d)| (a.max(c), b.max(d)))
-    }
-
-    /// Ends every process; answers the store's URL.
-    fn stop(&mut self) -> String {
-        self.nodes.iter_mut().map(Pushgate::stop).last().unwrap_or_default()
     }
 }
 
@@ -502,82 +371,6 @@ async fn raw_limit(fakes: &Fakes, requests: usize) -> f64 {
         async move { send(&senders[n % senders.len()], request).await == Some(200) }
     })
     .await
-}
-
-/// The embedded store's own ceilings for v2 callbacks of `group` recipients,
-/// on the database the run left (its devices and history), with no HTTP and
-/// no delivery worker beside it: the accept (`SqliteStore::accept_push`
-/// called directly, 32 in flight, with what the v2 route hands it: it
-/// journals), then the fan-out of all of them (`fan_out_journal`: unread
-/// counts, routing, deliveries). pushgate cannot accept or fan out faster.
-fn store_ceiling(store_url: String, devices: usize, group: usize, count: usize) -> anyhow::Result<Value> {
-    use pushgate_domain::{AppId, ChatMessage, ClientId, OnlinePolicy, PushId, PushRequest, RoomId};
-    use pushgate_store::{BadgePlan, CallbackKey, NewPush, PgStore, RoutingPlan, SqliteStore, Store};
-    // Its own runtime, of pushgate's shape (one worker per core), on a thread
-    // of its own: the load generator's runtime has one worker.
-    let run = move || -> anyhow::Result<Value> {
-        tokio::runtime::Runtime::new()?.block_on(async move {
-            // The same database, SQLite or PostgreSQL: the fan-out is each
-            // store's own (not part of the `Store` trait).
-            let (store, sqlite, postgres): (Arc<dyn Store>, _, _) = if store_url.starts_with("postgres") {
-                let postgres = Arc::new(PgStore::open(&store_url).await?);
-                (Arc::clone(&postgres) as Arc<dyn Store>, None, Some(postgres))
-            } else {
-                let sqlite = Arc::new(SqliteStore::open(&store_url).await?);
-                (Arc::clone(&sqlite) as Arc<dyn Store>, Some(sqlite), None)
-            };
-            let (app, room) = (AppId::parse("SampleApp")?, RoomId::parse("bench-room")?);
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
-            let accepting = Arc::clone(&store);
-            let rate = drive(count, 32, move |n| {
-                let clients: Vec<ClientId> =
-                    (0..group).filter_map(|k| ClientId::parse(&client_id((n * group + k) % devices)).ok()).collect();
-                let body = callback(&format!("ceiling-{n}"), n, &[]);
-                let message = body.as_object().map(ChatMessage::parse).and_then(Result::ok);
-                let push = message.map(|message| {
-                    let push_id = PushId::from_uuid(uuid::Uuid::now_v7());
-                    let request = PushRequest::Chat(message);
-                    NewPush::new(push_id, app.clone(), request, clients, now, now + 3_600_000)
-                        .with_callback(CallbackKey { message_id: format!("ceiling-{n}"), to_client: None })
-                        .with_badge(BadgePlan::CountUnread(room.clone()), true)
-                        .with_routing(RoutingPlan { room: room.clone(), online: OnlinePolicy::Silent })
-                });
-                let store = Arc::clone(&accepting);
-                async move {
-                    let Some(push) = push else { return false };
-                    store.accept_push(&push).await.is_ok_and(|accepted| accepted.duplicate_of.is_none())
-                }
-            })
-            .await;
-            let started = Instant::now();
-            let fanned_out = match (&sqlite, &postgres) {
-                (Some(sqlite), _) => sqlite.fan_out_journal().await?,
-                (None, Some(postgres)) => postgres.fan_out_journal().await?,
-                (None, None) => 0,
-            };
-            let fan_out_rate = fanned_out as f64 / started.elapsed().as_secs_f64();
-            Ok(json!({
-                "group": group,
-                "callbacks": count,
-                "callbacks_per_second": rate.round(),
-                "recipients_per_second": (rate * group as f64).round(),
-                "fanned_out": fanned_out,
-                "fan_out_callbacks_per_second": fan_out_rate.round(),
-                "fan_out_recipients_per_second": (fan_out_rate * group as f64).round(),
-            }))
-        })
-    };
-    std::thread::spawn(run).join().map_err(|_| anyhow::anyhow!("the store ceiling run panicked"))?
-}
-
-/// A fresh schema with pushgate's tables on the PostgreSQL `server`; answers
-/// the URL that selects it.
-async fn fresh_postgres_schema(server: &str) -> anyhow::Result<String> {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos();
-    let schema = format!("pushgate_bench_{nanos}");
-    pushgate_store::PgStore::open_in_schema(server, &schema).await?;
-    let separator = if server.contains('?') { '&' } else { '?' };
-    Ok(format!("{server}{separator}options=-c%20search_path%3D{schema}"))
 }
 
 /// Waits until the fakes have `expected` more deliveries than `before`.
