@@ -9,6 +9,7 @@
 use crate::AppState;
 use crate::error::ApiError;
 use pushgate_store::{Accepted, NewPush};
+use tracing::Instrument as _;
 
 /// Where an accepted push came from: what its bookkeeping counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,13 +24,19 @@ pub(crate) enum PushSource {
 
 /// Stores `push` and, once it is committed, wakes the worker and counts it,
 /// whether or not the caller still waits for the answer.
+/// The task runs in an `accept` span naming the app and the push (a child of
+/// the request's), so every line it logs, in the store too, names the push.
 pub(crate) async fn accept_push(state: &AppState, push: NewPush, source: PushSource) -> Result<Accepted, ApiError> {
     let state = state.clone();
-    let task = tokio::spawn(async move {
-        let accepted = state.store.accept_push(&push).await?;
-        announce(&state, &push, source, &accepted);
-        Ok::<_, ApiError>(accepted)
-    });
+    let span = tracing::info_span!("accept", app.id = %push.app_id, push.id = %push.push_id);
+    let task = tokio::spawn(
+        async move {
+            let accepted = state.store.accept_push(&push).await?;
+            announce(&state, &push, source, &accepted);
+            Ok::<_, ApiError>(accepted)
+        }
+        .instrument(span),
+    );
     task.await.map_err(ApiError::internal)?
 }
 
@@ -48,13 +55,13 @@ fn announce(state: &AppState, push: &NewPush, source: PushSource, accepted: &Acc
     match source {
         PushSource::Callback(version) => {
             state.metrics.callback(app, version, "accepted");
-            tracing::info!(app.id = %app, push.id = %push.push_id, callback.version = version, push.clients = push.fan_out.clients.len(), "callback accepted");
+            tracing::info!(callback.version = version, push.clients = push.fan_out.clients.len(), "callback accepted");
         }
         PushSource::Send => {
-            tracing::info!(app.id = %app, push.id = %push.push_id, push.clients = push.fan_out.clients.len(), "push accepted");
+            tracing::info!(push.clients = push.fan_out.clients.len(), "push accepted");
         }
         PushSource::ReadSync => {
-            tracing::debug!(app.id = %app, push.id = %push.push_id, "badge update accepted");
+            tracing::debug!("badge update accepted");
         }
     }
 }

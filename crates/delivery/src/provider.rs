@@ -13,6 +13,7 @@ use pushgate_providers::fcm::FcmClient;
 use pushgate_providers::webpush::WebPushClient;
 use pushgate_store::{ClaimedDelivery, DeliveryUpdate};
 use std::sync::Arc;
+use tracing::Instrument as _;
 
 /// What became of one send.
 #[derive(Debug)]
@@ -57,6 +58,13 @@ async fn take_turn(admit: Admit<'_>, rate: Option<&SendRate>) -> Option<Sent> {
         rate.until_ready().await;
     }
     None
+}
+
+/// A send to the provider, in a `send` span, with its answer logged.
+async fn answered(send: impl std::future::Future<Output = Outcome>) -> Outcome {
+    let outcome = send.instrument(tracing::debug_span!("send")).await;
+    tracing::debug!(outcome = ?outcome.reason().map(ToString::to_string), "answered");
+    outcome
 }
 
 /// The provider that serves a device type.
@@ -110,7 +118,8 @@ impl Provider for ApnsProviders {
             Environment::Production => &self.production,
             Environment::Sandbox => &self.sandbox,
         };
-        let Some(apns) = payload::apns(request, delivery, style) else {
+        let built = tracing::debug_span!("build").in_scope(|| payload::apns(request, delivery, style));
+        let Some(apns) = built else {
             return Sent::Skipped(Reason::NoVoipBadgeUpdate);
         };
         let push_type = match (delivery.device_type, apns.silent) {
@@ -132,7 +141,7 @@ impl Provider for ApnsProviders {
             collapse_id: apns.collapse_id.as_deref(),
             payload: &apns.payload,
         };
-        Sent::Answered(client.send(&notification).await)
+        Sent::Answered(answered(client.send(&notification)).await)
     }
 }
 
@@ -162,8 +171,9 @@ impl Provider for FcmProvider {
         if let Some(held) = take_turn(admit, self.rate.as_ref()).await {
             return held;
         }
-        let message = payload::fcm(request, delivery, style, u64::try_from(now_ms / 1000).unwrap_or_default());
-        Sent::Answered(self.client.send(delivery.token.as_str(), &message).await)
+        let now_seconds = u64::try_from(now_ms / 1000).unwrap_or_default();
+        let message = tracing::debug_span!("build").in_scope(|| payload::fcm(request, delivery, style, now_seconds));
+        Sent::Answered(answered(self.client.send(delivery.token.as_str(), &message)).await)
     }
 }
 
@@ -202,7 +212,9 @@ impl Provider for WebPushProvider {
         if let Some(held) = take_turn(admit, self.rate.as_ref()).await {
             return held;
         }
-        let message = payload::webpush(request, delivery, style, u64::try_from(now_ms / 1000).unwrap_or_default());
-        Sent::Answered(self.client.send(&subscription, &message).await)
+        let now_seconds = u64::try_from(now_ms / 1000).unwrap_or_default();
+        let message =
+            tracing::debug_span!("build").in_scope(|| payload::webpush(request, delivery, style, now_seconds));
+        Sent::Answered(answered(self.client.send(&subscription, &message)).await)
     }
 }

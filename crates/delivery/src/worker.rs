@@ -18,6 +18,7 @@ use pushgate_store::{ClaimedDelivery, DeliveryRef, DeliveryStatus, DeliveryUpdat
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument as _;
 
 /// How often finished pushes past the retention are forgotten.
 const HOUSEKEEPING_INTERVAL_MS: i64 = 3_600_000;
@@ -146,7 +147,7 @@ impl Worker {
         let mut handled = 0;
         loop {
             let now = self.now_ms();
-            let batch = match self.store.claim_due_deliveries(now, self.settings.batch, self.lease_ms()).await {
+            let batch = match self.claim(now).await {
                 Ok(batch) if !batch.is_empty() => batch,
                 Ok(_) => {
                     self.report_queue_depth().await;
@@ -206,7 +207,7 @@ impl Worker {
                 self.forget_old_history(now).await;
                 next_housekeeping = now + HOUSEKEEPING_INTERVAL_MS;
             }
-            match self.store.claim_due_deliveries(now, self.settings.batch, self.lease_ms()).await {
+            match self.claim(now).await {
                 Ok(batch) if !batch.is_empty() => {
                     self.track(&batch);
                     for delivery in batch {
@@ -233,6 +234,19 @@ impl Worker {
                 () = tokio::time::sleep(wait) => {}
             }
         }
+    }
+
+    /// Leases a batch of due deliveries (fanning out some of the journal
+    /// first), in a `claim` span.
+    #[tracing::instrument(level = "debug", name = "claim", skip(self))]
+    async fn claim(&self, now: i64) -> Result<Vec<ClaimedDelivery>, pushgate_store::StoreError> {
+        let claimed = self.store.claim_due_deliveries(now, self.settings.batch, self.lease_ms()).await;
+        if let Ok(batch) = &claimed
+            && !batch.is_empty()
+        {
+            tracing::debug!(deliveries = batch.len(), "claimed");
+        }
+        claimed
     }
 
     async fn report_queue_depth(&self) {
@@ -347,9 +361,31 @@ impl Worker {
         }
     }
 
+    /// One attempt of one delivery, in a `deliver` span naming the app, the
+    /// push and the device (its steps: `build` and `send` in the provider,
+    /// `settle` here), so a trace or a debug log follows a push end to end.
+    #[tracing::instrument(
+        level = "debug",
+        name = "deliver",
+        skip_all,
+        fields(app.id = %delivery.app_id, push.id = %delivery.push_id(), device.type = %delivery.device_type)
+    )]
     async fn deliver(&self, delivery: ClaimedDelivery) {
         let now = self.now_ms();
         let (provider, update) = self.attempt(&delivery, now).await;
+        self.conclude(&delivery, provider, update, now).instrument(tracing::debug_span!("settle")).await;
+    }
+
+    /// Settles an attempt: the provider's outcome turned into the delivery's
+    /// next state (pausing or resuming the provider, pruning the device),
+    /// counted, and recorded.
+    async fn conclude(
+        &self,
+        delivery: &ClaimedDelivery,
+        provider: Option<ProviderKind>,
+        update: Result<DeliveryUpdate, (ProviderKind, Outcome)>,
+        now: i64,
+    ) {
         let update = match update {
             Ok(update) => update,
             Err((provider, outcome)) => {
@@ -358,7 +394,7 @@ impl Worker {
                 // answer, not from the start of the attempt: time spent on the
                 // rate limiter or on the send itself must not shorten it.
                 let answered = self.now_ms();
-                self.settle(&delivery, provider, &outcome, answered).await
+                self.settle(delivery, provider, &outcome, answered).await
             }
         };
         // The metric's reason label is the reason's short code (the
@@ -377,12 +413,13 @@ impl Worker {
             self.metrics.latency(&delivery.app_id, (self.now_ms() - accepted_ms).max(0) as f64 / 1000.0);
         }
         let recorded = self.store.record_attempt(delivery.id, &update).await;
+        tracing::debug!(status = update.status.as_str(), reason = ?update.reason.as_ref().map(ToString::to_string), "recorded");
         // Recorded, or not (its lease then runs out and it is sent again):
         // either way this worker no longer holds it.
         self.lock_in_flight().remove(&delivery.id);
         if let Err(error) = recorded {
             // The lease runs out and the delivery is sent again: at-least-once.
-            tracing::error!(error = %error, push.id = %delivery.push_id(), "cannot record a delivery outcome");
+            tracing::error!(error = %error, "cannot record a delivery outcome");
         } else if update.status == DeliveryStatus::Retrying {
             // The claim loop may be asleep until a later time than this retry's.
             self.handle.wake();
@@ -416,7 +453,7 @@ impl Worker {
         let kind = provider_kind_of(delivery.device_type);
         let Some(provider) = app.providers.get(&kind) else {
             let reason = Reason::ProviderNotConfigured(kind);
-            tracing::info!(app.id = %delivery.app_id, push.id = %delivery.push_id(), device.type = %delivery.device_type, %reason, "skipped a delivery");
+            tracing::info!(%reason, "skipped a delivery");
             return (Some(kind), Ok(final_update(DeliveryStatus::Skipped, reason)));
         };
         let admit = || self.held(delivery, kind, now);
@@ -505,7 +542,7 @@ impl Worker {
                     .await;
                 match pruned {
                     Ok(true) => {
-                        tracing::info!(app.id = %delivery.app_id, client.id = %delivery.client_id, device.type = %delivery.device_type, provider.reason = %reason, "pruned a device with an invalid token");
+                        tracing::info!(client.id = %delivery.client_id, provider.reason = %reason, "pruned a device with an invalid token");
                         update(DeliveryStatus::Pruned, Some(reason.clone()), None)
                     }
                     Ok(false) => update(

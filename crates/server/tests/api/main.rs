@@ -18,4 +18,5 @@ mod reload;
 mod routing;
 mod tls;
 mod tour;
+mod traces;
 mod webpush;

@@ -8,6 +8,7 @@ use crate::{RoutingPlan, StoreError};
 use pushgate_domain::RecipientState;
 use sqlx::Row as _;
 use sqlx::postgres::PgConnection;
+use tracing::Instrument as _;
 
 impl PgStore {
     /// One batch of the fan-out: (pushes fanned out, whether more wait).
@@ -45,7 +46,8 @@ impl PgStore {
                     continue;
                 }
             };
-            fan_out_push(&mut transaction, &push).await?;
+            let span = tracing::debug_span!("fan_out", app.id = %push.app_id, push.id = %push.push_id);
+            fan_out_push(&mut transaction, &push).instrument(span).await?;
             pushes += 1;
             recipients += push.fan_out.clients.len();
         }
@@ -112,6 +114,7 @@ async fn fan_out_push(connection: &mut PgConnection, push: &Journaled) -> Result
     .bind(SEND_SIZE)
     .execute(&mut *connection)
     .await?;
+    tracing::debug!(recipients = clients.len(), "fanned out");
     Ok(())
 }
 

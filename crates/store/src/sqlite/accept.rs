@@ -159,6 +159,7 @@ pub(super) fn fan_out(
 /// plan, and one planned delivery per device (one skipped delivery for a
 /// recipient without devices), in `sends` rows.
 fn fan_out_push(connection: &Connection, push: &Journaled) -> Result<(), StoreError> {
+    let _span = tracing::debug_span!("fan_out", app.id = %push.app_id, push.id = %push.push_id).entered();
     // Every statement below handles all the push's recipients at once,
     // through a JSON array (`json_each`): a constant number of statements
     // per accept, whatever the number of recipients (found by
@@ -205,6 +206,7 @@ fn fan_out_push(connection: &Connection, push: &Journaled) -> Result<(), StoreEr
              WHERE NOT EXISTS (SELECT 1 FROM devices INDEXED BY devices_client \
                                WHERE app_id = ?4 AND client_id = json_extract(j.value, '$.client')))) \
          GROUP BY chunk ORDER BY chunk")?.execute(params![push.push_id.to_string(), push.now_ms, plans, push.app_id.as_str(), push.fan_out.experiment.as_ref().map(|experiment| experiment.id.as_str()), plan::no_device(), SEND_SIZE])?;
+    tracing::debug!(recipients = clients.len(), "fanned out");
     Ok(())
 }
 

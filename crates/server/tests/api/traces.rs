@@ -1,0 +1,94 @@
+//! Following one push through the binary's JSON log: its accept, fan-out,
+//! send and recorded outcome are each logged inside a span that names the
+//! push (`accept`, `fan_out`, `deliver`), so `push.id` finds them all.
+
+use crate::helpers::binary::{self, pushgate};
+use crate::helpers::{API_KEY, APNS_TOKEN, Worked, ios_device, providers_config};
+use serde_json::{Value, json};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::AsyncReadExt as _;
+
+/// The values of `push.id` a JSON log line names: in its event's fields or
+/// in any of the spans it was logged in.
+fn push_ids_of(line: &Value) -> Vec<String> {
+    let spans = line["spans"].as_array().cloned().unwrap_or_default();
+    spans
+        .iter()
+        .chain([&line["fields"], &line["span"]])
+        .filter_map(|fields| fields["push.id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+fn span_names(line: &Value) -> Vec<String> {
+    let spans = line["spans"].as_array().cloned().unwrap_or_default();
+    spans.iter().filter_map(|span| span["name"].as_str().map(str::to_owned)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_pushs_log_lines_share_its_push_id_from_accept_to_outcome() {
+    let (config, apns, _fcm, files) = providers_config(Worked::ByItsLoop, "", "", "").await;
+    let config_file = files.path().join("pushgate.toml");
+    std::fs::write(&config_file, config).expect("write the configuration");
+    let mut command = pushgate(files.path());
+    command
+        .args([
+            "--config".as_ref(),
+            config_file.as_os_str(),
+            "serve".as_ref(),
+            "--listen".as_ref(),
+            "127.0.0.1:0".as_ref(),
+        ])
+        .env("PUSHGATE_LOG__FORMAT", "json")
+        .env("RUST_LOG", "info,pushgate_api=debug,pushgate_store=debug,pushgate_delivery=debug")
+        .stderr(Stdio::piped());
+    let binary::Served { mut child, base_url, .. } = binary::launch(command).await;
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let log = tokio::spawn(async move {
+        let mut text = String::new();
+        stderr.read_to_string(&mut text).await.expect("the log reads");
+        text
+    });
+
+    let http = reqwest::Client::new();
+    let subscribed = http
+        .post(format!("{base_url}/me/subscribe"))
+        .header("IM-API-KEY", API_KEY)
+        .json(&ios_device("iphone-1", "alice", APNS_TOKEN))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(subscribed.status(), 200);
+    let answer: Value = http
+        .post(format!("{base_url}/push/push2clients"))
+        .header("IM-API-KEY", API_KEY)
+        .json(&json!({ "clients": ["alice"], "payload": { "alert": "traced" } }))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("JSON");
+    let push_id = answer["result"]["pushId"].as_str().expect("a push id").to_owned();
+    apns.wait_for_delivered(1, Duration::from_secs(20)).await;
+    binary::stop(child).await;
+
+    let lines: Vec<Value> = log
+        .await
+        .expect("the log")
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("a JSON log line: {line}")))
+        .collect();
+    let ours: Vec<&Value> = lines.iter().filter(|line| push_ids_of(line).contains(&push_id)).collect();
+    let said: Vec<&str> = ours.iter().filter_map(|line| line["fields"]["message"].as_str()).collect();
+    for step in ["push accepted", "fanned out", "answered", "recorded"] {
+        assert!(said.contains(&step), "{step:?} among the push's lines: {said:?}");
+    }
+    let spans: Vec<String> = ours.iter().flat_map(|line| span_names(line)).collect();
+    for span in ["accept", "fan_out", "deliver", "settle"] {
+        assert!(spans.iter().any(|name| name == span), "a {span} span: {spans:?}");
+    }
+    let recorded = ours.iter().find(|line| line["fields"]["message"] == "recorded").expect("recorded");
+    assert_eq!(recorded["fields"]["status"], "delivered", "{recorded}");
+    assert!(ours.iter().all(|line| push_ids_of(line).iter().all(|id| *id == push_id)), "a line names one push only");
+}
