@@ -72,8 +72,8 @@ async fn a_push_is_encrypted_signed_and_accepted_by_the_fake_push_service() {
 /// What we encrypt, `http_ece` (web-push's decrypter) decrypts with the
 /// browser's private key.
 #[tokio::test]
-async fn http_ece_decrypts_what_we_encrypt() {
-    let Some(node) = node_peers() else { return };
+async fn http_ece_from_npm_decrypts_what_we_encrypt() {
+    let node = node_peers();
     let ca = TestCa::generate();
     let service = FakePushService::start(&ca).await;
     let browser = service.subscribe();
@@ -88,8 +88,8 @@ async fn http_ece_decrypts_what_we_encrypt() {
 /// What npm `web-push` encrypts, we decrypt (the same `aes128gcm` code the
 /// client encrypts with).
 #[tokio::test]
-async fn we_decrypt_what_web_push_encrypts() {
-    let Some(node) = node_peers() else { return };
+async fn we_decrypt_what_npm_web_push_encrypts() {
+    let node = node_peers();
     let browser = TestSubscription::generate("x", "https://push.example.net/x");
     let payload = r#"{"notification":{"title":"héllo"}}"#;
     let encrypted =
@@ -101,8 +101,8 @@ async fn we_decrypt_what_web_push_encrypts() {
 /// Our fake push service accepts what the reference library sends (VAPID,
 /// headers, encryption): the fake the other tests rely on speaks the protocol.
 #[tokio::test]
-async fn the_fake_push_service_accepts_what_web_push_sends() {
-    let Some(node) = node_peers() else { return };
+async fn the_fake_push_service_accepts_what_npm_web_push_sends() {
+    let node = node_peers();
     let ca = TestCa::generate();
     let ca_file = tempfile::NamedTempFile::new().expect("a temp file");
     std::fs::write(ca_file.path(), ca.ca_pem()).expect("write");

@@ -1,10 +1,11 @@
 //! Web Push implementations nobody here wrote, run with Node: the npm
 //! packages `web-push-testing` (a mock push service that decrypts what it
 //! receives and verifies the VAPID token against the subscription's
-//! `applicationServerKey`) and `web-push` (the reference library), installed
-//! in `crates/testkit/node` by `npm ci` (`.ci/run` does it). With `CI=true`
-//! missing packages fail the test; elsewhere the test says so and passes
-//! without running, as for PostgreSQL.
+//! `applicationServerKey`) and `web-push` (the reference library), pinned by
+//! `crates/testkit/node/package-lock.json`. The first test to need them
+//! installs them (`npm ci`, once, under a lock: tests run in processes of
+//! their own); without Node.js and npm the test fails, and `cargo xtask
+//! test` leaves such tests out and says so.
 
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -18,23 +19,39 @@ pub struct NodePeers {
     directory: PathBuf,
 }
 
-/// The installed peers, or `None` (after saying why) when they are not
-/// installed; panics under CI, which needs them.
-pub fn node_peers() -> Option<NodePeers> {
+/// The installed peers, installed first if they are not. Fails the test
+/// when Node.js or npm is missing, or the install fails.
+pub fn node_peers() -> NodePeers {
     let directory = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("node");
-    let installed = directory.join("node_modules/web-push-testing").is_dir()
-        && directory.join("node_modules/web-push").is_dir()
-        && std::process::Command::new("node").arg("--version").output().is_ok_and(|output| output.status.success());
-    if installed {
-        return Some(NodePeers { directory });
-    }
-    let how = format!("npm ci --prefix {}", directory.display());
+    let runs = |program: &str| {
+        std::process::Command::new(program).arg("--version").output().is_ok_and(|output| output.status.success())
+    };
     assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "the npm packages web-push and web-push-testing are not installed, and CI needs them: {how}"
+        runs("node") && runs("npm"),
+        "Node.js and npm are not installed (apt-get install nodejs npm): this test needs them. `cargo xtask test` \
+         leaves out the tests that need them when they are missing, and says so"
     );
-    eprintln!("the npm packages web-push and web-push-testing are not installed ({how}); this test did not run");
-    None
+    let installed =
+        || directory.join("node_modules/web-push-testing").is_dir() && directory.join("node_modules/web-push").is_dir();
+    if !installed() {
+        // Tests run in processes of their own: one installs, the others wait.
+        let lock = std::fs::File::create(directory.join(".install.lock")).expect("the install lock file");
+        lock.lock().expect("the install lock");
+        if !installed() {
+            let output = std::process::Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund", "--prefix"])
+                .arg(&directory)
+                .output()
+                .expect("npm runs");
+            assert!(
+                output.status.success(),
+                "npm ci --prefix {} failed: {}",
+                directory.display(),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    }
+    NodePeers { directory }
 }
 
 impl NodePeers {

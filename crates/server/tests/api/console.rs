@@ -41,7 +41,7 @@ fn screenshots() -> PathBuf {
 #[tokio::test]
 async fn the_console_charts_looks_up_sends_and_resumes_in_a_real_browser() {
     let setup = spawn().await;
-    let Some(browser) = Browser::start(1280, 900).await else { return };
+    let browser = Browser::start(1280, 900).await;
     let folder = screenshots();
     assert_eq!(setup.app.subscribe(ios_device("iphone-1", "alice", APNS_TOKEN)).await.0, 200);
     let android = json!({ "type": "android", "token": "fcm-token-bob-0001", "deviceId": "pixel-1", "clientId": "bob" });

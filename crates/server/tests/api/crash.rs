@@ -282,7 +282,7 @@ async fn a_sigkill_during_a_callback_burst_loses_no_message_and_counts_each_once
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_on_postgres_one_sigkilled_mid_load_lose_no_message_and_count_each_once() {
     const MESSAGES: usize = 40;
-    let Some(store_url) = crate::postgres::postgres_url("crash").await else { return };
+    let store_url = crate::postgres::postgres_url("crash").await;
     let Setup { fake, config, _directory } = setup_on(Some(store_url)).await;
     let (mut first, first_url) = start(&config).await;
     let (_second, second_url) = start(&config).await;

@@ -19,11 +19,11 @@ async fn two_nodes_together_stay_under_one_apps_rate() {
     let node = |_: usize| async {
         let store: Arc<dyn Store> = match PgStore::open_in_schema(&postgres_server(), &schema).await {
             Ok(store) => Arc::new(store),
-            Err(error) => return postgres_absent(&error),
+            Err(error) => postgres_absent(&error),
         };
-        Some(Arc::new(SendRate::new(10).expect("a limit").shared_on(&store, "SampleApp/fcm".to_owned())))
+        Arc::new(SendRate::new(10).expect("a limit").shared_on(&store, "SampleApp/fcm".to_owned()))
     };
-    let (Some(one), Some(two)) = (node(1).await, node(2).await) else { return };
+    let (one, two) = (node(1).await, node(2).await);
     let mut sends = tokio::task::JoinSet::new();
     for rate in [one, two] {
         for _ in 0..20 {
