@@ -50,7 +50,7 @@ impl PushRequest {
     pub fn encode(&self) -> String {
         match self {
             Self::Custom(push) => serde_json::to_string(push).unwrap_or_else(|_| "{}".to_owned()),
-            Self::Chat(message) => Value::Object(message.fields().clone()).to_string(),
+            Self::Chat(message) => serde_json::to_string(message.fields()).unwrap_or_else(|_| "{}".to_owned()),
             Self::LegacyChat { message, alert } => {
                 let mut fields = message.fields().clone();
                 if let Some(alert) = alert {
