@@ -164,7 +164,7 @@ impl ClientStore for UnreachableStore {
         _: &AppId,
         _: &ClientId,
         _: &RoomId,
-        _: bool,
+        _: pushgate_domain::RoomNotify,
         _: Option<i64>,
         _: i64,
     ) -> Result<(), StoreError> {

@@ -37,7 +37,7 @@ const ELLIPSIS: char = '…';
 
 /// Fields the callbacks add around the message; they are not part of it and
 /// are left out of the `payload` data.
-const CALLBACK_FIELDS: [&str; 4] = ["pushToClients", "toClient", "badge", "alert"];
+const CALLBACK_FIELDS: [&str; 5] = ["pushToClients", "toClient", "badge", "alert", "mentions"];
 
 /// One chat message, as a callback carries it.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,6 +68,9 @@ pub struct GenericCallback {
     pub message: ChatMessage,
     /// `pushToClients`.
     pub recipients: Vec<ClientId>,
+    /// `mentions` (pushgate's extension: IMKIT's message names no mentioned
+    /// members): the clients the message mentions.
+    pub mentions: Vec<ClientId>,
 }
 
 /// A v1 (PUSH) callback: one message for one recipient, badge and alert
@@ -379,17 +382,30 @@ impl GenericCallback {
         if recipients.len() > MAX_RECIPIENTS {
             return Err(ParseError::new(format!("pushToClients: at most {MAX_RECIPIENTS} clients per message")));
         }
-        let recipients = recipients
-            .iter()
-            .enumerate()
-            .map(|(index, client)| {
-                let field = format!("pushToClients[{index}]");
-                let client = client.as_str().ok_or_else(|| ParseError::new(format!("{field} must be a string")))?;
-                ClientId::parse(client).map_err(|e| field_error(&field, e))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self { message, recipients })
+        let recipients = client_ids("pushToClients", recipients)?;
+        let mentions = match body.get("mentions") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(mentions)) if mentions.len() <= MAX_RECIPIENTS => client_ids("mentions", mentions)?,
+            Some(Value::Array(_)) => {
+                return Err(ParseError::new(format!("mentions: at most {MAX_RECIPIENTS} clients per message")));
+            }
+            Some(_) => return Err(ParseError::new("mentions must be an array of client ids")),
+        };
+        Ok(Self { message, recipients, mentions })
     }
+}
+
+/// Client ids from the array of `field`, each named by its index when refused.
+fn client_ids(field: &str, values: &[Value]) -> Result<Vec<ClientId>, ParseError> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(index, client)| {
+            let field = format!("{field}[{index}]");
+            let client = client.as_str().ok_or_else(|| ParseError::new(format!("{field} must be a string")))?;
+            ClientId::parse(client).map_err(|e| field_error(&field, e))
+        })
+        .collect()
 }
 
 impl LegacyCallback {

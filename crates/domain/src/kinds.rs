@@ -69,6 +69,21 @@ text_enum!(
 );
 
 text_enum!(
+    /// What a client wants from a room (its room preference): every
+    /// message's alert, only those that mention it, or none (muted). The
+    /// room's unreads count in the badge whatever it wants (a muted room's
+    /// as the app's `count_muted_rooms` says).
+    RoomNotify, "room notify setting" {
+        /// Every message alerts.
+        All => "all",
+        /// Only a message that mentions the client alerts; the others update the badge.
+        Mentions => "mentions",
+        /// No message alerts (muted); the badge is updated.
+        None => "none",
+    }
+);
+
+text_enum!(
     /// A push provider.
     ProviderKind, "provider" {
         /// Apple Push Notification service.

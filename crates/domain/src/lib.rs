@@ -26,7 +26,7 @@ pub use device::{
 };
 pub use experiment::{Experiment, Variant, fill_template, two_proportion_p_value};
 pub use ids::{AppId, BadgeSource, ClientId, DeviceId, ExperimentId, MessageId, PushId, RoomId};
-pub use kinds::{DeliveryMode, ProviderKind, PushKind};
+pub use kinds::{DeliveryMode, ProviderKind, PushKind, RoomNotify};
 pub use push::{Alert, ApnsPush, CustomPush};
 pub use reasons::{Reason, Unreachable, explain_reason};
 pub use request::PushRequest;

@@ -2,7 +2,7 @@
 //! strategy"): whether a recipient gets an alert, a quiet alert, only a
 //! silent badge update, or nothing. Pure: the state and the time come in.
 
-use crate::{DeliveryMode, ParseError, TimeZoneName};
+use crate::{DeliveryMode, ParseError, RoomNotify, TimeZoneName};
 use jiff::civil::Time;
 
 /// What an app does for a recipient who is online (in the app right now).
@@ -82,18 +82,34 @@ impl QuietHours {
 }
 
 /// What is known of one recipient when a message arrives.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecipientState {
     /// The client turned pushes off.
     pub push_disabled: bool,
-    /// The client muted the message's room (and the mute has not run out).
-    pub room_muted: bool,
+    /// What the client wants from the message's room (a preference that ran
+    /// out is `All`).
+    pub room_notify: RoomNotify,
+    /// The message mentions the client.
+    pub mentioned: bool,
     /// The client reported being online, and that has not run out.
     pub online: bool,
     /// The client's quiet hours.
     pub quiet_hours: Option<QuietHours>,
     /// The client's time zone for quiet hours; UTC when unknown.
     pub timezone: Option<TimeZoneName>,
+}
+
+impl Default for RecipientState {
+    fn default() -> Self {
+        Self {
+            push_disabled: false,
+            room_notify: RoomNotify::All,
+            mentioned: false,
+            online: false,
+            quiet_hours: None,
+            timezone: None,
+        }
+    }
 }
 
 /// How a recipient is reached.
@@ -131,14 +147,17 @@ impl Route {
 }
 
 /// Decides how one recipient of a chat message is reached at `now_ms`:
-/// pushes off → nothing; room muted → badge only; online → per the app's
-/// policy; quiet hours → a quiet alert; else the alert.
+/// pushes off → nothing; room muted → badge only; mentions only and not
+/// mentioned → badge only; online → per the app's policy; quiet hours → a
+/// quiet alert; else the alert.
 pub fn route(state: &RecipientState, online: OnlinePolicy, now_ms: i64) -> Route {
     if state.push_disabled {
         return Route::Skip("push turned off by the client");
     }
-    if state.room_muted {
-        return Route::Silent("room muted");
+    match state.room_notify {
+        RoomNotify::None => return Route::Silent("room muted"),
+        RoomNotify::Mentions if !state.mentioned => return Route::Silent("mentions only"),
+        RoomNotify::Mentions | RoomNotify::All => {}
     }
     if state.online {
         match online {
@@ -181,11 +200,13 @@ mod tests {
     fn the_rules_apply_in_order() {
         let all = RecipientState {
             push_disabled: true,
-            room_muted: true,
+            room_notify: RoomNotify::None,
+            mentioned: true,
             online: true,
             quiet_hours: Some(night()),
             timezone: taipei(),
         };
+        let unmuted = RecipientState { push_disabled: false, room_notify: RoomNotify::All, ..all.clone() };
         let cases = [
             (all.clone(), OnlinePolicy::Deliver, Route::Skip("push turned off by the client")),
             (
@@ -194,20 +215,18 @@ mod tests {
                 Route::Silent("room muted"),
             ),
             (
-                RecipientState { push_disabled: false, room_muted: false, ..all.clone() },
-                OnlinePolicy::Skip,
-                Route::Skip("client online"),
+                RecipientState { room_notify: RoomNotify::Mentions, mentioned: false, ..unmuted.clone() },
+                OnlinePolicy::Deliver,
+                Route::Silent("mentions only"),
             ),
             (
-                RecipientState { push_disabled: false, room_muted: false, ..all.clone() },
-                OnlinePolicy::Silent,
-                Route::Silent("client online"),
-            ),
-            (
-                RecipientState { push_disabled: false, room_muted: false, ..all.clone() },
+                RecipientState { room_notify: RoomNotify::Mentions, ..unmuted.clone() },
                 OnlinePolicy::Deliver,
                 Route::Quiet,
             ),
+            (unmuted.clone(), OnlinePolicy::Skip, Route::Skip("client online")),
+            (unmuted.clone(), OnlinePolicy::Silent, Route::Silent("client online")),
+            (unmuted.clone(), OnlinePolicy::Deliver, Route::Quiet),
             (
                 RecipientState { quiet_hours: Some(night()), timezone: None, ..RecipientState::default() },
                 OnlinePolicy::Skip,

@@ -80,14 +80,15 @@ pub trait ClientStore: Send + Sync {
         now_ms: i64,
     ) -> Result<(), StoreError>;
 
-    /// Mutes or unmutes a room for a client; a mute may end by itself at `muted_until_ms`.
+    /// Sets what a client wants from a room (`None` is a mute); a setting
+    /// other than `All` may end by itself at `until_ms`.
     async fn set_room_pref(
         &self,
         app_id: &AppId,
         client_id: &ClientId,
         room: &pushgate_domain::RoomId,
-        muted: bool,
-        muted_until_ms: Option<i64>,
+        notify: pushgate_domain::RoomNotify,
+        until_ms: Option<i64>,
         now_ms: i64,
     ) -> Result<(), StoreError>;
 

@@ -9,7 +9,8 @@ use crate::{
 };
 use pushgate_domain::{
     AppId, BadgeSource, ChatMessage, ClientId, CustomPush, DeliveryMode, DeviceId, DeviceType, Environment, Experiment,
-    ExperimentId, Locale, OnlinePolicy, PushId, PushRequest, PushToken, QuietHours, Reason, RoomId, TimeZoneName,
+    ExperimentId, Locale, OnlinePolicy, PushId, PushRequest, PushToken, QuietHours, Reason, RoomId, RoomNotify,
+    TimeZoneName,
 };
 use std::sync::Arc;
 
@@ -129,6 +130,8 @@ async fn routed_pushes_record_each_clients_route(store: &dyn Store) {
         ("muted", "fcm-r-muted"),
         ("online", "fcm-r-online"),
         ("night", "fcm-r-night"),
+        ("quiet-one", "fcm-r-quiet-one"),
+        ("named", "fcm-r-named"),
     ] {
         store.upsert_device(&device("route", DeviceType::Fcm, token, client, token, 1)).await.expect("device");
     }
@@ -139,8 +142,12 @@ async fn routed_pushes_record_each_clients_route(store: &dyn Store) {
         .set_client_prefs(&app, &off, &ClientPrefs { push_enabled: false, ..ClientPrefs::default() }, 1)
         .await
         .expect("prefs");
-    store.set_room_pref(&app, &client("muted"), &room, true, None, 1).await.expect("mute");
-    store.set_room_pref(&app, &client("on"), &room, true, Some(now - 1), 1).await.expect("a mute that ran out");
+    store.set_room_pref(&app, &client("muted"), &room, RoomNotify::None, None, 1).await.expect("mute");
+    let ran_out = Some(now - 1);
+    store.set_room_pref(&app, &client("on"), &room, RoomNotify::None, ran_out, 1).await.expect("a mute that ran out");
+    for mentions_only in ["quiet-one", "named"] {
+        store.set_room_pref(&app, &client(mentions_only), &room, RoomNotify::Mentions, None, 1).await.expect("pref");
+    }
     store.set_presence(&app, &client("online"), Some(now + 60_000)).await.expect("online");
     store.set_presence(&app, &client("on"), Some(now - 1)).await.expect("presence that ran out");
     let night = ClientPrefs {
@@ -152,12 +159,14 @@ async fn routed_pushes_record_each_clients_route(store: &dyn Store) {
     store.set_client_prefs(&app, &client("night"), &night, 1).await.expect("prefs");
     assert_eq!(store.client_prefs(&app, &client("night")).await.expect("read"), night);
     assert_eq!(store.client_prefs(&app, &client("nobody")).await.expect("read"), ClientPrefs::default());
-    let push = callback_push("route", "routed", "routed-m", &["on", "off", "muted", "online", "night"], "r", now)
-        .with_routing(RoutingPlan { room: room.clone(), online: OnlinePolicy::Silent });
+    let everyone = ["on", "off", "muted", "online", "night", "quiet-one", "named"];
+    let push = callback_push("route", "routed", "routed-m", &everyone, "r", now)
+        .with_routing(RoutingPlan { room: room.clone(), online: OnlinePolicy::Silent })
+        .with_mentions(vec![client("named")]);
     store.accept_push(&push).await.expect("accept");
     let view = store.push_view(&app, &push_id("routed")).await.expect("view").expect("exists");
     let queued = view.deliveries.iter().filter(|d| d.status == DeliveryStatus::Queued).count();
-    assert_eq!(queued, 4, "the client with pushes off gets none");
+    assert_eq!(queued, 6, "the client with pushes off gets none");
     let route_of = |name: &str| {
         let delivery = view.deliveries.iter().find(|d| d.client_id == name).expect("a delivery");
         let reason = delivery.reason.as_ref().map(ToString::to_string);
@@ -168,6 +177,9 @@ async fn routed_pushes_record_each_clients_route(store: &dyn Store) {
     assert_eq!(route_of("muted"), (DeliveryStatus::Queued, Some(DeliveryMode::Silent), Some("room muted".into())));
     assert_eq!(route_of("online"), (DeliveryStatus::Queued, Some(DeliveryMode::Silent), Some("client online".into())));
     assert_eq!(route_of("night"), (DeliveryStatus::Queued, Some(DeliveryMode::Quiet), Some("quiet hours".into())));
+    let mentions_only = Some("mentions only".into());
+    assert_eq!(route_of("quiet-one"), (DeliveryStatus::Queued, Some(DeliveryMode::Silent), mentions_only));
+    assert_eq!(route_of("named"), (DeliveryStatus::Queued, Some(DeliveryMode::Alert), None), "a mention alerts");
     let claimed = store.claim_due_deliveries(now, 100, 60_000).await.expect("claim");
     let night_delivery = claimed.iter().find(|d| d.push_id() == push_id("routed") && d.client_id.as_str() == "night");
     assert_eq!(

@@ -11,7 +11,7 @@
 use crate::{BadgePlan, DeliveryStatus, ExperimentPlan, FanOut, RoutingPlan, StoreError};
 use pushgate_domain::{
     AppId, ClientId, DeliveryMode, ExperimentId, OnlinePolicy, PushId, QuietHours, Reason, RecipientState, RoomId,
-    Route, TimeZoneName, route,
+    RoomNotify, Route, TimeZoneName, route,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
@@ -148,7 +148,10 @@ pub fn plan_recipients<'a>(
         .map(|client| {
             let total = totals.as_mut().and_then(Iterator::next);
             let route: Option<Route> = match (&fan_out.routing, states.as_mut().and_then(Iterator::next)) {
-                (Some(plan), Some(state)) => Some(route(&state, plan.online, push.now_ms)),
+                (Some(plan), Some(state)) => {
+                    let state = RecipientState { mentioned: fan_out.mentions.contains(*client), ..state };
+                    Some(route(&state, plan.online, push.now_ms))
+                }
                 _ => None,
             };
             let (status, reason) = match (&skip_all, route) {
@@ -173,22 +176,28 @@ pub fn plan_recipients<'a>(
 
 /// The routing state of each recipient, from the JSON array a backend's
 /// routing read answers in recipient order: per recipient
-/// `[push_enabled, quiet_start, quiet_end, timezone, muted, online]`, the
-/// booleans as 0 or 1 (`push_enabled` null when the client set no prefs).
+/// `[push_enabled, quiet_start, quiet_end, timezone, notify, online]`, the
+/// booleans as 0 or 1 (`push_enabled` null when the client set no prefs,
+/// `notify` null when it set none for the room or the one it set ran out).
+/// Whether the message mentions the recipient is the plan's to say.
 pub fn recipient_states(json: &str) -> Result<Vec<RecipientState>, StoreError> {
-    type Known = (Option<i64>, Option<String>, Option<String>, Option<String>, i64, i64);
+    type Known = (Option<i64>, Option<String>, Option<String>, Option<String>, Option<String>, i64);
     let rows: Vec<Known> =
         serde_json::from_str(json).map_err(|error| StoreError::Corrupt(format!("routing state: {error}")))?;
     Ok(rows
         .into_iter()
-        .map(|(push_enabled, quiet_start, quiet_end, timezone, muted, online)| {
+        .map(|(push_enabled, quiet_start, quiet_end, timezone, notify, online)| {
             let quiet_hours = match (quiet_start, quiet_end) {
                 (Some(start), Some(end)) => QuietHours::parse(&start, &end).ok(),
                 _ => None,
             };
             RecipientState {
                 push_disabled: push_enabled == Some(0),
-                room_muted: muted != 0,
+                room_notify: notify
+                    .as_deref()
+                    .and_then(|notify| RoomNotify::parse(notify).ok())
+                    .unwrap_or(RoomNotify::All),
+                mentioned: false,
                 online: online != 0,
                 quiet_hours,
                 timezone: timezone.and_then(|zone| TimeZoneName::parse(&zone).ok()),
@@ -214,6 +223,8 @@ struct JournalEntry {
     skip_all: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     experiment: Option<(String, HashMap<String, String>)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    mentions: Vec<String>,
 }
 
 /// The journal text of a push: what its fan-out will need.
@@ -240,6 +251,7 @@ pub fn journal_entry(fan_out: &FanOut) -> String {
                 .collect();
             (experiment.id.as_str().to_owned(), variants)
         }),
+        mentions: fan_out.mentions.iter().map(|client| client.as_str().to_owned()).collect(),
     };
     serde_json::to_string(&entry).unwrap_or_else(|_| unreachable!("a journal entry is plain JSON"))
 }
@@ -270,6 +282,11 @@ pub fn read_journal_entry(entry: &str) -> Result<FanOut, StoreError> {
             None => None,
         },
         skip_all: entry.skip_all.as_deref().map(Reason::parse),
+        mentions: entry
+            .mentions
+            .iter()
+            .map(|client| ClientId::parse(client).map_err(|_| corrupt("mention")))
+            .collect::<Result<_, _>>()?,
         experiment: match entry.experiment {
             Some((id, variants)) => Some(ExperimentPlan {
                 id: ExperimentId::parse(&id).map_err(|_| corrupt("experiment"))?,
@@ -306,6 +323,7 @@ mod tests {
                 count_muted_rooms: true,
                 routing,
                 experiment: None,
+                mentions: vec![client("alice")],
             },
         }
     }
@@ -315,7 +333,7 @@ mod tests {
     }
 
     fn state(online: bool, push_disabled: bool) -> RecipientState {
-        RecipientState { push_disabled, room_muted: false, online, quiet_hours: None, timezone: None }
+        RecipientState { push_disabled, online, ..RecipientState::default() }
     }
 
     #[test]

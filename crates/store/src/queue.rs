@@ -62,6 +62,7 @@ impl NewPush {
                 count_muted_rooms: true,
                 routing: None,
                 experiment: None,
+                mentions: Vec::new(),
             },
         }
     }
@@ -83,6 +84,12 @@ impl NewPush {
     /// Routes each recipient (push off, muted room, presence, quiet hours).
     pub fn with_routing(mut self, routing: RoutingPlan) -> Self {
         self.fan_out.routing = Some(routing);
+        self
+    }
+
+    /// Mentions these clients.
+    pub fn with_mentions(mut self, mentions: Vec<ClientId>) -> Self {
+        self.fan_out.mentions = mentions;
         self
     }
 
@@ -117,6 +124,9 @@ pub struct FanOut {
     pub routing: Option<RoutingPlan>,
     /// `Some`: each client's variant of the push's experiment.
     pub experiment: Option<ExperimentPlan>,
+    /// The clients the message mentions (a mention alerts in a room set to
+    /// mentions only).
+    pub mentions: Vec<ClientId>,
 }
 
 /// How to route the clients of a chat push.

@@ -45,7 +45,7 @@ pub struct CallbackResult {
     path = "/imkit/push/v2",
     tag = "callbacks",
     params(("secret" = Option<String>, Query, description = "The app's shared secret (or use `X-Pushgate-Secret`)")),
-    request_body(content = Object, description = "The flattened message, `roomName` and `pushToClients`"),
+    request_body(content = Object, description = "The flattened message, `roomName`, `pushToClients` and optionally `mentions` (the client ids the message mentions: pushgate's extension; a mention alerts in a room set to mentions only)"),
     responses(
         (status = 200, description = "Accepted (or already accepted): stored, to be delivered", body = Envelope<CallbackResult>),
         (status = 400, description = "`MISSING_PARAMETER` or `INVALID_PARAMETER` naming the field", body = ErrorEnvelope),
@@ -72,6 +72,7 @@ pub async fn push_generic(
     let deadline_ms = now.saturating_add(app.max_age_ms);
     let mut push =
         NewPush::new(new_push_id(), app.id.clone(), PushRequest::Chat(message), callback.recipients, now, deadline_ms)
+            .with_mentions(callback.mentions)
             .with_callback(callback_key)
             .with_badge(BadgePlan::CountUnread(room.clone()), app.count_muted_rooms)
             .with_routing(RoutingPlan { room, online: app.online_policy });

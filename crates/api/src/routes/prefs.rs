@@ -8,7 +8,7 @@ use crate::extract::{ApiJson, ApiPath};
 use crate::{AppState, now_ms};
 use axum::Json;
 use axum::extract::State;
-use pushgate_domain::{ClientId, Locale, QuietHours, RoomId, TimeZoneName};
+use pushgate_domain::{ClientId, Locale, QuietHours, RoomId, RoomNotify, TimeZoneName};
 use pushgate_store::ClientPrefs;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -18,18 +18,25 @@ const MAX_PRESENCE_TTL_SECONDS: u32 = 86_400;
 /// Presence time to live when the request gives none, s.
 const DEFAULT_PRESENCE_TTL_SECONDS: u32 = 60;
 
-/// Body and result of `PUT .../rooms/{room}/pref`.
+/// Body and result of `PUT .../rooms/{room}/pref`: `notify`, or `muted`
+/// (its synonym: `true` is `"none"`, `false` is `"all"`), or both when they
+/// agree.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct RoomPref {
     /// Muted: the room's messages send no alert (a silent badge update at most).
-    #[schema(required = true, value_type = bool)]
+    #[schema(value_type = Option<bool>)]
     pub muted: Option<bool>,
-    /// The mute ends by itself then (Unix ms); `null` until unmuted.
+    /// `all` (every message alerts), `mentions` (only a message that mentions
+    /// the client alerts; the others update the badge) or `none` (muted).
+    #[schema(value_type = Option<String>, example = "mentions")]
+    pub notify: Option<String>,
+    /// The setting (other than `all`) ends by itself then (Unix ms); `null`
+    /// until changed.
     #[serde(rename = "mutedUntilMS", default)]
     pub muted_until_ms: Option<i64>,
 }
 
-/// Mute or unmute a room for a client.
+/// What a client wants from a room: every alert, only mentions, or none (muted).
 #[utoipa::path(
     put,
     path = "/v1/clients/{clientId}/rooms/{room}/pref",
@@ -49,11 +56,27 @@ pub async fn put_room_pref(
     ApiPath((client_id, room)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<RoomPref>,
 ) -> Result<Json<Envelope<RoomPref>>, ApiError> {
-    let muted = body.muted.ok_or_else(|| ApiError::missing("muted is required"))?;
+    let notify = match (body.notify.as_deref(), body.muted) {
+        (None, None) => return Err(ApiError::missing("notify (or muted) is required")),
+        (Some(raw), muted) => {
+            let notify =
+                RoomNotify::parse(raw).map_err(|_| ApiError::invalid("notify must be all, mentions or none"))?;
+            if muted.is_some_and(|muted| muted != (notify == RoomNotify::None)) {
+                return Err(ApiError::invalid("muted and notify disagree: muted is notify \"none\""));
+            }
+            notify
+        }
+        (None, Some(true)) => RoomNotify::None,
+        (None, Some(false)) => RoomNotify::All,
+    };
     let (client_id, room) = (ClientId::parse(&client_id)?, RoomId::parse(&room)?);
-    let muted_until_ms = body.muted_until_ms.filter(|_| muted);
-    state.store.set_room_pref(&app.id, &client_id, &room, muted, muted_until_ms, now_ms()).await?;
-    Ok(ok(RoomPref { muted: Some(muted), muted_until_ms }))
+    let until_ms = body.muted_until_ms.filter(|_| notify != RoomNotify::All);
+    state.store.set_room_pref(&app.id, &client_id, &room, notify, until_ms, now_ms()).await?;
+    Ok(ok(RoomPref {
+        muted: Some(notify == RoomNotify::None),
+        notify: Some(notify.as_str().to_owned()),
+        muted_until_ms: until_ms,
+    }))
 }
 
 /// Body of `PUT .../presence`.

@@ -105,7 +105,7 @@ async fn request_schemas_match_what_the_handlers_accept_and_require() {
             "put",
             "/v1/clients/{clientId}/rooms/{room}/pref",
             "/v1/clients/user001/rooms/demo-room/pref".into(),
-            json!({ "muted": true, "mutedUntilMS": 4_102_444_800_000_i64 }),
+            json!({ "notify": "none", "muted": true, "mutedUntilMS": 4_102_444_800_000_i64 }),
         ),
         (
             "put",

@@ -2,7 +2,7 @@
 //! presence, quiet hours and client prefs decide what each recipient of a v2
 //! callback gets; experiments change the copy and are counted per variant.
 
-use crate::helpers::callbacks::{SECRET, badge, message, send, spawn, spawn_with};
+use crate::helpers::callbacks::{SECRET, badge, message, post_callback, send, spawn, spawn_with};
 use crate::helpers::settled;
 use crate::helpers::{API_KEY, APNS_TOKEN, TestApp, ios_device};
 use serde_json::{Value, json};
@@ -31,7 +31,7 @@ async fn a_muted_room_sends_only_a_silent_badge_update_and_counts_as_the_app_say
     send(app, &message("before", "other", &["aaa"])).await;
     app.settle().await;
     let muted = put(app, "/v1/clients/aaa/rooms/noisy/pref", json!({ "muted": true, "mutedUntilMS": null })).await;
-    assert_eq!(muted, json!({ "muted": true, "mutedUntilMS": null }));
+    assert_eq!(muted, json!({ "muted": true, "notify": "none", "mutedUntilMS": null }));
     let push = send(app, &message("in-muted", "noisy", &["aaa"])).await;
     let delivery = delivery_of(app, &push, "aaa").await;
     assert_eq!(
@@ -48,7 +48,43 @@ async fn a_muted_room_sends_only_a_silent_badge_update_and_counts_as_the_app_say
     assert_eq!(delivery_of(app, &push, "aaa").await["mode"], "alert");
     assert_eq!(setup.apns.delivered().into_iter().last().expect("alert").payload["aps"]["badge"], 3);
     let (status, answer) = app.put_json("/v1/clients/aaa/rooms/noisy/pref", &json!({})).await;
-    assert_eq!((status, answer["error"]["message"].clone()), (400, json!("muted is required")));
+    assert_eq!((status, answer["error"]["message"].clone()), (400, json!("notify (or muted) is required")));
+}
+
+/// A room set to mentions only: its messages update the badge silently, and
+/// one that mentions the client (the v2 callback's `mentions`) alerts.
+#[tokio::test]
+async fn a_room_set_to_mentions_only_alerts_only_when_the_client_is_mentioned() {
+    let setup = spawn().await;
+    let app = &setup.app;
+    assert_eq!(app.subscribe(ios_device("iphone", "aaa", APNS_TOKEN)).await.0, 200);
+    let pref = put(app, "/v1/clients/aaa/rooms/busy/pref", json!({ "notify": "mentions" })).await;
+    assert_eq!(pref, json!({ "muted": false, "notify": "mentions", "mutedUntilMS": null }));
+    let plain = send(app, &message("plain", "busy", &["aaa"])).await;
+    let delivery = delivery_of(app, &plain, "aaa").await;
+    assert_eq!((&delivery["mode"], &delivery["routing"]), (&json!("silent"), &json!("mentions only")));
+    assert_eq!(setup.apns.delivered().last().expect("a badge update").payload["aps"], json!({ "badge": 1 }));
+    let mut mention = message("mention", "busy", &["aaa"]);
+    mention["mentions"] = json!(["aaa"]);
+    let mentioned = send(app, &mention).await;
+    let delivery = delivery_of(app, &mentioned, "aaa").await;
+    assert_eq!((&delivery["mode"], delivery.get("routing")), (&json!("alert"), None));
+    let alert = setup.apns.delivered().last().expect("the alert").payload.clone();
+    assert_eq!(alert["aps"]["badge"], 2, "both messages count: {alert}");
+    assert!(alert.get("mentions").is_none(), "pushgate's extension stays out of IMKIT's payload: {alert}");
+    assert_eq!(badge(app, "aaa").await["badge"], 2);
+    for (body, message) in [
+        (json!({ "notify": "loud" }), "notify must be all, mentions or none"),
+        (json!({ "notify": "all", "muted": true }), "muted and notify disagree: muted is notify \"none\""),
+    ] {
+        let (status, answer) = app.put_json("/v1/clients/aaa/rooms/busy/pref", &body).await;
+        assert_eq!((status, answer["error"]["message"].clone()), (400, json!(message)), "{body}");
+    }
+    let mut bad = message("bad-mention", "busy", &["aaa"]);
+    bad["mentions"] = json!([42]);
+    let (status, answer) =
+        post_callback(app, &format!("/imkit/push/v2?secret={SECRET}"), &[], bad.to_string().as_bytes()).await;
+    assert_eq!((status, answer["error"]["message"].clone()), (400, json!("mentions[0] must be a string")));
 }
 
 #[tokio::test]

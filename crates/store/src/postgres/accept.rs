@@ -125,13 +125,13 @@ async fn routing_states(
     plan: &RoutingPlan,
 ) -> Result<Vec<RecipientState>, StoreError> {
     let rows: String = sqlx::query_scalar(
-        "SELECT COALESCE(jsonb_agg(jsonb_build_array(push_enabled, quiet_start, quiet_end, timezone, muted, online) \
+        "SELECT COALESCE(jsonb_agg(jsonb_build_array(push_enabled, quiet_start, quiet_end, timezone, notify, online) \
                                    ORDER BY key), '[]')::text FROM ( \
            SELECT j.key, p.push_enabled::int AS push_enabled, p.quiet_start, p.quiet_end, \
                   COALESCE(p.timezone, (SELECT timezone FROM devices WHERE app_id = $1 AND client_id = j.value \
                                         AND timezone IS NOT NULL ORDER BY updated_at_ms DESC LIMIT 1)) AS timezone, \
-                  (EXISTS (SELECT 1 FROM room_prefs WHERE app_id = $1 AND client_id = j.value AND room = $3 \
-                           AND muted AND (muted_until_ms IS NULL OR muted_until_ms > $4)))::int AS muted, \
+                  (SELECT notify FROM room_prefs WHERE app_id = $1 AND client_id = j.value AND room = $3 \
+                   AND (muted_until_ms IS NULL OR muted_until_ms > $4)) AS notify, \
                   (EXISTS (SELECT 1 FROM presence WHERE app_id = $1 AND client_id = j.value \
                            AND online_until_ms > $4))::int AS online \
            FROM jsonb_array_elements_text($2::jsonb) WITH ORDINALITY AS j (value, key) \

@@ -6,7 +6,8 @@ use crate::experiments::read_experiments;
 use crate::{BadgeView, ClientPrefs, ClientStore, ExperimentStore, SourceChange, StoreError, VariantCounts};
 use async_trait::async_trait;
 use pushgate_domain::{
-    AppId, BadgeSource, ClientId, Experiment, ExperimentId, Locale, PushId, QuietHours, RoomId, TimeZoneName,
+    AppId, BadgeSource, ClientId, Experiment, ExperimentId, Locale, PushId, QuietHours, RoomId, RoomNotify,
+    TimeZoneName,
 };
 use std::collections::BTreeMap;
 
@@ -50,23 +51,25 @@ impl ClientStore for PgStore {
         app_id: &AppId,
         client_id: &ClientId,
         room: &RoomId,
-        muted: bool,
-        muted_until_ms: Option<i64>,
+        notify: RoomNotify,
+        until_ms: Option<i64>,
         now_ms: i64,
     ) -> Result<(), StoreError> {
         self.fan_out_journal().await?;
         sqlx::query(
-            "INSERT INTO room_prefs (app_id, client_id, room, muted, muted_until_ms, updated_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6) \
+            "INSERT INTO room_prefs (app_id, client_id, room, muted, muted_until_ms, updated_at_ms, notify) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
              ON CONFLICT (app_id, client_id, room) DO UPDATE SET muted = excluded.muted, \
-                 muted_until_ms = excluded.muted_until_ms, updated_at_ms = excluded.updated_at_ms",
+                 muted_until_ms = excluded.muted_until_ms, updated_at_ms = excluded.updated_at_ms, \
+                 notify = excluded.notify",
         )
         .bind(app_id.as_str())
         .bind(client_id.as_str())
         .bind(room.as_str())
-        .bind(muted)
-        .bind(muted_until_ms)
+        .bind(notify == RoomNotify::None)
+        .bind(until_ms.filter(|_| notify != RoomNotify::All))
         .bind(now_ms)
+        .bind(notify.as_str())
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -225,14 +225,14 @@ fn routing_states(
     // answers crosses a thread (found by profiling).
     let rows: String = connection
         .prepare_cached(
-            "SELECT json_group_array(json_array(push_enabled, quiet_start, quiet_end, timezone, muted, online) \
+            "SELECT json_group_array(json_array(push_enabled, quiet_start, quiet_end, timezone, notify, online) \
                                  ORDER BY key) FROM ( \
            SELECT j.key, p.push_enabled, p.quiet_start, p.quiet_end, \
                   COALESCE(p.timezone, (SELECT timezone FROM devices INDEXED BY devices_client \
                                         WHERE app_id = ?1 AND client_id = j.value \
                                         AND timezone IS NOT NULL ORDER BY updated_at_ms DESC LIMIT 1)) AS timezone, \
-                  EXISTS (SELECT 1 FROM room_prefs WHERE app_id = ?1 AND client_id = j.value AND room = ?3 \
-                          AND muted = 1 AND (muted_until_ms IS NULL OR muted_until_ms > ?4)) AS muted, \
+                  (SELECT notify FROM room_prefs WHERE app_id = ?1 AND client_id = j.value AND room = ?3 \
+                   AND (muted_until_ms IS NULL OR muted_until_ms > ?4)) AS notify, \
                   EXISTS (SELECT 1 FROM presence WHERE app_id = ?1 AND client_id = j.value \
                           AND online_until_ms > ?4) AS online \
            FROM json_each(?2) j LEFT JOIN client_prefs p ON p.app_id = ?1 AND p.client_id = j.value)",

@@ -7,7 +7,7 @@ use crate::experiments::read_experiments;
 use crate::{BadgeView, ClientPrefs, SourceChange, StoreError, VariantCounts};
 use crate::{ClientStore, ExperimentStore};
 use async_trait::async_trait;
-use pushgate_domain::{AppId, BadgeSource, ClientId, Locale, QuietHours, RoomId, TimeZoneName};
+use pushgate_domain::{AppId, BadgeSource, ClientId, Locale, QuietHours, RoomId, RoomNotify, TimeZoneName};
 use pushgate_domain::{Experiment, ExperimentId, PushId};
 use sqlx::Row as _;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
@@ -118,23 +118,24 @@ pub(super) async fn set_room_pref(
     app_id: &AppId,
     client_id: &ClientId,
     room: &RoomId,
-    muted: bool,
-    muted_until_ms: Option<i64>,
+    notify: RoomNotify,
+    until_ms: Option<i64>,
     now_ms: i64,
 ) -> Result<(), StoreError> {
     let _writer = store.write_lock.lock().await;
     sqlx::query(
-        "INSERT INTO room_prefs (app_id, client_id, room, muted, muted_until_ms, updated_at_ms) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+        "INSERT INTO room_prefs (app_id, client_id, room, muted, muted_until_ms, updated_at_ms, notify) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
          ON CONFLICT DO UPDATE SET muted = excluded.muted, muted_until_ms = excluded.muted_until_ms, \
-                                   updated_at_ms = excluded.updated_at_ms",
+                                   updated_at_ms = excluded.updated_at_ms, notify = excluded.notify",
     )
     .bind(app_id.as_str())
     .bind(client_id.as_str())
     .bind(room.as_str())
-    .bind(muted)
-    .bind(muted_until_ms)
+    .bind(notify == RoomNotify::None)
+    .bind(until_ms.filter(|_| notify != RoomNotify::All))
     .bind(now_ms)
+    .bind(notify.as_str())
     .execute(&store.pool)
     .await?;
     Ok(())
@@ -360,12 +361,12 @@ impl ClientStore for SqliteStore {
         app_id: &AppId,
         client_id: &ClientId,
         room: &RoomId,
-        muted: bool,
-        muted_until_ms: Option<i64>,
+        notify: RoomNotify,
+        until_ms: Option<i64>,
         now_ms: i64,
     ) -> Result<(), StoreError> {
         self.fan_out_journal().await?;
-        set_room_pref(self, app_id, client_id, room, muted, muted_until_ms, now_ms).await
+        set_room_pref(self, app_id, client_id, room, notify, until_ms, now_ms).await
     }
 
     async fn set_presence(
