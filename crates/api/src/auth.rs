@@ -21,6 +21,8 @@ pub struct AppSettings {
     pub online_policy: pushgate_domain::OnlinePolicy,
     /// Whether a muted room's unreads count in the badge.
     pub count_muted_rooms: bool,
+    /// The coalescing window of a busy room's alerts, ms; 0: off.
+    pub coalescing_window_ms: i64,
     /// Where this app's Web Push subscriptions may point.
     pub webpush_endpoints: pushgate_domain::WebPushEndpoints,
     /// The app's VAPID public key (base64url, uncompressed point), when Web
@@ -140,6 +142,7 @@ mod tests {
                         origin: Default::default(),
                         online_policy: Default::default(),
                         count_muted_rooms: true,
+                        coalescing_window_ms: 0,
                         webpush_endpoints: Default::default(),
                         vapid_public_key: None,
                         client_auth: None,

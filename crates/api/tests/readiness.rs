@@ -245,6 +245,7 @@ fn state_with_worker(running: bool) -> AppState {
         origin: pushgate_api::origin::OriginCheck::new(Some(CALLBACK_SECRET.as_bytes().to_vec()), Vec::new(), 300),
         online_policy: Default::default(),
         count_muted_rooms: true,
+        coalescing_window_ms: 0,
         webpush_endpoints: Default::default(),
         vapid_public_key: None,
         client_auth: None,

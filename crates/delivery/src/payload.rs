@@ -3,7 +3,7 @@
 
 use pushgate_domain::{
     ApnsPush, ChatMessage, ChatStyle, DeliveryMode, DeviceType, PushRequest, Recipient, WebPushMessage,
-    badge_update_apns, badge_update_fcm, badge_update_webpush,
+    badge_update_apns, badge_update_fcm, badge_update_webpush, clear_apns, clear_fcm, clear_webpush,
 };
 use pushgate_store::ClaimedDelivery;
 
@@ -15,6 +15,7 @@ fn recipient(delivery: &ClaimedDelivery) -> Recipient<'_> {
         locale: delivery.locale.as_ref(),
         quiet: delivery.mode == Some(DeliveryMode::Quiet),
         variant: delivery.variant(),
+        summary: delivery.summary.as_ref(),
     }
 }
 
@@ -28,22 +29,26 @@ fn message<'a>(request: &'a PushRequest, delivery: &ClaimedDelivery) -> Option<(
     match request {
         PushRequest::Chat(message) => Some((message, None)),
         PushRequest::LegacyChat { message, alert } => Some((message, alert.as_deref())),
-        PushRequest::Custom(_) | PushRequest::BadgeUpdate => None,
+        PushRequest::Custom(_) | PushRequest::BadgeUpdate | PushRequest::Clear { .. } => None,
     }
 }
 
 /// The APNs push for the delivery's device; `None` when that device gets none.
 pub(crate) fn apns(request: &PushRequest, delivery: &ClaimedDelivery, style: &ChatStyle) -> Option<ApnsPush> {
     let voip = delivery.device_type == DeviceType::IosVoip;
-    if let PushRequest::Custom(push) = request {
-        return Some(push.to_apns());
+    let badge = delivery.badge.unwrap_or_default();
+    match request {
+        PushRequest::Custom(push) => return Some(push.to_apns()),
+        // A VoIP push must report a call; a clear is not one.
+        PushRequest::Clear { room } => return (!voip).then(|| clear_apns(room, badge)),
+        _ => {}
     }
     match message(request, delivery) {
         Some((message, _)) if voip => Some(message.to_apns_voip(style, &recipient(delivery))),
         Some((message, alert)) => Some(message.to_apns(style, &recipient(delivery), alert)),
         // A VoIP push must report a call; a badge update is not one.
         None if voip => None,
-        None => Some(badge_update_apns(delivery.badge.unwrap_or_default())),
+        None => Some(badge_update_apns(badge)),
     }
 }
 
@@ -54,8 +59,10 @@ pub(crate) fn fcm(
     style: &ChatStyle,
     now_seconds: u64,
 ) -> serde_json::Value {
-    if let PushRequest::Custom(push) = request {
-        return push.to_fcm(now_seconds);
+    match request {
+        PushRequest::Custom(push) => return push.to_fcm(now_seconds),
+        PushRequest::Clear { room } => return clear_fcm(room, delivery.badge.unwrap_or_default()),
+        _ => {}
     }
     match message(request, delivery) {
         Some((message, alert)) => message.to_fcm(style, &recipient(delivery), alert),
@@ -70,8 +77,10 @@ pub(crate) fn webpush(
     style: &ChatStyle,
     now_seconds: u64,
 ) -> WebPushMessage {
-    if let PushRequest::Custom(push) = request {
-        return push.to_webpush(now_seconds, style.web_navigate.as_deref());
+    match request {
+        PushRequest::Custom(push) => return push.to_webpush(now_seconds, style.web_navigate.as_deref()),
+        PushRequest::Clear { room } => return clear_webpush(room, delivery.badge.unwrap_or_default()),
+        _ => {}
     }
     match message(request, delivery) {
         Some((message, alert)) => message.to_webpush(style, &recipient(delivery), alert),

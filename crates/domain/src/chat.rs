@@ -32,6 +32,10 @@ const CHAT_TTL: &str = "3600s";
 pub const CHAT_PUSH_TYPE: &str = "chat";
 /// The `type` of a silent badge update.
 pub const BADGE_PUSH_TYPE: &str = "badge";
+/// The `type` of the push that tells a client's other devices a room was read.
+pub const CLEAR_PUSH_TYPE: &str = "clear";
+/// Longest `apns-collapse-id` APNs takes, bytes.
+const MAX_APNS_COLLAPSE_ID_BYTES: usize = 64;
 /// What the visible text is cut with.
 const ELLIPSIS: char = '…';
 
@@ -165,9 +169,11 @@ impl ChatMessage {
         format!("im_loc_{}", self.message_type)
     }
 
-    /// The longest free text (nickname, message, room name, given alert), in characters.
-    fn longest_text(&self, alert: Option<&str>) -> usize {
-        [self.sender.as_deref(), self.text.as_deref(), self.room_name.as_deref(), alert]
+    /// The longest free text (nickname, message, room name, given alert, a
+    /// summary's first sender), in characters.
+    fn longest_text(&self, alert: Option<&str>, summary: Option<&Summary>) -> usize {
+        let sender = summary.and_then(|summary| summary.senders.first()).map(String::as_str);
+        [self.sender.as_deref(), self.text.as_deref(), self.room_name.as_deref(), alert, sender]
             .into_iter()
             .flatten()
             .map(|text| text.chars().count())
@@ -176,8 +182,9 @@ impl ChatMessage {
     }
 
     /// Title, body and localization for a recipient, each free text cut to
-    /// at most `cut` characters.
-    fn copy(&self, language: Language, variant: Option<&Variant>, cut: usize) -> Copy {
+    /// at most `cut` characters. A summary (coalescing) replaces the body.
+    fn copy(&self, language: Language, recipient: &Recipient<'_>, cut: usize) -> Copy {
+        let variant = recipient.variant;
         let nickname = clip(self.sender.as_deref().unwrap_or(language.someone()), cut);
         let text = clip(self.text.as_deref().unwrap_or_default(), cut);
         let room_name = self.room_name.as_deref().map(|room_name| clip(room_name, cut));
@@ -185,16 +192,17 @@ impl ChatMessage {
         let shown_text = if self.is_encrypted() { "" } else { text.as_str() };
         let fill =
             |template: &str| fill_template(template, &nickname, shown_text, room_name.as_deref().unwrap_or_default());
-        let body = match variant.and_then(|variant| variant.body.as_deref()) {
-            Some(template) => fill(template),
-            None => render(language.template(&self.message_type, !text.is_empty()), &nickname, &text),
+        let body = match (recipient.summary, variant.and_then(|variant| variant.body.as_deref())) {
+            (Some(summary), _) => language.summary(summary, room_name.as_deref(), cut),
+            (None, Some(template)) => fill(template),
+            (None, None) => render(language.template(&self.message_type, !text.is_empty()), &nickname, &text),
         };
         let title = match (variant.and_then(|variant| variant.title.as_deref()), &room_name) {
             (Some(template), _) => fill(template),
             (None, Some(room_name)) => room_name.clone(),
             (None, None) => nickname.clone(),
         };
-        let custom_body = variant.is_some_and(|variant| variant.body.is_some());
+        let custom_body = recipient.summary.is_some() || variant.is_some_and(|variant| variant.body.is_some());
         let loc_args = if self.is_encrypted() { vec![nickname] } else { vec![nickname, text] };
         Copy { title, body, custom_body, loc_key: self.loc_key(), loc_args }
     }
@@ -211,7 +219,7 @@ impl ChatMessage {
                 }
                 // An experiment's body is shown as it is: a loc-key would replace it on the device.
                 None => {
-                    let copy = self.copy(language, recipient.variant, cut);
+                    let copy = self.copy(language, recipient, cut);
                     let alert = if copy.custom_body {
                         json!({ "title": copy.title, "body": copy.body })
                     } else {
@@ -233,8 +241,9 @@ impl ChatMessage {
             }
             json!({ "aps": aps })
         };
-        let payload = fit(MAX_APNS_BYTES, self.longest_text(alert), build).to_string().into_bytes();
-        ApnsPush { silent: false, power_aware: false, payload, topic: None, collapse_id: None, expiration: None }
+        let payload = fit(MAX_APNS_BYTES, self.longest_text(alert, recipient.summary), build).to_string().into_bytes();
+        let collapse_id = self.room.as_ref().filter(|_| style.collapse_by_room).map(room_collapse_key);
+        ApnsPush { silent: false, power_aware: false, payload, topic: None, collapse_id, expiration: None }
     }
 
     /// The PushKit (VoIP) push for one recipient: no `aps` content, the
@@ -243,7 +252,7 @@ impl ChatMessage {
     pub fn to_apns_voip(&self, style: &ChatStyle, recipient: &Recipient<'_>) -> ApnsPush {
         let language = style.language_for(recipient.locale);
         let build = |cut: usize, with_payload: bool| {
-            let copy = self.copy(language, recipient.variant, cut);
+            let copy = self.copy(language, recipient, cut);
             let mut push = json!({
                 "aps": {}, "type": CHAT_PUSH_TYPE, "loc-key": copy.loc_key, "loc-args": copy.loc_args,
                 "title": copy.title, "body": copy.body,
@@ -256,7 +265,7 @@ impl ChatMessage {
             }
             push
         };
-        let payload = fit(MAX_VOIP_BYTES, self.longest_text(None), build).to_string().into_bytes();
+        let payload = fit(MAX_VOIP_BYTES, self.longest_text(None, None), build).to_string().into_bytes();
         ApnsPush { silent: false, power_aware: false, payload, topic: None, collapse_id: None, expiration: None }
     }
 
@@ -265,7 +274,7 @@ impl ChatMessage {
     pub fn to_fcm(&self, style: &ChatStyle, recipient: &Recipient<'_>, alert: Option<&str>) -> Value {
         let language = style.language_for(recipient.locale);
         let build = |cut: usize, with_payload: bool| {
-            let copy = self.copy(language, recipient.variant, cut);
+            let copy = self.copy(language, recipient, cut);
             let body = alert.map_or_else(|| copy.body.clone(), |alert| clip(alert, cut));
             let mut android_notification = Map::new();
             if alert.is_none() && !copy.custom_body {
@@ -278,6 +287,12 @@ impl ChatMessage {
             android_notification.insert("click_action".into(), style.click_action.clone().into());
             if let Some(icon) = &style.icon {
                 android_notification.insert("icon".into(), icon.clone().into());
+            }
+            let collapse = self.room.as_ref().filter(|_| style.collapse_by_room).map(room_collapse_key);
+            if let Some(room) = &self.room
+                && style.collapse_by_room
+            {
+                android_notification.insert("tag".into(), room.as_str().into());
             }
             if recipient.quiet {
                 android_notification.insert("notification_priority".into(), "PRIORITY_LOW".into());
@@ -296,13 +311,13 @@ impl ChatMessage {
             if with_payload {
                 data.insert("payload".into(), Value::Object(self.payload_fields()).to_string().into());
             }
-            json!({
-                "notification": { "title": copy.title, "body": body },
-                "android": { "ttl": CHAT_TTL, "priority": "high", "notification": android_notification },
-                "data": data,
-            })
+            let mut android = json!({ "ttl": CHAT_TTL, "priority": "high", "notification": android_notification });
+            if let Some(collapse) = collapse {
+                android["collapse_key"] = collapse.into();
+            }
+            json!({ "notification": { "title": copy.title, "body": body }, "android": android, "data": data })
         };
-        fit(MAX_FCM_BYTES, self.longest_text(alert), build)
+        fit(MAX_FCM_BYTES, self.longest_text(alert, recipient.summary), build)
     }
 }
 
@@ -315,7 +330,7 @@ impl ChatMessage {
         let language = style.language_for(recipient.locale);
         let navigate = style.web_navigate.as_deref().map(|template| navigate_to(template, self.room.as_ref()));
         let build = |cut: usize, with_payload: bool| {
-            let copy = self.copy(language, recipient.variant, cut);
+            let copy = self.copy(language, recipient, cut);
             let body = alert.map_or_else(|| copy.body.clone(), |alert| clip(alert, cut));
             let mut notification = Map::new();
             notification.insert("title".into(), copy.title.clone().into());
@@ -345,7 +360,9 @@ impl ChatMessage {
             Value::Object(push)
         };
         WebPushMessage {
-            payload: fit(MAX_WEBPUSH_BYTES, self.longest_text(alert), build).to_string().into_bytes(),
+            payload: fit(MAX_WEBPUSH_BYTES, self.longest_text(alert, recipient.summary), build)
+                .to_string()
+                .into_bytes(),
             ttl_seconds: CHAT_TTL_SECONDS,
             urgency: if recipient.quiet { Urgency::Normal } else { Urgency::High },
             topic: self.room.as_ref().map(|room| web_push_topic(room.as_str())),
@@ -353,14 +370,50 @@ impl ChatMessage {
     }
 }
 
-/// The silent badge update APNs gets after a read mark: the badge only,
-/// nothing shown, priority 5.
+/// The silent badge update APNs gets for a routed-silent message (muted
+/// room, online client, mentions only): the badge only, nothing shown, priority 5.
 pub fn badge_update_apns(badge: u32) -> ApnsPush {
     let payload = json!({ "aps": { "badge": badge }, "type": BADGE_PUSH_TYPE }).to_string().into_bytes();
     ApnsPush { silent: false, power_aware: true, payload, topic: None, collapse_id: None, expiration: None }
 }
 
-/// The silent (data-only) badge update FCM gets after a read mark.
+/// What a client's other devices get when it reads a room: the new badge,
+/// the room, and `type` `clear`, for the app to remove that room's delivered
+/// notifications. APNs: an `alert` push at priority 5 carrying only the badge
+/// (applied by the system even when the app does not run) and
+/// `content-available` (the app is woken, as the system allows, to remove the
+/// notifications whose `thread-id` is the room): one push, never throttled
+/// away as a background push can be, whatever the app does.
+pub fn clear_apns(room: &RoomId, badge: u32) -> ApnsPush {
+    let payload =
+        json!({ "aps": { "badge": badge, "content-available": 1 }, "type": CLEAR_PUSH_TYPE, "room": room.as_str() });
+    let payload = payload.to_string().into_bytes();
+    ApnsPush { silent: false, power_aware: true, payload, topic: None, collapse_id: None, expiration: None }
+}
+
+/// The FCM message of [`clear_apns`]: data only, normal priority (nothing is
+/// shown, so FCM's rule for high priority is not met), the room's clear
+/// replacing an older one while it waits.
+pub fn clear_fcm(room: &RoomId, badge: u32) -> Value {
+    json!({
+        "android": { "ttl": CHAT_TTL, "priority": "normal", "collapse_key": format!("clear:{}", room_collapse_key(room)) },
+        "data": { "type": CLEAR_PUSH_TYPE, "room": room.as_str(), "badge": badge.to_string() },
+    })
+}
+
+/// The Web Push of [`clear_apns`]: a service worker closes the notifications
+/// whose `tag` is the room and sets the app badge.
+pub fn clear_webpush(room: &RoomId, badge: u32) -> WebPushMessage {
+    let payload = json!({ "app_badge": badge, "type": CLEAR_PUSH_TYPE, "room": room.as_str() });
+    WebPushMessage {
+        payload: payload.to_string().into_bytes(),
+        ttl_seconds: CHAT_TTL_SECONDS,
+        urgency: Urgency::Normal,
+        topic: Some(web_push_topic(&format!("clear:{}", room.as_str()))),
+    }
+}
+
+/// The silent (data-only) badge update FCM gets for a routed-silent message.
 pub fn badge_update_fcm(badge: u32) -> Value {
     json!({
         // A newer update replaces one still waiting for an offline device.
@@ -442,6 +495,11 @@ pub struct ChatStyle {
     /// room id); without it, Web Push payloads are not declarative and a
     /// service worker shows them.
     pub web_navigate: Option<String>,
+    /// A room's alert replaces the one before it on the device (the app
+    /// coalesces busy rooms): the room is the APNs `apns-collapse-id` and the
+    /// FCM `collapse_key` and `android.notification.tag` (on Web Push it is
+    /// always the `tag` and the `Topic`).
+    pub collapse_by_room: bool,
 }
 
 impl Default for ChatStyle {
@@ -452,6 +510,7 @@ impl Default for ChatStyle {
             icon: None,
             click_action: "push_chatroom".into(),
             web_navigate: None,
+            collapse_by_room: false,
         }
     }
 }
@@ -481,6 +540,31 @@ pub struct Recipient<'a> {
     pub quiet: bool,
     /// Their experiment variant, whose templates replace the title and body.
     pub variant: Option<&'a Variant>,
+    /// `Some`: this alert stands for a busy room's messages held while the
+    /// room alerted them (coalescing): its body counts them.
+    pub summary: Option<&'a Summary>,
+}
+
+/// What the alert that ends a busy room's window says: how many messages the
+/// recipient has not read in the room, and who sent the messages of the
+/// window, the latest first (each once).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Summary {
+    /// The room's unread messages for the recipient.
+    pub count: u32,
+    /// The senders' nicknames, the latest first.
+    pub senders: Vec<String>,
+}
+
+/// The key that makes a room's notifications replace each other on a device:
+/// the room id, or a stable digest of it when it is longer than an
+/// `apns-collapse-id` may be.
+pub fn room_collapse_key(room: &RoomId) -> String {
+    if room.as_str().len() <= MAX_APNS_COLLAPSE_ID_BYTES {
+        room.as_str().to_owned()
+    } else {
+        web_push_topic(room.as_str())
+    }
 }
 
 struct Copy {
@@ -517,6 +601,30 @@ impl Language {
             Self::En => "Someone",
             Self::ZhTw => "有人",
             Self::Ja => "誰か",
+        }
+    }
+
+    /// The body of a busy room's alert: who sent its messages (the latest
+    /// sender, and how many others), how many are unread, and where.
+    fn summary(self, summary: &Summary, room: Option<&str>, cut: usize) -> String {
+        let sender = clip(summary.senders.first().map_or(self.someone(), String::as_str), cut);
+        let others = summary.senders.len().saturating_sub(1);
+        let count = summary.count;
+        match (self, others, room) {
+            (Self::En, 0, Some(room)) => format!("{sender}: {count} new messages in {room}"),
+            (Self::En, 0, None) => format!("{sender}: {count} new messages"),
+            (Self::En, 1, Some(room)) => format!("{sender} and 1 other: {count} new messages in {room}"),
+            (Self::En, 1, None) => format!("{sender} and 1 other: {count} new messages"),
+            (Self::En, _, Some(room)) => format!("{sender} and {others} others: {count} new messages in {room}"),
+            (Self::En, _, None) => format!("{sender} and {others} others: {count} new messages"),
+            (Self::ZhTw, 0, Some(room)) => format!("{sender}:{room} 有 {count} 則新訊息"),
+            (Self::ZhTw, 0, None) => format!("{sender}:{count} 則新訊息"),
+            (Self::ZhTw, _, Some(room)) => format!("{sender} 和其他 {others} 人:{room} 有 {count} 則新訊息"),
+            (Self::ZhTw, _, None) => format!("{sender} 和其他 {others} 人:{count} 則新訊息"),
+            (Self::Ja, 0, Some(room)) => format!("{sender}: {room}に{count}件の新着メッセージ"),
+            (Self::Ja, 0, None) => format!("{sender}: {count}件の新着メッセージ"),
+            (Self::Ja, _, Some(room)) => format!("{sender}ほか{others}人: {room}に{count}件の新着メッセージ"),
+            (Self::Ja, _, None) => format!("{sender}ほか{others}人: {count}件の新着メッセージ"),
         }
     }
 

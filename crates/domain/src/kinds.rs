@@ -51,8 +51,12 @@ text_enum!(
         Chat => "chat",
         /// A legacy PUSH (v1) callback: the message with IMKIT's badge and alert.
         ChatV1 => "chat-v1",
-        /// The silent badge update of a read mark.
+        /// The silent badge update of a read mark (what earlier versions
+        /// sent; read back, it is a [`crate::PushRequest::BadgeUpdate`]).
         Badge => "badge",
+        /// What a client's other devices get when it reads a room: the room
+        /// to clear and the new badge.
+        Clear => "clear",
     }
 );
 

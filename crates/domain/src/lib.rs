@@ -17,8 +17,9 @@ mod routing;
 mod webpush;
 
 pub use chat::{
-    BADGE_PUSH_TYPE, CHAT_PUSH_TYPE, ChatMessage, ChatStyle, GenericCallback, LegacyCallback, MAX_APNS_BYTES,
-    MAX_FCM_BYTES, MAX_RECIPIENTS, MAX_VOIP_BYTES, Recipient, badge_update_apns, badge_update_fcm, has_text_for,
+    BADGE_PUSH_TYPE, CHAT_PUSH_TYPE, CLEAR_PUSH_TYPE, ChatMessage, ChatStyle, GenericCallback, LegacyCallback,
+    MAX_APNS_BYTES, MAX_FCM_BYTES, MAX_RECIPIENTS, MAX_VOIP_BYTES, Recipient, Summary, badge_update_apns,
+    badge_update_fcm, clear_apns, clear_fcm, clear_webpush, has_text_for, room_collapse_key,
 };
 pub use device::{
     DeviceType, Environment, KNOWN_PUSH_SERVICES, Locale, PushToken, TimeZoneName, TokenKind, WebPushEndpoints,

@@ -86,6 +86,8 @@ pub enum Reason {
     EndpointNotAllowed,
     /// A VoIP device gets no badge update (a VoIP push must report a call).
     NoVoipBadgeUpdate,
+    /// A busy room's held alert, not sent: the recipient read the room first.
+    ReadBeforeSent,
     /// Routing decided not to reach the recipient (`client online`, `push
     /// turned off by the client`).
     Routed(String),
@@ -159,6 +161,7 @@ impl Reason {
             Self::UnreadableSubscription,
             Self::EndpointNotAllowed,
             Self::NoVoipBadgeUpdate,
+            Self::ReadBeforeSent,
         ]
         .into_iter()
         .chain(ProviderKind::ALL.iter().map(|provider| Self::ProviderNotConfigured(*provider)))
@@ -272,6 +275,7 @@ impl fmt::Display for Reason {
             Self::UnreadableSubscription => f.write_str("the stored Web Push subscription is unreadable"),
             Self::EndpointNotAllowed => f.write_str("the subscription's endpoint is no longer allowed for this app"),
             Self::NoVoipBadgeUpdate => f.write_str("VoIP devices get no badge updates"),
+            Self::ReadBeforeSent => f.write_str("the room was read before the held alert went out"),
         }
     }
 }
@@ -317,6 +321,7 @@ mod tests {
             Reason::UnreadableSubscription,
             Reason::EndpointNotAllowed,
             Reason::NoVoipBadgeUpdate,
+            Reason::ReadBeforeSent,
             Reason::Routed("client online".into()),
         ];
         for reason in reasons {

@@ -9,7 +9,7 @@
 //! the callback's own fields (a v1 callback's `alert` beside it), a badge
 //! update is `{}`.
 
-use crate::{ChatMessage, CustomPush, ParseError, PushKind};
+use crate::{ChatMessage, CustomPush, ParseError, PushKind, RoomId};
 use serde_json::{Map, Value};
 
 /// The field a v1 callback's `alert` is kept in, beside the message's fields
@@ -31,8 +31,15 @@ pub enum PushRequest {
         /// `alert`, if IMKIT gave one.
         alert: Option<String>,
     },
-    /// The silent badge update after a read mark (the badge is the delivery's).
+    /// A silent badge update (what a read mark sent before clear pushes;
+    /// the badge is the delivery's).
     BadgeUpdate,
+    /// A read mark's push to the client's devices: clear the room's
+    /// notifications (the badge is the delivery's).
+    Clear {
+        /// The room read.
+        room: RoomId,
+    },
 }
 
 impl PushRequest {
@@ -43,6 +50,7 @@ impl PushRequest {
             Self::Chat(_) => PushKind::Chat,
             Self::LegacyChat { .. } => PushKind::ChatV1,
             Self::BadgeUpdate => PushKind::Badge,
+            Self::Clear { .. } => PushKind::Clear,
         }
     }
 
@@ -59,6 +67,7 @@ impl PushRequest {
                 Value::Object(fields).to_string()
             }
             Self::BadgeUpdate => "{}".to_owned(),
+            Self::Clear { room } => serde_json::json!({ "room": room.as_str() }).to_string(),
         }
     }
 
@@ -77,6 +86,14 @@ impl PushRequest {
                 Ok(Self::LegacyChat { message: ChatMessage::parse(&fields)?, alert })
             }
             PushKind::Badge => Ok(Self::BadgeUpdate),
+            PushKind::Clear => {
+                let fields: Map<String, Value> = serde_json::from_str(stored).map_err(unreadable)?;
+                let room = fields
+                    .get("room")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| ParseError::new("a stored clear push names no room"))?;
+                Ok(Self::Clear { room: RoomId::parse(room)? })
+            }
         }
     }
 }
@@ -104,6 +121,7 @@ mod tests {
             PushRequest::LegacyChat { message: message(), alert: Some("Alice: hi".into()) },
             PushRequest::LegacyChat { message: message(), alert: None },
             PushRequest::BadgeUpdate,
+            PushRequest::Clear { room: RoomId::parse("demo-room").expect("a room") },
         ] {
             let stored = request.encode();
             assert_eq!(PushRequest::decode(request.kind(), &stored), Ok(request.clone()), "{stored}");

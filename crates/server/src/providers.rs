@@ -71,6 +71,7 @@ pub fn app_providers(
         icon: app.chat.icon.clone(),
         click_action: app.chat.click_action.clone(),
         web_navigate: app.webpush.as_ref().and_then(|webpush| webpush.navigate.clone()),
+        collapse_by_room: app.coalescing.window_seconds > 0,
     };
     let mut providers = AppProviders::new(max_attempts, chat_style);
     if let Some(apns) = &app.apns {

@@ -124,5 +124,9 @@ fn claimed_delivery(
         attempts: u32::try_from(number("attempts").unwrap_or_default()).unwrap_or(u32::MAX),
         mode: text(fields, "mode").map(|raw| DeliveryMode::parse(&raw)).transpose().map_err(|_| corrupt("mode"))?,
         variant: text(fields, "variant"),
+        summary: text(fields, "summary")
+            .map(|raw| serde_json::from_str(&raw))
+            .transpose()
+            .map_err(|_| corrupt("summary"))?,
     })
 }

@@ -4,13 +4,13 @@
 //! use `assert!`, so a failure points at the broken expectation.
 
 use crate::{
-    ApiKeyKind, BadgePlan, CallbackKey, ClientPrefs, DeliveryStatus, DeliveryUpdate, ExperimentPlan, NewDevice,
-    NewPush, RoutingPlan, SourceChange, Store, StoredApiKey,
+    ApiKeyKind, BadgePlan, CallbackKey, ClientPrefs, Coalescing, DeliveryStatus, DeliveryUpdate, ExperimentPlan,
+    NewDevice, NewPush, RoutingPlan, SourceChange, Store, StoredApiKey,
 };
 use pushgate_domain::{
     AppId, BadgeSource, ChatMessage, ClientId, CustomPush, DeliveryMode, DeviceId, DeviceType, Environment, Experiment,
     ExperimentId, Locale, OnlinePolicy, PushId, PushRequest, PushToken, QuietHours, Reason, RoomId, RoomNotify,
-    TimeZoneName,
+    Summary, TimeZoneName,
 };
 use std::sync::Arc;
 
@@ -61,6 +61,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     housekeeping_forgets_old_finished_pushes_and_callbacks_only(&*store).await;
     routed_pushes_record_each_clients_route(&*store).await;
     experiments_count_per_variant_and_opens(&*store).await;
+    a_busy_rooms_alerts_are_held_and_end_as_one_per_window(&*store).await;
     an_app_keeps_one_generated_key_whoever_generates_it(Arc::clone(&store)).await;
     concurrent_subscribes_of_one_token_leave_exactly_one_holder(store).await;
 }
@@ -193,6 +194,118 @@ async fn routed_pushes_record_each_clients_route(store: &dyn Store) {
     let without_muted = store.badge(&app, &muted, false, now).await.expect("badge");
     assert_eq!((without_muted.total, without_muted.rooms.get("r")), (0, Some(&1)));
     assert_eq!(store.badge(&app, &client("on"), false, now).await.expect("badge").total, 1, "that mute ran out");
+}
+
+/// Coalescing, on one room: the first message alerts, the next ones in its
+/// window are held (a newer one merging the one before), a mention and a
+/// VoIP device are never held, the window's end (even one that passed while
+/// nothing ran) sends the latest with the run's count and senders, and a
+/// read cancels what is held.
+async fn a_busy_rooms_alerts_are_held_and_end_as_one_per_window(store: &dyn Store) {
+    let app = parse(AppId::parse("coal"));
+    let room = parse(RoomId::parse("busy"));
+    for (kind, id, client, token) in [
+        (DeviceType::Ios, "iphone", "alice", APNS_TOKEN_A),
+        (DeviceType::IosVoip, "voip", "alice", APNS_TOKEN_B),
+        (DeviceType::Fcm, "pixel-a", "alice", "fcm-coal-alice"),
+        (DeviceType::Fcm, "pixel-b", "bob", "fcm-coal-bob"),
+    ] {
+        store.upsert_device(&device("coal", kind, id, client, token, 1)).await.expect("device");
+    }
+    let t0 = 1_000_000;
+    let message = |name: &str, sender: &str, at: i64| {
+        callback_push("coal", name, name, &["alice", "bob"], "busy", t0 + at)
+            .with_routing(RoutingPlan { room: room.clone(), online: OnlinePolicy::Silent })
+            .with_coalescing(Coalescing { window_ms: 10_000, sender: Some(sender.to_owned()) })
+    };
+    let statuses = async |name: &str| {
+        let view = store.push_view(&app, &push_id(name)).await.expect("view").expect("exists");
+        let mut statuses: Vec<_> = view
+            .deliveries
+            .iter()
+            .map(|d| (format!("{}/{}", d.client_id, d.device_id.as_deref().unwrap_or("-")), d.status, d.carried_by))
+            .collect();
+        statuses.sort_by(|a, b| a.0.cmp(&b.0));
+        statuses
+    };
+    let claim = async |at: i64, names: &[&str]| {
+        let ids: Vec<_> = names.iter().map(|name| push_id(name)).collect();
+        let mut claimed: Vec<_> = store
+            .claim_due_deliveries(t0 + at, 1000, 60_000)
+            .await
+            .expect("claim")
+            .into_iter()
+            .filter(|d| ids.contains(&d.push_id()))
+            .map(|d| (format!("{}/{}", d.client_id, d.device_id), d.summary))
+            .collect();
+        claimed.sort_by(|a, b| a.0.cmp(&b.0));
+        claimed
+    };
+    use DeliveryStatus::{Coalesced, Held, Queued, Skipped};
+    store.accept_push(&message("m1", "Dan", 0)).await.expect("m1");
+    let all_queued = |carried| {
+        ["alice/iphone", "alice/pixel-a", "alice/voip", "bob/pixel-b"]
+            .map(|device| (device.to_owned(), Queued, carried))
+    };
+    assert_eq!(statuses("m1").await, all_queued(None), "a quiet room's first message alerts at once");
+    store
+        .accept_push(&message("m2", "Bob", 1_000).with_mentions(vec![parse(ClientId::parse("bob"))]))
+        .await
+        .expect("m2");
+    let m2 = statuses("m2").await;
+    assert_eq!(
+        m2.iter().map(|(device, status, _)| (device.as_str(), *status)).collect::<Vec<_>>(),
+        [("alice/iphone", Held), ("alice/pixel-a", Held), ("alice/voip", Queued), ("bob/pixel-b", Queued)],
+        "held in the window, but never a VoIP push nor a mention"
+    );
+    store.accept_push(&message("m3", "Carol", 2_000)).await.expect("m3");
+    assert_eq!(statuses("m2").await[0], ("alice/iphone".into(), Coalesced, Some(push_id("m3"))), "merged");
+    assert_eq!(claim(9_999, &["m3"]).await, [("alice/voip".to_owned(), None)], "held: not due before the window ends");
+    // The window's end passed while nothing ran: a message then still joins it.
+    store.accept_push(&message("m4", "Carol", 15_000)).await.expect("m4");
+    assert_eq!(statuses("m2").await[0].2, Some(push_id("m4")), "the last of the run carries the merged ones");
+    assert_eq!(store.queue_depth().await.expect("depth").held, 3);
+    let summary =
+        |count, senders: &[&str]| Some(Summary { count, senders: senders.iter().map(|s| s.to_string()).collect() });
+    assert_eq!(
+        claim(15_000, &["m3", "m4"]).await,
+        [
+            ("alice/iphone".to_owned(), summary(4, &["Carol", "Bob", "Dan"])),
+            ("alice/pixel-a".to_owned(), summary(4, &["Carol", "Bob", "Dan"])),
+            ("alice/voip".to_owned(), None),
+            ("bob/pixel-b".to_owned(), summary(4, &["Carol", "Dan"])),
+        ],
+        "one alert for the run: the room's 4 unreads, the latest sender first"
+    );
+    // A new window opened at the end: the next message is held, and a read cancels it.
+    store.accept_push(&message("m5", "Dan", 16_000)).await.expect("m5");
+    store.mark_room_read(&app, &parse(ClientId::parse("alice")), &room, t0 + 17_000).await.expect("read");
+    let read = Some(Reason::ReadBeforeSent);
+    let view = store.push_view(&app, &push_id("m5")).await.expect("view").expect("exists");
+    let alice: Vec<_> =
+        view.deliveries.iter().filter(|d| d.client_id == "alice" && d.device_id.as_deref() != Some("voip")).collect();
+    assert!(alice.iter().all(|d| d.status == Skipped && d.reason == read), "{alice:?}");
+    store.accept_push(&message("m6", "Dan", 18_000)).await.expect("m6");
+    let m6 = statuses("m6").await;
+    assert_eq!(m6[0], ("alice/iphone".into(), Queued, None), "after a read the room alerts at once");
+    assert_eq!(m6[3], ("bob/pixel-b".into(), Held, None));
+    // A read through the fan-out (a clear push) ends bob's window too, and
+    // leaves the device it was made on out.
+    let clear = NewPush::new(
+        push_id("clear"),
+        app.clone(),
+        PushRequest::Clear { room: room.clone() },
+        vec![parse(ClientId::parse("bob"))],
+        t0 + 19_000,
+        t0 + 100_000,
+    )
+    .with_badge(BadgePlan::ClearRoom(room.clone()), true)
+    .except_device(parse(DeviceId::parse("pixel-b")));
+    store.accept_push(&clear).await.expect("clear");
+    assert_eq!(statuses("m6").await[3].1, Skipped);
+    assert!(statuses("clear").await.iter().all(|(device, _, _)| device == "bob/-"), "the reading device gets none");
+    assert_eq!(store.queue_depth().await.expect("depth").held, 0);
+    assert_eq!(store.next_due_at().await.expect("due").map(|due| due > t0 + 19_000), Some(false), "no window left due");
 }
 
 async fn experiments_count_per_variant_and_opens(store: &dyn Store) {

@@ -8,10 +8,10 @@
 //! devices (one delivery each) or, for a recipient without devices, stores as
 //! one skipped delivery.
 
-use crate::{BadgePlan, DeliveryStatus, ExperimentPlan, FanOut, RoutingPlan, StoreError};
+use crate::{BadgePlan, Coalescing, DeliveryStatus, ExperimentPlan, FanOut, RoutingPlan, StoreError};
 use pushgate_domain::{
-    AppId, ClientId, DeliveryMode, ExperimentId, OnlinePolicy, PushId, QuietHours, Reason, RecipientState, RoomId,
-    RoomNotify, Route, TimeZoneName, route,
+    AppId, ClientId, DeliveryMode, DeviceId, ExperimentId, OnlinePolicy, PushId, QuietHours, Reason, RecipientState,
+    RoomId, RoomNotify, Route, TimeZoneName, route,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
@@ -125,21 +125,126 @@ pub struct RecipientPlan<'a> {
     pub experiment: Option<&'a str>,
     /// The recipient's variant.
     pub variant: Option<&'a str>,
+    /// Coalescing: whether the recipient's alert goes now and opens its
+    /// room's window, or is held until the window's end; its window as it
+    /// is after this push.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub window: Option<WindowChange>,
+}
+
+/// What is known of a recipient's coalescing window in a room when a
+/// message arrives (`None` when it has none).
+///
+/// A window's end (each backend's `end_windows`, in SQL) queues the message
+/// it holds with a summary ([`pushgate_domain::Summary`]) that counts the
+/// room's unreads for the recipient when they are counted (the built-in
+/// badge) or else the run's messages, whichever is more, and names the
+/// run's senders; a new window opens, and the run goes on until a window
+/// ends with nothing held or the room is read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct Window {
+    /// The room's messages are held until then.
+    pub until: i64,
+    /// Messages since the run of windows began (the alert that opened the
+    /// first, and every one held since): what the window's alert counts
+    /// when the room's unreads are not counted.
+    pub count: u32,
+    /// Their senders, the latest first, each once.
+    pub senders: Vec<String>,
+    /// Whether it holds a message (one whose end has not been sent yet,
+    /// though its time may have passed while no worker ran).
+    pub holding: bool,
+}
+
+/// Most senders a window keeps (the alert names the latest and counts the others).
+const MAX_WINDOW_SENDERS: usize = 20;
+
+/// Whether a recipient's alert of a message goes now or waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WindowStep {
+    /// The alert goes now and opens a window.
+    Open,
+    /// The message is held until the window's end.
+    Hold,
+}
+
+/// A recipient's coalescing window after a message: the backend writes it
+/// (`coalescing`) and holds the recipient's deliveries when it is `Hold`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WindowChange {
+    /// What the message does.
+    pub window: WindowStep,
+    /// The window's end.
+    pub until: i64,
+    /// Messages since the run of windows began, this one included.
+    pub count: u32,
+    /// Their senders, the latest first.
+    pub senders: Vec<String>,
+}
+
+impl WindowChange {
+    /// Whether the recipient's deliveries are held.
+    pub fn holds(&self) -> bool {
+        self.window == WindowStep::Hold
+    }
+}
+
+/// The window a recipient's alert of `fan_out`'s message leaves it in, given
+/// its window so far (`None`: none, or one that has ended), or `None` when the
+/// message is not coalesced for it (a mention, a routed-silent or skipped
+/// recipient, an app that does not coalesce). A message outside any window
+/// alerts at once: coalescing never delays the first message of a quiet room.
+fn window_change(
+    fan_out: &FanOut,
+    client: &ClientId,
+    alerted: bool,
+    now_ms: i64,
+    window: Option<Window>,
+) -> Option<WindowChange> {
+    let coalescing = fan_out.coalescing.as_ref()?;
+    if !alerted || fan_out.mentions.contains(client) {
+        return None;
+    }
+    let sender = coalescing.sender.clone().into_iter();
+    // A window whose end is past but not yet sent still takes the message:
+    // its end, due at once, sends it with the ones held before.
+    Some(match window.filter(|window| window.until > now_ms || window.holding) {
+        None => WindowChange {
+            window: WindowStep::Open,
+            until: now_ms.saturating_add(coalescing.window_ms),
+            count: 1,
+            senders: sender.collect(),
+        },
+        Some(window) => {
+            let previous = window.senders.into_iter().filter(|name| Some(name) != coalescing.sender.as_ref());
+            WindowChange {
+                window: WindowStep::Hold,
+                until: window.until,
+                count: window.count.saturating_add(1),
+                senders: sender.chain(previous).take(MAX_WINDOW_SENDERS).collect(),
+            }
+        }
+    })
 }
 
 /// Decides each recipient's plan, in the order of `clients` (from
 /// [`recipients`]): `totals`, the badge totals read after the counter change
-/// (when the badge plan carries them), and `states`, the routing state of
-/// each (when the push is routed). Precedence: a push skipped as a whole
-/// (`skip_all`) wins over routing; a routing skip wins over delivery.
+/// (when the badge plan carries them), `states`, the routing state of each
+/// (when the push is routed), and `windows`, each one's coalescing window in
+/// the room (when the push coalesces). Precedence: a push skipped as a whole
+/// (`skip_all`) wins over routing; a routing skip wins over delivery; only a
+/// recipient alerted (not mentioned) is coalesced.
 pub fn plan_recipients<'a>(
     push: &'a Journaled,
     clients: &[&'a ClientId],
     totals: Option<Vec<i64>>,
     states: Option<Vec<RecipientState>>,
+    windows: Option<Vec<Option<Window>>>,
 ) -> Vec<RecipientPlan<'a>> {
     let mut totals = totals.map(Vec::into_iter);
     let mut states = states.map(Vec::into_iter);
+    let mut windows = windows.map(Vec::into_iter);
     let fan_out = &push.fan_out;
     let experiment = fan_out.experiment.as_ref();
     let skip_all = fan_out.skip_all.as_ref().map(ToString::to_string);
@@ -160,6 +265,9 @@ pub fn plan_recipients<'a>(
                 (None, _) => (DeliveryStatus::Queued, None),
             };
             let variant = experiment.and_then(|experiment| experiment.variants.get(*client));
+            let alerted = status == DeliveryStatus::Queued
+                && route.is_none_or(|route| matches!(route, Route::Alert | Route::Quiet));
+            let window = windows.as_mut().and_then(Iterator::next).flatten();
             RecipientPlan {
                 client: client.as_str(),
                 badge: fan_out.badge.badge(total),
@@ -169,9 +277,17 @@ pub fn plan_recipients<'a>(
                 route_reason: route.and_then(Route::reason),
                 experiment: variant.and(experiment).map(|experiment| experiment.id.as_str()),
                 variant: variant.map(String::as_str),
+                window: window_change(fan_out, client, alerted, push.now_ms, window),
             }
         })
         .collect()
+}
+
+/// The windows of `clients` (a JSON array a backend's read answers in their
+/// order: per client `[until, count, senders, holding]`, or null when it has none).
+pub fn windows(json: &str) -> Result<Vec<Option<Window>>, StoreError> {
+    // A struct reads from an array of its fields, in order.
+    serde_json::from_str(json).map_err(|error| StoreError::Corrupt(format!("coalescing windows: {error}")))
 }
 
 /// The routing state of each recipient, from the JSON array a backend's
@@ -225,6 +341,10 @@ struct JournalEntry {
     experiment: Option<(String, HashMap<String, String>)>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     mentions: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    coalescing: Option<(i64, Option<String>)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    except_device: Option<String>,
 }
 
 /// The journal text of a push: what its fan-out will need.
@@ -252,6 +372,8 @@ pub fn journal_entry(fan_out: &FanOut) -> String {
             (experiment.id.as_str().to_owned(), variants)
         }),
         mentions: fan_out.mentions.iter().map(|client| client.as_str().to_owned()).collect(),
+        coalescing: fan_out.coalescing.as_ref().map(|coalescing| (coalescing.window_ms, coalescing.sender.clone())),
+        except_device: fan_out.except_device.as_ref().map(|device| device.as_str().to_owned()),
     };
     serde_json::to_string(&entry).unwrap_or_else(|_| unreachable!("a journal entry is plain JSON"))
 }
@@ -287,6 +409,11 @@ pub fn read_journal_entry(entry: &str) -> Result<FanOut, StoreError> {
             .iter()
             .map(|client| ClientId::parse(client).map_err(|_| corrupt("mention")))
             .collect::<Result<_, _>>()?,
+        coalescing: entry.coalescing.map(|(window_ms, sender)| Coalescing { window_ms, sender }),
+        except_device: entry
+            .except_device
+            .map(|device| DeviceId::parse(&device).map_err(|_| corrupt("except_device")))
+            .transpose()?,
         experiment: match entry.experiment {
             Some((id, variants)) => Some(ExperimentPlan {
                 id: ExperimentId::parse(&id).map_err(|_| corrupt("experiment"))?,
@@ -324,6 +451,8 @@ mod tests {
                 routing,
                 experiment: None,
                 mentions: vec![client("alice")],
+                coalescing: None,
+                except_device: None,
             },
         }
     }
@@ -344,6 +473,8 @@ mod tests {
         );
         original.fan_out.skip_all = Some(Reason::ExpiredAtAccept);
         original.fan_out.experiment = experiment(HashMap::from([(client("bob"), "A".to_owned())]));
+        original.fan_out.coalescing = Some(Coalescing { window_ms: 10_000, sender: Some("Alice".into()) });
+        original.fan_out.except_device = Some(DeviceId::parse("laptop").expect("a device id"));
         let read_back = read_journal_entry(&journal_entry(&original.fan_out)).expect("reads back");
         assert_eq!(read_back.clients, vec![client("alice"), client("bob")], "each client once");
         assert_eq!(FanOut { clients: original.fan_out.clients.clone(), ..read_back }, original.fan_out);
@@ -368,8 +499,13 @@ mod tests {
         );
         push.fan_out.experiment = experiment(HashMap::from([(client("alice"), "B".to_owned())]));
         let clients = recipients(&push.fan_out);
-        let plans =
-            plan_recipients(&push, &clients, Some(vec![3, 7]), Some(vec![state(true, false), state(false, true)]));
+        let plans = plan_recipients(
+            &push,
+            &clients,
+            Some(vec![3, 7]),
+            Some(vec![state(true, false), state(false, true)]),
+            None,
+        );
         assert_eq!(
             plans,
             vec![
@@ -382,6 +518,7 @@ mod tests {
                     route_reason: Some("client online"),
                     experiment: Some("e1"),
                     variant: Some("B"),
+                    window: None,
                 },
                 RecipientPlan {
                     client: "bob",
@@ -392,6 +529,7 @@ mod tests {
                     route_reason: Some("push turned off by the client"),
                     experiment: None,
                     variant: None,
+                    window: None,
                 },
             ]
         );
@@ -402,9 +540,66 @@ mod tests {
         let mut push = push(BadgePlan::Given(4), None);
         push.fan_out.skip_all = Some(Reason::ExpiredAtAccept);
         let clients = recipients(&push.fan_out);
-        let plans = plan_recipients(&push, &clients, None, None);
+        let plans = plan_recipients(&push, &clients, None, None, None);
         assert!(plans.iter().all(|plan| plan.status == "skipped"
             && plan.reason.as_deref() == Some("expired before it was accepted")
             && plan.badge == Some(4)));
+    }
+
+    #[test]
+    fn a_quiet_rooms_message_alerts_and_opens_a_window_and_the_next_ones_are_held_except_mentions() {
+        let room = RoomId::parse("r").expect("a room");
+        let mut push =
+            push(BadgePlan::CountUnread(room.clone()), Some(RoutingPlan { room, online: OnlinePolicy::Silent }));
+        push.now_ms = 5_000;
+        push.fan_out.coalescing = Some(Coalescing { window_ms: 10_000, sender: Some("Carol".into()) });
+        let clients = recipients(&push.fan_out); // alice (mentioned), bob
+        let window = |until: i64, holding: bool| Window {
+            until,
+            count: 3,
+            senders: vec!["Dave".into(), "Carol".into()],
+            holding,
+        };
+        let plan = |alice: Option<Window>, bob: Option<Window>, states: Vec<RecipientState>| {
+            plan_recipients(&push, &clients, None, Some(states), Some(vec![alice, bob]))
+                .into_iter()
+                .map(|plan| plan.window)
+                .collect::<Vec<_>>()
+        };
+        let alerted = || vec![state(false, false), state(false, false)];
+        // No window, or one that ended with nothing held: the alert goes now.
+        for bob in [None, Some(window(5_000, false))] {
+            let windows = plan(None, bob, alerted());
+            assert_eq!(windows[0], None, "a mention is never held, nor opens a window");
+            assert_eq!(
+                windows[1],
+                Some(WindowChange { window: WindowStep::Open, until: 15_000, count: 1, senders: vec!["Carol".into()] })
+            );
+        }
+        // A live window, or one past its end whose held message is not sent yet: held.
+        for bob in [window(9_000, false), window(4_000, true)] {
+            let until = bob.until;
+            let windows = plan(Some(window(9_000, true)), Some(bob), alerted());
+            assert_eq!(windows[0], None, "a mention in a busy room alerts at once");
+            assert_eq!(
+                windows[1],
+                Some(WindowChange {
+                    window: WindowStep::Hold,
+                    until,
+                    count: 4,
+                    senders: vec!["Carol".into(), "Dave".into()],
+                }),
+                "the latest sender first, each once"
+            );
+        }
+        // A recipient routed silent (online) gets its badge update at once.
+        let windows = plan(None, Some(window(9_000, false)), vec![state(false, false), state(true, false)]);
+        assert_eq!(windows[1], None);
+        // Without coalescing, nothing changes.
+        let mut off = push.clone();
+        off.fan_out.coalescing = None;
+        let plans =
+            plan_recipients(&off, &clients, None, Some(alerted()), Some(vec![None, Some(window(9_000, false))]));
+        assert!(plans.iter().all(|plan| plan.window.is_none()));
     }
 }

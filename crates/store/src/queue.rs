@@ -5,7 +5,7 @@ use crate::StoreError;
 use async_trait::async_trait;
 use pushgate_domain::{
     AppId, ClientId, DeliveryMode, DeviceId, DeviceType, Environment, Experiment, ExperimentId, Locale, OnlinePolicy,
-    PushId, PushRequest, PushToken, Reason, RoomId, Variant,
+    PushId, PushRequest, PushToken, Reason, RoomId, Summary, Variant,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -63,8 +63,22 @@ impl NewPush {
                 routing: None,
                 experiment: None,
                 mentions: Vec::new(),
+                coalescing: None,
+                except_device: None,
             },
         }
+    }
+
+    /// Coalesces the recipients' alerts in busy rooms (a routed push).
+    pub fn with_coalescing(mut self, coalescing: Coalescing) -> Self {
+        self.fan_out.coalescing = Some(coalescing);
+        self
+    }
+
+    /// Leaves out the clients' device `device` (the one a read was made on).
+    pub fn except_device(mut self, device: DeviceId) -> Self {
+        self.fan_out.except_device = Some(device);
+        self
     }
 
     /// Answers `callback`: a repeat of it is answered with this push.
@@ -125,8 +139,23 @@ pub struct FanOut {
     /// `Some`: each client's variant of the push's experiment.
     pub experiment: Option<ExperimentPlan>,
     /// The clients the message mentions (a mention alerts in a room set to
-    /// mentions only).
+    /// mentions only, and is never held by coalescing).
     pub mentions: Vec<ClientId>,
+    /// `Some`: the app coalesces a busy room's alerts (a routed chat push).
+    pub coalescing: Option<Coalescing>,
+    /// A device of the clients that gets nothing (the one a read was made on).
+    pub except_device: Option<DeviceId>,
+}
+
+/// How a chat push's alerts are coalesced: for each recipient, a message in
+/// the window its room's last alert opened is held, and the window's end
+/// sends one alert for the held ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Coalescing {
+    /// The app's window, ms.
+    pub window_ms: i64,
+    /// The message's sender, for the window's alert ("Alice and 2 others").
+    pub sender: Option<String>,
 }
 
 /// How to route the clients of a chat push.
@@ -188,6 +217,8 @@ pub struct QueueDepth {
     pub queued: u64,
     /// Deliveries waiting for another attempt.
     pub retrying: u64,
+    /// Deliveries held until their room's coalescing window ends.
+    pub held: u64,
 }
 
 /// Which delivery a claim handed out, to record its outcome against. Opaque
@@ -250,6 +281,9 @@ pub struct ClaimedDelivery {
     pub variant: Option<String>,
     /// Attempts made before this one.
     pub attempts: u32,
+    /// `Some`: the alert that ends a busy room's window, standing for the
+    /// messages held in it.
+    pub summary: Option<Summary>,
 }
 
 /// A claimed push, as its deliveries need it.
@@ -294,6 +328,11 @@ pub enum DeliveryStatus {
     Pruned,
     /// Never attempted: the reason says why (no device, expired, no provider).
     Skipped,
+    /// Held until its room's coalescing window ends (a newer message of the
+    /// room may take its place).
+    Held,
+    /// Merged into a newer message's alert (`carried_by`).
+    Coalesced,
 }
 
 impl DeliveryStatus {
@@ -306,14 +345,25 @@ impl DeliveryStatus {
             Self::Failed => "failed",
             Self::Pruned => "pruned",
             Self::Skipped => "skipped",
+            Self::Held => "held",
+            Self::Coalesced => "coalesced",
         }
     }
 
     /// Parses a stored name.
     pub fn parse(raw: &str) -> Option<Self> {
-        [Self::Queued, Self::Retrying, Self::Delivered, Self::Failed, Self::Pruned, Self::Skipped]
-            .into_iter()
-            .find(|status| status.as_str() == raw)
+        [
+            Self::Queued,
+            Self::Retrying,
+            Self::Delivered,
+            Self::Failed,
+            Self::Pruned,
+            Self::Skipped,
+            Self::Held,
+            Self::Coalesced,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == raw)
     }
 }
 
@@ -352,6 +402,8 @@ pub struct DeliveryView {
     pub variant: Option<String>,
     /// Why, when not delivered.
     pub reason: Option<Reason>,
+    /// For a coalesced delivery, the push whose alert carried it.
+    pub carried_by: Option<PushId>,
     /// Attempts made.
     pub attempts: u32,
     /// When it is due again, for queued and retrying.

@@ -33,7 +33,8 @@ fn locale(tag: &str) -> Locale {
     Locale::parse(tag).expect("a locale")
 }
 
-const RECIPIENT: Recipient<'static> = Recipient { badge: Some(3), locale: None, quiet: false, variant: None };
+const RECIPIENT: Recipient<'static> =
+    Recipient { badge: Some(3), locale: None, quiet: false, variant: None, summary: None };
 
 #[test]
 fn the_seed_callback_parses_with_its_recipients_and_keeps_unknown_fields_out_of_the_callback_ones() {
@@ -391,4 +392,61 @@ fn an_experiment_variant_replaces_the_copy_and_drops_the_visible_loc_key() {
     let with_template =
         secret.to_apns(&ChatStyle::default(), &Recipient { variant: Some(&title_only), ..RECIPIENT }, None);
     assert!(!String::from_utf8(with_template.payload).expect("utf-8").contains("TOP-SECRET"));
+}
+
+#[test]
+fn a_busy_rooms_alert_counts_its_messages_in_the_recipients_language_and_replaces_the_rooms_last() {
+    let message = GenericCallback::parse(&seed_callback()).expect("parses").message;
+    let style = ChatStyle { collapse_by_room: true, ..ChatStyle::default() };
+    let summary = Summary { count: 5, senders: vec!["Alice".into(), "Bob".into(), "Carol".into()] };
+    let (en, ja, zh) = (locale("en"), locale("ja"), locale("zh-TW"));
+    let recipient = |locale| Recipient { badge: Some(7), locale: Some(locale), summary: Some(&summary), ..RECIPIENT };
+    let push = message.to_apns(&style, &recipient(&en), None);
+    assert_eq!(
+        apns_json(&push)["aps"],
+        json!({ "alert": { "title": "Demo Room", "body": "Alice and 2 others: 5 new messages in Demo Room" },
+                "badge": 7, "sound": "default", "thread-id": "demo-room" }),
+        "no loc-key: the app's strings would replace the count"
+    );
+    assert_eq!(push.collapse_id.as_deref(), Some("demo-room"), "it replaces the room's last alert");
+    let body = |locale| message.to_fcm(&style, &recipient(locale), None)["notification"]["body"].clone();
+    assert_eq!(body(&ja), "Aliceほか2人: Demo Roomに5件の新着メッセージ");
+    assert_eq!(body(&zh), "Alice 和其他 2 人:Demo Room 有 5 則新訊息");
+    let fcm = message.to_fcm(&style, &recipient(&en), None);
+    assert_eq!(
+        (fcm["android"]["collapse_key"].clone(), fcm["android"]["notification"]["tag"].clone()),
+        (json!("demo-room"), json!("demo-room"))
+    );
+    let data: Value = serde_json::from_str(fcm["data"]["payload"].as_str().expect("the message")).expect("JSON");
+    assert_eq!(data["_id"], "5dd51a4f21841443cfd3090d", "the latest message's fields, so the app opens the room");
+    let one = Summary { count: 2, senders: vec!["Alice".into()] };
+    let alone = message.to_webpush(&style, &Recipient { summary: Some(&one), ..RECIPIENT }, None);
+    let web: Value = serde_json::from_slice(&alone.payload).expect("JSON");
+    assert_eq!(web["notification"]["body"], "Alice: 2 new messages in Demo Room", "{web}");
+    assert_eq!(alone.topic.as_deref(), Some("demo-room"));
+    let plain = message.to_apns(&ChatStyle::default(), &RECIPIENT, None);
+    assert_eq!(plain.collapse_id, None, "without coalescing, every message stays on the device");
+}
+
+#[test]
+fn a_rooms_clear_push_carries_the_room_and_the_badge_on_every_platform() {
+    let room = RoomId::parse("demo-room").expect("a room");
+    let apns = clear_apns(&room, 4);
+    assert!(
+        apns.power_aware && !apns.silent,
+        "priority 5, push type alert: the badge is applied, never throttled away"
+    );
+    assert_eq!(
+        apns_json(&apns),
+        json!({ "aps": { "badge": 4, "content-available": 1 }, "type": "clear", "room": "demo-room" })
+    );
+    let fcm = clear_fcm(&room, 4);
+    assert_eq!(fcm["data"], json!({ "type": "clear", "room": "demo-room", "badge": "4" }));
+    assert!(fcm.get("notification").is_none());
+    assert_eq!(fcm["android"]["priority"], "normal");
+    let web = clear_webpush(&room, 4);
+    let payload: Value = serde_json::from_slice(&web.payload).expect("JSON");
+    assert_eq!(payload, json!({ "app_badge": 4, "type": "clear", "room": "demo-room" }));
+    let long = RoomId::parse(&"r".repeat(100)).expect("a room");
+    assert_eq!(room_collapse_key(&long).len(), 32, "an apns-collapse-id is at most 64 bytes");
 }

@@ -148,7 +148,23 @@ pub struct AppConfig {
     /// How chat pushes are routed per recipient, and badge rules.
     #[serde(default)]
     pub routing: RoutingConfig,
+    /// Storm control: a busy room alerts once per window per recipient.
+    #[serde(default)]
+    pub coalescing: CoalescingConfig,
 }
+
+/// `[apps.coalescing]`: a busy room's alerts, coalesced per recipient.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CoalescingConfig {
+    /// After a room alerts a recipient, its messages for this long are held
+    /// and go out as one alert at the window's end ("5 new messages"); 0 (the
+    /// default) is off: every message alerts.
+    pub window_seconds: u32,
+}
+
+/// Longest coalescing window: past it, a busy room's badge and text lag too long.
+pub const MAX_COALESCING_WINDOW_SECONDS: u32 = 300;
 
 /// `[apps.routing]`: per-recipient routing of chat pushes from v2 callbacks.
 #[derive(Debug, Clone, Deserialize)]

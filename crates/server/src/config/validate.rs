@@ -74,6 +74,11 @@ impl Config {
             if let Err(error) = pushgate_domain::OnlinePolicy::parse(&app.routing.online) {
                 problems.push(format!("{at}.routing.online: {error}"));
             }
+            if app.coalescing.window_seconds > MAX_COALESCING_WINDOW_SECONDS {
+                problems.push(format!(
+                    "{at}.coalescing.window_seconds: at most {MAX_COALESCING_WINDOW_SECONDS} (0 turns coalescing off)"
+                ));
+            }
             match pushgate_domain::Locale::parse(&app.chat.locale) {
                 Ok(locale) if pushgate_domain::has_text_for(&locale) => {}
                 _ => problems.push(format!("{at}.chat.locale: must be en, zh-TW or ja")),

@@ -51,6 +51,7 @@ pub(super) fn configured_apps(config: &Config, store: &Arc<dyn Store>) -> anyhow
             // Validated with the configuration.
             online_policy: OnlinePolicy::parse(&app.routing.online).unwrap_or_default(),
             count_muted_rooms: app.routing.count_muted_rooms,
+            coalescing_window_ms: i64::from(app.coalescing.window_seconds) * 1000,
             webpush_endpoints: app.webpush.as_ref().map(WebPushConfig::endpoints).unwrap_or_default(),
             vapid_public_key: app.webpush.as_ref().map(crate::providers::configured_vapid_public_key).transpose()?,
             client_auth: app

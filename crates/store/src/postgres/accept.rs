@@ -5,7 +5,7 @@
 use super::{FAN_OUT_LOCK, PgStore};
 use crate::plan::{self, CounterChange, FAN_OUT_PUSHES, FAN_OUT_RECIPIENTS, Journaled, SEND_SIZE};
 use crate::{RoutingPlan, StoreError};
-use pushgate_domain::RecipientState;
+use pushgate_domain::{DeviceId, Reason, RecipientState, RoomId};
 use sqlx::Row as _;
 use sqlx::postgres::PgConnection;
 use tracing::Instrument as _;
@@ -75,8 +75,20 @@ async fn fan_out_push(connection: &mut PgConnection, push: &Journaled) -> Result
         Some(routing) => Some(routing_states(connection, push, &clients_json, routing).await?),
         None => None,
     };
-    let plans = plan::plan_recipients(push, &clients, totals, states);
+    let room = push.fan_out.routing.as_ref().map(|routing| &routing.room);
+    let windows = match (&push.fan_out.coalescing, room) {
+        (Some(_), Some(room)) => Some(coalescing_windows(connection, push, &clients_json, room).await?),
+        _ => None,
+    };
+    let plans = plan::plan_recipients(push, &clients, totals, states, windows);
+    let holds = plans.iter().any(|plan| plan.window.as_ref().is_some_and(plan::WindowChange::holds));
+    let windowed = plans.iter().any(|plan| plan.window.is_some());
     let plans = serde_json::to_string(&plans).map_err(|error| StoreError::Corrupt(format!("accept plan: {error}")))?;
+    let push_id = push.push_id.to_string();
+    let except = push.fan_out.except_device.as_ref().map(DeviceId::as_str);
+    if let (true, Some(room)) = (holds, room) {
+        hold(connection, push, &push_id, room, &plans).await?;
+    }
     sqlx::query(
         "INSERT INTO sends (push_id, app_id, experiment_id, deliveries, queued, pending, next_attempt_at_ms, \
                             updated_at_ms) \
@@ -94,6 +106,8 @@ async fn fan_out_push(connection: &mut PgConnection, push: &Journaled) -> Result
                CROSS JOIN LATERAL (SELECT * FROM devices \
                                    WHERE app_id = $4 AND client_id = j.value ->> 'client' OFFSET 0) d \
                LEFT JOIN client_prefs p ON p.app_id = d.app_id AND p.client_id = d.client_id \
+               WHERE d.device_id IS DISTINCT FROM $8 \
+                 AND NOT (j.value ->> 'window' IS NOT DISTINCT FROM 'hold' AND d.device_type <> 'ios-voip') \
                UNION ALL \
                SELECT 1, j.key, NULL, NULL, 0, \
                       jsonb_build_object('client_id', j.value -> 'client', 'badge', j.value -> 'badge', \
@@ -105,16 +119,179 @@ async fn fan_out_push(connection: &mut PgConnection, push: &Journaled) -> Result
            ) numbered \
          ) chunked GROUP BY chunk",
     )
-    .bind(push.push_id.to_string())
+    .bind(&push_id)
     .bind(push.now_ms)
     .bind(&plans)
     .bind(push.app_id.as_str())
     .bind(push.fan_out.experiment.as_ref().map(|experiment| experiment.id.as_str()))
     .bind(plan::no_device())
     .bind(SEND_SIZE)
+    .bind(except)
     .execute(&mut *connection)
     .await?;
-    tracing::debug!(recipients = clients.len(), "fanned out");
+    if let (true, Some(room), Some(coalescing)) = (windowed, room, &push.fan_out.coalescing) {
+        // Each recipient's window as the plan leaves it (see the SQLite fan-out).
+        sqlx::query(
+            "INSERT INTO coalescing (app_id, client_id, room, window_until_ms, window_ms, held_push_id, messages, \
+                                     senders) \
+             SELECT $1, j ->> 'client', $2, (j ->> 'until')::bigint, $3, \
+                    CASE WHEN j ->> 'window' = 'hold' THEN $4 END, (j ->> 'count')::integer, j -> 'senders' \
+             FROM jsonb_array_elements($5::jsonb) AS j WHERE j ->> 'window' IS NOT NULL \
+             ON CONFLICT (app_id, client_id, room) DO UPDATE SET window_until_ms = excluded.window_until_ms, \
+                 window_ms = excluded.window_ms, held_push_id = excluded.held_push_id, \
+                 messages = excluded.messages, senders = excluded.senders",
+        )
+        .bind(push.app_id.as_str())
+        .bind(room.as_str())
+        .bind(coalescing.window_ms)
+        .bind(&push_id)
+        .bind(&plans)
+        .execute(&mut *connection)
+        .await?;
+    }
+    tracing::debug!(recipients = clients.len(), held = holds, "fanned out");
+    Ok(())
+}
+
+/// Each client's coalescing window in `room` (see the SQLite fan-out). The
+/// fan-out lock keeps them: the ends of windows take it too.
+async fn coalescing_windows(
+    connection: &mut PgConnection,
+    push: &Journaled,
+    clients: &str,
+    room: &RoomId,
+) -> Result<Vec<Option<plan::Window>>, StoreError> {
+    let rows: String = sqlx::query_scalar(
+        "SELECT COALESCE(jsonb_agg(CASE WHEN c.client_id IS NULL THEN NULL \
+                    ELSE jsonb_build_array(c.window_until_ms, c.messages, c.senders, c.held_push_id IS NOT NULL) \
+                    END ORDER BY j.key), '[]')::text \
+         FROM jsonb_array_elements_text($2::jsonb) WITH ORDINALITY AS j (value, key) \
+         LEFT JOIN coalescing c ON c.app_id = $1 AND c.client_id = j.value AND c.room = $3",
+    )
+    .bind(push.app_id.as_str())
+    .bind(clients)
+    .bind(room.as_str())
+    .fetch_one(&mut *connection)
+    .await?;
+    plan::windows(&rows)
+}
+
+/// Holds the message for the recipients the plan holds (see the SQLite `hold`).
+async fn hold(
+    connection: &mut PgConnection,
+    push: &Journaled,
+    push_id: &str,
+    room: &RoomId,
+    plans: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE deliveries SET status = 'coalesced', carried_by = $1, next_attempt_at_ms = NULL, updated_at_ms = $5 \
+         WHERE status = 'held' AND (client_id, push_id) IN ( \
+             SELECT c.client_id, c.held_push_id FROM coalescing c \
+             JOIN jsonb_array_elements($4::jsonb) AS j ON c.client_id = j ->> 'client' \
+             WHERE c.app_id = $2 AND c.room = $3 AND c.held_push_id IS NOT NULL AND j ->> 'window' = 'hold')",
+    )
+    .bind(push_id)
+    .bind(push.app_id.as_str())
+    .bind(room.as_str())
+    .bind(plans)
+    .bind(push.now_ms)
+    .execute(&mut *connection)
+    .await?;
+    sqlx::query(
+        "INSERT INTO deliveries (push_id, app_id, client_id, device_type, device_id, token, environment, locale, \
+                                 badge, status, attempts, next_attempt_at_ms, updated_at_ms, mode, route_reason, \
+                                 experiment_id, variant) \
+         SELECT $1, $2, d.client_id, d.device_type, d.device_id, d.token, d.environment, \
+                COALESCE(p.locale, d.locale), (j ->> 'badge')::bigint, 'held', 0, (j ->> 'until')::bigint, $3, \
+                j ->> 'mode', j ->> 'route_reason', $4, j ->> 'variant' \
+         FROM jsonb_array_elements($5::jsonb) AS j \
+         CROSS JOIN LATERAL (SELECT * FROM devices WHERE app_id = $2 AND client_id = j ->> 'client' OFFSET 0) d \
+         LEFT JOIN client_prefs p ON p.app_id = d.app_id AND p.client_id = d.client_id \
+         WHERE j ->> 'window' = 'hold' AND d.device_type <> 'ios-voip' AND d.device_id IS DISTINCT FROM $6",
+    )
+    .bind(push_id)
+    .bind(push.app_id.as_str())
+    .bind(push.now_ms)
+    .bind(push.fan_out.experiment.as_ref().map(|experiment| experiment.id.as_str()))
+    .bind(plans)
+    .bind(push.fan_out.except_device.as_ref().map(DeviceId::as_str))
+    .execute(&mut *connection)
+    .await?;
+    Ok(())
+}
+
+/// A read ends the clients' windows in `room` (see the SQLite
+/// `end_windows_by_read`); the caller holds the fan-out lock.
+pub(super) async fn end_windows_by_read(
+    connection: &mut PgConnection,
+    app: &str,
+    clients: &str,
+    room: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE deliveries SET status = 'skipped', reason = $5, next_attempt_at_ms = NULL, updated_at_ms = $4 \
+         WHERE status = 'held' AND (client_id, push_id) IN ( \
+             SELECT client_id, held_push_id FROM coalescing \
+             WHERE app_id = $1 AND room = $3 AND held_push_id IS NOT NULL \
+               AND client_id IN (SELECT jsonb_array_elements_text($2::jsonb)))",
+    )
+    .bind(app)
+    .bind(clients)
+    .bind(room)
+    .bind(now_ms)
+    .bind(Reason::ReadBeforeSent.to_string())
+    .execute(&mut *connection)
+    .await?;
+    sqlx::query(
+        "DELETE FROM coalescing WHERE app_id = $1 AND room = $3 \
+         AND client_id IN (SELECT jsonb_array_elements_text($2::jsonb))",
+    )
+    .bind(app)
+    .bind(clients)
+    .bind(room)
+    .execute(&mut *connection)
+    .await?;
+    Ok(())
+}
+
+/// Ends the coalescing windows due at `now_ms` that hold a message (see the
+/// SQLite `end_windows`), under the fan-out lock so that no fan-out merges
+/// into a window while it ends. Cheap when none is due: one indexed read.
+pub(super) async fn end_windows(store: &PgStore, now_ms: i64, limit: u32) -> Result<(), StoreError> {
+    let due: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM coalescing WHERE held_push_id IS NOT NULL AND window_until_ms <= $1)",
+    )
+    .bind(now_ms)
+    .fetch_one(&store.pool)
+    .await?;
+    if !due {
+        return Ok(());
+    }
+    let mut transaction = store.pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(FAN_OUT_LOCK).execute(&mut *transaction).await?;
+    let queued = sqlx::query(
+        "WITH due AS (SELECT app_id, client_id, room, held_push_id FROM coalescing \
+                      WHERE held_push_id IS NOT NULL AND window_until_ms <= $1 \
+                      ORDER BY window_until_ms LIMIT $2), \
+              ended AS (UPDATE coalescing c SET window_until_ms = $1 + c.window_ms, held_push_id = NULL FROM due \
+                        WHERE (c.app_id, c.client_id, c.room) = (due.app_id, due.client_id, due.room) \
+                        RETURNING c.app_id, c.client_id, c.room, due.held_push_id, c.messages, c.senders) \
+         UPDATE deliveries d SET status = 'queued', next_attempt_at_ms = $1, updated_at_ms = $1, \
+             summary = jsonb_build_object('count', GREATEST(e.messages, COALESCE(u.unread, 0), 1), \
+                                          'senders', e.senders)::text \
+         FROM ended e LEFT JOIN room_unreads u \
+              ON u.app_id = e.app_id AND u.client_id = e.client_id AND u.room = e.room \
+         WHERE d.status = 'held' AND d.push_id = e.held_push_id AND d.client_id = e.client_id",
+    )
+    .bind(now_ms)
+    .bind(i64::from(limit))
+    .execute(&mut *transaction)
+    .await?
+    .rows_affected();
+    transaction.commit().await?;
+    tracing::debug!(deliveries = queued, "coalescing windows ended");
     Ok(())
 }
 
@@ -205,6 +382,7 @@ async fn apply_counter_change(
             .bind(room.as_str())
             .execute(&mut *connection)
             .await?;
+            end_windows_by_read(connection, app, clients, room.as_str(), push.now_ms).await?;
         }
     }
     if !push.fan_out.badge.carries_totals() {

@@ -157,15 +157,21 @@ impl ClientStore for PgStore {
         app_id: &AppId,
         client_id: &ClientId,
         room: &RoomId,
-        _now_ms: i64,
+        now_ms: i64,
     ) -> Result<(), StoreError> {
         self.fan_out_journal().await?;
+        let mut transaction = self.pool.begin().await?;
+        // A coalescing window ends with the read (see `accept::end_windows_by_read`).
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(super::FAN_OUT_LOCK).execute(&mut *transaction).await?;
         sqlx::query("DELETE FROM room_unreads WHERE app_id = $1 AND client_id = $2 AND room = $3")
             .bind(app_id.as_str())
             .bind(client_id.as_str())
             .bind(room.as_str())
-            .execute(&self.pool)
+            .execute(&mut *transaction)
             .await?;
+        let clients = serde_json::json!([client_id.as_str()]).to_string();
+        super::accept::end_windows_by_read(&mut transaction, app_id.as_str(), &clients, room.as_str(), now_ms).await?;
+        transaction.commit().await?;
         Ok(())
     }
 

@@ -154,6 +154,7 @@ impl QueueStore for PgStore {
                 }
             }
         }
+        super::accept::end_windows(self, now_ms, limit).await?;
         let mut transaction = self.pool.begin().await?;
         // `SKIP LOCKED`: what another node is claiming right now is left to it.
         let own: String = sqlx::query_scalar(
@@ -163,7 +164,8 @@ impl QueueStore for PgStore {
                           ORDER BY next_attempt_at_ms LIMIT $2 FOR UPDATE SKIP LOCKED), \
                   leased AS (UPDATE deliveries d SET leased_until_ms = $3 FROM due WHERE d.id = due.id \
                              RETURNING d.id, d.push_id, d.app_id, d.client_id, d.device_type, d.device_id, d.token, \
-                                       d.environment, d.locale, d.badge, d.attempts, d.mode, d.variant) \
+                                       d.environment, d.locale, d.badge, d.attempts, d.mode, d.variant, \
+                                       d.summary) \
              SELECT COALESCE(jsonb_agg(to_jsonb(leased)), '[]')::text FROM leased",
         )
         .bind(now_ms)
@@ -291,16 +293,22 @@ impl QueueStore for PgStore {
     }
 
     async fn queue_depth(&self) -> Result<QueueDepth, StoreError> {
-        let (journaled, queued, retrying): (i64, i64, i64) = sqlx::query_as(
+        let (journaled, queued, retrying, held): (i64, i64, i64, i64) = sqlx::query_as(
             "SELECT (SELECT COUNT(*) FROM journal), \
                     (SELECT COUNT(*) FROM deliveries WHERE status = 'queued') \
                       + (SELECT COALESCE(SUM(pending), 0) FROM sends WHERE pending > 0)::bigint, \
-                    (SELECT COUNT(*) FROM deliveries WHERE status = 'retrying')",
+                    (SELECT COUNT(*) FROM deliveries WHERE status = 'retrying'), \
+                    (SELECT COUNT(*) FROM deliveries WHERE status = 'held')",
         )
         .fetch_one(&self.pool)
         .await?;
         let count = |n: i64| u64::try_from(n).unwrap_or_default();
-        Ok(QueueDepth { journaled: count(journaled), queued: count(queued), retrying: count(retrying) })
+        Ok(QueueDepth {
+            journaled: count(journaled),
+            queued: count(queued),
+            retrying: count(retrying),
+            held: count(held),
+        })
     }
 
     async fn next_due_at(&self) -> Result<Option<i64>, StoreError> {
@@ -313,7 +321,9 @@ impl QueueStore for PgStore {
                FROM deliveries WHERE status IN ('queued', 'retrying') \
                UNION ALL \
                SELECT MIN(GREATEST(next_attempt_at_ms, COALESCE(leased_until_ms, next_attempt_at_ms))) \
-               FROM sends WHERE pending > 0) due",
+               FROM sends WHERE pending > 0 \
+               UNION ALL \
+               SELECT MIN(window_until_ms) FROM coalescing WHERE held_push_id IS NOT NULL) due",
         )
         .fetch_one(&self.pool)
         .await?)
@@ -343,20 +353,60 @@ impl QueueStore for PgStore {
             Option<String>,
             Option<String>,
             Option<String>,
+            Option<String>,
         );
         let rows = sqlx::query_as::<_, ViewRow>(
             "SELECT client_id, device_type, device_id, status, reason, attempts, next_attempt_at_ms, updated_at_ms, \
-                    mode, route_reason, variant \
+                    mode, route_reason, variant, carried_by \
              FROM delivery_states WHERE push_id = $1 ORDER BY send_id IS NULL, send_id, send_index",
         )
         .bind(&id)
         .fetch_all(&self.pool)
         .await?;
+        // Per client, the last of a run of merged messages carries them all
+        // (see the SQLite `carriers`).
+        let carriers: HashMap<String, String> = sqlx::query_as::<_, (String, String)>(
+            "WITH RECURSIVE chain (client_id, carrier, depth) AS ( \
+               SELECT client_id, carried_by, 0 FROM deliveries \
+               WHERE push_id = $1 AND status = 'coalesced' AND carried_by IS NOT NULL \
+               UNION \
+               SELECT c.client_id, d.carried_by, c.depth + 1 FROM chain c \
+               JOIN deliveries d ON d.push_id = c.carrier AND d.client_id = c.client_id \
+               WHERE d.status = 'coalesced' AND d.carried_by IS NOT NULL AND c.depth < 100000) \
+             SELECT client_id, carrier FROM chain c \
+             WHERE depth = (SELECT MAX(depth) FROM chain x WHERE x.client_id = c.client_id)",
+        )
+        .bind(&id)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .collect();
         let deliveries = rows
             .into_iter()
             .map(
-                |(client_id, device_type, device_id, status, reason, attempts, next, updated, mode, route, variant)| {
+                |(
+                    client_id,
+                    device_type,
+                    device_id,
+                    status,
+                    reason,
+                    attempts,
+                    next,
+                    updated,
+                    mode,
+                    route,
+                    variant,
+                    carried,
+                )| {
+                    let carried_by = carriers
+                        .get(&client_id)
+                        .cloned()
+                        .or(carried)
+                        .map(|raw| PushId::parse(&raw))
+                        .transpose()
+                        .map_err(|_| StoreError::Corrupt("deliveries.carried_by".into()))?;
                     Ok(DeliveryView {
+                        carried_by,
                         client_id,
                         device_type,
                         device_id,
@@ -394,13 +444,14 @@ impl QueueStore for PgStore {
             "WITH forgotten AS ( \
                SELECT push_id FROM pushes p WHERE created_at_ms < $1 \
                AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.push_id = p.push_id \
-                               AND d.status IN ('queued', 'retrying')) \
+                               AND d.status IN ('queued', 'retrying', 'held')) \
                AND NOT EXISTS (SELECT 1 FROM sends s WHERE s.push_id = p.push_id AND s.pending > 0) \
                AND NOT EXISTS (SELECT 1 FROM journal j WHERE j.push_id = p.push_id) \
                ORDER BY created_at_ms LIMIT $2 FOR UPDATE SKIP LOCKED), \
              gone_deliveries AS (DELETE FROM deliveries WHERE push_id IN (SELECT push_id FROM forgotten)), \
              gone_sends AS (DELETE FROM sends WHERE push_id IN (SELECT push_id FROM forgotten)), \
              gone_opens AS (DELETE FROM opens WHERE push_id IN (SELECT push_id FROM forgotten)), \
+             gone_windows AS (DELETE FROM coalescing WHERE window_until_ms < $1 AND held_push_id IS NULL), \
              gone AS (DELETE FROM pushes WHERE push_id IN (SELECT push_id FROM forgotten) RETURNING 1) \
              SELECT COUNT(*) FROM gone",
         )

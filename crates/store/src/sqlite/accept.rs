@@ -8,7 +8,7 @@
 
 use crate::plan::{self, CounterChange, Journaled, SEND_SIZE};
 use crate::{Accepted, NewPush, RoutingPlan, StoreError};
-use pushgate_domain::{AppId, ClientId, PushId, RecipientState};
+use pushgate_domain::{AppId, ClientId, DeviceId, PushId, RecipientState, RoomId};
 use rusqlite::{Connection, params};
 
 /// A push as the accept stores it: its columns, encoded before the write
@@ -172,8 +172,20 @@ fn fan_out_push(connection: &Connection, push: &Journaled) -> Result<(), StoreEr
         Some(routing) => Some(routing_states(connection, push, &clients_json, routing)?),
         None => None,
     };
-    let plans = plan::plan_recipients(push, &clients, totals, states);
+    let room = push.fan_out.routing.as_ref().map(|routing| &routing.room);
+    let windows = match (&push.fan_out.coalescing, room) {
+        (Some(_), Some(room)) => Some(coalescing_windows(connection, push, &clients_json, room)?),
+        _ => None,
+    };
+    let plans = plan::plan_recipients(push, &clients, totals, states, windows);
+    let holds = plans.iter().any(|plan| plan.window.as_ref().is_some_and(plan::WindowChange::holds));
+    let windowed = plans.iter().any(|plan| plan.window.is_some());
     let plans = serde_json::to_string(&plans).map_err(|error| StoreError::Corrupt(format!("accept plan: {error}")))?;
+    let push_id = push.push_id.to_string();
+    let except = push.fan_out.except_device.as_ref().map(DeviceId::as_str);
+    if let (true, Some(room)) = (holds, room) {
+        hold(connection, push, &push_id, room, &plans)?;
+    }
     // One `sends` row per push (per `SEND_SIZE` deliveries), not one row per
     // delivery: a delivery gets a row of its own only when an outcome needs
     // one (see migration 0006). `CROSS JOIN` keeps the client list as the
@@ -198,6 +210,8 @@ fn fan_out_push(connection: &Connection, push: &Journaled) -> Result<(), StoreEr
              FROM json_each(?3) j CROSS JOIN devices d INDEXED BY devices_client \
              LEFT JOIN client_prefs p ON p.app_id = d.app_id AND p.client_id = d.client_id \
              WHERE d.app_id = ?4 AND d.client_id = json_extract(j.value, '$.client') \
+               AND (?8 IS NULL OR d.device_id != ?8) \
+               AND NOT (json_extract(j.value, '$.window') IS 'hold' AND d.device_type != 'ios-voip') \
              UNION ALL \
              SELECT 1, j.key, NULL, NULL, 0, \
                     json_object('client_id', json_extract(j.value, '$.client'), \
@@ -205,8 +219,156 @@ fn fan_out_push(connection: &Connection, push: &Journaled) -> Result<(), StoreEr
              FROM json_each(?3) j \
              WHERE NOT EXISTS (SELECT 1 FROM devices INDEXED BY devices_client \
                                WHERE app_id = ?4 AND client_id = json_extract(j.value, '$.client')))) \
-         GROUP BY chunk ORDER BY chunk")?.execute(params![push.push_id.to_string(), push.now_ms, plans, push.app_id.as_str(), push.fan_out.experiment.as_ref().map(|experiment| experiment.id.as_str()), plan::no_device(), SEND_SIZE])?;
-    tracing::debug!(recipients = clients.len(), "fanned out");
+         GROUP BY chunk ORDER BY chunk")?.execute(params![push_id, push.now_ms, plans, push.app_id.as_str(), push.fan_out.experiment.as_ref().map(|experiment| experiment.id.as_str()), plan::no_device(), SEND_SIZE, except])?;
+    if let (true, Some(room), Some(coalescing)) = (windowed, room, &push.fan_out.coalescing) {
+        // Each recipient's window as the plan leaves it: opened by this
+        // alert, or holding this message.
+        connection
+            .prepare_cached(
+                "INSERT INTO coalescing (app_id, client_id, room, window_until_ms, window_ms, held_push_id, \
+                                         messages, senders) \
+                 SELECT ?1, json_extract(j.value, '$.client'), ?2, json_extract(j.value, '$.until'), ?3, \
+                        CASE WHEN json_extract(j.value, '$.window') = 'hold' THEN ?4 END, \
+                        json_extract(j.value, '$.count'), json_extract(j.value, '$.senders') \
+                 FROM json_each(?5) j WHERE json_extract(j.value, '$.window') IS NOT NULL \
+                 ON CONFLICT DO UPDATE SET window_until_ms = excluded.window_until_ms, \
+                     window_ms = excluded.window_ms, held_push_id = excluded.held_push_id, \
+                     messages = excluded.messages, senders = excluded.senders",
+            )?
+            .execute(params![push.app_id.as_str(), room.as_str(), coalescing.window_ms, push_id, plans])?;
+    }
+    tracing::debug!(recipients = clients.len(), held = holds, "fanned out");
+    Ok(())
+}
+
+/// Each client's coalescing window in `room` (`clients`, a JSON array), in
+/// the array's order: `[until, count, senders, holding]`, or null without one.
+fn coalescing_windows(
+    connection: &Connection,
+    push: &Journaled,
+    clients: &str,
+    room: &RoomId,
+) -> Result<Vec<Option<plan::Window>>, StoreError> {
+    let rows: String = connection
+        .prepare_cached(
+            "SELECT json_group_array(CASE WHEN c.client_id IS NULL THEN NULL \
+                        ELSE json_array(c.window_until_ms, c.messages, json(c.senders), \
+                                        json(CASE WHEN c.held_push_id IS NULL THEN 'false' ELSE 'true' END)) \
+                        END ORDER BY j.key) \
+             FROM json_each(?2) j LEFT JOIN coalescing c ON c.app_id = ?1 AND c.client_id = j.value AND c.room = ?3",
+        )?
+        .query_row(params![push.app_id.as_str(), clients, room.as_str()], |row| row.get(0))?;
+    plan::windows(&rows)
+}
+
+/// Holds the message for the recipients the plan holds (`plans`): the
+/// message each held before is merged into this one (its deliveries become
+/// `coalesced`, carried by this push), and this one's deliveries (all but
+/// VoIP's, never held) wait as `held` rows until the window's end.
+fn hold(
+    connection: &Connection,
+    push: &Journaled,
+    push_id: &str,
+    room: &RoomId,
+    plans: &str,
+) -> Result<(), StoreError> {
+    let app = push.app_id.as_str();
+    connection
+        .prepare_cached(
+            "UPDATE deliveries SET status = 'coalesced', carried_by = ?1, next_attempt_at_ms = NULL, \
+                 updated_at_ms = ?5 \
+             WHERE status = 'held' AND (client_id, push_id) IN ( \
+                 SELECT c.client_id, c.held_push_id FROM coalescing c \
+                 JOIN json_each(?4) j ON c.client_id = json_extract(j.value, '$.client') \
+                 WHERE c.app_id = ?2 AND c.room = ?3 AND c.held_push_id IS NOT NULL \
+                   AND json_extract(j.value, '$.window') = 'hold')",
+        )?
+        .execute(params![push_id, app, room.as_str(), plans, push.now_ms])?;
+    connection
+        .prepare_cached(
+            "INSERT INTO deliveries (push_id, app_id, client_id, device_type, device_id, token, environment, locale, \
+                                     badge, status, attempts, next_attempt_at_ms, updated_at_ms, mode, route_reason, \
+                                     experiment_id, variant) \
+             SELECT ?1, ?2, d.client_id, d.device_type, d.device_id, d.token, d.environment, \
+                    COALESCE(p.locale, d.locale), json_extract(j.value, '$.badge'), 'held', 0, \
+                    json_extract(j.value, '$.until'), ?3, json_extract(j.value, '$.mode'), \
+                    json_extract(j.value, '$.route_reason'), ?4, json_extract(j.value, '$.variant') \
+             FROM json_each(?5) j CROSS JOIN devices d INDEXED BY devices_client \
+             LEFT JOIN client_prefs p ON p.app_id = d.app_id AND p.client_id = d.client_id \
+             WHERE json_extract(j.value, '$.window') = 'hold' AND d.app_id = ?2 \
+               AND d.client_id = json_extract(j.value, '$.client') AND d.device_type != 'ios-voip' \
+               AND (?6 IS NULL OR d.device_id != ?6)",
+        )?
+        .execute(params![
+            push_id,
+            app,
+            push.now_ms,
+            push.fan_out.experiment.as_ref().map(|experiment| experiment.id.as_str()),
+            plans,
+            push.fan_out.except_device.as_ref().map(DeviceId::as_str),
+        ])?;
+    Ok(())
+}
+
+/// Ends the coalescing windows due at `now_ms` that hold a message (at most
+/// `limit`, the earliest first): the held message's deliveries are queued,
+/// due now, with the run's summary (see [`plan::Window`]), and a new
+/// window opens. Losing this write (a power cut) is
+/// harmless: the windows are still due.
+pub(super) fn end_windows(connection: &Connection, now_ms: i64, limit: u32) -> Result<(), StoreError> {
+    let due = "SELECT app_id, client_id, room FROM coalescing \
+               WHERE held_push_id IS NOT NULL AND window_until_ms <= ?1 \
+               ORDER BY window_until_ms, app_id, client_id, room LIMIT ?2";
+    let queued = connection
+        .prepare_cached(&format!(
+            "UPDATE deliveries SET status = 'queued', next_attempt_at_ms = ?1, updated_at_ms = ?1, \
+                 summary = w.summary \
+             FROM (SELECT c.client_id, c.held_push_id, \
+                          json_object('count', MAX(c.messages, COALESCE(u.unread, 0), 1), \
+                                      'senders', json(c.senders)) AS summary \
+                   FROM coalescing c LEFT JOIN room_unreads u \
+                        ON u.app_id = c.app_id AND u.client_id = c.client_id AND u.room = c.room \
+                   WHERE (c.app_id, c.client_id, c.room) IN ({due})) w \
+             WHERE deliveries.status = 'held' AND deliveries.push_id = w.held_push_id \
+               AND deliveries.client_id = w.client_id"
+        ))?
+        .execute(params![now_ms, limit])?;
+    let ended = connection
+        .prepare_cached(&format!(
+            "UPDATE coalescing SET window_until_ms = ?1 + window_ms, held_push_id = NULL \
+             WHERE (app_id, client_id, room) IN ({due})"
+        ))?
+        .execute(params![now_ms, limit])?;
+    if ended > 0 {
+        tracing::debug!(windows = ended, deliveries = queued, "coalescing windows ended");
+    }
+    Ok(())
+}
+
+/// A read ends the clients' (`clients`, a JSON array) windows in `room`:
+/// what each held is not sent (skipped: the room was read), and the room's
+/// next message alerts at once.
+pub(super) fn end_windows_by_read(
+    connection: &Connection,
+    app: &str,
+    clients: &str,
+    room: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    connection
+        .prepare_cached(
+            "UPDATE deliveries SET status = 'skipped', reason = ?5, next_attempt_at_ms = NULL, updated_at_ms = ?4 \
+             WHERE status = 'held' AND (client_id, push_id) IN ( \
+                 SELECT client_id, held_push_id FROM coalescing \
+                 WHERE app_id = ?1 AND room = ?3 AND held_push_id IS NOT NULL \
+                   AND client_id IN (SELECT value FROM json_each(?2)))",
+        )?
+        .execute(params![app, clients, room, now_ms, pushgate_domain::Reason::ReadBeforeSent.to_string()])?;
+    connection
+        .prepare_cached(
+            "DELETE FROM coalescing WHERE app_id = ?1 AND room = ?3 AND client_id IN (SELECT value FROM json_each(?2))",
+        )?
+        .execute(params![app, clients, room])?;
     Ok(())
 }
 
@@ -290,7 +452,13 @@ fn apply_counter_change(
                 .execute(params![app, clients, room.as_str(), push.now_ms])?;
         }
         CounterChange::ClearRoom(room) => {
-            connection.prepare_cached("DELETE FROM room_unreads WHERE app_id = ?1 AND room = ?3 AND client_id IN (SELECT value FROM json_each(?2))")?.execute(params![app, clients, room.as_str()])?;
+            connection
+                .prepare_cached(
+                    "DELETE FROM room_unreads WHERE app_id = ?1 AND room = ?3 \
+                     AND client_id IN (SELECT value FROM json_each(?2))",
+                )?
+                .execute(params![app, clients, room.as_str()])?;
+            end_windows_by_read(connection, app, clients, room.as_str(), push.now_ms)?;
         }
     }
     if !push.fan_out.badge.carries_totals() {

@@ -2,7 +2,8 @@
 //! preferences, experiments.
 
 use super::SqliteStore;
-use super::accept::BADGE_TOTALS;
+use super::accept::{self, BADGE_TOTALS};
+use super::writer::Durability;
 use crate::experiments::read_experiments;
 use crate::{BadgeView, ClientPrefs, SourceChange, StoreError, VariantCounts};
 use crate::{ClientStore, ExperimentStore};
@@ -10,22 +11,7 @@ use async_trait::async_trait;
 use pushgate_domain::{AppId, BadgeSource, ClientId, Locale, QuietHours, RoomId, RoomNotify, TimeZoneName};
 use pushgate_domain::{Experiment, ExperimentId, PushId};
 use sqlx::Row as _;
-use sqlx::sqlite::{SqliteConnection, SqliteRow};
-
-async fn clear_room(
-    connection: &mut SqliteConnection,
-    app: &str,
-    client: &str,
-    room: &RoomId,
-) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM room_unreads WHERE app_id = ?1 AND client_id = ?2 AND room = ?3")
-        .bind(app)
-        .bind(client)
-        .bind(room.as_str())
-        .execute(connection)
-        .await?;
-    Ok(())
-}
+use sqlx::sqlite::SqliteRow;
 
 pub(super) async fn badge(
     store: &SqliteStore,
@@ -66,16 +52,29 @@ pub(super) async fn badge(
     })
 }
 
+/// A read mark without a push: the room's unreads go, and so does a
+/// coalescing window's held alert (see [`accept::end_windows_by_read`]).
 pub(super) async fn mark_room_read(
     store: &SqliteStore,
     app_id: &AppId,
     client_id: &ClientId,
     room: &RoomId,
-    _now_ms: i64,
+    now_ms: i64,
 ) -> Result<(), StoreError> {
-    let _writer = store.write_lock.lock().await;
-    let mut connection = store.pool.acquire().await?;
-    clear_room(&mut connection, app_id.as_str(), client_id.as_str(), room).await
+    let (app, room) = (app_id.as_str().to_owned(), room.as_str().to_owned());
+    let clients = serde_json::json!([client_id.as_str()]).to_string();
+    store
+        .writer
+        .write(Durability::Flushed, move |connection| {
+            connection
+                .prepare_cached(
+                    "DELETE FROM room_unreads WHERE app_id = ?1 AND room = ?3 \
+                     AND client_id IN (SELECT value FROM json_each(?2))",
+                )?
+                .execute(rusqlite::params![app, clients, room])?;
+            accept::end_windows_by_read(connection, &app, &clients, &room, now_ms)
+        })
+        .await
 }
 
 pub(super) async fn change_badge_source(
@@ -338,10 +337,10 @@ impl ClientStore for SqliteStore {
         app_id: &AppId,
         client_id: &ClientId,
         room: &RoomId,
-        _now_ms: i64,
+        now_ms: i64,
     ) -> Result<(), StoreError> {
         self.fan_out_journal().await?;
-        mark_room_read(self, app_id, client_id, room, _now_ms).await
+        mark_room_read(self, app_id, client_id, room, now_ms).await
     }
 
     async fn change_badge_source(

@@ -95,12 +95,15 @@ fn lease_due(
     limit: u32,
     lease_ms: i64,
 ) -> Result<(Vec<claim::JsonRow>, Vec<claim::JsonRow>), StoreError> {
+    // Coalescing windows that have ended queue their held alerts first, so
+    // this claim takes them.
+    accept::end_windows(connection, now_ms, limit)?;
     let own: String = connection
         .prepare_cached(
             "SELECT json_group_array(json_object('id', id, 'push_id', push_id, 'app_id', app_id, \
                     'client_id', client_id, 'device_type', device_type, 'device_id', device_id, 'token', token, \
                     'environment', environment, 'locale', locale, 'badge', badge, 'attempts', attempts, \
-                    'mode', mode, 'variant', variant)) \
+                    'mode', mode, 'variant', variant, 'summary', summary)) \
          FROM (SELECT * FROM deliveries \
                WHERE status IN ('queued', 'retrying') AND next_attempt_at_ms <= ?1 \
                  AND (leased_until_ms IS NULL OR leased_until_ms <= ?1) \
@@ -208,13 +211,19 @@ pub(super) async fn queue_depth(store: &SqliteStore) -> Result<QueueDepth, Store
     let row = sqlx::query(
         "SELECT COALESCE(SUM(status = 'queued'), 0) \
                   + (SELECT COALESCE(SUM(pending), 0) FROM sends WHERE pending > 0) AS queued, \
-                COALESCE(SUM(status = 'retrying'), 0) AS retrying, (SELECT COUNT(*) FROM journal) AS journaled \
+                COALESCE(SUM(status = 'retrying'), 0) AS retrying, (SELECT COUNT(*) FROM journal) AS journaled, \
+                (SELECT COUNT(*) FROM deliveries INDEXED BY deliveries_held WHERE status = 'held') AS held \
          FROM deliveries WHERE status IN ('queued', 'retrying')",
     )
     .fetch_one(&store.pool)
     .await?;
     let count = |column: &str| row.try_get::<i64, _>(column).map(|n| u64::try_from(n).unwrap_or_default());
-    Ok(QueueDepth { journaled: count("journaled")?, queued: count("queued")?, retrying: count("retrying")? })
+    Ok(QueueDepth {
+        journaled: count("journaled")?,
+        queued: count("queued")?,
+        retrying: count("retrying")?,
+        held: count("held")?,
+    })
 }
 
 pub(super) async fn next_due_at(store: &SqliteStore) -> Result<Option<i64>, StoreError> {
@@ -224,7 +233,9 @@ pub(super) async fn next_due_at(store: &SqliteStore) -> Result<Option<i64>, Stor
            FROM deliveries WHERE status IN ('queued', 'retrying') \
            UNION ALL \
            SELECT MIN(COALESCE(MAX(next_attempt_at_ms, leased_until_ms), next_attempt_at_ms)) \
-           FROM sends WHERE pending > 0)",
+           FROM sends WHERE pending > 0 \
+           UNION ALL \
+           SELECT MIN(window_until_ms) FROM coalescing WHERE held_push_id IS NOT NULL)",
     )
     .fetch_one(&store.pool)
     .await?;
@@ -247,13 +258,14 @@ pub(super) async fn push_view(
     };
     let rows = sqlx::query(
         "SELECT client_id, device_type, device_id, status, reason, attempts, next_attempt_at_ms, updated_at_ms, \
-                mode, route_reason, variant \
+                mode, route_reason, variant, carried_by \
          FROM delivery_states WHERE push_id = ?1 \
          ORDER BY send_id IS NULL, send_id, send_index",
     )
     .bind(&id)
     .fetch_all(&store.pool)
     .await?;
+    let carriers = carriers(store, &id).await?;
     let deliveries = rows
         .iter()
         .map(|row| {
@@ -272,6 +284,13 @@ pub(super) async fn push_view(
                     .map_err(|error| StoreError::Corrupt(format!("deliveries.mode: {error}")))?,
                 route_reason: row.try_get("route_reason")?,
                 variant: row.try_get("variant")?,
+                carried_by: carriers
+                    .get(&row.try_get::<String, _>("client_id")?)
+                    .cloned()
+                    .or(row.try_get::<Option<String>, _>("carried_by")?)
+                    .map(|raw| PushId::parse(&raw))
+                    .transpose()
+                    .map_err(|_| StoreError::Corrupt("deliveries.carried_by".into()))?,
                 attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
                 next_attempt_at_ms: row.try_get("next_attempt_at_ms")?,
                 updated_at_ms: row.try_get("updated_at_ms")?,
@@ -279,6 +298,27 @@ pub(super) async fn push_view(
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
     Ok(Some(PushView { push_id: *push_id, created_at_ms: push.try_get("created_at_ms")?, deliveries }))
+}
+
+/// Per client, the push that carries the push's `coalesced` deliveries: a
+/// merged message's `carried_by` names the message that merged it, which may
+/// have been merged in turn; the last of the run carries them all.
+async fn carriers(store: &SqliteStore, push_id: &str) -> Result<HashMap<String, String>, StoreError> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "WITH RECURSIVE chain (client_id, carrier, depth) AS ( \
+           SELECT client_id, carried_by, 0 FROM deliveries \
+           WHERE push_id = ?1 AND status = 'coalesced' AND carried_by IS NOT NULL \
+           UNION \
+           SELECT c.client_id, d.carried_by, c.depth + 1 FROM chain c \
+           JOIN deliveries d ON d.push_id = c.carrier AND d.client_id = c.client_id \
+           WHERE d.status = 'coalesced' AND d.carried_by IS NOT NULL AND c.depth < 100000) \
+         SELECT client_id, carrier FROM chain c \
+         WHERE depth = (SELECT MAX(depth) FROM chain x WHERE x.client_id = c.client_id)",
+    )
+    .bind(push_id)
+    .fetch_all(&store.pool)
+    .await?;
+    Ok(rows.into_iter().collect())
 }
 
 pub(super) async fn forget_before(store: &SqliteStore, before_ms: i64, limit: u32) -> Result<(u64, u64), StoreError> {
@@ -293,7 +333,7 @@ pub(super) async fn forget_before(store: &SqliteStore, before_ms: i64, limit: u3
     sqlx::query(
         "INSERT INTO forgotten (push_id) \
          SELECT push_id FROM pushes p WHERE created_at_ms < ?1 AND NOT EXISTS ( \
-             SELECT 1 FROM deliveries d WHERE d.push_id = p.push_id AND d.status IN ('queued', 'retrying')) \
+             SELECT 1 FROM deliveries d WHERE d.push_id = p.push_id AND d.status IN ('queued', 'retrying', 'held')) \
          AND NOT EXISTS (SELECT 1 FROM sends s WHERE s.push_id = p.push_id AND s.pending > 0) \
          AND NOT EXISTS (SELECT 1 FROM journal j WHERE j.push_id = p.push_id) \
          ORDER BY created_at_ms LIMIT ?2",
@@ -309,6 +349,12 @@ pub(super) async fn forget_before(store: &SqliteStore, before_ms: i64, limit: u3
     )
     .execute(&mut *transaction)
     .await?;
+    // Windows long over that hold nothing (their run ended: the room's next
+    // message alerts at once either way).
+    sqlx::query("DELETE FROM coalescing WHERE window_until_ms < ?1 AND held_push_id IS NULL")
+        .bind(before_ms)
+        .execute(&mut *transaction)
+        .await?;
     let pushes = sqlx::query("DELETE FROM pushes WHERE push_id IN (SELECT push_id FROM forgotten)")
         .execute(&mut *transaction)
         .await?
