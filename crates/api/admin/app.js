@@ -164,7 +164,12 @@ async function refreshOverview() {
     $("updated").textContent = `updated ${time(overview.nowMS)}, one point per ${overview.stepSeconds} s`;
     const due = queue.nextDueAtMS;
     const overdue = due && due < overview.nowMS ? ` (due ${Math.round((overview.nowMS - due) / 1000)} s ago)` : due ? ` (next due ${time(due)})` : "";
-    $("queue").textContent = `${queue.journaled} journaled · ${queue.queued} queued · ${queue.retrying} retrying${overdue}`;
+    $("queue").textContent = `${queue.journaled} journaled · ${queue.queued} queued · ${queue.retrying} retrying · ${queue.held} held${overdue}`;
+    const { alerts, summaries, merged, cancelled } = overview.coalescing;
+    const saved = merged + cancelled;
+    const would = saved + alerts + summaries;
+    $("coalescing").textContent = would === 0 ? "no chat alerts yet"
+      : `${saved} of ${would} alerts saved (${Math.round((100 * saved) / would)}%) · ${summaries} summaries sent`;
     const last = (values) => values.length ? values[values.length - 1] : null;
     const p95 = last(charts.acceptP95MS);
     $("accepts").textContent = `${(last(charts.acceptsPerSecond) || 0).toFixed(2)}/s now · p95 ${p95 === null ? "–" : `${p95} ms`}`;

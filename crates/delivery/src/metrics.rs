@@ -8,7 +8,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use pushgate_domain::{AppId, ProviderKind};
-use pushgate_store::QueueDepth;
+use pushgate_store::{CoalescingCounts, QueueDepth};
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AttemptLabels {
@@ -36,6 +36,20 @@ struct StatusLabels {
     status: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AlertLabels {
+    app: String,
+    /// `message`: a chat message's own alert; `summary`: the alert that ends
+    /// a busy room's coalescing window.
+    kind: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CoalescedLabels {
+    /// held, merged, cancelled
+    result: String,
+}
+
 /// What the worker counts.
 #[derive(Debug, Clone)]
 pub struct DeliveryMetrics {
@@ -43,6 +57,8 @@ pub struct DeliveryMetrics {
     delivery_latency: Family<AppLabels, Histogram>,
     provider_paused: Family<ProviderLabels, Gauge>,
     queue_depth: Family<StatusLabels, Gauge>,
+    chat_alerts: Family<AlertLabels, Counter>,
+    coalesced: Family<CoalescedLabels, Counter>,
 }
 
 impl DeliveryMetrics {
@@ -54,6 +70,8 @@ impl DeliveryMetrics {
             delivery_latency: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.001, 2.0, 20))),
             provider_paused: Family::default(),
             queue_depth: Family::default(),
+            chat_alerts: Family::default(),
+            coalesced: Family::default(),
         };
         registry.register("deliveries", "Delivery attempts by provider, result and reason", metrics.deliveries.clone());
         registry.register(
@@ -68,8 +86,18 @@ impl DeliveryMetrics {
         );
         registry.register(
             "queue_depth",
-            "Work waiting: pushes journaled (not fanned out yet), deliveries queued or retrying",
+            "Work waiting: pushes journaled (not fanned out yet), deliveries queued, retrying or held (coalescing)",
             metrics.queue_depth.clone(),
+        );
+        registry.register(
+            "chat_alerts",
+            "Chat alerts delivered: a message's own, or a summary ending a busy room's coalescing window",
+            metrics.chat_alerts.clone(),
+        );
+        registry.register(
+            "coalesced_deliveries",
+            "Coalescing on this node: deliveries held for a window's end, merged into a newer alert, cancelled by a read",
+            metrics.coalesced.clone(),
         );
         metrics
     }
@@ -96,10 +124,28 @@ impl DeliveryMetrics {
         self.provider_paused.get_or_create(&labels).set(i64::from(paused));
     }
 
+    /// Counts a chat alert delivered: a summary (coalescing) or a message's own.
+    pub fn chat_alert(&self, app: &AppId, summary: bool) {
+        let kind = if summary { "summary" } else { "message" };
+        self.chat_alerts.get_or_create(&AlertLabels { app: app.as_str().to_owned(), kind: kind.to_owned() }).inc();
+    }
+
+    /// Brings the coalescing counters up to the store's totals.
+    pub fn coalesced(&self, counts: CoalescingCounts) {
+        for (result, total) in [("held", counts.held), ("merged", counts.merged), ("cancelled", counts.cancelled)] {
+            let counter = self.coalesced.get_or_create(&CoalescedLabels { result: result.to_owned() });
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
+    }
+
     /// Sets how much work waits.
     pub fn queue_depth(&self, depth: QueueDepth) {
-        for (status, count) in [("journaled", depth.journaled), ("queued", depth.queued), ("retrying", depth.retrying)]
-        {
+        for (status, count) in [
+            ("journaled", depth.journaled),
+            ("queued", depth.queued),
+            ("retrying", depth.retrying),
+            ("held", depth.held),
+        ] {
             self.queue_depth
                 .get_or_create(&StatusLabels { status: status.to_owned() })
                 .set(i64::try_from(count).unwrap_or(i64::MAX));

@@ -250,6 +250,7 @@ impl Worker {
     }
 
     async fn report_queue_depth(&self) {
+        self.metrics.coalesced(self.store.coalescing_counts());
         if let Ok(depth) = self.store.queue_depth().await {
             self.metrics.queue_depth(depth);
         }
@@ -408,6 +409,9 @@ impl Worker {
         };
         let label_reason = if update.status == DeliveryStatus::Delivered { "" } else { label_reason.as_str() };
         self.metrics.attempt(&delivery.app_id, provider, result, label_reason);
+        if update.status == DeliveryStatus::Delivered && delivery.is_chat_alert() {
+            self.metrics.chat_alert(&delivery.app_id, delivery.summary.is_some());
+        }
         if update.status != DeliveryStatus::Retrying {
             let accepted_ms = delivery.push_id().accepted_at_ms().unwrap_or(now);
             self.metrics.latency(&delivery.app_id, (self.now_ms() - accepted_ms).max(0) as f64 / 1000.0);

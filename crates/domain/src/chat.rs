@@ -289,9 +289,10 @@ impl ChatMessage {
                 android_notification.insert("icon".into(), icon.clone().into());
             }
             let collapse = self.room.as_ref().filter(|_| style.collapse_by_room).map(room_collapse_key);
-            if let Some(room) = &self.room
-                && style.collapse_by_room
-            {
+            // With coalescing the room is the notification's tag: a room's
+            // notifications replace each other, and the app cancels them by
+            // it on a clear push. Without, the message is IMKIT's, as it was.
+            if let Some(room) = self.room.as_ref().filter(|_| style.collapse_by_room) {
                 android_notification.insert("tag".into(), room.as_str().into());
             }
             if recipient.quiet {
@@ -396,7 +397,7 @@ pub fn clear_apns(room: &RoomId, badge: u32) -> ApnsPush {
 /// replacing an older one while it waits.
 pub fn clear_fcm(room: &RoomId, badge: u32) -> Value {
     json!({
-        "android": { "ttl": CHAT_TTL, "priority": "normal", "collapse_key": format!("clear:{}", room_collapse_key(room)) },
+        "android": { "ttl": CHAT_TTL, "priority": "normal", "collapse_key": format!("clear-{}", room_collapse_key(room)) },
         "data": { "type": CLEAR_PUSH_TYPE, "room": room.as_str(), "badge": badge.to_string() },
     })
 }
@@ -409,7 +410,7 @@ pub fn clear_webpush(room: &RoomId, badge: u32) -> WebPushMessage {
         payload: payload.to_string().into_bytes(),
         ttl_seconds: CHAT_TTL_SECONDS,
         urgency: Urgency::Normal,
-        topic: Some(web_push_topic(&format!("clear:{}", room.as_str()))),
+        topic: Some(web_push_topic(&format!("clear-{}", room.as_str()))),
     }
 }
 
@@ -495,10 +496,11 @@ pub struct ChatStyle {
     /// room id); without it, Web Push payloads are not declarative and a
     /// service worker shows them.
     pub web_navigate: Option<String>,
-    /// A room's alert replaces the one before it on the device (the app
-    /// coalesces busy rooms): the room is the APNs `apns-collapse-id` and the
-    /// FCM `collapse_key` and `android.notification.tag` (on Web Push it is
-    /// always the `tag` and the `Topic`).
+    /// A room's alert replaces the one before it on the device and while it
+    /// waits (the app coalesces busy rooms): the room is the APNs
+    /// `apns-collapse-id`, the FCM `collapse_key` and
+    /// `android.notification.tag` (it is always the APNs `thread-id`, the
+    /// Web Push `tag` and `Topic`).
     pub collapse_by_room: bool,
 }
 

@@ -4,8 +4,8 @@
 //! use `assert!`, so a failure points at the broken expectation.
 
 use crate::{
-    ApiKeyKind, BadgePlan, CallbackKey, ClientPrefs, Coalescing, DeliveryStatus, DeliveryUpdate, ExperimentPlan,
-    NewDevice, NewPush, RoutingPlan, SourceChange, Store, StoredApiKey,
+    ApiKeyKind, BadgePlan, CallbackKey, ClientPrefs, Coalescing, CoalescingCounts, DeliveryStatus, DeliveryUpdate,
+    ExperimentPlan, NewDevice, NewPush, RoutingPlan, SourceChange, Store, StoredApiKey,
 };
 use pushgate_domain::{
     AppId, BadgeSource, ChatMessage, ClientId, CustomPush, DeliveryMode, DeviceId, DeviceType, Environment, Experiment,
@@ -305,6 +305,12 @@ async fn a_busy_rooms_alerts_are_held_and_end_as_one_per_window(store: &dyn Stor
     assert_eq!(statuses("m6").await[3].1, Skipped);
     assert!(statuses("clear").await.iter().all(|(device, _, _)| device == "bob/-"), "the reading device gets none");
     assert_eq!(store.queue_depth().await.expect("depth").held, 0);
+    assert_eq!(
+        store.coalescing_counts(),
+        CoalescingCounts { held: 12, merged: 6, cancelled: 3 },
+        "m2 held 2; m3 merged 2, held 3; m4 merged 3, held 3; m5 held 3; the read cancelled 2; m6 merged 1, held 1; \
+         the clear cancelled 1"
+    );
     assert_eq!(store.next_due_at().await.expect("due").map(|due| due > t0 + 19_000), Some(false), "no window left due");
 }
 

@@ -32,8 +32,9 @@ pub use experiments::{ExperimentStore, VariantCounts};
 pub use keys::{ApiKeyKind, KeyStore, StoredApiKey};
 pub use postgres::PgStore;
 pub use queue::{
-    Accepted, BadgePlan, CallbackKey, ClaimedDelivery, ClaimedPush, Coalescing, DeliveryRef, DeliveryStatus,
-    DeliveryUpdate, DeliveryView, ExperimentPlan, FanOut, NewPush, PushView, QueueDepth, QueueStore, RoutingPlan,
+    Accepted, BadgePlan, CallbackKey, ClaimedDelivery, ClaimedPush, Coalescing, CoalescingCounts, DeliveryRef,
+    DeliveryStatus, DeliveryUpdate, DeliveryView, ExperimentPlan, FanOut, NewPush, PushView, QueueDepth, QueueStore,
+    RoutingPlan,
 };
 pub use sqlite::SqliteStore;
 

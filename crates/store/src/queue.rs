@@ -221,6 +221,53 @@ pub struct QueueDepth {
     pub held: u64,
 }
 
+/// What coalescing did since the store opened (this node's fan-outs and
+/// reads): deliveries held for a window's end, merged into a newer
+/// message's alert, and cancelled by a read before their window ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CoalescingCounts {
+    /// Deliveries held.
+    pub held: u64,
+    /// Held deliveries merged into a newer message's.
+    pub merged: u64,
+    /// Held deliveries cancelled by a read of the room.
+    pub cancelled: u64,
+}
+
+impl CoalescingCounts {
+    pub(crate) fn add(&mut self, other: Self) {
+        self.held += other.held;
+        self.merged += other.merged;
+        self.cancelled += other.cancelled;
+    }
+}
+
+/// [`CoalescingCounts`] kept by a store, added to once a write commits.
+#[derive(Debug, Default)]
+pub(crate) struct CoalescingTally {
+    held: std::sync::atomic::AtomicU64,
+    merged: std::sync::atomic::AtomicU64,
+    cancelled: std::sync::atomic::AtomicU64,
+}
+
+impl CoalescingTally {
+    pub(crate) fn add(&self, counts: CoalescingCounts) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.held.fetch_add(counts.held, Relaxed);
+        self.merged.fetch_add(counts.merged, Relaxed);
+        self.cancelled.fetch_add(counts.cancelled, Relaxed);
+    }
+
+    pub(crate) fn read(&self) -> CoalescingCounts {
+        use std::sync::atomic::Ordering::Relaxed;
+        CoalescingCounts {
+            held: self.held.load(Relaxed),
+            merged: self.merged.load(Relaxed),
+            cancelled: self.cancelled.load(Relaxed),
+        }
+    }
+}
+
 /// Which delivery a claim handed out, to record its outcome against. Opaque
 /// to callers; ordered as the deliveries were planned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -304,6 +351,13 @@ impl ClaimedDelivery {
     /// The push's id.
     pub fn push_id(&self) -> PushId {
         self.push.push_id
+    }
+
+    /// Whether this delivery shows a chat message's alert (not a silent
+    /// badge update, a clear or a server's custom push).
+    pub fn is_chat_alert(&self) -> bool {
+        let chat = matches!(self.push.request, Some(PushRequest::Chat(_) | PushRequest::LegacyChat { .. }));
+        chat && self.mode != Some(DeliveryMode::Silent)
     }
 
     /// The client's variant of the push's experiment, if both are known.
@@ -466,6 +520,12 @@ pub trait QueueStore: Send + Sync {
     /// How much work waits: pushes journaled but not fanned out, deliveries
     /// queued and retrying.
     async fn queue_depth(&self) -> Result<QueueDepth, StoreError>;
+
+    /// What coalescing did since this store opened (a store that does not
+    /// coalesce, a test's, answers zeros).
+    fn coalescing_counts(&self) -> CoalescingCounts {
+        CoalescingCounts::default()
+    }
 
     /// When the earliest queued or retrying delivery is due, if any.
     async fn next_due_at(&self) -> Result<Option<i64>, StoreError>;

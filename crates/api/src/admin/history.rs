@@ -42,6 +42,8 @@ pub struct Sample {
     /// The accept routes' `http_request_duration_seconds` buckets summed
     /// over those routes: upper bound (seconds) to cumulative count.
     pub accept_buckets: BTreeMap<OrderedBound, f64>,
+    /// `pushgate_chat_alerts_total`, by app and kind (`message`, `summary`).
+    pub chat_alerts: HashMap<(String, String), f64>,
 }
 
 /// A histogram bucket's upper bound, ordered (`+Inf` last).
@@ -78,6 +80,9 @@ impl Sample {
                         reason: label("reason"),
                     };
                     sample.attempts.insert(key, value);
+                }
+                "pushgate_chat_alerts_total" => {
+                    sample.chat_alerts.insert((label("app"), label("kind")), value);
                 }
                 "pushgate_http_request_duration_seconds_bucket"
                     if ACCEPT_ROUTES.contains(&labels.get("route").map_or("", String::as_str))

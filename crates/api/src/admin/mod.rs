@@ -166,9 +166,29 @@ pub struct QueueView {
     pub queued: u64,
     /// Deliveries waiting for another attempt.
     pub retrying: u64,
+    /// Deliveries held until their room's coalescing window ends.
+    pub held: u64,
     /// When the earliest waiting work is due, Unix ms (in the past: overdue).
     #[serde(rename = "nextDueAtMS")]
     pub next_due_at_ms: Option<i64>,
+}
+
+/// Coalescing since this node started: chat alerts it delivered, and what
+/// its fan-outs held, merged and cancelled (every app's: the store counts
+/// them per node, not per app).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CoalescingView {
+    /// A message's own alerts delivered (of the app in scope).
+    pub alerts: u64,
+    /// Alerts ending a busy room's window delivered (of the app in scope).
+    pub summaries: u64,
+    /// Deliveries held for a window's end.
+    pub held: u64,
+    /// Held deliveries merged into a newer message's alert.
+    pub merged: u64,
+    /// Held deliveries cancelled by a read.
+    pub cancelled: u64,
 }
 
 /// The `result` of the overview route.
@@ -187,6 +207,8 @@ pub struct Overview {
     pub charts: Charts,
     /// The store's queue.
     pub queue: QueueView,
+    /// Alerts sent and saved by coalescing.
+    pub coalescing: CoalescingView,
     /// Paused providers, with their reason and next probe.
     pub paused_providers: Vec<PausedProvider>,
     /// Providers this node's recent sends could not reach.
@@ -213,18 +235,38 @@ pub async fn overview(
     Query(query): Query<OverviewQuery>,
 ) -> Result<Json<Envelope<Overview>>, ApiError> {
     let app = operator.scope(&state, query.app.as_deref())?;
+    let in_scope = |of: &str| app.as_ref().is_none_or(|app| app.as_str() == of);
     let now = now_ms();
-    let samples = state.console.history.with_now(Sample::parse(&state.metrics.render(), now));
+    let current = Sample::parse(&state.metrics.render(), now);
+    let alerts_of = |kind: &str| {
+        let alerts = current.chat_alerts.iter().filter(|((of, of_kind), _)| of_kind == kind && in_scope(of));
+        alerts.map(|(_, count)| *count as u64).sum()
+    };
+    let counts = state.store.coalescing_counts();
+    let coalescing = CoalescingView {
+        alerts: alerts_of("message"),
+        summaries: alerts_of("summary"),
+        held: counts.held,
+        merged: counts.merged,
+        cancelled: counts.cancelled,
+    };
+    let samples = state.console.history.with_now(current);
     let charts = Charts::from_samples(&samples, app.as_ref().map(AppId::as_str));
     let depth = state.store.queue_depth().await?;
     let next_due_at_ms = state.store.next_due_at().await?;
-    let in_scope = |of: &str| app.as_ref().is_none_or(|app| app.as_str() == of);
     Ok(ok(Overview {
         app: app.as_ref().map(ToString::to_string),
         now_ms: now,
         step_seconds: history::STEP.as_secs(),
         charts,
-        queue: QueueView { journaled: depth.journaled, queued: depth.queued, retrying: depth.retrying, next_due_at_ms },
+        queue: QueueView {
+            journaled: depth.journaled,
+            queued: depth.queued,
+            retrying: depth.retrying,
+            held: depth.held,
+            next_due_at_ms,
+        },
+        coalescing,
         paused_providers: state.delivery.paused_providers().into_iter().filter(|pause| in_scope(&pause.app)).collect(),
         unreachable_providers: state
             .delivery

@@ -9,7 +9,7 @@ use crate::extract::{ApiJson, ApiPath, OptionalApiJson};
 use crate::{AppState, new_push_id, now_ms};
 use axum::Json;
 use axum::extract::State;
-use pushgate_domain::{BadgeSource, ClientId, PushRequest, RoomId};
+use pushgate_domain::{BadgeSource, ClientId, DeviceId, PushRequest, RoomId};
 use pushgate_store::{BadgePlan, BadgeView, NewPush, SourceChange};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -142,10 +142,15 @@ async fn change_source(
 
 /// Body of `POST .../rooms/{room}/read` (optional).
 #[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct ReadRequest {
-    /// `true`: send the new badge to every device of the client as a silent push.
+    /// `true`: send the client's devices a clear push (`type` `clear`): the room, for the app to remove its
+    /// delivered notifications, and the new badge (see the README's "Clear pushes").
     #[serde(default)]
     pub sync: bool,
+    /// The device the room was read on: it gets no clear push.
+    #[serde(default)]
+    pub device_id: Option<String>,
 }
 
 /// The `result` of a read mark.
@@ -155,14 +160,16 @@ pub struct ReadResult {
     /// The client's badge after the read.
     #[serde(flatten)]
     pub badge: BadgeResult,
-    /// The silent badge update, when `sync` was asked for.
+    /// The clear push, when `sync` was asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub push_id: Option<String>,
 }
 
-/// Mark a room read for the client: its unread count goes to zero. With
-/// `{"sync": true}` the read and a silent badge update to every device of
-/// the client are stored in one transaction.
+/// Mark a room read for the client: its unread count goes to zero, and an
+/// alert held for the room by coalescing is cancelled. With `{"sync": true}`
+/// the read and a clear push to the client's devices (but `deviceId`, the
+/// one it was read on) are stored in one transaction: each device removes
+/// the room's notifications and takes the new badge.
 #[utoipa::path(
     post,
     path = "/v1/clients/{clientId}/rooms/{room}/read",
@@ -189,18 +196,22 @@ pub async fn mark_read(
     let request = request.unwrap_or_default();
     let client_id = ClientId::parse(&client_id)?;
     let room = RoomId::parse(&room)?;
+    let except = request.device_id.as_deref().map(DeviceId::parse).transpose()?;
     let now = now_ms();
     let push_id = if request.sync {
         let deadline_ms = now.saturating_add(app.max_age_ms.min(BADGE_UPDATE_MAX_AGE_MS));
-        let push = NewPush::new(
+        let mut push = NewPush::new(
             new_push_id(),
             app.id.clone(),
-            PushRequest::BadgeUpdate,
+            PushRequest::Clear { room: room.clone() },
             vec![client_id.clone()],
             now,
             deadline_ms,
         )
         .with_badge(BadgePlan::ClearRoom(room), app.count_muted_rooms);
+        if let Some(device) = except {
+            push = push.except_device(device);
+        }
         let push_id = push.push_id;
         accept_push(&state, push, PushSource::ReadSync).await?;
         Some(push_id.to_string())

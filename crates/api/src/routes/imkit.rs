@@ -20,7 +20,7 @@ use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use pushgate_domain::{AppId, ChatMessage, ClientId, Experiment, GenericCallback, LegacyCallback, PushRequest};
-use pushgate_store::{BadgePlan, CallbackKey, ExperimentPlan, NewPush, RoutingPlan};
+use pushgate_store::{BadgePlan, CallbackKey, Coalescing, ExperimentPlan, NewPush, RoutingPlan};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -66,6 +66,7 @@ pub async fn push_generic(
     let callback = GenericCallback::parse(&object)?;
     let message = callback.message;
     let room = message.room.clone().ok_or_else(|| ApiError::missing("room is required"))?;
+    let sender = message.sender.clone();
     let now = now_ms();
     let experiment = active_experiment(&state, &app.id, &message, &callback.recipients, now).await?;
     let callback_key = CallbackKey { message_id: message.id.to_string(), to_client: None };
@@ -76,6 +77,9 @@ pub async fn push_generic(
             .with_callback(callback_key)
             .with_badge(BadgePlan::CountUnread(room.clone()), app.count_muted_rooms)
             .with_routing(RoutingPlan { room, online: app.online_policy });
+    if app.coalescing_window_ms > 0 {
+        push = push.with_coalescing(Coalescing { window_ms: app.coalescing_window_ms, sender });
+    }
     if let Some((plan, experiment)) = experiment {
         push = push.with_experiment(plan, experiment);
     }

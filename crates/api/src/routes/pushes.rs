@@ -112,8 +112,12 @@ pub struct DeliveryStatusView {
     /// The device id; absent when the client had no device.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device_id: Option<String>,
-    /// `queued`, `retrying`, `delivered`, `failed`, `pruned` or `skipped`.
+    /// `queued`, `retrying`, `delivered`, `failed`, `pruned`, `skipped`, `held` (coalescing: waits for its
+    /// room's window to end) or `coalesced` (merged into a newer message's alert: `carriedBy`).
     pub status: String,
+    /// For a coalesced delivery: the push whose alert carries it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub carried_by: Option<String>,
     /// Why it failed, was skipped or pruned, or is retrying (the provider's reason).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -186,15 +190,17 @@ pub async fn push_status(
             device_type: delivery.device_type,
             device_id: delivery.device_id,
             status: delivery.status.as_str().to_owned(),
+            carried_by: delivery.carried_by.map(|push| push.to_string()),
             explanation: delivery.reason.as_ref().and_then(Reason::explanation),
             reason: delivery.reason.as_ref().map(ToString::to_string),
             mode: delivery.mode.map(|mode| mode.as_str().to_owned()),
             routing: delivery.route_reason,
             variant: delivery.variant,
             attempts: delivery.attempts,
-            next_attempt_at_ms: delivery
-                .next_attempt_at_ms
-                .filter(|_| matches!(delivery.status, DeliveryStatus::Queued | DeliveryStatus::Retrying)),
+            // A held delivery's is its window's end.
+            next_attempt_at_ms: delivery.next_attempt_at_ms.filter(|_| {
+                matches!(delivery.status, DeliveryStatus::Queued | DeliveryStatus::Retrying | DeliveryStatus::Held)
+            }),
             updated_at_ms: delivery.updated_at_ms,
         })
         .collect();

@@ -107,7 +107,7 @@ async fn sources_are_set_and_added_to_without_losing_a_concurrent_increment() {
 }
 
 #[tokio::test]
-async fn a_read_mark_with_sync_sends_the_new_badge_silently_to_every_device() {
+async fn a_read_mark_with_sync_sends_every_device_a_clear_push_with_the_room_and_the_new_badge() {
     let setup = spawn().await;
     let app = &setup.app;
     assert_eq!(app.subscribe(ios_device("iphone", "frank", APNS_TOKEN)).await.0, 200);
@@ -130,14 +130,17 @@ async fn a_read_mark_with_sync_sends_the_new_badge_silently_to_every_device() {
     assert_eq!(status_of("pixel").0.as_deref(), Some("delivered"));
     assert_eq!(status_of("iphone-voip"), (Some("skipped".into()), Some("VoIP devices get no badge updates".into())));
     assert_eq!(setup.fcm.delivered_count(), 4);
-    let update = setup.apns.delivered().into_iter().last().expect("the badge update");
-    assert_eq!(update.device_token, APNS_TOKEN);
-    assert_eq!(update.payload, json!({ "aps": { "badge": 1 }, "type": "badge" }));
-    assert_eq!((update.headers["apns-priority"].as_str(), update.headers["apns-push-type"].as_str()), ("5", "alert"));
-    let update = setup.fcm.messages().into_iter().last().expect("the badge update").message;
-    assert!(update.get("notification").is_none(), "silent: {update}");
-    assert_eq!(update["data"], json!({ "type": "badge", "badge": "1" }));
-    assert_eq!(update["android"]["collapse_key"], "badge");
+    let clear = setup.apns.delivered().into_iter().last().expect("the clear push");
+    assert_eq!(clear.device_token, APNS_TOKEN);
+    assert_eq!(clear.payload, json!({ "aps": { "badge": 1, "content-available": 1 }, "type": "clear", "room": "r1" }));
+    assert_eq!((clear.headers["apns-priority"].as_str(), clear.headers["apns-push-type"].as_str()), ("5", "alert"));
+    let clear = setup.fcm.messages().into_iter().last().expect("the clear push").message;
+    assert!(clear.get("notification").is_none(), "nothing shown: {clear}");
+    assert_eq!(clear["data"], json!({ "type": "clear", "room": "r1", "badge": "1" }));
+    assert_eq!(
+        (clear["android"]["collapse_key"].as_str(), clear["android"]["priority"].as_str()),
+        (Some("clear-r1"), Some("normal"))
+    );
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@ mod badges;
 mod callbacks;
 mod cli;
 mod client_credentials;
+mod coalescing;
 mod console;
 mod crash;
 mod devices;

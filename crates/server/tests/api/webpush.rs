@@ -235,9 +235,13 @@ async fn chat_custom_and_badge_pushes_reach_a_browser_encrypted_and_declarative(
     assert_eq!(status, 200, "{read}");
     app.settle().await;
     assert_eq!(service.received().len(), 4);
-    let sync = &service.delivered_to(&browser)[2];
-    assert_eq!(sync.payload, json!({ "app_badge": 0 }), "the silent sync carries the badge alone");
-    assert_eq!((sync.urgency.as_deref(), sync.topic.as_deref()), (Some("low"), Some("badge")));
+    let clear = &service.delivered_to(&browser)[2];
+    assert_eq!(
+        clear.payload,
+        json!({ "app_badge": 0, "type": "clear", "room": "demo-room" }),
+        "the service worker closes the room's notifications (their tag) and sets the badge"
+    );
+    assert_eq!((clear.urgency.as_deref(), clear.topic.as_deref()), (Some("normal"), Some("clear-demo-room")));
     assert!(service.received().iter().all(|push| push.status == 201), "{:?}", service.received());
     let metrics = app.metrics().await;
     assert!(

@@ -4,7 +4,7 @@
 
 use super::{FAN_OUT_LOCK, PgStore};
 use crate::plan::{self, CounterChange, FAN_OUT_PUSHES, FAN_OUT_RECIPIENTS, Journaled, SEND_SIZE};
-use crate::{RoutingPlan, StoreError};
+use crate::{CoalescingCounts, RoutingPlan, StoreError};
 use pushgate_domain::{DeviceId, Reason, RecipientState, RoomId};
 use sqlx::Row as _;
 use sqlx::postgres::PgConnection;
@@ -27,6 +27,7 @@ impl PgStore {
         // one was read (sequences are taken at insert, not at commit), so
         // only what was read is deleted, never a range.
         let (mut taken, mut pushes, mut recipients) = (Vec::new(), 0, 0);
+        let mut coalesced = CoalescingCounts::default();
         for row in &rows {
             if recipients >= FAN_OUT_RECIPIENTS {
                 break;
@@ -47,7 +48,7 @@ impl PgStore {
                 }
             };
             let span = tracing::debug_span!("fan_out", app.id = %push.app_id, push.id = %push.push_id);
-            fan_out_push(&mut transaction, &push).instrument(span).await?;
+            coalesced.add(fan_out_push(&mut transaction, &push).instrument(span).await?);
             pushes += 1;
             recipients += push.fan_out.clients.len();
         }
@@ -55,6 +56,7 @@ impl PgStore {
             sqlx::query("DELETE FROM journal WHERE seq = ANY($1)").bind(&taken).execute(&mut *transaction).await?;
         }
         transaction.commit().await?;
+        self.coalesced.add(coalesced);
         let more = pushes < rows.len() || rows.len() == usize::try_from(FAN_OUT_PUSHES).unwrap_or(usize::MAX);
         Ok((pushes, more))
     }
@@ -67,10 +69,15 @@ impl PgStore {
 /// planner cannot turn into a join): a push reaches a few of an app's
 /// devices, and with a join the planner, which guesses 100 rows for a JSON
 /// array, may scan all of them (it did: 10 ms per push at 20,000 devices).
-async fn fan_out_push(connection: &mut PgConnection, push: &Journaled) -> Result<(), StoreError> {
+async fn fan_out_push(connection: &mut PgConnection, push: &Journaled) -> Result<CoalescingCounts, StoreError> {
     let clients = plan::recipients(&push.fan_out);
     let clients_json = serde_json::Value::from_iter(clients.iter().map(|client| client.as_str())).to_string();
     let totals = apply_counter_change(connection, push, &clients_json).await?;
+    let mut coalesced = CoalescingCounts::default();
+    if let CounterChange::ClearRoom(room) = push.fan_out.badge.counter_change() {
+        coalesced.cancelled =
+            end_windows_by_read(connection, push.app_id.as_str(), &clients_json, room.as_str(), push.now_ms).await?;
+    }
     let states = match &push.fan_out.routing {
         Some(routing) => Some(routing_states(connection, push, &clients_json, routing).await?),
         None => None,
@@ -87,7 +94,7 @@ async fn fan_out_push(connection: &mut PgConnection, push: &Journaled) -> Result
     let push_id = push.push_id.to_string();
     let except = push.fan_out.except_device.as_ref().map(DeviceId::as_str);
     if let (true, Some(room)) = (holds, room) {
-        hold(connection, push, &push_id, room, &plans).await?;
+        (coalesced.merged, coalesced.held) = hold(connection, push, &push_id, room, &plans).await?;
     }
     sqlx::query(
         "INSERT INTO sends (push_id, app_id, experiment_id, deliveries, queued, pending, next_attempt_at_ms, \
@@ -149,8 +156,8 @@ async fn fan_out_push(connection: &mut PgConnection, push: &Journaled) -> Result
         .execute(&mut *connection)
         .await?;
     }
-    tracing::debug!(recipients = clients.len(), held = holds, "fanned out");
-    Ok(())
+    tracing::debug!(recipients = clients.len(), held = coalesced.held, "fanned out");
+    Ok(coalesced)
 }
 
 /// Each client's coalescing window in `room` (see the SQLite fan-out). The
@@ -176,15 +183,16 @@ async fn coalescing_windows(
     plan::windows(&rows)
 }
 
-/// Holds the message for the recipients the plan holds (see the SQLite `hold`).
+/// Holds the message for the recipients the plan holds (see the SQLite
+/// `hold`); answers the deliveries merged and held.
 async fn hold(
     connection: &mut PgConnection,
     push: &Journaled,
     push_id: &str,
     room: &RoomId,
     plans: &str,
-) -> Result<(), StoreError> {
-    sqlx::query(
+) -> Result<(u64, u64), StoreError> {
+    let merged = sqlx::query(
         "UPDATE deliveries SET status = 'coalesced', carried_by = $1, next_attempt_at_ms = NULL, updated_at_ms = $5 \
          WHERE status = 'held' AND (client_id, push_id) IN ( \
              SELECT c.client_id, c.held_push_id FROM coalescing c \
@@ -197,8 +205,9 @@ async fn hold(
     .bind(plans)
     .bind(push.now_ms)
     .execute(&mut *connection)
-    .await?;
-    sqlx::query(
+    .await?
+    .rows_affected();
+    let held = sqlx::query(
         "INSERT INTO deliveries (push_id, app_id, client_id, device_type, device_id, token, environment, locale, \
                                  badge, status, attempts, next_attempt_at_ms, updated_at_ms, mode, route_reason, \
                                  experiment_id, variant) \
@@ -217,20 +226,22 @@ async fn hold(
     .bind(plans)
     .bind(push.fan_out.except_device.as_ref().map(DeviceId::as_str))
     .execute(&mut *connection)
-    .await?;
-    Ok(())
+    .await?
+    .rows_affected();
+    Ok((merged, held))
 }
 
 /// A read ends the clients' windows in `room` (see the SQLite
-/// `end_windows_by_read`); the caller holds the fan-out lock.
+/// `end_windows_by_read`); the caller holds the fan-out lock. Answers the
+/// deliveries cancelled.
 pub(super) async fn end_windows_by_read(
     connection: &mut PgConnection,
     app: &str,
     clients: &str,
     room: &str,
     now_ms: i64,
-) -> Result<(), StoreError> {
-    sqlx::query(
+) -> Result<u64, StoreError> {
+    let cancelled = sqlx::query(
         "UPDATE deliveries SET status = 'skipped', reason = $5, next_attempt_at_ms = NULL, updated_at_ms = $4 \
          WHERE status = 'held' AND (client_id, push_id) IN ( \
              SELECT client_id, held_push_id FROM coalescing \
@@ -243,7 +254,8 @@ pub(super) async fn end_windows_by_read(
     .bind(now_ms)
     .bind(Reason::ReadBeforeSent.to_string())
     .execute(&mut *connection)
-    .await?;
+    .await?
+    .rows_affected();
     sqlx::query(
         "DELETE FROM coalescing WHERE app_id = $1 AND room = $3 \
          AND client_id IN (SELECT jsonb_array_elements_text($2::jsonb))",
@@ -253,7 +265,7 @@ pub(super) async fn end_windows_by_read(
     .bind(room)
     .execute(&mut *connection)
     .await?;
-    Ok(())
+    Ok(cancelled)
 }
 
 /// Ends the coalescing windows due at `now_ms` that hold a message (see the
@@ -382,7 +394,6 @@ async fn apply_counter_change(
             .bind(room.as_str())
             .execute(&mut *connection)
             .await?;
-            end_windows_by_read(connection, app, clients, room.as_str(), push.now_ms).await?;
         }
     }
     if !push.fan_out.badge.carries_totals() {

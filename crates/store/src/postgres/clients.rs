@@ -170,8 +170,11 @@ impl ClientStore for PgStore {
             .execute(&mut *transaction)
             .await?;
         let clients = serde_json::json!([client_id.as_str()]).to_string();
-        super::accept::end_windows_by_read(&mut transaction, app_id.as_str(), &clients, room.as_str(), now_ms).await?;
+        let cancelled =
+            super::accept::end_windows_by_read(&mut transaction, app_id.as_str(), &clients, room.as_str(), now_ms)
+                .await?;
         transaction.commit().await?;
+        self.coalesced.add(crate::CoalescingCounts { cancelled, ..Default::default() });
         Ok(())
     }
 

@@ -39,6 +39,8 @@ pub struct PgStore {
     pool: PgPool,
     /// Outcomes recorded at the same time, committed together.
     outcomes: Outcomes,
+    /// What this node's fan-outs and reads did by coalescing.
+    coalesced: Arc<crate::queue::CoalescingTally>,
 }
 
 /// Where the outcome batcher commits: one transaction per group.
@@ -87,7 +89,7 @@ impl PgStore {
             .await?;
         MIGRATIONS.run(&pool).await.map_err(|error| StoreError::Internal(error.into()))?;
         let outcomes = Outcomes::spawn(OutcomeTarget(pool.clone()));
-        Ok(Self { pool, outcomes })
+        Ok(Self { pool, outcomes, coalesced: Arc::default() })
     }
 
     /// Fans out every push journaled before this call, in journal order, a

@@ -311,6 +311,10 @@ impl QueueStore for PgStore {
         })
     }
 
+    fn coalescing_counts(&self) -> crate::CoalescingCounts {
+        self.coalesced.read()
+    }
+
     async fn next_due_at(&self) -> Result<Option<i64>, StoreError> {
         if self.last_journaled().await?.is_some() {
             return Ok(Some(0));

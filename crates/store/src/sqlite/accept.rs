@@ -7,7 +7,7 @@
 //! transaction.
 
 use crate::plan::{self, CounterChange, Journaled, SEND_SIZE};
-use crate::{Accepted, NewPush, RoutingPlan, StoreError};
+use crate::{Accepted, CoalescingCounts, NewPush, RoutingPlan, StoreError};
 use pushgate_domain::{AppId, ClientId, DeviceId, PushId, RecipientState, RoomId};
 use rusqlite::{Connection, params};
 
@@ -100,6 +100,8 @@ pub(super) struct FannedOut {
     pub pushes: usize,
     /// Whether journaled pushes (up to the bound asked for) are left.
     pub more: bool,
+    /// What coalescing did in it.
+    pub coalesced: CoalescingCounts,
 }
 
 /// Fans out journaled pushes, oldest first and none journaled after
@@ -130,6 +132,7 @@ pub(super) fn fan_out(
     drop(statement);
     let fetched = rows.len();
     let (mut last_seq, mut pushes, mut recipients) = (None, 0, 0);
+    let mut coalesced = CoalescingCounts::default();
     for (seq, entry, push_id, app_id, created_at_ms) in rows {
         if recipients >= max_recipients {
             break;
@@ -144,7 +147,7 @@ pub(super) fn fan_out(
                 continue;
             }
         };
-        fan_out_push(connection, &push)?;
+        coalesced.add(fan_out_push(connection, &push)?);
         pushes += 1;
         recipients += push.fan_out.clients.len();
     }
@@ -152,13 +155,13 @@ pub(super) fn fan_out(
         connection.prepare_cached("DELETE FROM journal WHERE seq <= ?1")?.execute([last_seq])?;
     }
     let more = pushes < fetched || fetched == usize::try_from(max_pushes).unwrap_or(usize::MAX);
-    Ok(FannedOut { pushes, more })
+    Ok(FannedOut { pushes, more, coalesced })
 }
 
 /// One push's recipients: their counters, badges and routes by the shared
 /// plan, and one planned delivery per device (one skipped delivery for a
-/// recipient without devices), in `sends` rows.
-fn fan_out_push(connection: &Connection, push: &Journaled) -> Result<(), StoreError> {
+/// recipient without devices), in `sends` rows. Answers what coalescing did.
+fn fan_out_push(connection: &Connection, push: &Journaled) -> Result<CoalescingCounts, StoreError> {
     let _span = tracing::debug_span!("fan_out", app.id = %push.app_id, push.id = %push.push_id).entered();
     // Every statement below handles all the push's recipients at once,
     // through a JSON array (`json_each`): a constant number of statements
@@ -168,6 +171,11 @@ fn fan_out_push(connection: &Connection, push: &Journaled) -> Result<(), StoreEr
     let clients = plan::recipients(&push.fan_out);
     let clients_json = serde_json::Value::from_iter(clients.iter().map(|client| client.as_str())).to_string();
     let totals = apply_counter_change(connection, push, &clients_json)?;
+    let mut coalesced = CoalescingCounts::default();
+    if let CounterChange::ClearRoom(room) = push.fan_out.badge.counter_change() {
+        coalesced.cancelled =
+            end_windows_by_read(connection, push.app_id.as_str(), &clients_json, room.as_str(), push.now_ms)?;
+    }
     let states = match &push.fan_out.routing {
         Some(routing) => Some(routing_states(connection, push, &clients_json, routing)?),
         None => None,
@@ -184,7 +192,7 @@ fn fan_out_push(connection: &Connection, push: &Journaled) -> Result<(), StoreEr
     let push_id = push.push_id.to_string();
     let except = push.fan_out.except_device.as_ref().map(DeviceId::as_str);
     if let (true, Some(room)) = (holds, room) {
-        hold(connection, push, &push_id, room, &plans)?;
+        (coalesced.merged, coalesced.held) = hold(connection, push, &push_id, room, &plans)?;
     }
     // One `sends` row per push (per `SEND_SIZE` deliveries), not one row per
     // delivery: a delivery gets a row of its own only when an outcome needs
@@ -237,8 +245,8 @@ fn fan_out_push(connection: &Connection, push: &Journaled) -> Result<(), StoreEr
             )?
             .execute(params![push.app_id.as_str(), room.as_str(), coalescing.window_ms, push_id, plans])?;
     }
-    tracing::debug!(recipients = clients.len(), held = holds, "fanned out");
-    Ok(())
+    tracing::debug!(recipients = clients.len(), held = coalesced.held, "fanned out");
+    Ok(coalesced)
 }
 
 /// Each client's coalescing window in `room` (`clients`, a JSON array), in
@@ -265,15 +273,16 @@ fn coalescing_windows(
 /// message each held before is merged into this one (its deliveries become
 /// `coalesced`, carried by this push), and this one's deliveries (all but
 /// VoIP's, never held) wait as `held` rows until the window's end.
+/// Answers the deliveries merged and held.
 fn hold(
     connection: &Connection,
     push: &Journaled,
     push_id: &str,
     room: &RoomId,
     plans: &str,
-) -> Result<(), StoreError> {
+) -> Result<(u64, u64), StoreError> {
     let app = push.app_id.as_str();
-    connection
+    let merged = connection
         .prepare_cached(
             "UPDATE deliveries SET status = 'coalesced', carried_by = ?1, next_attempt_at_ms = NULL, \
                  updated_at_ms = ?5 \
@@ -284,7 +293,7 @@ fn hold(
                    AND json_extract(j.value, '$.window') = 'hold')",
         )?
         .execute(params![push_id, app, room.as_str(), plans, push.now_ms])?;
-    connection
+    let held = connection
         .prepare_cached(
             "INSERT INTO deliveries (push_id, app_id, client_id, device_type, device_id, token, environment, locale, \
                                      badge, status, attempts, next_attempt_at_ms, updated_at_ms, mode, route_reason, \
@@ -307,7 +316,7 @@ fn hold(
             plans,
             push.fan_out.except_device.as_ref().map(DeviceId::as_str),
         ])?;
-    Ok(())
+    Ok((merged as u64, held as u64))
 }
 
 /// Ends the coalescing windows due at `now_ms` that hold a message (at most
@@ -347,15 +356,15 @@ pub(super) fn end_windows(connection: &Connection, now_ms: i64, limit: u32) -> R
 
 /// A read ends the clients' (`clients`, a JSON array) windows in `room`:
 /// what each held is not sent (skipped: the room was read), and the room's
-/// next message alerts at once.
+/// next message alerts at once. Answers the deliveries cancelled.
 pub(super) fn end_windows_by_read(
     connection: &Connection,
     app: &str,
     clients: &str,
     room: &str,
     now_ms: i64,
-) -> Result<(), StoreError> {
-    connection
+) -> Result<u64, StoreError> {
+    let cancelled = connection
         .prepare_cached(
             "UPDATE deliveries SET status = 'skipped', reason = ?5, next_attempt_at_ms = NULL, updated_at_ms = ?4 \
              WHERE status = 'held' AND (client_id, push_id) IN ( \
@@ -369,7 +378,7 @@ pub(super) fn end_windows_by_read(
             "DELETE FROM coalescing WHERE app_id = ?1 AND room = ?3 AND client_id IN (SELECT value FROM json_each(?2))",
         )?
         .execute(params![app, clients, room])?;
-    Ok(())
+    Ok(cancelled as u64)
 }
 
 /// What is known of each client (`clients`, a JSON array) of a routed
@@ -458,7 +467,6 @@ fn apply_counter_change(
                      AND client_id IN (SELECT value FROM json_each(?2))",
                 )?
                 .execute(params![app, clients, room.as_str()])?;
-            end_windows_by_read(connection, app, clients, room.as_str(), push.now_ms)?;
         }
     }
     if !push.fan_out.badge.carries_totals() {

@@ -63,7 +63,7 @@ pub(super) async fn mark_room_read(
 ) -> Result<(), StoreError> {
     let (app, room) = (app_id.as_str().to_owned(), room.as_str().to_owned());
     let clients = serde_json::json!([client_id.as_str()]).to_string();
-    store
+    let cancelled = store
         .writer
         .write(Durability::Flushed, move |connection| {
             connection
@@ -74,7 +74,9 @@ pub(super) async fn mark_room_read(
                 .execute(rusqlite::params![app, clients, room])?;
             accept::end_windows_by_read(connection, &app, &clients, &room, now_ms)
         })
-        .await
+        .await?;
+    store.coalesced.add(crate::CoalescingCounts { cancelled, ..Default::default() });
+    Ok(())
 }
 
 pub(super) async fn change_badge_source(

@@ -12,6 +12,7 @@ mod queue;
 mod writer;
 
 use crate::outcomes::Outcomes;
+use crate::queue::CoalescingTally;
 use writer::{Durability, Writer};
 
 use crate::plan::{FAN_OUT_PUSHES, FAN_OUT_RECIPIENTS};
@@ -46,6 +47,7 @@ pub struct SqliteStore {
     write_lock: Arc<tokio::sync::Mutex<()>>,
     writer: Writer,
     outcomes: Outcomes,
+    coalesced: Arc<CoalescingTally>,
 }
 
 impl SqliteStore {
@@ -68,7 +70,7 @@ impl SqliteStore {
         let write_lock = Arc::new(tokio::sync::Mutex::new(()));
         let writer = Writer::start(options.get_filename(), Arc::clone(&write_lock))?;
         let outcomes = Outcomes::spawn(writer.clone());
-        Ok(Self { pool, write_lock, writer, outcomes })
+        Ok(Self { pool, write_lock, writer, outcomes, coalesced: Arc::default() })
     }
 
     /// How many transactions the writer thread committed so far (fewer than
@@ -109,11 +111,14 @@ impl SqliteStore {
 
     /// One batch of the fan-out, one write on the writer thread.
     async fn fan_out_batch(&self, up_to_seq: i64) -> Result<accept::FannedOut, StoreError> {
-        self.writer
+        let done = self
+            .writer
             .write(Durability::Flushed, move |connection| {
                 accept::fan_out(connection, FAN_OUT_PUSHES, FAN_OUT_RECIPIENTS, up_to_seq)
             })
-            .await
+            .await?;
+        self.coalesced.add(done.coalesced);
+        Ok(done)
     }
 }
 

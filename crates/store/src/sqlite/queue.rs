@@ -478,6 +478,10 @@ impl QueueStore for SqliteStore {
         queue_depth(self).await
     }
 
+    fn coalescing_counts(&self) -> crate::CoalescingCounts {
+        self.coalesced.read()
+    }
+
     async fn next_due_at(&self) -> Result<Option<i64>, StoreError> {
         // Journaled pushes are due at once: a claim fans them out.
         if self.last_journaled().await?.is_some() {
