@@ -40,12 +40,12 @@ struct Setup {
 const SECRET: &str = "crash-test-callback-secret";
 
 async fn setup() -> Setup {
-    setup_on(None).await
+    setup_on(None, "").await
 }
 
 /// As [`setup`], on the store `store_url` names (the default: a SQLite file
-/// in the setup's directory).
-async fn setup_on(store_url: Option<String>) -> Setup {
+/// in the setup's directory), with `extra_app` in `SampleApp`'s table.
+async fn setup_on(store_url: Option<String>, extra_app: &str) -> Setup {
     let ca = TestCa::generate();
     let key = Es256Key::generate();
     let fake = FakeApns::start(&ca, FakeApnsConfig::token(&key)).await;
@@ -73,6 +73,7 @@ concurrency = 8
 id = "SampleApp"
 api_keys = ["{KEY}"]
 generic_push = {{ secret = "{SECRET}" }}
+{extra_app}
 [apps.apns]
 key_file = {p8:?}
 key_id = "ABC123DEFG"
@@ -275,6 +276,60 @@ async fn a_sigkill_during_a_callback_burst_loses_no_message_and_counts_each_once
     }
 }
 
+/// A SIGKILL while a busy room's alerts are held loses none of them: after a
+/// restart each device gets the window's one alert, counting every message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkill_during_a_coalescing_window_loses_nothing_held() {
+    const MESSAGES: usize = 10;
+    let Setup { fake, config, _directory } = setup_on(None, "coalescing = { window_seconds = 5 }").await;
+    let (mut first, url) = start(&config).await;
+    let http = reqwest::Client::new();
+    register(&http, &url).await;
+    let clients: Vec<String> = (0..DEVICES).map(|n| format!("user{n}")).collect();
+    let send = async |url: &str, n: usize| {
+        let body = json!({ "_id": format!("held-{n}"), "appID": "SampleApp", "room": "busy", "roomName": "Busy",
+                           "message": format!("message {n}"), "messageType": "text",
+                           "sender": { "nickname": "S" }, "pushToClients": clients });
+        let response =
+            http.post(format!("{url}/imkit/push/v2?secret={SECRET}")).json(&body).send().await.expect("sent");
+        let answer: serde_json::Value = response.json().await.expect("json");
+        assert_eq!(answer["RC"], 0, "{answer}");
+        answer["result"]["pushId"].as_str().expect("a push id").to_owned()
+    };
+    let first_message = send(&url, 0).await;
+    // Its outcomes recorded (not only sent), so the kill cannot make it come twice.
+    eventually(RECOVERY, "the first message to be recorded delivered", || async {
+        let answer: serde_json::Value = http
+            .get(format!("{url}/v1/pushes/{first_message}"))
+            .header("IM-API-KEY", KEY)
+            .send()
+            .await
+            .expect("sent")
+            .json()
+            .await
+            .expect("json");
+        (answer["result"]["summary"] == json!({ "delivered": DEVICES })).then_some(())
+    })
+    .await;
+    for n in 1..MESSAGES {
+        send(&url, n).await;
+    }
+    // Killed within the window (5 s), with the burst held.
+    first.start_kill().expect("SIGKILL");
+    first.wait().await.expect("killed");
+    assert_eq!(fake.delivered().len(), DEVICES, "the burst is held, not sent, when the process dies");
+    let (_second, _) = start(&config).await;
+    fake.wait_for_delivered(2 * DEVICES, RECOVERY).await;
+    for n in 0..DEVICES {
+        let alerts: Vec<_> =
+            fake.delivered().into_iter().filter(|request| request.device_token == device_token(n)).collect();
+        assert_eq!(alerts.len(), 2, "user{n}: the first message's alert, then the window's");
+        let aps = &alerts[1].payload["aps"];
+        assert_eq!((&aps["alert"]["body"], &aps["badge"]), (&json!("S: 10 new messages in Busy"), &json!(MESSAGES)));
+        assert_eq!(alerts[1].headers.get("apns-collapse-id").map(String::as_str), Some("busy"));
+    }
+}
+
 /// Two pushgate processes on one PostgreSQL database take a callback load
 /// through both; one is SIGKILLed with work in flight and restarted. Its
 /// leased work runs out and is taken up (by either): every message reaches
@@ -283,7 +338,7 @@ async fn a_sigkill_during_a_callback_burst_loses_no_message_and_counts_each_once
 async fn two_nodes_on_postgres_one_sigkilled_mid_load_lose_no_message_and_count_each_once() {
     const MESSAGES: usize = 40;
     let store_url = crate::postgres::postgres_url("crash").await;
-    let Setup { fake, config, _directory } = setup_on(Some(store_url)).await;
+    let Setup { fake, config, _directory } = setup_on(Some(store_url), "").await;
     let (mut first, first_url) = start(&config).await;
     let (_second, second_url) = start(&config).await;
     let http = reqwest::Client::new();

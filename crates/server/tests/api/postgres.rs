@@ -101,8 +101,9 @@ async fn an_api_node_accepts_and_a_worker_node_delivers() {
 }
 
 /// Two pushgate nodes (`--role all`) on one fresh schema, sending to the
-/// same fakes; `extra_delivery` goes into their `[delivery]`. Their workers'
-/// loops run when `looping`; else the test drives them.
+/// same fakes; `extra_delivery` goes into their `[delivery]`, `extra_app`
+/// into `SampleApp`'s table. Their workers' loops run when `looping`; else
+/// the test drives them.
 struct TwoNodes {
     one: TestApp,
     two: TestApp,
@@ -110,9 +111,9 @@ struct TwoNodes {
     _files: tempfile::TempDir,
 }
 
-async fn two_nodes(name: &str, extra_delivery: &str, looping: bool) -> TwoNodes {
+async fn two_nodes(name: &str, extra_delivery: &str, extra_app: &str, looping: bool) -> TwoNodes {
     let url = postgres_url(name).await;
-    let sample_app = format!(r#"generic_push = {{ secret = "{SECRET}" }}"#);
+    let sample_app = format!("generic_push = {{ secret = \"{SECRET}\" }}\n{extra_app}");
     let worked = if looping { Worked::ByItsLoop } else { Worked::ByTest };
     let (config, apns, _fcm, _files) = providers_config(worked, extra_delivery, &sample_app, "").await;
     let overrides = [("PUSHGATE_STORE__URL", url.as_str())];
@@ -133,7 +134,7 @@ async fn two_nodes(name: &str, extra_delivery: &str, looping: bool) -> TwoNodes 
 /// which take on each other's pauses, are what this tests: they run.
 #[tokio::test]
 async fn a_refused_credential_pauses_the_provider_on_every_node() {
-    let TwoNodes { one, two, apns, _files } = two_nodes("pauses", "pause_base_ms = 60000", true).await;
+    let TwoNodes { one, two, apns, _files } = two_nodes("pauses", "pause_base_ms = 60000", "", true).await;
     assert_eq!(one.subscribe(ios_device("iphone", "aaa", APNS_TOKEN)).await.0, 200);
     apns.fail_next(APNS_TOKEN, [ApnsFailure::Status(403, "InvalidProviderToken")]);
     send(&one, &message("m1", "demo-room", &["aaa"])).await;
@@ -180,7 +181,7 @@ async fn a_refused_credential_pauses_the_provider_on_every_node() {
 #[tokio::test]
 async fn a_callback_sent_to_two_nodes_at_once_is_one_push() {
     const MESSAGES: usize = 10;
-    let TwoNodes { one, two, apns, _files } = two_nodes("twice", "", false).await;
+    let TwoNodes { one, two, apns, _files } = two_nodes("twice", "", "", false).await;
     assert_eq!(one.subscribe(ios_device("iphone", "aaa", APNS_TOKEN)).await.0, 200);
     for n in 0..MESSAGES {
         let body = message(&format!("twice-{n}"), "demo-room", &["aaa"]);
@@ -198,4 +199,36 @@ async fn a_callback_sent_to_two_nodes_at_once_is_one_push() {
     let mut badges: Vec<u64> = apns.delivered().iter().filter_map(|r| r.payload["aps"]["badge"].as_u64()).collect();
     badges.sort_unstable();
     assert_eq!(badges, (1..=MESSAGES as u64).collect::<Vec<_>>(), "each pushed once, with its own badge");
+}
+
+/// A busy room's messages taken by two nodes at once, and delivered by both:
+/// the recipient gets one alert at once and one when the window ends, not
+/// one per node (the nodes share the windows, and end each once).
+#[tokio::test]
+async fn two_nodes_taking_one_rooms_messages_coalesce_as_one() {
+    const MESSAGES: usize = 10;
+    let TwoNodes { one, two, apns, _files } =
+        two_nodes("coalescing", "", "coalescing = { window_seconds = 10 }", false).await;
+    assert_eq!(one.subscribe(ios_device("iphone", "aaa", APNS_TOKEN)).await.0, 200);
+    for n in (0..MESSAGES).step_by(2) {
+        let (first, second) = (
+            message(&format!("busy-{n}"), "demo-room", &["aaa"]),
+            message(&format!("busy-{}", n + 1), "demo-room", &["aaa"]),
+        );
+        tokio::join!(send(&one, &first), send(&two, &second));
+    }
+    let (by_one, by_two) = tokio::join!(one.deliver(), two.deliver());
+    assert_eq!((by_one + by_two, apns.delivered_count()), (1, 1), "the room's first message alerts, once");
+    // Both nodes' clocks past the window's end (as one: each test node has
+    // a clock of its own), and both deliver at once.
+    let end = one.clock_ms().max(two.clock_ms()) + 10_000;
+    one.clock.advance_to_ms(end);
+    two.clock.advance_to_ms(end);
+    let (by_one, by_two) = tokio::join!(one.deliver(), two.deliver());
+    assert_eq!(by_one + by_two, 1, "the window ends once");
+    one.settle().await;
+    let alerts = apns.delivered();
+    assert_eq!(alerts.len(), 2, "then one alert for the window, from one node");
+    assert_eq!(alerts[1].payload["aps"]["alert"]["body"], "SSS: 10 new messages in Demo Room");
+    assert_eq!(alerts[1].payload["aps"]["badge"], MESSAGES);
 }
