@@ -18,13 +18,16 @@
 //! 4. v2 callbacks with 1, 50 and 500 recipients: callbacks/s accepted,
 //!    deliveries/s, end-to-end latency (callback sent → fake received);
 //! 5. v2 callbacks with 50 recipients paced at half the peak rate: latency;
-//! 6. memory of the pushgate process: peak RSS, RSS per 100,000 devices.
+//! 6. storm control (`storm.rs`): a busy room with coalescing on, and a
+//!    steady stream to one room with coalescing on and off;
+//! 7. memory of the pushgate process: peak RSS, RSS per 100,000 devices.
 //!
 //! Every throughput is also given as a ratio of the raw limit. It prints a
 //! table and writes the figures as JSON.
 
 mod ceiling;
 mod process;
+mod storm;
 
 use anyhow::Context as _;
 use bytes::Bytes;
@@ -84,6 +87,13 @@ struct Args {
     /// pushgate processes sharing the store (above 1 needs `--store`).
     #[arg(long, default_value_t = 1)]
     nodes: usize,
+    /// The storm app's coalescing window, seconds: its 50 messages are
+    /// spread over it.
+    #[arg(long, default_value_t = 10)]
+    storm_seconds: u32,
+    /// Callbacks of the steady streams (coalescing on and off).
+    #[arg(long, default_value_t = 2_000)]
+    stream: usize,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -185,7 +195,7 @@ async fn run(args: &Args, fakes: &Fakes) -> anyhow::Result<Value> {
         Some(server) => Some(fresh_postgres_schema(server).await?),
         None => None,
     };
-    let mut pushgate = Nodes::start(fakes, args.nodes, args.concurrency, store_url.as_deref())?;
+    let mut pushgate = Nodes::start(fakes, args.nodes, args.concurrency, args.storm_seconds, store_url.as_deref())?;
     let bases = Arc::clone(&pushgate.bases);
     for base in bases.iter() {
         wait_ready(&http, base).await?;
@@ -237,6 +247,7 @@ async fn run(args: &Args, fakes: &Fakes) -> anyhow::Result<Value> {
     let cpu = pushgate.cpu_seconds();
     let mut paced = callbacks_run(&http, &bases, fakes, args.devices, group, count, Some(half_rate)).await?;
     cpu_per_delivery(&mut paced, pushgate.cpu_seconds() - cpu);
+    let storm = storm::run(&http, &bases, fakes, &pushgate, args.storm_seconds, args.stream).await?;
     let burst = burst_accept(&http, &bases, args.devices, group, args.burst).await;
     let (rss_end, rss_peak) = pushgate.rss();
     let database = pushgate.stop();
@@ -262,6 +273,7 @@ async fn run(args: &Args, fakes: &Fakes) -> anyhow::Result<Value> {
         "push2clients": with_ratio(push2clients),
         "callbacks": callbacks.into_iter().map(with_ratio).collect::<Vec<_>>(),
         "callbacks_50_at_half_peak": with_ratio(paced),
+        "storm_control": storm,
         "burst_accept": burst,
         "store_accept_ceiling": ceiling,
         "memory": {
@@ -320,7 +332,11 @@ fn cpu_per_delivery(figures: &mut Value, cpu_seconds: f64) {
 }
 
 async fn post(http: &reqwest::Client, url: &str, body: &Value) -> anyhow::Result<Value> {
-    let response = http.post(url).header("IM-API-KEY", API_KEY).json(body).send().await?;
+    post_as(http, url, API_KEY, body).await
+}
+
+async fn post_as(http: &reqwest::Client, url: &str, key: &str, body: &Value) -> anyhow::Result<Value> {
+    let response = http.post(url).header("IM-API-KEY", key).json(body).send().await?;
     let status = response.status();
     let answer: Value = response.json().await?;
     anyhow::ensure!(status == 200 && answer["RC"] == 0, "{url} answered {status}: {answer}");
@@ -578,6 +594,34 @@ fn print_table(report: &Value) {
         ceiling["fan_out_callbacks_per_second"],
         format!("{} rcp", ceiling["fan_out_recipients_per_second"]),
     );
+    let storm = &report["storm_control"];
+    let busy = &storm["storm"];
+    println!();
+    println!(
+        "storm control, window {} s: {} messages to {} members over the window: alerts per member max {} (mean {}), \
+         last alert {} with badge 50 on {} of {}; first message p50 {} ms, p99 {} ms",
+        storm["window_seconds"],
+        busy["messages"],
+        busy["members"],
+        busy["alerts_per_member_max"],
+        busy["alerts_per_member_mean"],
+        busy["last_alert"],
+        busy["last_alert_with_badge_50"],
+        busy["members"],
+        busy["first_message_ms"]["p50"],
+        busy["first_message_ms"]["p99"],
+    );
+    for (name, run) in [("coalescing on", &storm["stream_on"]), ("coalescing off", &storm["stream_off"])] {
+        println!(
+            "steady stream of {} callbacks x50 to one room, {name}: {} messages/s ({} accepted/s), {} deliveries, \
+             {} cpu us/message",
+            run["callbacks"],
+            run["messages_per_second"],
+            run["callbacks_accepted_per_second"],
+            run["deliveries"],
+            run["pushgate_cpu_us_per_message"],
+        );
+    }
     let memory = &report["memory"];
     println!();
     println!(

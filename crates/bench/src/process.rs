@@ -1,6 +1,7 @@
 //! pushgate under test: one child process per node, and the nodes of a run.
 
 use super::*;
+use crate::storm::{STORM_API_KEY, STORM_APP};
 
 /// A running pushgate child process.
 pub(crate) struct Pushgate {
@@ -19,7 +20,12 @@ impl Drop for Pushgate {
 }
 
 impl Pushgate {
-    pub(crate) fn start(fakes: &Fakes, concurrency: usize, store_url: Option<&str>) -> anyhow::Result<Self> {
+    pub(crate) fn start(
+        fakes: &Fakes,
+        concurrency: usize,
+        window_seconds: u32,
+        store_url: Option<&str>,
+    ) -> anyhow::Result<Self> {
         let directory = tempfile::tempdir()?;
         let store_url = store_url
             .map_or_else(|| format!("sqlite://{}", directory.path().join("pushgate.db").display()), str::to_owned);
@@ -48,6 +54,13 @@ id = "SampleApp"
 api_keys = ["{API_KEY}"]
 generic_push = {{ secret = "{SECRET}" }}
 limits = {{ requests_per_second = 1000000, burst = 1000000, in_flight = 1000000 }}
+{tables}rate_per_second = 1000000
+[[apps]]
+id = "{STORM_APP}"
+api_keys = ["{STORM_API_KEY}"]
+generic_push = {{ secret = "{SECRET}" }}
+limits = {{ requests_per_second = 1000000, burst = 1000000, in_flight = 1000000 }}
+coalescing = {{ window_seconds = {window_seconds} }}
 {tables}rate_per_second = 1000000
 "#,
             batch = concurrency * 2,
@@ -118,11 +131,12 @@ impl Nodes {
         fakes: &Fakes,
         count: usize,
         concurrency: usize,
+        window_seconds: u32,
         store_url: Option<&str>,
     ) -> anyhow::Result<Self> {
         anyhow::ensure!(count == 1 || store_url.is_some(), "--nodes above 1 needs --store postgres://…");
         let nodes = (0..count.max(1))
-            .map(|_| Pushgate::start(fakes, concurrency, store_url))
+            .map(|_| Pushgate::start(fakes, concurrency, window_seconds, store_url))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let bases = nodes.iter().map(|node| node.base_url.clone()).collect();
         Ok(Self { nodes, bases })
