@@ -45,7 +45,7 @@ fn example(method: &str, path: &str) -> Option<Value> {
         }
         ("put", "/v1/clients/{clientId}/badge/sources/{source}") => json!({ "count": 2 }),
         ("post", "/v1/clients/{clientId}/badge/sources/{source}") => json!({ "increment": 1 }),
-        ("post", "/v1/clients/{clientId}/rooms/{room}/read") => json!({ "sync": true }),
+        ("post", "/v1/clients/{clientId}/rooms/{room}/read") => json!({ "sync": true, "deviceId": "iphone-1" }),
         ("put", "/v1/clients/{clientId}/rooms/{room}/pref") => json!({ "notify": "mentions" }),
         ("put", "/v1/clients/{clientId}/presence") => json!({ "online": true, "ttlSeconds": 120 }),
         ("put", "/v1/clients/{clientId}/prefs") => json!({

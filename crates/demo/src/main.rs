@@ -119,6 +119,7 @@ ca_file = {ca:?}
         json!({ "type": "ios", "token": APNS_TOKEN, "deviceId": "iphone-1", "clientId": "user001" }),
         json!({ "type": "android", "token": "fcm-token-of-user002", "deviceId": "pixel-1", "clientId": "user002" }),
         json!({ "type": "web", "token": browser.json(), "deviceId": "chrome-1", "clientId": "user003" }),
+        json!({ "type": "fcm", "token": "fcm-token-of-user003", "deviceId": "pixel-3", "clientId": "user003" }),
     ];
     for device in devices {
         call("/me/subscribe", device.clone()).await?;
@@ -138,14 +139,20 @@ ca_file = {ca:?}
     anyhow::ensure!(answer["RC"] == 0, "the v2 callback was refused: {answer}");
     println!("PUSH_GENERIC v2 callback for message {} to user001, user002, user003\n", callback["_id"]);
 
-    // Four pushes reach user001's iPhone, three user002's Android, two user003's browser.
+    // Four pushes reach user001's iPhone, three user002's Android, two
+    // user003's browser and two their Android.
     tokio::time::timeout(WAIT, async {
         apns.wait_for_delivered(4, WAIT).await;
-        fcm.wait_for_delivered(3, WAIT).await;
+        fcm.wait_for_delivered(5, WAIT).await;
         web.wait_for_received(2, WAIT).await;
     })
     .await
     .context("the deliveries did not all arrive")?;
+    // user003 reads the room in the browser: their phone is told to clear it.
+    let read = json!({ "sync": true, "deviceId": "chrome-1" });
+    call("/v1/clients/user003/rooms/demo-room/read", read.clone()).await?;
+    println!("user003 read demo-room in the browser: POST /v1/clients/user003/rooms/demo-room/read {read}\n");
+    tokio::time::timeout(WAIT, fcm.wait_for_delivered(6, WAIT)).await.context("the clear push did not arrive")?;
     println!("What each device received:\n");
     println!("user001 iphone-1 (APNs)");
     for request in apns.delivered() {
@@ -156,12 +163,20 @@ ca_file = {ca:?}
         };
         show(&title, &body, &request.payload["aps"]["badge"], &request.payload);
     }
-    println!("user002 pixel-1 (FCM)");
-    for message in fcm.messages() {
-        let badge = message.message.pointer("/android/notification/notification_count").cloned().unwrap_or_default();
-        let notification = &message.message["notification"];
-        show(&text(&notification["title"]), &text(&notification["body"]), &badge, &message.message);
+    for (device, token) in [("user002 pixel-1", "fcm-token-of-user002"), ("user003 pixel-3", "fcm-token-of-user003")] {
+        println!("{device} (FCM)");
+        for message in fcm.messages().into_iter().filter(|message| message.token == token) {
+            // A notification's count, or a data-only push's badge.
+            let badge = message.message.pointer("/android/notification/notification_count").cloned().or_else(|| {
+                let badge = message.message.pointer("/data/badge")?.as_str()?;
+                badge.parse::<u64>().ok().map(Value::from)
+            });
+            let badge = badge.unwrap_or_default();
+            let notification = &message.message["notification"];
+            show(&text(&notification["title"]), &text(&notification["body"]), &badge, &message.message);
+        }
     }
+    println!("  (the last: the read's clear push; the app cancels the notifications tagged with the room)");
     println!("user003 chrome-1 (Web Push, decrypted by the push service)");
     for push in web.delivered_to(&browser) {
         let notification = &push.payload["notification"];

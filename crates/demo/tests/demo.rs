@@ -23,7 +23,11 @@ fn the_demo_prints_every_delivery_with_its_badge() {
     let iphone = section("user001 iphone-1 (APNs)");
     let pixel = section("user002 pixel-1 (FCM)");
     let browser = section("user003 chrome-1 (Web Push");
-    assert_eq!((iphone.len(), pixel.len(), browser.len()), (4, 3, 2), "{stdout}");
+    let phone = section("user003 pixel-3 (FCM)");
+    assert_eq!((iphone.len(), pixel.len(), browser.len(), phone.len()), (4, 3, 2, 3), "{stdout}");
+    // user003 read the room in the browser: the phone's last push clears it.
+    assert!(phone[2].contains(r#"title ""  body ""  badge 0"#), "{stdout}");
+    assert!(stdout.contains(r#""data":{"badge":"0","room":"demo-room","type":"clear"}"#), "{stdout}");
     let chat = r#"title "Demo Room"  body "SSS: lala"  badge 1"#;
     for (device, lines) in [("iphone", &iphone), ("pixel", &pixel), ("browser", &browser)] {
         assert!(lines.iter().any(|line| line.contains(chat)), "{device}: the chat message with its badge: {stdout}");
@@ -53,5 +57,5 @@ fn pushgate_demo_runs_the_demo_binary_beside_it() {
         .expect("pushgate runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}");
-    assert_eq!(stdout.lines().filter(|line| line.starts_with("  title")).count(), 9, "{stdout}");
+    assert_eq!(stdout.lines().filter(|line| line.starts_with("  title")).count(), 12, "{stdout}");
 }

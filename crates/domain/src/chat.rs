@@ -288,7 +288,6 @@ impl ChatMessage {
             if let Some(icon) = &style.icon {
                 android_notification.insert("icon".into(), icon.clone().into());
             }
-            let collapse = self.room.as_ref().filter(|_| style.collapse_by_room).map(room_collapse_key);
             // With coalescing the room is the notification's tag: a room's
             // notifications replace each other, and the app cancels them by
             // it on a clear push. Without, the message is IMKIT's, as it was.
@@ -312,11 +311,14 @@ impl ChatMessage {
             if with_payload {
                 data.insert("payload".into(), Value::Object(self.payload_fields()).to_string().into());
             }
-            let mut android = json!({ "ttl": CHAT_TTL, "priority": "high", "notification": android_notification });
-            if let Some(collapse) = collapse {
-                android["collapse_key"] = collapse.into();
-            }
-            json!({ "notification": { "title": copy.title, "body": body }, "android": android, "data": data })
+            // No `collapse_key`: FCM keeps at most four collapsible messages
+            // per offline device and drops the rest without saying which, so
+            // a chat alert stays non-collapsible (the tag replaces on the device).
+            json!({
+                "notification": { "title": copy.title, "body": body },
+                "android": { "ttl": CHAT_TTL, "priority": "high", "notification": android_notification },
+                "data": data,
+            })
         };
         fit(MAX_FCM_BYTES, self.longest_text(alert, recipient.summary), build)
     }
@@ -498,9 +500,8 @@ pub struct ChatStyle {
     pub web_navigate: Option<String>,
     /// A room's alert replaces the one before it on the device and while it
     /// waits (the app coalesces busy rooms): the room is the APNs
-    /// `apns-collapse-id`, the FCM `collapse_key` and
-    /// `android.notification.tag` (it is always the APNs `thread-id`, the
-    /// Web Push `tag` and `Topic`).
+    /// `apns-collapse-id` and the FCM `android.notification.tag` (it is
+    /// always the APNs `thread-id`, the Web Push `tag` and `Topic`).
     pub collapse_by_room: bool,
 }
 

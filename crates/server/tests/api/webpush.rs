@@ -401,3 +401,57 @@ navigate = "https://chat.example.com/rooms/{{room}}"
     assert_eq!(deliveries[0]["status"], "pruned", "{deliveries:?}");
     assert!(app.devices_of("alice").await.is_empty(), "an expired subscription is deleted");
 }
+
+/// The README's service-worker snippet for clear pushes, run by Node.js on
+/// what pushgate sent a browser: the room's notification (shown from the
+/// chat push pushgate sent before, its `tag`) closes, another room's stays,
+/// and the app badge takes the new count; a chat push closes nothing.
+#[tokio::test]
+async fn npm_the_readmes_service_worker_snippet_closes_the_rooms_notifications() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).expect("README");
+    let snippet = readme
+        .split_once("<!-- clear-service-worker -->\n```js\n")
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .map(|(snippet, _)| snippet.to_owned())
+        .expect("the README's service-worker snippet");
+    let WithPushService { setup, service, .. } = spawn_with_push_service("").await;
+    let app = &setup.app;
+    let browser = service.subscribe();
+    register(app, &browser, "chrome", "alice").await;
+    send(app, &message("m-1", "demo-room", &["alice"])).await;
+    app.settle().await;
+    let (status, read) =
+        app.post_json("/v1/clients/alice/rooms/demo-room/read", Some(API_KEY), &json!({ "sync": true })).await;
+    assert_eq!(status, 200, "{read}");
+    app.settle().await;
+    let received = service.delivered_to(&browser);
+    let (chat, clear) = (&received[0].payload, &received[1].payload);
+    let run = async |payload: &Value| -> Value {
+        let harness = format!(
+            r#"
+const closed = [], listeners = {{}};
+let badge = null;
+const shown = [{{ tag: {room}, close() {{ closed.push(this.tag); }} }}, {{ tag: "other-room", close() {{ closed.push(this.tag); }} }}];
+globalThis.self = {{
+  addEventListener: (type, listener) => {{ listeners[type] = listener; }},
+  registration: {{ getNotifications: async ({{ tag }} = {{}}) => shown.filter((n) => tag === undefined || n.tag === tag) }},
+}};
+Object.defineProperty(globalThis, "navigator", {{ value: {{ setAppBadge: async (n) => {{ badge = n; }} }}, configurable: true }});
+{snippet}
+const pending = [];
+listeners.push({{ data: {{ json: () => ({payload}) }}, waitUntil: (promise) => pending.push(promise) }});
+Promise.all(pending).then(() => console.log(JSON.stringify({{ closed, badge }})));
+"#,
+            room = chat["notification"]["tag"],
+        );
+        let output = tokio::process::Command::new("node")
+            .args(["--input-type=commonjs", "-e", &harness])
+            .output()
+            .await
+            .expect("Node.js runs (cargo xtask test leaves this test out without it)");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        serde_json::from_slice(&output.stdout).expect("the harness prints JSON")
+    };
+    assert_eq!(run(clear).await, json!({ "closed": ["demo-room"], "badge": 0 }), "{clear}");
+    assert_eq!(run(chat).await, json!({ "closed": [], "badge": null }), "a chat push closes nothing");
+}
