@@ -74,6 +74,13 @@ pub(crate) async fn run(
         let body = json!({ "type": kind, "token": token, "deviceId": format!("storm-{n}"), "clientId": member(n) });
         post_as(http, &format!("{}/me/subscribe", base(bases, n)), STORM_API_KEY, &body).await?;
     }
+    // The app's first sends open its provider connections (and fetch an
+    // OAuth token): a message to another room first, so the storm's first
+    // message measures coalescing, not connection set-up.
+    let before = fakes.delivered();
+    let url = format!("{}/imkit/push/v2?secret={SECRET}", base(bases, 0));
+    post(http, &url, &storm_callback("storm-warm-up", "warm-up-room", 0)).await?;
+    wait_delivered(fakes, before, MEMBERS).await?;
     fakes.forget();
     let storm = storm(http, bases, fakes, seconds).await?;
     fakes.forget();

@@ -283,6 +283,16 @@ pub fn plan_recipients<'a>(
         .collect()
 }
 
+/// The recipients whose message is held (a JSON array of their ids), if any.
+pub fn held_clients(plans: &[RecipientPlan<'_>]) -> Option<String> {
+    let held: Vec<&str> = plans
+        .iter()
+        .filter(|plan| plan.window.as_ref().is_some_and(WindowChange::holds))
+        .map(|plan| plan.client)
+        .collect();
+    (!held.is_empty()).then(|| serde_json::Value::from(held).to_string())
+}
+
 /// The windows of `clients` (a JSON array a backend's read answers in their
 /// order: per client `[until, count, senders, holding]`, or null when it has none).
 pub fn windows(json: &str) -> Result<Vec<Option<Window>>, StoreError> {

@@ -88,13 +88,13 @@ async fn fan_out_push(connection: &mut PgConnection, push: &Journaled) -> Result
         _ => None,
     };
     let plans = plan::plan_recipients(push, &clients, totals, states, windows);
-    let holds = plans.iter().any(|plan| plan.window.as_ref().is_some_and(plan::WindowChange::holds));
+    let held = plan::held_clients(&plans);
     let windowed = plans.iter().any(|plan| plan.window.is_some());
     let plans = serde_json::to_string(&plans).map_err(|error| StoreError::Corrupt(format!("accept plan: {error}")))?;
     let push_id = push.push_id.to_string();
     let except = push.fan_out.except_device.as_ref().map(DeviceId::as_str);
-    if let (true, Some(room)) = (holds, room) {
-        (coalesced.merged, coalesced.held) = hold(connection, push, &push_id, room, &plans).await?;
+    if let (Some(held), Some(room)) = (&held, room) {
+        (coalesced.merged, coalesced.held) = hold(connection, push, &push_id, room, &plans, held).await?;
     }
     sqlx::query(
         "INSERT INTO sends (push_id, app_id, experiment_id, deliveries, queued, pending, next_attempt_at_ms, \
@@ -183,26 +183,27 @@ async fn coalescing_windows(
     plan::windows(&rows)
 }
 
-/// Holds the message for the recipients the plan holds (see the SQLite
-/// `hold`); answers the deliveries merged and held.
+/// Holds the message for the recipients the plan holds, `held_clients` (see
+/// the SQLite `hold`); answers the deliveries merged and held.
 async fn hold(
     connection: &mut PgConnection,
     push: &Journaled,
     push_id: &str,
     room: &RoomId,
     plans: &str,
+    held_clients: &str,
 ) -> Result<(u64, u64), StoreError> {
     let merged = sqlx::query(
-        "UPDATE deliveries SET status = 'coalesced', carried_by = $1, next_attempt_at_ms = NULL, updated_at_ms = $5 \
-         WHERE status = 'held' AND (client_id, push_id) IN ( \
-             SELECT c.client_id, c.held_push_id FROM coalescing c \
-             JOIN jsonb_array_elements($4::jsonb) AS j ON c.client_id = j ->> 'client' \
-             WHERE c.app_id = $2 AND c.room = $3 AND c.held_push_id IS NOT NULL AND j ->> 'window' = 'hold')",
+        "UPDATE deliveries d SET status = 'coalesced', carried_by = $1, next_attempt_at_ms = NULL, updated_at_ms = $5 \
+         FROM coalescing c \
+         WHERE c.app_id = $2 AND c.room = $3 AND c.client_id IN (SELECT jsonb_array_elements_text($4::jsonb)) \
+           AND c.held_push_id IS NOT NULL \
+           AND d.status = 'held' AND d.push_id = c.held_push_id AND d.client_id = c.client_id",
     )
     .bind(push_id)
     .bind(push.app_id.as_str())
     .bind(room.as_str())
-    .bind(plans)
+    .bind(held_clients)
     .bind(push.now_ms)
     .execute(&mut *connection)
     .await?

@@ -186,13 +186,13 @@ fn fan_out_push(connection: &Connection, push: &Journaled) -> Result<CoalescingC
         _ => None,
     };
     let plans = plan::plan_recipients(push, &clients, totals, states, windows);
-    let holds = plans.iter().any(|plan| plan.window.as_ref().is_some_and(plan::WindowChange::holds));
+    let held = plan::held_clients(&plans);
     let windowed = plans.iter().any(|plan| plan.window.is_some());
     let plans = serde_json::to_string(&plans).map_err(|error| StoreError::Corrupt(format!("accept plan: {error}")))?;
     let push_id = push.push_id.to_string();
     let except = push.fan_out.except_device.as_ref().map(DeviceId::as_str);
-    if let (true, Some(room)) = (holds, room) {
-        (coalesced.merged, coalesced.held) = hold(connection, push, &push_id, room, &plans)?;
+    if let (Some(held), Some(room)) = (&held, room) {
+        (coalesced.merged, coalesced.held) = hold(connection, push, &push_id, room, &plans, held)?;
     }
     // One `sends` row per push (per `SEND_SIZE` deliveries), not one row per
     // delivery: a delivery gets a row of its own only when an outcome needs
@@ -273,13 +273,17 @@ fn coalescing_windows(
 /// message each held before is merged into this one (its deliveries become
 /// `coalesced`, carried by this push), and this one's deliveries (all but
 /// VoIP's, never held) wait as `held` rows until the window's end.
-/// Answers the deliveries merged and held.
+/// `held_clients`: a JSON array of their ids, so each window is one
+/// primary-key lookup (joining the plan's objects parsed them again for every
+/// window of the app: found by pushgate-bench). Answers the deliveries merged
+/// and held.
 fn hold(
     connection: &Connection,
     push: &Journaled,
     push_id: &str,
     room: &RoomId,
     plans: &str,
+    held_clients: &str,
 ) -> Result<(u64, u64), StoreError> {
     let app = push.app_id.as_str();
     let merged = connection
@@ -287,12 +291,10 @@ fn hold(
             "UPDATE deliveries SET status = 'coalesced', carried_by = ?1, next_attempt_at_ms = NULL, \
                  updated_at_ms = ?5 \
              WHERE status = 'held' AND (client_id, push_id) IN ( \
-                 SELECT c.client_id, c.held_push_id FROM coalescing c \
-                 JOIN json_each(?4) j ON c.client_id = json_extract(j.value, '$.client') \
-                 WHERE c.app_id = ?2 AND c.room = ?3 AND c.held_push_id IS NOT NULL \
-                   AND json_extract(j.value, '$.window') = 'hold')",
+                 SELECT c.client_id, c.held_push_id FROM json_each(?4) j CROSS JOIN coalescing c \
+                 WHERE c.app_id = ?2 AND c.client_id = j.value AND c.room = ?3 AND c.held_push_id IS NOT NULL)",
         )?
-        .execute(params![push_id, app, room.as_str(), plans, push.now_ms])?;
+        .execute(params![push_id, app, room.as_str(), held_clients, push.now_ms])?;
     let held = connection
         .prepare_cached(
             "INSERT INTO deliveries (push_id, app_id, client_id, device_type, device_id, token, environment, locale, \
