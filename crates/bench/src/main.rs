@@ -599,14 +599,15 @@ fn print_table(report: &Value) {
     println!();
     println!(
         "storm control, window {} s: {} messages to {} members over the window: alerts per member max {} (mean {}), \
-         last alert {} with badge 50 on {} of {}; first message p50 {} ms, p99 {} ms",
+         last alert {} with badge {} on {} of {}; first message p50 {} ms, p99 {} ms",
         storm["window_seconds"],
         busy["messages"],
         busy["members"],
         busy["alerts_per_member_max"],
         busy["alerts_per_member_mean"],
         busy["last_alert"],
-        busy["last_alert_with_badge_50"],
+        busy["last_alert_badge"],
+        busy["last_alert_with_that_badge"],
         busy["members"],
         busy["first_message_ms"]["p50"],
         busy["first_message_ms"]["p99"],

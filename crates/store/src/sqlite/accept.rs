@@ -219,7 +219,7 @@ fn fan_out_push(connection: &Connection, push: &Journaled) -> Result<CoalescingC
              LEFT JOIN client_prefs p ON p.app_id = d.app_id AND p.client_id = d.client_id \
              WHERE d.app_id = ?4 AND d.client_id = json_extract(j.value, '$.client') \
                AND (?8 IS NULL OR d.device_id != ?8) \
-               AND NOT (json_extract(j.value, '$.window') IS 'hold' AND d.device_type != 'ios-voip') \
+               AND (?9 IS NULL OR json_extract(j.value, '$.window') IS NOT 'hold' OR d.device_type = 'ios-voip') \
              UNION ALL \
              SELECT 1, j.key, NULL, NULL, 0, \
                     json_object('client_id', json_extract(j.value, '$.client'), \
@@ -227,7 +227,7 @@ fn fan_out_push(connection: &Connection, push: &Journaled) -> Result<CoalescingC
              FROM json_each(?3) j \
              WHERE NOT EXISTS (SELECT 1 FROM devices INDEXED BY devices_client \
                                WHERE app_id = ?4 AND client_id = json_extract(j.value, '$.client')))) \
-         GROUP BY chunk ORDER BY chunk")?.execute(params![push_id, push.now_ms, plans, push.app_id.as_str(), push.fan_out.experiment.as_ref().map(|experiment| experiment.id.as_str()), plan::no_device(), SEND_SIZE, except])?;
+         GROUP BY chunk ORDER BY chunk")?.execute(params![push_id, push.now_ms, plans, push.app_id.as_str(), push.fan_out.experiment.as_ref().map(|experiment| experiment.id.as_str()), plan::no_device(), SEND_SIZE, except, held])?;
     if let (true, Some(room), Some(coalescing)) = (windowed, room, &push.fan_out.coalescing) {
         // Each recipient's window as the plan leaves it: opened by this
         // alert, or holding this message.
