@@ -91,6 +91,13 @@ async fn a_busy_room_alerts_once_per_window_with_the_count_the_latest_text_and_t
     ] {
         assert!(metrics.contains(line), "{line} in {metrics}");
     }
+    let (code, overview) = app.get("/admin/api/overview", Some(API_KEY)).await;
+    assert_eq!(code, 200, "{overview}");
+    assert_eq!(
+        overview["result"]["coalescing"],
+        json!({ "alerts": 3, "summaries": 3, "held": 12, "merged": 9, "cancelled": 0 }),
+        "what the console shows as saved"
+    );
     // The window's end opened the next one: the room stays coalesced.
     let next = send(app, &from("m6", "Eve")).await;
     app.deliver().await;
@@ -176,4 +183,33 @@ async fn without_coalescing_every_message_alerts_and_replaces_nothing() {
     let alerts = setup.apns.delivered();
     assert_eq!(alerts.len(), 3);
     assert!(alerts.iter().all(|alert| !alert.headers.contains_key("apns-collapse-id")));
+}
+
+/// The storm, in a test: 50 members, one room, 50 messages within a
+/// 10 s window. Each device gets 2 alerts (not 50): the first message at
+/// once, then one for the window with all 50 counted and the badge of 50.
+#[tokio::test]
+async fn a_storm_of_50_messages_to_50_members_gives_each_device_two_alerts() {
+    let setup = coalescing().await;
+    let app = &setup.app;
+    let members: Vec<String> = (0..50).map(|n| format!("member{n}")).collect();
+    for member in &members {
+        let device = json!({ "type": "fcm", "token": format!("fcm-{member}"), "deviceId": format!("phone-{member}"), "clientId": member });
+        assert_eq!(app.subscribe(device).await.0, 200);
+    }
+    let recipients: Vec<&str> = members.iter().map(String::as_str).collect();
+    for n in 0..50 {
+        send(app, &message(&format!("storm-{n}"), "storm-room", &recipients)).await;
+        app.deliver().await;
+    }
+    app.settle().await;
+    let messages = setup.fcm.messages();
+    for member in &members {
+        let alerts: Vec<_> =
+            messages.iter().filter(|m| m.token == format!("fcm-{member}")).map(|m| m.message.clone()).collect();
+        assert_eq!(alerts.len(), 2, "{member}");
+        assert_eq!(alerts[0]["notification"]["body"], "SSS: lala");
+        assert_eq!(alerts[1]["notification"]["body"], "SSS: 50 new messages in Demo Room");
+        assert_eq!(alerts[1]["data"]["badge"], "50");
+    }
 }

@@ -63,6 +63,9 @@ async fn the_console_charts_looks_up_sends_and_resumes_in_a_real_browser() {
     browser.wait_for_text("#legend-deliveries", "fcm delivered").await;
     assert!(browser.count("#chart-deliveries polyline").await >= 2, "a line per provider and result");
     browser.wait_for_text("#queue", "0 queued").await;
+    browser.wait_for_text("#queue", "0 held").await;
+    // push2clients sends are no chat alerts: nothing for coalescing to count.
+    browser.wait_for_text("#coalescing", "no chat alerts yet").await;
     browser.wait_for_text("#paused", "None").await;
     browser.screenshot(&folder, "overview").await;
 
