@@ -75,6 +75,7 @@ async fn setup() -> Setup {
             environment: None,
             locale: None,
             timezone: None,
+            push_key: None,
             now_ms: clock.unix_ms(),
         })
         .await

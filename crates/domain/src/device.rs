@@ -229,6 +229,78 @@ impl WebPushSubscription {
     }
 }
 
+/// A device's key for private payloads (`pushKey` on `/me/subscribe`): the
+/// app's P-256 public key (uncompressed) and 16-byte auth secret, as a
+/// browser's PushSubscription carries them, so content can be encrypted to
+/// the device with RFC 8291 (`aes128gcm`). Public values only: pushgate never
+/// holds the private key. Shown masked (`Debug` included): the auth secret
+/// is the one shared secret of the scheme.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PushKey {
+    p256dh: String,
+    auth: String,
+}
+
+impl PushKey {
+    /// Parses `pushKey` (`{"p256dh", "auth"}`, base64url with or without
+    /// padding); errors name the field.
+    pub fn parse(value: &serde_json::Value) -> Result<Self, ParseError> {
+        let field = |name: &str| {
+            value
+                .get(name)
+                .and_then(serde_json::Value::as_str)
+                .ok_or_else(|| ParseError::new(format!("pushKey.{name} is required and must be a string")))
+        };
+        if !value.is_object() {
+            return Err(ParseError::new("pushKey must be an object: {\"p256dh\", \"auth\"}"));
+        }
+        let p256dh = decode_key(field("p256dh")?, 65)
+            .filter(|bytes| bytes.first() == Some(&0x04) && p256::PublicKey::from_sec1_bytes(bytes).is_ok())
+            .ok_or_else(|| {
+                ParseError::new(
+                    "pushKey.p256dh must be an uncompressed P-256 public key (65 bytes, base64url, on the curve)",
+                )
+            })?;
+        let auth = decode_key(field("auth")?, 16)
+            .ok_or_else(|| ParseError::new("pushKey.auth must be a 16-byte secret (base64url)"))?;
+        Ok(Self { p256dh: URL_SAFE_NO_PAD.encode(p256dh), auth: URL_SAFE_NO_PAD.encode(auth) })
+    }
+
+    /// The public key, base64url without padding.
+    pub fn p256dh(&self) -> &str {
+        &self.p256dh
+    }
+
+    /// The auth secret, base64url without padding.
+    pub fn auth(&self) -> &str {
+        &self.auth
+    }
+
+    /// The stored form: `{"p256dh", "auth"}`.
+    pub fn to_stored(&self) -> String {
+        serde_json::json!({ "p256dh": self.p256dh, "auth": self.auth }).to_string()
+    }
+
+    /// Reads the stored form back (written by [`PushKey::to_stored`]).
+    pub fn from_stored(stored: &str) -> Result<Self, ParseError> {
+        let value: serde_json::Value =
+            serde_json::from_str(stored).map_err(|_| ParseError::new("a stored pushKey is not JSON"))?;
+        Self::parse(&value)
+    }
+
+    /// What a listing shows: the public key's end (it tells keys apart), and
+    /// nothing of the auth secret.
+    pub fn masked(&self) -> serde_json::Value {
+        serde_json::json!({ "p256dh": mask_token(&self.p256dh), "auth": "********" })
+    }
+}
+
+impl fmt::Debug for PushKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PushKey({})", self.masked())
+    }
+}
+
 /// The hosts of the push services browsers subscribe with (`*.` matches
 /// any subdomain): Google's (Chrome, Edge on Android), Mozilla's autopush
 /// (Firefox), Apple's (Safari), Microsoft's WNS (Edge on Windows).
@@ -409,6 +481,33 @@ mod tests {
         let p256dh = URL_SAFE_NO_PAD.encode(browser_key());
         let auth = URL_SAFE_NO_PAD.encode([7u8; 16]);
         format!(r#"{{"endpoint":"{endpoint}","keys":{{"p256dh":"{p256dh}","auth":"{auth}"}}}}"#)
+    }
+
+    #[test]
+    fn a_push_key_is_a_point_on_the_curve_and_a_16_byte_secret_and_never_shown_whole() {
+        let p256dh = URL_SAFE_NO_PAD.encode(browser_key());
+        let auth = URL_SAFE_NO_PAD.encode([7u8; 16]);
+        let key = PushKey::parse(&serde_json::json!({ "p256dh": p256dh, "auth": format!("{auth}==") })).expect("a key");
+        assert_eq!((key.p256dh(), key.auth()), (p256dh.as_str(), auth.as_str()), "padding dropped");
+        assert_eq!(PushKey::from_stored(&key.to_stored()), Ok(key.clone()));
+        let shown = format!("{key:?}");
+        assert!(!shown.contains(&auth) && !shown.contains(&p256dh[..40]), "{shown}");
+        let mut off_curve = browser_key();
+        off_curve[64] ^= 1;
+        for (value, message) in [
+            (serde_json::json!("text"), "pushKey must be an object: {\"p256dh\", \"auth\"}"),
+            (serde_json::json!({ "auth": auth }), "pushKey.p256dh is required and must be a string"),
+            (
+                serde_json::json!({ "p256dh": URL_SAFE_NO_PAD.encode(off_curve), "auth": auth }),
+                "pushKey.p256dh must be an uncompressed P-256 public key (65 bytes, base64url, on the curve)",
+            ),
+            (
+                serde_json::json!({ "p256dh": p256dh, "auth": URL_SAFE_NO_PAD.encode([7u8; 15]) }),
+                "pushKey.auth must be a 16-byte secret (base64url)",
+            ),
+        ] {
+            assert_eq!(PushKey::parse(&value).map_err(|error| error.to_string()), Err(message.to_owned()));
+        }
     }
 
     #[test]

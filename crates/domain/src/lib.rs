@@ -22,8 +22,8 @@ pub use chat::{
     badge_update_fcm, clear_apns, clear_fcm, clear_webpush, has_text_for, room_collapse_key,
 };
 pub use device::{
-    DeviceType, Environment, KNOWN_PUSH_SERVICES, Locale, PushToken, TimeZoneName, TokenKind, WebPushEndpoints,
-    WebPushSubscription, mask_token,
+    DeviceType, Environment, KNOWN_PUSH_SERVICES, Locale, PushKey, PushToken, TimeZoneName, TokenKind,
+    WebPushEndpoints, WebPushSubscription, mask_token,
 };
 pub use experiment::{Experiment, Variant, fill_template, two_proportion_p_value};
 pub use ids::{AppId, BadgeSource, ClientId, DeviceId, ExperimentId, MessageId, PushId, RoomId};

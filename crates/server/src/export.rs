@@ -42,6 +42,9 @@ pub async fn export_devices(config: &Config, app: &str, out: &mut impl Write) ->
                     body[key] = value.into();
                 }
             }
+            if let Some(key) = &device.push_key {
+                body["pushKey"] = json!({ "p256dh": key.p256dh(), "auth": key.auth() });
+            }
             writeln!(out, "{body}")?;
             written += 1;
         }

@@ -31,6 +31,7 @@ fn device(app: &str, device_type: DeviceType, device_id: &str, client: &str, tok
         environment: None,
         locale: None,
         timezone: None,
+        push_key: None,
         now_ms,
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::StoreError;
 use async_trait::async_trait;
-use pushgate_domain::{AppId, ClientId, DeviceId, DeviceType, Environment, Locale, PushToken, TimeZoneName};
+use pushgate_domain::{AppId, ClientId, DeviceId, DeviceType, Environment, Locale, PushKey, PushToken, TimeZoneName};
 
 /// A device registration as `/me/subscribe` hands it over, already parsed.
 #[derive(Debug, Clone)]
@@ -24,6 +24,10 @@ pub struct NewDevice {
     pub locale: Option<Locale>,
     /// Time zone for quiet hours; `None` keeps what was stored.
     pub timezone: Option<TimeZoneName>,
+    /// The key for private payloads. Unlike the fields above, `None` removes
+    /// a stored one: a registration without a key is an app that cannot
+    /// decrypt (a reinstall, an older version), and must not get ciphertext.
+    pub push_key: Option<PushKey>,
     /// When the registration happened, in Unix milliseconds.
     pub now_ms: i64,
 }
@@ -45,6 +49,8 @@ pub struct Device {
     pub locale: Option<Locale>,
     /// The device's time zone, if it gave one.
     pub timezone: Option<TimeZoneName>,
+    /// The device's key for private payloads, if it gave one.
+    pub push_key: Option<PushKey>,
     /// First registration, Unix milliseconds.
     pub created_at_ms: i64,
     /// Last registration, Unix milliseconds.

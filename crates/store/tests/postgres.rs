@@ -106,6 +106,7 @@ async fn two_nodes_claiming_at_once_never_take_the_same_delivery() {
             environment: None,
             locale: None,
             timezone: None,
+            push_key: None,
             now_ms: 1,
         };
         first.upsert_device(&device).await.expect("registered");

@@ -125,6 +125,7 @@ async fn concurrent_outcomes_each_land_on_their_own_delivery() {
             environment: None,
             locale: None,
             timezone: None,
+            push_key: None,
             now_ms: 1,
         };
         store.upsert_device(&device).await.expect("registered");
@@ -222,6 +223,7 @@ async fn deliveries_that_succeed_at_their_first_attempt_cost_no_row_of_their_own
             environment: None,
             locale: None,
             timezone: None,
+            push_key: None,
             now_ms: 1,
         };
         store.upsert_device(&device).await.expect("registered");
@@ -280,6 +282,7 @@ async fn concurrent_registrations_each_land_and_a_shared_token_ends_on_one_devic
         environment: None,
         locale: None,
         timezone: None,
+        push_key: None,
         now_ms: 1,
     };
     // 48 devices with their own tokens, 16 more all registering one token.
@@ -336,6 +339,7 @@ async fn a_store_closed_between_journal_and_fan_out_loses_nothing_and_counts_eac
                 environment: None,
                 locale: None,
                 timezone: None,
+                push_key: None,
                 now_ms: 1,
             };
             store.upsert_device(&device).await.expect("registered");

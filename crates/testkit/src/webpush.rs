@@ -68,6 +68,12 @@ impl TestSubscription {
         json!({ "endpoint": self.endpoint, "expirationTime": null, "keys": { "p256dh": self.p256dh, "auth": self.auth } })
     }
 
+    /// The same keys as an app's `pushKey` (private payloads): what an app
+    /// keeps is this subscription's private half.
+    pub fn push_key(&self) -> Value {
+        json!({ "p256dh": self.p256dh, "auth": self.auth })
+    }
+
     /// The browser's private key (the 32-byte scalar), base64url.
     pub fn private_key(&self) -> String {
         URL_SAFE_NO_PAD.encode(self.secret.to_bytes())

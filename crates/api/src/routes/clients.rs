@@ -6,7 +6,7 @@ use crate::error::{ApiError, Envelope, ErrorEnvelope, ok};
 use crate::extract::ApiPath;
 use axum::Json;
 use axum::extract::State;
-use pushgate_domain::{ClientId, mask_token};
+use pushgate_domain::{ClientId, PushKey, mask_token};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -28,6 +28,10 @@ pub struct DeviceView {
     pub locale: Option<String>,
     /// The device's time zone, if known.
     pub timezone: Option<String>,
+    /// The device's key for private payloads, masked (the public key's end; nothing of the auth secret).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub push_key: Option<serde_json::Value>,
     /// First registration, Unix milliseconds.
     #[serde(rename = "createdAtMS")]
     pub created_at_ms: i64,
@@ -74,6 +78,7 @@ pub async fn list_devices(
                 .then(|| device.environment.unwrap_or(app.default_environment).as_str().to_owned()),
             locale: device.locale.map(|locale| locale.as_str().to_owned()),
             timezone: device.timezone.map(|zone| zone.as_str().to_owned()),
+            push_key: device.push_key.as_ref().map(PushKey::masked),
             created_at_ms: device.created_at_ms,
             updated_at_ms: device.updated_at_ms,
         })

@@ -5,7 +5,7 @@ use crate::extract::{ApiJson, Caller};
 use crate::{AppState, now_ms};
 use axum::Json;
 use axum::extract::State;
-use pushgate_domain::{DeviceId, DeviceType, Environment, Locale, PushToken, TimeZoneName, TokenKind};
+use pushgate_domain::{DeviceId, DeviceType, Environment, Locale, PushKey, PushToken, TimeZoneName, TokenKind};
 use pushgate_store::NewDevice;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -38,6 +38,10 @@ pub struct SubscribeRequest {
     pub locale: Option<String>,
     /// IANA time zone, for quiet hours.
     pub timezone: Option<String>,
+    /// For `ios`, `android` and `fcm`: the app's key for private payloads (RFC 8291, as a browser's
+    /// PushSubscription keys). A registration without it removes a stored one.
+    #[schema(value_type = Option<PushSubscriptionKeys>)]
+    pub push_key: Option<serde_json::Value>,
 }
 
 /// Body of `POST /me/unsubscribe`. Unknown fields are ignored.
@@ -96,7 +100,7 @@ struct PushSubscriptionBody {
     expiration_time: Option<i64>,
 }
 
-/// The keys of a PushSubscription, base64url.
+/// The keys of a PushSubscription (and of a `pushKey`), base64url.
 #[derive(Debug, Deserialize, ToSchema)]
 #[expect(dead_code, reason = "documents the accepted shape in the OpenAPI schema only")]
 struct PushSubscriptionKeys {
@@ -182,6 +186,15 @@ pub async fn subscribe(
     if let Some(subscription) = token.web_subscription() {
         app.webpush_endpoints.check(&subscription.endpoint)?;
     }
+    let push_key = match &body.push_key {
+        None | Some(serde_json::Value::Null) => None,
+        Some(_) if !matches!(device_type, DeviceType::Ios | DeviceType::Android | DeviceType::Fcm) => {
+            return Err(ApiError::invalid(
+                "pushKey is for types ios, android and fcm (a Web Push subscription carries its own keys)",
+            ));
+        }
+        Some(value) => Some(PushKey::parse(value)?),
+    };
     let environment = parse_optional(body.environment.as_deref(), Environment::parse)?
         // Only APNs has environments; a value sent for another type is ignored.
         .filter(|_| device_type.is_apple());
@@ -194,6 +207,7 @@ pub async fn subscribe(
         environment,
         locale: parse_optional(body.locale.as_deref(), Locale::parse)?,
         timezone: parse_optional(body.timezone.as_deref(), TimeZoneName::parse)?,
+        push_key,
         now_ms: now_ms(),
     };
     let outcome = state.store.upsert_device(&device).await?;
@@ -202,6 +216,7 @@ pub async fn subscribe(
         client.id = %device.client_id,
         device.type = %device.device_type,
         device.token = ?device.token,
+        device.push_key = device.push_key.is_some(),
         token.moved_from = outcome.token_moved_from,
         "device subscribed"
     );

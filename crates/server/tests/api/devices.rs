@@ -246,3 +246,41 @@ async fn one_apps_key_does_not_reach_another_apps_devices() {
     assert_eq!(one["result"]["devices"].as_array().map(Vec::len), Some(1));
     assert_eq!(two["result"]["devices"], json!([]));
 }
+
+/// A `pushKey` (private payloads) is checked like a browser's keys, kept with
+/// the device, shown masked (nothing of the auth secret), exported whole,
+/// and dropped by a registration without one.
+#[tokio::test]
+async fn a_push_key_is_validated_kept_masked_and_replaced() {
+    let app = TestApp::spawn().await;
+    let key = pushgate_testkit::TestSubscription::generate("key", "https://unused.example").push_key();
+    let with_key = |key: serde_json::Value| {
+        let mut body = ios_device("iphone", "alice", APNS_TOKEN);
+        body["pushKey"] = key;
+        body
+    };
+    let mut short_auth = key.clone();
+    short_auth["auth"] = json!("AAAA");
+    for (body, message) in [
+        (
+            with_key(json!({ "p256dh": "not-a-point", "auth": key["auth"] })),
+            "pushKey.p256dh must be an uncompressed P-256 public key (65 bytes, base64url, on the curve)",
+        ),
+        (with_key(short_auth), "pushKey.auth must be a 16-byte secret (base64url)"),
+        (
+            json!({ "type": "ios-voip", "token": APNS_TOKEN, "deviceId": "voip", "clientId": "alice", "pushKey": key }),
+            "pushKey is for types ios, android and fcm (a Web Push subscription carries its own keys)",
+        ),
+    ] {
+        let (status, answer) = app.subscribe(body).await;
+        assert_eq!((status, answer["error"]["message"].clone()), (400, json!(message)));
+    }
+    assert!(app.devices_of("alice").await.is_empty(), "a refused registration stores nothing");
+    assert_eq!(app.subscribe(with_key(key.clone())).await.0, 200);
+    let shown = app.devices_of("alice").await[0]["pushKey"].clone();
+    let p256dh = key["p256dh"].as_str().expect("a key");
+    assert_eq!(shown, json!({ "p256dh": format!("********{}", &p256dh[p256dh.len() - 8..]), "auth": "********" }));
+    // Registered again without a key (a reinstall): the device gets no ciphertext it cannot read.
+    assert_eq!(app.subscribe(ios_device("iphone", "alice", APNS_TOKEN)).await.0, 200);
+    assert!(app.devices_of("alice").await[0].get("pushKey").is_none());
+}

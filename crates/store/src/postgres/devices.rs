@@ -4,7 +4,7 @@
 use super::PgStore;
 use crate::{ApiKeyKind, Device, DeviceStore, KeyStore, NewDevice, StoreError, StoredApiKey, UpsertOutcome};
 use async_trait::async_trait;
-use pushgate_domain::{AppId, ClientId, DeviceId, DeviceType, Environment, Locale, PushToken, TimeZoneName};
+use pushgate_domain::{AppId, ClientId, DeviceId, DeviceType, Environment, Locale, PushKey, PushToken, TimeZoneName};
 
 #[async_trait]
 impl DeviceStore for PgStore {
@@ -32,14 +32,14 @@ impl DeviceStore for PgStore {
         .rows_affected();
         sqlx::query(
             "INSERT INTO devices (app_id, device_type, device_id, client_id, token_kind, token, \
-                                  environment, locale, timezone, created_at_ms, updated_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) \
+                                  environment, locale, timezone, created_at_ms, updated_at_ms, push_key) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11) \
              ON CONFLICT (app_id, device_type, device_id) DO UPDATE SET \
                 client_id = excluded.client_id, token_kind = excluded.token_kind, token = excluded.token, \
                 environment = COALESCE(excluded.environment, devices.environment), \
                 locale = COALESCE(excluded.locale, devices.locale), \
                 timezone = COALESCE(excluded.timezone, devices.timezone), \
-                updated_at_ms = excluded.updated_at_ms",
+                push_key = excluded.push_key, updated_at_ms = excluded.updated_at_ms",
         )
         .bind(device.app_id.as_str())
         .bind(device.device_type.as_str())
@@ -51,6 +51,7 @@ impl DeviceStore for PgStore {
         .bind(device.locale.as_ref().map(Locale::as_str))
         .bind(device.timezone.as_ref().map(TimeZoneName::as_str))
         .bind(device.now_ms)
+        .bind(device.push_key.as_ref().map(PushKey::to_stored))
         .execute(&mut *transaction)
         .await?;
         transaction.commit().await?;
@@ -86,7 +87,7 @@ impl DeviceStore for PgStore {
             (device_type.as_str().to_owned(), device_id.as_str().to_owned())
         });
         let rows = sqlx::query_as::<_, DeviceRow>(
-            "SELECT device_type, device_id, client_id, token, environment, locale, timezone, \
+            "SELECT device_type, device_id, client_id, token, environment, locale, timezone, push_key, \
                     created_at_ms, updated_at_ms \
              FROM devices WHERE app_id = $1 AND (device_type, device_id) > ($2, $3) \
              ORDER BY device_type, device_id LIMIT $4",
@@ -102,7 +103,7 @@ impl DeviceStore for PgStore {
 
     async fn client_devices(&self, app_id: &AppId, client_id: &ClientId) -> Result<Vec<Device>, StoreError> {
         let rows = sqlx::query_as::<_, DeviceRow>(
-            "SELECT device_type, device_id, client_id, token, environment, locale, timezone, \
+            "SELECT device_type, device_id, client_id, token, environment, locale, timezone, push_key, \
                     created_at_ms, updated_at_ms \
              FROM devices WHERE app_id = $1 AND client_id = $2 ORDER BY created_at_ms, device_type, device_id",
         )
@@ -194,7 +195,7 @@ impl KeyStore for PgStore {
 }
 
 fn device_from_columns(
-    (device_type, device_id, client_id, token, environment, locale, timezone, created_at_ms, updated_at_ms): DeviceRow,
+    (device_type, device_id, client_id, token, environment, locale, timezone, push_key, created_at_ms, updated_at_ms): DeviceRow,
 ) -> Result<Device, StoreError> {
     let corrupt = |what: &str, error: pushgate_domain::ParseError| StoreError::Corrupt(format!("{what}: {error}"));
     Ok(Device {
@@ -208,9 +209,11 @@ fn device_from_columns(
             .map_err(|e| corrupt("environment", e))?,
         locale: locale.map(|raw| Locale::parse(&raw)).transpose().map_err(|e| corrupt("locale", e))?,
         timezone: timezone.map(|raw| TimeZoneName::parse(&raw)).transpose().map_err(|e| corrupt("timezone", e))?,
+        push_key: push_key.map(|raw| PushKey::from_stored(&raw)).transpose().map_err(|e| corrupt("push_key", e))?,
         created_at_ms,
         updated_at_ms,
     })
 }
 
-type DeviceRow = (String, String, String, String, Option<String>, Option<String>, Option<String>, i64, i64);
+type DeviceRow =
+    (String, String, String, String, Option<String>, Option<String>, Option<String>, Option<String>, i64, i64);

@@ -5,7 +5,7 @@ use super::writer::Durability;
 use crate::{ApiKeyKind, Device, NewDevice, StoreError, StoredApiKey, UpsertOutcome};
 use crate::{DeviceStore, KeyStore};
 use async_trait::async_trait;
-use pushgate_domain::{AppId, ClientId, DeviceId, DeviceType, Environment, Locale, PushToken, TimeZoneName};
+use pushgate_domain::{AppId, ClientId, DeviceId, DeviceType, Environment, Locale, PushKey, PushToken, TimeZoneName};
 use rusqlite::{Connection, params};
 use sqlx::Row as _;
 use sqlx::sqlite::SqliteRow;
@@ -33,8 +33,8 @@ fn upsert_device_in(connection: &Connection, device: &NewDevice) -> Result<Upser
     connection
         .prepare_cached(
             "INSERT INTO devices (app_id, device_type, device_id, client_id, token_kind, token, \
-                              environment, locale, timezone, created_at_ms, updated_at_ms) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10) \
+                              environment, locale, timezone, created_at_ms, updated_at_ms, push_key) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11) \
          ON CONFLICT (app_id, device_type, device_id) DO UPDATE SET \
             client_id = excluded.client_id, \
             token_kind = excluded.token_kind, \
@@ -42,6 +42,7 @@ fn upsert_device_in(connection: &Connection, device: &NewDevice) -> Result<Upser
             environment = COALESCE(excluded.environment, devices.environment), \
             locale = COALESCE(excluded.locale, devices.locale), \
             timezone = COALESCE(excluded.timezone, devices.timezone), \
+            push_key = excluded.push_key, \
             updated_at_ms = excluded.updated_at_ms",
         )?
         .execute(params![
@@ -54,7 +55,8 @@ fn upsert_device_in(connection: &Connection, device: &NewDevice) -> Result<Upser
             device.environment.map(Environment::as_str),
             device.locale.as_ref().map(Locale::as_str),
             device.timezone.as_ref().map(TimeZoneName::as_str),
-            device.now_ms
+            device.now_ms,
+            device.push_key.as_ref().map(PushKey::to_stored),
         ])?;
     Ok(UpsertOutcome { token_moved_from: moved })
 }
@@ -77,6 +79,10 @@ pub(super) fn device_from_row(row: &SqliteRow) -> Result<Device, StoreError> {
             .map(|raw| TimeZoneName::parse(&raw))
             .transpose()
             .map_err(|e| corrupt("timezone", e))?,
+        push_key: optional("push_key")?
+            .map(|raw| PushKey::from_stored(&raw))
+            .transpose()
+            .map_err(|e| corrupt("push_key", e))?,
         created_at_ms: row.try_get("created_at_ms")?,
         updated_at_ms: row.try_get("updated_at_ms")?,
     })
@@ -115,7 +121,7 @@ pub(super) async fn client_devices(
 ) -> Result<Vec<Device>, StoreError> {
     // `INDEXED BY`: see `routing_states` in `accept.rs` (the accept needs it too).
     let rows = sqlx::query(
-        "SELECT device_type, device_id, client_id, token, environment, locale, timezone, \
+        "SELECT device_type, device_id, client_id, token, environment, locale, timezone, push_key, \
                 created_at_ms, updated_at_ms \
          FROM devices INDEXED BY devices_client WHERE app_id = ?1 AND client_id = ?2 \
          ORDER BY created_at_ms, device_type, device_id",
@@ -137,7 +143,7 @@ pub(super) async fn app_devices(
         (device_type.as_str().to_owned(), device_id.as_str().to_owned())
     });
     let rows = sqlx::query(
-        "SELECT device_type, device_id, client_id, token, environment, locale, timezone, \
+        "SELECT device_type, device_id, client_id, token, environment, locale, timezone, push_key, \
                 created_at_ms, updated_at_ms \
          FROM devices WHERE app_id = ?1 AND (device_type, device_id) > (?2, ?3) \
          ORDER BY device_type, device_id LIMIT ?4",
