@@ -1,10 +1,13 @@
 //! The provider payloads of one delivery, built from its stored push (pure
-//! domain functions of what was stored, for every attempt).
+//! domain functions of what was stored, for every attempt), a private chat
+//! alert sealed here to the device's key (RFC 8291: random by nature, so
+//! each attempt's ciphertext differs).
 
 use pushgate_domain::{
-    ApnsPush, ChatMessage, ChatStyle, DeliveryMode, DeviceType, PushRequest, Recipient, WebPushMessage,
+    ApnsPush, ChatMessage, ChatStyle, DeliveryMode, DeviceType, PrivateForm, PushRequest, Recipient, WebPushMessage,
     badge_update_apns, badge_update_fcm, badge_update_webpush, clear_apns, clear_fcm, clear_webpush,
 };
+use pushgate_providers::webpush::seal;
 use pushgate_store::ClaimedDelivery;
 
 /// What a chat message's payloads need of the recipient: its badge, locale,
@@ -16,6 +19,25 @@ fn recipient(delivery: &ClaimedDelivery) -> Recipient<'_> {
         quiet: delivery.mode == Some(DeliveryMode::Quiet),
         variant: delivery.variant(),
         summary: delivery.summary.as_ref(),
+    }
+}
+
+/// What APNs and FCM get of the delivery's chat alert (the app's privacy and
+/// the device's key): `Clear`, or the sealed clear push, or (`None`) only the
+/// message's id.
+enum Private {
+    Clear,
+    Hidden(Option<Vec<u8>>),
+}
+
+/// Seals the clear push `to_seal` builds when the app's privacy and the
+/// device's key call for it (a key that cannot seal, which registration
+/// rules out, falls back to the id only).
+fn private(style: &ChatStyle, delivery: &ClaimedDelivery, to_seal: impl FnOnce() -> Vec<u8>) -> Private {
+    match (style.privacy.form(delivery.push_key.is_some()), &delivery.push_key) {
+        (PrivateForm::Clear, _) => Private::Clear,
+        (PrivateForm::Sealed, Some(key)) => Private::Hidden(seal(&to_seal(), key.p256dh(), key.auth())),
+        (PrivateForm::Sealed | PrivateForm::IdOnly, _) => Private::Hidden(None),
     }
 }
 
@@ -45,7 +67,13 @@ pub(crate) fn apns(request: &PushRequest, delivery: &ClaimedDelivery, style: &Ch
     }
     match message(request, delivery) {
         Some((message, _)) if voip => Some(message.to_apns_voip(style, &recipient(delivery))),
-        Some((message, alert)) => Some(message.to_apns(style, &recipient(delivery), alert)),
+        Some((message, alert)) => {
+            let recipient = recipient(delivery);
+            Some(match private(style, delivery, || message.apns_to_seal(style, &recipient, alert)) {
+                Private::Clear => message.to_apns(style, &recipient, alert),
+                Private::Hidden(sealed) => message.to_apns_private(style, &recipient, sealed.as_deref()),
+            })
+        }
         // A VoIP push must report a call; a badge update is not one.
         None if voip => None,
         None => Some(badge_update_apns(badge)),
@@ -65,7 +93,13 @@ pub(crate) fn fcm(
         _ => {}
     }
     match message(request, delivery) {
-        Some((message, alert)) => message.to_fcm(style, &recipient(delivery), alert),
+        Some((message, alert)) => {
+            let recipient = recipient(delivery);
+            match private(style, delivery, || message.fcm_to_seal(style, &recipient, alert)) {
+                Private::Clear => message.to_fcm(style, &recipient, alert),
+                Private::Hidden(sealed) => message.to_fcm_private(&recipient, sealed.as_deref()),
+            }
+        }
         None => badge_update_fcm(delivery.badge.unwrap_or_default()),
     }
 }

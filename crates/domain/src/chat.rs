@@ -210,6 +210,18 @@ impl ChatMessage {
     /// The APNs alert push for one recipient. `alert` (v1) replaces the
     /// rendered alert with the given text.
     pub fn to_apns(&self, style: &ChatStyle, recipient: &Recipient<'_>, alert: Option<&str>) -> ApnsPush {
+        self.to_apns_within(style, recipient, alert, MAX_APNS_BYTES)
+    }
+
+    /// [`ChatMessage::to_apns`] in at most `limit` bytes (a private payload
+    /// seals it, and the ciphertext must fit APNs' limit).
+    pub(crate) fn to_apns_within(
+        &self,
+        style: &ChatStyle,
+        recipient: &Recipient<'_>,
+        alert: Option<&str>,
+        limit: usize,
+    ) -> ApnsPush {
         let language = style.language_for(recipient.locale);
         let build = |cut: usize, _with_payload: bool| {
             let mut aps = Map::new();
@@ -241,7 +253,7 @@ impl ChatMessage {
             }
             json!({ "aps": aps })
         };
-        let payload = fit(MAX_APNS_BYTES, self.longest_text(alert, recipient.summary), build).to_string().into_bytes();
+        let payload = fit(limit, self.longest_text(alert, recipient.summary), build).to_string().into_bytes();
         let collapse_id = self.room.as_ref().filter(|_| style.collapse_by_room).map(room_collapse_key);
         ApnsPush { silent: false, power_aware: false, payload, topic: None, collapse_id, expiration: None }
     }
@@ -272,6 +284,17 @@ impl ChatMessage {
     /// The FCM v1 `message` (without its token) for one recipient. `alert`
     /// (v1) replaces the rendered body with the given text.
     pub fn to_fcm(&self, style: &ChatStyle, recipient: &Recipient<'_>, alert: Option<&str>) -> Value {
+        self.to_fcm_within(style, recipient, alert, MAX_FCM_BYTES)
+    }
+
+    /// [`ChatMessage::to_fcm`] in at most `limit` bytes (see `to_apns_within`).
+    pub(crate) fn to_fcm_within(
+        &self,
+        style: &ChatStyle,
+        recipient: &Recipient<'_>,
+        alert: Option<&str>,
+        limit: usize,
+    ) -> Value {
         let language = style.language_for(recipient.locale);
         let build = |cut: usize, with_payload: bool| {
             let copy = self.copy(language, recipient, cut);
@@ -320,7 +343,7 @@ impl ChatMessage {
                 "data": data,
             })
         };
-        fit(MAX_FCM_BYTES, self.longest_text(alert, recipient.summary), build)
+        fit(limit, self.longest_text(alert, recipient.summary), build)
     }
 }
 
@@ -503,6 +526,8 @@ pub struct ChatStyle {
     /// `apns-collapse-id` and the FCM `android.notification.tag` (it is
     /// always the APNs `thread-id`, the Web Push `tag` and `Topic`).
     pub collapse_by_room: bool,
+    /// What APNs and FCM may read of a chat alert (`[apps.privacy]`).
+    pub privacy: Privacy,
 }
 
 impl Default for ChatStyle {
@@ -514,6 +539,7 @@ impl Default for ChatStyle {
             click_action: "push_chatroom".into(),
             web_navigate: None,
             collapse_by_room: false,
+            privacy: Privacy::default(),
         }
     }
 }
@@ -739,5 +765,8 @@ fn fit(limit: usize, longest: usize, build: impl Fn(usize, bool) -> Value) -> Va
     build(low, false)
 }
 
+mod private;
 #[cfg(test)]
 mod tests;
+
+pub use private::{PRIVATE_LOC_KEY, Privacy, PrivateForm, SEAL_OVERHEAD, SEALED_KEY};

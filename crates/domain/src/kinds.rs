@@ -124,3 +124,26 @@ mod tests {
         assert!(ProviderKind::parse("hms").is_err());
     }
 }
+
+text_enum!(
+    /// What an app's chat alerts carry to APNs and FCM (`[apps.privacy] mode`).
+    PrivacyMode, "privacy mode" {
+        /// The message in clear, as IMKIT's format has it.
+        Off => "off",
+        /// A device with a `pushKey` gets the message sealed to it (RFC 8291);
+        /// one without gets what the fallback says.
+        Encrypt => "encrypt",
+        /// A neutral alert with the message's id and room: the app fetches the content.
+        IdOnly => "id_only",
+    }
+);
+
+text_enum!(
+    /// What a device without a `pushKey` gets when the app encrypts (`[apps.privacy] fallback`).
+    PrivacyFallback, "privacy fallback" {
+        /// The message in clear (while an app's installs move to a version with a key).
+        Clear => "clear",
+        /// A neutral alert with the message's id and room.
+        IdOnly => "id_only",
+    }
+);

@@ -18,8 +18,9 @@ mod webpush;
 
 pub use chat::{
     BADGE_PUSH_TYPE, CHAT_PUSH_TYPE, CLEAR_PUSH_TYPE, ChatMessage, ChatStyle, GenericCallback, LegacyCallback,
-    MAX_APNS_BYTES, MAX_FCM_BYTES, MAX_RECIPIENTS, MAX_VOIP_BYTES, Recipient, Summary, badge_update_apns,
-    badge_update_fcm, clear_apns, clear_fcm, clear_webpush, has_text_for, room_collapse_key,
+    MAX_APNS_BYTES, MAX_FCM_BYTES, MAX_RECIPIENTS, MAX_VOIP_BYTES, PRIVATE_LOC_KEY, Privacy, PrivateForm, Recipient,
+    SEAL_OVERHEAD, SEALED_KEY, Summary, badge_update_apns, badge_update_fcm, clear_apns, clear_fcm, clear_webpush,
+    has_text_for, room_collapse_key,
 };
 pub use device::{
     DeviceType, Environment, KNOWN_PUSH_SERVICES, Locale, PushKey, PushToken, TimeZoneName, TokenKind,
@@ -27,7 +28,7 @@ pub use device::{
 };
 pub use experiment::{Experiment, Variant, fill_template, two_proportion_p_value};
 pub use ids::{AppId, BadgeSource, ClientId, DeviceId, ExperimentId, MessageId, PushId, RoomId};
-pub use kinds::{DeliveryMode, ProviderKind, PushKind, RoomNotify};
+pub use kinds::{DeliveryMode, PrivacyFallback, PrivacyMode, ProviderKind, PushKind, RoomNotify};
 pub use push::{Alert, ApnsPush, CustomPush};
 pub use reasons::{Reason, Unreachable, explain_reason};
 pub use request::PushRequest;

@@ -160,10 +160,18 @@ impl WebPushClient {
 
 /// The `aes128gcm` body for `subscription`; `None` when its keys are unusable.
 fn encrypt(subscription: &WebPushSubscription, payload: &[u8]) -> Option<Vec<u8>> {
-    let p256dh = URL_SAFE_NO_PAD.decode(&subscription.p256dh).ok()?;
-    let auth: [u8; 16] = URL_SAFE_NO_PAD.decode(&subscription.auth).ok()?.try_into().ok()?;
+    seal(payload, &subscription.p256dh, &subscription.auth)
+}
+
+/// `plaintext` sealed with RFC 8291 (`aes128gcm`, one record) to the
+/// receiver's P-256 public key and auth secret (base64url): Web Push's
+/// encryption, and a private payload's for an app's `pushKey`. `None` when
+/// the keys are unusable.
+pub fn seal(plaintext: &[u8], p256dh: &str, auth: &str) -> Option<Vec<u8>> {
+    let p256dh = URL_SAFE_NO_PAD.decode(p256dh).ok()?;
+    let auth: [u8; 16] = URL_SAFE_NO_PAD.decode(auth).ok()?.try_into().ok()?;
     let public = web_push_native::p256::PublicKey::from_sec1_bytes(&p256dh).ok()?;
-    web_push_native::encrypt(payload.to_vec(), &public, &web_push_native::Auth::from(auth)).ok()
+    web_push_native::encrypt(plaintext.to_vec(), &public, &web_push_native::Auth::from(auth)).ok()
 }
 
 /// Maps a push service's answer (RFC 8030 §5, and what Google, Mozilla and
@@ -265,6 +273,21 @@ impl VapidSigner {
 mod tests {
     use super::*;
     use crate::SystemClock;
+
+    /// A private payload's size is known before sealing (the domain sizes
+    /// the clear push by it): one `aes128gcm` record adds exactly
+    /// `SEAL_OVERHEAD` bytes, and the receiver's key opens it.
+    #[test]
+    fn sealing_adds_the_fixed_overhead_and_the_keys_private_half_opens_it() {
+        let device = pushgate_testkit::TestSubscription::generate("key", "https://unused.example");
+        for length in [0, 1, 2_000, 3_900] {
+            let plaintext = vec![b'x'; length];
+            let sealed = seal(&plaintext, &device.p256dh, &device.auth).expect("the keys are usable");
+            assert_eq!(sealed.len(), length + pushgate_domain::SEAL_OVERHEAD);
+            assert_eq!(device.decrypt(&sealed), Some(plaintext));
+        }
+        assert_eq!(seal(b"x", "not-a-key", &device.auth), None);
+    }
 
     #[test]
     fn answers_map_onto_outcomes() {

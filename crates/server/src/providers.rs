@@ -72,6 +72,8 @@ pub fn app_providers(
         click_action: app.chat.click_action.clone(),
         web_navigate: app.webpush.as_ref().and_then(|webpush| webpush.navigate.clone()),
         collapse_by_room: app.coalescing.window_seconds > 0,
+        // Validated with the configuration.
+        privacy: app.privacy.privacy(),
     };
     let mut providers = AppProviders::new(max_attempts, chat_style);
     if let Some(apns) = &app.apns {

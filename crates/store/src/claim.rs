@@ -6,7 +6,8 @@
 use crate::queue::DeliveryKey;
 use crate::{ClaimedDelivery, ClaimedPush, DeliveryRef, StoreError};
 use pushgate_domain::{
-    AppId, ClientId, DeliveryMode, DeviceId, DeviceType, Environment, Locale, PushId, PushKind, PushRequest, PushToken,
+    AppId, ClientId, DeliveryMode, DeviceId, DeviceType, Environment, Locale, PushId, PushKey, PushKind, PushRequest,
+    PushToken,
 };
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -124,6 +125,10 @@ fn claimed_delivery(
         attempts: u32::try_from(number("attempts").unwrap_or_default()).unwrap_or(u32::MAX),
         mode: text(fields, "mode").map(|raw| DeliveryMode::parse(&raw)).transpose().map_err(|_| corrupt("mode"))?,
         variant: text(fields, "variant"),
+        push_key: text(fields, "push_key")
+            .map(|raw| PushKey::from_stored(&raw))
+            .transpose()
+            .map_err(|_| corrupt("push_key"))?,
         summary: text(fields, "summary")
             .map(|raw| serde_json::from_str(&raw))
             .transpose()

@@ -5,7 +5,7 @@ use crate::StoreError;
 use async_trait::async_trait;
 use pushgate_domain::{
     AppId, ClientId, DeliveryMode, DeviceId, DeviceType, Environment, Experiment, ExperimentId, Locale, OnlinePolicy,
-    PushId, PushRequest, PushToken, Reason, RoomId, Summary, Variant,
+    PushId, PushKey, PushRequest, PushToken, Reason, RoomId, Summary, Variant,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -331,6 +331,8 @@ pub struct ClaimedDelivery {
     /// `Some`: the alert that ends a busy room's window, standing for the
     /// messages held in it.
     pub summary: Option<Summary>,
+    /// The device's key for private payloads, if it registered one.
+    pub push_key: Option<PushKey>,
 }
 
 /// A claimed push, as its deliveries need it.

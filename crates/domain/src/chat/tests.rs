@@ -297,6 +297,16 @@ proptest! {
         let web: Value = serde_json::from_slice(&web.payload).expect("JSON");
         prop_assert_eq!(&web["app_badge"], &json!(badge));
         prop_assert!(!web["notification"]["title"].as_str().expect("title").is_empty());
+        // Private: the clear push to seal is sized so that, sealed (its
+        // length plus `aes128gcm`'s fixed overhead) and base64url, the
+        // private push still fits.
+        let to_seal = message.apns_to_seal(&style, &recipient, alert.as_deref());
+        serde_json::from_slice::<Value>(&to_seal).expect("the clear push to seal is JSON");
+        let sealed = vec![0u8; to_seal.len() + SEAL_OVERHEAD];
+        prop_assert!(message.to_apns_private(&style, &recipient, Some(&sealed)).payload.len() <= MAX_APNS_BYTES);
+        let to_seal = message.fcm_to_seal(&style, &recipient, alert.as_deref());
+        let sealed = vec![0u8; to_seal.len() + SEAL_OVERHEAD];
+        prop_assert!(message.to_fcm_private(&recipient, Some(&sealed)).to_string().len() <= MAX_FCM_BYTES);
     }
 }
 
@@ -447,4 +457,41 @@ fn a_rooms_clear_push_carries_the_room_and_the_badge_on_every_platform() {
     assert_eq!(payload, json!({ "app_badge": 4, "type": "clear", "room": "demo-room" }));
     let long = RoomId::parse(&"r".repeat(100)).expect("a room");
     assert_eq!(room_collapse_key(&long).len(), 32, "an apns-collapse-id is at most 64 bytes");
+}
+
+#[test]
+fn a_private_alert_shows_a_neutral_text_and_carries_the_sealed_push_or_the_id_only() {
+    let message = GenericCallback::parse(&seed_callback()).expect("parses").message;
+    let style = ChatStyle::default();
+    let apns = apns_json(&message.to_apns_private(&style, &RECIPIENT, Some(b"ciphertext")));
+    assert_eq!(
+        apns,
+        json!({ "aps": { "alert": { "loc-key": "im_loc_private", "body": "New message" }, "mutable-content": 1,
+                         "badge": 3, "sound": "default", "thread-id": "demo-room" },
+                "type": "chat", "room": "demo-room", "encrypted": "Y2lwaGVydGV4dA" })
+    );
+    let ja = locale("ja");
+    let id_only = apns_json(&message.to_apns_private(&style, &Recipient { locale: Some(&ja), ..RECIPIENT }, None));
+    assert_eq!(id_only["aps"]["alert"]["body"], "新着メッセージ");
+    assert_eq!((&id_only["messageId"], &id_only["room"]), (&json!("5dd51a4f21841443cfd3090d"), &json!("demo-room")));
+    assert!(id_only.get("encrypted").is_none());
+    let fcm = message.to_fcm_private(&RECIPIENT, None);
+    assert_eq!(
+        fcm,
+        json!({ "android": { "ttl": "3600s", "priority": "high" },
+                "data": { "type": "chat", "room": "demo-room", "messageId": "5dd51a4f21841443cfd3090d", "badge": "3" } })
+    );
+    for text in [&apns.to_string(), &id_only.to_string(), &fcm.to_string()] {
+        for clear in ["lala", "SSS", "Demo Room"] {
+            assert!(!text.contains(clear), "{clear} in {text}");
+        }
+    }
+    // Which form each device gets.
+    use crate::{PrivacyFallback as Fallback, PrivacyMode as Mode};
+    let form = |mode, fallback, has_key| Privacy { mode, fallback }.form(has_key);
+    assert_eq!(form(Mode::Off, Fallback::IdOnly, true), PrivateForm::Clear);
+    assert_eq!(form(Mode::Encrypt, Fallback::IdOnly, true), PrivateForm::Sealed);
+    assert_eq!(form(Mode::Encrypt, Fallback::IdOnly, false), PrivateForm::IdOnly);
+    assert_eq!(form(Mode::Encrypt, Fallback::Clear, false), PrivateForm::Clear);
+    assert_eq!(form(Mode::IdOnly, Fallback::Clear, true), PrivateForm::IdOnly);
 }

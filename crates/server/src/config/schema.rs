@@ -151,6 +151,37 @@ pub struct AppConfig {
     /// Storm control: a busy room alerts once per window per recipient.
     #[serde(default)]
     pub coalescing: CoalescingConfig,
+    /// What APNs and FCM may read of chat alerts.
+    #[serde(default)]
+    pub privacy: PrivacyConfig,
+}
+
+/// `[apps.privacy]`: private payloads for APNs and FCM devices.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrivacyConfig {
+    /// `off` (the default: the message in clear), `encrypt` (sealed to each device's `pushKey`, RFC 8291) or
+    /// `id_only` (a neutral alert with the message's id and room; the app fetches the content).
+    pub mode: String,
+    /// With `encrypt`, what a device without a `pushKey` gets: `id_only` (the default) or `clear`.
+    pub fallback: String,
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> Self {
+        Self { mode: "off".into(), fallback: "id_only".into() }
+    }
+}
+
+impl PrivacyConfig {
+    /// The setting, once validated (an unknown value is the default's).
+    pub fn privacy(&self) -> pushgate_domain::Privacy {
+        let default = pushgate_domain::Privacy::default();
+        pushgate_domain::Privacy {
+            mode: pushgate_domain::PrivacyMode::parse(&self.mode).unwrap_or(default.mode),
+            fallback: pushgate_domain::PrivacyFallback::parse(&self.fallback).unwrap_or(default.fallback),
+        }
+    }
 }
 
 /// `[apps.coalescing]`: a busy room's alerts, coalesced per recipient.

@@ -74,6 +74,12 @@ impl Config {
             if let Err(error) = pushgate_domain::OnlinePolicy::parse(&app.routing.online) {
                 problems.push(format!("{at}.routing.online: {error}"));
             }
+            if pushgate_domain::PrivacyMode::parse(&app.privacy.mode).is_err() {
+                problems.push(format!("{at}.privacy.mode: must be off, encrypt or id_only"));
+            }
+            if pushgate_domain::PrivacyFallback::parse(&app.privacy.fallback).is_err() {
+                problems.push(format!("{at}.privacy.fallback: must be clear or id_only"));
+            }
             if app.coalescing.window_seconds > MAX_COALESCING_WINDOW_SECONDS {
                 problems.push(format!(
                     "{at}.coalescing.window_seconds: at most {MAX_COALESCING_WINDOW_SECONDS} (0 turns coalescing off)"

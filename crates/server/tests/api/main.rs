@@ -14,6 +14,7 @@ mod helpers;
 mod openapi;
 mod ops;
 mod postgres;
+mod private;
 mod pushes;
 mod reload;
 mod routing;

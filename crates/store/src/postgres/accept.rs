@@ -108,7 +108,9 @@ async fn fan_out_push(connection: &mut PgConnection, push: &Journaled) -> Result
                           'device_id', d.device_id, 'token', d.token, 'environment', d.environment, \
                           'locale', COALESCE(p.locale, d.locale), 'badge', j.value -> 'badge', \
                           'status', j.value -> 'status', 'reason', j.value -> 'reason', 'mode', j.value -> 'mode', \
-                          'route_reason', j.value -> 'route_reason', 'variant', j.value -> 'variant') AS entry \
+                          'route_reason', j.value -> 'route_reason', 'variant', j.value -> 'variant') \
+                      || CASE WHEN d.push_key IS NULL THEN '{}'::jsonb \
+                              ELSE jsonb_build_object('push_key', d.push_key) END AS entry \
                FROM jsonb_array_elements($3::jsonb) WITH ORDINALITY AS j (value, key) \
                CROSS JOIN LATERAL (SELECT * FROM devices \
                                    WHERE app_id = $4 AND client_id = j.value ->> 'client' OFFSET 0) d \
@@ -211,10 +213,10 @@ async fn hold(
     let held = sqlx::query(
         "INSERT INTO deliveries (push_id, app_id, client_id, device_type, device_id, token, environment, locale, \
                                  badge, status, attempts, next_attempt_at_ms, updated_at_ms, mode, route_reason, \
-                                 experiment_id, variant) \
+                                 experiment_id, variant, push_key) \
          SELECT $1, $2, d.client_id, d.device_type, d.device_id, d.token, d.environment, \
                 COALESCE(p.locale, d.locale), (j ->> 'badge')::bigint, 'held', 0, (j ->> 'until')::bigint, $3, \
-                j ->> 'mode', j ->> 'route_reason', $4, j ->> 'variant' \
+                j ->> 'mode', j ->> 'route_reason', $4, j ->> 'variant', d.push_key \
          FROM jsonb_array_elements($5::jsonb) AS j \
          CROSS JOIN LATERAL (SELECT * FROM devices WHERE app_id = $2 AND client_id = j ->> 'client' OFFSET 0) d \
          LEFT JOIN client_prefs p ON p.app_id = d.app_id AND p.client_id = d.client_id \

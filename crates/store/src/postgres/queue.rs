@@ -37,10 +37,11 @@ pub(super) async fn record(
         sqlx::query(
             "INSERT INTO deliveries (push_id, app_id, client_id, device_type, device_id, token, environment, locale, \
                                      badge, status, reason, attempts, next_attempt_at_ms, updated_at_ms, mode, \
-                                     route_reason, experiment_id, variant, send_id, send_index) \
+                                     route_reason, experiment_id, variant, send_id, send_index, push_key) \
              SELECT s.push_id, s.app_id, e ->> 'client_id', e ->> 'device_type', e ->> 'device_id', e ->> 'token', \
                     e ->> 'environment', e ->> 'locale', (e ->> 'badge')::bigint, u.status, u.reason, u.attempted, \
-                    u.next, u.now, e ->> 'mode', e ->> 'route_reason', s.experiment_id, e ->> 'variant', s.id, u.index \
+                    u.next, u.now, e ->> 'mode', e ->> 'route_reason', s.experiment_id, e ->> 'variant', s.id, u.index, \
+                    e ->> 'push_key' \
              FROM jsonb_to_recordset($1::jsonb) AS u (send BIGINT, index INTEGER, status TEXT, reason TEXT, \
                                                       next BIGINT, attempted INTEGER, now BIGINT) \
              JOIN sends s ON s.id = u.send CROSS JOIN LATERAL (SELECT s.deliveries -> u.index AS e) entry \
@@ -165,7 +166,7 @@ impl QueueStore for PgStore {
                   leased AS (UPDATE deliveries d SET leased_until_ms = $3 FROM due WHERE d.id = due.id \
                              RETURNING d.id, d.push_id, d.app_id, d.client_id, d.device_type, d.device_id, d.token, \
                                        d.environment, d.locale, d.badge, d.attempts, d.mode, d.variant, \
-                                       d.summary) \
+                                       d.summary, d.push_key) \
              SELECT COALESCE(jsonb_agg(to_jsonb(leased)), '[]')::text FROM leased",
         )
         .bind(now_ms)

@@ -200,13 +200,18 @@ fn fan_out_push(connection: &Connection, push: &Journaled) -> Result<CoalescingC
     // outer loop, and `INDEXED BY` the per-client device lookup (see
     // `routing_states`). The client's own locale preference wins over what
     // its devices reported. `json(entry)`: a JSON value loses its JSON type
-    // through a subquery, and would be stored as a quoted string.
+    // through a subquery, and would be stored as a quoted string. A device's
+    // `push_key` is added only when it has one (no `null` in every entry).
     connection.prepare_cached("INSERT INTO sends (push_id, app_id, experiment_id, deliveries, queued, pending, next_attempt_at_ms, \
                             updated_at_ms) \
-         SELECT ?1, ?4, ?5, json_group_array(json(entry)), SUM(queued), SUM(queued), ?2, ?2 FROM ( \
-           SELECT entry, queued, (ROW_NUMBER() OVER (ORDER BY side, key, device_type, device_id) - 1) / ?7 AS chunk \
+         SELECT ?1, ?4, ?5, \
+                json_group_array(CASE WHEN push_key IS NULL THEN json(entry) \
+                                      ELSE json_set(entry, '$.push_key', push_key) END), \
+                SUM(queued), SUM(queued), ?2, ?2 FROM ( \
+           SELECT entry, push_key, queued, \
+                  (ROW_NUMBER() OVER (ORDER BY side, key, device_type, device_id) - 1) / ?7 AS chunk \
            FROM ( \
-             SELECT 0 AS side, j.key, d.device_type, d.device_id, \
+             SELECT 0 AS side, j.key, d.device_type, d.device_id, d.push_key, \
                     json_extract(j.value, '$.status') = 'queued' AS queued, \
                     json_object('client_id', d.client_id, 'device_type', d.device_type, 'device_id', d.device_id, \
                                 'token', d.token, 'environment', d.environment, \
@@ -221,7 +226,7 @@ fn fan_out_push(connection: &Connection, push: &Journaled) -> Result<CoalescingC
                AND (?8 IS NULL OR d.device_id != ?8) \
                AND (?9 IS NULL OR json_extract(j.value, '$.window') IS NOT 'hold' OR d.device_type = 'ios-voip') \
              UNION ALL \
-             SELECT 1, j.key, NULL, NULL, 0, \
+             SELECT 1, j.key, NULL, NULL, NULL, 0, \
                     json_object('client_id', json_extract(j.value, '$.client'), \
                                 'badge', json_extract(j.value, '$.badge'), 'status', 'skipped', 'reason', ?6) \
              FROM json_each(?3) j \
@@ -299,11 +304,11 @@ fn hold(
         .prepare_cached(
             "INSERT INTO deliveries (push_id, app_id, client_id, device_type, device_id, token, environment, locale, \
                                      badge, status, attempts, next_attempt_at_ms, updated_at_ms, mode, route_reason, \
-                                     experiment_id, variant) \
+                                     experiment_id, variant, push_key) \
              SELECT ?1, ?2, d.client_id, d.device_type, d.device_id, d.token, d.environment, \
                     COALESCE(p.locale, d.locale), json_extract(j.value, '$.badge'), 'held', 0, \
                     json_extract(j.value, '$.until'), ?3, json_extract(j.value, '$.mode'), \
-                    json_extract(j.value, '$.route_reason'), ?4, json_extract(j.value, '$.variant') \
+                    json_extract(j.value, '$.route_reason'), ?4, json_extract(j.value, '$.variant'), d.push_key \
              FROM json_each(?5) j CROSS JOIN devices d INDEXED BY devices_client \
              LEFT JOIN client_prefs p ON p.app_id = d.app_id AND p.client_id = d.client_id \
              WHERE json_extract(j.value, '$.window') = 'hold' AND d.app_id = ?2 \

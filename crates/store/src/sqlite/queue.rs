@@ -35,7 +35,7 @@ pub(super) fn record(connection: &Connection, updates: &[(DeliveryRef, DeliveryU
         // entry (only after a lease ran out) keeps the first.
         connection.prepare_cached("INSERT INTO deliveries (push_id, app_id, client_id, device_type, device_id, token, environment, locale, \
                                      badge, status, reason, attempts, next_attempt_at_ms, updated_at_ms, mode, \
-                                     route_reason, experiment_id, variant, send_id, send_index) \
+                                     route_reason, experiment_id, variant, send_id, send_index, push_key) \
              SELECT push_id, app_id, json_extract(entry, '$.client_id'), json_extract(entry, '$.device_type'), \
                     json_extract(entry, '$.device_id'), json_extract(entry, '$.token'), \
                     json_extract(entry, '$.environment'), json_extract(entry, '$.locale'), \
@@ -43,7 +43,7 @@ pub(super) fn record(connection: &Connection, updates: &[(DeliveryRef, DeliveryU
                     json_extract(outcome, '$.reason'), json_extract(outcome, '$.attempted'), \
                     json_extract(outcome, '$.next'), json_extract(outcome, '$.now'), json_extract(entry, '$.mode'), \
                     json_extract(entry, '$.route_reason'), experiment_id, json_extract(entry, '$.variant'), \
-                    send_id, send_index \
+                    send_id, send_index, json_extract(entry, '$.push_key') \
              FROM (SELECT s.push_id, s.app_id, s.experiment_id, s.id AS send_id, j.value AS outcome, \
                           json_extract(j.value, '$.index') AS send_index, \
                           json_extract(s.deliveries, '$[' || json_extract(j.value, '$.index') || ']') AS entry \
@@ -103,7 +103,7 @@ fn lease_due(
             "SELECT json_group_array(json_object('id', id, 'push_id', push_id, 'app_id', app_id, \
                     'client_id', client_id, 'device_type', device_type, 'device_id', device_id, 'token', token, \
                     'environment', environment, 'locale', locale, 'badge', badge, 'attempts', attempts, \
-                    'mode', mode, 'variant', variant, 'summary', summary)) \
+                    'mode', mode, 'variant', variant, 'summary', summary, 'push_key', push_key)) \
          FROM (SELECT * FROM deliveries \
                WHERE status IN ('queued', 'retrying') AND next_attempt_at_ms <= ?1 \
                  AND (leased_until_ms IS NULL OR leased_until_ms <= ?1) \
