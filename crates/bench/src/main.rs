@@ -20,12 +20,14 @@
 //! 5. v2 callbacks with 50 recipients paced at half the peak rate: latency;
 //! 6. storm control (`storm.rs`): a busy room with coalescing on, and a
 //!    steady stream to one room with coalescing on and off;
-//! 7. memory of the pushgate process: peak RSS, RSS per 100,000 devices.
+//! 7. private payloads (`private.rs`): the same stream sealed to each device;
+//! 8. memory of the pushgate process: peak RSS, RSS per 100,000 devices.
 //!
 //! Every throughput is also given as a ratio of the raw limit. It prints a
 //! table and writes the figures as JSON.
 
 mod ceiling;
+mod private;
 mod process;
 mod storm;
 
@@ -248,6 +250,7 @@ async fn run(args: &Args, fakes: &Fakes) -> anyhow::Result<Value> {
     let mut paced = callbacks_run(&http, &bases, fakes, args.devices, group, count, Some(half_rate)).await?;
     cpu_per_delivery(&mut paced, pushgate.cpu_seconds() - cpu);
     let storm = storm::run(&http, &bases, fakes, &pushgate, args.storm_seconds, args.stream).await?;
+    let private = private::run(&http, &bases, fakes, &pushgate, args.stream).await?;
     let burst = burst_accept(&http, &bases, args.devices, group, args.burst).await;
     let (rss_end, rss_peak) = pushgate.rss();
     let database = pushgate.stop();
@@ -274,6 +277,7 @@ async fn run(args: &Args, fakes: &Fakes) -> anyhow::Result<Value> {
         "callbacks": callbacks.into_iter().map(with_ratio).collect::<Vec<_>>(),
         "callbacks_50_at_half_peak": with_ratio(paced),
         "storm_control": storm,
+        "private_payloads": private,
         "burst_accept": burst,
         "store_accept_ceiling": ceiling,
         "memory": {
@@ -623,6 +627,17 @@ fn print_table(report: &Value) {
             run["pushgate_cpu_us_per_message"],
         );
     }
+    let private = &report["private_payloads"];
+    println!(
+        "private payloads: the stream sealed to each device: {} deliveries/s, {} cpu us/delivery ({} of {} sealed); \
+         the same stream in clear (coalescing off, above): {} deliveries/s, {} cpu us/delivery",
+        private["deliveries_per_second"],
+        private["pushgate_cpu_us_per_delivery"],
+        private["sealed"],
+        private["deliveries"],
+        storm["stream_off"]["deliveries_per_second"],
+        storm["stream_off"]["pushgate_cpu_us_per_delivery"],
+    );
     let memory = &report["memory"];
     println!();
     println!(

@@ -1,6 +1,7 @@
 //! pushgate under test: one child process per node, and the nodes of a run.
 
 use super::*;
+use crate::private::{PRIVATE_API_KEY, PRIVATE_APP};
 use crate::storm::{STORM_API_KEY, STORM_APP};
 
 /// A running pushgate child process.
@@ -61,6 +62,13 @@ api_keys = ["{STORM_API_KEY}"]
 generic_push = {{ secret = "{SECRET}" }}
 limits = {{ requests_per_second = 1000000, burst = 1000000, in_flight = 1000000 }}
 coalescing = {{ window_seconds = {window_seconds} }}
+{tables}rate_per_second = 1000000
+[[apps]]
+id = "{PRIVATE_APP}"
+api_keys = ["{PRIVATE_API_KEY}"]
+generic_push = {{ secret = "{SECRET}" }}
+limits = {{ requests_per_second = 1000000, burst = 1000000, in_flight = 1000000 }}
+privacy = {{ mode = "encrypt" }}
 {tables}rate_per_second = 1000000
 "#,
             batch = concurrency * 2,

@@ -204,5 +204,7 @@ async fn stream_run(
         "messages_per_second": (count as f64 / seconds).round(),
         "deliveries": deliveries,
         "pushgate_cpu_us_per_message": (cpu * 1e6 / count as f64).round(),
+        "deliveries_per_second": (deliveries as f64 / seconds).round(),
+        "pushgate_cpu_us_per_delivery": (cpu * 1e6 / deliveries.max(1) as f64).round(),
     }))
 }

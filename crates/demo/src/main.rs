@@ -74,6 +74,7 @@ poll_interval_ms = 100
 id = "SampleApp"
 api_keys = ["{API_KEY}"]
 generic_push = {{ secret = "{SECRET}" }}
+privacy = {{ mode = "encrypt", fallback = "clear" }}
 {tables}
 [apps.webpush]
 vapid_private_key_file = {vapid:?}
@@ -115,8 +116,11 @@ ca_file = {ca:?}
     };
     println!("pushgate demo: pushgate on {base_url}, with local stand-ins for APNs, FCM and a Web Push service\n");
     let browser = web.subscribe();
+    // user001's app registers a key: its chat alerts travel sealed (private payloads).
+    let iphone_key = pushgate_testkit::TestSubscription::generate("iphone-1", "https://unused.example");
     let devices = [
-        json!({ "type": "ios", "token": APNS_TOKEN, "deviceId": "iphone-1", "clientId": "user001" }),
+        json!({ "type": "ios", "token": APNS_TOKEN, "deviceId": "iphone-1", "clientId": "user001",
+                "pushKey": iphone_key.push_key() }),
         json!({ "type": "android", "token": "fcm-token-of-user002", "deviceId": "pixel-1", "clientId": "user002" }),
         json!({ "type": "web", "token": browser.json(), "deviceId": "chrome-1", "clientId": "user003" }),
         json!({ "type": "fcm", "token": "fcm-token-of-user003", "deviceId": "pixel-3", "clientId": "user003" }),
@@ -154,14 +158,28 @@ ca_file = {ca:?}
     println!("user003 read demo-room in the browser: POST /v1/clients/user003/rooms/demo-room/read {read}\n");
     tokio::time::timeout(WAIT, fcm.wait_for_delivered(6, WAIT)).await.context("the clear push did not arrive")?;
     println!("What each device received:\n");
-    println!("user001 iphone-1 (APNs)");
-    for request in apns.delivered() {
-        let alert = &request.payload["aps"]["alert"];
+    println!("user001 iphone-1 (APNs; the app has a pushKey: chat alerts are sealed)");
+    let apns_alert = |payload: &Value| {
+        let alert = &payload["aps"]["alert"];
         let (title, body) = match alert {
             Value::String(text) => (String::new(), text.clone()),
             _ => (text(&alert["title"]), text(&alert["body"])),
         };
-        show(&title, &body, &request.payload["aps"]["badge"], &request.payload);
+        (title, body, payload["aps"]["badge"].clone())
+    };
+    for request in apns.delivered() {
+        let (title, body, badge) = apns_alert(&request.payload);
+        show(&title, &body, &badge, &request.payload);
+        let sealed = request.payload["encrypted"].as_str().and_then(|sealed| {
+            use base64::Engine as _;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(sealed).ok()
+        });
+        if let Some(clear) = sealed.and_then(|sealed| iphone_key.decrypt(&sealed)) {
+            let clear: Value = serde_json::from_slice(&clear).context("the opened push is JSON")?;
+            let (title, body, badge) = apns_alert(&clear);
+            println!("    opened with iphone-1's key: title {title:?}  body {body:?}  badge {badge}");
+            println!("      {clear}");
+        }
     }
     for (device, token) in [("user002 pixel-1", "fcm-token-of-user002"), ("user003 pixel-3", "fcm-token-of-user003")] {
         println!("{device} (FCM)");

@@ -20,7 +20,7 @@ fn the_demo_prints_every_delivery_with_its_badge() {
             .filter(|line| line.starts_with("  title"))
             .collect()
     };
-    let iphone = section("user001 iphone-1 (APNs)");
+    let iphone = section("user001 iphone-1 (APNs");
     let pixel = section("user002 pixel-1 (FCM)");
     let browser = section("user003 chrome-1 (Web Push");
     let phone = section("user003 pixel-3 (FCM)");
@@ -29,9 +29,12 @@ fn the_demo_prints_every_delivery_with_its_badge() {
     assert!(phone[2].contains(r#"title ""  body ""  badge 0"#), "{stdout}");
     assert!(stdout.contains(r#""data":{"badge":"0","room":"demo-room","type":"clear"}"#), "{stdout}");
     let chat = r#"title "Demo Room"  body "SSS: lala"  badge 1"#;
-    for (device, lines) in [("iphone", &iphone), ("pixel", &pixel), ("browser", &browser)] {
+    for (device, lines) in [("pixel", &pixel), ("browser", &browser)] {
         assert!(lines.iter().any(|line| line.contains(chat)), "{device}: the chat message with its badge: {stdout}");
     }
+    // user001's iPhone has a pushKey: APNs carried a neutral alert, the device's key opens the message.
+    assert!(iphone.iter().any(|line| line.contains(r#"title ""  body "New message"  badge 1"#)), "{stdout}");
+    assert!(stdout.contains(&format!("    opened with iphone-1's key: {chat}")), "{stdout}");
     assert!(
         iphone.iter().any(|line| line.contains(r#"title "新訊息"  body "張小明:您好,請問有空嗎?"  badge 3"#)),
         "{stdout}"

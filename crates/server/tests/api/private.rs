@@ -132,3 +132,36 @@ async fn npm_http_ece_opens_a_private_payload_to_the_clear_push() {
         assert_eq!(opened, clear);
     }
 }
+
+/// The README's JavaScript snippet, run by Node.js (with npm `http_ece`) on
+/// what pushgate sealed to an iPhone: it opens to the clear push.
+#[tokio::test]
+async fn npm_the_readmes_javascript_snippet_opens_a_private_payload() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).expect("README");
+    let snippet = readme
+        .split_once("<!-- private-payload-js -->\n```js\n")
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .map(|(snippet, _)| snippet.to_owned())
+        .expect("the README's JavaScript snippet");
+    pushgate_testkit::node_peers(); // installs http_ece
+    let modules = concat!(env!("CARGO_MANIFEST_DIR"), "/../testkit/node/node_modules");
+    let (setup, iphone_key, _) = spawn_private(r#"mode = "encrypt", fallback = "clear""#).await;
+    send(&setup.app, &message("m1", "demo-room", &["alice", "bob"])).await;
+    setup.app.settle().await;
+    let (alice_apns, _, bob_apns, _) = received(&setup);
+    let harness = format!(
+        "{snippet}\nconsole.log(JSON.stringify(openPrivatePush({encrypted}, {private}, {auth})));",
+        encrypted = alice_apns["encrypted"],
+        private = json!(iphone_key.private_key()),
+        auth = json!(iphone_key.auth),
+    );
+    let output = tokio::process::Command::new("node")
+        .args(["-e", &harness])
+        .env("NODE_PATH", modules)
+        .output()
+        .await
+        .expect("Node.js runs (cargo xtask test leaves this test out without it)");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let opened: Value = serde_json::from_slice(&output.stdout).expect("the snippet prints JSON");
+    assert_eq!(opened, bob_apns, "the clear push");
+}

@@ -92,3 +92,51 @@ async fn one_pushs_log_lines_share_its_push_id_from_accept_to_outcome() {
     assert_eq!(recorded["fields"]["status"], "delivered", "{recorded}");
     assert!(ours.iter().all(|line| push_ids_of(line).iter().all(|id| *id == push_id)), "a line names one push only");
 }
+
+/// Private payloads leave no key material in the log, at any level: a
+/// device's `pushKey` is registered and a chat message sealed to it with
+/// every target at `trace`; neither the public key nor the auth secret
+/// appears in any line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_key_never_reaches_the_log_even_at_trace() {
+    let sample_app = "generic_push = { secret = \"trace-callback-secret-0001\" }\nprivacy = { mode = \"encrypt\" }";
+    let (config, apns, _fcm, files) = providers_config(Worked::ByItsLoop, "", sample_app, "").await;
+    let config_file = files.path().join("pushgate.toml");
+    std::fs::write(&config_file, config).expect("write the configuration");
+    let mut command = pushgate(files.path());
+    command
+        .args([
+            "--config".as_ref(),
+            config_file.as_os_str(),
+            "serve".as_ref(),
+            "--listen".as_ref(),
+            "127.0.0.1:0".as_ref(),
+        ])
+        .env("RUST_LOG", "trace")
+        .stderr(Stdio::piped());
+    let binary::Served { mut child, base_url, .. } = binary::launch(command).await;
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let log = tokio::spawn(async move {
+        let mut text = String::new();
+        stderr.read_to_string(&mut text).await.expect("the log reads");
+        text
+    });
+    let key = pushgate_testkit::TestSubscription::generate("device", "https://unused.example");
+    let mut device = ios_device("iphone-1", "alice", APNS_TOKEN);
+    device["pushKey"] = key.push_key();
+    let http = reqwest::Client::new();
+    let subscribed =
+        http.post(format!("{base_url}/me/subscribe")).header("IM-API-KEY", API_KEY).json(&device).send().await;
+    assert_eq!(subscribed.expect("sent").status(), 200);
+    let callback = pushgate_testkit::seed::generic_callback("traced-1", "demo-room", &["alice"]);
+    let url = format!("{base_url}/imkit/push/v2?secret=trace-callback-secret-0001");
+    assert_eq!(http.post(url).json(&callback).send().await.expect("sent").status(), 200);
+    apns.wait_for_delivered(1, Duration::from_secs(20)).await;
+    assert!(apns.delivered()[0].payload.get("encrypted").is_some(), "the push was sealed");
+    binary::stop(child).await;
+    let log = log.await.expect("the log");
+    assert!(log.lines().count() > 100, "trace logging was on: {} lines", log.lines().count());
+    for (what, secret) in [("public key", &key.p256dh), ("auth secret", &key.auth)] {
+        assert!(!log.contains(secret.as_str()), "the {what} is in the log");
+    }
+}
