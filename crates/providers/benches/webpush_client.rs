@@ -14,7 +14,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use pushgate_domain::{DeviceType, PushToken, Urgency, WebPushMessage};
-use pushgate_providers::webpush::{WebPushClient, WebPushClientConfig};
+use pushgate_providers::webpush::{WebPushClient, WebPushClientConfig, seal};
 use pushgate_providers::{Outcome, SystemClock};
 use pushgate_testkit::load::{drive, h2_connections, send};
 use pushgate_testkit::{Es256Key, FakePushService, TestCa};
@@ -44,16 +44,10 @@ fn main() {
     let raw = runtime.block_on(async {
         let origin = subscription.endpoint.origin().ascii_serialization();
         let header = vapid_header(&vapid, &origin);
-        let public = web_push_native::p256::PublicKey::from_sec1_bytes(
-            &URL_SAFE_NO_PAD.decode(&subscription.p256dh).expect("base64url"),
-        )
-        .expect("a point");
-        let auth: [u8; 16] = URL_SAFE_NO_PAD.decode(&subscription.auth).expect("base64url").try_into().expect("16");
         let prebuilt: Arc<Vec<http::Request<Bytes>>> = Arc::new(
             (0..requests)
                 .map(|_| {
-                    let body = web_push_native::encrypt(PAYLOAD.as_bytes().to_vec(), &public, &auth.into())
-                        .expect("encrypted");
+                    let body = seal(PAYLOAD.as_bytes(), &subscription.p256dh, &subscription.auth).expect("encrypted");
                     http::Request::post(subscription.endpoint.as_str())
                         .header("ttl", "3600")
                         .header("urgency", "high")
@@ -94,14 +88,7 @@ fn main() {
     let encryptions = 2_000;
     let started = std::time::Instant::now();
     for _ in 0..encryptions {
-        let public = web_push_native::p256::PublicKey::from_sec1_bytes(
-            &URL_SAFE_NO_PAD.decode(&browser.p256dh).expect("base64url"),
-        )
-        .expect("a point");
-        let auth: [u8; 16] = URL_SAFE_NO_PAD.decode(&browser.auth).expect("base64url").try_into().expect("16");
-        std::hint::black_box(
-            web_push_native::encrypt(PAYLOAD.as_bytes().to_vec(), &public, &auth.into()).expect("encrypted"),
-        );
+        std::hint::black_box(seal(PAYLOAD.as_bytes(), &browser.p256dh, &browser.auth).expect("encrypted"));
     }
     let encrypt_us = started.elapsed().as_secs_f64() * 1e6 / f64::from(encryptions);
     let delivered = service.received().iter().filter(|push| push.status == 201).count();

@@ -7,6 +7,7 @@
 
 pub mod apns;
 pub mod clock;
+mod ece;
 pub mod fcm;
 pub mod imkit;
 mod tls;

@@ -170,8 +170,7 @@ fn encrypt(subscription: &WebPushSubscription, payload: &[u8]) -> Option<Vec<u8>
 pub fn seal(plaintext: &[u8], p256dh: &str, auth: &str) -> Option<Vec<u8>> {
     let p256dh = URL_SAFE_NO_PAD.decode(p256dh).ok()?;
     let auth: [u8; 16] = URL_SAFE_NO_PAD.decode(auth).ok()?.try_into().ok()?;
-    let public = web_push_native::p256::PublicKey::from_sec1_bytes(&p256dh).ok()?;
-    web_push_native::encrypt(plaintext.to_vec(), &public, &web_push_native::Auth::from(auth)).ok()
+    crate::ece::seal(plaintext, &p256dh, &auth)
 }
 
 /// Maps a push service's answer (RFC 8030 §5, and what Google, Mozilla and
