@@ -1,12 +1,13 @@
 //! An IMKIT callback body (v2 or v1): parsed as the routes parse it, then every
 //! payload built from it, for every device kind, as the message's own alert
 //! and as a busy room's window alert (a summary naming the input as its
-//! sender); nothing may panic, and every payload stays within its provider's
-//! size limit.
+//! sender), and as a private alert (the clear push to seal, and the sealed
+//! one, whose length is the plaintext's plus the fixed overhead); nothing may
+//! panic, and every payload stays within its provider's size limit.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pushgate_domain::{ChatStyle, GenericCallback, LegacyCallback, Locale, Recipient, Summary};
+use pushgate_domain::{ChatStyle, GenericCallback, LegacyCallback, Locale, Recipient, SEAL_OVERHEAD, Summary};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(object) = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(data) else { return };
@@ -32,6 +33,12 @@ fuzz_target!(|data: &[u8]| {
             let _ = message.to_fcm(style, recipient, alert.as_deref());
             let webpush = message.to_webpush(style, recipient, alert.as_deref());
             assert!(webpush.payload.len() <= pushgate_domain::MAX_WEBPUSH_BYTES, "Web Push payload too large");
+            let sealed = vec![0; message.apns_to_seal(style, recipient, alert.as_deref()).len() + SEAL_OVERHEAD];
+            let private = message.to_apns_private(style, recipient, Some(&sealed));
+            assert!(private.payload.len() <= pushgate_providers::apns::MAX_PAYLOAD_BYTES, "private APNs too large");
+            let sealed = vec![0; message.fcm_to_seal(style, recipient, alert.as_deref()).len() + SEAL_OVERHEAD];
+            let private = message.to_fcm_private(recipient, Some(&sealed));
+            assert!(private.to_string().len() <= pushgate_domain::MAX_FCM_BYTES, "private FCM too large");
         }
     }
 });

@@ -336,15 +336,16 @@ async fn serve_config(folder: &Path) -> (Child, String, String) {
     (server, base_url, config)
 }
 
-/// `devices export` writes every device with its whole token as the
-/// `/me/subscribe` bodies `devices import` takes: a round trip.
+/// `devices export` writes every device with its whole token (and its
+/// `pushKey`) as the `/me/subscribe` bodies `devices import` takes: a round trip.
 #[tokio::test]
 async fn devices_export_writes_what_import_registers_again() {
     let directory = tempfile::tempdir().expect("temp dir");
     let (server, base_url, config) = serve_config(directory.path()).await;
     let browser = crate::webpush::subscription("https://fcm.googleapis.com/fcm/send/abc");
     let mut bodies = vec![
-        json!({ "type": "ios", "token": crate::helpers::APNS_TOKEN, "deviceId": "iphone-1", "clientId": "alice", "environment": "sandbox", "locale": "zh-TW", "timezone": "Asia/Taipei" }),
+        json!({ "type": "ios", "token": crate::helpers::APNS_TOKEN, "deviceId": "iphone-1", "clientId": "alice", "environment": "sandbox", "locale": "zh-TW", "timezone": "Asia/Taipei",
+                "pushKey": pushgate_testkit::TestSubscription::generate("key", "https://unused.example").push_key() }),
         json!({ "type": "web", "token": browser, "deviceId": "chrome-1", "clientId": "alice" }),
     ];
     bodies.extend((0..1500).map(|n| json!({ "type": "fcm", "token": format!("fcm-token-{n}"), "deviceId": format!("pixel-{n}"), "clientId": format!("user{n}") })));
