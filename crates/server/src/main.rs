@@ -30,19 +30,28 @@ struct Cli {
     #[arg(long, global = true, env = "PUSHGATE_CONFIG")]
     config: Option<PathBuf>,
 
+    #[command(flatten)]
+    remote: Remote,
+
     #[command(subcommand)]
     command: Command,
 }
 
-/// How the client verbs reach a running pushgate.
+/// How the client verbs reach a running pushgate: accepted before the verb
+/// (`pushgate --url … badge show user001`) or after it.
 #[derive(Debug, clap::Args)]
 struct Remote {
-    /// The instance's base URL.
-    #[arg(long, env = "PUSHGATE_URL", default_value = "http://127.0.0.1:8080")]
+    /// The instance's base URL (client verbs: send, push, devices show|import, badge).
+    #[arg(long, global = true, env = "PUSHGATE_URL", default_value = "http://127.0.0.1:8080")]
     url: String,
-    /// The app's API key (`IM-API-KEY`).
-    #[arg(long, env = "PUSHGATE_KEY", hide_env_values = true)]
+    /// The app's API key (`IM-API-KEY`) for the client verbs.
+    #[arg(long, global = true, env = "PUSHGATE_KEY", hide_env_values = true)]
     key: Option<String>,
+}
+
+/// How a client verb prints its answer.
+#[derive(Debug, clap::Args)]
+struct Output {
     /// Print the answer as JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -84,7 +93,7 @@ enum Command {
     /// Send a push to clients (push2clients) on a running instance.
     Send {
         #[command(flatten)]
-        remote: Remote,
+        output: Output,
         /// The clients, comma-separated.
         #[arg(long, value_delimiter = ',', required = true)]
         clients: Vec<String>,
@@ -131,7 +140,7 @@ enum PushCommand {
     /// Each delivery of a push: client, device, status, attempts, reason.
     Show {
         #[command(flatten)]
-        remote: Remote,
+        output: Output,
         /// The `pushId` push2clients or a callback answered.
         push_id: String,
     },
@@ -142,7 +151,7 @@ enum DevicesCommand {
     /// A client's devices (tokens masked).
     Show {
         #[command(flatten)]
-        remote: Remote,
+        output: Output,
         /// The client id.
         client_id: String,
     },
@@ -159,7 +168,7 @@ enum DevicesCommand {
     /// are listed with their numbers (exit code 1 if any).
     Import {
         #[command(flatten)]
-        remote: Remote,
+        output: Output,
         /// The JSON lines file.
         file: PathBuf,
     },
@@ -170,7 +179,7 @@ enum BadgeCommand {
     /// A client's badge and what it is made of.
     Show {
         #[command(flatten)]
-        remote: Remote,
+        output: Output,
         /// The client id.
         client_id: String,
     },
@@ -210,11 +219,13 @@ fn main() -> ExitCode {
         // Keys need no configuration.
         Command::Keys { command: KeysCommand::Vapid } => new_vapid_key(),
         Command::Demo { arguments } => demo(&arguments),
-        Command::Devices { command: DevicesCommand::Export { .. } } => with_config(cli.config.as_deref(), cli.command),
-        Command::Send { .. } | Command::Push { .. } | Command::Devices { .. } | Command::Badge { .. } => {
-            remote(cli.command)
+        Command::Devices { command: DevicesCommand::Export { .. } } => {
+            with_config(cli.config.as_deref(), cli.command, cli.remote)
         }
-        command => with_config(cli.config.as_deref(), command),
+        Command::Send { .. } | Command::Push { .. } | Command::Devices { .. } | Command::Badge { .. } => {
+            remote(cli.command, cli.remote)
+        }
+        command => with_config(cli.config.as_deref(), command, cli.remote),
     }
 }
 
@@ -231,9 +242,9 @@ fn small_runtime() -> Option<tokio::runtime::Runtime> {
 }
 
 /// Runs a client verb against a running instance.
-fn remote(command: Command) -> ExitCode {
+fn remote(command: Command, remote: Remote) -> ExitCode {
     let Some(runtime) = small_runtime() else { return ExitCode::FAILURE };
-    match runtime.block_on(run_remote(command)) {
+    match runtime.block_on(run_remote(command, remote)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("pushgate: {error}");
@@ -242,12 +253,13 @@ fn remote(command: Command) -> ExitCode {
     }
 }
 
-async fn run_remote(command: Command) -> Result<(), CliError> {
+async fn run_remote(command: Command, remote: Remote) -> Result<(), CliError> {
+    let client = || ApiClient::new(&remote.url, remote.key.clone());
     let print = |json: bool, value: &serde_json::Value, human: String| {
         if json { println!("{value}") } else { println!("{human}") }
     };
     match command {
-        Command::Send { remote, clients, title, body, badge, push_type, payload } => {
+        Command::Send { output, clients, title, body, badge, push_type, payload } => {
             let payload = match payload {
                 Some(payload) => serde_json::from_str(&payload)
                     .map_err(|error| CliError::Usage(format!("--payload is not JSON: {error}")))?,
@@ -264,11 +276,11 @@ async fn run_remote(command: Command) -> Result<(), CliError> {
                     serde_json::Value::Object(fields)
                 }
             };
-            let result = ApiClient::new(&remote.url, remote.key)?.send(&clients, &payload).await?;
-            print(remote.json, &result, format!("accepted: pushId {}", cell(&result["pushId"])));
+            let result = client()?.send(&clients, &payload).await?;
+            print(output.json, &result, format!("accepted: pushId {}", cell(&result["pushId"])));
         }
-        Command::Push { command: PushCommand::Show { remote, push_id } } => {
-            let result = ApiClient::new(&remote.url, remote.key)?.push(&push_id).await?;
+        Command::Push { command: PushCommand::Show { output, push_id } } => {
+            let result = client()?.push(&push_id).await?;
             let rows: Vec<Vec<String>> = result["deliveries"]
                 .as_array()
                 .map(Vec::as_slice)
@@ -294,10 +306,10 @@ async fn run_remote(command: Command) -> Result<(), CliError> {
                 summary.unwrap_or_default(),
                 table(&["client", "type", "device", "status", "attempts", "reason"], &rows)
             );
-            print(remote.json, &result, human);
+            print(output.json, &result, human);
         }
-        Command::Devices { command: DevicesCommand::Show { remote, client_id } } => {
-            let result = ApiClient::new(&remote.url, remote.key)?.devices(&client_id).await?;
+        Command::Devices { command: DevicesCommand::Show { output, client_id } } => {
+            let result = client()?.devices(&client_id).await?;
             let rows: Vec<Vec<String>> = result["devices"]
                 .as_array()
                 .map(Vec::as_slice)
@@ -311,23 +323,23 @@ async fn run_remote(command: Command) -> Result<(), CliError> {
                 })
                 .collect();
             let human = table(&["type", "device", "token", "environment", "locale", "timezone"], &rows);
-            print(remote.json, &result, human);
+            print(output.json, &result, human);
         }
-        Command::Devices { command: DevicesCommand::Import { remote, file } } => {
-            let summary = ApiClient::new(&remote.url, remote.key)?.import_devices(&file).await?;
+        Command::Devices { command: DevicesCommand::Import { output, file } } => {
+            let summary = client()?.import_devices(&file).await?;
             let value = serde_json::to_value(&summary).unwrap_or_default();
             let mut human =
                 format!("{} line(s): {} imported, {} refused", summary.lines, summary.imported, summary.refused.len());
             for refused in &summary.refused {
                 human.push_str(&format!("\n  line {}: {}", refused.line, refused.reason));
             }
-            print(remote.json, &value, human);
+            print(output.json, &value, human);
             if !summary.refused.is_empty() {
                 return Err(CliError::Partial(summary.refused.len()));
             }
         }
-        Command::Badge { command: BadgeCommand::Show { remote, client_id } } => {
-            let result = ApiClient::new(&remote.url, remote.key)?.badge(&client_id).await?;
+        Command::Badge { command: BadgeCommand::Show { output, client_id } } => {
+            let result = client()?.badge(&client_id).await?;
             let mut rows: Vec<Vec<String>> = Vec::new();
             for (kind, key) in [("room", "rooms"), ("source", "sources")] {
                 if let Some(parts) = result[key].as_object() {
@@ -335,7 +347,7 @@ async fn run_remote(command: Command) -> Result<(), CliError> {
                 }
             }
             let human = format!("badge {}\n\n{}", cell(&result["badge"]), table(&["part", "name", "count"], &rows));
-            print(remote.json, &result, human);
+            print(output.json, &result, human);
         }
         _ => return Err(CliError::Usage("not a client verb".into())),
     }
@@ -468,7 +480,7 @@ fn new_vapid_key() -> ExitCode {
     }
 }
 
-fn with_config(path: Option<&std::path::Path>, command: Command) -> ExitCode {
+fn with_config(path: Option<&std::path::Path>, command: Command, remote_at: Remote) -> ExitCode {
     let config = match Config::load(path, std::env::vars()) {
         Ok(config) => config,
         Err(error) => {
@@ -482,7 +494,7 @@ fn with_config(path: Option<&std::path::Path>, command: Command) -> ExitCode {
         Command::Devices { command: DevicesCommand::Export { app } } => export(&config, &app),
         Command::Demo { arguments } => demo(&arguments),
         Command::Send { .. } | Command::Push { .. } | Command::Devices { .. } | Command::Badge { .. } => {
-            remote(command)
+            remote(command, remote_at)
         }
         Command::CheckConfig { probe, json } => {
             println!("configuration is valid: {} app(s), store {}", config.apps.len(), config.store.url);

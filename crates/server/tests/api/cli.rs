@@ -231,6 +231,9 @@ async fn client_verbs_send_and_show_through_the_api() {
     assert!(!out.contains(APNS_TOKEN), "tokens are masked");
     let (code, out, _) = verb(&[&["badge", "show", "user001"], &remote[..]].concat()).await;
     assert_eq!((code, out.lines().next()), (0, Some("badge 0")), "{out}");
+    // `--url` and `--key` before the verb, as `--config` is taken.
+    let (code, out, err) = verb(&[&remote[..], &["badge", "show", "user001"]].concat()).await;
+    assert_eq!((code, out.lines().next()), (0, Some("badge 0")), "{out}{err}");
 
     let (code, _, err) = verb(&[&["push", "show", "no-such-push"], &remote[..]].concat()).await;
     assert_eq!(code, 1, "refused: {err}");
