@@ -429,6 +429,10 @@ fn probe_providers(config: &Config, json: bool) -> ExitCode {
         }
         results
     });
+    if results.is_empty() && !json {
+        println!("no app has a provider configured ([apps.apns], [apps.fcm], [apps.webpush]): nothing to probe");
+        return ExitCode::SUCCESS;
+    }
     if json {
         println!("{}", serde_json::to_value(&results).unwrap_or_default());
     } else {

@@ -11,12 +11,16 @@ use super::*;
 /// Path segments are lower-cased. Under `APPS` the next segment is an app id
 /// (matched without regard to case) or an index. A value that reads as a
 /// TOML array, inline table, boolean or number is taken as one; anything else
-/// is a string (quote it, `'"true"'`, to force a string).
+/// is a string (quote it, `'"true"'`, to force a string). Answers, for each
+/// key a variable set, its path as a reading error names it (`server.listn`,
+/// `apps[0].fcm.rate_per_second`) and the variable, so an error names what
+/// the user typed.
 pub(super) fn apply_environment(
     table: &mut toml::Table,
     environment: impl IntoIterator<Item = (String, String)>,
-) -> Result<(), ConfigError> {
+) -> Result<std::collections::HashMap<String, String>, ConfigError> {
     let mut problems = Vec::new();
+    let mut set_by = std::collections::HashMap::new();
     let mut variables: Vec<_> = environment
         .into_iter()
         .filter(|(name, _)| name.starts_with(ENV_PREFIX) && name[ENV_PREFIX.len()..].contains("__"))
@@ -25,14 +29,18 @@ pub(super) fn apply_environment(
     variables.sort();
     for (name, raw) in variables {
         let segments: Vec<&str> = name[ENV_PREFIX.len()..].split("__").collect();
-        if let Err(problem) = apply_one(table, &segments, parse_env_value(&raw)) {
-            problems.push(format!("{name}: {problem}"));
+        match apply_one(table, &segments, parse_env_value(&raw)) {
+            Ok(path) => {
+                set_by.insert(path, name);
+            }
+            Err(problem) => problems.push(format!("{name}: {problem}")),
         }
     }
-    if problems.is_empty() { Ok(()) } else { Err(ConfigError(problems)) }
+    if problems.is_empty() { Ok(set_by) } else { Err(ConfigError(problems)) }
 }
 
-fn apply_one(table: &mut toml::Table, segments: &[&str], value: toml::Value) -> Result<(), String> {
+/// Sets one variable's key; answers its path.
+fn apply_one(table: &mut toml::Table, segments: &[&str], value: toml::Value) -> Result<String, String> {
     let Some((first, rest)) = segments.split_first() else {
         return Err("empty name".into());
     };
@@ -52,12 +60,20 @@ fn apply_one(table: &mut toml::Table, segments: &[&str], value: toml::Value) -> 
                 app.get("id").and_then(toml::Value::as_str).is_some_and(|id| id.eq_ignore_ascii_case(selector))
             })
         });
-        let Some(toml::Value::Table(app)) = position.and_then(|index| apps.get_mut(index)) else {
+        let Some((index, toml::Value::Table(app))) = position.and_then(|index| Some((index, apps.get_mut(index)?)))
+        else {
             return Err(format!("no app with id or index {selector:?}"));
         };
-        return set_path(app, keys, value);
+        set_path(app, keys, value)?;
+        return Ok(format!("apps[{index}].{}", dotted(keys)));
     }
-    set_path(table, segments, value)
+    set_path(table, segments, value)?;
+    Ok(dotted(segments))
+}
+
+/// `a.b.c` of the segments, lower-cased as the keys are.
+fn dotted(segments: &[&str]) -> String {
+    segments.iter().map(|segment| segment.to_ascii_lowercase()).collect::<Vec<_>>().join(".")
 }
 
 fn set_path(table: &mut toml::Table, segments: &[&str], value: toml::Value) -> Result<(), String> {

@@ -89,7 +89,7 @@ impl Config {
             sample.insert("id".into(), DEFAULT_APP_ID.into());
             table.insert("apps".into(), toml::Value::Array(vec![toml::Value::Table(sample)]));
         }
-        apply_environment(&mut table, environment)?;
+        let set_by = apply_environment(&mut table, environment)?;
         // Every problem at once: a key the file gets wrong is reported and
         // left out, and the rest is read again, so one unknown key or bad
         // value does not hide the others (nor the checks after reading).
@@ -108,7 +108,10 @@ impl Config {
             let missing_again = message.starts_with("missing field")
                 && problems.iter().any(|problem: &String| problem.starts_with(&format!("{path}.")));
             if !missing_again {
-                problems.push(format!("{path}: {message}"));
+                problems.push(match set_by.get(&path) {
+                    Some(variable) => format!("{variable} ({path}): {message}"),
+                    None => format!("{path}: {message}"),
+                });
             }
             if !removed || missing_again {
                 break None;

@@ -63,9 +63,22 @@ fn an_unknown_key_is_named_with_its_section() {
 }
 
 #[test]
-fn a_bad_listen_address_names_the_key() {
+fn a_bad_listen_address_names_the_variable_and_the_key() {
     let error = Config::load(None, env(&[("PUSHGATE_SERVER__LISTEN", "localhost")])).unwrap_err();
-    assert!(error.0[0].starts_with("server.listen: "), "{error}");
+    assert!(error.0[0].starts_with("PUSHGATE_SERVER__LISTEN (server.listen): "), "{error}");
+}
+
+#[test]
+fn a_misspelt_variable_is_named_as_the_user_typed_it() {
+    let typos = [("PUSHGATE_SERVER__LISTN", "1"), ("PUSHGATE_APPS__SAMPLEAPP__ROUTING__ONLIN", "skip")];
+    let error = Config::load(None, env(&typos)).unwrap_err();
+    assert!(error.0.iter().any(|problem| problem.starts_with("PUSHGATE_SERVER__LISTN (server.listn): unknown field")));
+    assert!(
+        error.0.iter().any(|problem| {
+            problem.starts_with("PUSHGATE_APPS__SAMPLEAPP__ROUTING__ONLIN (apps[0].routing.onlin): unknown field")
+        }),
+        "{error}"
+    );
 }
 
 #[test]

@@ -116,8 +116,14 @@ impl Application {
         // The listener and the server's own certificate first: a key is
         // generated (and shown) only once nothing else can stop the start,
         // so a start that fails never leaves a stored key nobody has seen.
-        let listener = std::net::TcpListener::bind(config.server.listen)
-            .with_context(|| format!("binding {}", config.server.listen))?;
+        let listen = config.server.listen;
+        let listener = std::net::TcpListener::bind(listen).with_context(|| {
+            format!(
+                "binding {listen} (another process may hold it: pick another address: `--listen \
+                 {ip}:0` for a free port, `[server] listen` or PUSHGATE_SERVER__LISTEN)",
+                ip = listen.ip()
+            )
+        })?;
         listener.set_nonblocking(true).context("setting the listener non-blocking")?;
         let local_addr = listener.local_addr().context("reading the bound address")?;
         let tls = match (&config.server.tls_cert, &config.server.tls_key) {

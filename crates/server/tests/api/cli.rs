@@ -118,7 +118,7 @@ async fn check_config_reports_every_bad_key_and_exits_2() {
         .expect("runs");
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("server.listen: "), "{stderr}");
+    assert!(stderr.contains("PUSHGATE_SERVER__LISTEN (server.listen): "), "{stderr}");
 
     let output = pushgate(directory.path()).args(["check-config"]).output().await.expect("runs");
     assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
@@ -484,4 +484,22 @@ async fn check_config_names_certificates_near_or_past_their_expiry() {
     assert!((9..=10).contains(&days), "{out}");
     assert!(out.contains("expired: apps[1].apns.certificate_file: the certificate expired"), "{out}");
     assert!(!out.contains("apps[2]"), "a certificate valid for a year is not named: {out}");
+}
+
+/// What a newcomer meets first says what to do: a port already taken names
+/// how to pick another, and a probe with no provider says there is nothing
+/// to probe.
+#[tokio::test]
+async fn a_taken_port_and_an_empty_probe_say_what_to_do() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let address = taken.local_addr().expect("its address").to_string();
+    let output = pushgate(directory.path()).args(["serve", "--listen", address.as_str()]).output().await.expect("runs");
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(err.contains(&format!("binding {address}")) && err.contains("--listen 127.0.0.1:0"), "{err}");
+    let output = pushgate(directory.path()).args(["check-config", "--probe"]).output().await.expect("runs");
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{out}");
+    assert!(out.contains("no app has a provider configured") && out.contains("nothing to probe"), "{out}");
 }
