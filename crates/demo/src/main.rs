@@ -17,12 +17,10 @@ use pushgate::startup::{Application, init_logging, shutdown_signal};
 use pushgate_testkit::{Es256Key, FakeApns, FakeApnsConfig, FakeFcm, FakeFcmConfig, FakePushService, TestCa};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
-use std::time::Duration;
 
 const API_KEY: &str = "demo-api-key-0123456789abcdef";
 const SECRET: &str = "demo-callback-secret-0123456789";
 const APNS_TOKEN: &str = "740f4707bebcf74f9b7c25d48e3358945f6aa01da5ddb387462c7eaf61bb78ad";
-const WAIT: Duration = Duration::from_secs(30);
 
 /// pushgate against local stand-ins for APNs, FCM and a Web Push service.
 #[derive(Debug, Parser)]
@@ -32,8 +30,11 @@ struct Cli {
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
     /// Print what each device received, then stop (instead of serving on).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "empty")]
     once: bool,
+    /// Register no device and send nothing: pushgate and the stand-ins only (the README's tour starts this way).
+    #[arg(long)]
+    empty: bool,
 }
 
 #[tokio::main]
@@ -70,6 +71,9 @@ url = "sqlite://{store}"
 [delivery]
 poll_interval_ms = 100
 
+[log]
+level = "warn"
+
 [[apps]]
 id = "SampleApp"
 api_keys = ["{API_KEY}"]
@@ -104,17 +108,34 @@ ca_file = {ca:?}
     }));
 
     let client = reqwest::Client::new();
-    let call = |path: &str, body: Value| {
-        let request = client.post(format!("{base_url}{path}")).header("IM-API-KEY", API_KEY).json(&body);
+    let call = |method: reqwest::Method, path: String, body: Option<Value>| {
+        let mut request = client.request(method, format!("{base_url}{path}")).header("IM-API-KEY", API_KEY);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
         async move {
             let response = request.send().await.context("pushgate answers")?;
             let status = response.status();
             let answer: Value = response.json().await.context("pushgate answers JSON")?;
-            anyhow::ensure!(status.is_success(), "{status}: {answer}");
+            anyhow::ensure!(status.is_success() && answer["RC"] == 0, "{status}: {answer}");
             Ok::<Value, anyhow::Error>(answer)
         }
     };
-    println!("pushgate demo: pushgate on {base_url}, with local stand-ins for APNs, FCM and a Web Push service\n");
+    let post = |path: &str, body: Value| call(reqwest::Method::POST, path.to_owned(), Some(body));
+    // Until each of the push's deliveries is final: what a device got is then known to come from it.
+    let settled = |push_id: Value| {
+        let path = format!("/v1/pushes/{}?waitSeconds=30", push_id.as_str().unwrap_or_default());
+        call(reqwest::Method::GET, path, None)
+    };
+    println!("pushgate demo: pushgate on {base_url}, with local stand-ins for APNs, FCM and a Web Push service");
+    println!("  API key (IM-API-KEY): {API_KEY}");
+    println!("  PUSH_GENERIC secret:  {SECRET}   ({base_url}/imkit/push/v2?secret={SECRET})");
+    println!("  Any APNs or FCM token is delivered; logs at warn (RUST_LOG=info for more).\n");
+    if cli.empty {
+        println!("No device registered and nothing sent: the README's tour starts here. Ctrl-C stops it.");
+        server.await.context("the server task")??;
+        return Ok(());
+    }
     let browser = web.subscribe();
     // user001's app registers a key: its chat alerts travel sealed (private payloads).
     let iphone_key = pushgate_testkit::TestSubscription::generate("iphone-1", "https://unused.example");
@@ -126,12 +147,18 @@ ca_file = {ca:?}
         json!({ "type": "fcm", "token": "fcm-token-of-user003", "deviceId": "pixel-3", "clientId": "user003" }),
     ];
     for device in devices {
-        call("/me/subscribe", device.clone()).await?;
+        post("/me/subscribe", device.clone()).await?;
         println!("registered {} device {} of {}", device["type"], device["deviceId"], device["clientId"]);
     }
-    for (clients, payload) in seed_pushes() {
-        let answer = call("/push/push2clients", json!({ "clients": clients, "payload": payload })).await?;
-        println!("push2clients to {clients:?}: pushId {}", answer["result"]["pushId"]);
+    // Each send, then what the stand-ins received for it: the sends one after
+    // the other, so every device's list is in send order, labelled.
+    let mut received = Received::default();
+    for (number, (clients, payload)) in seed_pushes().into_iter().enumerate() {
+        let label = format!("push2clients #{}", number + 1);
+        let answer = post("/push/push2clients", json!({ "clients": clients, "payload": payload })).await?;
+        println!("{label} to {}: pushId {}", clients.join(", "), answer["result"]["pushId"]);
+        settled(answer["result"]["pushId"].clone()).await?;
+        received.take(&label, &apns, &fcm, &web, &browser);
     }
     let callback = pushgate_testkit::seed::generic_callback(
         "5dd51a4f21841443cfd3090d",
@@ -141,65 +168,62 @@ ca_file = {ca:?}
     let path = format!("/imkit/push/v2?secret={SECRET}");
     let answer = client.post(format!("{base_url}{path}")).json(&callback).send().await?.json::<Value>().await?;
     anyhow::ensure!(answer["RC"] == 0, "the v2 callback was refused: {answer}");
-    println!("PUSH_GENERIC v2 callback for message {} to user001, user002, user003\n", callback["_id"]);
-
-    // Four pushes reach user001's iPhone, three user002's Android, two
-    // user003's browser and two their Android.
-    tokio::time::timeout(WAIT, async {
-        apns.wait_for_delivered(4, WAIT).await;
-        fcm.wait_for_delivered(5, WAIT).await;
-        web.wait_for_received(2, WAIT).await;
-    })
-    .await
-    .context("the deliveries did not all arrive")?;
+    println!("PUSH_GENERIC v2 callback, message {} in demo-room, to user001, user002, user003", callback["_id"]);
+    settled(answer["result"]["pushId"].clone()).await?;
+    received.take("v2 callback", &apns, &fcm, &web, &browser);
     // user003 reads the room in the browser: their phone is told to clear it.
     let read = json!({ "sync": true, "deviceId": "chrome-1" });
-    call("/v1/clients/user003/rooms/demo-room/read", read.clone()).await?;
+    let answer = post("/v1/clients/user003/rooms/demo-room/read", read.clone()).await?;
     println!("user003 read demo-room in the browser: POST /v1/clients/user003/rooms/demo-room/read {read}\n");
-    tokio::time::timeout(WAIT, fcm.wait_for_delivered(6, WAIT)).await.context("the clear push did not arrive")?;
-    println!("What each device received:\n");
-    println!("user001 iphone-1 (APNs; the app has a pushKey: chat alerts are sealed)");
-    let apns_alert = |payload: &Value| {
-        let alert = &payload["aps"]["alert"];
-        let (title, body) = match alert {
-            Value::String(text) => (String::new(), text.clone()),
-            _ => (text(&alert["title"]), text(&alert["body"])),
-        };
-        (title, body, payload["aps"]["badge"].clone())
-    };
-    for request in apns.delivered() {
-        let (title, body, badge) = apns_alert(&request.payload);
-        show(&title, &body, &badge, &request.payload);
-        let sealed = request.payload["encrypted"].as_str().and_then(|sealed| {
+    settled(answer["result"]["pushId"].clone()).await?;
+    received.take("read", &apns, &fcm, &web, &browser);
+
+    println!("What each device received, in the order sent:\n");
+    println!("user001 iphone-1 (APNs; the app registered a pushKey, so chat alerts travel sealed)");
+    for (label, payload) in &received.apns {
+        let (shown, badge) = apns_alert(payload);
+        show(label, &shown, &badge, payload);
+        let sealed = payload["encrypted"].as_str().and_then(|sealed| {
             use base64::Engine as _;
             base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(sealed).ok()
         });
         if let Some(clear) = sealed.and_then(|sealed| iphone_key.decrypt(&sealed)) {
             let clear: Value = serde_json::from_slice(&clear).context("the opened push is JSON")?;
-            let (title, body, badge) = apns_alert(&clear);
-            println!("    opened with iphone-1's key: title {title:?}  body {body:?}  badge {badge}");
-            println!("      {clear}");
+            let (shown, badge) = apns_alert(&clear);
+            println!("      opened with iphone-1's key: {shown}  badge {}", badge_text(&badge));
+            println!("        {clear}");
         }
     }
     for (device, token) in [("user002 pixel-1", "fcm-token-of-user002"), ("user003 pixel-3", "fcm-token-of-user003")] {
-        println!("{device} (FCM)");
-        for message in fcm.messages().into_iter().filter(|message| message.token == token) {
+        println!("{device} (FCM; push2clients' badge is an iOS field: a count comes with chat pushes and reads)");
+        for (label, message) in received.fcm.iter().filter(|(_, message)| message["token"] == token) {
             // A notification's count, or a data-only push's badge.
-            let badge = message.message.pointer("/android/notification/notification_count").cloned().or_else(|| {
-                let badge = message.message.pointer("/data/badge")?.as_str()?;
+            let badge = message.pointer("/android/notification/notification_count").cloned().or_else(|| {
+                let badge = message.pointer("/data/badge")?.as_str()?;
                 badge.parse::<u64>().ok().map(Value::from)
             });
-            let badge = badge.unwrap_or_default();
-            let notification = &message.message["notification"];
-            show(&text(&notification["title"]), &text(&notification["body"]), &badge, &message.message);
+            let notification = &message["notification"];
+            let shown = if notification.is_null() {
+                format!("no notification, data only (type {})", message["data"]["type"])
+            } else {
+                format!("title {:?}  body {:?}", text(&notification["title"]), text(&notification["body"]))
+            };
+            show(label, &shown, &badge.unwrap_or_default(), message);
         }
     }
-    println!("  (the last: the read's clear push; the app cancels the notifications tagged with the room)");
+    println!("  (the read's clear push: the app removes the notifications tagged with the room)");
     println!("user003 chrome-1 (Web Push, decrypted by the push service)");
-    for push in web.delivered_to(&browser) {
-        let notification = &push.payload["notification"];
-        show(&text(&notification["title"]), &text(&notification["body"]), &push.payload["app_badge"], &push.payload);
+    for (label, payload) in &received.web {
+        let notification = &payload["notification"];
+        let shown = format!(
+            "title {:?}  body {:?}  opens {}",
+            text(&notification["title"]),
+            text(&notification["body"]),
+            text(&notification["navigate"])
+        );
+        show(label, &shown, &payload["app_badge"], payload);
     }
+    println!();
     if cli.once {
         let _ = stop_now.send(());
     } else {
@@ -210,15 +234,62 @@ ca_file = {ca:?}
     Ok(())
 }
 
+/// What the stand-ins received, each item labelled with the send it came from.
+#[derive(Default)]
+struct Received {
+    apns: Vec<(String, Value)>,
+    fcm: Vec<(String, Value)>,
+    web: Vec<(String, Value)>,
+}
+
+impl Received {
+    /// Labels what arrived since the last call with `label`.
+    fn take(
+        &mut self,
+        label: &str,
+        apns: &FakeApns,
+        fcm: &FakeFcm,
+        web: &FakePushService,
+        browser: &pushgate_testkit::TestSubscription,
+    ) {
+        let label = label.to_owned();
+        let new = |seen: usize, all: Vec<Value>| {
+            all.into_iter().skip(seen).map(|item| (label.clone(), item)).collect::<Vec<_>>()
+        };
+        let apns = new(self.apns.len(), apns.delivered().into_iter().map(|request| request.payload).collect());
+        let fcm = new(self.fcm.len(), fcm.messages().into_iter().map(|message| message.message).collect());
+        let web = new(self.web.len(), web.delivered_to(browser).into_iter().map(|push| push.payload).collect());
+        self.apns.extend(apns);
+        self.fcm.extend(fcm);
+        self.web.extend(web);
+    }
+}
+
+/// What an APNs alert shows (IMKIT's `alert` string is shown as it is; its
+/// title and body are Android's fields) and its badge.
+fn apns_alert(payload: &Value) -> (String, Value) {
+    let alert = &payload["aps"]["alert"];
+    let shown = match alert {
+        Value::String(text) => format!("alert {text:?} (IMKIT's alert string, shown as it is)"),
+        Value::Null => "no alert, silent".to_owned(),
+        _ if alert["title"].is_null() => format!("body {:?}", text(&alert["body"])),
+        _ => format!("title {:?}  body {:?}", text(&alert["title"]), text(&alert["body"])),
+    };
+    (shown, payload["aps"]["badge"].clone())
+}
+
 fn text(value: &Value) -> String {
     value.as_str().unwrap_or_default().to_owned()
 }
 
-/// One received push: the text shown, the badge, and the payload as sent.
-fn show(title: &str, body: &str, badge: &Value, payload: &Value) {
-    let badge = if badge.is_null() { "-".to_owned() } else { badge.to_string() };
-    println!("  title {title:?}  body {body:?}  badge {badge}");
-    println!("    {payload}");
+fn badge_text(badge: &Value) -> String {
+    if badge.is_null() { "none".to_owned() } else { badge.to_string() }
+}
+
+/// One received push: the send it came from, what it shows, the badge, and the payload as sent.
+fn show(label: &str, shown: &str, badge: &Value, payload: &Value) {
+    println!("  [{label}] {shown}  badge {}", badge_text(badge));
+    println!("      {payload}");
 }
 
 /// The push2clients examples of IMKIT's documentation, with their clients.

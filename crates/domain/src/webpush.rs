@@ -94,10 +94,18 @@ pub fn badge_update_webpush(badge: u32) -> WebPushMessage {
 }
 
 /// The page a notification opens: the app's `navigate` with `{room}`
-/// replaced by the room id (percent-encoded), or by nothing without a room.
+/// replaced by the room id (percent-encoded). A push without a room (a
+/// push2clients) opens the site's root instead of a room page with no room.
 pub(crate) fn navigate_to(template: &str, room: Option<&RoomId>) -> String {
+    let Some(room) = room else {
+        if !template.contains("{room}") {
+            return template.to_owned();
+        }
+        let path = template.find("://").and_then(|scheme| template[scheme + 3..].find('/').map(|at| scheme + 3 + at));
+        return path.map_or_else(|| format!("{template}/"), |at| template[..=at].to_owned()).replace("{room}", "");
+    };
     let mut encoded = String::new();
-    for byte in room.map(RoomId::as_str).unwrap_or_default().bytes() {
+    for byte in room.as_str().bytes() {
         if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
             encoded.push(char::from(byte));
         } else {
@@ -158,7 +166,9 @@ mod tests {
             navigate_to("https://chat.example.com/rooms/{room}", Some(&room)),
             "https://chat.example.com/rooms/room%201%2F%C3%A4"
         );
-        assert_eq!(navigate_to("https://chat.example.com/rooms/{room}", None), "https://chat.example.com/rooms/");
+        assert_eq!(navigate_to("https://chat.example.com/rooms/{room}", None), "https://chat.example.com/");
+        assert_eq!(navigate_to("https://chat.example.com/#/room/{room}", None), "https://chat.example.com/");
+        assert_eq!(navigate_to("https://chat.example.com/inbox", None), "https://chat.example.com/inbox");
         assert_eq!(navigate_to("https://chat.example.com/", Some(&room)), "https://chat.example.com/");
     }
 }

@@ -65,7 +65,7 @@ impl ApiClient {
             CliError::Usage("an API key is needed: --key or PUSHGATE_KEY (the IM-API-KEY of the app)".into())
         })?;
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
+            .timeout(Duration::from_secs(40))
             .build()
             .map_err(|error| CliError::Usage(format!("cannot make an HTTP client: {error}")))?;
         Ok(Self { http, url: url.trim_end_matches('/').to_owned(), key })
@@ -99,9 +99,10 @@ impl ApiClient {
             .await
     }
 
-    /// `GET /v1/pushes/{pushId}`.
-    pub async fn push(&self, push_id: &str) -> Result<Value, CliError> {
-        self.call(reqwest::Method::GET, &format!("/v1/pushes/{}", segment(push_id)), None).await
+    /// `GET /v1/pushes/{pushId}`, with `waitSeconds` when asked to wait.
+    pub async fn push(&self, push_id: &str, wait_seconds: Option<u64>) -> Result<Value, CliError> {
+        let wait = wait_seconds.map(|seconds| format!("?waitSeconds={seconds}")).unwrap_or_default();
+        self.call(reqwest::Method::GET, &format!("/v1/pushes/{}{wait}", segment(push_id)), None).await
     }
 
     /// `GET /v1/clients/{clientId}/devices`.

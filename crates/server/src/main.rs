@@ -143,6 +143,9 @@ enum PushCommand {
         output: Output,
         /// The `pushId` push2clients or a callback answered.
         push_id: String,
+        /// Wait up to this many seconds (at most 30) for every delivery to be final.
+        #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(0..=30))]
+        wait: Option<u64>,
     },
 }
 
@@ -279,8 +282,8 @@ async fn run_remote(command: Command, remote: Remote) -> Result<(), CliError> {
             let result = client()?.send(&clients, &payload).await?;
             print(output.json, &result, format!("accepted: pushId {}", cell(&result["pushId"])));
         }
-        Command::Push { command: PushCommand::Show { output, push_id } } => {
-            let result = client()?.push(&push_id).await?;
+        Command::Push { command: PushCommand::Show { output, push_id, wait } } => {
+            let result = client()?.push(&push_id, wait).await?;
             let rows: Vec<Vec<String>> = result["deliveries"]
                 .as_array()
                 .map(Vec::as_slice)

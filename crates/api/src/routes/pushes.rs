@@ -7,12 +7,13 @@ use crate::error::{ApiError, Envelope, ErrorEnvelope, ok};
 use crate::extract::{ApiJson, ApiPath};
 use crate::{AppState, new_push_id, now_ms};
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use pushgate_domain::{ClientId, CustomPush, PushId, PushRequest, Reason};
 use pushgate_store::{BadgePlan, DeliveryStatus, NewPush};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use utoipa::ToSchema;
+use std::time::Duration;
+use utoipa::{IntoParams, ToSchema};
 
 /// Most clients one request may name.
 pub const MAX_CLIENTS_PER_PUSH: usize = 10_000;
@@ -158,12 +159,40 @@ pub struct PushStatusResult {
     pub deliveries: Vec<DeliveryStatusView>,
 }
 
-/// Where each delivery of an accepted push stands.
+/// The longest `waitSeconds` a caller may ask for.
+const MAX_WAIT_SECONDS: u64 = 30;
+/// How often a waiting status request looks again.
+const WAIT_POLL: Duration = Duration::from_millis(50);
+
+/// Query of the push status route.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct PushStatusQuery {
+    /// Wait up to this many seconds (0 to 30) for every delivery to be final (not `queued`, `retrying` or `held`)
+    /// before answering; the answer then shows where each stands, final or not. Without it, the answer is at once.
+    #[param(value_type = Option<u32>, minimum = 0, maximum = 30)]
+    pub wait_seconds: Option<String>,
+}
+
+impl PushStatusQuery {
+    fn wait(&self) -> Result<Duration, ApiError> {
+        let Some(raw) = self.wait_seconds.as_deref() else { return Ok(Duration::ZERO) };
+        match raw.parse::<u64>() {
+            Ok(seconds) if seconds <= MAX_WAIT_SECONDS => Ok(Duration::from_secs(seconds)),
+            _ => Err(ApiError::invalid(format!(
+                "waitSeconds must be a whole number of seconds from 0 to {MAX_WAIT_SECONDS}, not {raw:?}"
+            ))),
+        }
+    }
+}
+
+/// Where each delivery of an accepted push stands; with `waitSeconds`, once each is final (or the wait ends).
 #[utoipa::path(
     get,
     path = "/v1/pushes/{pushId}",
     tag = "pushes",
-    params(("pushId" = String, Path, description = "The id push2clients answered")),
+    params(("pushId" = String, Path, description = "The id push2clients answered"), PushStatusQuery),
     security(("api_key" = [])),
     responses(
         (status = 200, body = Envelope<PushStatusResult>),
@@ -174,10 +203,24 @@ pub async fn push_status(
     State(state): State<AppState>,
     AuthenticatedApp(app): AuthenticatedApp,
     ApiPath(push_id): ApiPath<String>,
+    // Every field a string: the query cannot be refused before `wait` names what is wrong in IMKIT's envelope.
+    Query(query): Query<PushStatusQuery>,
 ) -> Result<Json<Envelope<PushStatusResult>>, ApiError> {
     let not_found = || ApiError::not_found(format!("no push {push_id:?} for this app"));
+    let wait = query.wait()?;
     let id = PushId::parse(&push_id).map_err(|_| not_found())?;
-    let view = state.store.push_view(&app.id, &id).await?.ok_or_else(not_found)?;
+    let deadline = tokio::time::Instant::now() + wait;
+    let view = loop {
+        let view = state.store.push_view(&app.id, &id).await?.ok_or_else(not_found)?;
+        let open = view.deliveries.iter().any(|delivery| {
+            matches!(delivery.status, DeliveryStatus::Queued | DeliveryStatus::Retrying | DeliveryStatus::Held)
+        });
+        // A short poll of the store: the wait is bounded and only asked for by people and scripts.
+        if !open || tokio::time::Instant::now() + WAIT_POLL > deadline {
+            break view;
+        }
+        tokio::time::sleep(WAIT_POLL).await;
+    };
     let mut summary = BTreeMap::new();
     for delivery in &view.deliveries {
         *summary.entry(delivery.status.as_str().to_owned()).or_insert(0) += 1;

@@ -19,6 +19,5 @@ mod pushes;
 mod reload;
 mod routing;
 mod tls;
-mod tour;
 mod traces;
 mod webpush;

@@ -508,3 +508,26 @@ async fn an_app_over_its_inbound_limits_is_refused_and_the_others_are_not() {
         assert_eq!(send("other-app-key-000001").await.status(), 200, "OtherApp has limits of its own");
     }
 }
+
+#[tokio::test]
+async fn a_status_request_with_wait_seconds_answers_once_every_delivery_is_final() {
+    let setup = spawn_with_providers("").await;
+    register(&setup).await;
+    let push_id = push(&setup, &["user001", "user002"], seed_marketing_payload()).await;
+    let (status, body) = setup.app.get(&format!("/v1/pushes/{push_id}"), Some(API_KEY)).await;
+    assert_eq!((status, &body["result"]["summary"]), (200, &json!({ "queued": 2 })), "nothing delivered yet: {body}");
+
+    // Asked to wait, it answers when the worker has settled both, not before.
+    let request = setup.app.client.get(format!("{}/v1/pushes/{push_id}?waitSeconds=30", setup.app.base_url));
+    let waiting = tokio::spawn(request.header("IM-API-KEY", API_KEY).send());
+    setup.app.settle().await;
+    let (status, body) = crate::helpers::read(waiting.await.expect("the task").expect("an answer")).await;
+    assert_eq!((status, &body["result"]["summary"]), (200, &json!({ "delivered": 2 })), "{body}");
+
+    for bad in ["31", "-1", "soon"] {
+        let (status, body) = setup.app.get(&format!("/v1/pushes/{push_id}?waitSeconds={bad}"), Some(API_KEY)).await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["error"]["code"], "INVALID_PARAMETER");
+        assert!(body["error"]["message"].as_str().is_some_and(|message| message.starts_with("waitSeconds ")), "{body}");
+    }
+}

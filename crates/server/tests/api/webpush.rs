@@ -226,7 +226,7 @@ async fn chat_custom_and_badge_pushes_reach_a_browser_encrypted_and_declarative(
     assert_eq!(
         custom.payload,
         json!({ "web_push": 8030, "app_badge": 5, "type": "marketing",
-                "notification": { "title": "限時優惠", "body": "立即查看!", "tag": "promo_2026", "navigate": "https://chat.example.com/rooms/" } })
+                "notification": { "title": "限時優惠", "body": "立即查看!", "tag": "promo_2026", "navigate": "https://chat.example.com/" } })
     );
     assert_eq!((custom.urgency.as_deref(), custom.topic.as_deref()), (Some("high"), Some("promo_2026")));
 
@@ -392,7 +392,7 @@ navigate = "https://chat.example.com/rooms/{{room}}"
     assert_eq!(payloads[0]["loc-key"], "im_loc_text");
     assert_eq!(
         payloads[1]["notification"],
-        json!({ "title": "限時優惠", "body": "立即查看!", "navigate": "https://chat.example.com/rooms/" })
+        json!({ "title": "限時優惠", "body": "立即查看!", "navigate": "https://chat.example.com/" })
     );
 
     service.expire(&client_hash).await;
