@@ -7,9 +7,11 @@ use axum::response::Response;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Registry, Unit};
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -50,6 +52,8 @@ pub struct Metrics {
     latency: Family<RouteLabels, Histogram>,
     pushes_accepted: Family<AppLabels, Counter>,
     callbacks: Family<CallbackLabels, Counter>,
+    ready: Gauge,
+    queue_overdue: Gauge<f64, AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -77,7 +81,16 @@ impl Metrics {
         registry.register("pushes_accepted", "Pushes accepted (durably stored)", pushes_accepted.clone());
         let callbacks = Family::<CallbackLabels, Counter>::default();
         registry.register("callbacks", "IMKIT callbacks by version and result", callbacks.clone());
-        Self { registry, requests, latency, pushes_accepted, callbacks }
+        let ready = Gauge::default();
+        registry.register("ready", "1 when this node answers /readyz with ok (set at each scrape)", ready.clone());
+        let queue_overdue = Gauge::<f64, AtomicU64>::default();
+        registry.register_with_unit(
+            "queue_overdue",
+            "How long the most overdue queued or retrying delivery (every node's) has waited past its due time; 0 when none is overdue (set at each scrape)",
+            Unit::Seconds,
+            queue_overdue.clone(),
+        );
+        Self { registry, requests, latency, pushes_accepted, callbacks, ready, queue_overdue }
     }
 
     /// Counts an accepted push.
@@ -89,6 +102,16 @@ impl Metrics {
     pub fn callback(&self, app: &str, version: &str, result: &str) {
         let labels = CallbackLabels { app: app.into(), version: version.into(), result: result.into() };
         self.callbacks.get_or_create(&labels).inc();
+    }
+
+    /// Whether this node is ready (what `/readyz` says).
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.set(i64::from(ready));
+    }
+
+    /// How late the queue's most overdue delivery is.
+    pub fn set_queue_overdue(&self, late: std::time::Duration) {
+        self.queue_overdue.set(late.as_secs_f64());
     }
 
     /// The metrics in the OpenMetrics text format, which Prometheus scrapes.

@@ -52,6 +52,18 @@ fn needs() -> Vec<Need> {
             provide: "apt-get install nodejs npm (the tests install the packages themselves)",
             met: runs("node") && runs("npm"),
         },
+        Need {
+            what: "Prometheus's promtool (checks and unit-tests deploy/prometheus)".to_owned(),
+            tests: "test(/with_promtool/)",
+            provide: "apt-get install prometheus (it has promtool)",
+            met: runs("promtool"),
+        },
+        Need {
+            what: "kubernetes-validate (checks deploy/kubernetes against the Kubernetes schemas)".to_owned(),
+            tests: "test(/with_kubernetes_validate/)",
+            provide: "pip install kubernetes-validate==1.37.0",
+            met: runs("kubernetes-validate"),
+        },
     ]
 }
 

@@ -54,6 +54,11 @@ pub async fn healthz() -> Json<Envelope<Health>> {
     )
 )]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Envelope<Health>>, ApiError> {
+    readiness(&state).await.map(ok)
+}
+
+/// What `/readyz` answers: ready, or why not.
+async fn readiness(state: &AppState) -> Result<Health, ApiError> {
     if state.delivery.is_draining() {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -69,20 +74,30 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Envelope<Healt
         ));
     }
     let unavailable = || ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", "the store does not answer");
-    match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
-        Ok(Ok(())) => Ok(ok(Health {
+    match tokio::time::timeout(STORE_WAIT, state.store.ping()).await {
+        Ok(Ok(())) => Ok(Health {
             status: "ok",
             paused_providers: state.delivery.paused_providers(),
             unreachable_providers: state.delivery.unreachable_providers(),
             expiring_certificates: state.certificates.expiring(crate::now_ms()),
-        })),
+        }),
         Ok(Err(error)) => Err(unavailable().with_cause(error)),
         Err(elapsed) => Err(unavailable().with_cause(elapsed)),
     }
 }
 
+/// How long readiness and the queue's lateness wait for the store.
+const STORE_WAIT: Duration = Duration::from_secs(2);
+
 /// Prometheus metrics in the OpenMetrics text format.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "application/openmetrics-text", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    // What a scrape asks of this node at the moment it asks: is it ready, and how late is the queue's most overdue
+    // delivery (every node's; an alert on it needs no store access of its own).
+    state.metrics.set_ready(readiness(&state).await.is_ok());
+    if let Ok(Ok(next_due)) = tokio::time::timeout(STORE_WAIT, state.store.next_due_at()).await {
+        let overdue_ms = next_due.map_or(0, |due| (crate::now_ms() - due).max(0));
+        state.metrics.set_queue_overdue(Duration::from_millis(overdue_ms.unsigned_abs()));
+    }
     ([(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.render())
 }

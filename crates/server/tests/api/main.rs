@@ -8,6 +8,7 @@ mod client_credentials;
 mod coalescing;
 mod console;
 mod crash;
+mod deploy;
 mod devices;
 mod errors;
 mod helpers;
