@@ -26,9 +26,12 @@ pub(crate) enum PushSource {
 /// whether or not the caller still waits for the answer.
 /// The task runs in an `accept` span naming the app and the push (a child of
 /// the request's), so every line it logs, in the store too, names the push.
-pub(crate) async fn accept_push(state: &AppState, push: NewPush, source: PushSource) -> Result<Accepted, ApiError> {
+/// When traces are exported, the span's context is kept with the push, so its
+/// fan-out and attempts continue the trace (`pushgate_domain::trace`).
+pub(crate) async fn accept_push(state: &AppState, mut push: NewPush, source: PushSource) -> Result<Accepted, ApiError> {
     let state = state.clone();
     let span = tracing::info_span!("accept", app.id = %push.app_id, push.id = %push.push_id);
+    push.trace_parent = pushgate_domain::trace::parent_of(&span);
     let task = tokio::spawn(
         async move {
             let accepted = state.store.accept_push(&push).await?;

@@ -216,7 +216,11 @@ pub fn router(state: AppState, options: &RouterOptions) -> Router {
         // secrets (`?secret=` on the callback routes) and are never logged.
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
             let request_id = request.headers().get("x-request-id").and_then(|id| id.to_str().ok()).unwrap_or_default();
-            tracing::info_span!("http", http.method = %request.method(), http.path = %request.uri().path(), request.id = %request_id)
+            let span = tracing::info_span!("http", http.method = %request.method(), http.path = %request.uri().path(), request.id = %request_id);
+            // A caller's W3C `traceparent` (IMKIT's, a proxy's): the request, and the push it makes, go on in its trace.
+            let parent = request.headers().get("traceparent").and_then(|value| value.to_str().ok());
+            pushgate_domain::trace::continue_from(&span, parent.and_then(pushgate_domain::TraceParent::parse).as_ref());
+            span
         }))
         // Every answer carries `x-request-id` (the caller's, or a new UUID),
         // and so does every log line of the request: its span names it.

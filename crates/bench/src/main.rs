@@ -125,7 +125,7 @@ fn serve_pushgate(config_path: &str) -> anyhow::Result<()> {
         .map_err(|error| anyhow::anyhow!("{error}"))?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        pushgate::startup::init_logging(&config);
+        let _telemetry = pushgate::startup::init_logging(&config);
         let application = pushgate::startup::Application::build(&config).await?;
         let stop = pushgate::startup::shutdown_signal();
         println!("listening {}", application.base_url());

@@ -365,16 +365,23 @@ impl Worker {
     /// One attempt of one delivery, in a `deliver` span naming the app, the
     /// push and the device (its steps: `build` and `send` in the provider,
     /// `settle` here), so a trace or a debug log follows a push end to end.
-    #[tracing::instrument(
-        level = "debug",
-        name = "deliver",
-        skip_all,
-        fields(app.id = %delivery.app_id, push.id = %delivery.push_id(), device.type = %delivery.device_type)
-    )]
+    /// Each attempt continues the trace its push's accept began
+    /// ([`pushgate_domain::trace`]), on whichever node it runs.
     async fn deliver(&self, delivery: ClaimedDelivery) {
-        let now = self.now_ms();
-        let (provider, update) = self.attempt(&delivery, now).await;
-        self.conclude(&delivery, provider, update, now).instrument(tracing::debug_span!("settle")).await;
+        let span = tracing::debug_span!(
+            "deliver",
+            app.id = %delivery.app_id,
+            push.id = %delivery.push_id(),
+            device.type = %delivery.device_type
+        );
+        pushgate_domain::trace::continue_from(&span, delivery.push.trace_parent.as_ref());
+        async {
+            let now = self.now_ms();
+            let (provider, update) = self.attempt(&delivery, now).await;
+            self.conclude(&delivery, provider, update, now).instrument(tracing::debug_span!("settle")).await;
+        }
+        .instrument(span)
+        .await;
     }
 
     /// Settles an attempt: the provider's outcome turned into the delivery's

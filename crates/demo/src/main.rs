@@ -95,7 +95,7 @@ ca_file = {ca:?}
     );
     let config_path = write("pushgate.toml", &config_text)?;
     let config = Config::load(Some(std::path::Path::new(&config_path)), std::iter::empty())?;
-    init_logging(&config);
+    let _telemetry = init_logging(&config);
     let application = Application::build(&config).await?;
     let base_url = application.base_url();
     let stop = shutdown_signal();

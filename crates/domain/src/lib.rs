@@ -14,6 +14,7 @@ mod push;
 mod reasons;
 mod request;
 mod routing;
+pub mod trace;
 mod webpush;
 
 pub use chat::{
@@ -33,6 +34,7 @@ pub use push::{Alert, ApnsPush, CustomPush};
 pub use reasons::{Reason, Unreachable, explain_reason};
 pub use request::PushRequest;
 pub use routing::{OnlinePolicy, QuietHours, RecipientState, Route, route};
+pub use trace::TraceParent;
 pub use webpush::{
     DECLARATIVE_WEB_PUSH, MAX_WEBPUSH_BYTES, MAX_WEBPUSH_TTL_SECONDS, Urgency, WebPushMessage, badge_update_webpush,
     web_push_topic,

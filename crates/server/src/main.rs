@@ -547,7 +547,7 @@ fn with_config(path: Option<&std::path::Path>, command: Command, remote_at: Remo
 }
 
 async fn serve(config: Config, role: Role, source: pushgate::reload::ConfigSource) -> anyhow::Result<()> {
-    init_logging(&config);
+    let telemetry = init_logging(&config);
     if role != Role::All && StoreKind::of(&config.store.url) == Some(StoreKind::Sqlite) {
         let name = clap::ValueEnum::to_possible_value(&role).map(|value| value.get_name().to_owned());
         anyhow::bail!(
@@ -582,5 +582,7 @@ async fn serve(config: Config, role: Role, source: pushgate::reload::ConfigSourc
     tracing::info!(url = %base_url, "listening");
     let stopped = application.run_until_stopped(stop).await;
     tracing::info!("stopped");
+    // The last spans, the drain's among them, go out before the process ends.
+    tokio::task::spawn_blocking(move || telemetry.shutdown()).await?;
     stopped
 }

@@ -7,7 +7,7 @@ use crate::queue::DeliveryKey;
 use crate::{ClaimedDelivery, ClaimedPush, DeliveryRef, StoreError};
 use pushgate_domain::{
     AppId, ClientId, DeliveryMode, DeviceId, DeviceType, Environment, Locale, PushId, PushKey, PushKind, PushRequest,
-    PushToken,
+    PushToken, TraceParent,
 };
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -41,6 +41,7 @@ pub(crate) fn claimed_push(
     request: &str,
     deadline_ms: i64,
     experiment: Option<&str>,
+    trace_parent: Option<&str>,
 ) -> Result<(String, Arc<ClaimedPush>), StoreError> {
     let id = PushId::parse(push_id).map_err(|_| StoreError::Corrupt(format!("pushes.push_id {push_id:?}")))?;
     let kind = PushKind::parse(kind).map_err(|error| StoreError::Corrupt(format!("pushes.kind: {error}")))?;
@@ -53,7 +54,16 @@ pub(crate) fn claimed_push(
             (None, None)
         }
     };
-    Ok((push_id.to_owned(), Arc::new(ClaimedPush { push_id: id, request, experiment, deadline_ms })))
+    Ok((
+        push_id.to_owned(),
+        Arc::new(ClaimedPush {
+            push_id: id,
+            request,
+            experiment,
+            deadline_ms,
+            trace_parent: trace_parent.and_then(TraceParent::parse),
+        }),
+    ))
 }
 
 /// Every claimed delivery: each own row, and each planned entry of a send

@@ -54,6 +54,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     api_keys_are_kept_and_listed(&*store).await;
     a_push_is_accepted_with_one_delivery_per_device(&*store).await;
     a_claimed_delivery_is_not_claimed_again_until_its_lease_ends(&*store).await;
+    a_pushs_trace_context_reaches_its_claimed_deliveries(&*store).await;
     recorded_attempts_show_in_the_push_view(&*store).await;
     a_push_taken_up_again_after_its_lease_hands_out_only_what_has_no_outcome(&*store).await;
     pruning_spares_a_device_that_registered_again(&*store).await;
@@ -475,6 +476,23 @@ async fn a_claimed_delivery_is_not_claimed_again_until_its_lease_ends(store: &dy
     let released = store.claim_due_deliveries(90_002, 100, 60_000).await.expect("claim after the release");
     assert!(released.iter().any(|d| d.push_id() == push_id("p2")), "given up, so due again at once");
     assert!(store.release_all_leases().await.expect("release") >= 1);
+}
+
+async fn a_pushs_trace_context_reaches_its_claimed_deliveries(store: &dyn Store) {
+    store.upsert_device(&device("traced", DeviceType::Ios, "iphone", "carol", APNS_TOKEN_A, 1)).await.expect("device");
+    let parent = pushgate_domain::TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    let mut traced = new_push("traced", "t1", &["carol"], 4_000);
+    traced.trace_parent = parent;
+    store.accept_push(&traced).await.expect("accept");
+    store.accept_push(&new_push("traced", "t2", &["carol"], 4_000)).await.expect("accept");
+    let claimed = store.claim_due_deliveries(4_000, 100, 60_000).await.expect("claim");
+    let trace_of = |name: &str| {
+        let delivery = claimed.iter().find(|delivery| delivery.push_id() == push_id(name)).expect("claimed");
+        delivery.push.trace_parent
+    };
+    assert_eq!((trace_of("t1"), trace_of("t2")), (parent, None));
+    let ours: Vec<_> = claimed.iter().filter(|d| d.app_id.as_str() == "traced").map(|d| d.id).collect();
+    store.release_leases(&ours).await.expect("give up");
 }
 
 async fn recorded_attempts_show_in_the_push_view(store: &dyn Store) {

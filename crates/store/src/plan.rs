@@ -11,7 +11,7 @@
 use crate::{BadgePlan, Coalescing, DeliveryStatus, ExperimentPlan, FanOut, RoutingPlan, StoreError};
 use pushgate_domain::{
     AppId, ClientId, DeliveryMode, DeviceId, ExperimentId, OnlinePolicy, PushId, QuietHours, Reason, RecipientState,
-    RoomId, RoomNotify, Route, TimeZoneName, route,
+    RoomId, RoomNotify, Route, TimeZoneName, TraceParent, route,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
@@ -39,17 +39,27 @@ pub struct Journaled {
     pub now_ms: i64,
     /// What happens for its recipients.
     pub fan_out: FanOut,
+    /// The accept's place in a trace, which the fan-out continues.
+    pub trace_parent: Option<TraceParent>,
 }
 
 impl Journaled {
     /// A journaled push from its row's columns and its journal entry.
-    pub fn read(push_id: &str, app_id: &str, now_ms: i64, entry: &str) -> Result<Self, StoreError> {
+    pub fn read(
+        push_id: &str,
+        app_id: &str,
+        now_ms: i64,
+        entry: &str,
+        trace_parent: Option<&str>,
+    ) -> Result<Self, StoreError> {
         let corrupt = |what: &str| StoreError::Corrupt(format!("pushes.{what}"));
         Ok(Self {
             push_id: PushId::parse(push_id).map_err(|_| corrupt("push_id"))?,
             app_id: AppId::parse(app_id).map_err(|_| corrupt("app_id"))?,
             now_ms,
             fan_out: read_journal_entry(entry)?,
+            // Only ever written by pushgate; an unreadable one loses the trace, never the push.
+            trace_parent: trace_parent.and_then(TraceParent::parse),
         })
     }
 }
@@ -464,6 +474,7 @@ mod tests {
                 coalescing: None,
                 except_device: None,
             },
+            trace_parent: None,
         }
     }
 

@@ -5,7 +5,7 @@ use crate::StoreError;
 use async_trait::async_trait;
 use pushgate_domain::{
     AppId, ClientId, DeliveryMode, DeviceId, DeviceType, Environment, Experiment, ExperimentId, Locale, OnlinePolicy,
-    PushId, PushKey, PushRequest, PushToken, Reason, RoomId, Summary, Variant,
+    PushId, PushKey, PushRequest, PushToken, Reason, RoomId, Summary, TraceParent, Variant,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -34,6 +34,9 @@ pub struct NewPush {
     pub experiment: Option<Experiment>,
     /// What happens for each recipient, after the accept.
     pub fan_out: FanOut,
+    /// The accept's place in a trace, kept so its fan-out and attempts
+    /// continue it (`None` when nothing exports traces).
+    pub trace_parent: Option<TraceParent>,
 }
 
 impl NewPush {
@@ -66,6 +69,7 @@ impl NewPush {
                 coalescing: None,
                 except_device: None,
             },
+            trace_parent: None,
         }
     }
 
@@ -347,6 +351,8 @@ pub struct ClaimedPush {
     pub experiment: Option<Experiment>,
     /// No attempt after this, Unix ms.
     pub deadline_ms: i64,
+    /// The accept's place in a trace, which every attempt continues.
+    pub trace_parent: Option<TraceParent>,
 }
 
 impl ClaimedDelivery {

@@ -24,6 +24,7 @@ mod imkit;
 mod keys;
 pub mod load;
 mod node;
+mod otlp;
 mod postgres;
 pub mod seed;
 mod webpush;
@@ -35,6 +36,7 @@ pub use fcm::{FakeFcm, FakeFcmConfig, FcmFailure, RecordedFcmMessage};
 pub use imkit::FakeImkit;
 pub use keys::{Es256Key, TestServiceAccount};
 pub use node::{NodePeers, WebPushTesting, node_peers};
+pub use otlp::{FakeOtlpCollector, ReceivedSpan};
 pub use postgres::{postgres_absent, postgres_server, unique_schema};
 pub use webpush::{FakePushService, PushServiceFailure, ReceivedPush, TestSubscription};
 

@@ -16,6 +16,9 @@ pub struct Config {
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
+    /// Traces exported over OTLP; off by default.
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
     /// The delivery queue and its retries.
     #[serde(default)]
     pub delivery: DeliveryConfig,
@@ -101,6 +104,37 @@ pub struct LogConfig {
     /// `text` (default) or `json`.
     #[serde(default)]
     pub format: LogFormat,
+}
+
+/// `[telemetry]`: OpenTelemetry traces of every push (spans `http`, `accept`,
+/// `fan_out`, `claim`, `deliver`, `build`, `send`, `settle`), exported over
+/// OTLP/HTTP (protobuf) when `otlp_endpoint` is set.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// The collector's OTLP/HTTP base URL, such as `http://otel-collector:4318`; spans go to `{it}/v1/traces`.
+    pub otlp_endpoint: Option<url::Url>,
+    /// The `service.name` the spans carry; default `pushgate`.
+    #[serde(default = "default_service_name")]
+    pub service_name: String,
+    /// The share of new traces kept, 0 to 1 (default 1). A trace a caller's `traceparent` began follows the
+    /// caller's choice, and a push's spans all follow its accept's.
+    #[serde(default = "default_sample_ratio")]
+    pub sample_ratio: f64,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self { otlp_endpoint: None, service_name: default_service_name(), sample_ratio: default_sample_ratio() }
+    }
+}
+
+fn default_sample_ratio() -> f64 {
+    1.0
+}
+
+fn default_service_name() -> String {
+    "pushgate".to_owned()
 }
 
 /// How log lines are written.

@@ -252,3 +252,20 @@ fn the_documented_example_configuration_is_valid() {
     assert_eq!(config.delivery.max_attempts, 10);
     assert_eq!(config.apps[0].id, "SampleApp");
 }
+
+#[test]
+fn telemetry_is_off_by_default_and_its_keys_are_checked() {
+    let config = Config::load(None, env(&[])).expect("defaults are valid");
+    assert!(config.telemetry.otlp_endpoint.is_none());
+    assert_eq!((config.telemetry.service_name.as_str(), config.telemetry.sample_ratio), ("pushgate", 1.0));
+    let config = load_text("[telemetry]\notlp_endpoint = \"http://otel-collector:4318\"\nsample_ratio = 0.25\n", &[])
+        .expect("valid");
+    assert_eq!(config.telemetry.otlp_endpoint.map(String::from).as_deref(), Some("http://otel-collector:4318/"));
+    let error =
+        load_text("[telemetry]\notlp_endpoint = \"ftp://collector\"\nsample_ratio = 2\nservice_name = \" \"\n", &[])
+            .expect_err("refused")
+            .to_string();
+    for key in ["telemetry.otlp_endpoint: ", "telemetry.sample_ratio: ", "telemetry.service_name: "] {
+        assert!(error.contains(key), "{key} in {error}");
+    }
+}

@@ -24,6 +24,17 @@ impl Config {
                 self.store.url.split(':').next().unwrap_or_default()
             ));
         }
+        if let Some(endpoint) = &self.telemetry.otlp_endpoint
+            && (!matches!(endpoint.scheme(), "http" | "https") || endpoint.host().is_none())
+        {
+            problems.push(format!("telemetry.otlp_endpoint: must be the collector's http(s) URL, got {endpoint}"));
+        }
+        if !(0.0..=1.0).contains(&self.telemetry.sample_ratio) {
+            problems.push(format!("telemetry.sample_ratio: must be from 0 to 1, got {}", self.telemetry.sample_ratio));
+        }
+        if self.telemetry.service_name.trim().is_empty() {
+            problems.push("telemetry.service_name: must not be empty".into());
+        }
         let delivery = &self.delivery;
         for (key, value, low, high) in [
             ("concurrency", delivery.concurrency as u64, 1, 10_000),

@@ -13,7 +13,7 @@ mod telemetry;
 
 pub use api_keys::{GeneratedKey, KEY_REFRESH_INTERVAL, generate_api_key};
 pub use signals::shutdown_signal;
-pub use telemetry::{init_logging, install_crypto_provider};
+pub use telemetry::{Telemetry, init_logging, install_crypto_provider};
 
 use crate::config::{Config, StoreKind};
 use crate::reload::{ConfigSource, Reloader};

@@ -140,3 +140,106 @@ async fn a_push_key_never_reaches_the_log_even_at_trace() {
         assert!(!log.contains(secret.as_str()), "the {what} is in the log");
     }
 }
+
+/// With `[telemetry] otlp_endpoint`, a callback's trace goes on through
+/// pushgate: the caller's `traceparent` is the request's parent, and the
+/// accept, the fan-out and the delivery's attempt (build, send, settle) are
+/// in that one trace, parent by parent, as an OTLP collector receives them.
+/// A push2clients without a `traceparent` begins a trace of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callbacks_traceparent_goes_on_through_accept_fan_out_and_delivery_over_otlp() {
+    const SECRET: &str = "otlp-callback-secret-0001";
+    let collector = pushgate_testkit::FakeOtlpCollector::start().await;
+    let sample_app = format!("generic_push = {{ secret = \"{SECRET}\" }}");
+    let (config, apns, _fcm, files) = providers_config(Worked::ByItsLoop, "", &sample_app, "").await;
+    let config_file = files.path().join("pushgate.toml");
+    std::fs::write(&config_file, config).expect("write the configuration");
+    let mut command = pushgate(files.path());
+    command
+        .args([
+            "--config".as_ref(),
+            config_file.as_os_str(),
+            "serve".as_ref(),
+            "--listen".as_ref(),
+            "127.0.0.1:0".as_ref(),
+        ])
+        .env("PUSHGATE_TELEMETRY__OTLP_ENDPOINT", collector.url())
+        .env("PUSHGATE_TELEMETRY__SERVICE_NAME", "pushgate-under-test")
+        .env("RUST_LOG", "warn");
+    let binary::Served { child, base_url, .. } = binary::launch(command).await;
+
+    let http = reqwest::Client::new();
+    let subscribed = http
+        .post(format!("{base_url}/me/subscribe"))
+        .header("IM-API-KEY", API_KEY)
+        .json(&ios_device("iphone-1", "alice", APNS_TOKEN))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(subscribed.status(), 200);
+    // IMKIT's side of the trace: its trace id, and the span that made the call.
+    let (caller_trace, caller_span) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
+    let callback = pushgate_testkit::seed::generic_callback("otlp-message-1", "room-1", &["alice"]);
+    let answer: Value = http
+        .post(format!("{base_url}/imkit/push/v2?secret={SECRET}"))
+        .header("traceparent", format!("00-{caller_trace}-{caller_span}-01"))
+        .json(&callback)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("JSON");
+    let chat_push = answer["result"]["pushId"].as_str().expect("a push id").to_owned();
+    let answer: Value = http
+        .post(format!("{base_url}/push/push2clients"))
+        .header("IM-API-KEY", API_KEY)
+        .json(&json!({ "clients": ["alice"], "payload": { "alert": "traced" } }))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("JSON");
+    let custom_push = answer["result"]["pushId"].as_str().expect("a push id").to_owned();
+    apns.wait_for_delivered(2, Duration::from_secs(20)).await;
+    // The stop sends what is still batched: no waiting on the exporter's schedule.
+    binary::stop(child).await;
+
+    let spans = collector.spans();
+    assert!(spans.iter().all(|span| span.service_name == "pushgate-under-test"), "{spans:#?}");
+    let by_id = |id: &str| spans.iter().find(|span| span.span_id == id);
+    let named_for = |name: &str, push: &str| -> Vec<&pushgate_testkit::ReceivedSpan> {
+        spans
+            .iter()
+            .filter(|span| span.name == name && span.attributes.get("push.id").map(String::as_str) == Some(push))
+            .collect()
+    };
+    // The chat push: every span in the caller's trace, each with its parent.
+    let accept = named_for("accept", &chat_push);
+    assert_eq!(accept.len(), 1, "{spans:#?}");
+    let http_span = by_id(&accept[0].parent_span_id).expect("the accept's parent was received");
+    assert_eq!(http_span.name, "http");
+    assert_eq!((http_span.trace_id.as_str(), http_span.parent_span_id.as_str()), (caller_trace, caller_span));
+    let fan_out = named_for("fan_out", &chat_push);
+    let deliver = named_for("deliver", &chat_push);
+    assert_eq!((fan_out.len(), deliver.len()), (1, 1), "{spans:#?}");
+    for span in [accept[0], fan_out[0], deliver[0]] {
+        assert_eq!(span.trace_id, caller_trace, "{} is in the caller's trace", span.name);
+    }
+    assert_eq!(fan_out[0].parent_span_id, accept[0].span_id, "the fan-out follows the accept");
+    assert_eq!(deliver[0].parent_span_id, accept[0].span_id, "the attempt follows the accept");
+    let steps: Vec<&str> =
+        spans.iter().filter(|span| span.parent_span_id == deliver[0].span_id).map(|span| span.name.as_str()).collect();
+    for step in ["build", "send", "settle"] {
+        assert!(steps.contains(&step), "{step} under the attempt: {steps:?}");
+    }
+    // The push2clients: a trace of its own, its request the root.
+    let accept = named_for("accept", &custom_push);
+    let deliver = named_for("deliver", &custom_push);
+    assert_eq!((accept.len(), deliver.len()), (1, 1), "{spans:#?}");
+    assert_ne!(accept[0].trace_id, caller_trace);
+    assert_eq!(deliver[0].trace_id, accept[0].trace_id);
+    let root = by_id(&accept[0].parent_span_id).expect("the request's span");
+    assert_eq!((root.name.as_str(), root.parent_span_id.as_str()), ("http", ""));
+}

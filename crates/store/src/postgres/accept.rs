@@ -16,7 +16,7 @@ impl PgStore {
         let mut transaction = self.pool.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(FAN_OUT_LOCK).execute(&mut *transaction).await?;
         let rows = sqlx::query(
-            "SELECT j.seq, j.plan, p.push_id, p.app_id, p.created_at_ms \
+            "SELECT j.seq, j.plan, p.push_id, p.app_id, p.created_at_ms, p.trace_parent \
              FROM journal j JOIN pushes p ON p.push_id = j.push_id WHERE j.seq <= $2 ORDER BY j.seq LIMIT $1",
         )
         .bind(i64::from(FAN_OUT_PUSHES))
@@ -39,6 +39,7 @@ impl PgStore {
                 &row.try_get::<String, _>("app_id")?,
                 row.try_get("created_at_ms")?,
                 &row.try_get::<String, _>("plan")?,
+                row.try_get::<Option<String>, _>("trace_parent")?.as_deref(),
             );
             let push = match read {
                 Ok(push) => push,
@@ -48,6 +49,7 @@ impl PgStore {
                 }
             };
             let span = tracing::debug_span!("fan_out", app.id = %push.app_id, push.id = %push.push_id);
+            pushgate_domain::trace::continue_from(&span, push.trace_parent.as_ref());
             coalesced.add(fan_out_push(&mut transaction, &push).instrument(span).await?);
             pushes += 1;
             recipients += push.fan_out.clients.len();

@@ -121,8 +121,8 @@ impl QueueStore for PgStore {
             }
         }
         sqlx::query(
-            "INSERT INTO pushes (push_id, app_id, kind, request, created_at_ms, deadline_ms, experiment) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO pushes (push_id, app_id, kind, request, created_at_ms, deadline_ms, experiment, trace_parent) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(push.push_id.to_string())
         .bind(push.app_id.as_str())
@@ -131,6 +131,7 @@ impl QueueStore for PgStore {
         .bind(push.now_ms)
         .bind(push.deadline_ms)
         .bind(experiment)
+        .bind(push.trace_parent.map(|parent| parent.to_string()))
         .execute(&mut *transaction)
         .await?;
         sqlx::query("INSERT INTO journal (push_id, plan) VALUES ($1, $2)")
@@ -202,14 +203,21 @@ impl QueueStore for PgStore {
         let mut pushes = HashMap::new();
         let push_ids: Vec<&str> = claim::push_ids(&own, &sends).into_iter().collect();
         if !push_ids.is_empty() {
-            let rows = sqlx::query_as::<_, (String, String, String, i64, Option<String>)>(
-                "SELECT push_id, kind, request, deadline_ms, experiment FROM pushes WHERE push_id = ANY($1)",
+            let rows = sqlx::query_as::<_, (String, String, String, i64, Option<String>, Option<String>)>(
+                "SELECT push_id, kind, request, deadline_ms, experiment, trace_parent FROM pushes WHERE push_id = ANY($1)",
             )
             .bind(&push_ids)
             .fetch_all(&self.pool)
             .await?;
-            for (push_id, kind, request, deadline_ms, experiment) in rows {
-                let (id, claimed) = claim::claimed_push(&push_id, &kind, &request, deadline_ms, experiment.as_deref())?;
+            for (push_id, kind, request, deadline_ms, experiment, trace_parent) in rows {
+                let (id, claimed) = claim::claimed_push(
+                    &push_id,
+                    &kind,
+                    &request,
+                    deadline_ms,
+                    experiment.as_deref(),
+                    trace_parent.as_deref(),
+                )?;
                 pushes.insert(id, claimed);
             }
         }

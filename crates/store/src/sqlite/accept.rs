@@ -24,6 +24,7 @@ pub(super) struct Journal {
     experiment: Option<String>,
     callback: Option<(String, String)>,
     plan: String,
+    trace_parent: Option<String>,
 }
 
 impl Journal {
@@ -47,6 +48,7 @@ impl Journal {
                 (callback.message_id.clone(), to_client.to_owned())
             }),
             plan: plan::journal_entry(&push.fan_out),
+            trace_parent: push.trace_parent.map(|parent| parent.to_string()),
         })
     }
 }
@@ -75,8 +77,8 @@ pub(super) fn journal_push(connection: &Connection, push: &Journal) -> Result<Ac
     }
     connection
         .prepare_cached(
-            "INSERT INTO pushes (push_id, app_id, kind, request, created_at_ms, deadline_ms, experiment) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO pushes (push_id, app_id, kind, request, created_at_ms, deadline_ms, experiment, trace_parent) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )?
         .execute(params![
             push.push_id,
@@ -86,6 +88,7 @@ pub(super) fn journal_push(connection: &Connection, push: &Journal) -> Result<Ac
             push.now_ms,
             push.deadline_ms,
             push.experiment,
+            push.trace_parent,
         ])?;
     connection
         .prepare_cached("INSERT INTO journal (push_id, plan) VALUES (?1, ?2)")?
@@ -115,7 +118,7 @@ pub(super) fn fan_out(
     up_to_seq: i64,
 ) -> Result<FannedOut, StoreError> {
     let mut statement = connection.prepare_cached(
-        "SELECT j.seq, j.plan, p.push_id, p.app_id, p.created_at_ms \
+        "SELECT j.seq, j.plan, p.push_id, p.app_id, p.created_at_ms, p.trace_parent \
          FROM journal j JOIN pushes p ON p.push_id = j.push_id WHERE j.seq <= ?2 ORDER BY j.seq LIMIT ?1",
     )?;
     let rows = statement
@@ -126,6 +129,7 @@ pub(super) fn fan_out(
                 row.get::<_, String>(2)?,
                 row.get::<_, String>(3)?,
                 row.get::<_, i64>(4)?,
+                row.get::<_, Option<String>>(5)?,
             ))
         })?
         .collect::<Result<Vec<_>, _>>()?;
@@ -133,14 +137,14 @@ pub(super) fn fan_out(
     let fetched = rows.len();
     let (mut last_seq, mut pushes, mut recipients) = (None, 0, 0);
     let mut coalesced = CoalescingCounts::default();
-    for (seq, entry, push_id, app_id, created_at_ms) in rows {
+    for (seq, entry, push_id, app_id, created_at_ms, trace_parent) in rows {
         if recipients >= max_recipients {
             break;
         }
         last_seq = Some(seq);
         // An unreadable entry (it cannot happen short of a corrupt file) must
         // not block every push journaled after it: it is logged and dropped.
-        let push = match Journaled::read(&push_id, &app_id, created_at_ms, &entry) {
+        let push = match Journaled::read(&push_id, &app_id, created_at_ms, &entry, trace_parent.as_deref()) {
             Ok(push) => push,
             Err(error) => {
                 tracing::error!(push.id = %push_id, error = %error, "a journaled push is unreadable; it is not fanned out");
@@ -162,7 +166,9 @@ pub(super) fn fan_out(
 /// plan, and one planned delivery per device (one skipped delivery for a
 /// recipient without devices), in `sends` rows. Answers what coalescing did.
 fn fan_out_push(connection: &Connection, push: &Journaled) -> Result<CoalescingCounts, StoreError> {
-    let _span = tracing::debug_span!("fan_out", app.id = %push.app_id, push.id = %push.push_id).entered();
+    let span = tracing::debug_span!("fan_out", app.id = %push.app_id, push.id = %push.push_id);
+    pushgate_domain::trace::continue_from(&span, push.trace_parent.as_ref());
+    let _span = span.entered();
     // Every statement below handles all the push's recipients at once,
     // through a JSON array (`json_each`): a constant number of statements
     // per accept, whatever the number of recipients (found by

@@ -158,7 +158,7 @@ async fn claimed_pushes(store: &SqliteStore, push_ids: &BTreeSet<&str>) -> Resul
         return Ok(pushes);
     }
     for push in sqlx::query(
-        "SELECT push_id, kind, request, deadline_ms, experiment FROM pushes \
+        "SELECT push_id, kind, request, deadline_ms, experiment, trace_parent FROM pushes \
          WHERE push_id IN (SELECT value FROM json_each(?1))",
     )
     .bind(serde_json::Value::from_iter(push_ids.iter().copied()).to_string())
@@ -171,6 +171,7 @@ async fn claimed_pushes(store: &SqliteStore, push_ids: &BTreeSet<&str>) -> Resul
             &push.try_get::<String, _>("request")?,
             push.try_get("deadline_ms")?,
             push.try_get::<Option<String>, _>("experiment")?.as_deref(),
+            push.try_get::<Option<String>, _>("trace_parent")?.as_deref(),
         )?;
         pushes.insert(id, claimed);
     }
