@@ -20,6 +20,28 @@ fn push_ids_of(line: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The binary on the test providers' configuration (`sample_app` added to
+/// `SampleApp`'s table), with `environment`, its log piped when asked.
+async fn serve(
+    sample_app: &str,
+    environment: &[(&str, &str)],
+    piped_log: bool,
+) -> (binary::Served, pushgate_testkit::FakeApns, tempfile::TempDir) {
+    let (config, apns, _fcm, files) = providers_config(Worked::ByItsLoop, "", sample_app, "").await;
+    let config_file = files.path().join("pushgate.toml");
+    std::fs::write(&config_file, config).expect("write the configuration");
+    let mut command = pushgate(files.path());
+    command
+        .arg("--config")
+        .arg(&config_file)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .envs(environment.iter().copied());
+    if piped_log {
+        command.stderr(Stdio::piped());
+    }
+    (binary::launch(command).await, apns, files)
+}
+
 fn span_names(line: &Value) -> Vec<String> {
     let spans = line["spans"].as_array().cloned().unwrap_or_default();
     spans.iter().filter_map(|span| span["name"].as_str().map(str::to_owned)).collect()
@@ -27,22 +49,15 @@ fn span_names(line: &Value) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_pushs_log_lines_share_its_push_id_from_accept_to_outcome() {
-    let (config, apns, _fcm, files) = providers_config(Worked::ByItsLoop, "", "", "").await;
-    let config_file = files.path().join("pushgate.toml");
-    std::fs::write(&config_file, config).expect("write the configuration");
-    let mut command = pushgate(files.path());
-    command
-        .args([
-            "--config".as_ref(),
-            config_file.as_os_str(),
-            "serve".as_ref(),
-            "--listen".as_ref(),
-            "127.0.0.1:0".as_ref(),
-        ])
-        .env("PUSHGATE_LOG__FORMAT", "json")
-        .env("RUST_LOG", "info,pushgate_api=debug,pushgate_store=debug,pushgate_delivery=debug")
-        .stderr(Stdio::piped());
-    let binary::Served { mut child, base_url, .. } = binary::launch(command).await;
+    let (binary::Served { mut child, base_url, .. }, apns, _files) = serve(
+        "",
+        &[
+            ("PUSHGATE_LOG__FORMAT", "json"),
+            ("RUST_LOG", "info,pushgate_api=debug,pushgate_store=debug,pushgate_delivery=debug"),
+        ],
+        true,
+    )
+    .await;
     let mut stderr = child.stderr.take().expect("piped stderr");
     let log = tokio::spawn(async move {
         let mut text = String::new();
@@ -100,21 +115,8 @@ async fn one_pushs_log_lines_share_its_push_id_from_accept_to_outcome() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_push_key_never_reaches_the_log_even_at_trace() {
     let sample_app = "generic_push = { secret = \"trace-callback-secret-0001\" }\nprivacy = { mode = \"encrypt\" }";
-    let (config, apns, _fcm, files) = providers_config(Worked::ByItsLoop, "", sample_app, "").await;
-    let config_file = files.path().join("pushgate.toml");
-    std::fs::write(&config_file, config).expect("write the configuration");
-    let mut command = pushgate(files.path());
-    command
-        .args([
-            "--config".as_ref(),
-            config_file.as_os_str(),
-            "serve".as_ref(),
-            "--listen".as_ref(),
-            "127.0.0.1:0".as_ref(),
-        ])
-        .env("RUST_LOG", "trace")
-        .stderr(Stdio::piped());
-    let binary::Served { mut child, base_url, .. } = binary::launch(command).await;
+    let (binary::Served { mut child, base_url, .. }, apns, _files) =
+        serve(sample_app, &[("RUST_LOG", "trace")], true).await;
     let mut stderr = child.stderr.take().expect("piped stderr");
     let log = tokio::spawn(async move {
         let mut text = String::new();
@@ -151,22 +153,13 @@ async fn a_callbacks_traceparent_goes_on_through_accept_fan_out_and_delivery_ove
     const SECRET: &str = "otlp-callback-secret-0001";
     let collector = pushgate_testkit::FakeOtlpCollector::start().await;
     let sample_app = format!("generic_push = {{ secret = \"{SECRET}\" }}");
-    let (config, apns, _fcm, files) = providers_config(Worked::ByItsLoop, "", &sample_app, "").await;
-    let config_file = files.path().join("pushgate.toml");
-    std::fs::write(&config_file, config).expect("write the configuration");
-    let mut command = pushgate(files.path());
-    command
-        .args([
-            "--config".as_ref(),
-            config_file.as_os_str(),
-            "serve".as_ref(),
-            "--listen".as_ref(),
-            "127.0.0.1:0".as_ref(),
-        ])
-        .env("PUSHGATE_TELEMETRY__OTLP_ENDPOINT", collector.url())
-        .env("PUSHGATE_TELEMETRY__SERVICE_NAME", "pushgate-under-test")
-        .env("RUST_LOG", "warn");
-    let binary::Served { child, base_url, .. } = binary::launch(command).await;
+    let endpoint = collector.url();
+    let environment = [
+        ("PUSHGATE_TELEMETRY__OTLP_ENDPOINT", endpoint.as_str()),
+        ("PUSHGATE_TELEMETRY__SERVICE_NAME", "pushgate-under-test"),
+        ("RUST_LOG", "warn"),
+    ];
+    let (binary::Served { child, base_url, .. }, apns, _files) = serve(&sample_app, &environment, false).await;
 
     let http = reqwest::Client::new();
     let subscribed = http
