@@ -42,6 +42,21 @@ async fn serve(
     (binary::launch(command).await, apns, files)
 }
 
+/// Registers alice's iPhone.
+async fn subscribe_alice(http: &reqwest::Client, base_url: &str) {
+    let request = http.post(format!("{base_url}/me/subscribe")).header("IM-API-KEY", API_KEY);
+    let subscribed = request.json(&ios_device("iphone-1", "alice", APNS_TOKEN)).send().await.expect("sent");
+    assert_eq!(subscribed.status(), 200);
+}
+
+/// A push2clients to alice; answers its push id.
+async fn push_to_alice(http: &reqwest::Client, base_url: &str) -> String {
+    let request = http.post(format!("{base_url}/push/push2clients")).header("IM-API-KEY", API_KEY);
+    let sent = request.json(&json!({ "clients": ["alice"], "payload": { "alert": "traced" } })).send().await;
+    let answer: Value = sent.expect("sent").json().await.expect("JSON");
+    answer["result"]["pushId"].as_str().expect("a push id").to_owned()
+}
+
 fn span_names(line: &Value) -> Vec<String> {
     let spans = line["spans"].as_array().cloned().unwrap_or_default();
     spans.iter().filter_map(|span| span["name"].as_str().map(str::to_owned)).collect()
@@ -66,25 +81,8 @@ async fn one_pushs_log_lines_share_its_push_id_from_accept_to_outcome() {
     });
 
     let http = reqwest::Client::new();
-    let subscribed = http
-        .post(format!("{base_url}/me/subscribe"))
-        .header("IM-API-KEY", API_KEY)
-        .json(&ios_device("iphone-1", "alice", APNS_TOKEN))
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(subscribed.status(), 200);
-    let answer: Value = http
-        .post(format!("{base_url}/push/push2clients"))
-        .header("IM-API-KEY", API_KEY)
-        .json(&json!({ "clients": ["alice"], "payload": { "alert": "traced" } }))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("JSON");
-    let push_id = answer["result"]["pushId"].as_str().expect("a push id").to_owned();
+    subscribe_alice(&http, &base_url).await;
+    let push_id = push_to_alice(&http, &base_url).await;
     apns.wait_for_delivered(1, Duration::from_secs(20)).await;
     binary::stop(child).await;
 
@@ -162,14 +160,7 @@ async fn a_callbacks_traceparent_goes_on_through_accept_fan_out_and_delivery_ove
     let (binary::Served { child, base_url, .. }, apns, _files) = serve(&sample_app, &environment, false).await;
 
     let http = reqwest::Client::new();
-    let subscribed = http
-        .post(format!("{base_url}/me/subscribe"))
-        .header("IM-API-KEY", API_KEY)
-        .json(&ios_device("iphone-1", "alice", APNS_TOKEN))
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(subscribed.status(), 200);
+    subscribe_alice(&http, &base_url).await;
     // IMKIT's side of the trace: its trace id, and the span that made the call.
     let (caller_trace, caller_span) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
     let callback = pushgate_testkit::seed::generic_callback("otlp-message-1", "room-1", &["alice"]);
@@ -184,17 +175,7 @@ async fn a_callbacks_traceparent_goes_on_through_accept_fan_out_and_delivery_ove
         .await
         .expect("JSON");
     let chat_push = answer["result"]["pushId"].as_str().expect("a push id").to_owned();
-    let answer: Value = http
-        .post(format!("{base_url}/push/push2clients"))
-        .header("IM-API-KEY", API_KEY)
-        .json(&json!({ "clients": ["alice"], "payload": { "alert": "traced" } }))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("JSON");
-    let custom_push = answer["result"]["pushId"].as_str().expect("a push id").to_owned();
+    let custom_push = push_to_alice(&http, &base_url).await;
     apns.wait_for_delivered(2, Duration::from_secs(20)).await;
     // The stop sends what is still batched: no waiting on the exporter's schedule.
     binary::stop(child).await;
