@@ -170,3 +170,40 @@ async fn every_metric_the_rules_and_the_dashboard_name_is_in_a_running_pushgates
         assert!(named.contains(expected), "{expected} is used");
     }
 }
+
+/// The ConfigMap's `pushgate.toml`, with the Secret's files where the
+/// Deployments mount them, passes `pushgate check-config`: every key it
+/// names exists and every credential file it points at is read as the
+/// deployment would read it.
+#[test]
+fn the_kubernetes_configuration_passes_check_config_with_the_secrets_files() {
+    let configmap = read("kubernetes/configmap.yaml");
+    let toml = configmap.split("pushgate.toml: |\n").nth(1).expect("the configuration in the ConfigMap");
+    let toml: Vec<&str> = toml.lines().map(|line| line.strip_prefix("    ").unwrap_or(line)).collect();
+    let folder = tempfile::tempdir().expect("a folder");
+    let secrets = folder.path().join("secrets");
+    std::fs::create_dir(&secrets).expect("the Secret's mount");
+    let toml = toml.join("\n").replace("/run/secrets/pushgate", &secrets.display().to_string());
+    std::fs::write(folder.path().join("pushgate.toml"), toml).expect("written");
+    // The Secret's keys (secret.example.yaml), each a file of the kind it names.
+    let example = read("kubernetes/secret.example.yaml");
+    let account = pushgate_testkit::TestServiceAccount::generate("your-project", "https://oauth2.googleapis.com/token");
+    let files = [
+        ("admin-api-keys", "an-admin-key-0123456789abcdef\n".to_owned()),
+        ("sampleapp-api-keys", "an-app-key-0123456789abcdef\n".to_owned()),
+        ("sampleapp-callback-secret", "a-callback-secret-0123456789".to_owned()),
+        ("sampleapp-apns.p8", pushgate_testkit::Es256Key::generate().private_pem),
+        ("sampleapp-fcm.json", account.json),
+    ];
+    for (name, content) in files {
+        assert!(example.contains(&format!("  {name}: ")), "{name} is a key of the Secret");
+        std::fs::write(secrets.join(name), content).expect("written");
+    }
+    let mut check = Command::new(crate::helpers::binary::BINARY);
+    check.args(["--config", "pushgate.toml", "check-config"]).current_dir(folder.path());
+    for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("PUSHGATE_")) {
+        check.env_remove(name);
+    }
+    let said = run(check.env("PUSHGATE_STORE__URL", "postgres://pushgate@127.0.0.1:5432/pushgate"));
+    assert!(said.contains("configuration is valid: 1 app(s)"), "{said}");
+}
