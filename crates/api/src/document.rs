@@ -29,7 +29,10 @@ fn example(method: &str, path: &str) -> Option<Value> {
         ("post", "/push/push2clients") => json!({ "clients": ["user001", "user002"], "payload": {
             "type": "marketing", "alert": "您有一則新的優惠活動,立即查看!", "badge": 1, "sound": "default",
             "topic": "io.imkit.app", "title": "限時優惠", "body": "您有一則新的優惠活動,立即查看!",
-            "icon": "https://example.com/icon.png", "collapseKey": "promo_2026" } }),
+            "icon": "https://example.com/icon.png", "collapseKey": "promo_2026",
+            "apns": { "headers": { "apns-priority": "5" }, "payload": { "aps": { "interruption-level": "passive" } } },
+            "fcm": { "android": { "notification": { "channel_id": "promos" } }, "fcm_options": { "analytics_label": "promo" } },
+            "webpush": { "headers": { "Urgency": "low" }, "notification": { "navigate": "https://chat.example.com/promo" } } } }),
         ("post", "/imkit/push/v2") => callback,
         ("post", "/imkit/push") => {
             let mut legacy = callback;

@@ -6,7 +6,9 @@
 use crate::payload;
 use crate::rate::SendRate;
 use async_trait::async_trait;
-use pushgate_domain::{ChatStyle, DeviceType, Environment, ProviderKind, PushRequest, Reason, WebPushEndpoints};
+use pushgate_domain::{
+    ApnsPriority, ChatStyle, DeviceType, Environment, ProviderKind, PushRequest, Reason, WebPushEndpoints,
+};
 use pushgate_providers::Outcome;
 use pushgate_providers::apns::{ApnsClient, Notification, Priority, PushType, apns_id};
 use pushgate_providers::fcm::FcmClient;
@@ -137,7 +139,11 @@ impl Provider for ApnsProviders {
             topic: apns.topic.as_deref().unwrap_or(&self.topic),
             apns_id: apns_id(&delivery.push_id().to_string(), &device_key),
             expiration: apns.expiration,
-            priority: apns.power_aware.then_some(Priority::PowerAware),
+            priority: apns.priority.map(|priority| match priority {
+                ApnsPriority::Immediate => Priority::Immediate,
+                ApnsPriority::PowerAware => Priority::PowerAware,
+                ApnsPriority::Low => Priority::Low,
+            }),
             collapse_id: apns.collapse_id.as_deref(),
             payload: &apns.payload,
         };

@@ -13,7 +13,7 @@ use crate::push::ApnsPush;
 use crate::webpush::{
     CHAT_TTL_SECONDS, MAX_WEBPUSH_BYTES, Urgency, WebPushMessage, declarative, navigate_to, web_push_topic,
 };
-use crate::{AppId, ClientId, Locale, MessageId, ParseError, RoomId, Variant, fill_template};
+use crate::{ApnsPriority, AppId, ClientId, Locale, MessageId, ParseError, RoomId, Variant, fill_template};
 use serde_json::{Map, Value, json};
 
 /// Largest APNs payload, bytes.
@@ -255,7 +255,7 @@ impl ChatMessage {
         };
         let payload = fit(limit, self.longest_text(alert, recipient.summary), build).to_string().into_bytes();
         let collapse_id = self.room.as_ref().filter(|_| style.collapse_by_room).map(room_collapse_key);
-        ApnsPush { silent: false, power_aware: false, payload, topic: None, collapse_id, expiration: None }
+        ApnsPush { silent: false, priority: None, payload, topic: None, collapse_id, expiration: None }
     }
 
     /// The PushKit (VoIP) push for one recipient: no `aps` content, the
@@ -278,7 +278,7 @@ impl ChatMessage {
             push
         };
         let payload = fit(MAX_VOIP_BYTES, self.longest_text(None, None), build).to_string().into_bytes();
-        ApnsPush { silent: false, power_aware: false, payload, topic: None, collapse_id: None, expiration: None }
+        ApnsPush { silent: false, priority: None, payload, topic: None, collapse_id: None, expiration: None }
     }
 
     /// The FCM v1 `message` (without its token) for one recipient. `alert`
@@ -400,7 +400,14 @@ impl ChatMessage {
 /// room, online client, mentions only): the badge only, nothing shown, priority 5.
 pub fn badge_update_apns(badge: u32) -> ApnsPush {
     let payload = json!({ "aps": { "badge": badge }, "type": BADGE_PUSH_TYPE }).to_string().into_bytes();
-    ApnsPush { silent: false, power_aware: true, payload, topic: None, collapse_id: None, expiration: None }
+    ApnsPush {
+        silent: false,
+        priority: Some(ApnsPriority::PowerAware),
+        payload,
+        topic: None,
+        collapse_id: None,
+        expiration: None,
+    }
 }
 
 /// What a client's other devices get when it reads a room: the new badge,
@@ -414,7 +421,14 @@ pub fn clear_apns(room: &RoomId, badge: u32) -> ApnsPush {
     let payload =
         json!({ "aps": { "badge": badge, "content-available": 1 }, "type": CLEAR_PUSH_TYPE, "room": room.as_str() });
     let payload = payload.to_string().into_bytes();
-    ApnsPush { silent: false, power_aware: true, payload, topic: None, collapse_id: None, expiration: None }
+    ApnsPush {
+        silent: false,
+        priority: Some(ApnsPriority::PowerAware),
+        payload,
+        topic: None,
+        collapse_id: None,
+        expiration: None,
+    }
 }
 
 /// The FCM message of [`clear_apns`]: data only, normal priority (nothing is

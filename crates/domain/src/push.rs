@@ -4,6 +4,9 @@
 //! so they are computed again for every delivery attempt rather than stored.
 
 use crate::ParseError;
+use crate::overrides::{
+    ApnsHeaders, ApnsOverride, ApnsOverrideType, ApnsPriority, WebPushHeaders, WebPushOverride, check_fcm, merge_patch,
+};
 use crate::webpush::{MAX_WEBPUSH_TTL_SECONDS, Urgency, WebPushMessage, declarative, navigate_to, web_push_topic};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -67,6 +70,15 @@ pub struct CustomPush {
     /// Android collapse key, and `apns-collapse-id`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub collapse_key: Option<String>,
+    /// APNs headers and payload keys over what is built from the fields above.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apns: Option<ApnsOverride>,
+    /// Merged into the FCM v1 `message` built from the fields above.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fcm: Option<Map<String, Value>>,
+    /// Web Push headers and notification members over what is built.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webpush: Option<WebPushOverride>,
 }
 
 /// What APNs gets for one device.
@@ -74,9 +86,9 @@ pub struct CustomPush {
 pub struct ApnsPush {
     /// `true`: `apns-push-type: background`, priority 5 (no alert, title or body).
     pub silent: bool,
-    /// `true`: priority 5 (power-aware) even though it is not a background
-    /// push, for a badge-only update.
-    pub power_aware: bool,
+    /// `apns-priority`; `None`: APNs' usual (10, or 5 for a background push).
+    /// A badge-only update is power-aware (5) though it is not a background push.
+    pub priority: Option<ApnsPriority>,
     /// The payload JSON.
     pub payload: Vec<u8>,
     /// `apns-topic` override, if the request named one.
@@ -88,10 +100,60 @@ pub struct ApnsPush {
 }
 
 impl CustomPush {
-    /// Checks what the JSON shape cannot: the collapse key's length.
+    /// Checks what the JSON shape cannot: the collapse key's length, the
+    /// override blocks' headers and members, and that what each provider
+    /// gets with its block merged is a request it takes (the kind's rules,
+    /// the size limit), so no delivery meets a refusal it could have had here.
     pub fn validate(&self) -> Result<(), ParseError> {
         if self.collapse_key.as_ref().is_some_and(|key| key.len() > MAX_COLLAPSE_KEY_BYTES) {
             return Err(ParseError::new(format!("payload.collapseKey must be at most {MAX_COLLAPSE_KEY_BYTES} bytes")));
+        }
+        if let Some(block) = &self.apns {
+            ApnsHeaders::parse(&block.headers)?;
+            let apns = self.to_apns();
+            let payload: Value = serde_json::from_slice(&apns.payload).unwrap_or_default();
+            let aps = &payload["aps"];
+            if !aps.is_object() {
+                return Err(ParseError::new("payload.apns.payload.aps: must stay an object"));
+            }
+            if apns.silent && (aps["content-available"] != 1 || !aps["alert"].is_null()) {
+                return Err(ParseError::new(
+                    "payload.apns: a background push needs aps.content-available 1 and no aps.alert (Apple's rule)",
+                ));
+            }
+            if !apns.silent && aps["alert"].is_null() && aps["sound"].is_null() && aps["badge"].is_null() {
+                return Err(ParseError::new(
+                    "payload.apns: an alert push needs aps.alert, sound or badge; without them send a background one",
+                ));
+            }
+            if apns.payload.len() > crate::MAX_APNS_BYTES {
+                return Err(ParseError::new(format!(
+                    "payload.apns.payload: the APNs payload with it merged is {} bytes, more than APNs' {}",
+                    apns.payload.len(),
+                    crate::MAX_APNS_BYTES
+                )));
+            }
+        }
+        if let Some(block) = &self.fcm {
+            check_fcm(block)?;
+            let size = self.to_fcm(0).to_string().len();
+            if size > crate::MAX_FCM_BYTES {
+                return Err(ParseError::new(format!(
+                    "payload.fcm: the FCM message with it merged is {size} bytes, more than FCM's {}",
+                    crate::MAX_FCM_BYTES
+                )));
+            }
+        }
+        if let Some(block) = &self.webpush {
+            WebPushHeaders::parse(&block.headers)?;
+            let size = self.to_webpush(0, None).payload.len();
+            if size > crate::MAX_WEBPUSH_BYTES {
+                return Err(ParseError::new(format!(
+                    "payload.webpush.notification: the Web Push payload with it merged is {size} bytes, more than \
+                     the {} a push service takes",
+                    crate::MAX_WEBPUSH_BYTES
+                )));
+            }
         }
         Ok(())
     }
@@ -151,14 +213,28 @@ impl CustomPush {
         if let Some(push_type) = &self.push_type {
             payload.insert("type".into(), push_type.clone().into());
         }
-        ApnsPush {
+        let mut apns = ApnsPush {
             silent,
-            power_aware: false,
-            payload: Value::Object(payload).to_string().into_bytes(),
+            priority: None,
+            payload: Vec::new(),
             topic: self.topic.clone(),
             collapse_id: self.collapse_key.clone(),
             expiration: self.expiry,
+        };
+        if let Some(block) = &self.apns {
+            merge_patch(&mut payload, &block.payload);
+            // Checked at accept; a stored block that no longer reads changes nothing.
+            let headers = ApnsHeaders::parse(&block.headers).unwrap_or_default();
+            if let Some(push_type) = headers.push_type {
+                apns.silent = push_type == ApnsOverrideType::Background;
+            }
+            apns.priority = headers.priority.or(apns.priority);
+            apns.expiration = headers.expiration.or(apns.expiration);
+            apns.collapse_id = headers.collapse_id.or(apns.collapse_id);
+            apns.topic = headers.topic.or(apns.topic);
         }
+        apns.payload = Value::Object(payload).to_string().into_bytes();
+        apns
     }
 
     fn insert_title_body(&self, alert: &mut Map<String, Value>) {
@@ -205,15 +281,30 @@ impl CustomPush {
             push.insert("loc-key".into(), key.clone().into());
             push.insert("loc-args".into(), loc_args.clone().into());
         }
-        WebPushMessage {
-            payload: Value::Object(push).to_string().into_bytes(),
+        let mut message = WebPushMessage {
+            payload: Vec::new(),
             ttl_seconds: self
                 .expiry
                 .map_or(DEFAULT_TTL_SECONDS, |expiry| expiry.saturating_sub(now_seconds))
                 .min(MAX_WEBPUSH_TTL_SECONDS),
             urgency: if self.is_visible() { Urgency::High } else { Urgency::Normal },
             topic: self.collapse_key.as_deref().map(web_push_topic),
+        };
+        if let Some(block) = &self.webpush {
+            if !block.notification.is_empty() {
+                let notification = push.entry("notification").or_insert_with(|| Value::Object(Map::new()));
+                if let Value::Object(notification) = notification {
+                    merge_patch(notification, &block.notification);
+                }
+            }
+            // Checked at accept; a stored block that no longer reads changes nothing.
+            let headers = WebPushHeaders::parse(&block.headers).unwrap_or_default();
+            message.ttl_seconds = headers.ttl_seconds.unwrap_or(message.ttl_seconds);
+            message.urgency = headers.urgency.unwrap_or(message.urgency);
+            message.topic = headers.topic.or(message.topic);
         }
+        message.payload = Value::Object(push).to_string().into_bytes();
+        message
     }
 
     /// The FCM v1 `message` (without its token) for this push at `now_seconds`:
@@ -257,6 +348,9 @@ impl CustomPush {
         message.insert("android".into(), Value::Object(android));
         if !data.is_empty() {
             message.insert("data".into(), Value::Object(data));
+        }
+        if let Some(block) = &self.fcm {
+            merge_patch(&mut message, block);
         }
         Value::Object(message)
     }
@@ -394,5 +488,82 @@ mod tests {
     fn a_collapse_key_longer_than_apns_allows_is_refused() {
         let push = CustomPush { collapse_key: Some("k".repeat(65)), ..CustomPush::default() };
         assert_eq!(push.validate().expect_err("too long").0, "payload.collapseKey must be at most 64 bytes");
+    }
+
+    fn with_blocks(blocks: Value) -> CustomPush {
+        let mut push = serde_json::to_value(seed_marketing()).expect("json");
+        // Set as they are (a merge would drop the blocks' own nulls).
+        push.as_object_mut().expect("object").extend(blocks.as_object().expect("object").clone());
+        serde_json::from_value(push).expect("the blocks parse")
+    }
+
+    #[test]
+    fn override_blocks_merge_over_what_each_provider_gets() {
+        let push = with_blocks(json!({
+            "apns": { "headers": { "apns-priority": "5", "apns-collapse-id": "promo-apns", "apns-expiration": 0 },
+                      "payload": { "aps": { "sound": null, "interruption-level": "passive" }, "deepLink": "app://promo" } },
+            "fcm": { "android": { "priority": "normal", "notification": { "channel_id": "promos" } },
+                     "data": { "type": null, "deepLink": "app://promo" }, "fcm_options": { "analytics_label": "promo" } },
+            "webpush": { "headers": { "Urgency": "low", "TTL": "60" },
+                         "notification": { "navigate": "https://chat.example.com/promo", "silent": true } }
+        }));
+        push.validate().expect("valid");
+        let apns = push.to_apns();
+        assert_eq!(
+            (apns.priority, apns.collapse_id.as_deref(), apns.expiration),
+            (Some(ApnsPriority::PowerAware), Some("promo-apns"), Some(0))
+        );
+        assert_eq!(
+            apns_json(&push),
+            json!({ "aps": { "alert": "您有一則新的優惠活動,立即查看!", "badge": 1, "interruption-level": "passive" },
+                    "type": "marketing", "deepLink": "app://promo" })
+        );
+        let fcm = push.to_fcm(1_000);
+        assert_eq!(fcm["android"]["priority"], "normal");
+        assert_eq!(
+            fcm["android"]["notification"],
+            json!({ "icon": "https://example.com/icon.png", "channel_id": "promos" })
+        );
+        assert_eq!(fcm["data"], json!({ "deepLink": "app://promo" }), "null removed pushgate's type");
+        assert_eq!(fcm["fcm_options"]["analytics_label"], "promo");
+        let web = push.to_webpush(1_000, Some("https://chat.example.com/{room}"));
+        assert_eq!((web.urgency, web.ttl_seconds), (Urgency::Low, 60));
+        let payload: Value = serde_json::from_slice(&web.payload).expect("json");
+        assert_eq!(payload["notification"]["navigate"], "https://chat.example.com/promo");
+        assert_eq!(payload["notification"]["silent"], true);
+        assert_eq!(payload["notification"]["title"], "限時優惠", "what the block leaves alone stays");
+        // Stored and read back, the blocks are the same.
+        let stored: CustomPush = serde_json::from_str(&serde_json::to_string(&push).expect("json")).expect("reads");
+        assert_eq!(stored, push);
+    }
+
+    #[test]
+    fn a_block_that_makes_a_push_a_provider_refuses_is_refused_naming_it() {
+        let refused = |blocks: Value| with_blocks(blocks).validate().expect_err("refused").0;
+        let background = json!({ "apns": { "headers": { "apns-push-type": "background" } } });
+        assert!(refused(background).contains("a background push needs aps.content-available 1 and no aps.alert"));
+        let background = json!({ "apns": { "headers": { "apns-push-type": "background", "apns-priority": "5" },
+                                           "payload": { "aps": { "alert": null, "sound": null, "content-available": 1 } } } });
+        let background = with_blocks(background);
+        assert!(background.validate().is_ok() && background.to_apns().silent, "a proper background push");
+        let big = "x".repeat(4_100);
+        assert!(
+            refused(json!({ "apns": { "payload": { "big": big } } }))
+                .starts_with("payload.apns.payload: the APNs payload with it merged is")
+        );
+        assert!(
+            refused(json!({ "fcm": { "data": { "big": big } } }))
+                .starts_with("payload.fcm: the FCM message with it merged is")
+        );
+        assert!(
+            refused(json!({ "webpush": { "notification": { "body": big } } }))
+                .starts_with("payload.webpush.notification: ")
+        );
+        assert!(refused(json!({ "apns": { "payload": { "aps": "x" } } })).starts_with("payload.apns.payload.aps: "));
+        assert!(
+            refused(json!({ "apns": { "headers": { "apns-id": "x" } } })).starts_with("payload.apns.headers.apns-id: ")
+        );
+        let unknown: Result<CustomPush, _> = serde_json::from_value(json!({ "apns": { "header": {} } }));
+        assert!(unknown.is_err(), "an unknown member of a block is refused");
     }
 }

@@ -107,7 +107,7 @@ impl ChatMessage {
         self.private_fields(&mut payload, sealed);
         let collapse_id = self.room.as_ref().filter(|_| style.collapse_by_room).map(room_collapse_key);
         let payload = payload.to_string().into_bytes();
-        ApnsPush { silent: false, power_aware: false, payload, topic: None, collapse_id, expiration: None }
+        ApnsPush { silent: false, priority: None, payload, topic: None, collapse_id, expiration: None }
     }
 
     /// The clear FCM message to seal (as [`ChatMessage::apns_to_seal`]).

@@ -54,7 +54,7 @@ fn the_seed_callback_parses_with_its_recipients_and_keeps_unknown_fields_out_of_
 fn the_seed_message_gives_imkits_apns_payload() {
     let message = GenericCallback::parse(&seed_callback()).expect("parses").message;
     let push = message.to_apns(&ChatStyle::default(), &RECIPIENT, None);
-    assert!(!push.silent && !push.power_aware);
+    assert!(!push.silent && push.priority.is_none());
     assert_eq!(
         apns_json(&push),
         json!({ "aps": {
@@ -245,7 +245,7 @@ fn a_huge_message_is_cut_with_an_ellipsis_to_fit() {
 #[test]
 fn a_badge_update_is_silent_and_power_aware() {
     let apns = badge_update_apns(4);
-    assert!(apns.power_aware && !apns.silent);
+    assert!(apns.priority == Some(crate::ApnsPriority::PowerAware) && !apns.silent);
     assert_eq!(apns_json(&apns), json!({ "aps": { "badge": 4 }, "type": "badge" }));
     assert_eq!(badge_update_fcm(4)["data"], json!({ "type": "badge", "badge": "4" }));
     assert!(badge_update_fcm(4).get("notification").is_none());
@@ -441,7 +441,7 @@ fn a_rooms_clear_push_carries_the_room_and_the_badge_on_every_platform() {
     let room = RoomId::parse("demo-room").expect("a room");
     let apns = clear_apns(&room, 4);
     assert!(
-        apns.power_aware && !apns.silent,
+        apns.priority == Some(crate::ApnsPriority::PowerAware) && !apns.silent,
         "priority 5, push type alert: the badge is applied, never throttled away"
     );
     assert_eq!(

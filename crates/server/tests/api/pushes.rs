@@ -531,3 +531,66 @@ async fn a_status_request_with_wait_seconds_answers_once_every_delivery_is_final
         assert!(body["error"]["message"].as_str().is_some_and(|message| message.starts_with("waitSeconds ")), "{body}");
     }
 }
+
+#[tokio::test]
+async fn provider_override_blocks_reach_apns_and_fcm_merged_over_the_built_request() {
+    let setup = spawn_with_providers("").await;
+    register(&setup).await;
+    let mut payload = seed_marketing_payload();
+    payload["apns"] = json!({
+        "headers": { "apns-priority": "5", "apns-collapse-id": "promo-apns" },
+        "payload": { "aps": { "sound": null, "interruption-level": "passive" }, "deepLink": "app://promo" }
+    });
+    payload["fcm"] = json!({
+        "android": { "priority": "normal", "notification": { "channel_id": "promos" } },
+        "data": { "deepLink": "app://promo" },
+        "fcm_options": { "analytics_label": "promo" }
+    });
+    let push_id = push(&setup, &["user001", "user002"], payload).await;
+    assert_eq!(settled(&setup, &push_id).await["summary"], json!({ "delivered": 2 }));
+
+    let apns = &setup.apns.delivered()[0];
+    assert_eq!(
+        (apns.headers["apns-priority"].as_str(), apns.headers["apns-collapse-id"].as_str()),
+        ("5", "promo-apns")
+    );
+    assert_eq!(apns.headers["apns-push-type"], "alert");
+    assert_eq!(
+        apns.payload,
+        json!({ "aps": { "alert": "您有一則新的優惠活動,立即查看!", "badge": 1, "interruption-level": "passive" },
+                "type": "marketing", "deepLink": "app://promo" })
+    );
+    let fcm = &setup.fcm.messages()[0].message;
+    assert_eq!(fcm["android"]["priority"], "normal");
+    assert_eq!(fcm["android"]["collapse_key"], "promo_2026", "what the block leaves alone stays");
+    assert_eq!(fcm["android"]["notification"]["channel_id"], "promos");
+    assert_eq!(fcm["data"], json!({ "type": "marketing", "deepLink": "app://promo" }));
+    assert_eq!(fcm["fcm_options"]["analytics_label"], "promo");
+}
+
+#[tokio::test]
+async fn an_override_block_a_provider_would_refuse_is_a_400_naming_it_and_nothing_is_stored() {
+    let setup = spawn_with_providers("").await;
+    register(&setup).await;
+    for (block, named) in [
+        (json!({ "apns": { "headers": { "apns-push-type": "voip" } } }), "payload.apns.headers.apns-push-type: "),
+        (json!({ "apns": { "headers": { "apns-push-type": "background" } } }), "payload.apns: a background push needs"),
+        (json!({ "apns": { "payload": { "pad": "x".repeat(4_100) } } }), "payload.apns.payload: the APNs payload"),
+        (json!({ "fcm": { "token": "someone-else" } }), "payload.fcm.token: pushgate sets the target"),
+        (json!({ "fcm": { "data": { "count": 3 } } }), "payload.fcm.data.count: FCM data values must be strings"),
+        (json!({ "webpush": { "headers": { "Urgency": "asap" } } }), "payload.webpush.headers.Urgency: "),
+        (json!({ "webpush": { "notifications": {} } }), "payload.webpush.notifications: unknown field `notifications`"),
+    ] {
+        let mut payload = seed_marketing_payload();
+        payload.as_object_mut().expect("object").extend(block.as_object().expect("object").clone());
+        let (status, body) = setup
+            .app
+            .post_json("/push/push2clients", Some(API_KEY), &json!({ "clients": ["user001"], "payload": payload }))
+            .await;
+        assert_eq!((status, &body["error"]["code"]), (400, &json!("INVALID_PARAMETER")), "{body}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.starts_with(named), "{named} in {message}");
+    }
+    assert_eq!(setup.app.settle().await, 0, "nothing was stored, so nothing is delivered");
+    assert_eq!(setup.apns.delivered_count() + setup.fcm.delivered_count(), 0);
+}

@@ -218,7 +218,10 @@ async fn chat_custom_and_badge_pushes_reach_a_browser_encrypted_and_declarative(
     );
     assert_eq!(chat.version, http::Version::HTTP_2);
 
-    let marketing = json!({ "type": "marketing", "title": "限時優惠", "body": "立即查看!", "badge": 5, "collapseKey": "promo_2026" });
+    // With a Web Push override block: its headers and notification members win.
+    let marketing = json!({ "type": "marketing", "title": "限時優惠", "body": "立即查看!", "badge": 5, "collapseKey": "promo_2026",
+                            "webpush": { "headers": { "Urgency": "low", "TTL": "120" },
+                                         "notification": { "navigate": "https://chat.example.com/promo", "silent": true } } });
     let push_id = push2clients(app, &["alice"], marketing).await;
     let deliveries = settled(app, &push_id).await;
     assert_eq!(deliveries[0]["status"], "delivered", "{deliveries:?}");
@@ -226,9 +229,13 @@ async fn chat_custom_and_badge_pushes_reach_a_browser_encrypted_and_declarative(
     assert_eq!(
         custom.payload,
         json!({ "web_push": 8030, "app_badge": 5, "type": "marketing",
-                "notification": { "title": "限時優惠", "body": "立即查看!", "tag": "promo_2026", "navigate": "https://chat.example.com/" } })
+                "notification": { "title": "限時優惠", "body": "立即查看!", "tag": "promo_2026",
+                                  "navigate": "https://chat.example.com/promo", "silent": true } })
     );
-    assert_eq!((custom.urgency.as_deref(), custom.topic.as_deref()), (Some("high"), Some("promo_2026")));
+    assert_eq!(
+        (custom.urgency.as_deref(), custom.topic.as_deref(), custom.ttl),
+        (Some("low"), Some("promo_2026"), Some(120))
+    );
 
     let (status, read) =
         app.post_json("/v1/clients/alice/rooms/demo-room/read", Some(API_KEY), &json!({ "sync": true })).await;
