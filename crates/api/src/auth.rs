@@ -32,6 +32,8 @@ pub struct AppSettings {
     pub client_auth: Option<Arc<crate::client_auth::ClientAuth>>,
     /// Limits on the app's accept routes.
     pub inbound: Arc<crate::limits::InboundLimits>,
+    /// Whether the app holds Apple's Critical Alerts entitlement (`[apps.apns] critical_alerts`).
+    pub critical_alerts: bool,
 }
 
 /// The configured apps, by id.
@@ -147,6 +149,7 @@ mod tests {
                         vapid_public_key: None,
                         client_auth: None,
                         inbound: Default::default(),
+                        critical_alerts: false,
                     }),
                 )
             })

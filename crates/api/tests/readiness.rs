@@ -250,6 +250,7 @@ fn state_with_worker(running: bool) -> AppState {
         vapid_public_key: None,
         client_auth: None,
         inbound: Default::default(),
+        critical_alerts: false,
     };
     AppState {
         store: Arc::new(UnreachableStore),

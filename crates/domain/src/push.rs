@@ -11,6 +11,8 @@ use crate::webpush::{MAX_WEBPUSH_TTL_SECONDS, Urgency, WebPushMessage, declarati
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+/// `aps.interruption-level`s Apple documents (iOS 15+).
+const INTERRUPTION_LEVELS: [&str; 4] = ["passive", "active", "time-sensitive", "critical"];
 /// Longest `apns-collapse-id` APNs accepts, in bytes.
 const MAX_COLLAPSE_KEY_BYTES: usize = 64;
 /// IMKIT's own pipeline gives FCM messages an hour to live when no expiry is set.
@@ -126,6 +128,25 @@ impl CustomPush {
                     "payload.apns: an alert push needs aps.alert, sound or badge; without them send a background one",
                 ));
             }
+            match &aps["interruption-level"] {
+                Value::Null => {}
+                Value::String(level) if INTERRUPTION_LEVELS.contains(&level.as_str()) => {}
+                other => {
+                    return Err(ParseError::new(format!(
+                        "payload.apns.payload.aps.interruption-level: must be one of {}, not {other}",
+                        INTERRUPTION_LEVELS.join(", ")
+                    )));
+                }
+            }
+            match &aps["relevance-score"] {
+                Value::Null => {}
+                Value::Number(score) if score.as_f64().is_some_and(|score| (0.0..=1.0).contains(&score)) => {}
+                other => {
+                    return Err(ParseError::new(format!(
+                        "payload.apns.payload.aps.relevance-score: must be a number from 0 to 1, not {other}"
+                    )));
+                }
+            }
             if apns.payload.len() > crate::MAX_APNS_BYTES {
                 return Err(ParseError::new(format!(
                     "payload.apns.payload: the APNs payload with it merged is {} bytes, more than APNs' {}",
@@ -156,6 +177,15 @@ impl CustomPush {
             }
         }
         Ok(())
+    }
+
+    /// Whether APNs gets it as a critical alert (`interruption-level`
+    /// `critical`), which only an app with Apple's entitlement may send.
+    pub fn is_critical(&self) -> bool {
+        self.apns.as_ref().is_some_and(|block| {
+            block.payload.get("aps").and_then(|aps| aps.get("interruption-level")).and_then(Value::as_str)
+                == Some("critical")
+        })
     }
 
     /// Whether the push shows anything; without alert, title or body it is a
@@ -563,6 +593,12 @@ mod tests {
         assert!(
             refused(json!({ "apns": { "headers": { "apns-id": "x" } } })).starts_with("payload.apns.headers.apns-id: ")
         );
+        let level = json!({ "apns": { "payload": { "aps": { "interruption-level": "urgent" } } } });
+        assert!(refused(level).starts_with("payload.apns.payload.aps.interruption-level: must be one of passive"));
+        let score = json!({ "apns": { "payload": { "aps": { "relevance-score": 1.5 } } } });
+        assert!(refused(score).starts_with("payload.apns.payload.aps.relevance-score: "));
+        let critical = with_blocks(json!({ "apns": { "payload": { "aps": { "interruption-level": "critical" } } } }));
+        assert!(critical.validate().is_ok() && critical.is_critical() && !seed_marketing().is_critical());
         let unknown: Result<CustomPush, _> = serde_json::from_value(json!({ "apns": { "header": {} } }));
         assert!(unknown.is_err(), "an unknown member of a block is refused");
     }

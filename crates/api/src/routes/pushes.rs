@@ -89,6 +89,12 @@ pub async fn push2clients(
         ApiError::invalid(format!("payload.{path}: {}", error.into_inner()))
     })?;
     push.validate()?;
+    if push.is_critical() && !app.critical_alerts {
+        return Err(ApiError::invalid(
+            "payload.apns.payload.aps.interruption-level: critical needs Apple's Critical Alerts entitlement; set \
+             [apps.apns] critical_alerts = true for an app that holds it",
+        ));
+    }
     let now = now_ms();
     let now_seconds = u64::try_from(now / 1000).unwrap_or_default();
     let max_age_deadline = now.saturating_add(app.max_age_ms);

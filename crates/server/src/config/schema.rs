@@ -384,6 +384,10 @@ pub struct ApnsConfig {
     /// Most sends per second to APNs for this app (a token bucket with as
     /// large a burst); absent: no limit (APNs publishes no quota).
     pub rate_per_second: Option<u32>,
+    /// Whether Apple granted the app the Critical Alerts entitlement: only
+    /// then may a push2clients set `interruption-level` `critical`.
+    #[serde(default)]
+    pub critical_alerts: bool,
 }
 
 /// `[apps.fcm]`

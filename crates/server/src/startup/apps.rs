@@ -66,6 +66,7 @@ pub(super) fn configured_apps(config: &Config, store: &Arc<dyn Store>) -> anyhow
                 burst: app.limits.burst,
                 in_flight: app.limits.in_flight,
             })),
+            critical_alerts: app.apns.as_ref().is_some_and(|apns| apns.critical_alerts),
         };
         apps.settings.insert(id.clone(), Arc::new(settings));
         for key in &app.api_keys {

@@ -3,6 +3,7 @@
 
 use crate::helpers::{
     API_KEY, APNS_TOKEN, WithProviders, error_envelope, ios_device, send_push, settled_status, spawn_with_providers,
+    spawn_with_providers_and,
 };
 use pushgate_testkit::{ApnsFailure, FcmFailure};
 use serde_json::{Value, json};
@@ -593,4 +594,29 @@ async fn an_override_block_a_provider_would_refuse_is_a_400_naming_it_and_nothin
     }
     assert_eq!(setup.app.settle().await, 0, "nothing was stored, so nothing is delivered");
     assert_eq!(setup.apns.delivered_count() + setup.fcm.delivered_count(), 0);
+}
+
+#[tokio::test]
+async fn a_critical_alert_needs_the_apps_entitlement() {
+    let critical = || {
+        let mut payload = seed_marketing_payload();
+        payload["apns"] = json!({ "payload": { "aps": {
+            "interruption-level": "critical", "relevance-score": 0.9,
+            "sound": { "critical": 1, "name": "default", "volume": 1.0 } } } });
+        json!({ "clients": ["user001"], "payload": payload })
+    };
+    let without = spawn_with_providers("").await;
+    let (status, body) = without.app.post_json("/push/push2clients", Some(API_KEY), &critical()).await;
+    assert_eq!(status, 400, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("payload.apns.payload.aps.interruption-level: critical needs"), "{message}");
+
+    let entitled = spawn_with_providers_and("", &[("PUSHGATE_APPS__SAMPLEAPP__APNS__CRITICAL_ALERTS", "true")]).await;
+    register(&entitled).await;
+    let (status, body) = entitled.app.post_json("/push/push2clients", Some(API_KEY), &critical()).await;
+    assert_eq!(status, 200, "{body}");
+    entitled.app.settle().await;
+    let aps = &entitled.apns.delivered()[0].payload["aps"];
+    assert_eq!((&aps["interruption-level"], &aps["relevance-score"]), (&json!("critical"), &json!(0.9)));
+    assert_eq!(aps["sound"]["critical"], 1);
 }
