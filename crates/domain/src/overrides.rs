@@ -269,6 +269,53 @@ pub fn check_fcm(block: &Map<String, Value>) -> Result<(), ParseError> {
                 )));
             }
         }
+        if let Some(Value::Object(notification)) = android.get("notification") {
+            check_android_notification(notification)?;
+        }
+    }
+    Ok(())
+}
+
+/// The `AndroidNotification` options whose forms FCM checks: a wrong one
+/// would fail every delivery of the push with `INVALID_ARGUMENT`.
+fn check_android_notification(notification: &Map<String, Value>) -> Result<(), ParseError> {
+    let at = |key: &str| format!("payload.fcm.android.notification.{key}");
+    for (key, value) in notification {
+        if value.is_null() {
+            continue;
+        }
+        let valid = match key.as_str() {
+            // #rrggbb.
+            "color" => value.as_str().is_some_and(|color| {
+                color.len() == 7 && color.starts_with('#') && color[1..].bytes().all(|b| b.is_ascii_hexdigit())
+            }),
+            "visibility" => {
+                value.as_str().is_some_and(|visibility| matches!(visibility, "PRIVATE" | "PUBLIC" | "SECRET"))
+            }
+            "notification_priority" => value.as_str().is_some_and(|priority| {
+                matches!(
+                    priority,
+                    "PRIORITY_MIN" | "PRIORITY_LOW" | "PRIORITY_DEFAULT" | "PRIORITY_HIGH" | "PRIORITY_MAX"
+                )
+            }),
+            "notification_count" => value.as_u64().is_some_and(|count| count <= u64::from(u32::MAX)),
+            "sticky" | "default_sound" | "default_vibrate_timings" | "default_light_settings" | "local_only" => {
+                value.is_boolean()
+            }
+            "image" => value.as_str().is_some_and(|url| url.starts_with("https://")),
+            "title_loc_args" | "body_loc_args" => {
+                value.as_array().is_some_and(|args| args.iter().all(Value::is_string))
+            }
+            "title" | "body" | "icon" | "sound" | "tag" | "click_action" | "channel_id" | "ticker"
+            | "title_loc_key" | "body_loc_key" | "event_time" => value.is_string(),
+            "vibrate_timings" | "light_settings" | "proxy" | "bypass_proxy_notification" => true,
+            _ => {
+                return Err(ParseError::new(format!("{}: not an AndroidNotification option", at(key))));
+            }
+        };
+        if !valid {
+            return Err(ParseError::new(format!("{}: {value} is not in the form FCM takes", at(key))));
+        }
     }
     Ok(())
 }
@@ -375,7 +422,9 @@ mod tests {
 
     #[test]
     fn an_fcm_block_takes_message_members_in_fcms_forms_only() {
-        let valid = json!({ "android": { "priority": "normal", "ttl": "86400s", "notification": { "channel_id": "news" } },
+        let valid = json!({ "android": { "priority": "normal", "ttl": "86400s", "notification": {
+                                "channel_id": "news", "image": "https://example.com/a.png", "color": "#1a2B3c",
+                                "sticky": true, "visibility": "PUBLIC", "notification_count": 3 } },
                             "data": { "k": "v", "gone": null }, "fcm_options": { "analytics_label": "news" } });
         assert!(check_fcm(&object(valid)).is_ok());
         for (block, named) in [
@@ -387,6 +436,27 @@ mod tests {
             (json!({ "android": { "ttl": "1h" } }), "payload.fcm.android.ttl: "),
             (json!({ "android": { "ttl": "3." } }), "payload.fcm.android.ttl: "),
             (json!({ "notification": "x" }), "payload.fcm.notification: must be an object"),
+            (json!({ "android": { "notification": { "color": "red" } } }), "payload.fcm.android.notification.color: "),
+            (
+                json!({ "android": { "notification": { "visibility": "public" } } }),
+                "payload.fcm.android.notification.visibility: ",
+            ),
+            (
+                json!({ "android": { "notification": { "notification_count": -1 } } }),
+                "payload.fcm.android.notification.notification_count: ",
+            ),
+            (
+                json!({ "android": { "notification": { "sticky": "yes" } } }),
+                "payload.fcm.android.notification.sticky: ",
+            ),
+            (
+                json!({ "android": { "notification": { "image": "http://x" } } }),
+                "payload.fcm.android.notification.image: ",
+            ),
+            (
+                json!({ "android": { "notification": { "chanel_id": "x" } } }),
+                "payload.fcm.android.notification.chanel_id: not an",
+            ),
         ] {
             let error = check_fcm(&object(block)).expect_err("refused").0;
             assert!(error.starts_with(named), "{error}");

@@ -562,6 +562,12 @@ mod tests {
         assert_eq!(payload["notification"]["navigate"], "https://chat.example.com/promo");
         assert_eq!(payload["notification"]["silent"], true);
         assert_eq!(payload["notification"]["title"], "限時優惠", "what the block leaves alone stays");
+        // A data-only FCM message: the block removes what would show.
+        let data_only = with_blocks(json!({ "fcm": { "notification": null, "android": { "notification": null } } }));
+        data_only.validate().expect("valid");
+        let fcm = data_only.to_fcm(1_000);
+        assert!(fcm.get("notification").is_none() && fcm["android"].get("notification").is_none(), "{fcm}");
+        assert_eq!(fcm["data"], json!({ "type": "marketing" }));
         // Stored and read back, the blocks are the same.
         let stored: CustomPush = serde_json::from_str(&serde_json::to_string(&push).expect("json")).expect("reads");
         assert_eq!(stored, push);
