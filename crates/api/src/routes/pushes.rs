@@ -7,7 +7,7 @@ use crate::error::{ApiError, Envelope, ErrorEnvelope, ok};
 use crate::extract::{ApiJson, ApiPath};
 use crate::{AppState, new_push_id, now_ms};
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::{RawQuery, State};
 use pushgate_domain::{ClientId, CustomPush, PushId, PushRequest, Reason};
 use pushgate_store::{BadgePlan, DeliveryStatus, NewPush};
 use serde::{Deserialize, Serialize};
@@ -177,26 +177,34 @@ const MAX_WAIT_SECONDS: u64 = 30;
 /// How often a waiting status request looks again.
 const WAIT_POLL: Duration = Duration::from_millis(50);
 
-/// Query of the push status route.
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[serde(rename_all = "camelCase")]
+/// Query of the push status route (for the OpenAPI document; the route reads
+/// its raw query itself, so that no form of it is refused outside IMKIT's
+/// envelope: a repeated key, bad percent-encoding).
+#[derive(Debug, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PushStatusQuery {
     /// Wait up to this many seconds (0 to 30) for every delivery to be final (not `queued`, `retrying` or `held`)
     /// before answering; the answer then shows where each stands, final or not. Without it, the answer is at once.
-    #[param(value_type = Option<u32>, minimum = 0, maximum = 30)]
-    pub wait_seconds: Option<String>,
+    #[param(rename = "waitSeconds", minimum = 0, maximum = 30)]
+    pub wait_seconds: Option<u32>,
 }
 
-impl PushStatusQuery {
-    fn wait(&self) -> Result<Duration, ApiError> {
-        let Some(raw) = self.wait_seconds.as_deref() else { return Ok(Duration::ZERO) };
-        match raw.parse::<u64>() {
-            Ok(seconds) if seconds <= MAX_WAIT_SECONDS => Ok(Duration::from_secs(seconds)),
-            _ => Err(ApiError::invalid(format!(
-                "waitSeconds must be a whole number of seconds from 0 to {MAX_WAIT_SECONDS}, not {raw:?}"
-            ))),
-        }
+/// How long the request asks to wait (`waitSeconds`), or what is wrong with it.
+fn wait_of(query: Option<&str>) -> Result<Duration, ApiError> {
+    let given: Vec<String> = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .filter(|(name, _)| name == "waitSeconds")
+        .map(|(_, value)| value.into_owned())
+        .collect();
+    let raw = match given.as_slice() {
+        [] => return Ok(Duration::ZERO),
+        [raw] => raw,
+        _ => return Err(ApiError::invalid("waitSeconds must be given once")),
+    };
+    match raw.parse::<u64>() {
+        Ok(seconds) if seconds <= MAX_WAIT_SECONDS => Ok(Duration::from_secs(seconds)),
+        _ => Err(ApiError::invalid(format!(
+            "waitSeconds must be a whole number of seconds from 0 to {MAX_WAIT_SECONDS}, not {raw:?}"
+        ))),
     }
 }
 
@@ -216,11 +224,10 @@ pub async fn push_status(
     State(state): State<AppState>,
     AuthenticatedApp(app): AuthenticatedApp,
     ApiPath(push_id): ApiPath<String>,
-    // Every field a string: the query cannot be refused before `wait` names what is wrong in IMKIT's envelope.
-    Query(query): Query<PushStatusQuery>,
+    RawQuery(query): RawQuery,
 ) -> Result<Json<Envelope<PushStatusResult>>, ApiError> {
     let not_found = || ApiError::not_found(format!("no push {push_id:?} for this app"));
-    let wait = query.wait()?;
+    let wait = wait_of(query.as_deref())?;
     let id = PushId::parse(&push_id).map_err(|_| not_found())?;
     let deadline = tokio::time::Instant::now() + wait;
     let view = loop {

@@ -525,7 +525,7 @@ async fn a_status_request_with_wait_seconds_answers_once_every_delivery_is_final
     let (status, body) = crate::helpers::read(waiting.await.expect("the task").expect("an answer")).await;
     assert_eq!((status, &body["result"]["summary"]), (200, &json!({ "delivered": 2 })), "{body}");
 
-    for bad in ["31", "-1", "soon"] {
+    for bad in ["31", "-1", "soon", "null&waitSeconds=null", "1&waitSeconds=2"] {
         let (status, body) = setup.app.get(&format!("/v1/pushes/{push_id}?waitSeconds={bad}"), Some(API_KEY)).await;
         assert_eq!(status, 400, "{body}");
         assert_eq!(body["error"]["code"], "INVALID_PARAMETER");
