@@ -55,6 +55,7 @@ impl PushType {
     fn topic_suffix(self) -> &'static str {
         match self {
             Self::Voip => ".voip",
+            Self::Location => ".location-query",
             Self::Complication => ".complication",
             Self::FileProvider => ".pushkit.fileprovider",
             Self::LiveActivity => ".push-type.liveactivity",
@@ -320,6 +321,24 @@ mod tests {
             build_request(&notification(PushType::Voip, &too_big), "h", None).unwrap_err(),
             Outcome::rejected("PayloadTooLarge")
         );
+    }
+
+    #[test]
+    fn each_push_type_gets_the_topic_apple_asks_for() {
+        // Apple, "Sending notification requests to APNs", apns-push-type.
+        for (push_type, topic) in [
+            (PushType::Alert, "io.imkit.app"),
+            (PushType::Background, "io.imkit.app"),
+            (PushType::Location, "io.imkit.app.location-query"),
+            (PushType::Voip, "io.imkit.app.voip"),
+            (PushType::Complication, "io.imkit.app.complication"),
+            (PushType::FileProvider, "io.imkit.app.pushkit.fileprovider"),
+            (PushType::LiveActivity, "io.imkit.app.push-type.liveactivity"),
+            (PushType::PushToTalk, "io.imkit.app.voip-ptt"),
+        ] {
+            let request = build_request(&notification(push_type, br#"{"aps":{}}"#), "h", None).unwrap();
+            assert_eq!(header(&request, "apns-topic"), topic, "{push_type:?}");
+        }
     }
 
     #[test]
