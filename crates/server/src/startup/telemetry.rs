@@ -74,7 +74,12 @@ pub fn init_logging(config: &Config) -> Telemetry {
         }
         None => (None, None),
     };
-    tracing_subscriber::registry().with(lines.with_filter(filter)).with(traces).init();
+    match traces {
+        // Each layer its own filter: the spans go to the exporter whatever the log level.
+        Some(traces) => tracing_subscriber::registry().with(lines.with_filter(filter)).with(traces).init(),
+        // One filter for the whole subscriber, as cheap as logging alone can be.
+        None => tracing_subscriber::registry().with(filter.and_then(lines)).init(),
+    }
     if provider.is_some() {
         pushgate_domain::trace::install(TraceHooks { context_of, set_parent });
         tracing::info!(endpoint = %config.telemetry.otlp_endpoint.as_ref().map(url::Url::as_str).unwrap_or_default(), "exporting traces over OTLP");
