@@ -240,22 +240,34 @@ impl ChatMessage {
                     aps.insert("alert".into(), alert);
                 }
             }
-            if let Some(badge) = recipient.badge {
-                aps.insert("badge".into(), badge.into());
-            }
-            if recipient.quiet {
-                aps.insert("interruption-level".into(), "passive".into());
-            } else if let Some(sound) = &style.sound {
-                aps.insert("sound".into(), sound.clone().into());
-            }
-            if let Some(room) = &self.room {
-                aps.insert("thread-id".into(), room.as_str().into());
-            }
+            self.insert_alert_options(&mut aps, style, recipient);
             json!({ "aps": aps })
         };
         let payload = fit(limit, self.longest_text(alert, recipient.summary), build).to_string().into_bytes();
         let collapse_id = self.room.as_ref().filter(|_| style.collapse_by_room).map(room_collapse_key);
         ApnsPush { silent: false, priority: None, payload, topic: None, collapse_id, expiration: None }
+    }
+
+    /// What every chat alert's `aps` carries beside its text: the badge, the
+    /// sound (or, in quiet hours, a passive interruption level instead) and
+    /// the room as `thread-id`.
+    pub(crate) fn insert_alert_options(
+        &self,
+        aps: &mut Map<String, Value>,
+        style: &ChatStyle,
+        recipient: &Recipient<'_>,
+    ) {
+        if let Some(badge) = recipient.badge {
+            aps.insert("badge".into(), badge.into());
+        }
+        if recipient.quiet {
+            aps.insert("interruption-level".into(), "passive".into());
+        } else if let Some(sound) = &style.sound {
+            aps.insert("sound".into(), sound.clone().into());
+        }
+        if let Some(room) = &self.room {
+            aps.insert("thread-id".into(), room.as_str().into());
+        }
     }
 
     /// The PushKit (VoIP) push for one recipient: no `aps` content, the

@@ -92,17 +92,7 @@ impl ChatMessage {
         let mut aps = Map::new();
         aps.insert("alert".into(), json!({ "loc-key": PRIVATE_LOC_KEY, "body": language.private_text() }));
         aps.insert("mutable-content".into(), 1.into());
-        if let Some(badge) = recipient.badge {
-            aps.insert("badge".into(), badge.into());
-        }
-        if recipient.quiet {
-            aps.insert("interruption-level".into(), "passive".into());
-        } else if let Some(sound) = &style.sound {
-            aps.insert("sound".into(), sound.clone().into());
-        }
-        if let Some(room) = &self.room {
-            aps.insert("thread-id".into(), room.as_str().into());
-        }
+        self.insert_alert_options(&mut aps, style, recipient);
         let mut payload = json!({ "aps": aps, "type": CHAT_PUSH_TYPE });
         self.private_fields(&mut payload, sealed);
         let collapse_id = self.room.as_ref().filter(|_| style.collapse_by_room).map(room_collapse_key);
