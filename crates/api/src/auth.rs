@@ -34,6 +34,18 @@ pub struct AppSettings {
     pub inbound: Arc<crate::limits::InboundLimits>,
     /// Whether the app holds Apple's Critical Alerts entitlement (`[apps.apns] critical_alerts`).
     pub critical_alerts: bool,
+    /// How the app authenticates to APNs; `None`: no `[apps.apns]`.
+    pub apns_auth: Option<ApnsAuth>,
+}
+
+/// How an app authenticates to APNs, which decides what it may send: Apple
+/// takes Live Activity pushes with token-based authentication only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApnsAuth {
+    /// A `.p8` signing key (`key_file`, `key_id`, `team_id`).
+    Token,
+    /// A client certificate (`certificate_file`).
+    Certificate,
 }
 
 /// The configured apps, by id.
@@ -150,6 +162,7 @@ mod tests {
                         client_auth: None,
                         inbound: Default::default(),
                         critical_alerts: false,
+                        apns_auth: None,
                     }),
                 )
             })

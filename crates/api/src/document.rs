@@ -33,6 +33,9 @@ fn example(method: &str, path: &str) -> Option<Value> {
             "apns": { "headers": { "apns-priority": "5" }, "payload": { "aps": { "interruption-level": "passive" } } },
             "fcm": { "android": { "notification": { "channel_id": "promos" } }, "fcm_options": { "analytics_label": "promo" } },
             "webpush": { "headers": { "Urgency": "low" }, "notification": { "navigate": "https://chat.example.com/promo" } } } }),
+        ("post", "/push/liveactivity") => json!({ "clients": ["user001"], "payload": {
+            "event": "update", "activityId": "order-A17", "contentState": { "status": "on the way", "etaMinutes": 12 },
+            "staleDate": 1_893_456_000, "alert": { "title": "Order A-17", "body": "Your rider is 12 minutes away" } } }),
         ("post", "/imkit/push/v2") => callback,
         ("post", "/imkit/push") => {
             let mut legacy = callback;
@@ -102,7 +105,7 @@ pub(crate) fn complete(openapi: &mut OpenApi) {
                     "`MISSING_PARAMETER` or `INVALID_PARAMETER`: an admin key without `IM-APP-ID`, or naming no configured app",
                 );
             }
-            if matches!(path.as_str(), "/push/push2clients" | "/imkit/push/v2" | "/imkit/push") {
+            if matches!(path.as_str(), "/push/push2clients" | "/push/liveactivity" | "/imkit/push/v2" | "/imkit/push") {
                 answer(
                     operation,
                     "429",

@@ -235,6 +235,7 @@ fn api_routes(router: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
         .routes(routes!(routes::me::unsubscribe))
         .routes(routes!(routes::clients::list_devices))
         .routes(routes!(routes::pushes::push2clients))
+        .routes(routes!(routes::pushes::push_liveactivity))
         .routes(routes!(routes::pushes::push_status))
         .routes(routes!(routes::imkit::push_generic))
         .routes(routes!(routes::imkit::push_legacy))

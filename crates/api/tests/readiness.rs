@@ -251,6 +251,7 @@ fn state_with_worker(running: bool) -> AppState {
         client_auth: None,
         inbound: Default::default(),
         critical_alerts: false,
+        apns_auth: None,
     };
     AppState {
         store: Arc::new(UnreachableStore),

@@ -51,7 +51,11 @@ fn message<'a>(request: &'a PushRequest, delivery: &ClaimedDelivery) -> Option<(
     match request {
         PushRequest::Chat(message) => Some((message, None)),
         PushRequest::LegacyChat { message, alert } => Some((message, alert.as_deref())),
-        PushRequest::Custom(_) | PushRequest::BadgeUpdate | PushRequest::Clear { .. } => None,
+        PushRequest::Custom(_)
+        | PushRequest::BadgeUpdate
+        | PushRequest::Clear { .. }
+        // Only ActivityKit tokens get it (the worker checks).
+        | PushRequest::LiveActivity(_) => None,
     }
 }
 
@@ -61,6 +65,7 @@ pub(crate) fn apns(request: &PushRequest, delivery: &ClaimedDelivery, style: &Ch
     let badge = delivery.badge.unwrap_or_default();
     match request {
         PushRequest::Custom(push) => return Some(push.to_apns()),
+        PushRequest::LiveActivity(push) => return Some(push.to_apns()),
         // A VoIP push must report a call; a clear is not one.
         PushRequest::Clear { room } => return (!voip).then(|| clear_apns(room, badge)),
         _ => {}

@@ -72,7 +72,9 @@ async fn answered(send: impl std::future::Future<Output = Outcome>) -> Outcome {
 /// The provider that serves a device type.
 pub(crate) fn provider_kind_of(device_type: DeviceType) -> ProviderKind {
     match device_type {
-        DeviceType::Ios | DeviceType::IosVoip => ProviderKind::Apns,
+        DeviceType::Ios | DeviceType::IosVoip | DeviceType::IosLiveActivity | DeviceType::IosPushToStart => {
+            ProviderKind::Apns
+        }
         DeviceType::Android | DeviceType::Fcm => ProviderKind::Fcm,
         DeviceType::Web | DeviceType::UnifiedPush => ProviderKind::WebPush,
     }
@@ -81,7 +83,9 @@ pub(crate) fn provider_kind_of(device_type: DeviceType) -> ProviderKind {
 /// The device types `provider` delivers to.
 pub(crate) fn device_types_of(provider: ProviderKind) -> &'static [DeviceType] {
     match provider {
-        ProviderKind::Apns => &[DeviceType::Ios, DeviceType::IosVoip],
+        ProviderKind::Apns => {
+            &[DeviceType::Ios, DeviceType::IosVoip, DeviceType::IosLiveActivity, DeviceType::IosPushToStart]
+        }
         ProviderKind::Fcm => &[DeviceType::Android, DeviceType::Fcm],
         ProviderKind::WebPush => &[DeviceType::Web, DeviceType::UnifiedPush],
     }
@@ -126,6 +130,7 @@ impl Provider for ApnsProviders {
         };
         let push_type = match (delivery.device_type, apns.silent) {
             (DeviceType::IosVoip, _) => PushType::Voip,
+            (DeviceType::IosLiveActivity | DeviceType::IosPushToStart, _) => PushType::LiveActivity,
             (_, true) => PushType::Background,
             (_, false) => PushType::Alert,
         };

@@ -12,7 +12,7 @@ use crate::pauses::Gate;
 use crate::provider::{Provider, Sent, provider_kind_of};
 use crate::retry::{retry_at, schedule_retry};
 use crate::{ApnsProviders, DeliveryConfig, DeliveryHandle, FcmProvider, WebPushProvider};
-use pushgate_domain::{AppId, ChatStyle, ProviderKind, Reason};
+use pushgate_domain::{AppId, ChatStyle, DeviceType, LiveActivityEvent, ProviderKind, PushRequest, Reason};
 use pushgate_providers::{Clock, Outcome};
 use pushgate_store::{ClaimedDelivery, DeliveryRef, DeliveryStatus, DeliveryUpdate, SharedPause, Store};
 use std::collections::{HashMap, HashSet};
@@ -461,6 +461,9 @@ impl Worker {
         let Some(request) = &delivery.push.request else {
             return (None, Ok(final_update(DeliveryStatus::Failed, Reason::UnreadablePush)));
         };
+        if matches!(request, PushRequest::LiveActivity(_)) != delivery.device_type.is_live_activity() {
+            return (None, Ok(final_update(DeliveryStatus::Skipped, Reason::NotForDeviceType)));
+        }
         let kind = provider_kind_of(delivery.device_type);
         let Some(provider) = app.providers.get(&kind) else {
             let reason = Reason::ProviderNotConfigured(kind);
@@ -538,7 +541,26 @@ impl Worker {
             now_ms: now,
         };
         match outcome {
-            Outcome::Delivered => update(DeliveryStatus::Delivered, None, None),
+            Outcome::Delivered => {
+                if ends_an_activity(delivery) {
+                    // An ended activity takes no more pushes: its token goes
+                    // (as a pruned one would), so "every activity" stays the live ones.
+                    let forgotten = self
+                        .store
+                        .prune_device(
+                            &delivery.app_id,
+                            delivery.device_type,
+                            &delivery.device_id,
+                            &delivery.token,
+                            None,
+                        )
+                        .await;
+                    if let Err(error) = forgotten {
+                        tracing::warn!(error = %error, "cannot forget an ended Live Activity's token");
+                    }
+                }
+                update(DeliveryStatus::Delivered, None, None)
+            }
             Outcome::Rejected { reason } => update(DeliveryStatus::Failed, Some(reason.clone()), None),
             Outcome::InvalidToken { reason, invalid_since_ms } => {
                 let pruned = self
@@ -575,6 +597,12 @@ impl Worker {
             Outcome::AppRejected { .. } => unreachable!("handled above"),
         }
     }
+}
+
+/// Whether the delivery is the `end` of the Live Activity its device is.
+fn ends_an_activity(delivery: &ClaimedDelivery) -> bool {
+    delivery.device_type == DeviceType::IosLiveActivity
+        && matches!(&delivery.push.request, Some(PushRequest::LiveActivity(push)) if push.event == LiveActivityEvent::End)
 }
 
 /// Aborts a task when dropped: the heartbeat ends with the worker's loop.

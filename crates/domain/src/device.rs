@@ -21,6 +21,14 @@ pub enum DeviceType {
     /// An app receiving through a UnifiedPush distributor (Android without
     /// Google services); the token is a Web Push subscription too.
     UnifiedPush,
+    /// pushgate's: a Live Activity's update token (ActivityKit's
+    /// `pushTokenUpdates`); the device id is the activity's id, so a client
+    /// has one per activity. Reached only by Live Activity pushes.
+    IosLiveActivity,
+    /// pushgate's: an app install's push-to-start token (ActivityKit's
+    /// `pushToStartTokenUpdates`, iOS 17.2+). Reached only by a Live
+    /// Activity's `start`.
+    IosPushToStart,
 }
 
 /// Which provider token space a token lives in. Two device types that share a
@@ -36,19 +44,32 @@ pub enum TokenKind {
     Fcm,
     /// Web Push subscriptions.
     WebPush,
+    /// ActivityKit tokens (an activity's update token, an install's
+    /// push-to-start token): only Live Activity pushes go to them.
+    ApnsActivity,
 }
 
 impl DeviceType {
     /// Every device type, in the order the error messages list them.
-    pub const ALL: [DeviceType; 6] = [Self::Ios, Self::IosVoip, Self::Android, Self::Fcm, Self::Web, Self::UnifiedPush];
+    pub const ALL: [DeviceType; 8] = [
+        Self::Ios,
+        Self::IosVoip,
+        Self::Android,
+        Self::Fcm,
+        Self::Web,
+        Self::UnifiedPush,
+        Self::IosLiveActivity,
+        Self::IosPushToStart,
+    ];
 
     /// Parses the IMKIT spelling (`ios`, `ios-voip`, `android`, `fcm`, `web`),
-    /// and pushgate's `unifiedpush`.
+    /// and pushgate's `unifiedpush`, `ios-liveactivity` and `ios-pushtostart`.
     pub fn parse(raw: &str) -> Result<Self, ParseError> {
-        Self::ALL
-            .into_iter()
-            .find(|candidate| candidate.as_str() == raw)
-            .ok_or_else(|| ParseError::new("type must be one of ios, ios-voip, android, fcm, web, unifiedpush"))
+        Self::ALL.into_iter().find(|candidate| candidate.as_str() == raw).ok_or_else(|| {
+            ParseError::new(
+                "type must be one of ios, ios-voip, android, fcm, web, unifiedpush, ios-liveactivity, ios-pushtostart",
+            )
+        })
     }
 
     /// The IMKIT spelling.
@@ -60,6 +81,8 @@ impl DeviceType {
             Self::Fcm => "fcm",
             Self::Web => "web",
             Self::UnifiedPush => "unifiedpush",
+            Self::IosLiveActivity => "ios-liveactivity",
+            Self::IosPushToStart => "ios-pushtostart",
         }
     }
 
@@ -70,13 +93,20 @@ impl DeviceType {
             Self::IosVoip => TokenKind::ApnsVoip,
             Self::Android | Self::Fcm => TokenKind::Fcm,
             Self::Web | Self::UnifiedPush => TokenKind::WebPush,
+            Self::IosLiveActivity | Self::IosPushToStart => TokenKind::ApnsActivity,
         }
     }
 
     /// Whether devices of this type are reached through APNs, which is the
     /// only provider with separate production and sandbox environments.
     pub fn is_apple(self) -> bool {
-        matches!(self, Self::Ios | Self::IosVoip)
+        matches!(self, Self::Ios | Self::IosVoip | Self::IosLiveActivity | Self::IosPushToStart)
+    }
+
+    /// Whether the device is an ActivityKit token, which only Live Activity
+    /// pushes reach (and which gets nothing else).
+    pub fn is_live_activity(self) -> bool {
+        self.token_kind() == TokenKind::ApnsActivity
     }
 }
 
@@ -94,6 +124,7 @@ impl TokenKind {
             Self::ApnsVoip => "apns-voip",
             Self::Fcm => "fcm",
             Self::WebPush => "webpush",
+            Self::ApnsActivity => "apns-activity",
         }
     }
 }
@@ -115,7 +146,7 @@ impl PushToken {
     /// Parses a token as the given device type carries it.
     pub fn parse(device_type: DeviceType, raw: &str) -> Result<Self, ParseError> {
         match device_type.token_kind() {
-            TokenKind::Apns | TokenKind::ApnsVoip => parse_apns_token(raw),
+            TokenKind::Apns | TokenKind::ApnsVoip | TokenKind::ApnsActivity => parse_apns_token(raw),
             TokenKind::Fcm => parse_fcm_token(raw),
             TokenKind::WebPush => {
                 let subscription = WebPushSubscription::parse_json(raw)?;
@@ -520,7 +551,10 @@ mod tests {
     #[test]
     fn an_unknown_device_type_names_the_accepted_ones() {
         let error = DeviceType::parse("windows").unwrap_err();
-        assert_eq!(error.0, "type must be one of ios, ios-voip, android, fcm, web, unifiedpush");
+        assert_eq!(
+            error.0,
+            "type must be one of ios, ios-voip, android, fcm, web, unifiedpush, ios-liveactivity, ios-pushtostart"
+        );
     }
 
     #[test]

@@ -57,6 +57,9 @@ text_enum!(
         /// What a client's other devices get when it reads a room: the room
         /// to clear and the new badge.
         Clear => "clear",
+        /// `POST /push/liveactivity`: a [`crate::LiveActivityPush`], to
+        /// ActivityKit tokens only.
+        LiveActivity => "liveactivity",
     }
 );
 

@@ -10,6 +10,7 @@ mod device;
 mod experiment;
 mod ids;
 mod kinds;
+mod liveactivity;
 mod overrides;
 mod push;
 mod reasons;
@@ -31,6 +32,7 @@ pub use device::{
 pub use experiment::{Experiment, Variant, fill_template, two_proportion_p_value};
 pub use ids::{AppId, BadgeSource, ClientId, DeviceId, ExperimentId, MessageId, PushId, RoomId};
 pub use kinds::{DeliveryMode, PrivacyFallback, PrivacyMode, ProviderKind, PushKind, RoomNotify};
+pub use liveactivity::{LiveActivityEvent, LiveActivityPush};
 pub use overrides::{ApnsHeaders, ApnsOverride, ApnsOverrideType, ApnsPriority, WebPushHeaders, WebPushOverride};
 pub use push::{Alert, ApnsPush, CustomPush};
 pub use reasons::{Reason, Unreachable, explain_reason};

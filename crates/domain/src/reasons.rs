@@ -86,6 +86,9 @@ pub enum Reason {
     EndpointNotAllowed,
     /// A VoIP device gets no badge update (a VoIP push must report a call).
     NoVoipBadgeUpdate,
+    /// A Live Activity push reaches ActivityKit tokens only, and they get
+    /// nothing else (the fan-out never pairs them otherwise).
+    NotForDeviceType,
     /// A busy room's held alert, not sent: the recipient read the room first.
     ReadBeforeSent,
     /// Routing decided not to reach the recipient (`client online`, `push
@@ -161,6 +164,7 @@ impl Reason {
             Self::UnreadableSubscription,
             Self::EndpointNotAllowed,
             Self::NoVoipBadgeUpdate,
+            Self::NotForDeviceType,
             Self::ReadBeforeSent,
         ]
         .into_iter()
@@ -275,6 +279,7 @@ impl fmt::Display for Reason {
             Self::UnreadableSubscription => f.write_str("the stored Web Push subscription is unreadable"),
             Self::EndpointNotAllowed => f.write_str("the subscription's endpoint is no longer allowed for this app"),
             Self::NoVoipBadgeUpdate => f.write_str("VoIP devices get no badge updates"),
+            Self::NotForDeviceType => f.write_str("not a push this device type takes"),
             Self::ReadBeforeSent => f.write_str("the room was read before the held alert went out"),
         }
     }
@@ -321,6 +326,7 @@ mod tests {
             Reason::UnreadableSubscription,
             Reason::EndpointNotAllowed,
             Reason::NoVoipBadgeUpdate,
+            Reason::NotForDeviceType,
             Reason::ReadBeforeSent,
             Reason::Routed("client online".into()),
         ];

@@ -9,7 +9,7 @@
 //! the callback's own fields (a v1 callback's `alert` beside it), a badge
 //! update is `{}`.
 
-use crate::{ChatMessage, CustomPush, ParseError, PushKind, RoomId};
+use crate::{ChatMessage, CustomPush, LiveActivityPush, ParseError, PushKind, RoomId};
 use serde_json::{Map, Value};
 
 /// The field a v1 callback's `alert` is kept in, beside the message's fields
@@ -40,6 +40,8 @@ pub enum PushRequest {
         /// The room read.
         room: RoomId,
     },
+    /// `POST /push/liveactivity`.
+    LiveActivity(LiveActivityPush),
 }
 
 impl PushRequest {
@@ -51,6 +53,7 @@ impl PushRequest {
             Self::LegacyChat { .. } => PushKind::ChatV1,
             Self::BadgeUpdate => PushKind::Badge,
             Self::Clear { .. } => PushKind::Clear,
+            Self::LiveActivity(_) => PushKind::LiveActivity,
         }
     }
 
@@ -68,6 +71,7 @@ impl PushRequest {
             }
             Self::BadgeUpdate => "{}".to_owned(),
             Self::Clear { room } => serde_json::json!({ "room": room.as_str() }).to_string(),
+            Self::LiveActivity(push) => serde_json::to_string(push).unwrap_or_else(|_| "{}".to_owned()),
         }
     }
 
@@ -94,6 +98,7 @@ impl PushRequest {
                     .ok_or_else(|| ParseError::new("a stored clear push names no room"))?;
                 Ok(Self::Clear { room: RoomId::parse(room)? })
             }
+            PushKind::LiveActivity => serde_json::from_str(stored).map(Self::LiveActivity).map_err(unreadable),
         }
     }
 }
@@ -122,6 +127,10 @@ mod tests {
             PushRequest::LegacyChat { message: message(), alert: None },
             PushRequest::BadgeUpdate,
             PushRequest::Clear { room: RoomId::parse("demo-room").expect("a room") },
+            PushRequest::LiveActivity(
+                serde_json::from_value(serde_json::json!({ "event": "end", "activityId": "a1", "timestamp": 7 }))
+                    .expect("a live activity push"),
+            ),
         ] {
             let stored = request.encode();
             assert_eq!(PushRequest::decode(request.kind(), &stored), Ok(request.clone()), "{stored}");

@@ -33,8 +33,8 @@ pub use keys::{ApiKeyKind, KeyStore, StoredApiKey};
 pub use postgres::PgStore;
 pub use queue::{
     Accepted, BadgePlan, CallbackKey, ClaimedDelivery, ClaimedPush, Coalescing, CoalescingCounts, DeliveryRef,
-    DeliveryStatus, DeliveryUpdate, DeliveryView, ExperimentPlan, FanOut, NewPush, PushView, QueueDepth, QueueStore,
-    RoutingPlan,
+    DeliveryStatus, DeliveryUpdate, DeliveryView, DeviceTarget, ExperimentPlan, FanOut, NewPush, PushView, QueueDepth,
+    QueueStore, RoutingPlan,
 };
 pub use sqlite::SqliteStore;
 

@@ -8,7 +8,7 @@
 //! devices (one delivery each) or, for a recipient without devices, stores as
 //! one skipped delivery.
 
-use crate::{BadgePlan, Coalescing, DeliveryStatus, ExperimentPlan, FanOut, RoutingPlan, StoreError};
+use crate::{BadgePlan, Coalescing, DeliveryStatus, DeviceTarget, ExperimentPlan, FanOut, RoutingPlan, StoreError};
 use pushgate_domain::{
     AppId, ClientId, DeliveryMode, DeviceId, ExperimentId, OnlinePolicy, PushId, QuietHours, Reason, RecipientState,
     RoomId, RoomNotify, Route, TimeZoneName, TraceParent, route,
@@ -365,6 +365,10 @@ struct JournalEntry {
     coalescing: Option<(i64, Option<String>)>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     except_device: Option<String>,
+    /// A Live Activity push's devices: `["pushtostart"]`, `["activities"]`
+    /// or `["activities", id]`; absent: the notification devices.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    target: Vec<String>,
 }
 
 /// The journal text of a push: what its fan-out will need.
@@ -394,6 +398,13 @@ pub fn journal_entry(fan_out: &FanOut) -> String {
         mentions: fan_out.mentions.iter().map(|client| client.as_str().to_owned()).collect(),
         coalescing: fan_out.coalescing.as_ref().map(|coalescing| (coalescing.window_ms, coalescing.sender.clone())),
         except_device: fan_out.except_device.as_ref().map(|device| device.as_str().to_owned()),
+        target: match &fan_out.target {
+            DeviceTarget::Notifications => Vec::new(),
+            DeviceTarget::PushToStart => vec!["pushtostart".to_owned()],
+            DeviceTarget::Activities(activity) => std::iter::once("activities".to_owned())
+                .chain(activity.as_ref().map(|id| id.as_str().to_owned()))
+                .collect(),
+        },
     };
     serde_json::to_string(&entry).unwrap_or_else(|_| unreachable!("a journal entry is plain JSON"))
 }
@@ -434,6 +445,13 @@ pub fn read_journal_entry(entry: &str) -> Result<FanOut, StoreError> {
             .except_device
             .map(|device| DeviceId::parse(&device).map_err(|_| corrupt("except_device")))
             .transpose()?,
+        target: match entry.target.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+            [] => DeviceTarget::Notifications,
+            ["pushtostart"] => DeviceTarget::PushToStart,
+            ["activities"] => DeviceTarget::Activities(None),
+            ["activities", id] => DeviceTarget::Activities(Some(DeviceId::parse(id).map_err(|_| corrupt("target"))?)),
+            _ => return Err(corrupt("target")),
+        },
         experiment: match entry.experiment {
             Some((id, variants)) => Some(ExperimentPlan {
                 id: ExperimentId::parse(&id).map_err(|_| corrupt("experiment"))?,
@@ -473,6 +491,7 @@ mod tests {
                 mentions: vec![client("alice")],
                 coalescing: None,
                 except_device: None,
+                target: DeviceTarget::Notifications,
             },
             trace_parent: None,
         }

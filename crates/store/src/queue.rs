@@ -68,6 +68,7 @@ impl NewPush {
                 mentions: Vec::new(),
                 coalescing: None,
                 except_device: None,
+                target: DeviceTarget::Notifications,
             },
             trace_parent: None,
         }
@@ -82,6 +83,12 @@ impl NewPush {
     /// Leaves out the clients' device `device` (the one a read was made on).
     pub fn except_device(mut self, device: DeviceId) -> Self {
         self.fan_out.except_device = Some(device);
+        self
+    }
+
+    /// Goes to these of the clients' devices (a Live Activity push).
+    pub fn to_devices(mut self, target: DeviceTarget) -> Self {
+        self.fan_out.target = target;
         self
     }
 
@@ -149,6 +156,36 @@ pub struct FanOut {
     pub coalescing: Option<Coalescing>,
     /// A device of the clients that gets nothing (the one a read was made on).
     pub except_device: Option<DeviceId>,
+    /// Which of the clients' devices get the push.
+    pub target: DeviceTarget,
+}
+
+/// Which of a client's devices a push goes to: the notification devices,
+/// or (a Live Activity push) its ActivityKit tokens, which get nothing else.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum DeviceTarget {
+    /// Every device but the ActivityKit tokens.
+    #[default]
+    Notifications,
+    /// The push-to-start tokens (`ios-pushtostart`): a Live Activity's start.
+    PushToStart,
+    /// The activities' update tokens (`ios-liveactivity`): one activity's
+    /// (its id is the device id), or every one's.
+    Activities(Option<DeviceId>),
+}
+
+impl DeviceTarget {
+    /// The fan-out's filter: the one device type it takes (`None`: every
+    /// type but the ActivityKit tokens) and the one device id.
+    pub(crate) fn filter(&self) -> (Option<&'static str>, Option<&str>) {
+        match self {
+            Self::Notifications => (None, None),
+            Self::PushToStart => (Some(DeviceType::IosPushToStart.as_str()), None),
+            Self::Activities(activity) => {
+                (Some(DeviceType::IosLiveActivity.as_str()), activity.as_ref().map(DeviceId::as_str))
+            }
+        }
+    }
 }
 
 /// How a chat push's alerts are coalesced: for each recipient, a message in

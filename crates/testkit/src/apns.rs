@@ -355,7 +355,7 @@ async fn handle_stream(
             keys.extend(lock(&state.more_token_keys).iter().cloned());
             jwt_iat = Some(check_provider_token(jwt.as_deref(), &keys, team_id, state, connection)?);
         }
-        check_headers(&headers, &device_token, &config.topic, payload.len())?;
+        check_headers(&headers, &device_token, &config.topic, payload.len(), config.token_auth.is_some())?;
         match failure {
             Some(ApnsFailure::Status(status, reason)) => Err((status, reason, None)),
             Some(ApnsFailure::Unregistered(timestamp)) => Err((410, "Unregistered", Some(timestamp))),
@@ -475,14 +475,27 @@ fn check_provider_token(
     Ok(claims.iat)
 }
 
-const PUSH_TYPES: &[&str] =
-    &["alert", "background", "voip", "location", "complication", "fileprovider", "mdm", "liveactivity", "pushtotalk"];
+/// Every `apns-push-type` Apple documents, with the suffix its `apns-topic`
+/// must add to the bundle id (*Sending notification requests to APNs*).
+const PUSH_TYPES: &[(&str, &str)] = &[
+    ("alert", ""),
+    ("background", ""),
+    ("voip", ".voip"),
+    ("location", ".location-query"),
+    ("complication", ".complication"),
+    ("fileprovider", ".pushkit.fileprovider"),
+    ("mdm", ""),
+    ("liveactivity", ".push-type.liveactivity"),
+    ("pushtotalk", ".voip-ptt"),
+    ("widgets", ".push-type.widgets"),
+];
 
 fn check_headers(
     headers: &HashMap<String, String>,
     device_token: &str,
     topic: &str,
     payload_bytes: usize,
+    token_auth: bool,
 ) -> Result<(), Rejection> {
     let reject = |reason| Err((400, reason, None));
     if device_token.is_empty() {
@@ -495,18 +508,23 @@ fn check_headers(
         // APNs tolerates its absence; pushgate must always send it, so the fake does not.
         return reject("InvalidPushType");
     };
-    if !PUSH_TYPES.contains(&push_type.as_str()) {
+    let Some((_, suffix)) = PUSH_TYPES.iter().find(|(name, _)| name == push_type) else {
         return reject("InvalidPushType");
-    }
+    };
     let Some(sent_topic) = headers.get("apns-topic") else { return reject("MissingTopic") };
-    let expected_topic = if push_type == "voip" { format!("{topic}.voip") } else { topic.to_owned() };
-    if *sent_topic != expected_topic {
-        return reject(if push_type == "voip" { "BadTopic" } else { "TopicDisallowed" });
+    if *sent_topic != format!("{topic}{suffix}") {
+        return reject(if suffix.is_empty() { "TopicDisallowed" } else { "BadTopic" });
     }
-    match headers.get("apns-priority").map(String::as_str) {
-        None | Some("1" | "5") => {}
-        Some("10") if push_type != "background" => {}
-        Some(_) => return reject("BadPriority"),
+    // Certificates do not authenticate Live Activity pushes (token-based connections only).
+    if push_type == "liveactivity" && !token_auth {
+        return Err((403, "InvalidProviderToken", None));
+    }
+    match (push_type.as_str(), headers.get("apns-priority").map(String::as_str)) {
+        // A background push at 10 "is an error"; a Live Activity's is 10 or 5.
+        ("background", None | Some("1" | "5")) | ("liveactivity", None | Some("5" | "10")) => {}
+        ("background" | "liveactivity", _) => return reject("BadPriority"),
+        (_, None | Some("1" | "5" | "10")) => {}
+        (_, Some(_)) => return reject("BadPriority"),
     }
     if let Some(id) = headers.get("apns-id") {
         let groups: Vec<usize> = id.split('-').map(str::len).collect();

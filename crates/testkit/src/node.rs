@@ -31,8 +31,11 @@ pub fn node_peers() -> NodePeers {
         "Node.js and npm are not installed (apt-get install nodejs npm): this test needs them. `cargo xtask test` \
          leaves out the tests that need them when they are missing, and says so"
     );
-    let installed =
-        || directory.join("node_modules/web-push-testing").is_dir() && directory.join("node_modules/web-push").is_dir();
+    // Written once `npm ci` has finished: the packages' folders appear one by
+    // one while it runs, so a test that saw them could start before the rest
+    // (`http_ece`) was there (found on a fresh machine).
+    let done = directory.join("node_modules/.pushgate-installed");
+    let installed = || done.is_file();
     if !installed() {
         // Tests run in processes of their own: one installs, the others wait.
         let lock = std::fs::File::create(directory.join(".install.lock")).expect("the install lock file");
@@ -49,6 +52,7 @@ pub fn node_peers() -> NodePeers {
                 directory.display(),
                 String::from_utf8_lossy(&output.stderr)
             );
+            std::fs::write(&done, b"").expect("the install marker");
         }
     }
     NodePeers { directory }

@@ -73,6 +73,12 @@ enum DeviceTypeName {
     Web,
     #[schema(rename = "unifiedpush")]
     UnifiedPush,
+    /// A Live Activity's update token; `deviceId` is the activity's id.
+    #[schema(rename = "ios-liveactivity")]
+    IosLiveActivity,
+    /// An install's push-to-start token (iOS 17.2+).
+    #[schema(rename = "ios-pushtostart")]
+    IosPushToStart,
 }
 
 /// A push token: a string for every type; for `web` also the browser's

@@ -2,14 +2,14 @@
 //! `GET /v1/pushes/{pushId}` (where each of its deliveries stands).
 
 use crate::accept::{PushSource, accept_push};
-use crate::auth::AuthenticatedApp;
+use crate::auth::{ApnsAuth, AuthenticatedApp};
 use crate::error::{ApiError, Envelope, ErrorEnvelope, ok};
 use crate::extract::{ApiJson, ApiPath};
 use crate::{AppState, new_push_id, now_ms};
 use axum::Json;
 use axum::extract::{RawQuery, State};
-use pushgate_domain::{ClientId, CustomPush, PushId, PushRequest, Reason};
-use pushgate_store::{BadgePlan, DeliveryStatus, NewPush};
+use pushgate_domain::{ClientId, CustomPush, LiveActivityEvent, LiveActivityPush, PushId, PushRequest, Reason};
+use pushgate_store::{BadgePlan, DeliveryStatus, DeviceTarget, NewPush};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -71,23 +71,8 @@ pub async fn push2clients(
     let (Some(clients), Some(payload)) = (body.clients, body.payload) else {
         return Err(ApiError::missing("clients and payload are required"));
     };
-    if clients.len() > MAX_CLIENTS_PER_PUSH {
-        return Err(ApiError::invalid(format!("clients: at most {MAX_CLIENTS_PER_PUSH} clients per request")));
-    }
-    let clients = clients
-        .iter()
-        .enumerate()
-        .map(|(index, client)| {
-            ClientId::parse(client).map_err(|error| ApiError::invalid(format!("clients[{index}]: {error}")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    if !payload.is_object() {
-        return Err(ApiError::invalid("payload: must be a JSON object"));
-    }
-    let push: CustomPush = serde_path_to_error::deserialize(&payload).map_err(|error| {
-        let path = error.path().to_string();
-        ApiError::invalid(format!("payload.{path}: {}", error.into_inner()))
-    })?;
+    let clients = parse_clients(&clients)?;
+    let push: CustomPush = parse_payload(&payload)?;
     push.validate()?;
     if push.is_critical() && !app.critical_alerts {
         return Err(ApiError::invalid(
@@ -109,6 +94,105 @@ pub async fn push2clients(
     if expired {
         new_push = new_push.with_all_skipped(Reason::ExpiredAtAccept);
     }
+    let push_id = new_push.push_id;
+    accept_push(&state, new_push, PushSource::Send).await?;
+    Ok(ok(Push2ClientsResult { push_id: push_id.to_string() }))
+}
+
+/// The clients of a send, each checked (an error names its index).
+fn parse_clients(clients: &[String]) -> Result<Vec<ClientId>, ApiError> {
+    if clients.len() > MAX_CLIENTS_PER_PUSH {
+        return Err(ApiError::invalid(format!("clients: at most {MAX_CLIENTS_PER_PUSH} clients per request")));
+    }
+    clients
+        .iter()
+        .enumerate()
+        .map(|(index, client)| {
+            ClientId::parse(client).map_err(|error| ApiError::invalid(format!("clients[{index}]: {error}")))
+        })
+        .collect()
+}
+
+/// A send's `payload`, read into its type (an error names the field).
+fn parse_payload<T: serde::de::DeserializeOwned>(payload: &serde_json::Value) -> Result<T, ApiError> {
+    if !payload.is_object() {
+        return Err(ApiError::invalid("payload: must be a JSON object"));
+    }
+    serde_path_to_error::deserialize(payload).map_err(|error| {
+        let path = error.path().to_string();
+        ApiError::invalid(format!("payload.{path}: {}", error.into_inner()))
+    })
+}
+
+/// Body of `POST /push/liveactivity`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct LiveActivityRequest {
+    /// Client ids whose activities (or, for a start, push-to-start tokens) to push to.
+    #[schema(required = true, value_type = Vec<String>)]
+    pub clients: Option<Vec<String>>,
+    /// The ActivityKit push: `event` (`start`, `update`, `end`); `activityId` (update or end only this
+    /// activity, the `deviceId` its `ios-liveactivity` token was registered with; absent: every activity of the
+    /// clients); `contentState` (required to start and update); `attributesType` and `attributes` (start only,
+    /// required); `staleDate`, `dismissalDate` (end only), `timestamp` (Unix seconds; the accept's time when
+    /// absent); `alert` (`title`, `body`, `sound`); `relevanceScore`; `priority` (10, the default, or 5);
+    /// `inputPushToken` (start only: ask iOS 18+ for the new activity's update token).
+    #[schema(required = true, value_type = Object)]
+    pub payload: Option<serde_json::Value>,
+}
+
+/// Start, update or end Live Activities: a start goes to the clients'
+/// push-to-start tokens (`ios-pushtostart` devices), an update or end to
+/// their activities' tokens (`ios-liveactivity` devices), through APNs with
+/// token-based authentication (Apple takes no certificate for them).
+/// Answered once the push is durably stored; delivery follows.
+#[utoipa::path(
+    post,
+    path = "/push/liveactivity",
+    tag = "pushes",
+    request_body = LiveActivityRequest,
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "Accepted: stored, to be delivered", body = Envelope<Push2ClientsResult>),
+        (status = 400, description = "`MISSING_PARAMETER` or `INVALID_PARAMETER` naming the field (Apple's rules for the event; an app without token-based APNs authentication)", body = ErrorEnvelope),
+        (status = 401, description = "`INVALID_API_KEY`", body = ErrorEnvelope),
+        (status = 503, description = "`UNAVAILABLE`: nothing was accepted", body = ErrorEnvelope),
+    )
+)]
+pub async fn push_liveactivity(
+    State(state): State<AppState>,
+    AuthenticatedApp(app): AuthenticatedApp,
+    ApiJson(body): ApiJson<LiveActivityRequest>,
+) -> Result<Json<Envelope<Push2ClientsResult>>, ApiError> {
+    let _admitted = app.inbound.admit()?;
+    let (Some(clients), Some(payload)) = (body.clients, body.payload) else {
+        return Err(ApiError::missing("clients and payload are required"));
+    };
+    let clients = parse_clients(&clients)?;
+    let mut push: LiveActivityPush = parse_payload(&payload)?;
+    push.validate()?;
+    // Without `[apps.apns]` it is accepted like any push, its deliveries
+    // skipped as "apns is not configured".
+    if app.apns_auth == Some(ApnsAuth::Certificate) {
+        return Err(ApiError::invalid(
+            "payload: APNs takes Live Activity pushes with token-based authentication only, and this app's \
+             [apps.apns] has a certificate: give it key_file, key_id and team_id",
+        ));
+    }
+    let now = now_ms();
+    push.timestamp.get_or_insert(u64::try_from(now / 1000).unwrap_or_default());
+    let target = match push.event {
+        LiveActivityEvent::Start => DeviceTarget::PushToStart,
+        LiveActivityEvent::Update | LiveActivityEvent::End => DeviceTarget::Activities(push.activity()),
+    };
+    let new_push = NewPush::new(
+        new_push_id(),
+        app.id.clone(),
+        PushRequest::LiveActivity(push),
+        clients,
+        now,
+        now.saturating_add(app.max_age_ms),
+    )
+    .to_devices(target);
     let push_id = new_push.push_id;
     accept_push(&state, new_push, PushSource::Send).await?;
     Ok(ok(Push2ClientsResult { push_id: push_id.to_string() }))

@@ -5,7 +5,7 @@
 use crate::config::{Config, WebPushConfig};
 use crate::providers::app_providers;
 use anyhow::Context as _;
-use pushgate_api::auth::{AppSettings, Apps};
+use pushgate_api::auth::{ApnsAuth, AppSettings, Apps};
 use pushgate_api::limits::{InboundLimits, InboundSettings};
 use pushgate_api::origin::OriginCheck;
 use pushgate_delivery::AppProviders;
@@ -67,6 +67,10 @@ pub(super) fn configured_apps(config: &Config, store: &Arc<dyn Store>) -> anyhow
                 in_flight: app.limits.in_flight,
             })),
             critical_alerts: app.apns.as_ref().is_some_and(|apns| apns.critical_alerts),
+            apns_auth: app
+                .apns
+                .as_ref()
+                .map(|apns| if apns.certificate_file.is_some() { ApnsAuth::Certificate } else { ApnsAuth::Token }),
         };
         apps.settings.insert(id.clone(), Arc::new(settings));
         for key in &app.api_keys {

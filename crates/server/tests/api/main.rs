@@ -12,6 +12,7 @@ mod deploy;
 mod devices;
 mod errors;
 mod helpers;
+mod liveactivity;
 mod openapi;
 mod ops;
 mod postgres;

@@ -95,6 +95,7 @@ async fn fan_out_push(connection: &mut PgConnection, push: &Journaled) -> Result
     let plans = serde_json::to_string(&plans).map_err(|error| StoreError::Corrupt(format!("accept plan: {error}")))?;
     let push_id = push.push_id.to_string();
     let except = push.fan_out.except_device.as_ref().map(DeviceId::as_str);
+    let (device_type, device_id) = push.fan_out.target.filter();
     if let (Some(held), Some(room)) = (&held, room) {
         (coalesced.merged, coalesced.held) = hold(connection, push, &push_id, room, &plans, held).await?;
     }
@@ -119,12 +120,17 @@ async fn fan_out_push(connection: &mut PgConnection, push: &Journaled) -> Result
                LEFT JOIN client_prefs p ON p.app_id = d.app_id AND p.client_id = d.client_id \
                WHERE d.device_id IS DISTINCT FROM $8 \
                  AND NOT (j.value ->> 'window' IS NOT DISTINCT FROM 'hold' AND d.device_type <> 'ios-voip') \
+                 AND CASE WHEN $9::text IS NULL THEN d.token_kind <> 'apns-activity' ELSE d.device_type = $9 END \
+                 AND ($10::text IS NULL OR d.device_id = $10) \
                UNION ALL \
                SELECT 1, j.key, NULL, NULL, 0, \
                       jsonb_build_object('client_id', j.value -> 'client', 'badge', j.value -> 'badge', \
                           'status', 'skipped', 'reason', $6::text) \
                FROM jsonb_array_elements($3::jsonb) WITH ORDINALITY AS j (value, key) \
                WHERE NOT EXISTS (SELECT 1 FROM devices WHERE app_id = $4 AND client_id = j.value ->> 'client' \
+                                   AND CASE WHEN $9::text IS NULL THEN token_kind <> 'apns-activity' \
+                                            ELSE device_type = $9 END \
+                                   AND ($10::text IS NULL OR device_id = $10) \
                                  OFFSET 0) \
              ) planned \
            ) numbered \
@@ -138,6 +144,8 @@ async fn fan_out_push(connection: &mut PgConnection, push: &Journaled) -> Result
     .bind(plan::no_device())
     .bind(SEND_SIZE)
     .bind(except)
+    .bind(device_type)
+    .bind(device_id)
     .execute(&mut *connection)
     .await?;
     if let (true, Some(room), Some(coalescing)) = (windowed, room, &push.fan_out.coalescing) {
@@ -222,7 +230,8 @@ async fn hold(
          FROM jsonb_array_elements($5::jsonb) AS j \
          CROSS JOIN LATERAL (SELECT * FROM devices WHERE app_id = $2 AND client_id = j ->> 'client' OFFSET 0) d \
          LEFT JOIN client_prefs p ON p.app_id = d.app_id AND p.client_id = d.client_id \
-         WHERE j ->> 'window' = 'hold' AND d.device_type <> 'ios-voip' AND d.device_id IS DISTINCT FROM $6",
+         WHERE j ->> 'window' = 'hold' AND d.device_type <> 'ios-voip' AND d.token_kind <> 'apns-activity' \
+           AND d.device_id IS DISTINCT FROM $6",
     )
     .bind(push_id)
     .bind(push.app_id.as_str())

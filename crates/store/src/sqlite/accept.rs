@@ -197,6 +197,7 @@ fn fan_out_push(connection: &Connection, push: &Journaled) -> Result<CoalescingC
     let plans = serde_json::to_string(&plans).map_err(|error| StoreError::Corrupt(format!("accept plan: {error}")))?;
     let push_id = push.push_id.to_string();
     let except = push.fan_out.except_device.as_ref().map(DeviceId::as_str);
+    let (device_type, device_id) = push.fan_out.target.filter();
     if let (Some(held), Some(room)) = (&held, room) {
         (coalesced.merged, coalesced.held) = hold(connection, push, &push_id, room, &plans, held)?;
     }
@@ -231,14 +232,19 @@ fn fan_out_push(connection: &Connection, push: &Journaled) -> Result<CoalescingC
              WHERE d.app_id = ?4 AND d.client_id = json_extract(j.value, '$.client') \
                AND (?8 IS NULL OR d.device_id != ?8) \
                AND (?9 IS NULL OR json_extract(j.value, '$.window') IS NOT 'hold' OR d.device_type = 'ios-voip') \
+               AND CASE WHEN ?10 IS NULL THEN d.token_kind != 'apns-activity' ELSE d.device_type = ?10 END \
+               AND (?11 IS NULL OR d.device_id = ?11) \
              UNION ALL \
              SELECT 1, j.key, NULL, NULL, NULL, 0, \
                     json_object('client_id', json_extract(j.value, '$.client'), \
                                 'badge', json_extract(j.value, '$.badge'), 'status', 'skipped', 'reason', ?6) \
              FROM json_each(?3) j \
              WHERE NOT EXISTS (SELECT 1 FROM devices INDEXED BY devices_client \
-                               WHERE app_id = ?4 AND client_id = json_extract(j.value, '$.client')))) \
-         GROUP BY chunk ORDER BY chunk")?.execute(params![push_id, push.now_ms, plans, push.app_id.as_str(), push.fan_out.experiment.as_ref().map(|experiment| experiment.id.as_str()), plan::no_device(), SEND_SIZE, except, held])?;
+                               WHERE app_id = ?4 AND client_id = json_extract(j.value, '$.client') \
+                                 AND CASE WHEN ?10 IS NULL THEN token_kind != 'apns-activity' \
+                                          ELSE device_type = ?10 END \
+                                 AND (?11 IS NULL OR device_id = ?11)))) \
+         GROUP BY chunk ORDER BY chunk")?.execute(params![push_id, push.now_ms, plans, push.app_id.as_str(), push.fan_out.experiment.as_ref().map(|experiment| experiment.id.as_str()), plan::no_device(), SEND_SIZE, except, held, device_type, device_id])?;
     if let (true, Some(room), Some(coalescing)) = (windowed, room, &push.fan_out.coalescing) {
         // Each recipient's window as the plan leaves it: opened by this
         // alert, or holding this message.
@@ -319,7 +325,7 @@ fn hold(
              LEFT JOIN client_prefs p ON p.app_id = d.app_id AND p.client_id = d.client_id \
              WHERE json_extract(j.value, '$.window') = 'hold' AND d.app_id = ?2 \
                AND d.client_id = json_extract(j.value, '$.client') AND d.device_type != 'ios-voip' \
-               AND (?6 IS NULL OR d.device_id != ?6)",
+               AND d.token_kind != 'apns-activity' AND (?6 IS NULL OR d.device_id != ?6)",
         )?
         .execute(params![
             push_id,
