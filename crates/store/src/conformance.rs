@@ -5,7 +5,7 @@
 
 use crate::{
     ApiKeyKind, BadgePlan, CallbackKey, ClientPrefs, Coalescing, CoalescingCounts, DeliveryStatus, DeliveryUpdate,
-    ExperimentPlan, NewDevice, NewPush, RoutingPlan, SourceChange, Store, StoredApiKey,
+    DeviceTarget, ExperimentPlan, NewDevice, NewPush, RoutingPlan, SourceChange, Store, StoredApiKey,
 };
 use pushgate_domain::{
     AppId, BadgeSource, ChatMessage, ClientId, CustomPush, DeliveryMode, DeviceId, DeviceType, Environment, Experiment,
@@ -53,6 +53,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     an_apps_devices_are_read_page_by_page(&*store).await;
     api_keys_are_kept_and_listed(&*store).await;
     a_push_is_accepted_with_one_delivery_per_device(&*store).await;
+    activitykit_tokens_get_live_activity_pushes_only(&*store).await;
     a_claimed_delivery_is_not_claimed_again_until_its_lease_ends(&*store).await;
     a_pushs_trace_context_reaches_its_claimed_deliveries(&*store).await;
     recorded_attempts_show_in_the_push_view(&*store).await;
@@ -451,6 +452,39 @@ async fn a_push_is_accepted_with_one_delivery_per_device(store: &dyn Store) {
         store.push_view(&parse(AppId::parse("other-app")), &push_id("p1")).await.expect("view").is_none(),
         "apps are apart"
     );
+}
+
+async fn activitykit_tokens_get_live_activity_pushes_only(store: &dyn Store) {
+    let token = |n: u8| format!("{n:02x}").repeat(32);
+    for (device_type, id, n) in [
+        (DeviceType::Ios, "iphone", 1),
+        (DeviceType::IosPushToStart, "iphone", 2),
+        (DeviceType::IosLiveActivity, "order-1", 3),
+        (DeviceType::IosLiveActivity, "order-2", 4),
+    ] {
+        store.upsert_device(&device("activities", device_type, id, "alice", &token(n), 1)).await.expect("device");
+    }
+    let reached = async |name: &str, target: DeviceTarget| {
+        let push = new_push("activities", name, &["alice", "nobody"], 1_000).to_devices(target);
+        store.accept_push(&push).await.expect("accept");
+        let view = store.push_view(&parse(AppId::parse("activities")), &push_id(name)).await.expect("view");
+        let mut reached: Vec<String> = view
+            .expect("exists")
+            .deliveries
+            .iter()
+            .map(|d| format!("{}:{}", d.device_type.as_deref().unwrap_or("-"), d.device_id.as_deref().unwrap_or("-")))
+            .collect();
+        reached.sort();
+        reached
+    };
+    let one = Some(parse(DeviceId::parse("order-2")));
+    assert_eq!(reached("la-note", DeviceTarget::Notifications).await, ["-:-", "ios:iphone"]);
+    assert_eq!(reached("la-start", DeviceTarget::PushToStart).await, ["-:-", "ios-pushtostart:iphone"]);
+    assert_eq!(
+        reached("la-all", DeviceTarget::Activities(None)).await,
+        ["-:-", "ios-liveactivity:order-1", "ios-liveactivity:order-2"]
+    );
+    assert_eq!(reached("la-one", DeviceTarget::Activities(one)).await, ["-:-", "ios-liveactivity:order-2"]);
 }
 
 async fn a_claimed_delivery_is_not_claimed_again_until_its_lease_ends(store: &dyn Store) {

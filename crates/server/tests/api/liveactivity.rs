@@ -104,7 +104,8 @@ async fn a_start_update_and_end_reach_only_the_activitykit_tokens_they_are_for()
 
     let before = setup.apns.delivered_count();
     let push_id = send_push(&setup.app, &["user001"], json!({ "alert": "hello" })).await;
-    settled_status(&setup.app, &push_id).await;
+    let status = settled_status(&setup.app, &push_id).await;
+    assert_eq!(status["summary"], json!({ "delivered": 1 }), "no delivery is even planned to ActivityKit tokens");
     let others: Vec<String> = setup.apns.delivered()[before..].iter().map(|push| push.device_token.clone()).collect();
     assert_eq!(others, vec![APNS_TOKEN.to_owned()], "a notification reaches no ActivityKit token");
 
