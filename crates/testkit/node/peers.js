@@ -1,13 +1,16 @@
-// The Node side of pushgate's Web Push cross-checks: one JSON object in on
-// stdin, one out on stdout. Verbs:
+// The Node side of pushgate's cross-checks against independent libraries:
+// one JSON object in on stdin, one out on stdout. Verbs:
 //   encrypt {p256dh, auth, payload}                 -> {body}     (web-push's aes128gcm, base64)
 //   decrypt {privateKey, publicKey, auth, body}      -> {payload}  (http_ece, as web-push's peers decrypt)
 //   send {subscription, payload, vapid, options}    -> {statusCode} (web-push's sendNotification)
+//   apn {fields}                                    -> {headers, payload} (@parse/node-apn's Notification
+//                                                      with those fields set, as it would send it)
 'use strict';
 
 const ece = require('http_ece');
 const crypto = require('crypto');
 const webpush = require('web-push');
+const apn = require('@parse/node-apn');
 
 async function main(verb, input) {
   switch (verb) {
@@ -30,6 +33,13 @@ async function main(verb, input) {
       const options = Object.assign({vapidDetails: {subject, publicKey, privateKey}}, input.options || {});
       const result = await webpush.sendNotification(input.subscription, input.payload, options);
       return {statusCode: result.statusCode};
+    }
+    case 'apn': {
+      const notification = new apn.Notification();
+      for (const [field, value] of Object.entries(input.fields)) {
+        notification[field] = value;
+      }
+      return {headers: notification.headers(), payload: JSON.parse(notification.compile())};
     }
     default:
       throw new Error('unknown verb ' + verb);

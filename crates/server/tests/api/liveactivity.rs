@@ -208,3 +208,50 @@ async fn an_app_that_authenticates_to_apns_with_a_certificate_is_told_live_activ
     let message = body["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("token-based authentication only") && message.contains("key_file"), "{message}");
 }
+
+/// `@parse/node-apn` (an independent APNs library) builds the same request
+/// from the same fields: payload, push type and priority compared field by
+/// field for a start, an update and an end.
+#[tokio::test]
+async fn npm_each_event_is_the_request_node_apn_builds_from_the_same_fields() {
+    let peers = pushgate_testkit::node_peers();
+    let setup = spawn_with_providers("").await;
+    register(&setup).await;
+    let alert = json!({ "title": "Order A-17", "body": "Accepted", "sound": "default" });
+    for (payload, fields) in [
+        (
+            json!({ "event": "start", "attributesType": "DeliveryAttributes", "attributes": { "order": "A-17" },
+                    "contentState": { "etaMinutes": 20 }, "alert": alert, "timestamp": 1_900_000_000,
+                    "staleDate": 1_900_003_600, "relevanceScore": 50, "inputPushToken": true }),
+            json!({ "event": "start", "attributesType": "DeliveryAttributes", "attributes": { "order": "A-17" },
+                    "contentState": { "etaMinutes": 20 }, "alert": alert, "timestamp": 1_900_000_000,
+                    "staleDate": 1_900_003_600, "relevanceScore": 50, "inputPushToken": 1 }),
+        ),
+        (
+            json!({ "event": "update", "activityId": "order-1", "contentState": { "etaMinutes": 12 },
+                    "timestamp": 1_900_000_060, "priority": 5 }),
+            json!({ "event": "update", "contentState": { "etaMinutes": 12 }, "timestamp": 1_900_000_060, "priority": 5 }),
+        ),
+        (
+            json!({ "event": "end", "activityId": "order-1", "contentState": { "etaMinutes": 0 },
+                    "timestamp": 1_900_000_120, "dismissalDate": 1_900_000_300 }),
+            json!({ "event": "end", "contentState": { "etaMinutes": 0 }, "timestamp": 1_900_000_120,
+                    "dismissalDate": 1_900_000_300 }),
+        ),
+    ] {
+        let (_, received) = delivered(&setup, &["user001"], payload).await;
+        let (_, headers, sent) = &received[0];
+        let mut fields = fields;
+        fields["pushType"] = json!("liveactivity");
+        fields["topic"] = json!("io.imkit.app.push-type.liveactivity");
+        let theirs = peers.run("apn", &json!({ "fields": fields }), None).await;
+        assert_eq!(sent, &theirs["payload"], "the payload node-apn builds");
+        for header in ["apns-push-type", "apns-topic", "apns-priority"] {
+            let their_value = match &theirs["headers"][header] {
+                Value::Number(number) => number.to_string(),
+                other => other.as_str().unwrap_or_default().to_owned(),
+            };
+            assert_eq!(headers[header].as_str(), Some(their_value.as_str()), "{header}");
+        }
+    }
+}
