@@ -36,6 +36,8 @@ pub struct AppSettings {
     pub critical_alerts: bool,
     /// How the app authenticates to APNs; `None`: no `[apps.apns]`.
     pub apns_auth: Option<ApnsAuth>,
+    /// The app's APNs broadcast channels (token-based authentication only).
+    pub channels: Option<Arc<dyn crate::channels::BroadcastChannels>>,
 }
 
 /// How an app authenticates to APNs, which decides what it may send: Apple
@@ -163,6 +165,7 @@ mod tests {
                         inbound: Default::default(),
                         critical_alerts: false,
                         apns_auth: None,
+                        channels: None,
                     }),
                 )
             })

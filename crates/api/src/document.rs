@@ -36,6 +36,10 @@ fn example(method: &str, path: &str) -> Option<Value> {
         ("post", "/push/liveactivity") => json!({ "clients": ["user001"], "payload": {
             "event": "update", "activityId": "order-A17", "contentState": { "status": "on the way", "etaMinutes": 12 },
             "staleDate": 1_893_456_000, "alert": { "title": "Order A-17", "body": "Your rider is 12 minutes away" } } }),
+        ("post", "/v1/apps/{appId}/channels") => json!({ "messageStoragePolicy": 1 }),
+        ("post", "/v1/apps/{appId}/channels/{channelId}/broadcast") => json!({ "payload": {
+            "event": "update", "contentState": { "home": 2, "away": 1, "minute": 67 }, "staleDate": 1_893_456_000,
+            "alert": { "title": "Goal!", "body": "2-1 in the 67th minute" } } }),
         ("post", "/imkit/push/v2") => callback,
         ("post", "/imkit/push") => {
             let mut legacy = callback;

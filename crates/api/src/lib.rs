@@ -7,6 +7,7 @@ mod accept;
 pub mod admin;
 pub mod auth;
 pub mod certificates;
+pub mod channels;
 pub mod client_auth;
 mod document;
 pub mod error;
@@ -155,6 +156,7 @@ pub struct RouterOptions {
         (name = "badges", description = "Per-client badges: room unreads and cross-domain sources"),
         (name = "routing", description = "Per-client routing of chat pushes: room mutes, presence, quiet hours, preferences"),
         (name = "experiments", description = "A/B copy experiments on chat pushes"),
+        (name = "channels", description = "APNs broadcast channels (iOS 18+): Apple's channel management API per app, and broadcasts of Live Activity updates to a channel's subscribers"),
         (name = "operations", description = "Health, readiness, metrics: no API key"),
         (name = "console", description = "What the admin console at /admin needs beyond the routes above: an app's key, or an admin key (with IM-APP-ID where an app is acted on)"),
     )
@@ -236,6 +238,9 @@ fn api_routes(router: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
         .routes(routes!(routes::clients::list_devices))
         .routes(routes!(routes::pushes::push2clients))
         .routes(routes!(routes::pushes::push_liveactivity))
+        .routes(routes!(routes::channels::create_channel, routes::channels::list_channels))
+        .routes(routes!(routes::channels::read_channel, routes::channels::delete_channel))
+        .routes(routes!(routes::channels::broadcast))
         .routes(routes!(routes::pushes::push_status))
         .routes(routes!(routes::imkit::push_generic))
         .routes(routes!(routes::imkit::push_legacy))

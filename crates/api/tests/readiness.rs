@@ -252,6 +252,7 @@ fn state_with_worker(running: bool) -> AppState {
         inbound: Default::default(),
         critical_alerts: false,
         apns_auth: None,
+        channels: None,
     };
     AppState {
         store: Arc::new(UnreachableStore),

@@ -4,10 +4,12 @@
 
 use crate::config::{ApnsConfig, AppConfig, FcmConfig};
 use anyhow::Context as _;
+use pushgate_api::channels::{BroadcastChannels, ChannelFailure, ChannelView};
 use pushgate_delivery::{ApnsProviders, AppProviders, FcmProvider, SendRate, WebPushProvider};
-use pushgate_domain::{AppId, ChatStyle, Locale, ProviderKind};
+use pushgate_domain::{AppId, ChatStyle, Environment, Locale, ProviderKind};
 use pushgate_providers::apns::{
-    ApnsAuth, ApnsClient, ApnsClientConfig, Notification, Priority, PushType, TokenSigner, apns_id,
+    ApnsAuth, ApnsClient, ApnsClientConfig, BroadcastHeaders, ChannelError, ChannelManager, Notification, Priority,
+    PushType, StoragePolicy, TokenSigner, apns_id,
 };
 use pushgate_providers::fcm::{FcmClient, FcmClientConfig, ServiceAccount};
 use pushgate_providers::webpush::{WebPushClient, WebPushClientConfig};
@@ -109,7 +111,133 @@ pub fn app_providers(
 
 /// The app's APNs clients: production and sandbox (one endpoint override serves both).
 fn apns_clients(apns: &ApnsConfig) -> anyhow::Result<(Arc<ApnsClient>, Arc<ApnsClient>)> {
-    let auth = match (&apns.key_file, &apns.key_id, &apns.team_id, &apns.certificate_file, &apns.certificate_key_file) {
+    let auth = apns_auth(apns)?;
+    let client =
+        |default_endpoint: &str| apns_client(apns, &auth, apns.endpoint.as_ref(), default_endpoint).map(Arc::new);
+    Ok((client(pushgate_providers::apns::PRODUCTION_ENDPOINT)?, client(pushgate_providers::apns::SANDBOX_ENDPOINT)?))
+}
+
+/// One APNs client of the app's: `endpoint`, or Apple's `default_endpoint`.
+fn apns_client(
+    apns: &ApnsConfig,
+    auth: &ApnsAuth,
+    endpoint: Option<&url::Url>,
+    default_endpoint: &str,
+) -> anyhow::Result<ApnsClient> {
+    let endpoint = match endpoint {
+        Some(endpoint) => endpoint.clone(),
+        None => default_endpoint.parse()?,
+    };
+    let mut config = ApnsClientConfig::new(endpoint, auth.clone());
+    config.extra_ca_pem = apns.ca_file.as_ref().map(std::fs::read).transpose().context("reading apps.apns.ca_file")?;
+    config.connections = apns.connections;
+    Ok(ApnsClient::new(config)?)
+}
+
+/// The app's APNs broadcast channels, for an app with token-based
+/// authentication (Apple takes no certificate for them): per environment, a
+/// client of the channel management API and one of the notification
+/// endpoint for broadcasts (their own connections, opened on first use).
+pub fn apns_channels(apns: &ApnsConfig) -> anyhow::Result<Option<Arc<dyn BroadcastChannels>>> {
+    let auth = apns_auth(apns)?;
+    if matches!(auth, ApnsAuth::Certificate { .. }) {
+        return Ok(None);
+    }
+    let side = |notifications: &str, management: &str| -> anyhow::Result<ChannelSide> {
+        let manager = apns_client(apns, &auth, apns.channels_endpoint.as_ref(), management)?;
+        Ok(ChannelSide {
+            manager: ChannelManager::new(manager, apns.topic.clone()),
+            broadcaster: apns_client(apns, &auth, apns.endpoint.as_ref(), notifications)?,
+        })
+    };
+    use pushgate_providers::apns::{
+        PRODUCTION_CHANNELS_ENDPOINT, PRODUCTION_ENDPOINT, SANDBOX_CHANNELS_ENDPOINT, SANDBOX_ENDPOINT,
+    };
+    Ok(Some(Arc::new(ApnsChannels {
+        production: side(PRODUCTION_ENDPOINT, PRODUCTION_CHANNELS_ENDPOINT)?,
+        sandbox: side(SANDBOX_ENDPOINT, SANDBOX_CHANNELS_ENDPOINT)?,
+        bundle_id: apns.topic.clone(),
+    })))
+}
+
+/// One environment's channel clients.
+#[derive(Debug)]
+struct ChannelSide {
+    manager: ChannelManager,
+    broadcaster: ApnsClient,
+}
+
+/// [`BroadcastChannels`] over Apple's APIs.
+#[derive(Debug)]
+struct ApnsChannels {
+    production: ChannelSide,
+    sandbox: ChannelSide,
+    bundle_id: String,
+}
+
+impl ApnsChannels {
+    fn side(&self, environment: Environment) -> &ChannelSide {
+        match environment {
+            Environment::Production => &self.production,
+            Environment::Sandbox => &self.sandbox,
+        }
+    }
+}
+
+fn channel_failure(error: ChannelError) -> ChannelFailure {
+    match error {
+        ChannelError::Refused { status, reason } => ChannelFailure::Refused { status, reason },
+        ChannelError::Unreachable(reason) => ChannelFailure::Unreachable(reason.to_string()),
+        ChannelError::Unexpected(what) => ChannelFailure::Unreachable(what),
+    }
+}
+
+#[async_trait::async_trait]
+impl BroadcastChannels for ApnsChannels {
+    async fn create(&self, environment: Environment, storage_policy: u8) -> Result<String, ChannelFailure> {
+        let policy = StoragePolicy::from_number(u64::from(storage_policy))
+            .ok_or(ChannelFailure::Refused { status: 400, reason: "BadMessageStoragePolicy".into() })?;
+        self.side(environment).manager.create(policy).await.map_err(channel_failure)
+    }
+
+    async fn read(&self, environment: Environment, channel_id: &str) -> Result<ChannelView, ChannelFailure> {
+        let channel = self.side(environment).manager.read(channel_id).await.map_err(channel_failure)?;
+        Ok(ChannelView { storage_policy: channel.storage_policy.number(), push_type: channel.push_type })
+    }
+
+    async fn delete(&self, environment: Environment, channel_id: &str) -> Result<(), ChannelFailure> {
+        self.side(environment).manager.delete(channel_id).await.map_err(channel_failure)
+    }
+
+    async fn list(&self, environment: Environment) -> Result<Vec<String>, ChannelFailure> {
+        self.side(environment).manager.list().await.map_err(channel_failure)
+    }
+
+    async fn broadcast(
+        &self,
+        environment: Environment,
+        channel_id: &str,
+        payload: &[u8],
+        priority: u8,
+        expiration: Option<u64>,
+    ) -> Result<(), ChannelFailure> {
+        let side = self.side(environment);
+        // A channel that stores no message takes `apns-expiration: 0` only.
+        let expiration = match expiration {
+            Some(expiration) => Some(expiration),
+            None => match side.manager.read(channel_id).await.map_err(channel_failure)?.storage_policy {
+                StoragePolicy::NoMessageStored => Some(0),
+                StoragePolicy::MostRecentMessageStored => None,
+            },
+        };
+        let headers = BroadcastHeaders { channel_id, priority, expiration };
+        side.broadcaster.broadcast(&self.bundle_id, headers, payload).await.map_err(channel_failure)
+    }
+}
+
+/// The app's APNs authentication: its `.p8` signing key or its certificate.
+fn apns_auth(apns: &ApnsConfig) -> anyhow::Result<ApnsAuth> {
+    Ok(match (&apns.key_file, &apns.key_id, &apns.team_id, &apns.certificate_file, &apns.certificate_key_file) {
         (Some(key_file), Some(key_id), Some(team_id), _, _) => {
             let pem = std::fs::read(key_file).with_context(|| format!("reading {}", key_file.display()))?;
             ApnsAuth::Token(Arc::new(TokenSigner::new(&pem, key_id, team_id, Arc::new(SystemClock))?))
@@ -119,19 +247,7 @@ fn apns_clients(apns: &ApnsConfig) -> anyhow::Result<(Arc<ApnsClient>, Arc<ApnsC
             key_pem: std::fs::read(key).with_context(|| format!("reading {}", key.display()))?,
         },
         _ => anyhow::bail!("apps.apns: no authentication configured"),
-    };
-    let extra_ca_pem = apns.ca_file.as_ref().map(std::fs::read).transpose().context("reading apps.apns.ca_file")?;
-    let client = |default_endpoint: &str| -> anyhow::Result<Arc<ApnsClient>> {
-        let endpoint = match &apns.endpoint {
-            Some(endpoint) => endpoint.clone(),
-            None => default_endpoint.parse()?,
-        };
-        let mut config = ApnsClientConfig::new(endpoint, auth.clone());
-        config.extra_ca_pem.clone_from(&extra_ca_pem);
-        config.connections = apns.connections;
-        Ok(Arc::new(ApnsClient::new(config)?))
-    };
-    Ok((client(pushgate_providers::apns::PRODUCTION_ENDPOINT)?, client(pushgate_providers::apns::SANDBOX_ENDPOINT)?))
+    })
 }
 
 /// The app's FCM client.

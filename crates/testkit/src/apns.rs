@@ -99,6 +99,23 @@ pub struct RecordedApnsRequest {
     pub reason: Option<String>,
 }
 
+/// A channel management or broadcast request the fake received, with its answer.
+#[derive(Debug, Clone)]
+pub struct RecordedChannelRequest {
+    /// `POST`, `GET`, `DELETE`.
+    pub method: String,
+    /// The path (`/1/apps/<bundle>/channels`, `/4/broadcasts/apps/<bundle>`).
+    pub path: String,
+    /// Every header, lower-case name to value.
+    pub headers: HashMap<String, String>,
+    /// The body, parsed (`Null` without one).
+    pub payload: serde_json::Value,
+    /// The status the fake answered.
+    pub status: u16,
+    /// The reason the fake answered, if an error.
+    pub reason: Option<String>,
+}
+
 struct State {
     config: Mutex<FakeApnsConfig>,
     failures: Mutex<HashMap<String, VecDeque<ApnsFailure>>>,
@@ -115,6 +132,11 @@ struct State {
     delivered: AtomicUsize,
     /// Requests received, answered or not yet.
     received: AtomicUsize,
+    /// The broadcast channels made through the management API: id → storage policy.
+    channels: Mutex<std::collections::BTreeMap<String, u64>>,
+    /// Channel management and broadcast requests, with their answers.
+    channel_requests: Mutex<Vec<RecordedChannelRequest>>,
+    channels_made: AtomicU64,
 }
 
 /// A running fake APNs. Stops when dropped.
@@ -160,6 +182,9 @@ impl FakeApns {
             answer_delay_ms: AtomicU64::new(0),
             received: AtomicUsize::new(0),
             delivered: AtomicUsize::new(0),
+            channels: Mutex::default(),
+            channel_requests: Mutex::default(),
+            channels_made: AtomicU64::new(0),
         });
         let acceptor = tokio_rustls::TlsAcceptor::from(tls);
         let accepting = Arc::clone(&state);
@@ -233,6 +258,24 @@ impl FakeApns {
     /// [`FakeApns::set_answer_delay`]); [`FakeApns::requests`] has the answered ones.
     pub fn received_count(&self) -> usize {
         self.state.received.load(Ordering::Relaxed)
+    }
+
+    /// The channel management and broadcast requests so far.
+    pub fn channel_requests(&self) -> Vec<RecordedChannelRequest> {
+        lock(&self.state.channel_requests).clone()
+    }
+
+    /// The broadcasts APNs accepted so far.
+    pub fn broadcasts(&self) -> Vec<RecordedChannelRequest> {
+        self.channel_requests()
+            .into_iter()
+            .filter(|request| request.path.starts_with("/4/") && request.status == 200)
+            .collect()
+    }
+
+    /// The ids of the channels that exist now.
+    pub fn channel_ids(&self) -> Vec<String> {
+        lock(&self.state.channels).keys().cloned().collect()
     }
 
     /// TLS connections accepted so far.
@@ -339,6 +382,20 @@ async fn handle_stream(
     let apns_id = headers.get("apns-id").cloned().unwrap_or_else(|| "00000000-0000-0000-0000-000000000000".to_owned());
     let mut jwt_iat = None;
     let jwt = headers.get("authorization").and_then(|value| bearer(value)).map(str::to_owned);
+    let path = parts.uri.path();
+    if path.starts_with("/1/apps/") || path.starts_with("/4/broadcasts/apps/") {
+        let request = RecordedChannelRequest {
+            method: parts.method.to_string(),
+            path: path.to_owned(),
+            headers,
+            payload: serde_json::from_slice(&payload).unwrap_or(serde_json::Value::Null),
+            status: 0,
+            reason: None,
+        };
+        let failure = lock(&state.failures).get_mut("channels").and_then(VecDeque::pop_front);
+        serve_channel_request(request, failure, jwt.as_deref(), respond, state, connection);
+        return;
+    }
     let verdict = (|| {
         if parts.method != http::Method::POST {
             return Err((405, "MethodNotAllowed", None));
@@ -409,6 +466,133 @@ async fn handle_stream(
 }
 
 type Rejection = (u16, &'static str, Option<i64>);
+
+/// Apple's channel management API and broadcast endpoint, as *Sending
+/// channel management requests to APNs* and *Sending broadcast push
+/// notification requests to APNs* describe them (answers in
+/// [`channel_answer`]). A failure queued for `"channels"` answers the next one.
+fn serve_channel_request(
+    mut request: RecordedChannelRequest,
+    failure: Option<ApnsFailure>,
+    jwt: Option<&str>,
+    mut respond: SendResponse<Bytes>,
+    state: &State,
+    connection: u64,
+) {
+    let answer = (|| {
+        let config = lock(&state.config).clone();
+        let Some((key_id, team_id, public_pem)) = &config.token_auth else {
+            // Broadcasts and channels take token-based connections only.
+            return Err((403, "InvalidProviderToken"));
+        };
+        let mut keys = vec![(key_id.clone(), public_pem.clone())];
+        keys.extend(lock(&state.more_token_keys).iter().cloned());
+        check_provider_token(jwt, &keys, team_id, state, connection).map_err(|(status, reason, _)| (status, reason))?;
+        if let Some(ApnsFailure::Status(status, reason)) = failure {
+            return Err((status, reason));
+        }
+        channel_answer(&request, &config.topic, state)
+    })();
+    let (status, headers, body) = match answer {
+        Ok((status, headers, body)) => (status, headers, body),
+        Err((status, reason)) => {
+            request.reason = Some(reason.to_owned());
+            (status, Vec::new(), Some(serde_json::json!({ "reason": reason })))
+        }
+    };
+    request.status = status;
+    lock(&state.channel_requests).push(request);
+    state.recorded.notify_waiters();
+    let mut response = Response::builder().status(StatusCode::from_u16(status).unwrap_or(StatusCode::OK));
+    for (name, value) in headers {
+        response = response.header(name, value);
+    }
+    let Ok(response) = response.body(()) else { return };
+    match body {
+        None => {
+            let _ = respond.send_response(response, true);
+        }
+        Some(body) => {
+            if let Ok(mut stream) = respond.send_response(response, false) {
+                let _ = stream.send_data(Bytes::from(body.to_string()), true);
+            }
+        }
+    }
+}
+
+/// A channel answer: status, headers and body, or Apple's status and reason.
+type ChannelAnswer = Result<(u16, Vec<(&'static str, String)>, Option<serde_json::Value>), (u16, &'static str)>;
+
+fn channel_answer(request: &RecordedChannelRequest, topic: &str, state: &State) -> ChannelAnswer {
+    use base64::Engine as _;
+    let channels_path = format!("/1/apps/{topic}/channels");
+    let all_path = format!("/1/apps/{topic}/all-channels");
+    let broadcast_path = format!("/4/broadcasts/apps/{topic}");
+    let path = request.path.as_str();
+    if ![channels_path.as_str(), all_path.as_str(), broadcast_path.as_str()].contains(&path) {
+        return Err((400, "BadPath"));
+    }
+    let channel_id = || -> Result<String, (u16, &'static str)> {
+        let id = request.headers.get("apns-channel-id").ok_or((400, "MissingChannelId"))?;
+        base64::engine::general_purpose::STANDARD.decode(id).map_err(|_| (400, "BadChannelId"))?;
+        if !lock(&state.channels).contains_key(id) {
+            return Err((404, "ChannelNotRegistered"));
+        }
+        Ok(id.clone())
+    };
+    match (request.method.as_str(), path == all_path, path == broadcast_path) {
+        ("POST", false, false) => {
+            let policy = request.payload["message-storage-policy"].as_u64().filter(|policy| *policy <= 1);
+            let Some(policy) = policy else { return Err((400, "BadMessageStoragePolicy")) };
+            let push_type = request.payload["push-type"].as_str().unwrap_or_default();
+            if !push_type.eq_ignore_ascii_case("liveactivity") {
+                return Err((400, "InvalidPushType"));
+            }
+            let made = state.channels_made.fetch_add(1, Ordering::Relaxed) + 1;
+            let id = base64::engine::general_purpose::STANDARD.encode(format!("fake-channel-{made:06}"));
+            lock(&state.channels).insert(id.clone(), policy);
+            Ok((201, vec![("apns-channel-id", id)], None))
+        }
+        ("GET", false, false) => {
+            let id = channel_id()?;
+            let policy = lock(&state.channels).get(&id).copied().unwrap_or_default();
+            Ok((
+                200,
+                Vec::new(),
+                Some(serde_json::json!({ "message-storage-policy": policy, "push-type": "LiveActivity" })),
+            ))
+        }
+        ("DELETE", false, false) => {
+            let id = channel_id()?;
+            lock(&state.channels).remove(&id);
+            Ok((204, Vec::new(), None))
+        }
+        ("GET", true, false) => Ok((
+            200,
+            Vec::new(),
+            Some(serde_json::json!({ "channels": lock(&state.channels).keys().collect::<Vec<_>>() })),
+        )),
+        ("POST", false, true) => {
+            let id = channel_id()?;
+            if request.headers.get("apns-push-type").map(String::as_str) != Some("liveactivity") {
+                return Err((400, "InvalidPushType"));
+            }
+            if !matches!(request.headers.get("apns-priority").map(String::as_str), None | Some("5" | "10")) {
+                return Err((400, "BadPriority"));
+            }
+            let stores_nothing = lock(&state.channels).get(&id) == Some(&0);
+            if stores_nothing && request.headers.get("apns-expiration").map(String::as_str) != Some("0") {
+                // "No message stored": a broadcast must say so with apns-expiration 0.
+                return Err((400, "BadExpirationDate"));
+            }
+            if !request.payload["aps"]["event"].is_string() || !request.payload["aps"]["timestamp"].is_u64() {
+                return Err((400, "BadPayload"));
+            }
+            Ok((200, vec![("apns-unique-id", format!("broadcast-{}", lock(&state.channel_requests).len()))], None))
+        }
+        _ => Err((405, "MethodNotAllowed")),
+    }
+}
 
 fn bearer(value: &str) -> Option<&str> {
     let (scheme, token) = value.split_once(' ')?;

@@ -29,7 +29,7 @@ mod postgres;
 pub mod seed;
 mod webpush;
 
-pub use apns::{ApnsFailure, FakeApns, FakeApnsConfig, RecordedApnsRequest};
+pub use apns::{ApnsFailure, FakeApns, FakeApnsConfig, RecordedApnsRequest, RecordedChannelRequest};
 pub use browser::{Browser, PAGE_DEADLINE};
 pub use certs::TestCa;
 pub use fcm::{FakeFcm, FakeFcmConfig, FcmFailure, RecordedFcmMessage};
@@ -85,6 +85,7 @@ key_id = "ABC123DEFG"
 team_id = "DEF123GHIJ"
 topic = "io.imkit.app"
 endpoint = "{apns_endpoint}"
+channels_endpoint = "{apns_endpoint}"
 ca_file = {ca_file:?}
 
 [apps.fcm]

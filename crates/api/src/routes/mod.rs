@@ -1,6 +1,7 @@
 //! Route handlers, one module per area.
 
 pub mod badges;
+pub mod channels;
 pub mod clients;
 pub mod experiments;
 pub mod imkit;

@@ -114,7 +114,7 @@ fn parse_clients(clients: &[String]) -> Result<Vec<ClientId>, ApiError> {
 }
 
 /// A send's `payload`, read into its type (an error names the field).
-fn parse_payload<T: serde::de::DeserializeOwned>(payload: &serde_json::Value) -> Result<T, ApiError> {
+pub(crate) fn parse_payload<T: serde::de::DeserializeOwned>(payload: &serde_json::Value) -> Result<T, ApiError> {
     if !payload.is_object() {
         return Err(ApiError::invalid("payload: must be a JSON object"));
     }

@@ -1,9 +1,14 @@
 //! The APNs HTTP/2 provider API client.
 
+mod channels;
 mod jwt;
 mod pool;
 mod request;
 
+pub use channels::{
+    BroadcastHeaders, ChannelError, ChannelInfo, ChannelManager, PRODUCTION_CHANNELS_ENDPOINT,
+    SANDBOX_CHANNELS_ENDPOINT, StoragePolicy,
+};
 pub use jwt::{ExpiredTokenAction, JwtError, MIN_REFRESH_INTERVAL, REFRESH_AFTER, TokenSigner};
 pub use request::{
     Answer, MAX_COLLAPSE_ID_BYTES, MAX_PAYLOAD_BYTES, MAX_VOIP_PAYLOAD_BYTES, Notification, Priority, PushType,
@@ -218,6 +223,88 @@ impl ApnsClient {
             }
         }
         Outcome::Retry { reason: last_problem, after: None }
+    }
+}
+
+impl ApnsClient {
+    /// One request of Apple's channel APIs (management, broadcasts): the
+    /// answer's head and body when its status is `expected`, else Apple's
+    /// reason. A request cut off by a dying connection is sent again on a new
+    /// one, and an expired provider token is signed again once, as [`Self::send`] does.
+    pub(crate) async fn exchange(
+        &self,
+        method: http::Method,
+        path: &str,
+        headers: &[(&'static str, String)],
+        body: bytes::Bytes,
+        expected: http::StatusCode,
+    ) -> Result<(http::response::Parts, bytes::Bytes), ChannelError> {
+        let mut renewed_token = false;
+        let mut last_problem = Reason::Unreachable(Unreachable::ConnectionFailed);
+        for _ in 0..TRANSPORT_ATTEMPTS {
+            let bearer = match &self.signer {
+                Some(signer) => Some(
+                    signer
+                        .token()
+                        .map_err(|error| ChannelError::Unreachable(Reason::Credentials(error.to_string())))?,
+                ),
+                None => None,
+            };
+            let mut builder = http::Request::builder()
+                .method(method.clone())
+                .uri(format!("https://{}{path}", self.authority))
+                .header(http::header::CONTENT_TYPE, "application/json");
+            for (name, value) in headers {
+                builder = builder.header(*name, value.as_str());
+            }
+            if let Some(jwt) = &bearer {
+                builder = builder.header(http::header::AUTHORIZATION, format!("bearer {jwt}"));
+            }
+            let request = builder
+                .body(Full::new(body.clone()))
+                .map_err(|error| ChannelError::Unexpected(format!("a request that cannot be made: {error}")))?;
+            let lease = match self.pool.lease().await {
+                Ok(lease) => lease,
+                Err(problem) => {
+                    tracing::warn!(apns.endpoint = %self.authority, error = %problem, "cannot connect to APNs");
+                    continue;
+                }
+            };
+            let exchange = async {
+                let mut sender = lease.sender.clone();
+                let response = sender.send_request(request).await?;
+                let (parts, body) = response.into_parts();
+                let body = Limited::new(body, MAX_ANSWER_BYTES).collect().await.map(|collected| collected.to_bytes());
+                Ok::<_, hyper::Error>((parts, body))
+            };
+            let (parts, body) = match tokio::time::timeout(self.request_timeout, exchange).await {
+                Err(_) => {
+                    self.pool.retire(&lease).await;
+                    return Err(ChannelError::Unreachable(Reason::Unreachable(Unreachable::Timeout)));
+                }
+                Ok(Err(_)) | Ok(Ok((_, Err(_)))) => {
+                    self.pool.retire(&lease).await;
+                    last_problem = Reason::Unreachable(Unreachable::ConnectionLost);
+                    continue;
+                }
+                Ok(Ok((parts, Ok(body)))) => (parts, body),
+            };
+            if parts.status == expected {
+                return Ok((parts, body));
+            }
+            let reason =
+                serde_json::from_slice::<request::ErrorBody>(&body).map(|error| error.reason).unwrap_or_default();
+            if reason == "ExpiredProviderToken"
+                && !renewed_token
+                && let (Some(signer), Some(jwt)) = (&self.signer, bearer.as_deref())
+                && signer.expired(jwt) == ExpiredTokenAction::Resend
+            {
+                renewed_token = true;
+                continue;
+            }
+            return Err(ChannelError::Refused { status: parts.status.as_u16(), reason });
+        }
+        Err(ChannelError::Unreachable(last_problem))
     }
 }
 

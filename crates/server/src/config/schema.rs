@@ -376,6 +376,9 @@ pub struct ApnsConfig {
     pub environment: Environment,
     /// Another APNs endpoint, such as a local fake (`https://127.0.0.1:9443`).
     pub endpoint: Option<url::Url>,
+    /// Another endpoint for Apple's broadcast channel management API (Apple's:
+    /// `api-manage-broadcast.push.apple.com:2196`, sandbox `…sandbox…:2195`).
+    pub channels_endpoint: Option<url::Url>,
     /// An extra CA certificate (PEM) to trust for `endpoint`.
     pub ca_file: Option<PathBuf>,
     /// HTTP/2 connections kept open to APNs per environment; default 2.

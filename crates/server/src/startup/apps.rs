@@ -67,6 +67,13 @@ pub(super) fn configured_apps(config: &Config, store: &Arc<dyn Store>) -> anyhow
                 in_flight: app.limits.in_flight,
             })),
             critical_alerts: app.apns.as_ref().is_some_and(|apns| apns.critical_alerts),
+            channels: app
+                .apns
+                .as_ref()
+                .map(crate::providers::apns_channels)
+                .transpose()
+                .with_context(|| format!("setting up the broadcast channels of app {id}"))?
+                .flatten(),
             apns_auth: app
                 .apns
                 .as_ref()

@@ -3,6 +3,7 @@
 
 mod badges;
 mod callbacks;
+mod channels;
 mod cli;
 mod client_credentials;
 mod coalescing;

@@ -174,10 +174,15 @@ async fn the_subscribe_schema_types_token_as_a_string_or_a_push_subscription() {
 #[tokio::test]
 async fn every_operation_documents_its_errors_and_every_example_is_accepted() {
     const SECRET: &str = "openapi-callback-secret-0001";
-    let config = format!(
-        "[[apps]]\nid = \"SampleApp\"\napi_keys = [\"{API_KEY}\"]\ngeneric_push = {{ secret = \"{SECRET}\" }}\n"
-    );
-    let app = TestApp::spawn_with(Some(&config), &[]).await;
+    // The fake APNs answers the channel routes.
+    let setup = crate::helpers::spawn_with_providers_config(
+        "",
+        &format!("generic_push = {{ secret = \"{SECRET}\" }}"),
+        "",
+        &[],
+    )
+    .await;
+    let app = &setup.app;
     let (status, document) = app.get("/openapi.json", None).await;
     assert_eq!(status, 200);
     let mut examples = Vec::new();
@@ -207,29 +212,34 @@ async fn every_operation_documents_its_errors_and_every_example_is_accepted() {
             }
         }
     }
-    assert_eq!(examples.len(), 14, "every body route has its example");
+    assert_eq!(examples.len(), 16, "every body route has its example");
 
     // In an order where each finds what it needs: devices before pushes, a push before its open.
     let rank = |template: &str| match template {
         "/me/subscribe" => 0,
         "/me/unsubscribe" => 3,
-        "/v1/pushes/{pushId}/opened" => 2,
+        "/v1/pushes/{pushId}/opened" | "/v1/apps/{appId}/channels/{channelId}/broadcast" => 2,
         _ => 1,
     };
     examples.sort_by_key(|(_, template, _)| rank(template));
-    let mut push_id = String::new();
+    let (mut push_id, mut channel_id) = (String::new(), String::new());
     for (method, template, example) in examples {
         let path = template
+            .replace("{appId}", "SampleApp")
+            .replace("{channelId}", &url::form_urlencoded::byte_serialize(channel_id.as_bytes()).collect::<String>())
             .replace("{clientId}", "user001")
             .replace("{source}", "orders")
             .replace("{room}", "demo-room")
             .replace("{id}", "copy-1")
             .replace("{pushId}", &push_id);
         let path = if path.starts_with("/imkit/") { format!("{path}?secret={SECRET}") } else { path };
-        let (status, answer) = send(&app, &method, &path, &example).await;
+        let (status, answer) = send(app, &method, &path, &example).await;
         assert_eq!(status, 200, "{method} {template} accepts its own example: {answer}");
         if template == "/push/push2clients" {
             push_id = answer["result"]["pushId"].as_str().expect("a push id").to_owned();
+        }
+        if template == "/v1/apps/{appId}/channels" {
+            channel_id = answer["result"]["channelId"].as_str().expect("a channel id").to_owned();
         }
     }
 }
