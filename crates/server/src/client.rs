@@ -115,6 +115,30 @@ impl ApiClient {
         self.call(reqwest::Method::GET, &format!("/v1/clients/{}/badge", segment(client_id)), None).await
     }
 
+    /// `/v1/apps/{appId}/channels[/{channelId}[/broadcast]]`, in `environment` if given.
+    pub async fn channels(
+        &self,
+        method: reqwest::Method,
+        app: &str,
+        channel_id: Option<&str>,
+        broadcast: bool,
+        environment: Option<&str>,
+        body: Option<&Value>,
+    ) -> Result<Value, CliError> {
+        let mut path = format!("/v1/apps/{}/channels", segment(app));
+        if let Some(channel_id) = channel_id {
+            path.push('/');
+            path.push_str(&segment(channel_id));
+        }
+        if broadcast {
+            path.push_str("/broadcast");
+        }
+        if let Some(environment) = environment {
+            path.push_str(&format!("?environment={}", segment(environment)));
+        }
+        self.call(method, &path, body).await
+    }
+
     /// Registers every line of `file` (one `/me/subscribe` body per line,
     /// JSON) with a few requests at a time, as it reads them. Idempotent:
     /// a registration is an upsert. Shows progress (rate, ETA) on a terminal;

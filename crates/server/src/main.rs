@@ -128,6 +128,12 @@ enum Command {
         #[command(subcommand)]
         command: BadgeCommand,
     },
+    /// An app's APNs broadcast channels (iOS 18+): create, list, show,
+    /// delete, and broadcast a Live Activity update to one.
+    Channels {
+        #[command(subcommand)]
+        command: ChannelsCommand,
+    },
     /// API keys in the store (create, list, revoke) and VAPID key pairs.
     Keys {
         #[command(subcommand)]
@@ -188,6 +194,65 @@ enum BadgeCommand {
     },
 }
 
+/// Which app's channels, in which APNs environment.
+#[derive(Debug, clap::Args)]
+struct ChannelScope {
+    /// The app's id (the key's own).
+    #[arg(long)]
+    app: String,
+    /// `production` or `sandbox`; the app's default environment when absent.
+    #[arg(long)]
+    environment: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum ChannelsCommand {
+    /// Create a channel; prints its id (the app subscribes its Live Activity with it).
+    Create {
+        #[command(flatten)]
+        output: Output,
+        #[command(flatten)]
+        scope: ChannelScope,
+        /// Apple's message storage policy: 0 (none stored) or 1 (the most recent one).
+        #[arg(long, value_parser = clap::value_parser!(u8).range(0..=1))]
+        storage_policy: u8,
+    },
+    /// Every channel id of the app.
+    List {
+        #[command(flatten)]
+        output: Output,
+        #[command(flatten)]
+        scope: ChannelScope,
+    },
+    /// One channel's storage policy and push type.
+    Show {
+        #[command(flatten)]
+        output: Output,
+        #[command(flatten)]
+        scope: ChannelScope,
+        /// The channel id.
+        channel_id: String,
+    },
+    /// Delete a channel.
+    Delete {
+        #[command(flatten)]
+        scope: ChannelScope,
+        /// The channel id.
+        channel_id: String,
+    },
+    /// Broadcast a Live Activity update or end to the channel's subscribers.
+    Broadcast {
+        #[command(flatten)]
+        scope: ChannelScope,
+        /// The channel id.
+        channel_id: String,
+        /// The Live Activity push (JSON), as `POST /push/liveactivity`'s `payload`:
+        /// `{"event": "update", "contentState": {...}}`.
+        #[arg(long)]
+        payload: String,
+    },
+}
+
 #[derive(Debug, Subcommand)]
 enum KeysCommand {
     /// Make an API key for an app, kept in the store (only its digest); the
@@ -225,9 +290,11 @@ fn main() -> ExitCode {
         Command::Devices { command: DevicesCommand::Export { .. } } => {
             with_config(cli.config.as_deref(), cli.command, cli.remote)
         }
-        Command::Send { .. } | Command::Push { .. } | Command::Devices { .. } | Command::Badge { .. } => {
-            remote(cli.command, cli.remote)
-        }
+        Command::Send { .. }
+        | Command::Push { .. }
+        | Command::Devices { .. }
+        | Command::Badge { .. }
+        | Command::Channels { .. } => remote(cli.command, cli.remote),
         command => with_config(cli.config.as_deref(), command, cli.remote),
     }
 }
@@ -254,6 +321,59 @@ fn remote(command: Command, remote: Remote) -> ExitCode {
             ExitCode::from(error.exit_code())
         }
     }
+}
+
+/// The `channels` verbs.
+async fn channels(client: &ApiClient, command: ChannelsCommand) -> Result<(), CliError> {
+    use reqwest::Method;
+    let print = |json: bool, value: &serde_json::Value, human: String| {
+        if json { println!("{value}") } else { println!("{human}") }
+    };
+    match command {
+        ChannelsCommand::Create { output, scope, storage_policy } => {
+            let body = serde_json::json!({ "messageStoragePolicy": storage_policy });
+            let environment = scope.environment.as_deref();
+            let result = client.channels(Method::POST, &scope.app, None, false, environment, Some(&body)).await?;
+            print(output.json, &result, format!("created: channel {}", cell(&result["channelId"])));
+        }
+        ChannelsCommand::List { output, scope } => {
+            let result =
+                client.channels(Method::GET, &scope.app, None, false, scope.environment.as_deref(), None).await?;
+            let rows: Vec<Vec<String>> = result["channels"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .map(|id| vec![cell(id)])
+                .collect();
+            print(output.json, &result, table(&["channel"], &rows));
+        }
+        ChannelsCommand::Show { output, scope, channel_id } => {
+            let environment = scope.environment.as_deref();
+            let result = client.channels(Method::GET, &scope.app, Some(&channel_id), false, environment, None).await?;
+            let human = format!(
+                "channel {}: message storage policy {}, push type {}",
+                cell(&result["channelId"]),
+                cell(&result["messageStoragePolicy"]),
+                cell(&result["pushType"])
+            );
+            print(output.json, &result, human);
+        }
+        ChannelsCommand::Delete { scope, channel_id } => {
+            let environment = scope.environment.as_deref();
+            client.channels(Method::DELETE, &scope.app, Some(&channel_id), false, environment, None).await?;
+            println!("deleted: channel {channel_id}");
+        }
+        ChannelsCommand::Broadcast { scope, channel_id, payload } => {
+            let payload: serde_json::Value = serde_json::from_str(&payload)
+                .map_err(|error| CliError::Usage(format!("--payload is not JSON: {error}")))?;
+            let body = serde_json::json!({ "payload": payload });
+            let environment = scope.environment.as_deref();
+            client.channels(Method::POST, &scope.app, Some(&channel_id), true, environment, Some(&body)).await?;
+            println!("broadcast: channel {channel_id}");
+        }
+    }
+    Ok(())
 }
 
 async fn run_remote(command: Command, remote: Remote) -> Result<(), CliError> {
@@ -341,6 +461,7 @@ async fn run_remote(command: Command, remote: Remote) -> Result<(), CliError> {
                 return Err(CliError::Partial(summary.refused.len()));
             }
         }
+        Command::Channels { command } => channels(&client()?, command).await?,
         Command::Badge { command: BadgeCommand::Show { output, client_id } } => {
             let result = client()?.badge(&client_id).await?;
             let mut rows: Vec<Vec<String>> = Vec::new();
@@ -500,9 +621,11 @@ fn with_config(path: Option<&std::path::Path>, command: Command, remote_at: Remo
         Command::Keys { command } => stored_keys(&config, command),
         Command::Devices { command: DevicesCommand::Export { app } } => export(&config, &app),
         Command::Demo { arguments } => demo(&arguments),
-        Command::Send { .. } | Command::Push { .. } | Command::Devices { .. } | Command::Badge { .. } => {
-            remote(command, remote_at)
-        }
+        Command::Send { .. }
+        | Command::Push { .. }
+        | Command::Devices { .. }
+        | Command::Badge { .. }
+        | Command::Channels { .. } => remote(command, remote_at),
         Command::CheckConfig { probe, json } => {
             println!("configuration is valid: {} app(s), store {}", config.apps.len(), config.store.url);
             let watch = pushgate_api::certificates::CertificateWatch(config.certificates());

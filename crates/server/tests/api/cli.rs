@@ -503,3 +503,43 @@ async fn a_taken_port_and_an_empty_probe_say_what_to_do() {
     assert!(output.status.success(), "{out}");
     assert!(out.contains("no app has a provider configured") && out.contains("nothing to probe"), "{out}");
 }
+
+/// `channels create`, `list`, `show`, `broadcast` and `delete` against a
+/// running instance and the fake APNs' channel management API.
+#[tokio::test]
+async fn channel_verbs_manage_an_apps_broadcast_channels() {
+    use crate::helpers::{API_KEY, spawn_with_providers};
+    let setup = spawn_with_providers("").await;
+    let url = setup.app.base_url.clone();
+    let remote = ["--url", url.as_str(), "--key", API_KEY, "--app", "SampleApp"];
+
+    let (code, out, err) = verb(&[&["channels", "create", "--storage-policy", "0"], &remote[..]].concat()).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let channel = out.trim().strip_prefix("created: channel ").expect("the channel id").to_owned();
+    assert_eq!(setup.apns.channel_ids(), vec![channel.clone()]);
+
+    let (code, out, _) = verb(&[&["channels", "list", "--json"], &remote[..]].concat()).await;
+    assert_eq!(
+        (code, serde_json::from_str::<serde_json::Value>(&out).expect("JSON")),
+        (0, json!({ "channels": [channel] }))
+    );
+    let (code, out, _) = verb(&[&["channels", "show", channel.as_str()], &remote[..]].concat()).await;
+    assert_eq!(
+        (code, out.trim()),
+        (0, format!("channel {channel}: message storage policy 0, push type LiveActivity").as_str())
+    );
+
+    let payload = r#"{"event": "end", "contentState": {"home": 2, "away": 1}, "dismissalDate": 0}"#;
+    let (code, out, err) =
+        verb(&[&["channels", "broadcast", channel.as_str(), "--payload", payload], &remote[..]].concat()).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let sent = setup.apns.broadcasts().pop().expect("a broadcast");
+    assert_eq!((sent.payload["aps"]["event"].as_str(), sent.headers["apns-expiration"].as_str()), (Some("end"), "0"));
+
+    let (code, _, err) = verb(&[&["channels", "delete", channel.as_str()], &remote[..]].concat()).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(setup.apns.channel_ids().is_empty());
+    let (code, _, err) = verb(&[&["channels", "show", channel.as_str()], &remote[..]].concat()).await;
+    assert_eq!(code, 1, "a deleted channel is refused: {err}");
+    assert!(err.contains("ChannelNotRegistered"), "{err}");
+}
