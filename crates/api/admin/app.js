@@ -113,14 +113,15 @@ function logOut() {
 
 function show(page) {
   if (!state.key) page = "login";
-  if (!["login", "overview", "lookup", "send"].includes(page)) page = "overview";
-  for (const id of ["login", "overview", "lookup", "send"]) $(id).hidden = id !== page;
+  if (!["login", "overview", "lookup", "send", "channels"].includes(page)) page = "overview";
+  for (const id of ["login", "overview", "lookup", "send", "channels"]) $(id).hidden = id !== page;
   for (const link of document.querySelectorAll("nav a")) link.classList.toggle("current", link.id === `nav-${page}`);
   clearInterval(state.timer);
   if (page === "overview") {
     refreshOverview();
     state.timer = setInterval(refreshOverview, REFRESH_MS);
   }
+  if (page === "channels") listChannels();
 }
 
 // ---- overview ------------------------------------------------------------
@@ -319,6 +320,59 @@ async function sendTest() {
   }
 }
 
+// ---- broadcast channels -----------------------------------------------------
+
+// The app's channels path, with the environment chosen; null (and a message) without one app.
+function channelsPath(suffix) {
+  const app = currentApp() || (state.apps.length === 1 ? state.apps[0] : "");
+  if (!app) {
+    $("channels-error").textContent = "Choose an app first.";
+    return null;
+  }
+  const environment = $("channel-environment").value;
+  return `/v1/apps/${encodeURIComponent(app)}/channels${suffix}${environment ? `?environment=${environment}` : ""}`;
+}
+
+async function listChannels() {
+  $("channels-error").textContent = "";
+  const path = channelsPath("");
+  const out = $("channels-result");
+  if (!path) return out.replaceChildren();
+  try {
+    const { channels } = await api("GET", path);
+    const details = await Promise.all(channels.map((id) => api("GET", channelsPath(`/${encodeURIComponent(id)}`))));
+    out.replaceChildren(table(["Channel", "Messages stored", "Push type", ""], details, (channel) => {
+      const button = el("button", { type: "button", "data-channel": channel.channelId }, "Delete");
+      button.addEventListener("click", () => deleteChannel(channel.channelId));
+      return [el("code", {}, channel.channelId), channel.messageStoragePolicy === 1 ? "the most recent one" : "none", channel.pushType, button];
+    }, "No channel", "channel-list"));
+  } catch (error) {
+    $("channels-error").textContent = error.message;
+  }
+}
+
+async function createChannel() {
+  $("channels-error").textContent = "";
+  const path = channelsPath("");
+  if (!path) return;
+  try {
+    await api("POST", path, { messageStoragePolicy: Number($("channel-policy").value) });
+    await listChannels();
+  } catch (error) {
+    $("channels-error").textContent = error.message;
+  }
+}
+
+async function deleteChannel(id) {
+  if (!confirm(`Delete channel ${id}? Its subscribers get nothing more through it.`)) return;
+  try {
+    await api("DELETE", channelsPath(`/${encodeURIComponent(id)}`));
+    await listChannels();
+  } catch (error) {
+    $("channels-error").textContent = error.message;
+  }
+}
+
 // ---- wiring --------------------------------------------------------------
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -334,6 +388,8 @@ document.addEventListener("DOMContentLoaded", () => {
   $("reload").addEventListener("click", reloadCredentials);
   $("lookup-form").addEventListener("submit", (event) => { event.preventDefault(); lookUp(); });
   $("send-form").addEventListener("submit", (event) => { event.preventDefault(); sendTest(); });
+  $("channel-form").addEventListener("submit", (event) => { event.preventDefault(); createChannel(); });
+  $("channel-environment").addEventListener("change", listChannels);
   $("app").addEventListener("change", () => show(location.hash.slice(1) || "overview"));
   window.addEventListener("hashchange", () => show(location.hash.slice(1)));
   const saved = sessionStorage.getItem("pushgate-key");

@@ -125,6 +125,20 @@ async fn the_console_charts_looks_up_sends_and_resumes_in_a_real_browser() {
     assert_eq!(messages[0].message["notification"]["body"], "hello from the console");
     browser.screenshot(&folder, "send").await;
 
+    // Broadcast channels: one made, listed from APNs, and deleted.
+    browser.click("#nav-channels").await;
+    browser.wait_for_text("#channel-list", "No channel").await;
+    browser.click("#channel-form button").await;
+    let listed = browser.wait_for_text("#channel-list", "the most recent one").await;
+    let made = setup.apns.channel_ids();
+    assert_eq!(made.len(), 1, "one channel at APNs");
+    assert!(listed.contains(&made[0]) && listed.contains("LiveActivity"), "{listed}");
+    browser.screenshot(&folder, "channels").await;
+    browser.click(&format!("#channel-list button[data-channel='{}']", made[0])).await;
+    browser.client.accept_alert().await.expect("the confirmation is accepted");
+    browser.wait_for_text("#channel-list", "No channel").await;
+    assert!(setup.apns.channel_ids().is_empty(), "deleted at APNs");
+
     // At 360 px the overview fits the width.
     browser.client.set_window_size(360, 800).await.expect("resize");
     browser.click("#nav-overview").await;
