@@ -64,7 +64,8 @@ pub(crate) fn apns(request: &PushRequest, delivery: &ClaimedDelivery, style: &Ch
     let voip = delivery.device_type == DeviceType::IosVoip;
     let badge = delivery.badge.unwrap_or_default();
     match request {
-        PushRequest::Custom(push) => return Some(push.to_apns()),
+        // A VoIP device takes a VoIP push only, and a VoIP push goes to VoIP devices only.
+        PushRequest::Custom(push) => return (push.is_voip() == voip).then(|| push.to_apns()),
         PushRequest::LiveActivity(push) => return Some(push.to_apns()),
         // A VoIP push must report a call; a clear is not one.
         PushRequest::Clear { room } => return (!voip).then(|| clear_apns(room, badge)),

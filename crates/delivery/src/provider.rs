@@ -126,7 +126,10 @@ impl Provider for ApnsProviders {
         };
         let built = tracing::debug_span!("build").in_scope(|| payload::apns(request, delivery, style));
         let Some(apns) = built else {
-            return Sent::Skipped(Reason::NoVoipBadgeUpdate);
+            return Sent::Skipped(match request {
+                PushRequest::Custom(_) => Reason::NotForDeviceType,
+                _ => Reason::NoVoipBadgeUpdate,
+            });
         };
         let push_type = match (delivery.device_type, apns.silent) {
             (DeviceType::IosVoip, _) => PushType::Voip,

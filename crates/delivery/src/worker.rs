@@ -14,7 +14,7 @@ use crate::retry::{retry_at, schedule_retry};
 use crate::{ApnsProviders, DeliveryConfig, DeliveryHandle, FcmProvider, WebPushProvider};
 use pushgate_domain::{AppId, ChatStyle, DeviceType, LiveActivityEvent, ProviderKind, PushRequest, Reason};
 use pushgate_providers::{Clock, Outcome};
-use pushgate_store::{ClaimedDelivery, DeliveryRef, DeliveryStatus, DeliveryUpdate, SharedPause, Store};
+use pushgate_store::{ClaimedDelivery, DeliveryRef, DeliveryStatus, DeliveryUpdate, SharedPause, Store, StoreError};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -489,6 +489,21 @@ impl Worker {
         }
     }
 
+    /// Removes the delivery's device, unless it changed token or registered
+    /// again after `invalid_since_ms`; answers whether it went.
+    async fn prune(&self, delivery: &ClaimedDelivery, invalid_since_ms: Option<i64>) -> Result<bool, StoreError> {
+        let store = &self.store;
+        store
+            .prune_device(
+                &delivery.app_id,
+                delivery.device_type,
+                &delivery.device_id,
+                &delivery.token,
+                invalid_since_ms,
+            )
+            .await
+    }
+
     /// Turns a provider outcome into the delivery's next state, and opens or
     /// closes the provider's pause for the app.
     async fn settle(
@@ -545,50 +560,26 @@ impl Worker {
                 if ends_an_activity(delivery) {
                     // An ended activity takes no more pushes: its token goes
                     // (as a pruned one would), so "every activity" stays the live ones.
-                    let forgotten = self
-                        .store
-                        .prune_device(
-                            &delivery.app_id,
-                            delivery.device_type,
-                            &delivery.device_id,
-                            &delivery.token,
-                            None,
-                        )
-                        .await;
-                    if let Err(error) = forgotten {
+                    if let Err(error) = self.prune(delivery, None).await {
                         tracing::warn!(error = %error, "cannot forget an ended Live Activity's token");
                     }
                 }
                 update(DeliveryStatus::Delivered, None, None)
             }
             Outcome::Rejected { reason } => update(DeliveryStatus::Failed, Some(reason.clone()), None),
-            Outcome::InvalidToken { reason, invalid_since_ms } => {
-                let pruned = self
-                    .store
-                    .prune_device(
-                        &delivery.app_id,
-                        delivery.device_type,
-                        &delivery.device_id,
-                        &delivery.token,
-                        *invalid_since_ms,
-                    )
-                    .await;
-                match pruned {
-                    Ok(true) => {
-                        tracing::info!(client.id = %delivery.client_id, provider.reason = %reason, "pruned a device with an invalid token");
-                        update(DeliveryStatus::Pruned, Some(reason.clone()), None)
-                    }
-                    Ok(false) => update(
-                        DeliveryStatus::Failed,
-                        Some(Reason::KeptRegisteredAgain(Box::new(reason.clone()))),
-                        None,
-                    ),
-                    Err(error) => {
-                        tracing::error!(error = %error, "cannot prune a device");
-                        update(DeliveryStatus::Failed, Some(reason.clone()), None)
-                    }
+            Outcome::InvalidToken { reason, invalid_since_ms } => match self.prune(delivery, *invalid_since_ms).await {
+                Ok(true) => {
+                    tracing::info!(client.id = %delivery.client_id, provider.reason = %reason, "pruned a device with an invalid token");
+                    update(DeliveryStatus::Pruned, Some(reason.clone()), None)
                 }
-            }
+                Ok(false) => {
+                    update(DeliveryStatus::Failed, Some(Reason::KeptRegisteredAgain(Box::new(reason.clone()))), None)
+                }
+                Err(error) => {
+                    tracing::error!(error = %error, "cannot prune a device");
+                    update(DeliveryStatus::Failed, Some(reason.clone()), None)
+                }
+            },
             Outcome::Retry { reason, after } => {
                 let max_attempts =
                     self.app(&delivery.app_id).map_or(self.settings.max_attempts, |app| app.max_attempts);

@@ -34,14 +34,28 @@ pub struct WebPushOverride {
     pub notification: Map<String, Value>,
 }
 
-/// `apns-push-type` in an override: the two kinds a push2clients is.
+/// `apns-push-type` in an override: the kinds a push2clients is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ApnsOverrideType {
     /// A visible notification.
     Alert,
     /// A silent `content-available` push (priority 5).
     Background,
+    /// A PushKit VoIP push (priority 10): only `ios-voip` devices get it,
+    /// and they get nothing else of push2clients (a VoIP push must report a call).
+    Voip,
 }
+
+/// What each `apns-push-type` push2clients does not send goes to instead (Apple's token kinds).
+const OTHER_PUSH_TYPES: [(&str, &str); 7] = [
+    ("liveactivity", "an ActivityKit token: send it with POST /push/liveactivity"),
+    ("location", "a Location Push Service Extension's token, which pushgate does not register"),
+    ("complication", "a PushKit complication token, which pushgate does not register"),
+    ("fileprovider", "a PushKit File Provider token, which pushgate does not register"),
+    ("mdm", "an MDM enrolment's token, which pushgate does not register"),
+    ("pushtotalk", "a Push to Talk channel's token, which pushgate does not register"),
+    ("widgets", "a WidgetKit push token, which pushgate does not register"),
+];
 
 /// `apns-priority`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,9 +120,14 @@ impl ApnsHeaders {
                     parsed.push_type = Some(match text.as_str() {
                         "alert" => ApnsOverrideType::Alert,
                         "background" => ApnsOverrideType::Background,
-                        _ => {
+                        "voip" => ApnsOverrideType::Voip,
+                        other => {
+                            let why = match OTHER_PUSH_TYPES.iter().find(|(name, _)| *name == other) {
+                                Some((_, token)) => format!("a {other} push goes to {token}"),
+                                None => format!("{other:?} is not an apns-push-type Apple documents"),
+                            };
                             return Err(ParseError::new(format!(
-                                "{at}: push2clients sends alert or background pushes, not {text:?}"
+                                "{at}: {why}; push2clients sends alert, background and voip pushes"
                             )));
                         }
                     });
@@ -152,10 +171,18 @@ impl ApnsHeaders {
                 }
             }
         }
-        if parsed.push_type == Some(ApnsOverrideType::Background) && parsed.priority == Some(ApnsPriority::Immediate) {
-            return Err(ParseError::new(
-                "payload.apns.headers.apns-priority: a background push must have priority 5 or 1 (Apple refuses 10)",
-            ));
+        match (parsed.push_type, parsed.priority) {
+            (Some(ApnsOverrideType::Background), Some(ApnsPriority::Immediate)) => {
+                return Err(ParseError::new(
+                    "payload.apns.headers.apns-priority: a background push must have priority 5 or 1 (Apple refuses 10)",
+                ));
+            }
+            (Some(ApnsOverrideType::Voip), Some(priority)) if priority != ApnsPriority::Immediate => {
+                return Err(ParseError::new(
+                    "payload.apns.headers.apns-priority: a VoIP push goes at priority 10 (it reports a call at once)",
+                ));
+            }
+            _ => {}
         }
         Ok(parsed)
     }
@@ -387,7 +414,14 @@ mod tests {
         assert_eq!(headers.push_type, Some(ApnsOverrideType::Background));
         assert_eq!((headers.priority, headers.expiration), (Some(ApnsPriority::PowerAware), Some(0)));
         for (headers, named) in [
-            (json!({ "apns-push-type": "voip" }), "payload.apns.headers.apns-push-type: "),
+            (
+                json!({ "apns-push-type": "pager" }),
+                "payload.apns.headers.apns-push-type: \"pager\" is not an apns-push-type",
+            ),
+            (
+                json!({ "apns-push-type": "voip", "apns-priority": 1 }),
+                "payload.apns.headers.apns-priority: a VoIP push goes",
+            ),
             (json!({ "apns-priority": "7" }), "payload.apns.headers.apns-priority: "),
             (json!({ "apns-expiration": "soon" }), "payload.apns.headers.apns-expiration: "),
             (json!({ "apns-collapse-id": "k".repeat(65) }), "payload.apns.headers.apns-collapse-id: "),

@@ -118,12 +118,13 @@ impl CustomPush {
             if !aps.is_object() {
                 return Err(ParseError::new("payload.apns.payload.aps: must stay an object"));
             }
+            let voip = self.is_voip();
             if apns.silent && (aps["content-available"] != 1 || !aps["alert"].is_null()) {
                 return Err(ParseError::new(
                     "payload.apns: a background push needs aps.content-available 1 and no aps.alert (Apple's rule)",
                 ));
             }
-            if !apns.silent && aps["alert"].is_null() && aps["sound"].is_null() && aps["badge"].is_null() {
+            if !apns.silent && !voip && aps["alert"].is_null() && aps["sound"].is_null() && aps["badge"].is_null() {
                 return Err(ParseError::new(
                     "payload.apns: an alert push needs aps.alert, sound or badge; without them send a background one",
                 ));
@@ -147,11 +148,11 @@ impl CustomPush {
                     )));
                 }
             }
-            if apns.payload.len() > crate::MAX_APNS_BYTES {
+            let limit = if voip { crate::MAX_VOIP_BYTES } else { crate::MAX_APNS_BYTES };
+            if apns.payload.len() > limit {
                 return Err(ParseError::new(format!(
-                    "payload.apns.payload: the APNs payload with it merged is {} bytes, more than APNs' {}",
+                    "payload.apns.payload: the APNs payload with it merged is {} bytes, more than APNs' {limit}",
                     apns.payload.len(),
-                    crate::MAX_APNS_BYTES
                 )));
             }
         }
@@ -185,6 +186,14 @@ impl CustomPush {
         self.apns.as_ref().is_some_and(|block| {
             block.payload.get("aps").and_then(|aps| aps.get("interruption-level")).and_then(Value::as_str)
                 == Some("critical")
+        })
+    }
+
+    /// Whether it is a VoIP push (`apns-push-type: voip`), which only
+    /// `ios-voip` devices get.
+    pub fn is_voip(&self) -> bool {
+        self.apns.as_ref().is_some_and(|block| {
+            ApnsHeaders::parse(&block.headers).is_ok_and(|headers| headers.push_type == Some(ApnsOverrideType::Voip))
         })
     }
 
@@ -224,6 +233,7 @@ impl CustomPush {
             None => None,
         };
         let silent = alert.is_none();
+        let voip = self.is_voip();
         if let Some(alert) = alert {
             aps.insert("alert".into(), alert);
         }
@@ -235,7 +245,8 @@ impl CustomPush {
         {
             aps.insert("sound".into(), sound.clone().into());
         }
-        if silent {
+        // A VoIP payload is the app's own: nothing to wake, it reports a call.
+        if silent && !voip {
             aps.insert("content-available".into(), 1.into());
         }
         let mut payload = Map::new();
@@ -257,6 +268,9 @@ impl CustomPush {
             let headers = ApnsHeaders::parse(&block.headers).unwrap_or_default();
             if let Some(push_type) = headers.push_type {
                 apns.silent = push_type == ApnsOverrideType::Background;
+            }
+            if voip {
+                apns.silent = false;
             }
             apns.priority = headers.priority.or(apns.priority);
             apns.expiration = headers.expiration.or(apns.expiration);

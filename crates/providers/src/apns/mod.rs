@@ -159,14 +159,7 @@ impl ApnsClient {
                     continue;
                 }
             };
-            let exchange = async {
-                let mut sender = lease.sender.clone();
-                let response = sender.send_request(request).await?;
-                let (parts, body) = response.into_parts();
-                let body = Limited::new(body, MAX_ANSWER_BYTES).collect().await.map(|collected| collected.to_bytes());
-                Ok::<_, hyper::Error>((parts, body))
-            };
-            let (parts, body) = match tokio::time::timeout(self.request_timeout, exchange).await {
+            let (parts, body) = match tokio::time::timeout(self.request_timeout, round_trip(&lease, request)).await {
                 Err(_) => {
                     // The answer may still come; the connection is suspect either way.
                     self.pool.retire(&lease).await;
@@ -270,14 +263,7 @@ impl ApnsClient {
                     continue;
                 }
             };
-            let exchange = async {
-                let mut sender = lease.sender.clone();
-                let response = sender.send_request(request).await?;
-                let (parts, body) = response.into_parts();
-                let body = Limited::new(body, MAX_ANSWER_BYTES).collect().await.map(|collected| collected.to_bytes());
-                Ok::<_, hyper::Error>((parts, body))
-            };
-            let (parts, body) = match tokio::time::timeout(self.request_timeout, exchange).await {
+            let (parts, body) = match tokio::time::timeout(self.request_timeout, round_trip(&lease, request)).await {
                 Err(_) => {
                     self.pool.retire(&lease).await;
                     return Err(ChannelError::Unreachable(Reason::Unreachable(Unreachable::Timeout)));
@@ -306,6 +292,18 @@ impl ApnsClient {
         }
         Err(ChannelError::Unreachable(last_problem))
     }
+}
+
+/// The answer's head, and its body (at most [`MAX_ANSWER_BYTES`]), as far as it came.
+type Answered = (http::response::Parts, Result<bytes::Bytes, Box<dyn std::error::Error + Send + Sync>>);
+
+/// Sends `request` on the lent connection; answers the head and the body.
+async fn round_trip(lease: &pool::Lease, request: http::Request<Full<bytes::Bytes>>) -> Result<Answered, hyper::Error> {
+    let mut sender = lease.sender.clone();
+    let response = sender.send_request(request).await?;
+    let (parts, body) = response.into_parts();
+    let body = Limited::new(body, MAX_ANSWER_BYTES).collect().await.map(|collected| collected.to_bytes());
+    Ok((parts, body))
 }
 
 /// Whether the server reset the stream with `REFUSED_STREAM` on a connection

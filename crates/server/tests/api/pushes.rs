@@ -574,7 +574,19 @@ async fn an_override_block_a_provider_would_refuse_is_a_400_naming_it_and_nothin
     let setup = spawn_with_providers("").await;
     register(&setup).await;
     for (block, named) in [
-        (json!({ "apns": { "headers": { "apns-push-type": "voip" } } }), "payload.apns.headers.apns-push-type: "),
+        (
+            json!({ "apns": { "headers": { "apns-push-type": "widgets" } } }),
+            "payload.apns.headers.apns-push-type: a widgets push goes to a WidgetKit push token",
+        ),
+        (
+            json!({ "apns": { "headers": { "apns-push-type": "liveactivity" } } }),
+            "payload.apns.headers.apns-push-type: a liveactivity push goes to an ActivityKit token: send it with \
+             POST /push/liveactivity",
+        ),
+        (
+            json!({ "apns": { "headers": { "apns-push-type": "voip", "apns-priority": "5" } } }),
+            "payload.apns.headers.apns-priority: a VoIP push goes at priority 10",
+        ),
         (json!({ "apns": { "headers": { "apns-push-type": "background" } } }), "payload.apns: a background push needs"),
         (json!({ "apns": { "payload": { "pad": "x".repeat(4_100) } } }), "payload.apns.payload: the APNs payload"),
         (json!({ "fcm": { "token": "someone-else" } }), "payload.fcm.token: pushgate sets the target"),
@@ -619,4 +631,40 @@ async fn a_critical_alert_needs_the_apps_entitlement() {
     let aps = &entitled.apns.delivered()[0].payload["aps"];
     assert_eq!((&aps["interruption-level"], &aps["relevance-score"]), (&json!("critical"), &json!(0.9)));
     assert_eq!(aps["sound"]["critical"], 1);
+}
+
+/// A VoIP device takes only a VoIP push (it must report a call, or iOS ends
+/// the app), and a push2clients is one only when its block says so.
+#[tokio::test]
+async fn a_voip_push_reaches_only_voip_devices_and_nothing_else_does() {
+    let setup = spawn_with_providers("").await;
+    register(&setup).await;
+    let voip = json!({ "type": "ios-voip", "token": crate::callbacks::APNS_TOKEN_2, "deviceId": "iphone-voip",
+                       "clientId": "user001" });
+    assert_eq!(setup.app.subscribe(voip).await.0, 200);
+    let status = settled(&setup, &push(&setup, &["user001"], seed_marketing_payload()).await).await;
+    let outcome = |status: &Value, device: &str| {
+        let delivery =
+            status["deliveries"].as_array().expect("deliveries").iter().find(|d| d["deviceId"] == device).cloned();
+        delivery.map(|d| (d["status"].clone(), d["reason"].clone())).expect("a delivery")
+    };
+    assert_eq!(outcome(&status, "iphone-1"), (json!("delivered"), Value::Null));
+    assert_eq!(outcome(&status, "iphone-voip"), (json!("skipped"), json!("not a push this device type takes")));
+
+    let call = json!({ "apns": { "headers": { "apns-push-type": "voip" },
+                                 "payload": { "aps": {}, "call": { "id": "c-1", "caller": "Alice" } } } });
+    let status = settled(&setup, &push(&setup, &["user001"], call).await).await;
+    assert_eq!(outcome(&status, "iphone-voip"), (json!("delivered"), Value::Null));
+    assert_eq!(outcome(&status, "iphone-1"), (json!("skipped"), json!("not a push this device type takes")));
+    let sent = setup.apns.delivered().pop().expect("the VoIP push");
+    assert_eq!(sent.device_token, crate::callbacks::APNS_TOKEN_2);
+    assert_eq!(
+        (
+            sent.headers["apns-push-type"].as_str(),
+            sent.headers["apns-topic"].as_str(),
+            sent.headers["apns-priority"].as_str()
+        ),
+        ("voip", "io.imkit.app.voip", "10")
+    );
+    assert_eq!(sent.payload, json!({ "aps": {}, "call": { "id": "c-1", "caller": "Alice" } }));
 }
