@@ -5,12 +5,17 @@
 //   send {subscription, payload, vapid, options}    -> {statusCode} (web-push's sendNotification)
 //   apn {fields}                                    -> {headers, payload} (@parse/node-apn's Notification
 //                                                      with those fields set, as it would send it)
+//   fcm {message}                                   -> {message}  (firebase-admin's message as its send()
+//                                                      checks and renames it for the FCM v1 API)
 'use strict';
 
 const ece = require('http_ece');
 const crypto = require('crypto');
 const webpush = require('web-push');
 const apn = require('@parse/node-apn');
+const path = require('path');
+// Not among the package's exports: the checks and renames send() applies, run without a network.
+const {validateMessage} = require(path.join(__dirname, 'node_modules/firebase-admin/lib/messaging/messaging-internal.js'));
 
 async function main(verb, input) {
   switch (verb) {
@@ -40,6 +45,11 @@ async function main(verb, input) {
         notification[field] = value;
       }
       return {headers: notification.headers(), payload: JSON.parse(notification.compile())};
+    }
+    case 'fcm': {
+      const message = JSON.parse(JSON.stringify(input.message));
+      validateMessage(message);
+      return {message};
     }
     default:
       throw new Error('unknown verb ' + verb);

@@ -668,3 +668,52 @@ async fn a_voip_push_reaches_only_voip_devices_and_nothing_else_does() {
     );
     assert_eq!(sent.payload, json!({ "aps": {}, "call": { "id": "c-1", "caller": "Alice" } }));
 }
+
+/// Every member of `theirs` is in `ours` with the same value (objects member
+/// by member): what the SDK sends, pushgate sends too.
+fn contains(ours: &Value, theirs: &Value, at: &str) {
+    match theirs {
+        Value::Object(members) => {
+            for (name, value) in members {
+                contains(&ours[name], value, &format!("{at}.{name}"));
+            }
+        }
+        _ => assert_eq!(ours, theirs, "{at}"),
+    }
+}
+
+/// The FCM options a push2clients' `fcm` block takes are the wire forms
+/// `firebase-admin` (Google's SDK) makes of the same options written as its
+/// users write them: compared member by member.
+#[tokio::test]
+async fn npm_an_fcm_block_reaches_fcm_as_firebase_admin_sends_the_same_options() {
+    let peers = pushgate_testkit::node_peers();
+    let setup = spawn_with_providers("").await;
+    register(&setup).await;
+    let mut payload = seed_marketing_payload();
+    payload["fcm"] = json!({
+        "android": { "priority": "normal", "ttl": "600s", "collapse_key": "promo_2026",
+                     "notification": { "channel_id": "promos", "color": "#ff6600", "sticky": true, "visibility": "PRIVATE",
+                                       "notification_count": 3, "image": "https://example.com/promo.png", "tag": "promo" } },
+        "apns": { "headers": { "apns-priority": "5" }, "payload": { "aps": { "category": "PROMO" } } },
+        "fcm_options": { "analytics_label": "promo" },
+        "data": { "deepLink": "app://promo" }
+    });
+    let push_id = push(&setup, &["user002"], payload).await;
+    assert_eq!(settled(&setup, &push_id).await["summary"], json!({ "delivered": 1 }));
+    let ours = &setup.fcm.messages()[0].message;
+
+    let sdk = json!({
+        "token": "fcm-token-user002",
+        "android": { "priority": "normal", "ttl": 600_000, "collapseKey": "promo_2026",
+                     "notification": { "channelId": "promos", "color": "#ff6600", "sticky": true, "visibility": "private",
+                                       "notificationCount": 3, "imageUrl": "https://example.com/promo.png", "tag": "promo" } },
+        "apns": { "headers": { "apns-priority": "5" }, "payload": { "aps": { "category": "PROMO" } } },
+        "data": { "deepLink": "app://promo" }
+    });
+    let theirs = peers.run("fcm", &json!({ "message": sdk }), None).await["message"].clone();
+    for part in ["android", "apns", "data"] {
+        contains(&ours[part], &theirs[part], part);
+    }
+    assert_eq!(ours["fcm_options"]["analytics_label"], "promo");
+}
