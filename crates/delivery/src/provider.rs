@@ -72,9 +72,15 @@ async fn answered(send: impl std::future::Future<Output = Outcome>) -> Outcome {
 /// The provider that serves a device type.
 pub(crate) fn provider_kind_of(device_type: DeviceType) -> ProviderKind {
     match device_type {
-        DeviceType::Ios | DeviceType::IosVoip | DeviceType::IosLiveActivity | DeviceType::IosPushToStart => {
-            ProviderKind::Apns
-        }
+        DeviceType::Ios
+        | DeviceType::IosVoip
+        | DeviceType::IosLiveActivity
+        | DeviceType::IosPushToStart
+        | DeviceType::IosWidgets
+        | DeviceType::IosLocation
+        | DeviceType::IosComplication
+        | DeviceType::IosFileProvider
+        | DeviceType::IosPushToTalk => ProviderKind::Apns,
         DeviceType::Android | DeviceType::Fcm => ProviderKind::Fcm,
         DeviceType::Web | DeviceType::UnifiedPush => ProviderKind::WebPush,
     }
@@ -83,9 +89,17 @@ pub(crate) fn provider_kind_of(device_type: DeviceType) -> ProviderKind {
 /// The device types `provider` delivers to.
 pub(crate) fn device_types_of(provider: ProviderKind) -> &'static [DeviceType] {
     match provider {
-        ProviderKind::Apns => {
-            &[DeviceType::Ios, DeviceType::IosVoip, DeviceType::IosLiveActivity, DeviceType::IosPushToStart]
-        }
+        ProviderKind::Apns => &[
+            DeviceType::Ios,
+            DeviceType::IosVoip,
+            DeviceType::IosLiveActivity,
+            DeviceType::IosPushToStart,
+            DeviceType::IosWidgets,
+            DeviceType::IosLocation,
+            DeviceType::IosComplication,
+            DeviceType::IosFileProvider,
+            DeviceType::IosPushToTalk,
+        ],
         ProviderKind::Fcm => &[DeviceType::Android, DeviceType::Fcm],
         ProviderKind::WebPush => &[DeviceType::Web, DeviceType::UnifiedPush],
     }
@@ -134,6 +148,11 @@ impl Provider for ApnsProviders {
         let push_type = match (delivery.device_type, apns.silent) {
             (DeviceType::IosVoip, _) => PushType::Voip,
             (DeviceType::IosLiveActivity | DeviceType::IosPushToStart, _) => PushType::LiveActivity,
+            (DeviceType::IosWidgets, _) => PushType::Widgets,
+            (DeviceType::IosLocation, _) => PushType::Location,
+            (DeviceType::IosComplication, _) => PushType::Complication,
+            (DeviceType::IosFileProvider, _) => PushType::FileProvider,
+            (DeviceType::IosPushToTalk, _) => PushType::PushToTalk,
             (_, true) => PushType::Background,
             (_, false) => PushType::Alert,
         };

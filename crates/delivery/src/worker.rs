@@ -461,7 +461,8 @@ impl Worker {
         let Some(request) = &delivery.push.request else {
             return (None, Ok(final_update(DeliveryStatus::Failed, Reason::UnreadablePush)));
         };
-        if matches!(request, PushRequest::LiveActivity(_)) != delivery.device_type.is_live_activity() {
+        let device_type = delivery.device_type;
+        if request.dedicated_device() != device_type.is_dedicated().then_some(device_type) {
             return (None, Ok(final_update(DeliveryStatus::Skipped, Reason::NotForDeviceType)));
         }
         let kind = provider_kind_of(delivery.device_type);

@@ -29,6 +29,16 @@ pub enum DeviceType {
     /// `pushToStartTokenUpdates`, iOS 17.2+). Reached only by a Live
     /// Activity's `start`.
     IosPushToStart,
+    /// pushgate's: a WidgetKit push token (iOS 26): `widgets` pushes only.
+    IosWidgets,
+    /// pushgate's: a Location Push Service Extension's token: `location` pushes only.
+    IosLocation,
+    /// pushgate's: a PushKit complication token (watchOS): `complication` pushes only.
+    IosComplication,
+    /// pushgate's: a PushKit File Provider token: `fileprovider` pushes only.
+    IosFileProvider,
+    /// pushgate's: a Push to Talk channel's token: `pushtotalk` pushes only.
+    IosPushToTalk,
 }
 
 /// Which provider token space a token lives in. Two device types that share a
@@ -44,14 +54,16 @@ pub enum TokenKind {
     Fcm,
     /// Web Push subscriptions.
     WebPush,
-    /// ActivityKit tokens (an activity's update token, an install's
-    /// push-to-start token): only Live Activity pushes go to them.
-    ApnsActivity,
+    /// Tokens of one APNs push type each (ActivityKit's, WidgetKit's, a
+    /// location extension's, PushKit's complication and File Provider
+    /// tokens, Push to Talk's): only pushes of their type go to them, and
+    /// they get nothing else.
+    ApnsDedicated,
 }
 
 impl DeviceType {
     /// Every device type, in the order the error messages list them.
-    pub const ALL: [DeviceType; 8] = [
+    pub const ALL: [DeviceType; 13] = [
         Self::Ios,
         Self::IosVoip,
         Self::Android,
@@ -60,15 +72,19 @@ impl DeviceType {
         Self::UnifiedPush,
         Self::IosLiveActivity,
         Self::IosPushToStart,
+        Self::IosWidgets,
+        Self::IosLocation,
+        Self::IosComplication,
+        Self::IosFileProvider,
+        Self::IosPushToTalk,
     ];
 
     /// Parses the IMKIT spelling (`ios`, `ios-voip`, `android`, `fcm`, `web`),
-    /// and pushgate's `unifiedpush`, `ios-liveactivity` and `ios-pushtostart`.
+    /// and pushgate's (`unifiedpush`, the dedicated APNs tokens' `ios-…`).
     pub fn parse(raw: &str) -> Result<Self, ParseError> {
         Self::ALL.into_iter().find(|candidate| candidate.as_str() == raw).ok_or_else(|| {
-            ParseError::new(
-                "type must be one of ios, ios-voip, android, fcm, web, unifiedpush, ios-liveactivity, ios-pushtostart",
-            )
+            let known: Vec<&str> = Self::ALL.iter().map(|kind| kind.as_str()).collect();
+            ParseError::new(format!("type must be one of {}", known.join(", ")))
         })
     }
 
@@ -83,6 +99,11 @@ impl DeviceType {
             Self::UnifiedPush => "unifiedpush",
             Self::IosLiveActivity => "ios-liveactivity",
             Self::IosPushToStart => "ios-pushtostart",
+            Self::IosWidgets => "ios-widgets",
+            Self::IosLocation => "ios-location",
+            Self::IosComplication => "ios-complication",
+            Self::IosFileProvider => "ios-fileprovider",
+            Self::IosPushToTalk => "ios-pushtotalk",
         }
     }
 
@@ -93,20 +114,26 @@ impl DeviceType {
             Self::IosVoip => TokenKind::ApnsVoip,
             Self::Android | Self::Fcm => TokenKind::Fcm,
             Self::Web | Self::UnifiedPush => TokenKind::WebPush,
-            Self::IosLiveActivity | Self::IosPushToStart => TokenKind::ApnsActivity,
+            Self::IosLiveActivity
+            | Self::IosPushToStart
+            | Self::IosWidgets
+            | Self::IosLocation
+            | Self::IosComplication
+            | Self::IosFileProvider
+            | Self::IosPushToTalk => TokenKind::ApnsDedicated,
         }
     }
 
     /// Whether devices of this type are reached through APNs, which is the
     /// only provider with separate production and sandbox environments.
     pub fn is_apple(self) -> bool {
-        matches!(self, Self::Ios | Self::IosVoip | Self::IosLiveActivity | Self::IosPushToStart)
+        matches!(self.token_kind(), TokenKind::Apns | TokenKind::ApnsVoip | TokenKind::ApnsDedicated)
     }
 
-    /// Whether the device is an ActivityKit token, which only Live Activity
-    /// pushes reach (and which gets nothing else).
-    pub fn is_live_activity(self) -> bool {
-        self.token_kind() == TokenKind::ApnsActivity
+    /// Whether the device is a token of one APNs push type, which only
+    /// pushes of that type reach (and which gets nothing else).
+    pub fn is_dedicated(self) -> bool {
+        self.token_kind() == TokenKind::ApnsDedicated
     }
 }
 
@@ -124,7 +151,7 @@ impl TokenKind {
             Self::ApnsVoip => "apns-voip",
             Self::Fcm => "fcm",
             Self::WebPush => "webpush",
-            Self::ApnsActivity => "apns-activity",
+            Self::ApnsDedicated => "apns-dedicated",
         }
     }
 }
@@ -146,7 +173,7 @@ impl PushToken {
     /// Parses a token as the given device type carries it.
     pub fn parse(device_type: DeviceType, raw: &str) -> Result<Self, ParseError> {
         match device_type.token_kind() {
-            TokenKind::Apns | TokenKind::ApnsVoip | TokenKind::ApnsActivity => parse_apns_token(raw),
+            TokenKind::Apns | TokenKind::ApnsVoip | TokenKind::ApnsDedicated => parse_apns_token(raw),
             TokenKind::Fcm => parse_fcm_token(raw),
             TokenKind::WebPush => {
                 let subscription = WebPushSubscription::parse_json(raw)?;
@@ -553,7 +580,8 @@ mod tests {
         let error = DeviceType::parse("windows").unwrap_err();
         assert_eq!(
             error.0,
-            "type must be one of ios, ios-voip, android, fcm, web, unifiedpush, ios-liveactivity, ios-pushtostart"
+            "type must be one of ios, ios-voip, android, fcm, web, unifiedpush, ios-liveactivity, ios-pushtostart, \
+             ios-widgets, ios-location, ios-complication, ios-fileprovider, ios-pushtotalk"
         );
     }
 

@@ -160,6 +160,15 @@ impl LiveActivityPush {
         Ok(())
     }
 
+    /// The tokens a push of this event goes to: push-to-start tokens for a
+    /// start, the activities' own for an update or an end.
+    pub fn device_type(&self) -> crate::DeviceType {
+        match self.event {
+            LiveActivityEvent::Start => crate::DeviceType::IosPushToStart,
+            LiveActivityEvent::Update | LiveActivityEvent::End => crate::DeviceType::IosLiveActivity,
+        }
+    }
+
     /// The activity these deliveries are limited to, if any.
     pub fn activity(&self) -> Option<DeviceId> {
         self.activity_id.as_deref().and_then(|id| DeviceId::parse(id).ok())

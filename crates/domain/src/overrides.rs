@@ -44,17 +44,63 @@ pub enum ApnsOverrideType {
     /// A PushKit VoIP push (priority 10): only `ios-voip` devices get it,
     /// and they get nothing else of push2clients (a VoIP push must report a call).
     Voip,
+    /// WidgetKit's reload (`aps.content-changed`), to `ios-widgets` tokens.
+    Widgets,
+    /// A location query, to `ios-location` tokens.
+    Location,
+    /// A watchOS complication update, to `ios-complication` tokens.
+    Complication,
+    /// A File Provider signal, to `ios-fileprovider` tokens.
+    FileProvider,
+    /// A Push to Talk transmission (priority 10, expiration 0), to `ios-pushtotalk` tokens.
+    PushToTalk,
 }
 
-/// What each `apns-push-type` push2clients does not send goes to instead (Apple's token kinds).
-const OTHER_PUSH_TYPES: [(&str, &str); 7] = [
-    ("liveactivity", "an ActivityKit token: send it with POST /push/liveactivity"),
-    ("location", "a Location Push Service Extension's token, which pushgate does not register"),
-    ("complication", "a PushKit complication token, which pushgate does not register"),
-    ("fileprovider", "a PushKit File Provider token, which pushgate does not register"),
-    ("mdm", "an MDM enrolment's token, which pushgate does not register"),
-    ("pushtotalk", "a Push to Talk channel's token, which pushgate does not register"),
-    ("widgets", "a WidgetKit push token, which pushgate does not register"),
+impl ApnsOverrideType {
+    const ALL: [Self; 8] = [
+        Self::Alert,
+        Self::Background,
+        Self::Voip,
+        Self::Widgets,
+        Self::Location,
+        Self::Complication,
+        Self::FileProvider,
+        Self::PushToTalk,
+    ];
+
+    /// The header value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Alert => "alert",
+            Self::Background => "background",
+            Self::Voip => "voip",
+            Self::Widgets => "widgets",
+            Self::Location => "location",
+            Self::Complication => "complication",
+            Self::FileProvider => "fileprovider",
+            Self::PushToTalk => "pushtotalk",
+        }
+    }
+
+    /// The device type whose tokens alone take this kind, for the kinds
+    /// that go to a token of their own.
+    pub fn dedicated_device(self) -> Option<crate::DeviceType> {
+        use crate::DeviceType;
+        match self {
+            Self::Alert | Self::Background | Self::Voip => None,
+            Self::Widgets => Some(DeviceType::IosWidgets),
+            Self::Location => Some(DeviceType::IosLocation),
+            Self::Complication => Some(DeviceType::IosComplication),
+            Self::FileProvider => Some(DeviceType::IosFileProvider),
+            Self::PushToTalk => Some(DeviceType::IosPushToTalk),
+        }
+    }
+}
+
+/// The `apns-push-type`s push2clients does not send, and why.
+const OTHER_PUSH_TYPES: [(&str, &str); 2] = [
+    ("liveactivity", "goes to an ActivityKit token: send it with POST /push/liveactivity"),
+    ("mdm", "goes to an MDM enrolment's token, which a chat app does not hold"),
 ];
 
 /// `apns-priority`.
@@ -117,20 +163,21 @@ impl ApnsHeaders {
             let text = header_text(value).ok_or_else(|| ParseError::new(format!("{at}: must be a string")))?;
             match name.to_ascii_lowercase().as_str() {
                 "apns-push-type" => {
-                    parsed.push_type = Some(match text.as_str() {
-                        "alert" => ApnsOverrideType::Alert,
-                        "background" => ApnsOverrideType::Background,
-                        "voip" => ApnsOverrideType::Voip,
-                        other => {
-                            let why = match OTHER_PUSH_TYPES.iter().find(|(name, _)| *name == other) {
-                                Some((_, token)) => format!("a {other} push goes to {token}"),
-                                None => format!("{other:?} is not an apns-push-type Apple documents"),
-                            };
-                            return Err(ParseError::new(format!(
-                                "{at}: {why}; push2clients sends alert, background and voip pushes"
-                            )));
-                        }
-                    });
+                    parsed.push_type =
+                        Some(match ApnsOverrideType::ALL.into_iter().find(|kind| kind.as_str() == text) {
+                            Some(kind) => kind,
+                            None => {
+                                let why = match OTHER_PUSH_TYPES.iter().find(|(name, _)| *name == text) {
+                                    Some((_, why)) => format!("a {text} push {why}"),
+                                    None => format!("{text:?} is not an apns-push-type Apple documents"),
+                                };
+                                let sent: Vec<&str> = ApnsOverrideType::ALL.iter().map(|kind| kind.as_str()).collect();
+                                return Err(ParseError::new(format!(
+                                    "{at}: {why}; push2clients sends {}",
+                                    sent.join(", ")
+                                )));
+                            }
+                        });
                 }
                 "apns-priority" => {
                     parsed.priority = Some(match text.as_str() {
@@ -177,12 +224,21 @@ impl ApnsHeaders {
                     "payload.apns.headers.apns-priority: a background push must have priority 5 or 1 (Apple refuses 10)",
                 ));
             }
-            (Some(ApnsOverrideType::Voip), Some(priority)) if priority != ApnsPriority::Immediate => {
-                return Err(ParseError::new(
-                    "payload.apns.headers.apns-priority: a VoIP push goes at priority 10 (it reports a call at once)",
-                ));
+            (Some(kind @ (ApnsOverrideType::Voip | ApnsOverrideType::PushToTalk)), Some(priority))
+                if priority != ApnsPriority::Immediate =>
+            {
+                return Err(ParseError::new(format!(
+                    "payload.apns.headers.apns-priority: a {} push goes at priority 10 (Apple's rule)",
+                    kind.as_str()
+                )));
             }
             _ => {}
+        }
+        if parsed.push_type == Some(ApnsOverrideType::PushToTalk) && parsed.expiration != Some(0) {
+            return Err(ParseError::new(
+                "payload.apns.headers.apns-expiration: a pushtotalk push must say 0 (Apple's rule: a transmission \
+                 is now or never)",
+            ));
         }
         Ok(parsed)
     }
@@ -420,7 +476,7 @@ mod tests {
             ),
             (
                 json!({ "apns-push-type": "voip", "apns-priority": 1 }),
-                "payload.apns.headers.apns-priority: a VoIP push goes",
+                "payload.apns.headers.apns-priority: a voip push goes",
             ),
             (json!({ "apns-priority": "7" }), "payload.apns.headers.apns-priority: "),
             (json!({ "apns-expiration": "soon" }), "payload.apns.headers.apns-expiration: "),

@@ -112,6 +112,9 @@ impl CustomPush {
         }
         if let Some(block) = &self.apns {
             ApnsHeaders::parse(&block.headers)?;
+            if let Some(kind) = self.apns_type().filter(|kind| kind.dedicated_device().is_some()) {
+                self.validate_dedicated(kind)?;
+            }
             let apns = self.to_apns();
             let payload: Value = serde_json::from_slice(&apns.payload).unwrap_or_default();
             let aps = &payload["aps"];
@@ -119,12 +122,18 @@ impl CustomPush {
                 return Err(ParseError::new("payload.apns.payload.aps: must stay an object"));
             }
             let voip = self.is_voip();
+            let own_payload = voip || self.dedicated_device().is_some();
             if apns.silent && (aps["content-available"] != 1 || !aps["alert"].is_null()) {
                 return Err(ParseError::new(
                     "payload.apns: a background push needs aps.content-available 1 and no aps.alert (Apple's rule)",
                 ));
             }
-            if !apns.silent && !voip && aps["alert"].is_null() && aps["sound"].is_null() && aps["badge"].is_null() {
+            if !apns.silent
+                && !own_payload
+                && aps["alert"].is_null()
+                && aps["sound"].is_null()
+                && aps["badge"].is_null()
+            {
                 return Err(ParseError::new(
                     "payload.apns: an alert push needs aps.alert, sound or badge; without them send a background one",
                 ));
@@ -192,9 +201,52 @@ impl CustomPush {
     /// Whether it is a VoIP push (`apns-push-type: voip`), which only
     /// `ios-voip` devices get.
     pub fn is_voip(&self) -> bool {
-        self.apns.as_ref().is_some_and(|block| {
-            ApnsHeaders::parse(&block.headers).is_ok_and(|headers| headers.push_type == Some(ApnsOverrideType::Voip))
-        })
+        self.apns_type() == Some(ApnsOverrideType::Voip)
+    }
+
+    /// `payload.apns.headers.apns-push-type`, if the block names one.
+    pub fn apns_type(&self) -> Option<ApnsOverrideType> {
+        let block = self.apns.as_ref()?;
+        ApnsHeaders::parse(&block.headers).ok()?.push_type
+    }
+
+    /// The device type whose tokens alone get this push (a `widgets`,
+    /// `location`, `complication`, `fileprovider` or `pushtotalk` push).
+    pub fn dedicated_device(&self) -> Option<crate::DeviceType> {
+        self.apns_type().and_then(ApnsOverrideType::dedicated_device)
+    }
+
+    /// A push to dedicated tokens: IMKIT's display fields and the other
+    /// providers' blocks would reach nothing, so they are refused by name;
+    /// a widgets push keeps `aps.content-changed`.
+    fn validate_dedicated(&self, kind: ApnsOverrideType) -> Result<(), ParseError> {
+        let device = kind.dedicated_device().map_or("", crate::DeviceType::as_str);
+        let given = [
+            ("alert", self.alert.is_some()),
+            ("title", self.title.is_some()),
+            ("body", self.body.is_some()),
+            ("badge", self.badge.is_some()),
+            ("sound", self.sound.is_some()),
+            ("icon", self.icon.is_some()),
+            ("fcm", self.fcm.is_some()),
+            ("webpush", self.webpush.is_some()),
+        ];
+        if let Some((field, _)) = given.iter().find(|(_, given)| *given) {
+            return Err(ParseError::new(format!(
+                "payload.{field}: a {} push goes to {device} tokens only, which show nothing of it",
+                kind.as_str()
+            )));
+        }
+        let payload: Value = serde_json::from_slice(&self.to_apns().payload).unwrap_or_default();
+        if !payload["aps"].is_object() {
+            return Err(ParseError::new("payload.apns.payload.aps: must stay an object"));
+        }
+        if kind == ApnsOverrideType::Widgets && payload["aps"]["content-changed"] != true {
+            return Err(ParseError::new(
+                "payload.apns.payload.aps.content-changed: a widgets push says true (WidgetKit's rule)",
+            ));
+        }
+        Ok(())
     }
 
     /// Whether the push shows anything; without alert, title or body it is a
@@ -211,6 +263,9 @@ impl CustomPush {
     /// The APNs request for this push: iOS fields into `aps`, `type` beside it.
     pub fn to_apns(&self) -> ApnsPush {
         let mut aps = Map::new();
+        if self.apns_type() == Some(ApnsOverrideType::Widgets) {
+            aps.insert("content-changed".into(), true.into());
+        }
         let alert = match &self.alert {
             Some(Alert::Text(text)) => Some(Value::String(text.clone())),
             Some(Alert::Localized { loc_key, loc_args }) => {
@@ -233,7 +288,9 @@ impl CustomPush {
             None => None,
         };
         let silent = alert.is_none();
-        let voip = self.is_voip();
+        // A VoIP push's payload, and a dedicated token's, is the app's own:
+        // nothing to wake, nothing to show.
+        let own_payload = self.is_voip() || self.dedicated_device().is_some();
         if let Some(alert) = alert {
             aps.insert("alert".into(), alert);
         }
@@ -245,8 +302,7 @@ impl CustomPush {
         {
             aps.insert("sound".into(), sound.clone().into());
         }
-        // A VoIP payload is the app's own: nothing to wake, it reports a call.
-        if silent && !voip {
+        if silent && !own_payload {
             aps.insert("content-available".into(), 1.into());
         }
         let mut payload = Map::new();
@@ -269,7 +325,7 @@ impl CustomPush {
             if let Some(push_type) = headers.push_type {
                 apns.silent = push_type == ApnsOverrideType::Background;
             }
-            if voip {
+            if own_payload {
                 apns.silent = false;
             }
             apns.priority = headers.priority.or(apns.priority);

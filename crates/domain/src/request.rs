@@ -57,6 +57,17 @@ impl PushRequest {
         }
     }
 
+    /// The dedicated device type whose tokens alone get this push (a Live
+    /// Activity's, a push2clients' of a dedicated kind); `None`: the
+    /// notification devices.
+    pub fn dedicated_device(&self) -> Option<crate::DeviceType> {
+        match self {
+            Self::LiveActivity(push) => Some(push.device_type()),
+            Self::Custom(push) => push.dedicated_device(),
+            _ => None,
+        }
+    }
+
     /// The stored form (JSON text).
     pub fn encode(&self) -> String {
         match self {

@@ -53,7 +53,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     an_apps_devices_are_read_page_by_page(&*store).await;
     api_keys_are_kept_and_listed(&*store).await;
     a_push_is_accepted_with_one_delivery_per_device(&*store).await;
-    activitykit_tokens_get_live_activity_pushes_only(&*store).await;
+    dedicated_tokens_get_pushes_of_their_type_only(&*store).await;
     a_claimed_delivery_is_not_claimed_again_until_its_lease_ends(&*store).await;
     a_pushs_trace_context_reaches_its_claimed_deliveries(&*store).await;
     recorded_attempts_show_in_the_push_view(&*store).await;
@@ -454,7 +454,7 @@ async fn a_push_is_accepted_with_one_delivery_per_device(store: &dyn Store) {
     );
 }
 
-async fn activitykit_tokens_get_live_activity_pushes_only(store: &dyn Store) {
+async fn dedicated_tokens_get_pushes_of_their_type_only(store: &dyn Store) {
     let token = |n: u8| format!("{n:02x}").repeat(32);
     for (device_type, id, n) in [
         (DeviceType::Ios, "iphone", 1),
@@ -479,12 +479,18 @@ async fn activitykit_tokens_get_live_activity_pushes_only(store: &dyn Store) {
     };
     let one = Some(parse(DeviceId::parse("order-2")));
     assert_eq!(reached("la-note", DeviceTarget::Notifications).await, ["-:-", "ios:iphone"]);
-    assert_eq!(reached("la-start", DeviceTarget::PushToStart).await, ["-:-", "ios-pushtostart:iphone"]);
     assert_eq!(
-        reached("la-all", DeviceTarget::Activities(None)).await,
+        reached("la-start", DeviceTarget::Dedicated(DeviceType::IosPushToStart, None)).await,
+        ["-:-", "ios-pushtostart:iphone"]
+    );
+    assert_eq!(
+        reached("la-all", DeviceTarget::Dedicated(DeviceType::IosLiveActivity, None)).await,
         ["-:-", "ios-liveactivity:order-1", "ios-liveactivity:order-2"]
     );
-    assert_eq!(reached("la-one", DeviceTarget::Activities(one)).await, ["-:-", "ios-liveactivity:order-2"]);
+    assert_eq!(
+        reached("la-one", DeviceTarget::Dedicated(DeviceType::IosLiveActivity, one)).await,
+        ["-:-", "ios-liveactivity:order-2"]
+    );
 }
 
 async fn a_claimed_delivery_is_not_claimed_again_until_its_lease_ends(store: &dyn Store) {

@@ -10,8 +10,8 @@
 
 use crate::{BadgePlan, Coalescing, DeliveryStatus, DeviceTarget, ExperimentPlan, FanOut, RoutingPlan, StoreError};
 use pushgate_domain::{
-    AppId, ClientId, DeliveryMode, DeviceId, ExperimentId, OnlinePolicy, PushId, QuietHours, Reason, RecipientState,
-    RoomId, RoomNotify, Route, TimeZoneName, TraceParent, route,
+    AppId, ClientId, DeliveryMode, DeviceId, DeviceType, ExperimentId, OnlinePolicy, PushId, QuietHours, Reason,
+    RecipientState, RoomId, RoomNotify, Route, TimeZoneName, TraceParent, route,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
@@ -365,8 +365,8 @@ struct JournalEntry {
     coalescing: Option<(i64, Option<String>)>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     except_device: Option<String>,
-    /// A Live Activity push's devices: `["pushtostart"]`, `["activities"]`
-    /// or `["activities", id]`; absent: the notification devices.
+    /// A push to dedicated tokens: `[device type]` or `[device type, device
+    /// id]`; absent: the notification devices.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     target: Vec<String>,
 }
@@ -400,9 +400,8 @@ pub fn journal_entry(fan_out: &FanOut) -> String {
         except_device: fan_out.except_device.as_ref().map(|device| device.as_str().to_owned()),
         target: match &fan_out.target {
             DeviceTarget::Notifications => Vec::new(),
-            DeviceTarget::PushToStart => vec!["pushtostart".to_owned()],
-            DeviceTarget::Activities(activity) => std::iter::once("activities".to_owned())
-                .chain(activity.as_ref().map(|id| id.as_str().to_owned()))
+            DeviceTarget::Dedicated(device_type, device) => std::iter::once(device_type.as_str().to_owned())
+                .chain(device.as_ref().map(|id| id.as_str().to_owned()))
                 .collect(),
         },
     };
@@ -445,11 +444,16 @@ pub fn read_journal_entry(entry: &str) -> Result<FanOut, StoreError> {
             .except_device
             .map(|device| DeviceId::parse(&device).map_err(|_| corrupt("except_device")))
             .transpose()?,
-        target: match entry.target.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        target: match entry.target.as_slice() {
             [] => DeviceTarget::Notifications,
-            ["pushtostart"] => DeviceTarget::PushToStart,
-            ["activities"] => DeviceTarget::Activities(None),
-            ["activities", id] => DeviceTarget::Activities(Some(DeviceId::parse(id).map_err(|_| corrupt("target"))?)),
+            [device_type, device @ ..] if device.len() <= 1 => {
+                let device_type = DeviceType::parse(device_type)
+                    .ok()
+                    .filter(|device_type| device_type.is_dedicated())
+                    .ok_or_else(|| corrupt("target"))?;
+                let device = device.first().map(|id| DeviceId::parse(id).map_err(|_| corrupt("target"))).transpose()?;
+                DeviceTarget::Dedicated(device_type, device)
+            }
             _ => return Err(corrupt("target")),
         },
         experiment: match entry.experiment {

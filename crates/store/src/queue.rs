@@ -160,30 +160,27 @@ pub struct FanOut {
     pub target: DeviceTarget,
 }
 
-/// Which of a client's devices a push goes to: the notification devices,
-/// or (a Live Activity push) its ActivityKit tokens, which get nothing else.
+/// Which of a client's devices a push goes to: the notification devices, or
+/// the tokens of one APNs push type (`DeviceType::is_dedicated`), which get
+/// nothing else.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum DeviceTarget {
-    /// Every device but the ActivityKit tokens.
+    /// Every device but the dedicated tokens.
     #[default]
     Notifications,
-    /// The push-to-start tokens (`ios-pushtostart`): a Live Activity's start.
-    PushToStart,
-    /// The activities' update tokens (`ios-liveactivity`): one activity's
-    /// (its id is the device id), or every one's.
-    Activities(Option<DeviceId>),
+    /// The clients' devices of this dedicated type (push-to-start tokens for a
+    /// Live Activity's start, widget tokens, …), or only the one with this id
+    /// (an activity's token: its id is the activity's).
+    Dedicated(DeviceType, Option<DeviceId>),
 }
 
 impl DeviceTarget {
     /// The fan-out's filter: the one device type it takes (`None`: every
-    /// type but the ActivityKit tokens) and the one device id.
+    /// type but the dedicated tokens) and the one device id.
     pub(crate) fn filter(&self) -> (Option<&'static str>, Option<&str>) {
         match self {
             Self::Notifications => (None, None),
-            Self::PushToStart => (Some(DeviceType::IosPushToStart.as_str()), None),
-            Self::Activities(activity) => {
-                (Some(DeviceType::IosLiveActivity.as_str()), activity.as_ref().map(DeviceId::as_str))
-            }
+            Self::Dedicated(device_type, device) => (Some(device_type.as_str()), device.as_ref().map(DeviceId::as_str)),
         }
     }
 }

@@ -79,6 +79,21 @@ enum DeviceTypeName {
     /// An install's push-to-start token (iOS 17.2+).
     #[schema(rename = "ios-pushtostart")]
     IosPushToStart,
+    /// A WidgetKit push token (iOS 26).
+    #[schema(rename = "ios-widgets")]
+    IosWidgets,
+    /// A Location Push Service Extension's token.
+    #[schema(rename = "ios-location")]
+    IosLocation,
+    /// A PushKit complication token (watchOS).
+    #[schema(rename = "ios-complication")]
+    IosComplication,
+    /// A PushKit File Provider token.
+    #[schema(rename = "ios-fileprovider")]
+    IosFileProvider,
+    /// A Push to Talk channel's token.
+    #[schema(rename = "ios-pushtotalk")]
+    IosPushToTalk,
 }
 
 /// A push token: a string for every type; for `web` also the browser's

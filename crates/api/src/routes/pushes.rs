@@ -8,7 +8,7 @@ use crate::extract::{ApiJson, ApiPath};
 use crate::{AppState, new_push_id, now_ms};
 use axum::Json;
 use axum::extract::{RawQuery, State};
-use pushgate_domain::{ClientId, CustomPush, LiveActivityEvent, LiveActivityPush, PushId, PushRequest, Reason};
+use pushgate_domain::{ClientId, CustomPush, LiveActivityPush, PushId, PushRequest, Reason};
 use pushgate_store::{BadgePlan, DeliveryStatus, DeviceTarget, NewPush};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -87,10 +87,15 @@ pub async fn push2clients(
         i64::try_from(expiry.saturating_mul(1000)).unwrap_or(i64::MAX).min(max_age_deadline)
     });
     let expired = push.is_expired(now_seconds);
+    let target = match push.dedicated_device() {
+        Some(device_type) => DeviceTarget::Dedicated(device_type, None),
+        None => DeviceTarget::Notifications,
+    };
     // An explicit server-side send: no mute, presence or quiet hours.
     let mut new_push =
         NewPush::new(new_push_id(), app.id.clone(), PushRequest::Custom(push), clients, now, deadline_ms)
-            .with_badge(BadgePlan::None, app.count_muted_rooms);
+            .with_badge(BadgePlan::None, app.count_muted_rooms)
+            .to_devices(target);
     if expired {
         new_push = new_push.with_all_skipped(Reason::ExpiredAtAccept);
     }
@@ -180,10 +185,7 @@ pub async fn push_liveactivity(
     }
     let now = now_ms();
     push.timestamp.get_or_insert(u64::try_from(now / 1000).unwrap_or_default());
-    let target = match push.event {
-        LiveActivityEvent::Start => DeviceTarget::PushToStart,
-        LiveActivityEvent::Update | LiveActivityEvent::End => DeviceTarget::Activities(push.activity()),
-    };
+    let target = DeviceTarget::Dedicated(push.device_type(), push.activity());
     let new_push = NewPush::new(
         new_push_id(),
         app.id.clone(),

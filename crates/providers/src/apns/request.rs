@@ -34,6 +34,8 @@ pub enum PushType {
     LiveActivity,
     /// A Push to Talk push.
     PushToTalk,
+    /// A WidgetKit reload (iOS 26; topic gets `.push-type.widgets`).
+    Widgets,
 }
 
 impl PushType {
@@ -49,6 +51,7 @@ impl PushType {
             Self::Mdm => "mdm",
             Self::LiveActivity => "liveactivity",
             Self::PushToTalk => "pushtotalk",
+            Self::Widgets => "widgets",
         }
     }
 
@@ -60,7 +63,8 @@ impl PushType {
             Self::FileProvider => ".pushkit.fileprovider",
             Self::LiveActivity => ".push-type.liveactivity",
             Self::PushToTalk => ".voip-ptt",
-            _ => "",
+            Self::Widgets => ".push-type.widgets",
+            Self::Alert | Self::Background | Self::Mdm => "",
         }
     }
 
@@ -335,6 +339,7 @@ mod tests {
             (PushType::FileProvider, "io.imkit.app.pushkit.fileprovider"),
             (PushType::LiveActivity, "io.imkit.app.push-type.liveactivity"),
             (PushType::PushToTalk, "io.imkit.app.voip-ptt"),
+            (PushType::Widgets, "io.imkit.app.push-type.widgets"),
         ] {
             let request = build_request(&notification(push_type, br#"{"aps":{}}"#), "h", None).unwrap();
             assert_eq!(header(&request, "apns-topic"), topic, "{push_type:?}");

@@ -146,7 +146,8 @@ async fn each_bad_field_is_named_in_the_error() {
     let cases = [
         (
             json!({ "type": "windows", "token": "t", "deviceId": "d", "clientId": "c" }),
-            "type must be one of ios, ios-voip, android, fcm, web, unifiedpush, ios-liveactivity, ios-pushtostart",
+            "type must be one of ios, ios-voip, android, fcm, web, unifiedpush, ios-liveactivity, ios-pushtostart, \
+             ios-widgets, ios-location, ios-complication, ios-fileprovider, ios-pushtotalk",
         ),
         (
             json!({ "type": "ios", "token": "zz", "deviceId": "d", "clientId": "c" }),

@@ -575,8 +575,8 @@ async fn an_override_block_a_provider_would_refuse_is_a_400_naming_it_and_nothin
     register(&setup).await;
     for (block, named) in [
         (
-            json!({ "apns": { "headers": { "apns-push-type": "widgets" } } }),
-            "payload.apns.headers.apns-push-type: a widgets push goes to a WidgetKit push token",
+            json!({ "apns": { "headers": { "apns-push-type": "pager" } } }),
+            "payload.apns.headers.apns-push-type: \"pager\" is not an apns-push-type Apple documents",
         ),
         (
             json!({ "apns": { "headers": { "apns-push-type": "liveactivity" } } }),
@@ -585,7 +585,7 @@ async fn an_override_block_a_provider_would_refuse_is_a_400_naming_it_and_nothin
         ),
         (
             json!({ "apns": { "headers": { "apns-push-type": "voip", "apns-priority": "5" } } }),
-            "payload.apns.headers.apns-priority: a VoIP push goes at priority 10",
+            "payload.apns.headers.apns-priority: a voip push goes at priority 10",
         ),
         (json!({ "apns": { "headers": { "apns-push-type": "background" } } }), "payload.apns: a background push needs"),
         (json!({ "apns": { "payload": { "pad": "x".repeat(4_100) } } }), "payload.apns.payload: the APNs payload"),
@@ -716,4 +716,94 @@ async fn npm_an_fcm_block_reaches_fcm_as_firebase_admin_sends_the_same_options()
         contains(&ours[part], &theirs[part], part);
     }
     assert_eq!(ours["fcm_options"]["analytics_label"], "promo");
+}
+
+/// Each APNs push type that goes to a token of its own reaches that token
+/// only, with the topic suffix and headers Apple asks for; the fake APNs
+/// refuses a wrong suffix as APNs does.
+#[tokio::test]
+async fn each_dedicated_push_type_reaches_its_own_tokens_with_apples_topic() {
+    let setup = spawn_with_providers("").await;
+    register(&setup).await;
+    let kinds = [
+        ("widgets", "ios-widgets", "io.imkit.app.push-type.widgets", json!({ "aps": { "content-changed": true } })),
+        ("location", "ios-location", "io.imkit.app.location-query", json!({ "aps": {} })),
+        ("complication", "ios-complication", "io.imkit.app.complication", json!({ "aps": {}, "score": "2-1" })),
+        (
+            "fileprovider",
+            "ios-fileprovider",
+            "io.imkit.app.pushkit.fileprovider",
+            json!({ "aps": {}, "container-identifier": "NSFileProviderRootContainerItemIdentifier" }),
+        ),
+        ("pushtotalk", "ios-pushtotalk", "io.imkit.app.voip-ptt", json!({ "aps": {}, "activeSpeaker": "Alice" })),
+    ];
+    for (index, (kind, device_type, _, _)) in kinds.iter().enumerate() {
+        let token = format!("{:02x}", 0xa0 + index).repeat(32);
+        let device =
+            json!({ "type": device_type, "token": token, "deviceId": format!("{kind}-1"), "clientId": "user001" });
+        assert_eq!(setup.app.subscribe(device).await.0, 200);
+    }
+    for (index, (kind, device_type, topic, expected)) in kinds.into_iter().enumerate() {
+        let mut block = json!({ "headers": { "apns-push-type": kind } });
+        if kind == "pushtotalk" {
+            block["headers"]["apns-expiration"] = json!("0");
+        }
+        if let Some(extra) = expected.as_object().filter(|members| members.len() > 1) {
+            block["payload"] = json!(extra);
+        }
+        let push_id = push(&setup, &["user001", "user002"], json!({ "type": "sync", "apns": block })).await;
+        let status = settled(&setup, &push_id).await;
+        let reached: Vec<(Value, Value)> = status["deliveries"]
+            .as_array()
+            .expect("deliveries")
+            .iter()
+            .map(|d| (d["type"].clone(), d["status"].clone()))
+            .collect();
+        assert_eq!(
+            reached,
+            vec![(json!(device_type), json!("delivered")), (Value::Null, json!("skipped"))],
+            "{kind}: its token only (user002 has none)"
+        );
+        let sent = setup.apns.delivered().pop().expect("sent");
+        assert_eq!(sent.device_token, format!("{:02x}", 0xa0 + index).repeat(32));
+        assert_eq!((sent.headers["apns-push-type"].as_str(), sent.headers["apns-topic"].as_str()), (kind, topic));
+        let mut expected = expected;
+        expected["type"] = json!("sync");
+        assert_eq!(sent.payload, expected, "{kind}");
+    }
+
+    for (payload, named) in [
+        (
+            json!({ "title": "Hi", "apns": { "headers": { "apns-push-type": "widgets" } } }),
+            "payload.title: a widgets push goes to ios-widgets tokens only",
+        ),
+        (
+            json!({ "apns": { "headers": { "apns-push-type": "widgets" }, "payload": { "aps": { "content-changed": null } } } }),
+            "payload.apns.payload.aps.content-changed: ",
+        ),
+        (
+            json!({ "apns": { "headers": { "apns-push-type": "pushtotalk" } } }),
+            "payload.apns.headers.apns-expiration: a pushtotalk push must say 0",
+        ),
+        (
+            json!({ "apns": { "headers": { "apns-push-type": "pushtotalk", "apns-expiration": 0, "apns-priority": "5" } } }),
+            "payload.apns.headers.apns-priority: a pushtotalk push goes at priority 10",
+        ),
+        (
+            json!({ "fcm": { "data": {} }, "apns": { "headers": { "apns-push-type": "location" } } }),
+            "payload.fcm: a location push goes to ios-location tokens only",
+        ),
+        (
+            json!({ "apns": { "headers": { "apns-push-type": "mdm" } } }),
+            "payload.apns.headers.apns-push-type: a mdm push goes to an MDM",
+        ),
+    ] {
+        let (status, body) = setup
+            .app
+            .post_json("/push/push2clients", Some(API_KEY), &json!({ "clients": ["user001"], "payload": payload }))
+            .await;
+        assert_eq!(status, 400, "{body}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.starts_with(named), "{named} in {message}");
+    }
 }

@@ -120,7 +120,7 @@ async fn fan_out_push(connection: &mut PgConnection, push: &Journaled) -> Result
                LEFT JOIN client_prefs p ON p.app_id = d.app_id AND p.client_id = d.client_id \
                WHERE d.device_id IS DISTINCT FROM $8 \
                  AND NOT (j.value ->> 'window' IS NOT DISTINCT FROM 'hold' AND d.device_type <> 'ios-voip') \
-                 AND CASE WHEN $9::text IS NULL THEN d.token_kind <> 'apns-activity' ELSE d.device_type = $9 END \
+                 AND CASE WHEN $9::text IS NULL THEN d.token_kind <> 'apns-dedicated' ELSE d.device_type = $9 END \
                  AND ($10::text IS NULL OR d.device_id = $10) \
                UNION ALL \
                SELECT 1, j.key, NULL, NULL, 0, \
@@ -128,7 +128,7 @@ async fn fan_out_push(connection: &mut PgConnection, push: &Journaled) -> Result
                           'status', 'skipped', 'reason', $6::text) \
                FROM jsonb_array_elements($3::jsonb) WITH ORDINALITY AS j (value, key) \
                WHERE NOT EXISTS (SELECT 1 FROM devices WHERE app_id = $4 AND client_id = j.value ->> 'client' \
-                                   AND CASE WHEN $9::text IS NULL THEN token_kind <> 'apns-activity' \
+                                   AND CASE WHEN $9::text IS NULL THEN token_kind <> 'apns-dedicated' \
                                             ELSE device_type = $9 END \
                                    AND ($10::text IS NULL OR device_id = $10) \
                                  OFFSET 0) \
@@ -230,7 +230,7 @@ async fn hold(
          FROM jsonb_array_elements($5::jsonb) AS j \
          CROSS JOIN LATERAL (SELECT * FROM devices WHERE app_id = $2 AND client_id = j ->> 'client' OFFSET 0) d \
          LEFT JOIN client_prefs p ON p.app_id = d.app_id AND p.client_id = d.client_id \
-         WHERE j ->> 'window' = 'hold' AND d.device_type <> 'ios-voip' AND d.token_kind <> 'apns-activity' \
+         WHERE j ->> 'window' = 'hold' AND d.device_type <> 'ios-voip' AND d.token_kind <> 'apns-dedicated' \
            AND d.device_id IS DISTINCT FROM $6",
     )
     .bind(push_id)

@@ -232,7 +232,7 @@ fn fan_out_push(connection: &Connection, push: &Journaled) -> Result<CoalescingC
              WHERE d.app_id = ?4 AND d.client_id = json_extract(j.value, '$.client') \
                AND (?8 IS NULL OR d.device_id != ?8) \
                AND (?9 IS NULL OR json_extract(j.value, '$.window') IS NOT 'hold' OR d.device_type = 'ios-voip') \
-               AND CASE WHEN ?10 IS NULL THEN d.token_kind != 'apns-activity' ELSE d.device_type = ?10 END \
+               AND CASE WHEN ?10 IS NULL THEN d.token_kind != 'apns-dedicated' ELSE d.device_type = ?10 END \
                AND (?11 IS NULL OR d.device_id = ?11) \
              UNION ALL \
              SELECT 1, j.key, NULL, NULL, NULL, 0, \
@@ -241,7 +241,7 @@ fn fan_out_push(connection: &Connection, push: &Journaled) -> Result<CoalescingC
              FROM json_each(?3) j \
              WHERE NOT EXISTS (SELECT 1 FROM devices INDEXED BY devices_client \
                                WHERE app_id = ?4 AND client_id = json_extract(j.value, '$.client') \
-                                 AND CASE WHEN ?10 IS NULL THEN token_kind != 'apns-activity' \
+                                 AND CASE WHEN ?10 IS NULL THEN token_kind != 'apns-dedicated' \
                                           ELSE device_type = ?10 END \
                                  AND (?11 IS NULL OR device_id = ?11)))) \
          GROUP BY chunk ORDER BY chunk")?.execute(params![push_id, push.now_ms, plans, push.app_id.as_str(), push.fan_out.experiment.as_ref().map(|experiment| experiment.id.as_str()), plan::no_device(), SEND_SIZE, except, held, device_type, device_id])?;
@@ -325,7 +325,7 @@ fn hold(
              LEFT JOIN client_prefs p ON p.app_id = d.app_id AND p.client_id = d.client_id \
              WHERE json_extract(j.value, '$.window') = 'hold' AND d.app_id = ?2 \
                AND d.client_id = json_extract(j.value, '$.client') AND d.device_type != 'ios-voip' \
-               AND d.token_kind != 'apns-activity' AND (?6 IS NULL OR d.device_id != ?6)",
+               AND d.token_kind != 'apns-dedicated' AND (?6 IS NULL OR d.device_id != ?6)",
         )?
         .execute(params![
             push_id,
