@@ -585,6 +585,8 @@ fn channel_answer(request: &RecordedChannelRequest, topic: &str, state: &State) 
                 // "No message stored": a broadcast must say so with apns-expiration 0.
                 return Err((400, "BadExpirationDate"));
             }
+            // The fake's own check, beyond Apple's answers: a broadcast pushgate
+            // makes is always a Live Activity payload.
             if !request.payload["aps"]["event"].is_string() || !request.payload["aps"]["timestamp"].is_u64() {
                 return Err((400, "BadPayload"));
             }
@@ -730,4 +732,138 @@ fn check_headers(
         return Err((413, "PayloadTooLarge", None));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOKEN: &str = "740f4707bebcf74f9b7c25d48e3358945f6aa01da5ddb387462c7eaf61bb78ad";
+
+    fn headers(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())).collect()
+    }
+
+    #[test]
+    fn each_push_type_is_held_to_apples_topic_priority_and_authentication() {
+        let check = |pairs: &[(&str, &str)], token_auth: bool| {
+            check_headers(&headers(pairs), TOKEN, "io.imkit.app", 10, token_auth)
+                .map_err(|(status, reason, _)| (status, reason))
+        };
+        let accepted = [
+            [("apns-push-type", "alert"), ("apns-topic", "io.imkit.app"), ("apns-priority", "10")],
+            [("apns-push-type", "background"), ("apns-topic", "io.imkit.app"), ("apns-priority", "5")],
+            [("apns-push-type", "voip"), ("apns-topic", "io.imkit.app.voip"), ("apns-priority", "10")],
+            [
+                ("apns-push-type", "liveactivity"),
+                ("apns-topic", "io.imkit.app.push-type.liveactivity"),
+                ("apns-priority", "5"),
+            ],
+            [("apns-push-type", "widgets"), ("apns-topic", "io.imkit.app.push-type.widgets"), ("apns-priority", "10")],
+            [("apns-push-type", "pushtotalk"), ("apns-topic", "io.imkit.app.voip-ptt"), ("apns-priority", "10")],
+        ];
+        for pairs in accepted {
+            assert_eq!(check(&pairs, true), Ok(()), "{pairs:?}");
+        }
+        let refused = [
+            (
+                [("apns-push-type", "background"), ("apns-topic", "io.imkit.app"), ("apns-priority", "10")],
+                (400, "BadPriority"),
+            ),
+            (
+                [("apns-push-type", "liveactivity"), ("apns-topic", "io.imkit.app"), ("apns-priority", "10")],
+                (400, "BadTopic"),
+            ),
+            (
+                [
+                    ("apns-push-type", "liveactivity"),
+                    ("apns-topic", "io.imkit.app.push-type.liveactivity"),
+                    ("apns-priority", "1"),
+                ],
+                (400, "BadPriority"),
+            ),
+            (
+                [("apns-push-type", "alert"), ("apns-topic", "io.imkit.app.voip"), ("apns-priority", "10")],
+                (400, "TopicDisallowed"),
+            ),
+            (
+                [("apns-push-type", "pager"), ("apns-topic", "io.imkit.app"), ("apns-priority", "10")],
+                (400, "InvalidPushType"),
+            ),
+        ];
+        for (pairs, answer) in refused {
+            assert_eq!(check(&pairs, true), Err(answer), "{pairs:?}");
+        }
+        let live_activity = [
+            ("apns-push-type", "liveactivity"),
+            ("apns-topic", "io.imkit.app.push-type.liveactivity"),
+            ("apns-priority", "10"),
+        ];
+        assert_eq!(
+            check(&live_activity, false),
+            Err((403, "InvalidProviderToken")),
+            "no certificate for Live Activities"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_channel_apis_answer_as_apple_documents() {
+        let ca = crate::TestCa::generate();
+        let key = crate::Es256Key::generate();
+        let fake = FakeApns::start(&ca, FakeApnsConfig::token(&key)).await;
+        let request =
+            |method: &str, path: &str, pairs: &[(&str, &str)], payload: serde_json::Value| RecordedChannelRequest {
+                method: method.to_owned(),
+                path: path.to_owned(),
+                headers: headers(pairs),
+                payload,
+                status: 0,
+                reason: None,
+            };
+        let answer = |request: &RecordedChannelRequest| {
+            channel_answer(request, "io.imkit.app", &fake.state).map(|(status, headers, _)| (status, headers))
+        };
+        let channels = "/1/apps/io.imkit.app/channels";
+        let created = answer(&request(
+            "POST",
+            channels,
+            &[],
+            serde_json::json!({ "message-storage-policy": 0, "push-type": "LiveActivity" }),
+        ));
+        let (status, headers) = created.expect("created");
+        assert_eq!((status, headers[0].0), (201, "apns-channel-id"));
+        let id = headers[0].1.clone();
+        let bad_policy = request(
+            "POST",
+            channels,
+            &[],
+            serde_json::json!({ "message-storage-policy": 2, "push-type": "LiveActivity" }),
+        );
+        assert_eq!(answer(&bad_policy), Err((400, "BadMessageStoragePolicy")));
+        let broadcasts = "/4/broadcasts/apps/io.imkit.app";
+        let update = serde_json::json!({ "aps": { "event": "update", "timestamp": 1, "content-state": {} } });
+        let no_channel = request("POST", broadcasts, &[("apns-push-type", "liveactivity")], update.clone());
+        assert_eq!(answer(&no_channel), Err((400, "MissingChannelId")), "a broadcast without a channel");
+        let stored_nothing = request(
+            "POST",
+            broadcasts,
+            &[("apns-push-type", "liveactivity"), ("apns-channel-id", &id)],
+            update.clone(),
+        );
+        assert_eq!(
+            answer(&stored_nothing),
+            Err((400, "BadExpirationDate")),
+            "a channel that stores nothing takes 0 only"
+        );
+        let sent = request(
+            "POST",
+            broadcasts,
+            &[("apns-push-type", "liveactivity"), ("apns-channel-id", &id), ("apns-expiration", "0")],
+            update,
+        );
+        assert_eq!(answer(&sent).map(|(status, _)| status), Ok(200));
+        let gone = request("DELETE", channels, &[("apns-channel-id", &id)], serde_json::Value::Null);
+        assert_eq!(answer(&gone).map(|(status, _)| status), Ok(204));
+        assert_eq!(answer(&gone), Err((404, "ChannelNotRegistered")));
+    }
 }
