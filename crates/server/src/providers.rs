@@ -8,13 +8,14 @@ use pushgate_api::channels::{BroadcastChannels, ChannelFailure, ChannelView};
 use pushgate_delivery::{ApnsProviders, AppProviders, FcmProvider, SendRate, WebPushProvider};
 use pushgate_domain::{AppId, ChatStyle, Environment, Locale, ProviderKind};
 use pushgate_providers::apns::{
-    ApnsAuth, ApnsClient, ApnsClientConfig, BroadcastHeaders, ChannelError, ChannelManager, Notification, Priority,
-    PushType, StoragePolicy, TokenSigner, apns_id,
+    ApnsAuth, ApnsClient, ApnsClientConfig, BroadcastHeaders, ChannelError, ChannelInfo, ChannelManager, Notification,
+    Priority, PushType, StoragePolicy, TokenSigner, apns_id,
 };
 use pushgate_providers::fcm::{FcmClient, FcmClientConfig, ServiceAccount};
 use pushgate_providers::webpush::{WebPushClient, WebPushClientConfig};
 use pushgate_providers::{Outcome, SystemClock};
 use pushgate_store::Store;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The VAPID public key of a P-256 private key in PEM (SEC1 `EC PRIVATE KEY`
@@ -157,6 +158,7 @@ pub fn apns_channels(apns: &ApnsConfig) -> anyhow::Result<Option<Arc<dyn Broadca
         production: side(PRODUCTION_ENDPOINT, PRODUCTION_CHANNELS_ENDPOINT)?,
         sandbox: side(SANDBOX_ENDPOINT, SANDBOX_CHANNELS_ENDPOINT)?,
         bundle_id: apns.topic.clone(),
+        policies: std::sync::Mutex::default(),
     })))
 }
 
@@ -173,6 +175,10 @@ struct ApnsChannels {
     production: ChannelSide,
     sandbox: ChannelSide,
     bundle_id: String,
+    /// Each channel's storage policy once known (a channel's never changes;
+    /// Apple keeps at most 10,000 per environment): a broadcast to a channel
+    /// that stores nothing must say `apns-expiration: 0`.
+    policies: std::sync::Mutex<HashMap<(Environment, String), StoragePolicy>>,
 }
 
 impl ApnsChannels {
@@ -181,6 +187,25 @@ impl ApnsChannels {
             Environment::Production => &self.production,
             Environment::Sandbox => &self.sandbox,
         }
+    }
+
+    fn policies(&self) -> std::sync::MutexGuard<'_, HashMap<(Environment, String), StoragePolicy>> {
+        self.policies.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The channel's storage policy, from APNs the first time.
+    async fn policy(&self, environment: Environment, channel_id: &str) -> Result<StoragePolicy, ChannelFailure> {
+        if let Some(policy) = self.policies().get(&(environment, channel_id.to_owned())) {
+            return Ok(*policy);
+        }
+        Ok(self.read_channel(environment, channel_id).await?.storage_policy)
+    }
+
+    /// Reads a channel from APNs, and keeps its storage policy.
+    async fn read_channel(&self, environment: Environment, channel_id: &str) -> Result<ChannelInfo, ChannelFailure> {
+        let channel = self.side(environment).manager.read(channel_id).await.map_err(channel_failure)?;
+        self.policies().insert((environment, channel_id.to_owned()), channel.storage_policy);
+        Ok(channel)
     }
 }
 
@@ -197,15 +222,18 @@ impl BroadcastChannels for ApnsChannels {
     async fn create(&self, environment: Environment, storage_policy: u8) -> Result<String, ChannelFailure> {
         let policy = StoragePolicy::from_number(u64::from(storage_policy))
             .ok_or(ChannelFailure::Refused { status: 400, reason: "BadMessageStoragePolicy".into() })?;
-        self.side(environment).manager.create(policy).await.map_err(channel_failure)
+        let id = self.side(environment).manager.create(policy).await.map_err(channel_failure)?;
+        self.policies().insert((environment, id.clone()), policy);
+        Ok(id)
     }
 
     async fn read(&self, environment: Environment, channel_id: &str) -> Result<ChannelView, ChannelFailure> {
-        let channel = self.side(environment).manager.read(channel_id).await.map_err(channel_failure)?;
+        let channel = self.read_channel(environment, channel_id).await?;
         Ok(ChannelView { storage_policy: channel.storage_policy.number(), push_type: channel.push_type })
     }
 
     async fn delete(&self, environment: Environment, channel_id: &str) -> Result<(), ChannelFailure> {
+        self.policies().remove(&(environment, channel_id.to_owned()));
         self.side(environment).manager.delete(channel_id).await.map_err(channel_failure)
     }
 
@@ -225,13 +253,18 @@ impl BroadcastChannels for ApnsChannels {
         // A channel that stores no message takes `apns-expiration: 0` only.
         let expiration = match expiration {
             Some(expiration) => Some(expiration),
-            None => match side.manager.read(channel_id).await.map_err(channel_failure)?.storage_policy {
+            None => match self.policy(environment, channel_id).await? {
                 StoragePolicy::NoMessageStored => Some(0),
                 StoragePolicy::MostRecentMessageStored => None,
             },
         };
         let headers = BroadcastHeaders { channel_id, priority, expiration };
-        side.broadcaster.broadcast(&self.bundle_id, headers, payload).await.map_err(channel_failure)
+        let sent = side.broadcaster.broadcast(&self.bundle_id, headers, payload).await.map_err(channel_failure);
+        if let Err(ChannelFailure::Refused { status: 404, .. }) = &sent {
+            // Deleted elsewhere (another node, Apple's console).
+            self.policies().remove(&(environment, channel_id.to_owned()));
+        }
+        sent
     }
 }
 
