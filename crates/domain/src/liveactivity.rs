@@ -298,6 +298,39 @@ mod tests {
         assert!(serde_json::from_value::<LiveActivityPush>(json!({ "event": "end", "state": {} })).is_err());
     }
 
+    /// The APNs payload of each event, as snapshots.
+    #[test]
+    fn request_snapshots_for_each_event() {
+        for (name, payload) in [
+            (
+                "start",
+                json!({ "event": "start", "attributesType": "DeliveryAttributes", "attributes": { "order": "A-17" },
+                              "contentState": { "etaMinutes": 20 }, "alert": { "title": "Order A-17", "body": "Accepted" },
+                              "timestamp": 1_900_000_000, "inputPushToken": true }),
+            ),
+            (
+                "update",
+                json!({ "event": "update", "contentState": { "etaMinutes": 12 }, "staleDate": 1_900_000_900,
+                               "relevanceScore": 75, "priority": 5, "timestamp": 1_900_000_060 }),
+            ),
+            (
+                "end",
+                json!({ "event": "end", "contentState": { "etaMinutes": 0 }, "dismissalDate": 1_900_003_600,
+                            "timestamp": 1_900_000_120 }),
+            ),
+        ] {
+            let push = read(payload);
+            assert_eq!(push.validate(), Ok(()), "{name}");
+            let apns = push.to_apns();
+            let request = json!({
+                "priority": apns.priority.map(ApnsPriority::as_str),
+                "device_type": push.device_type().as_str(),
+                "payload": serde_json::from_slice::<Value>(&apns.payload).expect("JSON"),
+            });
+            insta::assert_json_snapshot!(format!("liveactivity_{name}"), request);
+        }
+    }
+
     #[test]
     fn the_stored_form_reads_back() {
         let push = read(json!({ "event": "update", "activityId": "act-1", "contentState": { "score": "2-1" },

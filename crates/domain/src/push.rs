@@ -460,6 +460,61 @@ impl CustomPush {
 mod tests {
     use super::*;
 
+    /// The APNs request (what the provider sends besides the topic) of a
+    /// push2clients of every `apns-push-type` it takes, as snapshots.
+    #[test]
+    fn request_snapshots_for_every_apns_push_type() {
+        for (name, payload) in [
+            (
+                "alert",
+                serde_json::json!({ "alert": "Sale", "badge": 1, "sound": "default", "collapseKey": "promo",
+                "apns": { "headers": { "apns-priority": "5" }, "payload": { "aps": { "interruption-level": "passive" } } } }),
+            ),
+            (
+                "background",
+                serde_json::json!({ "type": "sync", "apns": { "headers": { "apns-push-type": "background" } } }),
+            ),
+            (
+                "voip",
+                serde_json::json!({ "apns": { "headers": { "apns-push-type": "voip" },
+                "payload": { "aps": {}, "call": { "id": "c-1" } } } }),
+            ),
+            ("widgets", serde_json::json!({ "apns": { "headers": { "apns-push-type": "widgets" } } })),
+            (
+                "location",
+                serde_json::json!({ "apns": { "headers": { "apns-push-type": "location", "apns-priority": "5" } } }),
+            ),
+            (
+                "complication",
+                serde_json::json!({ "apns": { "headers": { "apns-push-type": "complication" },
+                "payload": { "score": "2-1" } } }),
+            ),
+            (
+                "fileprovider",
+                serde_json::json!({ "apns": { "headers": { "apns-push-type": "fileprovider" },
+                "payload": { "container-identifier": "NSFileProviderRootContainerItemIdentifier" } } }),
+            ),
+            (
+                "pushtotalk",
+                serde_json::json!({ "apns": { "headers": { "apns-push-type": "pushtotalk", "apns-expiration": 0 },
+                "payload": { "activeSpeaker": "Alice" } } }),
+            ),
+        ] {
+            let push: CustomPush = serde_json::from_value(payload).expect("a push");
+            assert_eq!(push.validate(), Ok(()), "{name}");
+            let apns = push.to_apns();
+            let request = serde_json::json!({
+                "silent": apns.silent,
+                "priority": apns.priority.map(ApnsPriority::as_str),
+                "expiration": apns.expiration,
+                "collapse_id": apns.collapse_id,
+                "dedicated_device": push.dedicated_device().map(crate::DeviceType::as_str),
+                "payload": serde_json::from_slice::<Value>(&apns.payload).expect("JSON"),
+            });
+            insta::assert_json_snapshot!(format!("apns_{name}"), request);
+        }
+    }
+
     fn seed_marketing() -> CustomPush {
         serde_json::from_value(json!({
             "type": "marketing", "alert": "您有一則新的優惠活動,立即查看!", "badge": 1, "sound": "default",
