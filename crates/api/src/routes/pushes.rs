@@ -27,7 +27,8 @@ pub struct Push2ClientsRequest {
     /// The notification: `type`, `expiry`, `alert` (string or `{loc-key, loc-args}`), `badge`, `sound`,
     /// `topic` (iOS); `title`, `body`, `icon`, `collapseKey` (Android). Optional provider override blocks, merged
     /// over what pushgate builds (objects key by key, `null` removes a key: JSON Merge Patch, RFC 7396):
-    /// `apns` `{"headers": {apns-push-type (alert|background|voip: to ios-voip devices only), apns-priority (10|5|1), apns-expiration,
+    /// `apns` `{"headers": {apns-push-type (alert, background; voip, widgets, location, complication, fileprovider,
+    /// pushtotalk: to the clients' devices of that kind only), apns-priority (10|5|1), apns-expiration,
     /// apns-collapse-id, apns-topic}, "payload": {...}}`; `fcm` (merged into the FCM v1 `message`: `data` (string
     /// values), `notification`, `android`, `webpush`, `apns`, `fcm_options`; never the target); `webpush`
     /// `{"headers": {TTL, Urgency, Topic}, "notification": {...}}`. A block that would make a request its provider
