@@ -263,7 +263,8 @@ impl CustomPush {
     /// The APNs request for this push: iOS fields into `aps`, `type` beside it.
     pub fn to_apns(&self) -> ApnsPush {
         let mut aps = Map::new();
-        if self.apns_type() == Some(ApnsOverrideType::Widgets) {
+        let kind = self.apns_type();
+        if kind == Some(ApnsOverrideType::Widgets) {
             aps.insert("content-changed".into(), true.into());
         }
         let alert = match &self.alert {
@@ -290,7 +291,7 @@ impl CustomPush {
         let silent = alert.is_none();
         // A VoIP push's payload, and a dedicated token's, is the app's own:
         // nothing to wake, nothing to show.
-        let own_payload = self.is_voip() || self.dedicated_device().is_some();
+        let own_payload = kind.is_some_and(|kind| kind == ApnsOverrideType::Voip || kind.dedicated_device().is_some());
         if let Some(alert) = alert {
             aps.insert("alert".into(), alert);
         }
