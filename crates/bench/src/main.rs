@@ -21,7 +21,9 @@
 //! 6. storm control (`storm.rs`): a busy room with coalescing on, and a
 //!    steady stream to one room with coalescing on and off;
 //! 7. private payloads (`private.rs`): the same stream sealed to each device;
-//! 8. memory of the pushgate process: peak RSS, RSS per 100,000 devices.
+//! 8. the largest room (`room.rs`): callbacks to 10,000 recipients one at a
+//!    time: accept latency, and when the last device was reached;
+//! 9. memory of the pushgate process: peak RSS, RSS per 100,000 devices.
 //!
 //! Every throughput is also given as a ratio of the raw limit. It prints a
 //! table and writes the figures as JSON.
@@ -29,6 +31,7 @@
 mod ceiling;
 mod private;
 mod process;
+mod room;
 mod storm;
 
 use anyhow::Context as _;
@@ -96,6 +99,9 @@ struct Args {
     /// Callbacks of the steady streams (coalescing on and off).
     #[arg(long, default_value_t = 2_000)]
     stream: usize,
+    /// Callbacks to the largest room (10,000 recipients), one at a time.
+    #[arg(long, default_value_t = 20)]
+    rooms: usize,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -251,6 +257,7 @@ async fn run(args: &Args, fakes: &Fakes) -> anyhow::Result<Value> {
     cpu_per_delivery(&mut paced, pushgate.cpu_seconds() - cpu);
     let storm = storm::run(&http, &bases, fakes, &pushgate, args.storm_seconds, args.stream).await?;
     let private = private::run(&http, &bases, fakes, &pushgate, args.stream).await?;
+    let largest_room = room::run(&http, &bases, fakes, args.devices, args.rooms).await?;
     let burst = burst_accept(&http, &bases, args.devices, group, args.burst).await;
     let (rss_end, rss_peak) = pushgate.rss();
     let database = pushgate.stop();
@@ -278,6 +285,7 @@ async fn run(args: &Args, fakes: &Fakes) -> anyhow::Result<Value> {
         "callbacks_50_at_half_peak": with_ratio(paced),
         "storm_control": storm,
         "private_payloads": private,
+        "largest_room": largest_room,
         "burst_accept": burst,
         "store_accept_ceiling": ceiling,
         "memory": {
@@ -637,6 +645,19 @@ fn print_table(report: &Value) {
         private["deliveries"],
         storm["stream_off"]["deliveries_per_second"],
         storm["stream_off"]["pushgate_cpu_us_per_delivery"],
+    );
+    let room = &report["largest_room"];
+    println!(
+        "largest room: {} callbacks to {} recipients, one at a time: accept p50 {} ms, p99 {} ms, max {} ms; last \
+         device reached p50 {} ms, p99 {} ms, max {} ms after the callback",
+        room["callbacks"],
+        room["recipients"],
+        room["accept_ms"]["p50"],
+        room["accept_ms"]["p99"],
+        room["accept_ms"]["max"],
+        room["last_device_ms"]["p50"],
+        room["last_device_ms"]["p99"],
+        room["last_device_ms"]["max"],
     );
     let memory = &report["memory"];
     println!();
