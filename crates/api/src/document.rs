@@ -109,6 +109,17 @@ pub(crate) fn complete(openapi: &mut OpenApi) {
                     "`MISSING_PARAMETER` or `INVALID_PARAMETER`: an admin key without `IM-APP-ID`, or naming no configured app",
                 );
             }
+            if path.starts_with("/v1/apps/{appId}/channels") {
+                // One request to APNs while the caller waits: its answers are the caller's.
+                answer(
+                    operation,
+                    "404",
+                    "`NOT_FOUND`: the key opens another app than `appId`, or APNs does not know the channel",
+                );
+                answer(operation, "429", "`RATE_LIMITED`: APNs answered TooManyRequests; send again later");
+                answer(operation, "502", "`PROVIDER_REFUSED`: APNs refused the app's credentials");
+                answer(operation, "503", "`UNAVAILABLE`: APNs was not reached, or is unavailable");
+            }
             if matches!(path.as_str(), "/push/push2clients" | "/push/liveactivity" | "/imkit/push/v2" | "/imkit/push") {
                 answer(
                     operation,

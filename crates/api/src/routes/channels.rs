@@ -130,10 +130,6 @@ fn failed(failure: ChannelFailure) -> ApiError {
     responses(
         (status = 200, description = "Created by APNs", body = Envelope<ChannelResult>),
         (status = 400, description = "`INVALID_PARAMETER`: the policy, an app without token-based APNs authentication, or APNs' refusal named", body = ErrorEnvelope),
-        (status = 404, description = "`NOT_FOUND`: the key opens another app than `appId`, or APNs does not know the channel", body = ErrorEnvelope),
-        (status = 429, description = "`RATE_LIMITED`: APNs answered TooManyRequests; send again later", body = ErrorEnvelope),
-        (status = 502, description = "`PROVIDER_REFUSED`: APNs refused the app's credentials", body = ErrorEnvelope),
-        (status = 503, description = "`UNAVAILABLE`: APNs was not reached or is unavailable", body = ErrorEnvelope),
     )
 )]
 pub async fn create_channel(
@@ -164,10 +160,6 @@ pub async fn create_channel(
     responses(
         (status = 200, description = "Every channel id", body = Envelope<ChannelList>),
         (status = 400, description = "`INVALID_PARAMETER`", body = ErrorEnvelope),
-        (status = 404, description = "`NOT_FOUND`: the key opens another app than `appId`, or APNs does not know the channel", body = ErrorEnvelope),
-        (status = 429, description = "`RATE_LIMITED`: APNs answered TooManyRequests; send again later", body = ErrorEnvelope),
-        (status = 502, description = "`PROVIDER_REFUSED`: APNs refused the app's credentials", body = ErrorEnvelope),
-        (status = 503, description = "`UNAVAILABLE`: APNs was not reached or is unavailable", body = ErrorEnvelope),
     )
 )]
 pub async fn list_channels(
@@ -192,10 +184,6 @@ pub async fn list_channels(
     security(("api_key" = [])),
     responses(
         (status = 200, description = "The channel", body = Envelope<ChannelResult>),
-        (status = 404, description = "`NOT_FOUND`: the key opens another app than `appId`, or APNs does not know the channel", body = ErrorEnvelope),
-        (status = 429, description = "`RATE_LIMITED`: APNs answered TooManyRequests; send again later", body = ErrorEnvelope),
-        (status = 502, description = "`PROVIDER_REFUSED`: APNs refused the app's credentials", body = ErrorEnvelope),
-        (status = 503, description = "`UNAVAILABLE`: APNs was not reached or is unavailable", body = ErrorEnvelope),
     )
 )]
 pub async fn read_channel(
@@ -225,10 +213,6 @@ pub async fn read_channel(
     security(("api_key" = [])),
     responses(
         (status = 200, description = "Deleted by APNs", body = Envelope<Done>),
-        (status = 404, description = "`NOT_FOUND`: the key opens another app than `appId`, or APNs does not know the channel", body = ErrorEnvelope),
-        (status = 429, description = "`RATE_LIMITED`: APNs answered TooManyRequests; send again later", body = ErrorEnvelope),
-        (status = 502, description = "`PROVIDER_REFUSED`: APNs refused the app's credentials", body = ErrorEnvelope),
-        (status = 503, description = "`UNAVAILABLE`: APNs was not reached or is unavailable", body = ErrorEnvelope),
     )
 )]
 pub async fn delete_channel(
@@ -271,10 +255,6 @@ pub struct BroadcastRequest {
     responses(
         (status = 200, description = "Taken by APNs", body = Envelope<Done>),
         (status = 400, description = "`INVALID_PARAMETER`: the push (Apple's rules) or APNs' refusal named", body = ErrorEnvelope),
-        (status = 404, description = "`NOT_FOUND`: the key opens another app than `appId`, or APNs does not know the channel", body = ErrorEnvelope),
-        (status = 429, description = "`RATE_LIMITED`: APNs answered TooManyRequests; send again later", body = ErrorEnvelope),
-        (status = 502, description = "`PROVIDER_REFUSED`: APNs refused the app's credentials", body = ErrorEnvelope),
-        (status = 503, description = "`UNAVAILABLE`: APNs was not reached or is unavailable", body = ErrorEnvelope),
     )
 )]
 pub async fn broadcast(
