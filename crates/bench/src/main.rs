@@ -3,6 +3,7 @@
 //!     cargo run --release -p pushgate-bench -- [--devices 100000] [--deliveries 20000] [--out bench.json]
 //!         [--store postgres://postgres@127.0.0.1:5432/test]   # pushgate on PostgreSQL, a fresh schema
 //!         [--nodes 2]                                         # that many pushgate processes on it
+//!         [--only push2clients|v2-50|room]                    # one scenario alone, for a profile of it
 //!
 //! One run, one machine: the fake APNs and fake FCM run on their own Tokio
 //! runtime in this process; pushgate runs in a child process (this binary
@@ -102,6 +103,22 @@ struct Args {
     /// Callbacks to the largest room (10,000 recipients), one at a time.
     #[arg(long, default_value_t = 20)]
     rooms: usize,
+    /// Run one scenario alone after the registrations (for a profile of
+    /// pushgate in its steady state: `perf record -p` the child) and print its figures.
+    #[arg(long, value_enum)]
+    only: Option<Only>,
+}
+
+/// The scenarios `--only` runs alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Only {
+    /// push2clients to 100 clients a request.
+    Push2clients,
+    /// v2 callbacks of 50 recipients, 32 in flight.
+    #[value(name = "v2-50")]
+    V250,
+    /// The largest room, one callback at a time.
+    Room,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -116,7 +133,11 @@ fn main() -> anyhow::Result<()> {
     let load_runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let fakes = fakes_runtime.block_on(Fakes::start());
     let report = load_runtime.block_on(run(&args, &fakes))?;
-    print_table(&report);
+    if args.only.is_some() {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_table(&report);
+    }
     std::fs::write(&args.out, serde_json::to_string_pretty(&report)?)
         .with_context(|| format!("writing {}", args.out.display()))?;
     println!("\nfigures written to {}", args.out.display());
@@ -229,6 +250,24 @@ async fn run(args: &Args, fakes: &Fakes) -> anyhow::Result<Value> {
     let (rss_registered, _) = pushgate.rss();
 
     let deliveries = args.deliveries.min(args.devices).max(1);
+    if let Some(only) = args.only {
+        let cpu = pushgate.cpu_seconds();
+        let mut figures = match only {
+            Only::Push2clients => push2clients(&http, &bases, fakes, args.devices, deliveries).await?,
+            Only::V250 => {
+                let group = 50.min(args.devices);
+                callbacks_run(&http, &bases, fakes, args.devices, group, (deliveries / group).max(1), None).await?
+            }
+            Only::Room => room::run(&http, &bases, fakes, args.devices, args.rooms).await?,
+        };
+        if only != Only::Room {
+            cpu_per_delivery(&mut figures, pushgate.cpu_seconds() - cpu);
+        }
+        pushgate.stop();
+        return Ok(
+            json!({ "raw_apns_requests_per_second": raw.round(), "scenario": format!("{only:?}"), "figures": figures }),
+        );
+    }
     let cpu = pushgate.cpu_seconds();
     let mut push2clients = push2clients(&http, &bases, fakes, args.devices, deliveries).await?;
     cpu_per_delivery(&mut push2clients, pushgate.cpu_seconds() - cpu);
