@@ -493,16 +493,9 @@ impl Worker {
     /// Removes the delivery's device, unless it changed token or registered
     /// again after `invalid_since_ms`; answers whether it went.
     async fn prune(&self, delivery: &ClaimedDelivery, invalid_since_ms: Option<i64>) -> Result<bool, StoreError> {
-        let store = &self.store;
-        store
-            .prune_device(
-                &delivery.app_id,
-                delivery.device_type,
-                &delivery.device_id,
-                &delivery.token,
-                invalid_since_ms,
-            )
-            .await
+        let (app, device_type, device, token) =
+            (&delivery.app_id, delivery.device_type, &delivery.device_id, &delivery.token);
+        self.store.prune_device(app, device_type, device, token, invalid_since_ms).await
     }
 
     /// Turns a provider outcome into the delivery's next state, and opens or

@@ -68,6 +68,11 @@ impl ApnsOverrideType {
         Self::PushToTalk,
     ];
 
+    /// The kind a header value names, if push2clients sends it.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == text)
+    }
+
     /// The header value.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -145,6 +150,17 @@ const MAX_COLLAPSE_ID_BYTES: usize = 64;
 /// Longest Web Push `Topic` (RFC 8030 §5.4: 32 characters of the URL-safe base64 alphabet).
 const MAX_TOPIC_CHARS: usize = 32;
 
+/// A member's name in an error (`payload.apns.headers.apns-priority`),
+/// written only when an error is: the blocks are read again at every
+/// delivery attempt, and a name made for each member would be made for nothing.
+struct FieldName<'a>(&'static str, &'a str);
+
+impl std::fmt::Display for FieldName<'_> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "{}.{}", self.0, self.1)
+    }
+}
+
 /// A header's value as text: a string, or a number written as one.
 fn header_text(value: &Value) -> Option<String> {
     match value {
@@ -159,25 +175,24 @@ impl ApnsHeaders {
     pub fn parse(headers: &Map<String, Value>) -> Result<Self, ParseError> {
         let mut parsed = Self::default();
         for (name, value) in headers {
-            let at = format!("payload.apns.headers.{name}");
+            let at = FieldName("payload.apns.headers", name);
             let text = header_text(value).ok_or_else(|| ParseError::new(format!("{at}: must be a string")))?;
             match name.to_ascii_lowercase().as_str() {
                 "apns-push-type" => {
-                    parsed.push_type =
-                        Some(match ApnsOverrideType::ALL.into_iter().find(|kind| kind.as_str() == text) {
-                            Some(kind) => kind,
-                            None => {
-                                let why = match OTHER_PUSH_TYPES.iter().find(|(name, _)| *name == text) {
-                                    Some((_, why)) => format!("a {text} push {why}"),
-                                    None => format!("{text:?} is not an apns-push-type Apple documents"),
-                                };
-                                let sent: Vec<&str> = ApnsOverrideType::ALL.iter().map(|kind| kind.as_str()).collect();
-                                return Err(ParseError::new(format!(
-                                    "{at}: {why}; push2clients sends {}",
-                                    sent.join(", ")
-                                )));
-                            }
-                        });
+                    parsed.push_type = Some(match ApnsOverrideType::parse(&text) {
+                        Some(kind) => kind,
+                        None => {
+                            let why = match OTHER_PUSH_TYPES.iter().find(|(name, _)| *name == text) {
+                                Some((_, why)) => format!("a {text} push {why}"),
+                                None => format!("{text:?} is not an apns-push-type Apple documents"),
+                            };
+                            let sent: Vec<&str> = ApnsOverrideType::ALL.iter().map(|kind| kind.as_str()).collect();
+                            return Err(ParseError::new(format!(
+                                "{at}: {why}; push2clients sends {}",
+                                sent.join(", ")
+                            )));
+                        }
+                    });
                 }
                 "apns-priority" => {
                     parsed.priority = Some(match text.as_str() {
@@ -261,7 +276,7 @@ impl WebPushHeaders {
         use crate::webpush::Urgency;
         let mut parsed = Self::default();
         for (name, value) in headers {
-            let at = format!("payload.webpush.headers.{name}");
+            let at = FieldName("payload.webpush.headers", name);
             let text = header_text(value).ok_or_else(|| ParseError::new(format!("{at}: must be a string")))?;
             match name.to_ascii_lowercase().as_str() {
                 "ttl" => {
@@ -314,7 +329,7 @@ const FCM_MESSAGE_MEMBERS: [&str; 6] = ["data", "notification", "android", "webp
 /// FCM's forms. (A `null` removes what pushgate set.)
 pub fn check_fcm(block: &Map<String, Value>) -> Result<(), ParseError> {
     for (name, value) in block {
-        let at = format!("payload.fcm.{name}");
+        let at = FieldName("payload.fcm", name);
         if matches!(name.as_str(), "token" | "topic" | "condition" | "name") {
             return Err(ParseError::new(format!("{at}: pushgate sets the target of each message itself")));
         }

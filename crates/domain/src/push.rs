@@ -204,10 +204,12 @@ impl CustomPush {
         self.apns_type() == Some(ApnsOverrideType::Voip)
     }
 
-    /// `payload.apns.headers.apns-push-type`, if the block names one.
+    /// `payload.apns.headers.apns-push-type`, if the block names one (read
+    /// alone: the worker asks it of every delivery of the push).
     pub fn apns_type(&self) -> Option<ApnsOverrideType> {
-        let block = self.apns.as_ref()?;
-        ApnsHeaders::parse(&block.headers).ok()?.push_type
+        let headers = &self.apns.as_ref()?.headers;
+        let (_, value) = headers.iter().find(|(name, _)| name.eq_ignore_ascii_case("apns-push-type"))?;
+        ApnsOverrideType::parse(value.as_str()?)
     }
 
     /// The device type whose tokens alone get this push (a `widgets`,

@@ -29,6 +29,17 @@ pub struct EnvironmentQuery {
     pub environment: Option<String>,
 }
 
+/// The path of one channel.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelPath {
+    /// The app (the key's own).
+    pub app_id: String,
+    /// The channel id, percent-encoded (`/` as `%2F`).
+    pub channel_id: String,
+}
+
 /// Body of `POST /v1/apps/{appId}/channels`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -176,11 +187,7 @@ pub async fn list_channels(
     get,
     path = "/v1/apps/{appId}/channels/{channelId}",
     tag = "channels",
-    params(
-        ("appId" = String, Path, description = "The app (the key's own)"),
-        ("channelId" = String, Path, description = "The channel id, percent-encoded (`/` as `%2F`)"),
-        EnvironmentQuery
-    ),
+    params(ChannelPath, EnvironmentQuery),
     security(("api_key" = [])),
     responses(
         (status = 200, description = "The channel", body = Envelope<ChannelResult>),
@@ -188,7 +195,7 @@ pub async fn list_channels(
 )]
 pub async fn read_channel(
     AuthenticatedApp(app): AuthenticatedApp,
-    ApiPath((app_id, channel_id)): ApiPath<(String, String)>,
+    ApiPath(ChannelPath { app_id, channel_id }): ApiPath<ChannelPath>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Envelope<ChannelResult>>, ApiError> {
     let (channels, environment) = channels_of(&app, &app_id, query.as_deref())?;
@@ -205,11 +212,7 @@ pub async fn read_channel(
     delete,
     path = "/v1/apps/{appId}/channels/{channelId}",
     tag = "channels",
-    params(
-        ("appId" = String, Path, description = "The app (the key's own)"),
-        ("channelId" = String, Path, description = "The channel id, percent-encoded (`/` as `%2F`)"),
-        EnvironmentQuery
-    ),
+    params(ChannelPath, EnvironmentQuery),
     security(("api_key" = [])),
     responses(
         (status = 200, description = "Deleted by APNs", body = Envelope<Done>),
@@ -217,7 +220,7 @@ pub async fn read_channel(
 )]
 pub async fn delete_channel(
     AuthenticatedApp(app): AuthenticatedApp,
-    ApiPath((app_id, channel_id)): ApiPath<(String, String)>,
+    ApiPath(ChannelPath { app_id, channel_id }): ApiPath<ChannelPath>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Envelope<Done>>, ApiError> {
     let (channels, environment) = channels_of(&app, &app_id, query.as_deref())?;
@@ -245,11 +248,7 @@ pub struct BroadcastRequest {
     post,
     path = "/v1/apps/{appId}/channels/{channelId}/broadcast",
     tag = "channels",
-    params(
-        ("appId" = String, Path, description = "The app (the key's own)"),
-        ("channelId" = String, Path, description = "The channel id, percent-encoded (`/` as `%2F`)"),
-        EnvironmentQuery
-    ),
+    params(ChannelPath, EnvironmentQuery),
     request_body = BroadcastRequest,
     security(("api_key" = [])),
     responses(
@@ -259,7 +258,7 @@ pub struct BroadcastRequest {
 )]
 pub async fn broadcast(
     AuthenticatedApp(app): AuthenticatedApp,
-    ApiPath((app_id, channel_id)): ApiPath<(String, String)>,
+    ApiPath(ChannelPath { app_id, channel_id }): ApiPath<ChannelPath>,
     RawQuery(query): RawQuery,
     ApiJson(body): ApiJson<BroadcastRequest>,
 ) -> Result<Json<Envelope<Done>>, ApiError> {
