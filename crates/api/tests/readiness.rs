@@ -91,6 +91,10 @@ impl QueueStore for UnreachableStore {
         Err(unreachable())
     }
 
+    async fn fan_out_step(&self) -> Result<bool, StoreError> {
+        Err(unreachable())
+    }
+
     async fn claim_due_deliveries(&self, _: i64, _: u32, _: i64) -> Result<Vec<ClaimedDelivery>, StoreError> {
         Err(unreachable())
     }

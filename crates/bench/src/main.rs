@@ -687,13 +687,15 @@ fn print_table(report: &Value) {
     );
     let room = &report["largest_room"];
     println!(
-        "largest room: {} callbacks to {} recipients, one at a time: accept p50 {} ms, p99 {} ms, max {} ms; last \
-         device reached p50 {} ms, p99 {} ms, max {} ms after the callback",
+        "largest room: {} callbacks to {} recipients, one at a time: accept p50 {} ms, p99 {} ms, max {} ms; first \
+         device reached p50 {} ms, p99 {} ms; last device p50 {} ms, p99 {} ms, max {} ms after the callback",
         room["callbacks"],
         room["recipients"],
         room["accept_ms"]["p50"],
         room["accept_ms"]["p99"],
         room["accept_ms"]["max"],
+        room["first_device_ms"]["p50"],
+        room["first_device_ms"]["p99"],
         room["last_device_ms"]["p50"],
         room["last_device_ms"]["p99"],
         room["last_device_ms"]["max"],

@@ -21,7 +21,8 @@ pub async fn run(
     callbacks: usize,
 ) -> anyhow::Result<Value> {
     let room = ROOM.min(devices);
-    let (mut accepts, mut lasts) = (Vec::with_capacity(callbacks), Vec::with_capacity(callbacks));
+    let (mut accepts, mut firsts, mut lasts) =
+        (Vec::with_capacity(callbacks), Vec::with_capacity(callbacks), Vec::with_capacity(callbacks));
     for n in 0..callbacks {
         // A different tenth of the clients each time (marker text `m{n}` on each delivery).
         let recipients: Vec<String> = (0..room).map(|k| client_id((n * room + k) % devices)).collect();
@@ -32,15 +33,16 @@ pub async fn run(
         post(http, &url, &body).await?;
         accepts.push(sent.elapsed().as_secs_f64() * 1000.0);
         wait_delivered(fakes, before, room).await?;
-        let last = fakes
+        let received: Vec<Instant> = fakes
             .apns
             .requests()
             .iter()
             .map(|request| request.received_at)
             .chain(fakes.fcm.messages().iter().map(|message| message.received_at))
-            .max()
-            .map_or(0.0, |last| last.duration_since(sent).as_secs_f64() * 1000.0);
-        lasts.push(last);
+            .collect();
+        let since_sent = |at: Option<&Instant>| at.map_or(0.0, |at| at.duration_since(sent).as_secs_f64() * 1000.0);
+        firsts.push(since_sent(received.iter().min()));
+        lasts.push(since_sent(received.iter().max()));
         fakes.forget();
     }
     let summary = |mut values: Vec<f64>| {
@@ -52,6 +54,7 @@ pub async fn run(
         "recipients": room,
         "callbacks": callbacks,
         "accept_ms": summary(accepts),
+        "first_device_ms": summary(firsts),
         "last_device_ms": summary(lasts),
     }))
 }

@@ -36,6 +36,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 #[derive(Debug, Default)]
 pub struct DeliveryHandle {
     wake: tokio::sync::Notify,
+    /// Wakes the fan-out: a push was journaled.
+    pub(crate) journaled: tokio::sync::Notify,
     running: AtomicBool,
     draining: AtomicBool,
     /// Providers paused for an app whose credentials they refused.
@@ -99,8 +101,15 @@ impl Reach {
 }
 
 impl DeliveryHandle {
-    /// A push was accepted (or a retry recorded): look at the queue now.
+    /// A push was accepted: fan it out, and look at the queue, now.
     pub fn wake(&self) {
+        self.journaled.notify_one();
+        self.wake.notify_one();
+    }
+
+    /// Deliveries became due (fanned out, a retry recorded): look at the
+    /// queue now.
+    pub(crate) fn wake_claims(&self) {
         self.wake.notify_one();
     }
 

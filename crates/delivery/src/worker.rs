@@ -146,6 +146,16 @@ impl Worker {
     pub async fn run_pending(self: &Arc<Self>) -> usize {
         let mut handled = 0;
         loop {
+            loop {
+                match self.store.fan_out_step().await {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(error) => {
+                        tracing::error!(error = %error, "cannot fan out the journal");
+                        return handled;
+                    }
+                }
+            }
             let now = self.now_ms();
             let batch = match self.claim(now).await {
                 Ok(batch) if !batch.is_empty() => batch,
@@ -162,7 +172,7 @@ impl Worker {
             let mut sends = tokio::task::JoinSet::new();
             for delivery in batch {
                 let worker = Arc::clone(self);
-                sends.spawn(async move { worker.deliver(delivery).await });
+                sends.spawn(async move { worker.deliver(delivery, Slot::default()).await });
             }
             while sends.join_next().await.is_some() {}
         }
@@ -187,9 +197,10 @@ impl Worker {
         let poll = i64::try_from(self.settings.poll_interval_ms).unwrap_or(1000);
         let heartbeat = tokio::spawn(Arc::clone(&self).renew_leases());
         let _heartbeat = AbortOnDrop(heartbeat);
+        let _fan_out = AbortOnDrop(tokio::spawn(Arc::clone(&self).fan_out_journal()));
         let _pauses = self.store.is_shared().then(|| AbortOnDrop(tokio::spawn(Arc::clone(&self).share_pauses())));
         let _listener = self.store.is_shared().then(|| AbortOnDrop(tokio::spawn(Arc::clone(&self).listen_for_work())));
-        let semaphore = Arc::new(tokio::sync::Semaphore::new(self.settings.concurrency));
+        let slots = SendSlots::new(self.settings.concurrency);
         // Sends outlive the batch that claimed them: the next batch is claimed
         // as soon as the last one is under way, not when its slowest send ends.
         let mut running = tokio::task::JoinSet::new();
@@ -211,12 +222,9 @@ impl Worker {
                 Ok(batch) if !batch.is_empty() => {
                     self.track(&batch);
                     for delivery in batch {
-                        let Ok(permit) = Arc::clone(&semaphore).acquire_owned().await else { return };
+                        let Ok(slot) = slots.take().await else { return };
                         let worker = Arc::clone(&self);
-                        running.spawn(async move {
-                            worker.deliver(delivery).await;
-                            drop(permit);
-                        });
+                        running.spawn(async move { worker.deliver(delivery, slot).await });
                     }
                     continue;
                 }
@@ -236,8 +244,30 @@ impl Worker {
         }
     }
 
-    /// Leases a batch of due deliveries (fanning out some of the journal
-    /// first), in a `claim` span.
+    /// Fans out the journal as pushes are journaled, a bounded batch at a
+    /// time, on a task of its own: a claim never waits for the fan-out (it
+    /// leases what is planned so far, woken after each batch), and the
+    /// fan-out of a big room goes on while its first pieces are being sent.
+    async fn fan_out_journal(self: Arc<Self>) {
+        let poll = Duration::from_millis(self.settings.poll_interval_ms);
+        loop {
+            match self.store.fan_out_step().await {
+                Ok(more) => {
+                    self.handle.wake_claims();
+                    if more {
+                        continue;
+                    }
+                }
+                Err(error) => tracing::error!(error = %error, "cannot fan out the journal; trying again shortly"),
+            }
+            tokio::select! {
+                () = self.handle.journaled.notified() => {}
+                () = tokio::time::sleep(poll) => {}
+            }
+        }
+    }
+
+    /// Leases a batch of due deliveries, in a `claim` span.
     #[tracing::instrument(level = "debug", name = "claim", skip(self))]
     async fn claim(&self, now: i64) -> Result<Vec<ClaimedDelivery>, pushgate_store::StoreError> {
         let claimed = self.store.claim_due_deliveries(now, self.settings.batch, self.lease_ms()).await;
@@ -367,7 +397,7 @@ impl Worker {
     /// `settle` here), so a trace or a debug log follows a push end to end.
     /// Each attempt continues the trace its push's accept began
     /// ([`pushgate_domain::trace`]), on whichever node it runs.
-    async fn deliver(&self, delivery: ClaimedDelivery) {
+    async fn deliver(&self, delivery: ClaimedDelivery, slot: Slot) {
         let span = tracing::debug_span!(
             "deliver",
             app.id = %delivery.app_id,
@@ -378,6 +408,10 @@ impl Worker {
         async {
             let now = self.now_ms();
             let (provider, update) = self.attempt(&delivery, now).await;
+            // Answered: the send's slot goes to the next delivery while this
+            // outcome waits for its group's commit.
+            let Slot { send, unrecorded: _unrecorded } = slot;
+            drop(send);
             self.conclude(&delivery, provider, update, now).instrument(tracing::debug_span!("settle")).await;
         }
         .instrument(span)
@@ -433,7 +467,7 @@ impl Worker {
             tracing::error!(error = %error, "cannot record a delivery outcome");
         } else if update.status == DeliveryStatus::Retrying {
             // The claim loop may be asleep until a later time than this retry's.
-            self.handle.wake();
+            self.handle.wake_claims();
         }
     }
 
@@ -588,6 +622,39 @@ impl Worker {
 fn ends_an_activity(delivery: &ClaimedDelivery) -> bool {
     delivery.device_type == DeviceType::IosLiveActivity
         && matches!(&delivery.push.request, Some(PushRequest::LiveActivity(push)) if push.event == LiveActivityEvent::End)
+}
+
+/// How many deliveries the loop has under way: `send` bounds the requests
+/// in flight (released when the provider answers), `unrecorded` the
+/// deliveries whose outcome is not committed yet (released once it is), so
+/// a send never waits for the commit of the one before it, and the
+/// outcomes waiting for the store stay bounded.
+struct SendSlots {
+    send: Arc<tokio::sync::Semaphore>,
+    unrecorded: Arc<tokio::sync::Semaphore>,
+}
+
+/// Outcomes waiting for their commit, per send slot.
+const UNRECORDED_PER_SLOT: usize = 4;
+
+impl SendSlots {
+    fn new(concurrency: usize) -> Self {
+        let semaphore = |permits| Arc::new(tokio::sync::Semaphore::new(permits));
+        Self { send: semaphore(concurrency), unrecorded: semaphore(concurrency * UNRECORDED_PER_SLOT) }
+    }
+
+    async fn take(&self) -> Result<Slot, tokio::sync::AcquireError> {
+        let unrecorded = Some(Arc::clone(&self.unrecorded).acquire_owned().await?);
+        let send = Some(Arc::clone(&self.send).acquire_owned().await?);
+        Ok(Slot { send, unrecorded })
+    }
+}
+
+/// One delivery's share of [`SendSlots`] (none when driven by `run_pending`).
+#[derive(Default)]
+struct Slot {
+    send: Option<tokio::sync::OwnedSemaphorePermit>,
+    unrecorded: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// Aborts a task when dropped: the heartbeat ends with the worker's loop.

@@ -4,14 +4,16 @@
 //! use `assert!`, so a failure points at the broken expectation.
 
 use crate::{
-    ApiKeyKind, BadgePlan, CallbackKey, ClientPrefs, Coalescing, CoalescingCounts, DeliveryStatus, DeliveryUpdate,
-    DeviceTarget, ExperimentPlan, NewDevice, NewPush, RoutingPlan, SourceChange, Store, StoredApiKey,
+    ApiKeyKind, BadgePlan, CallbackKey, ClaimedDelivery, ClientPrefs, Coalescing, CoalescingCounts, DeliveryStatus,
+    DeliveryUpdate, DeviceTarget, ExperimentPlan, NewDevice, NewPush, RoutingPlan, SourceChange, Store, StoreError,
+    StoredApiKey,
 };
 use pushgate_domain::{
     AppId, BadgeSource, ChatMessage, ClientId, CustomPush, DeliveryMode, DeviceId, DeviceType, Environment, Experiment,
     ExperimentId, Locale, OnlinePolicy, PushId, PushRequest, PushToken, QuietHours, Reason, RoomId, RoomNotify,
     Summary, TimeZoneName,
 };
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 const APNS_TOKEN_A: &str = "aa11111111111111111111111111111111111111111111111111111111111111";
@@ -53,6 +55,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     an_apps_devices_are_read_page_by_page(&*store).await;
     api_keys_are_kept_and_listed(&*store).await;
     a_push_is_accepted_with_one_delivery_per_device(&*store).await;
+    a_big_room_is_fanned_out_a_piece_at_a_time(&*store).await;
     dedicated_tokens_get_pushes_of_their_type_only(&*store).await;
     a_claimed_delivery_is_not_claimed_again_until_its_lease_ends(&*store).await;
     a_pushs_trace_context_reaches_its_claimed_deliveries(&*store).await;
@@ -99,6 +102,13 @@ pub fn callback_push(app: &str, name: &str, message_id: &str, clients: &[&str], 
     NewPush { request: PushRequest::Chat(message), ..new_push(app, name, clients, now_ms) }
         .with_callback(CallbackKey { message_id: message_id.to_owned(), to_client: None })
         .with_badge(BadgePlan::CountUnread(parse(RoomId::parse(room))), true)
+}
+
+/// A claim as the worker makes it: what is journaled is fanned out first
+/// (the worker's fan-out task), then due deliveries are leased.
+async fn claim(store: &dyn Store, now_ms: i64, limit: u32, lease_ms: i64) -> Result<Vec<ClaimedDelivery>, StoreError> {
+    while store.fan_out_step().await? {}
+    store.claim_due_deliveries(now_ms, limit, lease_ms).await
 }
 
 async fn a_callback_is_accepted_once(store: &dyn Store) {
@@ -184,7 +194,7 @@ async fn routed_pushes_record_each_clients_route(store: &dyn Store) {
     let mentions_only = Some("mentions only".into());
     assert_eq!(route_of("quiet-one"), (DeliveryStatus::Queued, Some(DeliveryMode::Silent), mentions_only));
     assert_eq!(route_of("named"), (DeliveryStatus::Queued, Some(DeliveryMode::Alert), None), "a mention alerts");
-    let claimed = store.claim_due_deliveries(now, 100, 60_000).await.expect("claim");
+    let claimed = claim(store, now, 100, 60_000).await.expect("claim");
     let night_delivery = claimed.iter().find(|d| d.push_id() == push_id("routed") && d.client_id.as_str() == "night");
     assert_eq!(
         night_delivery.and_then(|d| d.locale.clone()),
@@ -233,8 +243,7 @@ async fn a_busy_rooms_alerts_are_held_and_end_as_one_per_window(store: &dyn Stor
     };
     let claim = async |at: i64, names: &[&str]| {
         let ids: Vec<_> = names.iter().map(|name| push_id(name)).collect();
-        let mut claimed: Vec<_> = store
-            .claim_due_deliveries(t0 + at, 1000, 60_000)
+        let mut claimed: Vec<_> = claim(store, t0 + at, 1000, 60_000)
             .await
             .expect("claim")
             .into_iter()
@@ -342,7 +351,7 @@ async fn experiments_count_per_variant_and_opens(store: &dyn Store) {
     let push = new_push("exp", "exp-push", &["a1", "a2", "b1", "nodevice"], 10)
         .with_experiment(ExperimentPlan { id: id.clone(), variants }, second.clone());
     store.accept_push(&push).await.expect("accept");
-    let claimed = store.claim_due_deliveries(i64::MAX / 4, 1000, 60_000).await.expect("claim");
+    let claimed = claim(store, i64::MAX / 4, 1000, 60_000).await.expect("claim");
     for delivery in claimed.iter().filter(|d| d.push_id() == push_id("exp-push")) {
         assert_eq!(delivery.push.experiment.as_ref(), Some(&second), "the experiment rides along");
         let variant = delivery.variant().map(|variant| variant.name.clone()).expect("a variant of it");
@@ -370,11 +379,11 @@ async fn housekeeping_forgets_old_finished_pushes_and_callbacks_only(store: &dyn
     store.upsert_device(&device("forget", DeviceType::Fcm, "pixel", "alice", "fcm-forget", 1)).await.expect("pixel");
     let app = parse(AppId::parse("forget"));
     // Claim whatever earlier checks left due, so only this check's pushes are in play.
-    store.claim_due_deliveries(i64::MAX / 2, 10_000, 1).await.expect("claim");
+    claim(store, i64::MAX / 2, 10_000, 1).await.expect("claim");
     store.accept_push(&callback_push("forget", "old-done", "old-m", &["alice"], "r", 10)).await.expect("accept");
     store.accept_push(&callback_push("forget", "old-pending", "old-p", &["alice"], "r", 11)).await.expect("accept");
     store.accept_push(&callback_push("forget", "new-done", "new-m", &["alice"], "r", 5_000)).await.expect("accept");
-    let claimed = store.claim_due_deliveries(i64::MAX / 2 + 1, 100, 60_000).await.expect("claim");
+    let claimed = claim(store, i64::MAX / 2 + 1, 100, 60_000).await.expect("claim");
     for delivery in claimed.iter().filter(|delivery| delivery.push_id() != push_id("old-pending")) {
         let update = DeliveryUpdate {
             status: DeliveryStatus::Delivered,
@@ -421,7 +430,7 @@ async fn badges_count_room_unreads_and_sources(store: &dyn Store) {
     assert_eq!(badge.sources.get("orders"), Some(&2));
     assert_eq!(store.badge(&app, &bob, true, 0).await.expect("bob").total, 3);
     // Each delivery carries its client's badge at acceptance.
-    let mut claimed = store.claim_due_deliveries(1_000, 100, 60_000).await.expect("claim");
+    let mut claimed = claim(store, 1_000, 100, 60_000).await.expect("claim");
     claimed.retain(|delivery| delivery.app_id == app);
     claimed.sort_by_key(|delivery| delivery.id);
     assert_eq!(claimed.iter().map(|delivery| delivery.badge).collect::<Vec<_>>(), [Some(1), Some(2), Some(3), Some(4)]);
@@ -429,7 +438,7 @@ async fn badges_count_room_unreads_and_sources(store: &dyn Store) {
     let read =
         new_push("badges", "read", &["alice"], 30).with_badge(BadgePlan::ClearRoom(parse(RoomId::parse("r1"))), true);
     store.accept_push(&read).await.expect("read");
-    let claimed = store.claim_due_deliveries(1_000, 100, 60_000).await.expect("claim");
+    let claimed = claim(store, 1_000, 100, 60_000).await.expect("claim");
     assert_eq!(claimed.iter().find(|d| d.push_id() == push_id("read")).map(|d| d.badge), Some(Some(3)));
     store.mark_room_read(&app, &alice, &parse(RoomId::parse("r2")), 31).await.expect("read r2");
     store.change_badge_source(&app, &alice, &source, SourceChange::Add(-5), 32).await.expect("add");
@@ -452,6 +461,46 @@ async fn a_push_is_accepted_with_one_delivery_per_device(store: &dyn Store) {
         store.push_view(&parse(AppId::parse("other-app")), &push_id("p1")).await.expect("view").is_none(),
         "apps are apart"
     );
+}
+
+async fn a_big_room_is_fanned_out_a_piece_at_a_time(store: &dyn Store) {
+    // Two pieces and a part of a third; a device in the first piece and one in the last.
+    let clients: Vec<String> = (0..2 * crate::plan::FAN_OUT_PIECE + 452).map(|n| format!("c{n:05}")).collect();
+    let (first, last) = (clients[0].as_str(), clients[clients.len() - 1].as_str());
+    store.upsert_device(&device("room", DeviceType::Fcm, "first", first, "fcm-room-first", 1)).await.expect("first");
+    store.upsert_device(&device("room", DeviceType::Fcm, "last", last, "fcm-room-last", 1)).await.expect("last");
+    let names: Vec<&str> = clients.iter().map(String::as_str).collect();
+    store.accept_push(&callback_push("room", "big", "big-m", &names, "big", 10)).await.expect("accept");
+    store.accept_push(&callback_push("room", "after", "after-m", &[first], "big", 11)).await.expect("accept");
+    // One step: the first piece is planned and claimable; both pushes stay journaled.
+    assert!(store.fan_out_step().await.expect("first piece"), "more to fan out");
+    assert_eq!(store.queue_depth().await.expect("depth").journaled, 2);
+    let room = parse(AppId::parse("room"));
+    let claimed = store.claim_due_deliveries(1_000, 100, 60_000).await.expect("claim");
+    let reached: Vec<_> =
+        claimed.iter().filter(|d| d.app_id == room).map(|d| (d.push_id(), d.client_id.as_str().to_owned())).collect();
+    assert_eq!(reached, [(push_id("big"), first.to_owned())], "the first piece's device, before the rest is planned");
+    while store.fan_out_step().await.expect("next piece") {}
+    assert_eq!(store.queue_depth().await.expect("depth").journaled, 0);
+    let mut reached: Vec<_> = claim(store, 1_000, 100, 60_000)
+        .await
+        .expect("claim")
+        .iter()
+        .filter(|d| d.app_id == room)
+        .map(|d| (d.push_id(), d.client_id.as_str().to_owned()))
+        .collect();
+    reached.sort();
+    let mut expected = [(push_id("big"), last.to_owned()), (push_id("after"), first.to_owned())];
+    expected.sort();
+    assert_eq!(reached, expected, "the last piece's device, and the push journaled after the room");
+    // Every recipient once: one delivery each, one unread each.
+    let view = store.push_view(&room, &push_id("big")).await.expect("view").expect("exists");
+    let recipients: BTreeSet<&str> = view.deliveries.iter().map(|d| d.client_id.as_str()).collect();
+    assert_eq!((view.deliveries.len(), recipients.len()), (clients.len(), clients.len()));
+    let (app, middle) = ids("room", &clients[1500]);
+    assert_eq!(store.badge(&app, &middle, true, 0).await.expect("badge").total, 1);
+    let first = parse(ClientId::parse(first));
+    assert_eq!(store.badge(&app, &first, true, 0).await.expect("badge").total, 2, "the room and the message after it");
 }
 
 async fn dedicated_tokens_get_pushes_of_their_type_only(store: &dyn Store) {
@@ -496,24 +545,24 @@ async fn dedicated_tokens_get_pushes_of_their_type_only(store: &dyn Store) {
 async fn a_claimed_delivery_is_not_claimed_again_until_its_lease_ends(store: &dyn Store) {
     store.upsert_device(&device("lease", DeviceType::Ios, "iphone", "bob", APNS_TOKEN_B, 1)).await.expect("device");
     store.accept_push(&new_push("lease", "p2", &["bob"], 2_000)).await.expect("accept");
-    let first = store.claim_due_deliveries(2_000, 100, 60_000).await.expect("claim");
+    let first = claim(store, 2_000, 100, 60_000).await.expect("claim");
     let ours: Vec<_> = first.iter().filter(|d| d.push_id() == push_id("p2")).collect();
     assert_eq!(ours.len(), 1);
     assert_eq!(ours[0].token.as_str(), APNS_TOKEN_B);
-    let again = store.claim_due_deliveries(3_000, 100, 60_000).await.expect("claim again");
+    let again = claim(store, 3_000, 100, 60_000).await.expect("claim again");
     assert!(again.iter().all(|d| d.push_id() != push_id("p2")), "leased");
     // A renewed lease holds past its first end; once it is not renewed, the
     // delivery is due again (its worker died).
     let ours: Vec<_> = first.iter().filter(|d| d.push_id() == push_id("p2")).map(|d| d.id).collect();
     store.renew_leases(&ours, 90_000).await.expect("renew");
-    let renewed = store.claim_due_deliveries(62_001, 100, 60_000).await.expect("claim within the renewal");
+    let renewed = claim(store, 62_001, 100, 60_000).await.expect("claim within the renewal");
     assert!(renewed.iter().all(|d| d.push_id() != push_id("p2")), "the renewed lease holds");
-    let after_lease = store.claim_due_deliveries(90_001, 100, 60_000).await.expect("claim after the lease");
+    let after_lease = claim(store, 90_001, 100, 60_000).await.expect("claim after the lease");
     assert!(after_lease.iter().any(|d| d.push_id() == push_id("p2")), "a dead worker's delivery is due again");
     // A stop that cannot wait gives its leases up: due again at once, no lease left.
     let ours: Vec<_> = after_lease.iter().filter(|d| d.push_id() == push_id("p2")).map(|d| d.id).collect();
     store.release_leases(&ours).await.expect("give up");
-    let released = store.claim_due_deliveries(90_002, 100, 60_000).await.expect("claim after the release");
+    let released = claim(store, 90_002, 100, 60_000).await.expect("claim after the release");
     assert!(released.iter().any(|d| d.push_id() == push_id("p2")), "given up, so due again at once");
     assert!(store.release_all_leases().await.expect("release") >= 1);
 }
@@ -525,7 +574,7 @@ async fn a_pushs_trace_context_reaches_its_claimed_deliveries(store: &dyn Store)
     traced.trace_parent = parent;
     store.accept_push(&traced).await.expect("accept");
     store.accept_push(&new_push("traced", "t2", &["carol"], 4_000)).await.expect("accept");
-    let claimed = store.claim_due_deliveries(4_000, 100, 60_000).await.expect("claim");
+    let claimed = claim(store, 4_000, 100, 60_000).await.expect("claim");
     let trace_of = |name: &str| {
         let delivery = claimed.iter().find(|delivery| delivery.push_id() == push_id(name)).expect("claimed");
         delivery.push.trace_parent
@@ -538,7 +587,7 @@ async fn a_pushs_trace_context_reaches_its_claimed_deliveries(store: &dyn Store)
 async fn recorded_attempts_show_in_the_push_view(store: &dyn Store) {
     store.upsert_device(&device("record", DeviceType::Fcm, "pixel", "carol", "fcm-c", 1)).await.expect("device");
     store.accept_push(&new_push("record", "p3", &["carol"], 5_000)).await.expect("accept");
-    let claimed = store.claim_due_deliveries(5_000, 100, 60_000).await.expect("claim");
+    let claimed = claim(store, 5_000, 100, 60_000).await.expect("claim");
     let id = claimed.iter().find(|d| d.push_id() == push_id("p3")).expect("claimed").id;
     let retry = DeliveryUpdate {
         status: DeliveryStatus::Retrying,
@@ -554,18 +603,11 @@ async fn recorded_attempts_show_in_the_push_view(store: &dyn Store) {
         (delivery.status, delivery.attempts, delivery.next_attempt_at_ms),
         (DeliveryStatus::Retrying, 1, Some(9_000))
     );
-    assert!(
-        store
-            .claim_due_deliveries(8_999, 100, 60_000)
-            .await
-            .expect("early")
-            .iter()
-            .all(|d| d.push_id() != push_id("p3"))
-    );
+    assert!(claim(store, 8_999, 100, 60_000).await.expect("early").iter().all(|d| d.push_id() != push_id("p3")));
     assert!(store.next_due_at().await.expect("next due").is_some());
     let retrying = store.queue_depth().await.expect("depth").retrying;
     assert!(retrying >= 1, "the retrying delivery is counted");
-    let again = store.claim_due_deliveries(9_000, 100, 60_000).await.expect("due");
+    let again = claim(store, 9_000, 100, 60_000).await.expect("due");
     let delivered = DeliveryUpdate {
         status: DeliveryStatus::Delivered,
         reason: None,
@@ -591,7 +633,7 @@ async fn a_push_taken_up_again_after_its_lease_hands_out_only_what_has_no_outcom
         store.upsert_device(&device("again", DeviceType::Fcm, client, client, &token, 1)).await.expect("device");
     }
     store.accept_push(&new_push("again", "p4", &["dan", "eve", "fay"], 10_000)).await.expect("accept");
-    let claimed = store.claim_due_deliveries(10_000, 100, 60_000).await.expect("claim");
+    let claimed = claim(store, 10_000, 100, 60_000).await.expect("claim");
     let of = |client: &str| {
         claimed.iter().find(|d| d.push_id() == push_id("p4") && d.client_id.as_str() == client).expect("claimed").id
     };
@@ -606,20 +648,13 @@ async fn a_push_taken_up_again_after_its_lease_hands_out_only_what_has_no_outcom
     store.record_attempt(of("eve"), &outcome(DeliveryStatus::Retrying, Some(80_000))).await.expect("eve");
     // The worker dies before fay's outcome: her delivery alone is due again
     // once the lease runs out; eve's retry at its own time.
-    assert!(
-        store
-            .claim_due_deliveries(69_999, 100, 60_000)
-            .await
-            .expect("leased")
-            .iter()
-            .all(|d| d.push_id() != push_id("p4"))
-    );
-    let after_lease = store.claim_due_deliveries(70_001, 100, 60_000).await.expect("after the lease");
+    assert!(claim(store, 69_999, 100, 60_000).await.expect("leased").iter().all(|d| d.push_id() != push_id("p4")));
+    let after_lease = claim(store, 70_001, 100, 60_000).await.expect("after the lease");
     let again: Vec<_> =
         after_lease.iter().filter(|d| d.push_id() == push_id("p4")).map(|d| d.client_id.as_str()).collect();
     assert_eq!(again, ["fay"]);
     store.record_attempt(after_lease[0].id, &outcome(DeliveryStatus::Delivered, None)).await.expect("fay");
-    let retry = store.claim_due_deliveries(80_000, 100, 60_000).await.expect("the retry");
+    let retry = claim(store, 80_000, 100, 60_000).await.expect("the retry");
     let retry: Vec<_> = retry.iter().filter(|d| d.push_id() == push_id("p4")).collect();
     assert_eq!(retry.iter().map(|d| (d.client_id.as_str(), d.attempts)).collect::<Vec<_>>(), [("eve", 1)]);
     store.record_attempt(retry[0].id, &outcome(DeliveryStatus::Delivered, None)).await.expect("eve");

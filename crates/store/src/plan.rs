@@ -22,8 +22,12 @@ pub const FAN_OUT_PUSHES: u32 = 64;
 /// bounds how long the transaction (and, on SQLite, the writer thread's
 /// group with the accepts in it) holds the writer.
 pub const FAN_OUT_RECIPIENTS: usize = 256;
-/// Batches of the journal a claim fans out before it claims.
-pub const FAN_OUT_BATCHES_PER_CLAIM: usize = 4;
+/// Most recipients of one push a fan-out transaction takes: a larger push
+/// (a room of thousands) is fanned out a piece at a time, its journal row
+/// counting the recipients done (`journal.done`), so its first deliveries
+/// are claimed while the rest is still being planned, and no transaction
+/// holds the writer for the whole room (accepts wait behind it).
+pub const FAN_OUT_PIECE: usize = 1024;
 /// Most deliveries planned in one `sends` row: what one claim leases at once.
 pub const SEND_SIZE: i64 = 256;
 
@@ -68,6 +72,14 @@ impl Journaled {
 /// is reached, and counted, once), in a stable order.
 pub fn recipients(fan_out: &FanOut) -> Vec<&ClientId> {
     fan_out.clients.iter().collect::<BTreeSet<_>>().into_iter().collect()
+}
+
+/// The next piece of a push's recipients (in [`recipients`]' order) after
+/// the `done` first ones, and whether it is the push's last.
+pub fn next_piece<'a, 'b>(recipients: &'b [&'a ClientId], done: usize) -> (&'b [&'a ClientId], bool) {
+    let start = done.min(recipients.len());
+    let end = start.saturating_add(FAN_OUT_PIECE).min(recipients.len());
+    (&recipients[start..end], end == recipients.len())
 }
 
 /// The text stored for a recipient without a device.

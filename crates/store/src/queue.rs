@@ -529,7 +529,15 @@ pub trait QueueStore: Send + Sync {
     /// survives a crash.
     async fn accept_push(&self, push: &NewPush) -> Result<Accepted, StoreError>;
 
-    /// Leases about `limit` due deliveries until `now_ms + lease_ms`: a
+    /// Fans out one bounded batch of the journal, oldest first (a big push a
+    /// piece at a time): its recipients' counters and routes, and their
+    /// planned deliveries, which a claim then finds. Answers whether more of
+    /// the journal waits. The worker calls it on a task of its own, so
+    /// claims never wait for the fan-out and the fan-out never waits for sends.
+    async fn fan_out_step(&self) -> Result<bool, StoreError>;
+
+    /// Leases about `limit` due deliveries until `now_ms + lease_ms` (what
+    /// the fan-out has planned so far; see [`QueueStore::fan_out_step`]): a
     /// push's first attempts are leased a whole send at a time (256 at most),
     /// so the last one may take the claim past `limit`. A delivery whose
     /// lease ran out (its worker died) is due again, unless its outcome was

@@ -133,6 +133,7 @@ async fn concurrent_outcomes_each_land_on_their_own_delivery() {
     let mut push = pushgate_store::NewPush { deadline_ms: 1_000_000, ..push_to_nobody("outcomes") };
     push.fan_out.clients = vec![ClientId::parse("many").expect("client")];
     assert_eq!(store.accept_push(&push).await.expect("accepted").duplicate_of, None);
+    store.fan_out_journal().await.expect("fanned out");
     let claimed = store.claim_due_deliveries(10, 100, 60_000).await.expect("claimed");
     assert_eq!(claimed.len(), 40);
     // Even deliveries are delivered; odd ones retry at a time of their own.
@@ -233,6 +234,7 @@ async fn deliveries_that_succeed_at_their_first_attempt_cost_no_row_of_their_own
     let mut push = pushgate_store::NewPush { deadline_ms: 1_000_000, ..push_to_nobody("many") };
     push.fan_out.clients = clients;
     store.accept_push(&push).await.expect("accepted");
+    store.fan_out_journal().await.expect("fanned out");
     let mut claimed = Vec::new();
     loop {
         let batch = store.claim_due_deliveries(10, 100, 60_000).await.expect("claimed");

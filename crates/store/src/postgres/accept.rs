@@ -5,7 +5,7 @@
 use super::{FAN_OUT_LOCK, PgStore};
 use crate::plan::{self, CounterChange, FAN_OUT_PUSHES, FAN_OUT_RECIPIENTS, Journaled, SEND_SIZE};
 use crate::{CoalescingCounts, RoutingPlan, StoreError};
-use pushgate_domain::{DeviceId, Reason, RecipientState, RoomId};
+use pushgate_domain::{ClientId, DeviceId, Reason, RecipientState, RoomId};
 use sqlx::Row as _;
 use sqlx::postgres::PgConnection;
 use tracing::Instrument as _;
@@ -16,7 +16,7 @@ impl PgStore {
         let mut transaction = self.pool.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(FAN_OUT_LOCK).execute(&mut *transaction).await?;
         let rows = sqlx::query(
-            "SELECT j.seq, j.plan, p.push_id, p.app_id, p.created_at_ms, p.trace_parent \
+            "SELECT j.seq, j.plan, j.done, p.push_id, p.app_id, p.created_at_ms, p.trace_parent \
              FROM journal j JOIN pushes p ON p.push_id = j.push_id WHERE j.seq <= $2 ORDER BY j.seq LIMIT $1",
         )
         .bind(i64::from(FAN_OUT_PUSHES))
@@ -26,13 +26,13 @@ impl PgStore {
         // The rows taken, by `seq`: a lower `seq` may commit after a higher
         // one was read (sequences are taken at insert, not at commit), so
         // only what was read is deleted, never a range.
-        let (mut taken, mut pushes, mut recipients) = (Vec::new(), 0, 0);
+        let (mut taken, mut pushes, mut recipients, mut partial) = (Vec::new(), 0, 0, false);
         let mut coalesced = CoalescingCounts::default();
         for row in &rows {
             if recipients >= FAN_OUT_RECIPIENTS {
                 break;
             }
-            taken.push(row.try_get::<i64, _>("seq")?);
+            let seq: i64 = row.try_get("seq")?;
             let push_id: String = row.try_get("push_id")?;
             let read = Journaled::read(
                 &push_id,
@@ -45,21 +45,38 @@ impl PgStore {
                 Ok(push) => push,
                 Err(error) => {
                     tracing::error!(push.id = %push_id, error = %error, "a journaled push is unreadable; it is not fanned out");
+                    taken.push(seq);
                     continue;
                 }
             };
+            // A push larger than a piece goes a piece per transaction (see
+            // the SQLite fan-out), its row counting the recipients done.
+            let all = plan::recipients(&push.fan_out);
+            let done = usize::try_from(row.try_get::<i32, _>("done")?).unwrap_or_default();
+            let (piece, last) = plan::next_piece(&all, done);
             let span = tracing::debug_span!("fan_out", app.id = %push.app_id, push.id = %push.push_id);
             pushgate_domain::trace::continue_from(&span, push.trace_parent.as_ref());
-            coalesced.add(fan_out_push(&mut transaction, &push).instrument(span).await?);
+            coalesced.add(fan_out_push(&mut transaction, &push, piece).instrument(span).await?);
+            recipients += piece.len();
+            if !last {
+                sqlx::query("UPDATE journal SET done = $2 WHERE seq = $1")
+                    .bind(seq)
+                    .bind(i32::try_from(done + piece.len()).unwrap_or(i32::MAX))
+                    .execute(&mut *transaction)
+                    .await?;
+                partial = true;
+                break;
+            }
+            taken.push(seq);
             pushes += 1;
-            recipients += push.fan_out.clients.len();
         }
         if !taken.is_empty() {
             sqlx::query("DELETE FROM journal WHERE seq = ANY($1)").bind(&taken).execute(&mut *transaction).await?;
         }
         transaction.commit().await?;
         self.coalesced.add(coalesced);
-        let more = pushes < rows.len() || rows.len() == usize::try_from(FAN_OUT_PUSHES).unwrap_or(usize::MAX);
+        let more =
+            partial || pushes < rows.len() || rows.len() == usize::try_from(FAN_OUT_PUSHES).unwrap_or(usize::MAX);
         Ok((pushes, more))
     }
 }
@@ -71,8 +88,11 @@ impl PgStore {
 /// planner cannot turn into a join): a push reaches a few of an app's
 /// devices, and with a join the planner, which guesses 100 rows for a JSON
 /// array, may scan all of them (it did: 10 ms per push at 20,000 devices).
-async fn fan_out_push(connection: &mut PgConnection, push: &Journaled) -> Result<CoalescingCounts, StoreError> {
-    let clients = plan::recipients(&push.fan_out);
+async fn fan_out_push(
+    connection: &mut PgConnection,
+    push: &Journaled,
+    clients: &[&ClientId],
+) -> Result<CoalescingCounts, StoreError> {
     let clients_json = serde_json::Value::from_iter(clients.iter().map(|client| client.as_str())).to_string();
     let totals = apply_counter_change(connection, push, &clients_json).await?;
     let mut coalesced = CoalescingCounts::default();
@@ -89,7 +109,7 @@ async fn fan_out_push(connection: &mut PgConnection, push: &Journaled) -> Result
         (Some(_), Some(room)) => Some(coalescing_windows(connection, push, &clients_json, room).await?),
         _ => None,
     };
-    let plans = plan::plan_recipients(push, &clients, totals, states, windows);
+    let plans = plan::plan_recipients(push, clients, totals, states, windows);
     let held = plan::held_clients(&plans);
     let windowed = plans.iter().any(|plan| plan.window.is_some());
     let plans = serde_json::to_string(&plans).map_err(|error| StoreError::Corrupt(format!("accept plan: {error}")))?;

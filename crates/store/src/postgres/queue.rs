@@ -3,7 +3,7 @@
 
 use super::PgStore;
 use crate::outcomes::OutcomeGroup;
-use crate::plan::{self, FAN_OUT_BATCHES_PER_CLAIM};
+use crate::plan;
 use crate::{
     Accepted, ClaimedDelivery, DeliveryRef, DeliveryStatus, DeliveryUpdate, DeliveryView, NewPush, PushView,
     QueueDepth, QueueStore, StoreError, claim,
@@ -143,19 +143,16 @@ impl QueueStore for PgStore {
         Ok(Accepted { duplicate_of: None })
     }
 
+    async fn fan_out_step(&self) -> Result<bool, StoreError> {
+        Ok(self.fan_out_batch(i64::MAX).await?.1)
+    }
+
     async fn claim_due_deliveries(
         &self,
         now_ms: i64,
         limit: u32,
         lease_ms: i64,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-        if let Some(up_to_seq) = self.last_journaled().await? {
-            for _ in 0..FAN_OUT_BATCHES_PER_CLAIM {
-                if !self.fan_out_batch(up_to_seq).await?.1 {
-                    break;
-                }
-            }
-        }
         super::accept::end_windows(self, now_ms, limit).await?;
         let mut transaction = self.pool.begin().await?;
         // `SKIP LOCKED`: what another node is claiming right now is left to it.

@@ -109,7 +109,9 @@ pub(super) struct FannedOut {
 
 /// Fans out journaled pushes, oldest first and none journaled after
 /// `up_to_seq`, in the open transaction: at most `max_pushes`, and no more
-/// once `max_recipients` recipients are done (at least one push), so one
+/// once `max_recipients` recipients are done (at least one push, or a
+/// piece of one: a push larger than [`plan::FAN_OUT_PIECE`] is fanned out
+/// a piece per transaction, its row counting what is done), so one
 /// transaction holds the single writer for a bounded time.
 pub(super) fn fan_out(
     connection: &Connection,
@@ -118,7 +120,7 @@ pub(super) fn fan_out(
     up_to_seq: i64,
 ) -> Result<FannedOut, StoreError> {
     let mut statement = connection.prepare_cached(
-        "SELECT j.seq, j.plan, p.push_id, p.app_id, p.created_at_ms, p.trace_parent \
+        "SELECT j.seq, j.plan, j.done, p.push_id, p.app_id, p.created_at_ms, p.trace_parent \
          FROM journal j JOIN pushes p ON p.push_id = j.push_id WHERE j.seq <= ?2 ORDER BY j.seq LIMIT ?1",
     )?;
     let rows = statement
@@ -126,46 +128,63 @@ pub(super) fn fan_out(
             Ok((
                 row.get::<_, i64>(0)?,
                 row.get::<_, String>(1)?,
-                row.get::<_, String>(2)?,
+                row.get::<_, i64>(2)?,
                 row.get::<_, String>(3)?,
-                row.get::<_, i64>(4)?,
-                row.get::<_, Option<String>>(5)?,
+                row.get::<_, String>(4)?,
+                row.get::<_, i64>(5)?,
+                row.get::<_, Option<String>>(6)?,
             ))
         })?
         .collect::<Result<Vec<_>, _>>()?;
     drop(statement);
     let fetched = rows.len();
-    let (mut last_seq, mut pushes, mut recipients) = (None, 0, 0);
+    let (mut last_seq, mut pushes, mut recipients, mut partial) = (None, 0, 0, false);
     let mut coalesced = CoalescingCounts::default();
-    for (seq, entry, push_id, app_id, created_at_ms, trace_parent) in rows {
+    for (seq, entry, done, push_id, app_id, created_at_ms, trace_parent) in rows {
         if recipients >= max_recipients {
             break;
         }
-        last_seq = Some(seq);
         // An unreadable entry (it cannot happen short of a corrupt file) must
         // not block every push journaled after it: it is logged and dropped.
         let push = match Journaled::read(&push_id, &app_id, created_at_ms, &entry, trace_parent.as_deref()) {
             Ok(push) => push,
             Err(error) => {
                 tracing::error!(push.id = %push_id, error = %error, "a journaled push is unreadable; it is not fanned out");
+                last_seq = Some(seq);
                 continue;
             }
         };
-        coalesced.add(fan_out_push(connection, &push)?);
+        let all = plan::recipients(&push.fan_out);
+        let done = usize::try_from(done).unwrap_or_default();
+        let (piece, last) = plan::next_piece(&all, done);
+        coalesced.add(fan_out_push(connection, &push, piece)?);
+        recipients += piece.len();
+        if !last {
+            connection
+                .prepare_cached("UPDATE journal SET done = ?2 WHERE seq = ?1")?
+                .execute(params![seq, i64::try_from(done + piece.len()).unwrap_or(i64::MAX)])?;
+            partial = true;
+            break;
+        }
+        last_seq = Some(seq);
         pushes += 1;
-        recipients += push.fan_out.clients.len();
     }
     if let Some(last_seq) = last_seq {
         connection.prepare_cached("DELETE FROM journal WHERE seq <= ?1")?.execute([last_seq])?;
     }
-    let more = pushes < fetched || fetched == usize::try_from(max_pushes).unwrap_or(usize::MAX);
+    let more = partial || pushes < fetched || fetched == usize::try_from(max_pushes).unwrap_or(usize::MAX);
     Ok(FannedOut { pushes, more, coalesced })
 }
 
-/// One push's recipients: their counters, badges and routes by the shared
-/// plan, and one planned delivery per device (one skipped delivery for a
-/// recipient without devices), in `sends` rows. Answers what coalescing did.
-fn fan_out_push(connection: &Connection, push: &Journaled) -> Result<CoalescingCounts, StoreError> {
+/// Some of one push's recipients (`clients`, the whole push or a piece of
+/// it): their counters, badges and routes by the shared plan, and one
+/// planned delivery per device (one skipped delivery for a recipient
+/// without devices), in `sends` rows. Answers what coalescing did.
+fn fan_out_push(
+    connection: &Connection,
+    push: &Journaled,
+    clients: &[&ClientId],
+) -> Result<CoalescingCounts, StoreError> {
     let span = tracing::debug_span!("fan_out", app.id = %push.app_id, push.id = %push.push_id);
     pushgate_domain::trace::continue_from(&span, push.trace_parent.as_ref());
     let _span = span.entered();
@@ -174,7 +193,6 @@ fn fan_out_push(connection: &Connection, push: &Journaled) -> Result<CoalescingC
     // per accept, whatever the number of recipients (found by
     // pushgate-bench: per-recipient statements made the single writer the
     // bottleneck). What each recipient gets is decided by the shared plan.
-    let clients = plan::recipients(&push.fan_out);
     let clients_json = serde_json::Value::from_iter(clients.iter().map(|client| client.as_str())).to_string();
     let totals = apply_counter_change(connection, push, &clients_json)?;
     let mut coalesced = CoalescingCounts::default();
@@ -191,7 +209,7 @@ fn fan_out_push(connection: &Connection, push: &Journaled) -> Result<CoalescingC
         (Some(_), Some(room)) => Some(coalescing_windows(connection, push, &clients_json, room)?),
         _ => None,
     };
-    let plans = plan::plan_recipients(push, &clients, totals, states, windows);
+    let plans = plan::plan_recipients(push, clients, totals, states, windows);
     let held = plan::held_clients(&plans);
     let windowed = plans.iter().any(|plan| plan.window.is_some());
     let plans = serde_json::to_string(&plans).map_err(|error| StoreError::Corrupt(format!("accept plan: {error}")))?;

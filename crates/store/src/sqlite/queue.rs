@@ -5,7 +5,6 @@ use super::accept::{self, Journal};
 use super::writer::Durability;
 use crate::claim::{self, ClaimedPushes};
 use crate::outcomes::{Outcome, OutcomeGroup, RecordGroup};
-use crate::plan::FAN_OUT_BATCHES_PER_CLAIM;
 use crate::{
     Accepted, ClaimedDelivery, DeliveryRef, DeliveryStatus, DeliveryUpdate, DeliveryView, NewPush, PushView,
     QueueDepth, QueueStore, StoreError,
@@ -181,7 +180,9 @@ async fn claimed_pushes(store: &SqliteStore, push_ids: &BTreeSet<&str>) -> Resul
 #[async_trait::async_trait]
 impl RecordGroup for super::writer::Writer {
     async fn record_group(&self, outcomes: Arc<Vec<Outcome>>) -> Result<(), StoreError> {
-        self.write(Durability::Flushed, move |connection| record(connection, &outcomes)).await
+        // Unflushed: a power cut may forget the last outcomes (their
+        // deliveries are sent again), never a crash of the process.
+        self.write(Durability::Unflushed, move |connection| record(connection, &outcomes)).await
     }
 }
 
@@ -381,21 +382,16 @@ impl QueueStore for SqliteStore {
         self.writer.write(Durability::Flushed, move |connection| accept::journal_push(connection, &push)).await
     }
 
+    async fn fan_out_step(&self) -> Result<bool, StoreError> {
+        Ok(self.fan_out_batch(i64::MAX).await?.more)
+    }
+
     async fn claim_due_deliveries(
         &self,
         now_ms: i64,
         limit: u32,
         lease_ms: i64,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-        // A bounded part of the journal first, so the claim finds its
-        // deliveries without waiting for a whole backlog to fan out.
-        if let Some(up_to_seq) = self.last_journaled().await? {
-            for _ in 0..FAN_OUT_BATCHES_PER_CLAIM {
-                if !self.fan_out_batch(up_to_seq).await?.more {
-                    break;
-                }
-            }
-        }
         claim_due_deliveries(self, now_ms, limit, lease_ms).await
     }
 

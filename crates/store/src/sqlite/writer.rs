@@ -17,13 +17,20 @@ use std::time::Duration;
 /// Most writes committed in one group.
 const MAX_GROUP: usize = 256;
 
+/// Longest an unflushed commit waits for a flush: the next group is flushed
+/// once it is due, and an idle thread flushes the log by itself then.
+const FLUSH_WITHIN: Duration = Duration::from_millis(50);
+
 /// How a group's commit must survive a power cut.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Durability {
     /// `synchronous = FULL`: what "accepted" promises.
     Flushed,
     /// `synchronous = NORMAL`: for writes a power cut may forget (a claim's
-    /// leases, released at start anyway). The next flushed commit carries them.
+    /// leases, released at start anyway; attempt outcomes, whose deliveries
+    /// are then sent again: at-least-once). The next flushed commit carries
+    /// them, at most [`FLUSH_WITHIN`] later; a process that dies without a
+    /// power cut loses nothing committed.
     Unflushed,
 }
 
@@ -143,7 +150,26 @@ fn run(
     transactions: &AtomicU64,
 ) {
     let mut synchronous = Durability::Flushed;
-    while let Ok(first) = queue.recv() {
+    // Since when commits wait unflushed, if any do.
+    let mut unflushed_since: Option<std::time::Instant> = None;
+    loop {
+        let first = match unflushed_since {
+            None => queue.recv().map_err(|_| ()),
+            Some(since) => match queue.recv_timeout(FLUSH_WITHIN.saturating_sub(since.elapsed())) {
+                Ok(job) => Ok(job),
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    // Idle with unflushed commits: a checkpoint syncs the log
+                    // first, then copies it into the database file.
+                    if let Err(error) = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                        tracing::warn!(error = %error, "cannot flush the write-ahead log; the next commit will");
+                    }
+                    unflushed_since = None;
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => Err(()),
+            },
+        };
+        let Ok(first) = first else { return };
         let mut group = vec![first];
         let take_waiting = |group: &mut Vec<Box<dyn Job>>| {
             while group.len() < MAX_GROUP {
@@ -157,7 +183,8 @@ fn run(
         let _serialised = lock.blocking_lock();
         // Writes that came while waiting for the lock join this group.
         take_waiting(&mut group);
-        let wanted = if group.iter().any(|job| job.durability() == Durability::Flushed) {
+        let flush_due = unflushed_since.is_some_and(|since| since.elapsed() >= FLUSH_WITHIN);
+        let wanted = if flush_due || group.iter().any(|job| job.durability() == Durability::Flushed) {
             Durability::Flushed
         } else {
             Durability::Unflushed
@@ -175,6 +202,12 @@ fn run(
             transaction.commit()
         })();
         transactions.fetch_add(1, Ordering::Relaxed);
+        if commit.is_ok() {
+            unflushed_since = match wanted {
+                Durability::Flushed => None,
+                Durability::Unflushed => unflushed_since.or_else(|| Some(std::time::Instant::now())),
+            };
+        }
         if let Err(error) = &commit {
             tracing::error!(error = %error, writes = group.len(), "a group of writes could not be committed");
         }
