@@ -1,6 +1,6 @@
 //! A claim read back, whatever the backend: a backend leases due rows (a
 //! delivery's own) and sends (planned first attempts), answers each as a JSON
-//! object, and reads the claimed pushes; this turns them into
+//! object ([`LeasedRow`], [`LeasedSend`]), and reads the claimed pushes; this turns them into
 //! [`ClaimedDelivery`]s the same way for every backend.
 
 use crate::queue::DeliveryKey;
@@ -9,26 +9,71 @@ use pushgate_domain::{
     AppId, ClientId, DeliveryMode, DeviceId, DeviceType, Environment, Locale, PushId, PushKey, PushKind, PushRequest,
     PushToken, TraceParent,
 };
+use serde::Deserialize;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-/// One leased row or send, as the JSON object the backend answered: a row
-/// has `id`, `push_id`, `app_id` and the delivery's columns; a send has `id`,
-/// `push_id`, `app_id`, `deliveries` (its planned entries, with the same
-/// column names) and `settled` (the indexes with an outcome).
-pub(crate) type JsonRow = serde_json::Map<String, serde_json::Value>;
+/// A leased delivery with a row of its own (a retry), as the JSON object
+/// the backend answered: its push and app, and the delivery's columns.
+#[derive(Debug, Deserialize)]
+pub(crate) struct LeasedRow {
+    pub(crate) id: i64,
+    push_id: String,
+    app_id: String,
+    #[serde(flatten)]
+    fields: Entry,
+}
+
+/// A leased send: its push and app, its planned entries (the deliveries'
+/// columns each) and the indexes that already have an outcome.
+#[derive(Debug, Deserialize)]
+pub(crate) struct LeasedSend {
+    pub(crate) id: i64,
+    push_id: String,
+    app_id: String,
+    deliveries: Vec<Entry>,
+    /// Absent or null before the first outcome on some backends.
+    #[serde(default)]
+    settled: Option<Vec<u64>>,
+}
+
+/// One delivery's columns, in a row of its own or a send's entry; parsed
+/// straight into these fields (a claim reads thousands: a map per entry was
+/// a measurable share of the worker's CPU, issue 30). A skipped entry has no
+/// device; only the columns a claim hands out are read.
+#[derive(Debug, Deserialize)]
+struct Entry {
+    client_id: Option<String>,
+    device_type: Option<String>,
+    device_id: Option<String>,
+    token: Option<String>,
+    environment: Option<String>,
+    locale: Option<String>,
+    badge: Option<i64>,
+    #[serde(default)]
+    attempts: Option<i64>,
+    /// `queued` or `skipped` in a send's entry; absent in a row of its own.
+    #[serde(default)]
+    status: Option<String>,
+    mode: Option<String>,
+    variant: Option<String>,
+    #[serde(default)]
+    push_key: Option<String>,
+    #[serde(default)]
+    summary: Option<String>,
+}
 
 /// The claimed pushes by id, each read back once for the claim.
 pub(crate) type ClaimedPushes = HashMap<String, Arc<ClaimedPush>>;
 
 /// A JSON array of leased rows or sends.
-pub(crate) fn parse_rows(claimed: &str) -> Result<Vec<JsonRow>, StoreError> {
+pub(crate) fn parse_rows<T: serde::de::DeserializeOwned>(claimed: &str) -> Result<Vec<T>, StoreError> {
     serde_json::from_str(claimed).map_err(|error| StoreError::Corrupt(format!("claimed deliveries: {error}")))
 }
 
 /// The pushes the claimed rows and sends belong to.
-pub(crate) fn push_ids<'a>(own: &'a [JsonRow], sends: &'a [JsonRow]) -> BTreeSet<&'a str> {
-    own.iter().chain(sends).filter_map(|row| row.get("push_id")?.as_str()).collect()
+pub(crate) fn push_ids<'a>(own: &'a [LeasedRow], sends: &'a [LeasedSend]) -> BTreeSet<&'a str> {
+    own.iter().map(|row| row.push_id.as_str()).chain(sends.iter().map(|send| send.push_id.as_str())).collect()
 }
 
 /// A claimed push, from its stored columns, read back once for all its
@@ -69,79 +114,63 @@ pub(crate) fn claimed_push(
 /// Every claimed delivery: each own row, and each planned entry of a send
 /// that is queued and has no outcome yet.
 pub(crate) fn expand(
-    own: &[JsonRow],
-    sends: &[JsonRow],
+    own: &[LeasedRow],
+    sends: &[LeasedSend],
     pushes: &ClaimedPushes,
 ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-    let mut claimed = Vec::with_capacity(own.len() + sends.len());
+    let mut claimed = Vec::with_capacity(own.len() + sends.iter().map(|send| send.deliveries.len()).sum::<usize>());
     for row in own {
-        let id = row.get("id").and_then(serde_json::Value::as_i64).ok_or_else(|| corrupt("deliveries.id"))?;
-        claimed.push(claimed_delivery(DeliveryRef(DeliveryKey::Row(id)), row, row, pushes)?);
+        let id = DeliveryRef(DeliveryKey::Row(row.id));
+        claimed.push(claimed_delivery(id, &row.push_id, &row.app_id, &row.fields, pushes)?);
     }
     for send in sends {
-        let id = send.get("id").and_then(serde_json::Value::as_i64).ok_or_else(|| corrupt("sends.id"))?;
-        let settled: BTreeSet<u64> = send
-            .get("settled")
-            .and_then(serde_json::Value::as_array)
-            .map(|indexes| indexes.iter().filter_map(serde_json::Value::as_u64).collect())
-            .unwrap_or_default();
-        let entries =
-            send.get("deliveries").and_then(serde_json::Value::as_array).ok_or_else(|| corrupt("sends.deliveries"))?;
-        for (index, entry) in entries.iter().enumerate() {
-            let entry = entry.as_object().ok_or_else(|| corrupt("sends.deliveries"))?;
-            let queued = entry.get("status").and_then(serde_json::Value::as_str) == Some("queued");
-            if !queued || settled.contains(&(index as u64)) {
+        let settled: BTreeSet<u64> = send.settled.iter().flatten().copied().collect();
+        for (index, entry) in send.deliveries.iter().enumerate() {
+            if entry.status.as_deref() != Some("queued") || settled.contains(&(index as u64)) {
                 continue;
             }
-            let index = u32::try_from(index).map_err(|_| corrupt("sends.deliveries"))?;
-            claimed.push(claimed_delivery(DeliveryRef(DeliveryKey::Planned { send: id, index }), send, entry, pushes)?);
+            let index = u32::try_from(index).map_err(|_| StoreError::Corrupt("sends.deliveries".into()))?;
+            let id = DeliveryRef(DeliveryKey::Planned { send: send.id, index });
+            claimed.push(claimed_delivery(id, &send.push_id, &send.app_id, entry, pushes)?);
         }
     }
     Ok(claimed)
 }
 
-fn corrupt(what: &str) -> StoreError {
-    StoreError::Corrupt(what.to_owned())
-}
-
-/// A claimed delivery: its push and app from `owner` (its own row, or its
-/// send), the rest from `fields` (its own row, or its planned entry).
+/// A claimed delivery: its push and app from its own row or its send, the
+/// rest from `fields` (its own row, or its planned entry).
 fn claimed_delivery(
     id: DeliveryRef,
-    owner: &JsonRow,
-    fields: &JsonRow,
+    push_id: &str,
+    app_id: &str,
+    fields: &Entry,
     pushes: &ClaimedPushes,
 ) -> Result<ClaimedDelivery, StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("deliveries.{what}"));
-    let text = |row: &JsonRow, column: &str| row.get(column).and_then(|value| value.as_str()).map(str::to_owned);
-    let number = |column: &str| fields.get(column).and_then(serde_json::Value::as_i64);
-    let push_id = owner.get("push_id").and_then(|value| value.as_str()).ok_or_else(|| corrupt("push_id"))?;
     let push = pushes.get(push_id).cloned().ok_or_else(|| StoreError::Corrupt(format!("pushes.{push_id}")))?;
-    let device_type = text(fields, "device_type").ok_or_else(|| corrupt("device_type"))?;
     Ok(ClaimedDelivery {
         id,
         push,
-        app_id: AppId::parse(&text(owner, "app_id").unwrap_or_default()).map_err(|_| corrupt("app_id"))?,
-        client_id: ClientId::parse(&text(fields, "client_id").unwrap_or_default()).map_err(|_| corrupt("client_id"))?,
-        device_type: DeviceType::parse(&device_type).map_err(|_| corrupt("device_type"))?,
-        device_id: DeviceId::parse(&text(fields, "device_id").unwrap_or_default()).map_err(|_| corrupt("device_id"))?,
-        token: PushToken::from_trusted_storage(text(fields, "token").ok_or_else(|| corrupt("token"))?),
-        environment: text(fields, "environment")
-            .map(|raw| Environment::parse(&raw))
+        app_id: AppId::parse(app_id).map_err(|_| corrupt("app_id"))?,
+        client_id: ClientId::parse(fields.client_id.as_deref().unwrap_or_default())
+            .map_err(|_| corrupt("client_id"))?,
+        device_type: DeviceType::parse(fields.device_type.as_deref().ok_or_else(|| corrupt("device_type"))?)
+            .map_err(|_| corrupt("device_type"))?,
+        device_id: DeviceId::parse(fields.device_id.as_deref().unwrap_or_default())
+            .map_err(|_| corrupt("device_id"))?,
+        token: PushToken::from_trusted_storage(fields.token.clone().ok_or_else(|| corrupt("token"))?),
+        environment: fields
+            .environment
+            .as_deref()
+            .map(Environment::parse)
             .transpose()
             .map_err(|_| corrupt("environment"))?,
-        locale: text(fields, "locale").map(|raw| Locale::parse(&raw)).transpose().map_err(|_| corrupt("locale"))?,
-        badge: number("badge").map(|badge| u32::try_from(badge.max(0)).unwrap_or(u32::MAX)),
-        attempts: u32::try_from(number("attempts").unwrap_or_default()).unwrap_or(u32::MAX),
-        mode: text(fields, "mode").map(|raw| DeliveryMode::parse(&raw)).transpose().map_err(|_| corrupt("mode"))?,
-        variant: text(fields, "variant"),
-        push_key: text(fields, "push_key")
-            .map(|raw| PushKey::from_stored(&raw))
-            .transpose()
-            .map_err(|_| corrupt("push_key"))?,
-        summary: text(fields, "summary")
-            .map(|raw| serde_json::from_str(&raw))
-            .transpose()
-            .map_err(|_| corrupt("summary"))?,
+        locale: fields.locale.as_deref().map(Locale::parse).transpose().map_err(|_| corrupt("locale"))?,
+        badge: fields.badge.map(|badge| u32::try_from(badge.max(0)).unwrap_or(u32::MAX)),
+        attempts: u32::try_from(fields.attempts.unwrap_or_default()).unwrap_or(u32::MAX),
+        mode: fields.mode.as_deref().map(DeliveryMode::parse).transpose().map_err(|_| corrupt("mode"))?,
+        variant: fields.variant.clone(),
+        push_key: fields.push_key.as_deref().map(PushKey::from_stored).transpose().map_err(|_| corrupt("push_key"))?,
+        summary: fields.summary.as_deref().map(serde_json::from_str).transpose().map_err(|_| corrupt("summary"))?,
     })
 }

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
 
 /// Most journaled pushes fanned out per transaction.
-pub const FAN_OUT_PUSHES: u32 = 64;
+pub const FAN_OUT_PUSHES: u32 = 256;
 /// Recipients after which a fan-out transaction takes no further push: it
 /// bounds how long the transaction (and, on SQLite, the writer thread's
 /// group with the accepts in it) holds the writer.

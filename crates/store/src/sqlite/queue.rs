@@ -1,8 +1,8 @@
 //! The delivery queue: claims with leases, outcomes, status, housekeeping.
 
-use super::SqliteStore;
 use super::accept::{self, Journal};
 use super::writer::Durability;
+use super::{ACCEPTS_FIRST_FOR, SqliteStore};
 use crate::claim::{self, ClaimedPushes};
 use crate::outcomes::{Outcome, OutcomeGroup, RecordGroup};
 use crate::{
@@ -93,7 +93,7 @@ fn lease_due(
     now_ms: i64,
     limit: u32,
     lease_ms: i64,
-) -> Result<(Vec<claim::JsonRow>, Vec<claim::JsonRow>), StoreError> {
+) -> Result<(Vec<claim::LeasedRow>, Vec<claim::LeasedSend>), StoreError> {
     // Coalescing windows that have ended queue their held alerts first, so
     // this claim takes them.
     accept::end_windows(connection, now_ms, limit)?;
@@ -109,7 +109,7 @@ fn lease_due(
                ORDER BY next_attempt_at_ms LIMIT ?2)",
         )?
         .query_row(params![now_ms, i64::from(limit)], |row| row.get(0))?;
-    let own: Vec<claim::JsonRow> = claim::parse_rows(&own)?;
+    let own: Vec<claim::LeasedRow> = claim::parse_rows(&own)?;
     if !own.is_empty() {
         connection
             .prepare_cached(
@@ -118,11 +118,11 @@ fn lease_due(
             )?
             .execute(params![
                 now_ms + lease_ms,
-                serde_json::Value::from_iter(own.iter().filter_map(|row| row.get("id").cloned())).to_string()
+                serde_json::Value::from_iter(own.iter().map(|row| row.id)).to_string()
             ])?;
     }
     let budget = i64::from(limit).saturating_sub(i64::try_from(own.len()).unwrap_or(i64::MAX));
-    let sends: Vec<claim::JsonRow> = if budget > 0 {
+    let sends: Vec<claim::LeasedSend> = if budget > 0 {
         let sends: String = connection
             .prepare_cached(
                 "SELECT json_group_array(json_object('id', s.id, 'push_id', s.push_id, 'app_id', s.app_id, \
@@ -145,7 +145,7 @@ fn lease_due(
             .prepare_cached("UPDATE sends SET leased_until_ms = ?1 WHERE id IN (SELECT value FROM json_each(?2))")?
             .execute(params![
                 now_ms + lease_ms,
-                serde_json::Value::from_iter(sends.iter().filter_map(|row| row.get("id").cloned())).to_string()
+                serde_json::Value::from_iter(sends.iter().map(|send| send.id)).to_string()
             ])?;
     }
     Ok((own, sends))
@@ -379,10 +379,15 @@ pub(super) async fn forget_before(store: &SqliteStore, before_ms: i64, limit: u3
 impl QueueStore for SqliteStore {
     async fn accept_push(&self, push: &NewPush) -> Result<Accepted, StoreError> {
         let push = Journal::of(push)?;
+        let _accepting = self.accepting.enter();
         self.writer.write(Durability::Flushed, move |connection| accept::journal_push(connection, &push)).await
     }
 
     async fn fan_out_step(&self) -> Result<bool, StoreError> {
+        // Accepts first: IMKIT waits on each, while the fan-out's backlog
+        // only drains later. The step lets the writer answer the accepts
+        // under way, for a bounded time, so a burst cannot stop it.
+        self.accepting.wait_idle(ACCEPTS_FIRST_FOR).await;
         Ok(self.fan_out_batch(i64::MAX).await?.more)
     }
 
