@@ -9,6 +9,7 @@
 //! [`Store`] is their sum with the store's lifecycle. Every implementation
 //! must pass the shared conformance suite (`conformance`, with the `test-support` feature).
 
+mod accepting;
 mod claim;
 mod clients;
 mod cluster;

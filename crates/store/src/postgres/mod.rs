@@ -41,6 +41,8 @@ pub struct PgStore {
     outcomes: Outcomes,
     /// What this node's fan-outs and reads did by coalescing.
     coalesced: Arc<crate::queue::CoalescingTally>,
+    /// This node's accepts under way: its fan-out gives way to them.
+    accepting: Arc<crate::accepting::Accepting>,
 }
 
 /// Where the outcome batcher commits: one transaction per group.
@@ -89,7 +91,7 @@ impl PgStore {
             .await?;
         MIGRATIONS.run(&pool).await.map_err(|error| StoreError::Internal(error.into()))?;
         let outcomes = Outcomes::spawn(OutcomeTarget(pool.clone()));
-        Ok(Self { pool, outcomes, coalesced: Arc::default() })
+        Ok(Self { pool, outcomes, coalesced: Arc::default(), accepting: Arc::default() })
     }
 
     /// Fans out every push journaled before this call, in journal order, a

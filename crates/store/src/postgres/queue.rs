@@ -82,6 +82,7 @@ pub(super) async fn record(
 #[async_trait]
 impl QueueStore for PgStore {
     async fn accept_push(&self, push: &NewPush) -> Result<Accepted, StoreError> {
+        let _accepting = self.accepting.enter();
         let experiment = push
             .experiment
             .as_ref()
@@ -144,6 +145,8 @@ impl QueueStore for PgStore {
     }
 
     async fn fan_out_step(&self) -> Result<bool, StoreError> {
+        // Accepts first (`crate::accepting`).
+        self.accepting.wait_idle(crate::accepting::ACCEPTS_FIRST_FOR).await;
         Ok(self.fan_out_batch(i64::MAX).await?.1)
     }
 

@@ -1,8 +1,9 @@
 //! The delivery queue: claims with leases, outcomes, status, housekeeping.
 
+use super::SqliteStore;
 use super::accept::{self, Journal};
 use super::writer::Durability;
-use super::{ACCEPTS_FIRST_FOR, SqliteStore};
+use crate::accepting::ACCEPTS_FIRST_FOR;
 use crate::claim::{self, ClaimedPushes};
 use crate::outcomes::{Outcome, OutcomeGroup, RecordGroup};
 use crate::{
@@ -384,9 +385,7 @@ impl QueueStore for SqliteStore {
     }
 
     async fn fan_out_step(&self) -> Result<bool, StoreError> {
-        // Accepts first: IMKIT waits on each, while the fan-out's backlog
-        // only drains later. The step lets the writer answer the accepts
-        // under way, for a bounded time, so a burst cannot stop it.
+        // Accepts first (`crate::accepting`).
         self.accepting.wait_idle(ACCEPTS_FIRST_FOR).await;
         Ok(self.fan_out_batch(i64::MAX).await?.more)
     }
