@@ -158,7 +158,7 @@ impl DeliveryHandle {
         let Some(until) = until else { return Ok(false) };
         let expedited = store.expedite_retries(app, provider::device_types_of(provider), until, now_ms).await?;
         tracing::info!(app.id = %app, %provider, deliveries = expedited, "pause ended by an operator; the deliveries it held are due now");
-        self.wake();
+        self.wake_claims();
         Ok(true)
     }
 }

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// Longest a fan-out step waits for the accepts under way to be answered.
-pub(crate) const ACCEPTS_FIRST_FOR: Duration = Duration::from_millis(20);
+const ACCEPTS_FIRST_FOR: Duration = Duration::from_millis(20);
 
 /// How many of this process's accepts are under way in the store, and a
 /// wake-up when none is.
@@ -26,8 +26,14 @@ impl Accepting {
         AcceptingGuard(Arc::clone(self))
     }
 
-    /// Returns once no accept waits, or after `longest`.
-    pub(crate) async fn wait_idle(&self, longest: Duration) {
+    /// Returns once no accept is under way, or after [`ACCEPTS_FIRST_FOR`]:
+    /// what a fan-out step waits for first.
+    pub(crate) async fn give_way(&self) {
+        self.wait_idle(ACCEPTS_FIRST_FOR).await;
+    }
+
+    /// Returns once no accept is under way, or after `longest`.
+    async fn wait_idle(&self, longest: Duration) {
         let idle = async {
             loop {
                 let notified = self.idle.notified();

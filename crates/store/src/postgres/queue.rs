@@ -146,7 +146,7 @@ impl QueueStore for PgStore {
 
     async fn fan_out_step(&self) -> Result<bool, StoreError> {
         // Accepts first (`crate::accepting`).
-        self.accepting.wait_idle(crate::accepting::ACCEPTS_FIRST_FOR).await;
+        self.accepting.give_way().await;
         Ok(self.fan_out_batch(i64::MAX).await?.1)
     }
 

@@ -48,7 +48,7 @@ pub struct SqliteStore {
     writer: Writer,
     outcomes: Outcomes,
     coalesced: Arc<CoalescingTally>,
-    /// Accepts waiting for the writer: the fan-out gives way to them.
+    /// This process's accepts under way: its fan-out gives way to them.
     accepting: Arc<crate::accepting::Accepting>,
 }
 

@@ -3,7 +3,6 @@
 use super::SqliteStore;
 use super::accept::{self, Journal};
 use super::writer::Durability;
-use crate::accepting::ACCEPTS_FIRST_FOR;
 use crate::claim::{self, ClaimedPushes};
 use crate::outcomes::{Outcome, OutcomeGroup, RecordGroup};
 use crate::{
@@ -386,7 +385,7 @@ impl QueueStore for SqliteStore {
 
     async fn fan_out_step(&self) -> Result<bool, StoreError> {
         // Accepts first (`crate::accepting`).
-        self.accepting.wait_idle(ACCEPTS_FIRST_FOR).await;
+        self.accepting.give_way().await;
         Ok(self.fan_out_batch(i64::MAX).await?.more)
     }
 

@@ -153,23 +153,24 @@ fn run(
     // Since when commits wait unflushed, if any do.
     let mut unflushed_since: Option<std::time::Instant> = None;
     loop {
-        let first = match unflushed_since {
-            None => queue.recv().map_err(|_| ()),
-            Some(since) => match queue.recv_timeout(FLUSH_WITHIN.saturating_sub(since.elapsed())) {
-                Ok(job) => Ok(job),
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    // Idle with unflushed commits: a checkpoint syncs the log
-                    // first, then copies it into the database file.
-                    if let Err(error) = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                        tracing::warn!(error = %error, "cannot flush the write-ahead log; the next commit will");
-                    }
-                    unflushed_since = None;
-                    continue;
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => Err(()),
-            },
+        // With commits unflushed, wait for the next write until their flush is due.
+        let next = match unflushed_since {
+            None => queue.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+            Some(since) => queue.recv_timeout(FLUSH_WITHIN.saturating_sub(since.elapsed())),
         };
-        let Ok(first) = first else { return };
+        let first = match next {
+            Ok(job) => job,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                // Idle with unflushed commits: a checkpoint syncs the log
+                // first, then copies it into the database file.
+                if let Err(error) = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!(error = %error, "cannot flush the write-ahead log; the next commit will");
+                }
+                unflushed_since = None;
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        };
         let mut group = vec![first];
         let take_waiting = |group: &mut Vec<Box<dyn Job>>| {
             while group.len() < MAX_GROUP {
