@@ -9,6 +9,7 @@ pub mod apns;
 pub mod clock;
 mod ece;
 pub mod fcm;
+mod h2pool;
 pub mod imkit;
 mod tls;
 pub mod webpush;

@@ -83,6 +83,24 @@ async fn concurrent_sends_share_one_access_token_fetch() {
     }
     assert_eq!(setup.fake.token_fetches(), 1);
     assert_eq!(client.access_token_fetches(), 1);
+    let connections = client.connections_opened();
+    assert!((1..=4).contains(&connections), "40 sends share the pool's HTTP/2 connections, opened {connections}");
+}
+
+#[tokio::test]
+async fn the_target_token_replaces_one_the_message_carries_and_the_endpoint_must_be_https() {
+    let setup = setup(FakeFcmConfig::default()).await;
+    let mut message = chat_message();
+    message["token"] = json!("stale-token");
+    assert_eq!(setup.client().send("fcm-token-7", &message).await, Outcome::Delivered);
+    assert_eq!(setup.fake.messages()[0].token, "fcm-token-7");
+    assert_eq!(setup.fake.messages()[0].message["data"]["type"], "text", "the other fields travel as they are");
+
+    let account: ServiceAccount = serde_json::from_str(&setup.fake.account.json).unwrap();
+    let mut config = FcmClientConfig::new(account).unwrap();
+    config.endpoint = setup.fake.endpoint().replace("https://", "http://").parse().unwrap();
+    let refused = FcmClient::new(config, Arc::new(SystemClock)).expect_err("plain HTTP is refused");
+    assert!(refused.to_string().contains("https://"), "{refused}");
 }
 
 #[tokio::test]

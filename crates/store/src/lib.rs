@@ -31,6 +31,7 @@ pub use cluster::{Cluster, SharedPause};
 pub use devices::{Device, DeviceStore, NewDevice, UpsertOutcome};
 pub use experiments::{ExperimentStore, VariantCounts};
 pub use keys::{ApiKeyKind, KeyStore, StoredApiKey};
+pub use plan::FAN_OUT_PIECE;
 pub use postgres::PgStore;
 pub use queue::{
     Accepted, BadgePlan, CallbackKey, ClaimedDelivery, ClaimedPush, Coalescing, CoalescingCounts, DeliveryRef,

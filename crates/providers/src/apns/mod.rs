@@ -2,7 +2,6 @@
 
 mod channels;
 mod jwt;
-mod pool;
 mod request;
 
 pub use channels::{
@@ -15,9 +14,9 @@ pub use request::{
     apns_id, build_request, map_answer,
 };
 
+use crate::h2pool::{Pool, is_refused_stream, round_trip};
 use crate::{Outcome, TlsError, client_tls_config, retry_after};
-use http_body_util::{BodyExt as _, Full, Limited};
-use pool::Pool;
+use http_body_util::Full;
 use pushgate_domain::{Reason, Unreachable};
 use std::sync::Arc;
 use std::time::Duration;
@@ -120,7 +119,8 @@ impl ApnsClient {
             Some(port) => format!("{}:{port}", endpoint.host_str().ok_or_else(bad)?),
             None => endpoint.host_str().ok_or_else(bad)?.to_owned(),
         };
-        let pool = Pool::new(host, port, Arc::new(tls), config.connections, config.ping_interval).map_err(|_| bad())?;
+        let pool = Pool::new("APNs", host, port, Arc::new(tls), config.connections, config.ping_interval)
+            .map_err(|_| bad())?;
         Ok(Self { pool, authority, signer, request_timeout: config.request_timeout })
     }
 
@@ -159,29 +159,30 @@ impl ApnsClient {
                     continue;
                 }
             };
-            let (parts, body) = match tokio::time::timeout(self.request_timeout, round_trip(&lease, request)).await {
-                Err(_) => {
-                    // The answer may still come; the connection is suspect either way.
-                    self.pool.retire(&lease).await;
-                    return Outcome::unreachable(Unreachable::Timeout);
-                }
-                Ok(Err(error)) if is_refused_stream(&error) && refused_streams < REFUSED_STREAM_ATTEMPTS => {
-                    // The server lowered its stream limit under us; the request
-                    // was not processed and the connection is still good.
-                    refused_streams += 1;
-                    attempt -= 1;
-                    continue;
-                }
-                Ok(Err(error)) => {
-                    // Cut off before an answer (GOAWAY, reset, connection lost):
-                    // the request is sent again on a fresh connection.
-                    tracing::debug!(error = %error, attempt, "APNs request cut off; resending on a new connection");
-                    self.pool.retire(&lease).await;
-                    last_problem = Reason::Unreachable(Unreachable::ConnectionLost);
-                    continue;
-                }
-                Ok(Ok(answer)) => answer,
-            };
+            let (parts, body) =
+                match tokio::time::timeout(self.request_timeout, round_trip(&lease, request, MAX_ANSWER_BYTES)).await {
+                    Err(_) => {
+                        // The answer may still come; the connection is suspect either way.
+                        self.pool.retire(&lease).await;
+                        return Outcome::unreachable(Unreachable::Timeout);
+                    }
+                    Ok(Err(error)) if is_refused_stream(&error) && refused_streams < REFUSED_STREAM_ATTEMPTS => {
+                        // The server lowered its stream limit under us; the request
+                        // was not processed and the connection is still good.
+                        refused_streams += 1;
+                        attempt -= 1;
+                        continue;
+                    }
+                    Ok(Err(error)) => {
+                        // Cut off before an answer (GOAWAY, reset, connection lost):
+                        // the request is sent again on a fresh connection.
+                        tracing::debug!(error = %error, attempt, "APNs request cut off; resending on a new connection");
+                        self.pool.retire(&lease).await;
+                        last_problem = Reason::Unreachable(Unreachable::ConnectionLost);
+                        continue;
+                    }
+                    Ok(Ok(answer)) => answer,
+                };
             let Ok(body) = body else {
                 self.pool.retire(&lease).await;
                 last_problem = Reason::Unreachable(Unreachable::ConnectionLost);
@@ -263,18 +264,19 @@ impl ApnsClient {
                     continue;
                 }
             };
-            let (parts, body) = match tokio::time::timeout(self.request_timeout, round_trip(&lease, request)).await {
-                Err(_) => {
-                    self.pool.retire(&lease).await;
-                    return Err(ChannelError::Unreachable(Reason::Unreachable(Unreachable::Timeout)));
-                }
-                Ok(Err(_)) | Ok(Ok((_, Err(_)))) => {
-                    self.pool.retire(&lease).await;
-                    last_problem = Reason::Unreachable(Unreachable::ConnectionLost);
-                    continue;
-                }
-                Ok(Ok((parts, Ok(body)))) => (parts, body),
-            };
+            let (parts, body) =
+                match tokio::time::timeout(self.request_timeout, round_trip(&lease, request, MAX_ANSWER_BYTES)).await {
+                    Err(_) => {
+                        self.pool.retire(&lease).await;
+                        return Err(ChannelError::Unreachable(Reason::Unreachable(Unreachable::Timeout)));
+                    }
+                    Ok(Err(_)) | Ok(Ok((_, Err(_)))) => {
+                        self.pool.retire(&lease).await;
+                        last_problem = Reason::Unreachable(Unreachable::ConnectionLost);
+                        continue;
+                    }
+                    Ok(Ok((parts, Ok(body)))) => (parts, body),
+                };
             if parts.status == expected {
                 return Ok((parts, body));
             }
@@ -292,29 +294,4 @@ impl ApnsClient {
         }
         Err(ChannelError::Unreachable(last_problem))
     }
-}
-
-/// The answer's head, and its body (at most [`MAX_ANSWER_BYTES`]), as far as it came.
-type Answered = (http::response::Parts, Result<bytes::Bytes, Box<dyn std::error::Error + Send + Sync>>);
-
-/// Sends `request` on the lent connection; answers the head and the body.
-async fn round_trip(lease: &pool::Lease, request: http::Request<Full<bytes::Bytes>>) -> Result<Answered, hyper::Error> {
-    let mut sender = lease.sender.clone();
-    let response = sender.send_request(request).await?;
-    let (parts, body) = response.into_parts();
-    let body = Limited::new(body, MAX_ANSWER_BYTES).collect().await.map(|collected| collected.to_bytes());
-    Ok((parts, body))
-}
-
-/// Whether the server reset the stream with `REFUSED_STREAM` on a connection
-/// that is not going away.
-fn is_refused_stream(error: &hyper::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
-    while let Some(cause) = source {
-        if let Some(h2_error) = cause.downcast_ref::<h2::Error>() {
-            return h2_error.reason() == Some(h2::Reason::REFUSED_STREAM) && !h2_error.is_go_away();
-        }
-        source = cause.source();
-    }
-    false
 }

@@ -4,11 +4,14 @@ mod oauth;
 
 pub use oauth::{FCM_SCOPE, ServiceAccount};
 
+use crate::h2pool::{Pool, is_refused_stream, round_trip};
 use crate::{Clock, Outcome, TlsError, client_tls_config, retry_after};
+use bytes::Bytes;
 use http::StatusCode;
+use http_body_util::Full;
 use oauth::AccessTokens;
 use pushgate_domain::{Reason, Unreachable};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,16 +29,20 @@ pub struct FcmClientConfig {
     pub extra_ca_pem: Option<Vec<u8>>,
     /// Longest wait for one answer.
     pub request_timeout: Duration,
+    /// HTTP/2 connections kept open to the endpoint (FCM allows 100 streams
+    /// on each).
+    pub connections: usize,
 }
 
 impl FcmClientConfig {
-    /// Defaults: Google's endpoint, 30 s per answer.
+    /// Defaults: Google's endpoint, 30 s per answer, 4 connections.
     pub fn new(service_account: ServiceAccount) -> Result<Self, url::ParseError> {
         Ok(Self {
             service_account,
             endpoint: url::Url::parse(FCM_ENDPOINT)?,
             extra_ca_pem: None,
             request_timeout: Duration::from_secs(30),
+            connections: 4,
         })
     }
 }
@@ -54,33 +61,57 @@ pub enum FcmClientError {
     ServiceAccount(String),
 }
 
-/// Sends FCM messages for one project.
+/// Sends FCM messages for one project: HTTP/2 through a pool of its own
+/// (see `h2pool`), the access tokens fetched with reqwest.
 #[derive(Debug)]
 pub struct FcmClient {
-    http: reqwest::Client,
-    send_url: url::Url,
+    pool: Pool,
+    send_uri: http::Uri,
     tokens: AccessTokens,
+    request_timeout: Duration,
 }
 
 impl FcmClient {
     /// A client; the first send fetches an access token.
     pub fn new(config: FcmClientConfig, clock: Arc<dyn Clock>) -> Result<Self, FcmClientError> {
-        let tls = client_tls_config(config.extra_ca_pem.as_deref(), &[b"h2", b"http/1.1"], None)?;
+        let endpoint = &config.endpoint;
+        let bad = || FcmClientError::Http(format!("the FCM endpoint must be https://host[:port], got {endpoint}"));
+        let host = endpoint.host_str().filter(|_| endpoint.scheme() == "https").ok_or_else(bad)?;
+        let port = endpoint.port_or_known_default().ok_or_else(bad)?;
+        let tls = client_tls_config(config.extra_ca_pem.as_deref(), &[b"h2"], None)?;
+        let pool = Pool::new(
+            "FCM",
+            host.trim_start_matches('[').trim_end_matches(']').to_owned(),
+            port,
+            Arc::new(tls),
+            config.connections,
+            PING_INTERVAL,
+        )
+        .map_err(|_| bad())?;
+        let path = format!("v1/projects/{}/messages:send", config.service_account.project_id);
+        let send_url = endpoint.join(&path).map_err(|error| FcmClientError::Http(error.to_string()))?;
+        let send_uri = send_url
+            .as_str()
+            .parse()
+            .map_err(|error: http::uri::InvalidUri| FcmClientError::Http(error.to_string()))?;
+        let token_tls = client_tls_config(config.extra_ca_pem.as_deref(), &[b"h2", b"http/1.1"], None)?;
         let http = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
+            .tls_backend_preconfigured(token_tls)
             .timeout(config.request_timeout)
             .build()
             .map_err(|error| FcmClientError::Http(error.to_string()))?;
-        let path = format!("v1/projects/{}/messages:send", config.service_account.project_id);
-        let send_url = config.endpoint.join(&path).map_err(|error| FcmClientError::Http(error.to_string()))?;
-        let tokens =
-            AccessTokens::new(http.clone(), config.service_account, clock).map_err(FcmClientError::ServiceAccount)?;
-        Ok(Self { http, send_url, tokens })
+        let tokens = AccessTokens::new(http, config.service_account, clock).map_err(FcmClientError::ServiceAccount)?;
+        Ok(Self { pool, send_uri, tokens, request_timeout: config.request_timeout })
     }
 
     /// Access tokens fetched so far.
     pub fn access_token_fetches(&self) -> u64 {
         self.tokens.fetches()
+    }
+
+    /// HTTP/2 connections to the endpoint opened so far.
+    pub fn connections_opened(&self) -> u64 {
+        self.pool.connects()
     }
 
     /// Sends `message` (an FCM v1 `message` object without its target) to
@@ -96,39 +127,108 @@ impl FcmClient {
     }
 
     async fn post(&self, token: &str, message: &serde_json::Value, validate_only: bool) -> Outcome {
-        let mut message = message.clone();
-        let Some(fields) = message.as_object_mut() else {
+        let Some(fields) = message.as_object() else {
             return Outcome::rejected("the message must be a JSON object");
         };
-        fields.insert("token".into(), token.into());
-        let body = serde_json::json!({ "message": message, "validate_only": validate_only });
-        let mut refreshed = false;
-        loop {
+        let body = match serde_json::to_vec(&SendBody { message: Targeted { token, fields }, validate_only }) {
+            Ok(body) => Bytes::from(body),
+            Err(error) => return Outcome::rejected(format!("the message cannot be serialised: {error}")),
+        };
+        let (mut refreshed, mut refused_streams, mut attempt) = (false, 0, 0);
+        let mut last_problem = Unreachable::ConnectionFailed;
+        while attempt < TRANSPORT_ATTEMPTS {
+            attempt += 1;
             let access_token = match self.tokens.get().await {
                 Ok(access_token) => access_token,
                 Err(outcome) => return outcome,
             };
-            let response =
-                match self.http.post(self.send_url.clone()).bearer_auth(&*access_token).json(&body).send().await {
-                    Ok(response) => response,
-                    Err(error) => {
-                        let why = if error.is_timeout() { Unreachable::Timeout } else { Unreachable::ConnectionFailed };
-                        tracing::debug!(error = %error, "FCM did not answer");
-                        return Outcome::unreachable(why);
+            let request = http::Request::post(self.send_uri.clone())
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .header(http::header::AUTHORIZATION, format!("Bearer {access_token}"))
+                .body(Full::new(body.clone()));
+            let Ok(request) = request else {
+                return Outcome::app_rejected("the access token is not a valid header value");
+            };
+            let lease = match self.pool.lease().await {
+                Ok(lease) => lease,
+                Err(problem) => {
+                    tracing::warn!(error = %problem, "cannot connect to FCM");
+                    last_problem = Unreachable::ConnectionFailed;
+                    continue;
+                }
+            };
+            let (parts, answer) =
+                match tokio::time::timeout(self.request_timeout, round_trip(&lease, request, MAX_ANSWER_BYTES)).await {
+                    Err(_) => {
+                        // The answer may still come; the connection is suspect either way.
+                        self.pool.retire(&lease).await;
+                        return Outcome::unreachable(Unreachable::Timeout);
                     }
+                    Ok(Err(error)) if is_refused_stream(&error) && refused_streams < REFUSED_STREAM_ATTEMPTS => {
+                        // Not processed (the server's stream limit); the connection is good.
+                        refused_streams += 1;
+                        attempt -= 1;
+                        continue;
+                    }
+                    Ok(Err(error)) => {
+                        // Cut off before an answer (GOAWAY, reset, connection
+                        // lost): sent again on a fresh connection, as for APNs.
+                        tracing::debug!(error = %error, attempt, "FCM request cut off; resending on a new connection");
+                        self.pool.retire(&lease).await;
+                        last_problem = Unreachable::ConnectionLost;
+                        continue;
+                    }
+                    Ok(Ok(answered)) => answered,
                 };
-            let status = response.status();
-            let after = retry_after(response.headers());
-            let answer = response.bytes().await.unwrap_or_default();
-            match map_answer(status, &answer, after) {
+            let answer = answer.unwrap_or_default();
+            match map_answer(parts.status, &answer, retry_after(&parts.headers)) {
                 FcmAnswer::Final(outcome) => return outcome,
                 FcmAnswer::Unauthenticated if !refreshed => {
                     refreshed = true;
+                    // A token refresh is not a transport failure.
+                    attempt -= 1;
                     self.tokens.invalidate(&access_token).await;
                 }
                 FcmAnswer::Unauthenticated => return Outcome::app_rejected("UNAUTHENTICATED"),
             }
         }
+        Outcome::unreachable(last_problem)
+    }
+}
+
+/// Sends before a connection problem is a retry for the worker.
+const TRANSPORT_ATTEMPTS: usize = 3;
+/// `REFUSED_STREAM` resets (never processed) sent again at once.
+const REFUSED_STREAM_ATTEMPTS: usize = 8;
+/// FCM's answers are small; a longer one is cut here.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+/// PINGs on an idle connection, as for APNs.
+const PING_INTERVAL: Duration = Duration::from_secs(60);
+
+/// `{"message": {"token": …, …the message's fields}, "validate_only": …}`,
+/// serialised straight from the caller's message (no copy of it).
+#[derive(Serialize)]
+struct SendBody<'a> {
+    message: Targeted<'a>,
+    validate_only: bool,
+}
+
+/// The message with its target first; a `token` the message carries itself
+/// is replaced.
+struct Targeted<'a> {
+    token: &'a str,
+    fields: &'a serde_json::Map<String, serde_json::Value>,
+}
+
+impl Serialize for Targeted<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("token", self.token)?;
+        for (key, value) in self.fields.iter().filter(|(key, _)| *key != "token") {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
     }
 }
 

@@ -404,3 +404,52 @@ async fn callbacks_whose_callers_hang_up_while_they_commit_are_still_counted() {
         "every callback is counted once as accepted and as a push ({stored_by_hung_up_callers} stored for callers that hung up)"
     );
 }
+
+#[tokio::test]
+async fn a_room_larger_than_a_fan_out_piece_reaches_every_device_once_with_its_badge() {
+    let setup = spawn().await;
+    let app = &setup.app;
+    // More recipients than one fan-out transaction takes (the store fans a
+    // big push out a piece at a time); the last ten have no device.
+    let recipients: Vec<String> = (0..pushgate_store::FAN_OUT_PIECE + 76).map(|n| format!("member-{n:04}")).collect();
+    let with_devices = recipients.len() - 10;
+    let mut registrations = tokio::task::JoinSet::new();
+    for (n, client) in recipients.iter().take(with_devices).enumerate() {
+        let device = if n % 2 == 0 {
+            ios_device(&format!("phone-{n}"), client, &format!("{n:064x}"))
+        } else {
+            android(&format!("phone-{n}"), client, &format!("fcm-{n}"), "en")
+        };
+        let (client, url) = (app.client.clone(), app.base_url.clone());
+        registrations.spawn(async move {
+            let response = client.post(format!("{url}/me/subscribe")).header("IM-API-KEY", API_KEY).json(&device);
+            read(response.send().await.expect("sent")).await.0
+        });
+        while registrations.len() >= 16 {
+            assert_eq!(registrations.join_next().await.expect("a registration").expect("task"), 200);
+        }
+    }
+    while let Some(status) = registrations.join_next().await {
+        assert_eq!(status.expect("task"), 200);
+    }
+
+    let members: Vec<&str> = recipients.iter().map(String::as_str).collect();
+    let result = send(app, &message("big-room-1", "big-room", &members)).await;
+    let deliveries = settled(app, result["pushId"].as_str().expect("push id")).await;
+    assert_eq!(deliveries.len(), recipients.len(), "one delivery per device, one for each recipient without");
+    let delivered = deliveries.iter().filter(|d| d["status"] == "delivered").count();
+    assert_eq!(delivered, with_devices, "{:?}", deliveries.iter().find(|d| d["status"] != "delivered"));
+
+    let apns: Vec<String> = setup.apns.delivered().into_iter().map(|request| request.device_token).collect();
+    let fcm: Vec<String> = setup.fcm.messages().into_iter().map(|sent| sent.token).collect();
+    assert_eq!(apns.len() + fcm.len(), with_devices, "nothing sent twice");
+    let unique = |mut tokens: Vec<String>| {
+        tokens.sort();
+        tokens.dedup();
+        tokens.len()
+    };
+    assert_eq!((unique(apns), unique(fcm)), (with_devices.div_ceil(2), with_devices / 2), "each device once");
+    for client in [&recipients[0], &recipients[pushgate_store::FAN_OUT_PIECE], &recipients[with_devices]] {
+        assert_eq!(badge(app, client).await["rooms"], json!({ "big-room": 1 }), "{client} counted once");
+    }
+}

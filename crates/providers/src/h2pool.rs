@@ -1,15 +1,18 @@
-//! A small pool of HTTP/2 connections to one APNs endpoint.
+//! A small pool of HTTP/2 connections to one provider endpoint (APNs, FCM).
 //!
 //! Written on hyper's HTTP/2 client connection rather than taken from a crate:
 //! the `a2` crate cannot be pointed at another endpoint or CA and is no longer
 //! maintained, and general HTTP clients (reqwest, hyper-util's pooled client)
 //! open one HTTP/2 connection per host, where APNs throughput wants several.
+//! FCM's sends use it too: through reqwest (its redirect, retry and timeout
+//! layers, a `Value` body serialised per request) an FCM send cost three times
+//! the CPU of an APNs one (found by `perf` on pushgate-bench, issue 30).
 //! Each connection multiplexes requests up to the server's current
 //! `SETTINGS_MAX_CONCURRENT_STREAMS` (h2 enforces it, including changes
 //! mid-connection), PINGs while idle, and is replaced when it dies.
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::ServerName;
@@ -36,6 +39,8 @@ struct Slot {
 }
 
 pub(crate) struct Pool {
+    /// Which provider (for logs): "APNs", "FCM".
+    provider: &'static str,
     slots: Vec<Mutex<Option<Slot>>>,
     next: AtomicUsize,
     generations: AtomicU64,
@@ -50,6 +55,7 @@ pub(crate) struct Pool {
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pool")
+            .field("provider", &self.provider)
             .field("host", &self.host)
             .field("port", &self.port)
             .field("size", &self.slots.len())
@@ -59,6 +65,7 @@ impl std::fmt::Debug for Pool {
 
 impl Pool {
     pub(crate) fn new(
+        provider: &'static str,
         host: String,
         port: u16,
         tls: Arc<rustls::ClientConfig>,
@@ -67,6 +74,7 @@ impl Pool {
     ) -> Result<Self, String> {
         let server_name = ServerName::try_from(host.clone()).map_err(|error| error.to_string())?;
         Ok(Self {
+            provider,
             slots: (0..size.max(1)).map(|_| Mutex::new(None)).collect(),
             next: AtomicUsize::new(0),
             generations: AtomicU64::new(0),
@@ -130,6 +138,7 @@ impl Pool {
             // APNs allows one stream until the server's SETTINGS (and, with
             // token auth, the first accepted request) raise the limit; h2
             // queues the rest instead of opening streams APNs would refuse.
+            // (Any server's SETTINGS raise it the same way.)
             .initial_max_send_streams(1)
             .keep_alive_interval(self.ping_interval)
             .keep_alive_timeout(Duration::from_secs(20))
@@ -137,14 +146,43 @@ impl Pool {
             .handshake(TokioIo::new(tls))
             .await
             .map_err(|error| format!("HTTP/2 handshake with {}: {error}", self.host))?;
-        let host = self.host.clone();
+        let (host, provider) = (self.host.clone(), self.provider);
         tokio::spawn(async move {
             if let Err(error) = connection.await {
-                tracing::debug!(apns.host = %host, error = %error, "APNs connection ended");
+                tracing::debug!(provider, host = %host, error = %error, "provider connection ended");
             }
         });
         self.connects.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(apns.host = %self.host, "opened an APNs connection");
+        tracing::debug!(provider, host = %self.host, "opened a provider connection");
         Ok(sender)
     }
+}
+
+/// The answer's head, and its body (at most `max_body` bytes), as far as it came.
+pub(crate) type Answered = (http::response::Parts, Result<Bytes, Box<dyn std::error::Error + Send + Sync>>);
+
+/// Sends `request` on the lent connection; answers the head and the body.
+pub(crate) async fn round_trip(
+    lease: &Lease,
+    request: http::Request<Full<Bytes>>,
+    max_body: usize,
+) -> Result<Answered, hyper::Error> {
+    let mut sender = lease.sender.clone();
+    let response = sender.send_request(request).await?;
+    let (parts, body) = response.into_parts();
+    let body = Limited::new(body, max_body).collect().await.map(|collected| collected.to_bytes());
+    Ok((parts, body))
+}
+
+/// Whether the server reset the stream with `REFUSED_STREAM` on a connection
+/// that is not going away (the request was not processed: RFC 9113 §8.7).
+pub(crate) fn is_refused_stream(error: &hyper::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(h2_error) = cause.downcast_ref::<h2::Error>() {
+            return h2_error.reason() == Some(h2::Reason::REFUSED_STREAM) && !h2_error.is_go_away();
+        }
+        source = cause.source();
+    }
+    false
 }
