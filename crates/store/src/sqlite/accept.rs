@@ -219,20 +219,19 @@ fn fan_out_push(
     if let (Some(held), Some(room)) = (&held, room) {
         (coalesced.merged, coalesced.held) = hold(connection, push, &push_id, room, &plans, held)?;
     }
-    // One `sends` row per push (per `SEND_SIZE` deliveries), not one row per
-    // delivery: a delivery gets a row of its own only when an outcome needs
-    // one (see migration 0006). `CROSS JOIN` keeps the client list as the
+    // One `sends` row per push (per `SEND_SIZE` deliveries), its planned
+    // entries in `send_plans` (migration 0013), not one row per delivery: a
+    // delivery gets a row of its own only when an outcome needs one (see
+    // migration 0006). `CROSS JOIN` keeps the client list as the
     // outer loop, and `INDEXED BY` the per-client device lookup (see
     // `routing_states`). The client's own locale preference wins over what
     // its devices reported. `json(entry)`: a JSON value loses its JSON type
     // through a subquery, and would be stored as a quoted string. A device's
     // `push_key` is added only when it has one (no `null` in every entry).
-    connection.prepare_cached("INSERT INTO sends (push_id, app_id, experiment_id, deliveries, queued, pending, next_attempt_at_ms, \
-                            updated_at_ms) \
-         SELECT ?1, ?4, ?5, \
-                json_group_array(CASE WHEN push_key IS NULL THEN json(entry) \
+    let planned = connection.prepare_cached("INSERT INTO send_plans (deliveries, queued) \
+         SELECT json_group_array(CASE WHEN push_key IS NULL THEN json(entry) \
                                       ELSE json_set(entry, '$.push_key', push_key) END), \
-                SUM(queued), SUM(queued), ?2, ?2 FROM ( \
+                SUM(queued) FROM ( \
            SELECT entry, push_key, queued, \
                   (ROW_NUMBER() OVER (ORDER BY side, key, device_type, device_id) - 1) / ?7 AS chunk \
            FROM ( \
@@ -263,6 +262,23 @@ fn fan_out_push(
                                           ELSE device_type = ?10 END \
                                  AND (?11 IS NULL OR device_id = ?11)))) \
          GROUP BY chunk ORDER BY chunk")?.execute(params![push_id, push.now_ms, plans, push.app_id.as_str(), push.fan_out.experiment.as_ref().map(|experiment| experiment.id.as_str()), plan::no_device(), SEND_SIZE, except, held, device_type, device_id])?;
+    if planned > 0 {
+        // One statement's rows into an AUTOINCREMENT table take consecutive
+        // ids (one writer): the sends of this push are the last `planned`.
+        let first = connection.last_insert_rowid() - i64::try_from(planned - 1).unwrap_or(i64::MAX);
+        connection
+            .prepare_cached(
+                "INSERT INTO sends (id, push_id, app_id, experiment_id, queued, pending, next_attempt_at_ms, updated_at_ms) \
+                 SELECT id, ?2, ?3, ?4, queued, queued, ?5, ?5 FROM send_plans WHERE id >= ?1 ORDER BY id",
+            )?
+            .execute(params![
+                first,
+                push_id,
+                push.app_id.as_str(),
+                push.fan_out.experiment.as_ref().map(|experiment| experiment.id.as_str()),
+                push.now_ms
+            ])?;
+    }
     if let (true, Some(room), Some(coalescing)) = (windowed, room, &push.fan_out.coalescing) {
         // Each recipient's window as the plan leaves it: opened by this
         // alert, or holding this message.

@@ -45,8 +45,9 @@ pub(super) fn record(connection: &Connection, updates: &[(DeliveryRef, DeliveryU
                     send_id, send_index, json_extract(entry, '$.push_key') \
              FROM (SELECT s.push_id, s.app_id, s.experiment_id, s.id AS send_id, j.value AS outcome, \
                           json_extract(j.value, '$.index') AS send_index, \
-                          json_extract(s.deliveries, '$[' || json_extract(j.value, '$.index') || ']') AS entry \
-                   FROM json_each(?1) j JOIN sends s ON s.id = json_extract(j.value, '$.send')) \
+                          json_extract(p.deliveries, '$[' || json_extract(j.value, '$.index') || ']') AS entry \
+                   FROM json_each(?1) j JOIN sends s ON s.id = json_extract(j.value, '$.send') \
+                   JOIN send_plans p ON p.id = s.id) \
              WHERE true ON CONFLICT (send_id, send_index) WHERE send_id IS NOT NULL DO NOTHING")?.execute(params![own_rows])?;
     }
     if !group.settled.is_empty() {
@@ -126,8 +127,8 @@ fn lease_due(
         let sends: String = connection
             .prepare_cached(
                 "SELECT json_group_array(json_object('id', s.id, 'push_id', s.push_id, 'app_id', s.app_id, \
-                        'deliveries', json(s.deliveries), 'settled', json(s.settled))) \
-             FROM sends s WHERE s.id IN ( \
+                        'deliveries', json(p.deliveries), 'settled', json(s.settled))) \
+             FROM sends s JOIN send_plans p ON p.id = s.id WHERE s.id IN ( \
                SELECT id FROM (SELECT id, SUM(pending) OVER (ORDER BY next_attempt_at_ms, id) - pending AS before \
                                FROM (SELECT id, pending, next_attempt_at_ms FROM sends \
                                      WHERE pending > 0 AND next_attempt_at_ms <= ?1 \
@@ -346,6 +347,7 @@ pub(super) async fn forget_before(store: &SqliteStore, before_ms: i64, limit: u3
     .await?;
     sqlx::query(
         "DELETE FROM deliveries WHERE push_id IN (SELECT push_id FROM forgotten); \
+         DELETE FROM send_plans WHERE id IN (SELECT id FROM sends WHERE push_id IN (SELECT push_id FROM forgotten)); \
          DELETE FROM sends WHERE push_id IN (SELECT push_id FROM forgotten); \
          DELETE FROM opens WHERE push_id IN (SELECT push_id FROM forgotten);",
     )
