@@ -10,6 +10,7 @@ use crate::plan::{self, CounterChange, Journaled, SEND_SIZE};
 use crate::{Accepted, CoalescingCounts, NewPush, RoutingPlan, StoreError};
 use pushgate_domain::{AppId, ClientId, DeviceId, PushId, RecipientState, RoomId};
 use rusqlite::{Connection, params};
+use serde::Serialize;
 
 /// A push as the accept stores it: its columns, encoded before the write
 /// (on the caller's task, not the writer thread's).
@@ -209,76 +210,20 @@ fn fan_out_push(
         (Some(_), Some(room)) => Some(coalescing_windows(connection, push, &clients_json, room)?),
         _ => None,
     };
-    let plans = plan::plan_recipients(push, clients, totals, states, windows);
-    let held = plan::held_clients(&plans);
-    let windowed = plans.iter().any(|plan| plan.window.is_some());
-    let plans = serde_json::to_string(&plans).map_err(|error| StoreError::Corrupt(format!("accept plan: {error}")))?;
+    let recipients = plan::plan_recipients(push, clients, totals, states, windows);
+    let held = plan::held_clients(&recipients);
+    let windowed = recipients.iter().any(|plan| plan.window.is_some());
+    // The plans as JSON, for the statements on coalescing windows only.
+    let plans = if held.is_some() || windowed {
+        serde_json::to_string(&recipients).map_err(|error| StoreError::Corrupt(format!("accept plan: {error}")))?
+    } else {
+        String::new()
+    };
     let push_id = push.push_id.to_string();
-    let except = push.fan_out.except_device.as_ref().map(DeviceId::as_str);
-    let (device_type, device_id) = push.fan_out.target.filter();
     if let (Some(held), Some(room)) = (&held, room) {
         (coalesced.merged, coalesced.held) = hold(connection, push, &push_id, room, &plans, held)?;
     }
-    // One `sends` row per push (per `SEND_SIZE` deliveries), its planned
-    // entries in `send_plans` (migration 0013), not one row per delivery: a
-    // delivery gets a row of its own only when an outcome needs one (see
-    // migration 0006). `CROSS JOIN` keeps the client list as the
-    // outer loop, and `INDEXED BY` the per-client device lookup (see
-    // `routing_states`). The client's own locale preference wins over what
-    // its devices reported. `json(entry)`: a JSON value loses its JSON type
-    // through a subquery, and would be stored as a quoted string. A device's
-    // `push_key` is added only when it has one (no `null` in every entry).
-    let planned = connection.prepare_cached("INSERT INTO send_plans (deliveries, queued) \
-         SELECT json_group_array(CASE WHEN push_key IS NULL THEN json(entry) \
-                                      ELSE json_set(entry, '$.push_key', push_key) END), \
-                SUM(queued) FROM ( \
-           SELECT entry, push_key, queued, \
-                  (ROW_NUMBER() OVER (ORDER BY side, key, device_type, device_id) - 1) / ?7 AS chunk \
-           FROM ( \
-             SELECT 0 AS side, j.key, d.device_type, d.device_id, d.push_key, \
-                    json_extract(j.value, '$.status') = 'queued' AS queued, \
-                    json_object('client_id', d.client_id, 'device_type', d.device_type, 'device_id', d.device_id, \
-                                'token', d.token, 'environment', d.environment, \
-                                'locale', COALESCE(p.locale, d.locale), 'badge', json_extract(j.value, '$.badge'), \
-                                'status', json_extract(j.value, '$.status'), 'reason', json_extract(j.value, '$.reason'), \
-                                'mode', json_extract(j.value, '$.mode'), \
-                                'route_reason', json_extract(j.value, '$.route_reason'), \
-                                'variant', json_extract(j.value, '$.variant')) AS entry \
-             FROM json_each(?3) j CROSS JOIN devices d INDEXED BY devices_client \
-             LEFT JOIN client_prefs p ON p.app_id = d.app_id AND p.client_id = d.client_id \
-             WHERE d.app_id = ?4 AND d.client_id = json_extract(j.value, '$.client') \
-               AND (?8 IS NULL OR d.device_id != ?8) \
-               AND (?9 IS NULL OR json_extract(j.value, '$.window') IS NOT 'hold' OR d.device_type = 'ios-voip') \
-               AND CASE WHEN ?10 IS NULL THEN d.token_kind != 'apns-dedicated' ELSE d.device_type = ?10 END \
-               AND (?11 IS NULL OR d.device_id = ?11) \
-             UNION ALL \
-             SELECT 1, j.key, NULL, NULL, NULL, 0, \
-                    json_object('client_id', json_extract(j.value, '$.client'), \
-                                'badge', json_extract(j.value, '$.badge'), 'status', 'skipped', 'reason', ?6) \
-             FROM json_each(?3) j \
-             WHERE NOT EXISTS (SELECT 1 FROM devices INDEXED BY devices_client \
-                               WHERE app_id = ?4 AND client_id = json_extract(j.value, '$.client') \
-                                 AND CASE WHEN ?10 IS NULL THEN token_kind != 'apns-dedicated' \
-                                          ELSE device_type = ?10 END \
-                                 AND (?11 IS NULL OR device_id = ?11)))) \
-         GROUP BY chunk ORDER BY chunk")?.execute(params![push_id, push.now_ms, plans, push.app_id.as_str(), push.fan_out.experiment.as_ref().map(|experiment| experiment.id.as_str()), plan::no_device(), SEND_SIZE, except, held, device_type, device_id])?;
-    if planned > 0 {
-        // One statement's rows into an AUTOINCREMENT table take consecutive
-        // ids (one writer): the sends of this push are the last `planned`.
-        let first = connection.last_insert_rowid() - i64::try_from(planned - 1).unwrap_or(i64::MAX);
-        connection
-            .prepare_cached(
-                "INSERT INTO sends (id, push_id, app_id, experiment_id, queued, pending, next_attempt_at_ms, updated_at_ms) \
-                 SELECT id, ?2, ?3, ?4, queued, queued, ?5, ?5 FROM send_plans WHERE id >= ?1 ORDER BY id",
-            )?
-            .execute(params![
-                first,
-                push_id,
-                push.app_id.as_str(),
-                push.fan_out.experiment.as_ref().map(|experiment| experiment.id.as_str()),
-                push.now_ms
-            ])?;
-    }
+    plan_sends(connection, push, &push_id, &recipients)?;
     if let (true, Some(room), Some(coalescing)) = (windowed, room, &push.fan_out.coalescing) {
         // Each recipient's window as the plan leaves it: opened by this
         // alert, or holding this message.
@@ -298,6 +243,144 @@ fn fan_out_push(
     }
     tracing::debug!(recipients = clients.len(), held = coalesced.held, "fanned out");
     Ok(coalesced)
+}
+
+/// One planned delivery of a send (an entry of `send_plans.deliveries`):
+/// one per device of a recipient, or one for a recipient without any.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum SendEntry<'a> {
+    Device {
+        client_id: &'a str,
+        device_type: &'a str,
+        device_id: &'a str,
+        token: &'a str,
+        environment: Option<&'a str>,
+        locale: Option<&'a str>,
+        badge: Option<i64>,
+        status: &'a str,
+        reason: Option<&'a str>,
+        mode: Option<&'a str>,
+        route_reason: Option<&'a str>,
+        variant: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        push_key: Option<&'a str>,
+    },
+    NoDevice {
+        client_id: &'a str,
+        badge: Option<i64>,
+        status: &'static str,
+        reason: &'a str,
+    },
+}
+
+/// A device of a recipient, read for the fan-out.
+struct RecipientDevice {
+    /// The recipient's place in the plan.
+    key: usize,
+    device_type: String,
+    device_id: String,
+    token: String,
+    environment: Option<String>,
+    locale: Option<String>,
+    push_key: Option<String>,
+}
+
+/// The push's `sends` (one per `SEND_SIZE` planned deliveries, their
+/// entries in `send_plans`, migration 0013; a delivery gets a row of its
+/// own only when an outcome needs one, migration 0006): one entry per device
+/// of each recipient the push targets (in the plan's order, then by device
+/// type and id), then one `skipped` entry per recipient without such a
+/// device. The devices are read in one statement and the entries built
+/// here, not in SQL (each entry built by SQLite's JSON functions was the
+/// fan-out's largest cost: issue 30's profile). The client's own locale
+/// preference wins over what its devices reported. The push's excepted
+/// device gets nothing, and while a recipient's message is held
+/// (coalescing) only its VoIP devices get it now.
+fn plan_sends(
+    connection: &Connection,
+    push: &Journaled,
+    push_id: &str,
+    recipients: &[plan::RecipientPlan<'_>],
+) -> Result<(), StoreError> {
+    let clients = serde_json::Value::from_iter(recipients.iter().map(|plan| plan.client)).to_string();
+    let (device_type, device_id) = push.fan_out.target.filter();
+    // `CROSS JOIN` keeps the client list as the outer loop, and `INDEXED BY`
+    // the per-client device lookup (see `routing_states`).
+    let mut statement = connection.prepare_cached(
+        "SELECT j.key, d.device_type, d.device_id, d.token, d.environment, COALESCE(p.locale, d.locale), d.push_key \
+         FROM json_each(?1) j CROSS JOIN devices d INDEXED BY devices_client \
+         LEFT JOIN client_prefs p ON p.app_id = d.app_id AND p.client_id = d.client_id \
+         WHERE d.app_id = ?2 AND d.client_id = j.value \
+           AND CASE WHEN ?3 IS NULL THEN d.token_kind != 'apns-dedicated' ELSE d.device_type = ?3 END \
+           AND (?4 IS NULL OR d.device_id = ?4) \
+         ORDER BY j.key, d.device_type, d.device_id",
+    )?;
+    let devices = statement
+        .query_map(params![clients, push.app_id.as_str(), device_type, device_id], |row| {
+            Ok(RecipientDevice {
+                key: usize::try_from(row.get::<_, i64>(0)?).unwrap_or(usize::MAX),
+                device_type: row.get(1)?,
+                device_id: row.get(2)?,
+                token: row.get(3)?,
+                environment: row.get(4)?,
+                locale: row.get(5)?,
+                push_key: row.get(6)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    drop(statement);
+    let mut has_device = vec![false; recipients.len()];
+    let except = push.fan_out.except_device.as_ref().map(DeviceId::as_str);
+    let mut entries = Vec::with_capacity(devices.len());
+    for device in &devices {
+        let Some(plan) = recipients.get(device.key) else { continue };
+        has_device[device.key] = true;
+        let held = plan.window.as_ref().is_some_and(plan::WindowChange::holds);
+        if except == Some(device.device_id.as_str()) || (held && device.device_type != "ios-voip") {
+            continue;
+        }
+        entries.push(SendEntry::Device {
+            client_id: plan.client,
+            device_type: &device.device_type,
+            device_id: &device.device_id,
+            token: &device.token,
+            environment: device.environment.as_deref(),
+            locale: device.locale.as_deref(),
+            badge: plan.badge,
+            status: plan.status,
+            reason: plan.reason.as_deref(),
+            mode: plan.mode,
+            route_reason: plan.route_reason,
+            variant: plan.variant,
+            push_key: device.push_key.as_deref(),
+        });
+    }
+    let no_device = plan::no_device();
+    entries.extend(recipients.iter().zip(&has_device).filter(|(_, has)| !**has).map(|(plan, _)| SendEntry::NoDevice {
+        client_id: plan.client,
+        badge: plan.badge,
+        status: "skipped",
+        reason: &no_device,
+    }));
+    let experiment = push.fan_out.experiment.as_ref().map(|experiment| experiment.id.as_str());
+    for chunk in entries.chunks(usize::try_from(SEND_SIZE).unwrap_or(usize::MAX)) {
+        let queued = chunk.iter().filter(|entry| matches!(entry, SendEntry::Device { status: "queued", .. })).count();
+        let queued = i64::try_from(queued).unwrap_or(i64::MAX);
+        let deliveries =
+            serde_json::to_string(chunk).map_err(|error| StoreError::Corrupt(format!("send plan: {error}")))?;
+        connection
+            .prepare_cached("INSERT INTO send_plans (deliveries, queued) VALUES (?1, ?2)")?
+            .execute(params![deliveries, queued])?;
+        connection
+            .prepare_cached(
+                "INSERT INTO sends (id, push_id, app_id, experiment_id, queued, pending, next_attempt_at_ms, \
+                                    updated_at_ms) \
+                 VALUES (last_insert_rowid(), ?1, ?2, ?3, ?4, ?4, ?5, ?5)",
+            )?
+            .execute(params![push_id, push.app_id.as_str(), experiment, queued, push.now_ms])?;
+    }
+    Ok(())
 }
 
 /// Each client's coalescing window in `room` (`clients`, a JSON array), in
