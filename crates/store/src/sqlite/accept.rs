@@ -191,7 +191,8 @@ fn fan_out_push(
     let _span = span.entered();
     // Every statement below handles all the push's recipients at once,
     // through a JSON array (`json_each`): a constant number of statements
-    // per accept, whatever the number of recipients (found by
+    // per accept (and two per `SEND_SIZE` planned deliveries), whatever the
+    // number of recipients (found by
     // pushgate-bench: per-recipient statements made the single writer the
     // bottleneck). What each recipient gets is decided by the shared plan.
     let clients_json = serde_json::Value::from_iter(clients.iter().map(|client| client.as_str())).to_string();
