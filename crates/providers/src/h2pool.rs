@@ -15,6 +15,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use pushgate_domain::Unreachable;
 use rustls::pki_types::ServerName;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -24,13 +25,13 @@ use tokio_rustls::TlsConnector;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub(crate) type Sender = http2::SendRequest<Full<Bytes>>;
+type Sender = http2::SendRequest<Full<Bytes>>;
 
 /// A connection lent for one request.
 pub(crate) struct Lease {
     index: usize,
     generation: u64,
-    pub(crate) sender: Sender,
+    sender: Sender,
 }
 
 struct Slot {
@@ -158,25 +159,63 @@ impl Pool {
     }
 }
 
-/// The answer's head, and its body (at most `max_body` bytes), as far as it came.
-pub(crate) type Answered = (http::response::Parts, Result<Bytes, Box<dyn std::error::Error + Send + Sync>>);
+/// What became of one request sent through [`Pool::send`].
+pub(crate) enum Trip {
+    /// The answer's head and its body (at most the given bytes, as far as it
+    /// came), with the connection it came on, for the caller to retire if
+    /// the answer says so.
+    Answered { lease: Lease, head: http::response::Parts, body: Result<Bytes, BodyError> },
+    /// No answer in time: the connection, suspect, is retired (the answer may
+    /// still come, so the request may have been processed).
+    TimedOut,
+    /// The server refused the stream (its stream limit went down under us):
+    /// not processed, and the connection is still good.
+    Refused,
+    /// No connection (`ConnectionFailed`), or the request was cut off before
+    /// an answer (`ConnectionLost`: GOAWAY, reset, connection lost): the
+    /// connection is retired; the caller may send again on a new one.
+    CutOff(Unreachable),
+}
 
-/// Sends `request` on the lent connection; answers the head and the body.
-pub(crate) async fn round_trip(
-    lease: &Lease,
-    request: http::Request<Full<Bytes>>,
-    max_body: usize,
-) -> Result<Answered, hyper::Error> {
-    let mut sender = lease.sender.clone();
-    let response = sender.send_request(request).await?;
-    let (parts, body) = response.into_parts();
-    let body = Limited::new(body, max_body).collect().await.map(|collected| collected.to_bytes());
-    Ok((parts, body))
+/// Why an answer's body did not come whole.
+pub(crate) type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
+impl Pool {
+    /// Sends `request` on a lent connection and waits `timeout` at most for
+    /// its answer (head and body, `max_body` bytes at most).
+    pub(crate) async fn send(&self, request: http::Request<Full<Bytes>>, timeout: Duration, max_body: usize) -> Trip {
+        let lease = match self.lease().await {
+            Ok(lease) => lease,
+            Err(problem) => {
+                tracing::warn!(provider = self.provider, host = %self.host, error = %problem, "cannot connect");
+                return Trip::CutOff(Unreachable::ConnectionFailed);
+            }
+        };
+        let mut sender = lease.sender.clone();
+        let round_trip = async {
+            let (head, body) = sender.send_request(request).await?.into_parts();
+            let body = Limited::new(body, max_body).collect().await.map(|collected| collected.to_bytes());
+            Ok::<_, hyper::Error>((head, body))
+        };
+        match tokio::time::timeout(timeout, round_trip).await {
+            Err(_) => {
+                self.retire(&lease).await;
+                Trip::TimedOut
+            }
+            Ok(Err(error)) if is_refused_stream(&error) => Trip::Refused,
+            Ok(Err(error)) => {
+                tracing::debug!(provider = self.provider, error = %error, "request cut off; the connection is retired");
+                self.retire(&lease).await;
+                Trip::CutOff(Unreachable::ConnectionLost)
+            }
+            Ok(Ok((head, body))) => Trip::Answered { lease, head, body },
+        }
+    }
 }
 
 /// Whether the server reset the stream with `REFUSED_STREAM` on a connection
 /// that is not going away (the request was not processed: RFC 9113 §8.7).
-pub(crate) fn is_refused_stream(error: &hyper::Error) -> bool {
+fn is_refused_stream(error: &hyper::Error) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
     while let Some(cause) = source {
         if let Some(h2_error) = cause.downcast_ref::<h2::Error>() {

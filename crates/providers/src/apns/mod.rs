@@ -14,7 +14,7 @@ pub use request::{
     apns_id, build_request, map_answer,
 };
 
-use crate::h2pool::{Pool, is_refused_stream, round_trip};
+use crate::h2pool::{Pool, Trip};
 use crate::{Outcome, TlsError, client_tls_config, retry_after};
 use http_body_util::Full;
 use pushgate_domain::{Reason, Unreachable};
@@ -151,38 +151,25 @@ impl ApnsClient {
                 Ok(request) => request.map(Full::new),
                 Err(outcome) => return outcome,
             };
-            let lease = match self.pool.lease().await {
-                Ok(lease) => lease,
-                Err(problem) => {
-                    tracing::warn!(apns.endpoint = %self.authority, error = %problem, "cannot connect to APNs");
-                    last_problem = Reason::Unreachable(Unreachable::ConnectionFailed);
+            let (lease, parts, body) = match self.pool.send(request, self.request_timeout, MAX_ANSWER_BYTES).await {
+                Trip::TimedOut => return Outcome::unreachable(Unreachable::Timeout),
+                Trip::Refused if refused_streams < REFUSED_STREAM_ATTEMPTS => {
+                    // The request was not processed and the connection is still good.
+                    refused_streams += 1;
+                    attempt -= 1;
                     continue;
                 }
+                Trip::Refused => {
+                    last_problem = Reason::Unreachable(Unreachable::ConnectionLost);
+                    continue;
+                }
+                // Sent again on a fresh connection.
+                Trip::CutOff(why) => {
+                    last_problem = Reason::Unreachable(why);
+                    continue;
+                }
+                Trip::Answered { lease, head, body } => (lease, head, body),
             };
-            let (parts, body) =
-                match tokio::time::timeout(self.request_timeout, round_trip(&lease, request, MAX_ANSWER_BYTES)).await {
-                    Err(_) => {
-                        // The answer may still come; the connection is suspect either way.
-                        self.pool.retire(&lease).await;
-                        return Outcome::unreachable(Unreachable::Timeout);
-                    }
-                    Ok(Err(error)) if is_refused_stream(&error) && refused_streams < REFUSED_STREAM_ATTEMPTS => {
-                        // The server lowered its stream limit under us; the request
-                        // was not processed and the connection is still good.
-                        refused_streams += 1;
-                        attempt -= 1;
-                        continue;
-                    }
-                    Ok(Err(error)) => {
-                        // Cut off before an answer (GOAWAY, reset, connection lost):
-                        // the request is sent again on a fresh connection.
-                        tracing::debug!(error = %error, attempt, "APNs request cut off; resending on a new connection");
-                        self.pool.retire(&lease).await;
-                        last_problem = Reason::Unreachable(Unreachable::ConnectionLost);
-                        continue;
-                    }
-                    Ok(Ok(answer)) => answer,
-                };
             let Ok(body) = body else {
                 self.pool.retire(&lease).await;
                 last_problem = Reason::Unreachable(Unreachable::ConnectionLost);
@@ -257,26 +244,23 @@ impl ApnsClient {
             let request = builder
                 .body(Full::new(body.clone()))
                 .map_err(|error| ChannelError::Unexpected(format!("a request that cannot be made: {error}")))?;
-            let lease = match self.pool.lease().await {
-                Ok(lease) => lease,
-                Err(problem) => {
-                    tracing::warn!(apns.endpoint = %self.authority, error = %problem, "cannot connect to APNs");
+            let (parts, body) = match self.pool.send(request, self.request_timeout, MAX_ANSWER_BYTES).await {
+                Trip::TimedOut => return Err(ChannelError::Unreachable(Reason::Unreachable(Unreachable::Timeout))),
+                Trip::Refused => {
+                    last_problem = Reason::Unreachable(Unreachable::ConnectionLost);
                     continue;
                 }
+                Trip::CutOff(why) => {
+                    last_problem = Reason::Unreachable(why);
+                    continue;
+                }
+                Trip::Answered { lease, body: Err(_), .. } => {
+                    self.pool.retire(&lease).await;
+                    last_problem = Reason::Unreachable(Unreachable::ConnectionLost);
+                    continue;
+                }
+                Trip::Answered { head, body: Ok(body), .. } => (head, body),
             };
-            let (parts, body) =
-                match tokio::time::timeout(self.request_timeout, round_trip(&lease, request, MAX_ANSWER_BYTES)).await {
-                    Err(_) => {
-                        self.pool.retire(&lease).await;
-                        return Err(ChannelError::Unreachable(Reason::Unreachable(Unreachable::Timeout)));
-                    }
-                    Ok(Err(_)) | Ok(Ok((_, Err(_)))) => {
-                        self.pool.retire(&lease).await;
-                        last_problem = Reason::Unreachable(Unreachable::ConnectionLost);
-                        continue;
-                    }
-                    Ok(Ok((parts, Ok(body)))) => (parts, body),
-                };
             if parts.status == expected {
                 return Ok((parts, body));
             }

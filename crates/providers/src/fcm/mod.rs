@@ -4,7 +4,7 @@ mod oauth;
 
 pub use oauth::{FCM_SCOPE, ServiceAccount};
 
-use crate::h2pool::{Pool, is_refused_stream, round_trip};
+use crate::h2pool::{Pool, Trip};
 use crate::{Clock, Outcome, TlsError, client_tls_config, retry_after};
 use bytes::Bytes;
 use http::StatusCode;
@@ -149,39 +149,27 @@ impl FcmClient {
             let Ok(request) = request else {
                 return Outcome::app_rejected("the access token is not a valid header value");
             };
-            let lease = match self.pool.lease().await {
-                Ok(lease) => lease,
-                Err(problem) => {
-                    tracing::warn!(error = %problem, "cannot connect to FCM");
-                    last_problem = Unreachable::ConnectionFailed;
+            let (head, answer) = match self.pool.send(request, self.request_timeout, MAX_ANSWER_BYTES).await {
+                Trip::TimedOut => return Outcome::unreachable(Unreachable::Timeout),
+                Trip::Refused if refused_streams < REFUSED_STREAM_ATTEMPTS => {
+                    // Not processed (the server's stream limit); the connection is good.
+                    refused_streams += 1;
+                    attempt -= 1;
                     continue;
                 }
+                Trip::Refused => {
+                    last_problem = Unreachable::ConnectionLost;
+                    continue;
+                }
+                // Sent again on a fresh connection, as for APNs.
+                Trip::CutOff(why) => {
+                    last_problem = why;
+                    continue;
+                }
+                Trip::Answered { head, body, .. } => (head, body),
             };
-            let (parts, answer) =
-                match tokio::time::timeout(self.request_timeout, round_trip(&lease, request, MAX_ANSWER_BYTES)).await {
-                    Err(_) => {
-                        // The answer may still come; the connection is suspect either way.
-                        self.pool.retire(&lease).await;
-                        return Outcome::unreachable(Unreachable::Timeout);
-                    }
-                    Ok(Err(error)) if is_refused_stream(&error) && refused_streams < REFUSED_STREAM_ATTEMPTS => {
-                        // Not processed (the server's stream limit); the connection is good.
-                        refused_streams += 1;
-                        attempt -= 1;
-                        continue;
-                    }
-                    Ok(Err(error)) => {
-                        // Cut off before an answer (GOAWAY, reset, connection
-                        // lost): sent again on a fresh connection, as for APNs.
-                        tracing::debug!(error = %error, attempt, "FCM request cut off; resending on a new connection");
-                        self.pool.retire(&lease).await;
-                        last_problem = Unreachable::ConnectionLost;
-                        continue;
-                    }
-                    Ok(Ok(answered)) => answered,
-                };
             let answer = answer.unwrap_or_default();
-            match map_answer(parts.status, &answer, retry_after(&parts.headers)) {
+            match map_answer(head.status, &answer, retry_after(&head.headers)) {
                 FcmAnswer::Final(outcome) => return outcome,
                 FcmAnswer::Unauthenticated if !refreshed => {
                     refreshed = true;
