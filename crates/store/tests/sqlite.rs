@@ -401,3 +401,86 @@ async fn a_read_mark_applies_after_the_messages_accepted_before_it() {
     store.accept_push(&message_to("after", &["ann"], "r")).await.expect("accept");
     assert_eq!(store.badge(&app, &ann, true, 4).await.expect("badge").total, 1, "only the message after the read");
 }
+
+/// A database made before migration 0013 (a send's entries in `sends`) keeps
+/// its planned deliveries through the upgrade, and no send id is given twice:
+/// the file is taken back to its 0012 shape by hand (the entries into
+/// `sends`, `send_plans` gone, the view as 0009 made it, the migration
+/// forgotten), its last send dropped as a forgotten push's would be, and
+/// opened again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_to_send_plans_keeps_the_planned_deliveries_and_gives_no_send_id_twice() {
+    use pushgate_domain::{AppId, ClientId, DeviceId, DeviceType, PushToken};
+    use pushgate_store::NewDevice;
+    let directory = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", directory.path().join("pushgate.db").display());
+    let app = AppId::parse("SampleApp").expect("app id");
+    let accept = |store: &SqliteStore, name: &str, clients: &[&str]| {
+        let mut push = pushgate_store::NewPush { deadline_ms: 1_000_000, ..push_to_nobody(name) };
+        push.fan_out.clients = clients.iter().map(|client| ClientId::parse(client).expect("client")).collect();
+        let store = store.clone();
+        async move {
+            store.accept_push(&push).await.expect("accepted");
+            store.fan_out_journal().await.expect("fanned out");
+        }
+    };
+    {
+        let store = SqliteStore::open(&url).await.expect("open");
+        for n in 0..3 {
+            let device = NewDevice {
+                app_id: app.clone(),
+                device_type: DeviceType::Fcm,
+                device_id: DeviceId::parse(&format!("device-{n}")).expect("device id"),
+                client_id: ClientId::parse(&format!("c{n}")).expect("client"),
+                token: PushToken::parse(DeviceType::Fcm, &format!("fcm-token-{n}")).expect("token"),
+                environment: None,
+                locale: None,
+                timezone: None,
+                push_key: None,
+                now_ms: 1,
+            };
+            store.upsert_device(&device).await.expect("registered");
+        }
+        accept(&store, "before", &["c0", "c1", "c2", "nobody"]).await;
+        accept(&store, "forgotten", &["c0"]).await;
+    }
+    let migrations = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+    let old_view = std::fs::read_to_string(migrations.join("0009_coalescing.sql")).expect("migration 0009");
+    let old_view = &old_view[old_view.find("CREATE VIEW delivery_states").expect("the view")..];
+    let pool = sqlx::SqlitePool::connect(&url).await.expect("a connection of its own");
+    let forgotten = conformance::push_id("forgotten").to_string();
+    let downgrade = format!(
+        "DROP VIEW delivery_states; \
+         ALTER TABLE sends ADD COLUMN deliveries TEXT NOT NULL DEFAULT '[]'; \
+         UPDATE sends SET deliveries = (SELECT deliveries FROM send_plans p WHERE p.id = sends.id); \
+         DROP TABLE send_plans; \
+         {old_view} \
+         DELETE FROM _sqlx_migrations WHERE version = 13; \
+         DELETE FROM sends WHERE push_id = '{forgotten}';"
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(downgrade)).execute(&pool).await.expect("taken back to 0012");
+    let last_send: i64 =
+        sqlx::query_scalar("SELECT seq FROM sqlite_sequence WHERE name = 'sends'").fetch_one(&pool).await.expect("seq");
+    assert_eq!(last_send, 2, "two sends were made, the last one is gone");
+
+    let store = SqliteStore::open(&url).await.expect("opened again, upgraded");
+    let view = store.push_view(&app, &conformance::push_id("before")).await.expect("view").expect("stored");
+    let mut states: Vec<_> =
+        view.deliveries.iter().map(|d| (d.client_id.as_str().to_owned(), format!("{:?}", d.status))).collect();
+    states.sort();
+    assert_eq!(
+        states,
+        [("c0", "Queued"), ("c1", "Queued"), ("c2", "Queued"), ("nobody", "Skipped")]
+            .map(|(client, status)| (client.to_owned(), status.to_owned()))
+    );
+    let claimed = store.claim_due_deliveries(10, 100, 60_000).await.expect("claimed");
+    let mut tokens: Vec<_> = claimed.iter().map(|d| d.token.as_str().to_owned()).collect();
+    tokens.sort();
+    assert_eq!(tokens, ["fcm-token-0", "fcm-token-1", "fcm-token-2"], "the planned entries, read from send_plans");
+
+    accept(&store, "after", &["c1"]).await;
+    let after = conformance::push_id("after").to_string();
+    let id: i64 =
+        sqlx::query_scalar("SELECT id FROM sends WHERE push_id = ?1").bind(&after).fetch_one(&pool).await.expect("id");
+    assert_eq!(id, last_send + 1, "the forgotten send's id is not given again");
+}
