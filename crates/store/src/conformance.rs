@@ -23,7 +23,15 @@ fn parse<T, E: std::fmt::Debug>(result: Result<T, E>) -> T {
     result.expect("conformance fixtures are valid")
 }
 
-fn device(app: &str, device_type: DeviceType, device_id: &str, client: &str, token: &str, now_ms: i64) -> NewDevice {
+/// A device registration without environment, locale, time zone or key.
+pub fn device(
+    app: &str,
+    device_type: DeviceType,
+    device_id: &str,
+    client: &str,
+    token: &str,
+    now_ms: i64,
+) -> NewDevice {
     NewDevice {
         app_id: parse(AppId::parse(app)),
         device_type,

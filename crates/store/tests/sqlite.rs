@@ -410,8 +410,7 @@ async fn a_read_mark_applies_after_the_messages_accepted_before_it() {
 /// opened again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upgrade_to_send_plans_keeps_the_planned_deliveries_and_gives_no_send_id_twice() {
-    use pushgate_domain::{AppId, ClientId, DeviceId, DeviceType, PushToken};
-    use pushgate_store::NewDevice;
+    use pushgate_domain::{AppId, ClientId, DeviceType};
     let directory = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}", directory.path().join("pushgate.db").display());
     let app = AppId::parse("SampleApp").expect("app id");
@@ -427,18 +426,8 @@ async fn an_upgrade_to_send_plans_keeps_the_planned_deliveries_and_gives_no_send
     {
         let store = SqliteStore::open(&url).await.expect("open");
         for n in 0..3 {
-            let device = NewDevice {
-                app_id: app.clone(),
-                device_type: DeviceType::Fcm,
-                device_id: DeviceId::parse(&format!("device-{n}")).expect("device id"),
-                client_id: ClientId::parse(&format!("c{n}")).expect("client"),
-                token: PushToken::parse(DeviceType::Fcm, &format!("fcm-token-{n}")).expect("token"),
-                environment: None,
-                locale: None,
-                timezone: None,
-                push_key: None,
-                now_ms: 1,
-            };
+            let (device_id, client, token) = (format!("device-{n}"), format!("c{n}"), format!("fcm-token-{n}"));
+            let device = conformance::device("SampleApp", DeviceType::Fcm, &device_id, &client, &token, 1);
             store.upsert_device(&device).await.expect("registered");
         }
         accept(&store, "before", &["c0", "c1", "c2", "nobody"]).await;
