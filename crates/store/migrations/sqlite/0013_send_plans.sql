@@ -5,13 +5,12 @@
 -- when its size changes, as `settled` and `leased_until_ms` do): found by a
 -- profile of pushgate-bench (issue 30). `sends` keeps the small, changing
 -- state; `send_plans.id` is the send's id (drawn here, by AUTOINCREMENT, and
--- given to `sends`), `queued` what the fan-out counted for the send.
+-- given to `sends`).
 CREATE TABLE send_plans (
     id         INTEGER PRIMARY KEY AUTOINCREMENT,
-    deliveries TEXT    NOT NULL,
-    queued     INTEGER NOT NULL
+    deliveries TEXT    NOT NULL
 );
-INSERT INTO send_plans (id, deliveries, queued) SELECT id, deliveries, queued FROM sends;
+INSERT INTO send_plans (id, deliveries) SELECT id, deliveries FROM sends;
 -- Ids go on from the last one `sends` ever gave (a forgotten send's id is not
 -- given again: `deliveries.send_id` names sends).
 DELETE FROM sqlite_sequence WHERE name = 'send_plans';

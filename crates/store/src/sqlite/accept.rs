@@ -224,7 +224,7 @@ fn fan_out_push(
     if let (Some(held), Some(room)) = (&held, room) {
         (coalesced.merged, coalesced.held) = hold(connection, push, &push_id, room, &plans, held)?;
     }
-    plan_sends(connection, push, &push_id, &recipients)?;
+    plan_sends(connection, push, &push_id, &clients_json, &recipients)?;
     if let (true, Some(room), Some(coalescing)) = (windowed, room, &push.fan_out.coalescing) {
         // Each recipient's window as the plan leaves it: opened by this
         // alert, or holding this message.
@@ -287,7 +287,8 @@ struct RecipientDevice {
     push_key: Option<String>,
 }
 
-/// The push's `sends` (one per `SEND_SIZE` planned deliveries, their
+/// The push's `sends` for its recipients (`clients`, their ids as a JSON
+/// array in the plan's order; one per `SEND_SIZE` planned deliveries, their
 /// entries in `send_plans`, migration 0013; a delivery gets a row of its
 /// own only when an outcome needs one, migration 0006): one entry per device
 /// of each recipient the push targets (in the plan's order, then by device
@@ -302,9 +303,9 @@ fn plan_sends(
     connection: &Connection,
     push: &Journaled,
     push_id: &str,
+    clients: &str,
     recipients: &[plan::RecipientPlan<'_>],
 ) -> Result<(), StoreError> {
-    let clients = serde_json::Value::from_iter(recipients.iter().map(|plan| plan.client)).to_string();
     let (device_type, device_id) = push.fan_out.target.filter();
     // `CROSS JOIN` keeps the client list as the outer loop, and `INDEXED BY`
     // the per-client device lookup (see `routing_states`).
@@ -370,9 +371,7 @@ fn plan_sends(
         let queued = i64::try_from(queued).unwrap_or(i64::MAX);
         let deliveries =
             serde_json::to_string(chunk).map_err(|error| StoreError::Corrupt(format!("send plan: {error}")))?;
-        connection
-            .prepare_cached("INSERT INTO send_plans (deliveries, queued) VALUES (?1, ?2)")?
-            .execute(params![deliveries, queued])?;
+        connection.prepare_cached("INSERT INTO send_plans (deliveries) VALUES (?1)")?.execute([deliveries])?;
         connection
             .prepare_cached(
                 "INSERT INTO sends (id, push_id, app_id, experiment_id, queued, pending, next_attempt_at_ms, \
