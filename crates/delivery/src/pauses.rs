@@ -98,6 +98,11 @@ impl ProviderPauses {
         Gate::Probe
     }
 
+    /// Is `provider` paused for `app` on this node?
+    pub fn is_paused(&self, app: &AppId, provider: ProviderKind) -> bool {
+        self.lock().contains_key(&(app.clone(), provider))
+    }
+
     /// The provider refused the app: pause it (or, after a failed probe,
     /// pause it twice as long, up to `max_ms`). Answers when it may be probed.
     pub fn refused(

@@ -14,7 +14,9 @@ use crate::retry::{retry_at, schedule_retry};
 use crate::{ApnsProviders, DeliveryConfig, DeliveryHandle, FcmProvider, WebPushProvider};
 use pushgate_domain::{AppId, ChatStyle, DeviceType, LiveActivityEvent, ProviderKind, PushRequest, Reason};
 use pushgate_providers::{Clock, Outcome};
-use pushgate_store::{ClaimedDelivery, DeliveryRef, DeliveryStatus, DeliveryUpdate, SharedPause, Store, StoreError};
+use pushgate_store::{
+    ClaimedDelivery, Cluster, DeliveryRef, DeliveryStatus, DeliveryUpdate, SharedPause, Store, StoreError,
+};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -221,6 +223,7 @@ impl Worker {
             match self.claim(now).await {
                 Ok(batch) if !batch.is_empty() => {
                     self.track(&batch);
+                    self.refresh_pauses_for(&batch).await;
                     for delivery in batch {
                         let Ok(slot) = slots.take().await else { return };
                         let worker = Arc::clone(&self);
@@ -346,23 +349,43 @@ impl Worker {
         let Some(cluster) = self.store.cluster() else { return };
         loop {
             tokio::time::sleep(PAUSE_SYNC_INTERVAL).await;
-            let read_at = self.now_ms();
-            let shared = match cluster.provider_pauses().await {
-                Ok(shared) => shared,
-                Err(error) => {
-                    tracing::warn!(error = %error, "cannot read the other nodes' provider pauses; trying again shortly");
-                    continue;
-                }
-            };
-            let adopted = self.handle.pauses.adopt(&shared, read_at);
-            for (app, provider, reason) in adopted.paused {
-                self.metrics.provider_paused(&app, provider, true);
-                tracing::warn!(app.id = %app, %provider, provider.reason = %reason, "another node found the provider refusing this app; paused here too");
+            self.adopt_shared_pauses(cluster).await;
+        }
+    }
+
+    /// Takes on the provider pauses of the store every node shares, as they
+    /// are now.
+    async fn adopt_shared_pauses(&self, cluster: &dyn Cluster) {
+        let read_at = self.now_ms();
+        let shared = match cluster.provider_pauses().await {
+            Ok(shared) => shared,
+            Err(error) => {
+                tracing::warn!(error = %error, "cannot read the other nodes' provider pauses; trying again shortly");
+                return;
             }
-            for (app, provider) in adopted.resumed {
-                self.metrics.provider_paused(&app, provider, false);
-                tracing::info!(app.id = %app, %provider, "another node found the provider accepting this app again; resumed here too");
-            }
+        };
+        let adopted = self.handle.pauses.adopt(&shared, read_at);
+        for (app, provider, reason) in adopted.paused {
+            self.metrics.provider_paused(&app, provider, true);
+            tracing::warn!(app.id = %app, %provider, provider.reason = %reason, "another node found the provider refusing this app; paused here too");
+        }
+        for (app, provider) in adopted.resumed {
+            self.metrics.provider_paused(&app, provider, false);
+            tracing::info!(app.id = %app, %provider, "another node found the provider accepting this app again; resumed here too");
+        }
+    }
+
+    /// Before a batch that a pause of this node would hold, on a store
+    /// several nodes share: reads the shared pauses again. An operator's
+    /// resume on another node ends the shared pause before it makes the held
+    /// deliveries due, so a batch that claimed them finds the pause gone
+    /// instead of holding them again for the pause's remainder (this node
+    /// would otherwise learn of the resume only at its next poll).
+    async fn refresh_pauses_for(&self, batch: &[ClaimedDelivery]) {
+        let Some(cluster) = self.store.cluster() else { return };
+        let pauses = &self.handle.pauses;
+        if batch.iter().any(|delivery| pauses.is_paused(&delivery.app_id, provider_kind_of(delivery.device_type))) {
+            self.adopt_shared_pauses(cluster).await;
         }
     }
 
