@@ -17,6 +17,7 @@ mod cluster;
 pub mod conformance;
 mod devices;
 mod experiments;
+mod grouped;
 mod keys;
 mod outcomes;
 mod plan;

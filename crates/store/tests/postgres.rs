@@ -35,6 +35,49 @@ fn push_to_nobody(name: &str) -> pushgate_store::NewPush {
     pushgate_store::NewPush { deadline_ms: 2, ..conformance::new_push("SampleApp", name, &["nobody"], 1) }
 }
 
+/// Concurrent accepts on one node are committed together, a callback sent
+/// twice within one group is stored once (the second answers the first), and
+/// a push that cannot be stored fails alone, not the others of its group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_accepts_share_commits_and_a_failed_one_fails_alone() {
+    use pushgate_domain::AppId;
+    use pushgate_store::CallbackKey;
+    let (store, schema) = fresh_store("grouped_accepts").await;
+    let store = Arc::new(store);
+    let accepts: Vec<_> = (0..64)
+        .map(|n| {
+            let store = Arc::clone(&store);
+            // Pairs of pushes answer the same callback.
+            let push = push_to_nobody(&format!("push-{n}"))
+                .with_callback(CallbackKey { message_id: format!("m{}", n / 2), to_client: None });
+            tokio::spawn(async move { store.accept_push(&push).await })
+        })
+        .collect();
+    let mut answered = Vec::new();
+    for accept in accepts {
+        answered.push(accept.await.expect("task").expect("accepted"));
+    }
+    let transactions = store.accept_transactions();
+    assert!(transactions < 64, "64 concurrent accepts took {transactions} transactions");
+    let app = AppId::parse("SampleApp").expect("app id");
+    for (pair, answers) in answered.chunks(2).enumerate() {
+        let (stored, repeat) = match (&answers[0].duplicate_of, &answers[1].duplicate_of) {
+            (None, Some(earlier)) => (2 * pair, earlier),
+            (Some(earlier), None) => (2 * pair + 1, earlier),
+            other => panic!("pair {pair}: one of two is the repeat, not {other:?}"),
+        };
+        assert_eq!(repeat, &conformance::push_id(&format!("push-{stored}")), "the repeat answers the stored push");
+        assert!(store.push_view(&app, repeat).await.expect("view").is_some(), "push-{stored} is stored");
+    }
+    // A stored push id fails its own insert; the pushes grouped with it still go through.
+    let (taken, fresh) = (push_to_nobody("push-0"), push_to_nobody("fresh"));
+    let (duplicate, fresh) = tokio::join!(store.accept_push(&taken), store.accept_push(&fresh));
+    assert!(duplicate.is_err());
+    fresh.expect("the other push of the group is stored");
+    assert!(store.push_view(&app, &conformance::push_id("fresh")).await.expect("view").is_some());
+    drop_schema(&schema).await;
+}
+
 /// Two nodes on one database: callbacks sent to both at once, each message
 /// twice, are counted and pushed once each, and no increment is lost, while
 /// both nodes fan out the journal as it fills.

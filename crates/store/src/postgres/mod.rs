@@ -19,12 +19,14 @@ mod cluster;
 mod devices;
 mod queue;
 
-use crate::outcomes::{Outcome, Outcomes, RecordGroup};
+use crate::grouped::{Grouped, WriteGroup};
+use crate::outcomes::{self, Outcome, Outcomes};
 use crate::{Cluster, Store, StoreError};
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use std::str::FromStr as _;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -43,18 +45,22 @@ pub struct PgStore {
     coalesced: Arc<crate::queue::CoalescingTally>,
     /// This node's accepts under way: its fan-out gives way to them.
     accepting: Arc<crate::accepting::Accepting>,
+    /// Accepts asked for at the same time, committed together.
+    accepts: Grouped<accept::AcceptRow, crate::Accepted>,
+    /// The transactions those took.
+    accept_transactions: Arc<AtomicU64>,
 }
 
 /// Where the outcome batcher commits: one transaction per group.
 struct OutcomeTarget(PgPool);
 
 #[async_trait]
-impl RecordGroup for OutcomeTarget {
-    async fn record_group(&self, outcomes: Arc<Vec<Outcome>>) -> Result<(), StoreError> {
+impl WriteGroup<Outcome, ()> for OutcomeTarget {
+    async fn write_group(&self, outcomes: Arc<Vec<Outcome>>) -> Result<Vec<()>, StoreError> {
         let mut transaction = self.0.begin().await?;
         queue::record(&mut transaction, &outcomes).await?;
         transaction.commit().await?;
-        Ok(())
+        Ok(vec![(); outcomes.len()])
     }
 }
 
@@ -90,8 +96,19 @@ impl PgStore {
             .connect_with(options)
             .await?;
         MIGRATIONS.run(&pool).await.map_err(|error| StoreError::Internal(error.into()))?;
-        let outcomes = Outcomes::spawn(OutcomeTarget(pool.clone()));
-        Ok(Self { pool, outcomes, coalesced: Arc::default(), accepting: Arc::default() })
+        let outcomes = Outcomes::spawn(OutcomeTarget(pool.clone()), outcomes::MAX_GROUP);
+        let accept_transactions = Arc::new(AtomicU64::new(0));
+        let accepts = accept::AcceptTarget { pool: pool.clone(), transactions: Arc::clone(&accept_transactions) };
+        let accepts = Grouped::spawn(accepts, accept::MAX_ACCEPT_GROUP);
+        let (coalesced, accepting) = (Arc::default(), Arc::default());
+        Ok(Self { pool, outcomes, coalesced, accepting, accepts, accept_transactions })
+    }
+
+    /// How many transactions this node's accepts took (fewer than accepts
+    /// when concurrent ones were committed together): for tests.
+    #[doc(hidden)]
+    pub fn accept_transactions(&self) -> u64 {
+        self.accept_transactions.load(Ordering::Relaxed)
     }
 
     /// Fans out every push journaled before this call, in journal order, a

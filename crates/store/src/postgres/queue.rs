@@ -2,14 +2,14 @@
 //! outcomes, leases, status and housekeeping.
 
 use super::PgStore;
+use super::accept::AcceptRow;
 use crate::outcomes::OutcomeGroup;
-use crate::plan;
 use crate::{
     Accepted, ClaimedDelivery, DeliveryRef, DeliveryStatus, DeliveryUpdate, DeliveryView, NewPush, PushView,
     QueueDepth, QueueStore, StoreError, claim,
 };
 use async_trait::async_trait;
-use pushgate_domain::{AppId, ClientId, DeliveryMode, DeviceType, PushId, Reason};
+use pushgate_domain::{AppId, DeliveryMode, DeviceType, PushId, Reason};
 use sqlx::postgres::PgConnection;
 use std::collections::HashMap;
 
@@ -83,65 +83,7 @@ pub(super) async fn record(
 impl QueueStore for PgStore {
     async fn accept_push(&self, push: &NewPush) -> Result<Accepted, StoreError> {
         let _accepting = self.accepting.enter();
-        let experiment = push
-            .experiment
-            .as_ref()
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(|error| StoreError::Internal(error.into()))?;
-        let mut transaction = self.pool.begin().await?;
-        if let Some(callback) = &push.callback {
-            let to_client = callback.to_client.as_ref().map_or("", ClientId::as_str);
-            // A concurrent accept of the same callback (on any node) waits
-            // here for the first one's commit, then finds its row.
-            let first = sqlx::query(
-                "INSERT INTO callbacks (app_id, message_id, to_client, push_id, created_at_ms) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-            )
-            .bind(push.app_id.as_str())
-            .bind(&callback.message_id)
-            .bind(to_client)
-            .bind(push.push_id.to_string())
-            .bind(push.now_ms)
-            .execute(&mut *transaction)
-            .await?
-            .rows_affected()
-                == 1;
-            if !first {
-                let earlier: String = sqlx::query_scalar(
-                    "SELECT push_id FROM callbacks WHERE app_id = $1 AND message_id = $2 AND to_client = $3",
-                )
-                .bind(push.app_id.as_str())
-                .bind(&callback.message_id)
-                .bind(to_client)
-                .fetch_one(&mut *transaction)
-                .await?;
-                let earlier = PushId::parse(&earlier)
-                    .map_err(|_| StoreError::Corrupt(format!("callbacks.push_id {earlier:?}")))?;
-                return Ok(Accepted { duplicate_of: Some(earlier) });
-            }
-        }
-        sqlx::query(
-            "INSERT INTO pushes (push_id, app_id, kind, request, created_at_ms, deadline_ms, experiment, trace_parent) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(push.push_id.to_string())
-        .bind(push.app_id.as_str())
-        .bind(push.request.kind().as_str())
-        .bind(push.request.encode())
-        .bind(push.now_ms)
-        .bind(push.deadline_ms)
-        .bind(experiment)
-        .bind(push.trace_parent.map(|parent| parent.to_string()))
-        .execute(&mut *transaction)
-        .await?;
-        sqlx::query("INSERT INTO journal (push_id, plan) VALUES ($1, $2)")
-            .bind(push.push_id.to_string())
-            .bind(plan::journal_entry(&push.fan_out))
-            .execute(&mut *transaction)
-            .await?;
-        transaction.commit().await?;
-        Ok(Accepted { duplicate_of: None })
+        self.accepts.write(AcceptRow::of(push)?).await
     }
 
     async fn fan_out_step(&self) -> Result<bool, StoreError> {
@@ -225,7 +167,7 @@ impl QueueStore for PgStore {
     }
 
     async fn record_attempt(&self, delivery: DeliveryRef, update: &DeliveryUpdate) -> Result<(), StoreError> {
-        self.outcomes.record((delivery, update.clone())).await
+        self.outcomes.write((delivery, update.clone())).await
     }
 
     async fn renew_leases(&self, deliveries: &[DeliveryRef], until_ms: i64) -> Result<(), StoreError> {

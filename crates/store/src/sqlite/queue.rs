@@ -4,7 +4,8 @@ use super::SqliteStore;
 use super::accept::{self, Journal};
 use super::writer::Durability;
 use crate::claim::{self, ClaimedPushes};
-use crate::outcomes::{Outcome, OutcomeGroup, RecordGroup};
+use crate::grouped::WriteGroup;
+use crate::outcomes::{Outcome, OutcomeGroup};
 use crate::{
     Accepted, ClaimedDelivery, DeliveryRef, DeliveryStatus, DeliveryUpdate, DeliveryView, NewPush, PushView,
     QueueDepth, QueueStore, StoreError,
@@ -179,11 +180,13 @@ async fn claimed_pushes(store: &SqliteStore, push_ids: &BTreeSet<&str>) -> Resul
 }
 
 #[async_trait::async_trait]
-impl RecordGroup for super::writer::Writer {
-    async fn record_group(&self, outcomes: Arc<Vec<Outcome>>) -> Result<(), StoreError> {
+impl WriteGroup<Outcome, ()> for super::writer::Writer {
+    async fn write_group(&self, outcomes: Arc<Vec<Outcome>>) -> Result<Vec<()>, StoreError> {
+        let count = outcomes.len();
         // Unflushed: a power cut may forget the last outcomes (their
         // deliveries are sent again), never a crash of the process.
-        self.write(Durability::Unflushed, move |connection| record(connection, &outcomes)).await
+        self.write(Durability::Unflushed, move |connection| record(connection, &outcomes)).await?;
+        Ok(vec![(); count])
     }
 }
 
@@ -192,7 +195,7 @@ pub(super) async fn record_attempt(
     delivery: DeliveryRef,
     update: &DeliveryUpdate,
 ) -> Result<(), StoreError> {
-    store.outcomes.record((delivery, update.clone())).await
+    store.outcomes.write((delivery, update.clone())).await
 }
 
 pub(super) async fn release_all_leases(store: &SqliteStore) -> Result<u64, StoreError> {
