@@ -5,7 +5,7 @@
 
 use super::{FAN_OUT_LOCK, PgStore};
 use crate::grouped::WriteGroup;
-use crate::plan::{self, CounterChange, FAN_OUT_PUSHES, FAN_OUT_RECIPIENTS, Journaled, SEND_SIZE};
+use crate::plan::{self, CounterChange, FAN_OUT_PUSHES, FAN_OUT_RECIPIENTS, Journaled};
 use crate::{Accepted, CoalescingCounts, NewPush, RoutingPlan, StoreError};
 use async_trait::async_trait;
 use pushgate_domain::{ClientId, DeviceId, PushId, Reason, RecipientState, RoomId};
@@ -251,11 +251,6 @@ impl PgStore {
 
 /// One push's recipients: counters, badges and routes by the shared plan,
 /// and its planned deliveries in `sends` rows (see the SQLite fan-out).
-///
-/// The devices are looked up per recipient (`LATERAL … OFFSET 0`, which the
-/// planner cannot turn into a join): a push reaches a few of an app's
-/// devices, and with a join the planner, which guesses 100 rows for a JSON
-/// array, may scan all of them (it did: 10 ms per push at 20,000 devices).
 async fn fan_out_push(
     connection: &mut PgConnection,
     push: &Journaled,
@@ -277,65 +272,20 @@ async fn fan_out_push(
         (Some(_), Some(room)) => Some(coalescing_windows(connection, push, &clients_json, room).await?),
         _ => None,
     };
-    let plans = plan::plan_recipients(push, clients, totals, states, windows);
-    let held = plan::held_clients(&plans);
-    let windowed = plans.iter().any(|plan| plan.window.is_some());
-    let plans = serde_json::to_string(&plans).map_err(|error| StoreError::Corrupt(format!("accept plan: {error}")))?;
+    let recipients = plan::plan_recipients(push, clients, totals, states, windows);
+    let held = plan::held_clients(&recipients);
+    let windowed = recipients.iter().any(|plan| plan.window.is_some());
+    // The plans as JSON, for the statements on coalescing windows only.
+    let plans = if held.is_some() || windowed {
+        serde_json::to_string(&recipients).map_err(|error| StoreError::Corrupt(format!("accept plan: {error}")))?
+    } else {
+        String::new()
+    };
     let push_id = push.push_id.to_string();
-    let except = push.fan_out.except_device.as_ref().map(DeviceId::as_str);
-    let (device_type, device_id) = push.fan_out.target.filter();
     if let (Some(held), Some(room)) = (&held, room) {
         (coalesced.merged, coalesced.held) = hold(connection, push, &push_id, room, &plans, held).await?;
     }
-    sqlx::query(
-        "INSERT INTO sends (push_id, app_id, experiment_id, deliveries, queued, pending, next_attempt_at_ms, \
-                            updated_at_ms) \
-         SELECT $1, $4, $5, jsonb_agg(entry ORDER BY n), SUM(queued), SUM(queued), $2, $2 FROM ( \
-           SELECT entry, queued, n, (n - 1) / $7 AS chunk FROM ( \
-             SELECT entry, queued, ROW_NUMBER() OVER (ORDER BY side, key, device_type, device_id) AS n FROM ( \
-               SELECT 0 AS side, j.key, d.device_type, d.device_id, \
-                      CASE WHEN j.value ->> 'status' = 'queued' THEN 1 ELSE 0 END AS queued, \
-                      jsonb_build_object('client_id', d.client_id, 'device_type', d.device_type, \
-                          'device_id', d.device_id, 'token', d.token, 'environment', d.environment, \
-                          'locale', COALESCE(p.locale, d.locale), 'badge', j.value -> 'badge', \
-                          'status', j.value -> 'status', 'reason', j.value -> 'reason', 'mode', j.value -> 'mode', \
-                          'route_reason', j.value -> 'route_reason', 'variant', j.value -> 'variant') \
-                      || CASE WHEN d.push_key IS NULL THEN '{}'::jsonb \
-                              ELSE jsonb_build_object('push_key', d.push_key) END AS entry \
-               FROM jsonb_array_elements($3::jsonb) WITH ORDINALITY AS j (value, key) \
-               CROSS JOIN LATERAL (SELECT * FROM devices \
-                                   WHERE app_id = $4 AND client_id = j.value ->> 'client' OFFSET 0) d \
-               LEFT JOIN client_prefs p ON p.app_id = d.app_id AND p.client_id = d.client_id \
-               WHERE d.device_id IS DISTINCT FROM $8 \
-                 AND NOT (j.value ->> 'window' IS NOT DISTINCT FROM 'hold' AND d.device_type <> 'ios-voip') \
-                 AND CASE WHEN $9::text IS NULL THEN d.token_kind <> 'apns-dedicated' ELSE d.device_type = $9 END \
-                 AND ($10::text IS NULL OR d.device_id = $10) \
-               UNION ALL \
-               SELECT 1, j.key, NULL, NULL, 0, \
-                      jsonb_build_object('client_id', j.value -> 'client', 'badge', j.value -> 'badge', \
-                          'status', 'skipped', 'reason', $6::text) \
-               FROM jsonb_array_elements($3::jsonb) WITH ORDINALITY AS j (value, key) \
-               WHERE NOT EXISTS (SELECT 1 FROM devices WHERE app_id = $4 AND client_id = j.value ->> 'client' \
-                                   AND CASE WHEN $9::text IS NULL THEN token_kind <> 'apns-dedicated' \
-                                            ELSE device_type = $9 END \
-                                   AND ($10::text IS NULL OR device_id = $10) \
-                                 OFFSET 0) \
-             ) planned \
-           ) numbered \
-         ) chunked GROUP BY chunk",
-    )
-    .bind(&push_id)
-    .bind(push.now_ms)
-    .bind(&plans)
-    .bind(push.app_id.as_str())
-    .bind(push.fan_out.experiment.as_ref().map(|experiment| experiment.id.as_str()))
-    .bind(plan::no_device())
-    .bind(SEND_SIZE)
-    .bind(except)
-    .bind(device_type)
-    .bind(device_id)
-    .execute(&mut *connection)
-    .await?;
+    plan_sends(connection, push, &push_id, clients, &recipients).await?;
     if let (true, Some(room), Some(coalescing)) = (windowed, room, &push.fan_out.coalescing) {
         // Each recipient's window as the plan leaves it (see the SQLite fan-out).
         sqlx::query(
@@ -358,6 +308,71 @@ async fn fan_out_push(
     }
     tracing::debug!(recipients = clients.len(), held = coalesced.held, "fanned out");
     Ok(coalesced)
+}
+
+/// The push's `sends` for its recipients (see the SQLite `plan_sends`): the
+/// devices the push targets read in one statement, the entries built by
+/// [`plan::send_chunks`], the rows inserted in one more.
+///
+/// The devices are looked up per recipient (`LATERAL … OFFSET 0`, which the
+/// planner cannot turn into a join): a push reaches a few of an app's
+/// devices, and with a join the planner, which guesses 100 rows for an
+/// array, may scan all of them (it did: 10 ms per push at 20,000 devices).
+async fn plan_sends(
+    connection: &mut PgConnection,
+    push: &Journaled,
+    push_id: &str,
+    clients: &[&ClientId],
+    recipients: &[plan::RecipientPlan<'_>],
+) -> Result<(), StoreError> {
+    let (device_type, device_id) = push.fan_out.target.filter();
+    let rows = sqlx::query(
+        "SELECT j.key - 1, d.device_type, d.device_id, d.token, d.environment, COALESCE(p.locale, d.locale), \
+                d.push_key \
+         FROM UNNEST($1::text[]) WITH ORDINALITY AS j (client_id, key) \
+         CROSS JOIN LATERAL (SELECT * FROM devices WHERE app_id = $2 AND client_id = j.client_id OFFSET 0) d \
+         LEFT JOIN client_prefs p ON p.app_id = d.app_id AND p.client_id = d.client_id \
+         WHERE CASE WHEN $3::text IS NULL THEN d.token_kind <> 'apns-dedicated' ELSE d.device_type = $3 END \
+           AND ($4::text IS NULL OR d.device_id = $4) \
+         ORDER BY j.key, d.device_type, d.device_id",
+    )
+    .bind(clients.iter().map(|client| client.as_str()).collect::<Vec<_>>())
+    .bind(push.app_id.as_str())
+    .bind(device_type)
+    .bind(device_id)
+    .fetch_all(&mut *connection)
+    .await?;
+    let devices = rows
+        .iter()
+        .map(|row| {
+            Ok(plan::RecipientDevice {
+                key: usize::try_from(row.try_get::<i64, _>(0)?).unwrap_or(usize::MAX),
+                device_type: row.try_get(1)?,
+                device_id: row.try_get(2)?,
+                token: row.try_get(3)?,
+                environment: row.try_get(4)?,
+                locale: row.try_get(5)?,
+                push_key: row.try_get(6)?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let (deliveries, queued): (Vec<String>, Vec<i64>) =
+        plan::send_chunks(push, recipients, &devices)?.into_iter().unzip();
+    sqlx::query(
+        "INSERT INTO sends (push_id, app_id, experiment_id, deliveries, queued, pending, next_attempt_at_ms, \
+                            updated_at_ms) \
+         SELECT $1, $2, $3, s.deliveries::jsonb, s.queued, s.queued, $4, $4 \
+         FROM UNNEST($5::text[], $6::integer[]) WITH ORDINALITY AS s (deliveries, queued, n) ORDER BY n",
+    )
+    .bind(push_id)
+    .bind(push.app_id.as_str())
+    .bind(push.fan_out.experiment.as_ref().map(|experiment| experiment.id.as_str()))
+    .bind(push.now_ms)
+    .bind(deliveries)
+    .bind(queued.into_iter().map(|queued| i32::try_from(queued).unwrap_or(i32::MAX)).collect::<Vec<_>>())
+    .execute(&mut *connection)
+    .await?;
+    Ok(())
 }
 
 /// Each client's coalescing window in `room` (see the SQLite fan-out). The

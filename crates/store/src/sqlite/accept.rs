@@ -6,11 +6,10 @@
 //! per push, not a row per delivery), deleting the journal rows in the same
 //! transaction.
 
-use crate::plan::{self, CounterChange, Journaled, SEND_SIZE};
+use crate::plan::{self, CounterChange, Journaled};
 use crate::{Accepted, CoalescingCounts, NewPush, RoutingPlan, StoreError};
 use pushgate_domain::{AppId, ClientId, DeviceId, PushId, RecipientState, RoomId};
 use rusqlite::{Connection, params};
-use serde::Serialize;
 
 /// A push as the accept stores it: its columns, encoded before the write
 /// (on the caller's task, not the writer thread's).
@@ -246,59 +245,13 @@ fn fan_out_push(
     Ok(coalesced)
 }
 
-/// One planned delivery of a send (an entry of `send_plans.deliveries`):
-/// one per device of a recipient, or one for a recipient without any.
-#[derive(Serialize)]
-#[serde(untagged)]
-enum SendEntry<'a> {
-    Device {
-        client_id: &'a str,
-        device_type: &'a str,
-        device_id: &'a str,
-        token: &'a str,
-        environment: Option<&'a str>,
-        locale: Option<&'a str>,
-        badge: Option<i64>,
-        status: &'a str,
-        reason: Option<&'a str>,
-        mode: Option<&'a str>,
-        route_reason: Option<&'a str>,
-        variant: Option<&'a str>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        push_key: Option<&'a str>,
-    },
-    NoDevice {
-        client_id: &'a str,
-        badge: Option<i64>,
-        status: &'static str,
-        reason: &'a str,
-    },
-}
-
-/// A device of a recipient, read for the fan-out.
-struct RecipientDevice {
-    /// The recipient's place in the plan.
-    key: usize,
-    device_type: String,
-    device_id: String,
-    token: String,
-    environment: Option<String>,
-    locale: Option<String>,
-    push_key: Option<String>,
-}
-
 /// The push's `sends` for its recipients (`clients`, their ids as a JSON
 /// array in the plan's order; one per `SEND_SIZE` planned deliveries, their
 /// entries in `send_plans`, migration 0013; a delivery gets a row of its
-/// own only when an outcome needs one, migration 0006): one entry per device
-/// of each recipient the push targets (in the plan's order, then by device
-/// type and id), then one `skipped` entry per recipient without such a
-/// device. The devices are read in one statement and the entries built
-/// here, not in SQL (each entry built by SQLite's JSON functions was the
-/// fan-out's largest cost: issue 30's profile). The client's own locale
-/// preference wins over what its devices reported. The push's excepted
-/// device gets nothing, and while a recipient's message is held
-/// (coalescing) only its VoIP devices get it now.
+/// own only when an outcome needs one, migration 0006): the devices the
+/// push targets read in one statement (the client's own locale preference
+/// wins over what its devices reported), the entries built by
+/// [`plan::send_chunks`].
 fn plan_sends(
     connection: &Connection,
     push: &Journaled,
@@ -320,7 +273,7 @@ fn plan_sends(
     )?;
     let devices = statement
         .query_map(params![clients, push.app_id.as_str(), device_type, device_id], |row| {
-            Ok(RecipientDevice {
+            Ok(plan::RecipientDevice {
                 key: usize::try_from(row.get::<_, i64>(0)?).unwrap_or(usize::MAX),
                 device_type: row.get(1)?,
                 device_id: row.get(2)?,
@@ -332,45 +285,8 @@ fn plan_sends(
         })?
         .collect::<Result<Vec<_>, _>>()?;
     drop(statement);
-    let mut has_device = vec![false; recipients.len()];
-    let except = push.fan_out.except_device.as_ref().map(DeviceId::as_str);
-    let mut entries = Vec::with_capacity(devices.len());
-    for device in &devices {
-        let Some(plan) = recipients.get(device.key) else { continue };
-        has_device[device.key] = true;
-        let held = plan.window.as_ref().is_some_and(plan::WindowChange::holds);
-        if except == Some(device.device_id.as_str()) || (held && device.device_type != "ios-voip") {
-            continue;
-        }
-        entries.push(SendEntry::Device {
-            client_id: plan.client,
-            device_type: &device.device_type,
-            device_id: &device.device_id,
-            token: &device.token,
-            environment: device.environment.as_deref(),
-            locale: device.locale.as_deref(),
-            badge: plan.badge,
-            status: plan.status,
-            reason: plan.reason.as_deref(),
-            mode: plan.mode,
-            route_reason: plan.route_reason,
-            variant: plan.variant,
-            push_key: device.push_key.as_deref(),
-        });
-    }
-    let no_device = plan::no_device();
-    entries.extend(recipients.iter().zip(&has_device).filter(|(_, has)| !**has).map(|(plan, _)| SendEntry::NoDevice {
-        client_id: plan.client,
-        badge: plan.badge,
-        status: "skipped",
-        reason: &no_device,
-    }));
     let experiment = push.fan_out.experiment.as_ref().map(|experiment| experiment.id.as_str());
-    for chunk in entries.chunks(usize::try_from(SEND_SIZE).unwrap_or(usize::MAX)) {
-        let queued = chunk.iter().filter(|entry| matches!(entry, SendEntry::Device { status: "queued", .. })).count();
-        let queued = i64::try_from(queued).unwrap_or(i64::MAX);
-        let deliveries =
-            serde_json::to_string(chunk).map_err(|error| StoreError::Corrupt(format!("send plan: {error}")))?;
+    for (deliveries, queued) in plan::send_chunks(push, recipients, &devices)? {
         connection.prepare_cached("INSERT INTO send_plans (deliveries) VALUES (?1)")?.execute([deliveries])?;
         connection
             .prepare_cached(
