@@ -30,11 +30,13 @@ impl<Item, Answer> Clone for Grouped<Item, Answer> {
 }
 
 impl<Item: Clone + Send + Sync + 'static, Answer: Send + 'static> Grouped<Item, Answer> {
-    /// Starts the grouping task, at most `max_group` items a transaction; it
-    /// ends when every sender is dropped.
-    pub(crate) fn spawn(target: impl WriteGroup<Item, Answer>, max_group: usize) -> Self {
+    /// Starts the grouping task: at most `max_group` items a transaction,
+    /// and at most `in_flight` transactions at once (while they all are
+    /// under way, what is asked for waits and joins the next group). It ends
+    /// when every sender is dropped.
+    pub(crate) fn spawn(target: impl WriteGroup<Item, Answer>, max_group: usize, in_flight: usize) -> Self {
         let (queue, receiver) = tokio::sync::mpsc::channel(max_group);
-        tokio::spawn(write_groups(target, receiver, max_group));
+        tokio::spawn(write_groups(Arc::new(target), receiver, max_group, in_flight));
         Self { queue }
     }
 
@@ -47,41 +49,60 @@ impl<Item: Clone + Send + Sync + 'static, Answer: Send + 'static> Grouped<Item, 
     }
 }
 
-/// Takes the first waiting item and every other one already waiting, and
-/// stores them as one write. If that fails, each is stored alone, so one bad
-/// item never fails another.
+/// Takes the first waiting item and every other one already waiting, as
+/// soon as a transaction may start, and stores them as one write.
 async fn write_groups<Item: Clone + Send + Sync + 'static, Answer: Send + 'static>(
-    target: impl WriteGroup<Item, Answer>,
+    target: Arc<impl WriteGroup<Item, Answer>>,
     mut queue: tokio::sync::mpsc::Receiver<(Item, Reply<Answer>)>,
     max_group: usize,
+    in_flight: usize,
 ) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(in_flight.max(1)));
     let mut waiting = Vec::new();
-    while queue.recv_many(&mut waiting, max_group).await > 0 {
-        let (items, replies): (Vec<Item>, Vec<Reply<Answer>>) = std::mem::take(&mut waiting).into_iter().unzip();
-        let items = Arc::new(items);
-        match target.write_group(Arc::clone(&items)).await {
-            Ok(answers) if answers.len() == replies.len() => {
-                for (reply, answer) in replies.into_iter().zip(answers) {
-                    let _ = reply.send(Ok(answer));
-                }
+    loop {
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { return };
+        if queue.recv_many(&mut waiting, max_group).await == 0 {
+            return;
+        }
+        let group = std::mem::take(&mut waiting);
+        let target = Arc::clone(&target);
+        tokio::spawn(async move {
+            write_group(&*target, group).await;
+            drop(slot);
+        });
+    }
+}
+
+/// Stores a group as one write. If that fails, each is stored alone, so one
+/// bad item never fails another.
+async fn write_group<Item: Clone + Send + Sync + 'static, Answer: Send + 'static>(
+    target: &impl WriteGroup<Item, Answer>,
+    group: Vec<(Item, Reply<Answer>)>,
+) {
+    let (items, replies): (Vec<Item>, Vec<Reply<Answer>>) = group.into_iter().unzip();
+    let items = Arc::new(items);
+    match target.write_group(Arc::clone(&items)).await {
+        Ok(answers) if answers.len() == replies.len() => {
+            for (reply, answer) in replies.into_iter().zip(answers) {
+                let _ = reply.send(Ok(answer));
             }
-            Ok(answers) => {
-                let error = format!("a group of {} writes answered {}", replies.len(), answers.len());
-                for reply in replies {
-                    let _ = reply.send(Err(StoreError::Internal(error.clone().into())));
-                }
+        }
+        Ok(answers) => {
+            let error = format!("a group of {} writes answered {}", replies.len(), answers.len());
+            for reply in replies {
+                let _ = reply.send(Err(StoreError::Internal(error.clone().into())));
             }
-            Err(error) if replies.len() == 1 => {
-                let _ = replies.into_iter().next().map(|reply| reply.send(Err(error)));
-            }
-            Err(error) => {
-                tracing::warn!(error = %error, writes = replies.len(), "a group of writes failed; storing them one by one");
-                for (item, reply) in items.iter().cloned().zip(replies) {
-                    let alone = target.write_group(Arc::new(vec![item])).await;
-                    let _ = reply.send(alone.and_then(|mut answers| {
-                        answers.pop().ok_or_else(|| StoreError::Internal("a write answered nothing".into()))
-                    }));
-                }
+        }
+        Err(error) if replies.len() == 1 => {
+            let _ = replies.into_iter().next().map(|reply| reply.send(Err(error)));
+        }
+        Err(error) => {
+            tracing::warn!(error = %error, writes = replies.len(), "a group of writes failed; storing them one by one");
+            for (item, reply) in items.iter().cloned().zip(replies) {
+                let alone = target.write_group(Arc::new(vec![item])).await;
+                let _ = reply.send(alone.and_then(|mut answers| {
+                    answers.pop().ok_or_else(|| StoreError::Internal("a write answered nothing".into()))
+                }));
             }
         }
     }

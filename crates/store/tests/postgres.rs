@@ -60,6 +60,7 @@ async fn concurrent_accepts_share_commits_and_a_failed_one_fails_alone() {
     let transactions = store.accept_transactions();
     assert!(transactions < 64, "64 concurrent accepts took {transactions} transactions");
     let app = AppId::parse("SampleApp").expect("app id");
+    let mut stored_ids = Vec::new();
     for (pair, answers) in answered.chunks(2).enumerate() {
         let (stored, repeat) = match (&answers[0].duplicate_of, &answers[1].duplicate_of) {
             (None, Some(earlier)) => (2 * pair, earlier),
@@ -68,9 +69,10 @@ async fn concurrent_accepts_share_commits_and_a_failed_one_fails_alone() {
         };
         assert_eq!(repeat, &conformance::push_id(&format!("push-{stored}")), "the repeat answers the stored push");
         assert!(store.push_view(&app, repeat).await.expect("view").is_some(), "push-{stored} is stored");
+        stored_ids.push(format!("push-{stored}"));
     }
     // A stored push id fails its own insert; the pushes grouped with it still go through.
-    let (taken, fresh) = (push_to_nobody("push-0"), push_to_nobody("fresh"));
+    let (taken, fresh) = (push_to_nobody(&stored_ids[0]), push_to_nobody("fresh"));
     let (duplicate, fresh) = tokio::join!(store.accept_push(&taken), store.accept_push(&fresh));
     assert!(duplicate.is_err());
     fresh.expect("the other push of the group is stored");

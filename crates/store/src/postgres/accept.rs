@@ -18,6 +18,13 @@ use tracing::Instrument as _;
 
 /// Most accepts committed in one transaction.
 pub(super) const MAX_ACCEPT_GROUP: usize = 256;
+/// Groups of accepts committed at once: one forms while the other commits.
+/// With a single one, an accept of a light load waited for the whole group
+/// before it (pushgate-bench on PostgreSQL, push2clients' accepts: 519 and
+/// 1,391/s against 1,126 and 1,620 without groups); more make smaller groups
+/// (the store's accepts alone: ~5,400/s with one, 4,529 with two, 3,371 with
+/// four; BENCHMARKS.md).
+pub(super) const ACCEPT_GROUPS_IN_FLIGHT: usize = 2;
 
 /// A push as its accept stores it: the values of its `pushes`, `journal`
 /// and `callbacks` rows.

@@ -96,10 +96,10 @@ impl PgStore {
             .connect_with(options)
             .await?;
         MIGRATIONS.run(&pool).await.map_err(|error| StoreError::Internal(error.into()))?;
-        let outcomes = Outcomes::spawn(OutcomeTarget(pool.clone()), outcomes::MAX_GROUP);
+        let outcomes = Outcomes::spawn(OutcomeTarget(pool.clone()), outcomes::MAX_GROUP, 1);
         let accept_transactions = Arc::new(AtomicU64::new(0));
         let accepts = accept::AcceptTarget { pool: pool.clone(), transactions: Arc::clone(&accept_transactions) };
-        let accepts = Grouped::spawn(accepts, accept::MAX_ACCEPT_GROUP);
+        let accepts = Grouped::spawn(accepts, accept::MAX_ACCEPT_GROUP, accept::ACCEPT_GROUPS_IN_FLIGHT);
         let (coalesced, accepting) = (Arc::default(), Arc::default());
         Ok(Self { pool, outcomes, coalesced, accepting, accepts, accept_transactions })
     }

@@ -71,7 +71,7 @@ impl SqliteStore {
         MIGRATIONS.run(&pool).await.map_err(|error| StoreError::Internal(error.into()))?;
         let write_lock = Arc::new(tokio::sync::Mutex::new(()));
         let writer = Writer::start(options.get_filename(), Arc::clone(&write_lock))?;
-        let outcomes = Outcomes::spawn(writer.clone(), outcomes::MAX_GROUP);
+        let outcomes = Outcomes::spawn(writer.clone(), outcomes::MAX_GROUP, 1);
         Ok(Self { pool, write_lock, writer, outcomes, coalesced: Arc::default(), accepting: Arc::default() })
     }
 
