@@ -34,6 +34,7 @@ pub use experiments::{ExperimentStore, VariantCounts};
 pub use keys::{ApiKeyKind, KeyStore, StoredApiKey};
 pub use plan::FAN_OUT_PIECE;
 pub use postgres::PgStore;
+pub(crate) use queue::Journal;
 pub use queue::{
     Accepted, BadgePlan, CallbackKey, ClaimedDelivery, ClaimedPush, Coalescing, CoalescingCounts, DeliveryRef,
     DeliveryStatus, DeliveryUpdate, DeliveryView, DeviceTarget, ExperimentPlan, FanOut, NewPush, PushView, QueueDepth,

@@ -315,6 +315,29 @@ pub fn held_clients(plans: &[RecipientPlan<'_>]) -> Option<String> {
     (!held.is_empty()).then(|| serde_json::Value::from(held).to_string())
 }
 
+/// What a push's statements on coalescing windows need of its plans.
+pub(crate) struct WindowWork {
+    /// The recipients whose message is held (`held_clients`).
+    pub(crate) held: Option<String>,
+    /// Whether any recipient's window opens or changes.
+    pub(crate) windowed: bool,
+    /// The plans as JSON when either, else empty (no statement reads them).
+    pub(crate) plans: String,
+}
+
+impl WindowWork {
+    pub(crate) fn of(plans: &[RecipientPlan<'_>]) -> Result<Self, StoreError> {
+        let held = held_clients(plans);
+        let windowed = plans.iter().any(|plan| plan.window.is_some());
+        let plans = if held.is_some() || windowed {
+            serde_json::to_string(plans).map_err(|error| StoreError::Corrupt(format!("accept plan: {error}")))?
+        } else {
+            String::new()
+        };
+        Ok(Self { held, windowed, plans })
+    }
+}
+
 /// The windows of `clients` (a JSON array a backend's read answers in their
 /// order: per client `[until, count, senders, holding]`, or null when it has none).
 pub fn windows(json: &str) -> Result<Vec<Option<Window>>, StoreError> {

@@ -1,7 +1,7 @@
 //! The delivery queue: accepted pushes and their deliveries, and
 //! [`QueueStore`], what a backend does with them.
 
-use crate::StoreError;
+use crate::{StoreError, plan};
 use async_trait::async_trait;
 use pushgate_domain::{
     AppId, ClientId, DeliveryMode, DeviceId, DeviceType, Environment, Experiment, ExperimentId, Locale, OnlinePolicy,
@@ -244,6 +244,50 @@ pub enum BadgePlan {
 pub struct Accepted {
     /// The callback was accepted before, as this push: nothing was stored.
     pub duplicate_of: Option<PushId>,
+}
+
+/// A push as its accept stores it, on either backend: the columns of its
+/// `pushes`, `callbacks` and `journal` rows, encoded before the write (on the
+/// caller's task, not SQLite's writer thread or a group's transaction).
+#[derive(Debug, Clone)]
+pub(crate) struct Journal {
+    pub(crate) push_id: String,
+    pub(crate) app_id: AppId,
+    pub(crate) kind: &'static str,
+    pub(crate) request: String,
+    pub(crate) now_ms: i64,
+    pub(crate) deadline_ms: i64,
+    pub(crate) experiment: Option<String>,
+    /// The callback's message id and recipient (`""` for a v2 callback).
+    pub(crate) callback: Option<(String, String)>,
+    pub(crate) plan: String,
+    pub(crate) trace_parent: Option<String>,
+}
+
+impl Journal {
+    pub(crate) fn of(push: &NewPush) -> Result<Self, StoreError> {
+        let experiment = push
+            .experiment
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|error| StoreError::Internal(error.into()))?;
+        Ok(Self {
+            push_id: push.push_id.to_string(),
+            app_id: push.app_id.clone(),
+            kind: push.request.kind().as_str(),
+            request: push.request.encode(),
+            now_ms: push.now_ms,
+            deadline_ms: push.deadline_ms,
+            experiment,
+            callback: push.callback.as_ref().map(|callback| {
+                let to_client = callback.to_client.as_ref().map_or("", ClientId::as_str);
+                (callback.message_id.clone(), to_client.to_owned())
+            }),
+            plan: plan::journal_entry(&push.fan_out),
+            trace_parent: push.trace_parent.map(|parent| parent.to_string()),
+        })
+    }
 }
 
 /// How much work waits, for the queue-depth gauges.

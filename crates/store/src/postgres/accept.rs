@@ -6,7 +6,7 @@
 use super::{FAN_OUT_LOCK, PgStore};
 use crate::grouped::WriteGroup;
 use crate::plan::{self, CounterChange, FAN_OUT_PUSHES, FAN_OUT_RECIPIENTS, Journaled};
-use crate::{Accepted, CoalescingCounts, NewPush, RoutingPlan, StoreError};
+use crate::{Accepted, CoalescingCounts, Journal, RoutingPlan, StoreError};
 use async_trait::async_trait;
 use pushgate_domain::{ClientId, DeviceId, PushId, Reason, RecipientState, RoomId};
 use sqlx::Row as _;
@@ -26,48 +26,6 @@ pub(super) const MAX_ACCEPT_GROUP: usize = 256;
 /// four; BENCHMARKS.md).
 pub(super) const ACCEPT_GROUPS_IN_FLIGHT: usize = 2;
 
-/// A push as its accept stores it: the values of its `pushes`, `journal`
-/// and `callbacks` rows.
-#[derive(Debug, Clone)]
-pub(super) struct AcceptRow {
-    push_id: String,
-    app_id: String,
-    kind: &'static str,
-    request: String,
-    created_at_ms: i64,
-    deadline_ms: i64,
-    experiment: Option<String>,
-    trace_parent: Option<String>,
-    plan: String,
-    /// The callback's message id and recipient (`""` for a v2 callback).
-    callback: Option<(String, String)>,
-}
-
-impl AcceptRow {
-    pub(super) fn of(push: &NewPush) -> Result<Self, StoreError> {
-        let experiment = push
-            .experiment
-            .as_ref()
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(|error| StoreError::Internal(error.into()))?;
-        Ok(Self {
-            push_id: push.push_id.to_string(),
-            app_id: push.app_id.as_str().to_owned(),
-            kind: push.request.kind().as_str(),
-            request: push.request.encode(),
-            created_at_ms: push.now_ms,
-            deadline_ms: push.deadline_ms,
-            experiment,
-            trace_parent: push.trace_parent.map(|parent| parent.to_string()),
-            plan: plan::journal_entry(&push.fan_out),
-            callback: push.callback.as_ref().map(|callback| {
-                (callback.message_id.clone(), callback.to_client.as_ref().map_or("", ClientId::as_str).to_owned())
-            }),
-        })
-    }
-}
-
 /// Where accepts commit: a group of them per transaction, three or four
 /// statements whatever their number (each accept alone was five round trips
 /// and a WAL flush).
@@ -78,25 +36,25 @@ pub(super) struct AcceptTarget {
 }
 
 #[async_trait]
-impl WriteGroup<AcceptRow, Accepted> for AcceptTarget {
-    async fn write_group(&self, rows: Arc<Vec<AcceptRow>>) -> Result<Vec<Accepted>, StoreError> {
+impl WriteGroup<Journal, Accepted> for AcceptTarget {
+    async fn write_group(&self, rows: Arc<Vec<Journal>>) -> Result<Vec<Accepted>, StoreError> {
         let mut transaction = self.pool.begin().await?;
         let duplicates = first_callbacks(&mut transaction, &rows).await?;
-        let stored: Vec<&AcceptRow> =
-            rows.iter().filter(|row| !duplicates.contains_key(row.push_id.as_str())).collect();
-        let column = |value: fn(&AcceptRow) -> &str| stored.iter().map(|row| value(row)).collect::<Vec<_>>();
-        let optional = |value: fn(&AcceptRow) -> Option<&str>| stored.iter().map(|row| value(row)).collect::<Vec<_>>();
+        let stored: Vec<&Journal> = rows.iter().filter(|row| !duplicates.contains_key(row.push_id.as_str())).collect();
+        let column = |value: fn(&Journal) -> &str| stored.iter().map(|row| value(row)).collect::<Vec<_>>();
+        let optional = |value: fn(&Journal) -> Option<&str>| stored.iter().map(|row| value(row)).collect::<Vec<_>>();
         let push_ids = column(|row| &row.push_id);
+        let app_ids = column(|row| row.app_id.as_str());
         sqlx::query(
             "INSERT INTO pushes (push_id, app_id, kind, request, created_at_ms, deadline_ms, experiment, trace_parent) \
              SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], \
                                   $7::text[], $8::text[])",
         )
         .bind(&push_ids)
-        .bind(column(|row| &row.app_id))
+        .bind(&app_ids)
         .bind(column(|row| row.kind))
         .bind(column(|row| &row.request))
-        .bind(stored.iter().map(|row| row.created_at_ms).collect::<Vec<_>>())
+        .bind(stored.iter().map(|row| row.now_ms).collect::<Vec<_>>())
         .bind(stored.iter().map(|row| row.deadline_ms).collect::<Vec<_>>())
         .bind(optional(|row| row.experiment.as_deref()))
         .bind(optional(|row| row.trace_parent.as_deref()))
@@ -124,9 +82,9 @@ impl WriteGroup<AcceptRow, Accepted> for AcceptTarget {
 /// of deadlocking; a callback another node is accepting waits for its commit.
 async fn first_callbacks<'a>(
     connection: &mut PgConnection,
-    rows: &'a [AcceptRow],
+    rows: &'a [Journal],
 ) -> Result<HashMap<&'a str, PushId>, StoreError> {
-    let called: Vec<(&AcceptRow, &(String, String))> =
+    let called: Vec<(&Journal, &(String, String))> =
         rows.iter().filter_map(|row| row.callback.as_ref().map(|callback| (row, callback))).collect();
     if called.is_empty() {
         return Ok(HashMap::new());
@@ -145,7 +103,7 @@ async fn first_callbacks<'a>(
     .bind(&message_ids)
     .bind(&to_clients)
     .bind(called.iter().map(|(row, _)| row.push_id.as_str()).collect::<Vec<_>>())
-    .bind(called.iter().map(|(row, _)| row.created_at_ms).collect::<Vec<_>>())
+    .bind(called.iter().map(|(row, _)| row.now_ms).collect::<Vec<_>>())
     .fetch_all(&mut *connection)
     .await?
     .into_iter()
@@ -280,14 +238,7 @@ async fn fan_out_push(
         _ => None,
     };
     let recipients = plan::plan_recipients(push, clients, totals, states, windows);
-    let held = plan::held_clients(&recipients);
-    let windowed = recipients.iter().any(|plan| plan.window.is_some());
-    // The plans as JSON, for the statements on coalescing windows only.
-    let plans = if held.is_some() || windowed {
-        serde_json::to_string(&recipients).map_err(|error| StoreError::Corrupt(format!("accept plan: {error}")))?
-    } else {
-        String::new()
-    };
+    let plan::WindowWork { held, windowed, plans } = plan::WindowWork::of(&recipients)?;
     let push_id = push.push_id.to_string();
     if let (Some(held), Some(room)) = (&held, room) {
         (coalesced.merged, coalesced.held) = hold(connection, push, &push_id, room, &plans, held).await?;

@@ -46,7 +46,7 @@ pub struct PgStore {
     /// This node's accepts under way: its fan-out gives way to them.
     accepting: Arc<crate::accepting::Accepting>,
     /// Accepts asked for at the same time, committed together.
-    accepts: Grouped<accept::AcceptRow, crate::Accepted>,
+    accepts: Grouped<crate::Journal, crate::Accepted>,
     /// The transactions those took.
     accept_transactions: Arc<AtomicU64>,
 }

@@ -2,7 +2,6 @@
 //! outcomes, leases, status and housekeeping.
 
 use super::PgStore;
-use super::accept::AcceptRow;
 use crate::outcomes::OutcomeGroup;
 use crate::{
     Accepted, ClaimedDelivery, DeliveryRef, DeliveryStatus, DeliveryUpdate, DeliveryView, NewPush, PushView,
@@ -83,7 +82,7 @@ pub(super) async fn record(
 impl QueueStore for PgStore {
     async fn accept_push(&self, push: &NewPush) -> Result<Accepted, StoreError> {
         let _accepting = self.accepting.enter();
-        self.accepts.write(AcceptRow::of(push)?).await
+        self.accepts.write(crate::Journal::of(push)?).await
     }
 
     async fn fan_out_step(&self) -> Result<bool, StoreError> {

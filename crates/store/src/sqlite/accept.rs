@@ -7,51 +7,9 @@
 //! transaction.
 
 use crate::plan::{self, CounterChange, Journaled};
-use crate::{Accepted, CoalescingCounts, NewPush, RoutingPlan, StoreError};
-use pushgate_domain::{AppId, ClientId, DeviceId, PushId, RecipientState, RoomId};
+use crate::{Accepted, CoalescingCounts, Journal, RoutingPlan, StoreError};
+use pushgate_domain::{ClientId, DeviceId, PushId, RecipientState, RoomId};
 use rusqlite::{Connection, params};
-
-/// A push as the accept stores it: its columns, encoded before the write
-/// (on the caller's task, not the writer thread's).
-#[derive(Debug)]
-pub(super) struct Journal {
-    push_id: String,
-    app_id: AppId,
-    kind: &'static str,
-    request: String,
-    now_ms: i64,
-    deadline_ms: i64,
-    experiment: Option<String>,
-    callback: Option<(String, String)>,
-    plan: String,
-    trace_parent: Option<String>,
-}
-
-impl Journal {
-    pub(super) fn of(push: &NewPush) -> Result<Self, StoreError> {
-        let experiment = push
-            .experiment
-            .as_ref()
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(|error| StoreError::Internal(error.into()))?;
-        Ok(Self {
-            push_id: push.push_id.to_string(),
-            app_id: push.app_id.clone(),
-            kind: push.request.kind().as_str(),
-            request: push.request.encode(),
-            now_ms: push.now_ms,
-            deadline_ms: push.deadline_ms,
-            experiment,
-            callback: push.callback.as_ref().map(|callback| {
-                let to_client = callback.to_client.as_ref().map_or("", ClientId::as_str);
-                (callback.message_id.clone(), to_client.to_owned())
-            }),
-            plan: plan::journal_entry(&push.fan_out),
-            trace_parent: push.trace_parent.map(|parent| parent.to_string()),
-        })
-    }
-}
 
 /// Stores the push, its callback id (a repeat answers the first push and
 /// stores nothing) and its journal row.
@@ -211,14 +169,7 @@ fn fan_out_push(
         _ => None,
     };
     let recipients = plan::plan_recipients(push, clients, totals, states, windows);
-    let held = plan::held_clients(&recipients);
-    let windowed = recipients.iter().any(|plan| plan.window.is_some());
-    // The plans as JSON, for the statements on coalescing windows only.
-    let plans = if held.is_some() || windowed {
-        serde_json::to_string(&recipients).map_err(|error| StoreError::Corrupt(format!("accept plan: {error}")))?
-    } else {
-        String::new()
-    };
+    let plan::WindowWork { held, windowed, plans } = plan::WindowWork::of(&recipients)?;
     let push_id = push.push_id.to_string();
     if let (Some(held), Some(room)) = (&held, room) {
         (coalesced.merged, coalesced.held) = hold(connection, push, &push_id, room, &plans, held)?;

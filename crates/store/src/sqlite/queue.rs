@@ -1,8 +1,9 @@
 //! The delivery queue: claims with leases, outcomes, status, housekeeping.
 
 use super::SqliteStore;
-use super::accept::{self, Journal};
+use super::accept;
 use super::writer::Durability;
+use crate::Journal;
 use crate::claim::{self, ClaimedPushes};
 use crate::grouped::WriteGroup;
 use crate::outcomes::{Outcome, OutcomeGroup};
