@@ -352,29 +352,31 @@ pub fn windows(json: &str) -> Result<Vec<Option<Window>>, StoreError> {
 /// `notify` null when it set none for the room or the one it set ran out).
 /// Whether the message mentions the recipient is the plan's to say.
 pub fn recipient_states(json: &str) -> Result<Vec<RecipientState>, StoreError> {
-    type Known = (Option<i64>, Option<String>, Option<String>, Option<String>, Option<String>, i64);
-    let rows: Vec<Known> =
+    let rows: Vec<KnownState> =
         serde_json::from_str(json).map_err(|error| StoreError::Corrupt(format!("routing state: {error}")))?;
-    Ok(rows
-        .into_iter()
-        .map(|(push_enabled, quiet_start, quiet_end, timezone, notify, online)| {
-            let quiet_hours = match (quiet_start, quiet_end) {
-                (Some(start), Some(end)) => QuietHours::parse(&start, &end).ok(),
-                _ => None,
-            };
-            RecipientState {
-                push_disabled: push_enabled == Some(0),
-                room_notify: notify
-                    .as_deref()
-                    .and_then(|notify| RoomNotify::parse(notify).ok())
-                    .unwrap_or(RoomNotify::All),
-                mentioned: false,
-                online: online != 0,
-                quiet_hours,
-                timezone: timezone.and_then(|zone| TimeZoneName::parse(&zone).ok()),
-            }
-        })
-        .collect())
+    Ok(rows.into_iter().map(recipient_state).collect())
+}
+
+/// What a backend's routing read knows of a recipient (see
+/// [`recipient_states`]): `(push_enabled, quiet_start, quiet_end, timezone,
+/// notify, online)`.
+pub(crate) type KnownState = (Option<i64>, Option<String>, Option<String>, Option<String>, Option<String>, i64);
+
+/// A recipient's state from what the routing read knows of it.
+pub(crate) fn recipient_state(known: KnownState) -> RecipientState {
+    let (push_enabled, quiet_start, quiet_end, timezone, notify, online) = known;
+    let quiet_hours = match (quiet_start, quiet_end) {
+        (Some(start), Some(end)) => QuietHours::parse(&start, &end).ok(),
+        _ => None,
+    };
+    RecipientState {
+        push_disabled: push_enabled == Some(0),
+        room_notify: notify.as_deref().and_then(|notify| RoomNotify::parse(notify).ok()).unwrap_or(RoomNotify::All),
+        mentioned: false,
+        online: online != 0,
+        quiet_hours,
+        timezone: timezone.and_then(|zone| TimeZoneName::parse(&zone).ok()),
+    }
 }
 
 /// A [`FanOut`] as the journal stores it (JSON; the form every version wrote).

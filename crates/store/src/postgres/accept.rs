@@ -6,7 +6,7 @@
 use super::{FAN_OUT_LOCK, PgStore};
 use crate::grouped::WriteGroup;
 use crate::plan::{self, CounterChange, FAN_OUT_PUSHES, FAN_OUT_RECIPIENTS, Journaled};
-use crate::{Accepted, CoalescingCounts, Journal, RoutingPlan, StoreError};
+use crate::{Accepted, CoalescingCounts, Journal, StoreError};
 use async_trait::async_trait;
 use pushgate_domain::{ClientId, DeviceId, PushId, Reason, RecipientState, RoomId};
 use sqlx::Row as _;
@@ -222,16 +222,13 @@ async fn fan_out_push(
     clients: &[&ClientId],
 ) -> Result<CoalescingCounts, StoreError> {
     let clients_json = serde_json::Value::from_iter(clients.iter().map(|client| client.as_str())).to_string();
-    let totals = apply_counter_change(connection, push, &clients_json).await?;
+    apply_counter_change(connection, push, &clients_json).await?;
     let mut coalesced = CoalescingCounts::default();
     if let CounterChange::ClearRoom(room) = push.fan_out.badge.counter_change() {
         coalesced.cancelled =
             end_windows_by_read(connection, push.app_id.as_str(), &clients_json, room.as_str(), push.now_ms).await?;
     }
-    let states = match &push.fan_out.routing {
-        Some(routing) => Some(routing_states(connection, push, &clients_json, routing).await?),
-        None => None,
-    };
+    let Recipients { totals, states, devices } = read_recipients(connection, push, clients).await?;
     let room = push.fan_out.routing.as_ref().map(|routing| &routing.room);
     let windows = match (&push.fan_out.coalescing, room) {
         (Some(_), Some(room)) => Some(coalescing_windows(connection, push, &clients_json, room).await?),
@@ -243,7 +240,7 @@ async fn fan_out_push(
     if let (Some(held), Some(room)) = (&held, room) {
         (coalesced.merged, coalesced.held) = hold(connection, push, &push_id, room, &plans, held).await?;
     }
-    plan_sends(connection, push, &push_id, clients, &recipients).await?;
+    plan_sends(connection, push, &push_id, &recipients, &devices).await?;
     if let (true, Some(room), Some(coalescing)) = (windowed, room, &push.fan_out.coalescing) {
         // Each recipient's window as the plan leaves it (see the SQLite fan-out).
         sqlx::query(
@@ -268,54 +265,113 @@ async fn fan_out_push(
     Ok(coalesced)
 }
 
-/// The push's `sends` for its recipients (see the SQLite `plan_sends`): the
-/// devices the push targets read in one statement, the entries built by
-/// [`plan::send_chunks`], the rows inserted in one more.
+/// What the fan-out reads of a push's recipients, in one statement after
+/// the counter change: their badge totals (when the push carries them),
+/// their routing states (when it is routed) and the devices it targets.
+struct Recipients {
+    totals: Option<Vec<i64>>,
+    states: Option<Vec<RecipientState>>,
+    devices: Vec<plan::RecipientDevice>,
+}
+
+/// Reads [`Recipients`]: one row per targeted device of each recipient (one
+/// with no device for a recipient without any), the recipient's own columns
+/// computed once per recipient (the inner `OFFSET 0`) and repeated on each of
+/// its devices. One statement where the totals, the routing states and the
+/// devices were three, each looking up the client's preferences again.
 ///
 /// The devices are looked up per recipient (`LATERAL … OFFSET 0`, which the
 /// planner cannot turn into a join): a push reaches a few of an app's
 /// devices, and with a join the planner, which guesses 100 rows for an
 /// array, may scan all of them (it did: 10 ms per push at 20,000 devices).
-async fn plan_sends(
+async fn read_recipients(
     connection: &mut PgConnection,
     push: &Journaled,
-    push_id: &str,
     clients: &[&ClientId],
-    recipients: &[plan::RecipientPlan<'_>],
-) -> Result<(), StoreError> {
+) -> Result<Recipients, StoreError> {
+    let with_totals = push.fan_out.badge.carries_totals();
+    let room = push.fan_out.routing.as_ref().map(|routing| routing.room.as_str());
     let (device_type, device_id) = push.fan_out.target.filter();
-    let rows = sqlx::query(
-        "SELECT j.key - 1, d.device_type, d.device_id, d.token, d.environment, COALESCE(p.locale, d.locale), \
-                d.push_key \
-         FROM UNNEST($1::text[]) WITH ORDINALITY AS j (client_id, key) \
-         CROSS JOIN LATERAL (SELECT * FROM devices WHERE app_id = $2 AND client_id = j.client_id OFFSET 0) d \
-         LEFT JOIN client_prefs p ON p.app_id = d.app_id AND p.client_id = d.client_id \
-         WHERE CASE WHEN $3::text IS NULL THEN d.token_kind <> 'apns-dedicated' ELSE d.device_type = $3 END \
-           AND ($4::text IS NULL OR d.device_id = $4) \
-         ORDER BY j.key, d.device_type, d.device_id",
-    )
-    .bind(clients.iter().map(|client| client.as_str()).collect::<Vec<_>>())
+    let rows = sqlx::query(concat!(
+        "SELECT c.key - 1, c.total, c.push_enabled, c.quiet_start, c.quiet_end, c.timezone, c.notify, c.online, \
+                d.device_type, d.device_id, d.token, d.environment, COALESCE(c.locale, d.locale), d.push_key \
+         FROM ( \
+           SELECT j.key, j.value, p.locale, CASE WHEN $5 THEN (",
+        badge_total!(),
+        ")::bigint END AS total, \
+                  p.push_enabled::int AS push_enabled, p.quiet_start, p.quiet_end, \
+                  CASE WHEN $6::text IS NOT NULL THEN COALESCE(p.timezone, \
+                      (SELECT timezone FROM devices WHERE app_id = $1 AND client_id = j.value \
+                       AND timezone IS NOT NULL ORDER BY updated_at_ms DESC LIMIT 1)) END AS timezone, \
+                  CASE WHEN $6::text IS NOT NULL THEN (SELECT notify FROM room_prefs WHERE app_id = $1 \
+                      AND client_id = j.value AND room = $6 \
+                      AND (muted_until_ms IS NULL OR muted_until_ms > $4)) END AS notify, \
+                  CASE WHEN $6::text IS NOT NULL THEN (EXISTS (SELECT 1 FROM presence WHERE app_id = $1 \
+                      AND client_id = j.value AND online_until_ms > $4))::int ELSE 0 END AS online \
+           FROM UNNEST($2::text[]) WITH ORDINALITY AS j (value, key) \
+           LEFT JOIN client_prefs p ON p.app_id = $1 AND p.client_id = j.value \
+           OFFSET 0) c \
+         LEFT JOIN LATERAL (SELECT * FROM devices WHERE app_id = $1 AND client_id = c.value \
+                            AND CASE WHEN $7::text IS NULL THEN token_kind <> 'apns-dedicated' \
+                                     ELSE device_type = $7 END \
+                            AND ($8::text IS NULL OR device_id = $8) OFFSET 0) d ON true \
+         ORDER BY c.key, d.device_type, d.device_id"
+    ))
     .bind(push.app_id.as_str())
+    .bind(clients.iter().map(|client| client.as_str()).collect::<Vec<_>>())
+    .bind(push.fan_out.count_muted_rooms)
+    .bind(push.now_ms)
+    .bind(with_totals)
+    .bind(room)
     .bind(device_type)
     .bind(device_id)
     .fetch_all(&mut *connection)
     .await?;
-    let devices = rows
-        .iter()
-        .map(|row| {
-            Ok(plan::RecipientDevice {
-                key: usize::try_from(row.try_get::<i64, _>(0)?).unwrap_or(usize::MAX),
-                device_type: row.try_get(1)?,
-                device_id: row.try_get(2)?,
-                token: row.try_get(3)?,
-                environment: row.try_get(4)?,
-                locale: row.try_get(5)?,
-                push_key: row.try_get(6)?,
-            })
-        })
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let (mut totals, mut states, mut devices) = (Vec::new(), Vec::new(), Vec::new());
+    for row in &rows {
+        let key = usize::try_from(row.try_get::<i64, _>(0)?).unwrap_or(usize::MAX);
+        if key == totals.len() {
+            // The recipient's first row: its own columns.
+            totals.push(row.try_get::<Option<i64>, _>(1)?.unwrap_or_default());
+            states.push(plan::recipient_state((
+                row.try_get::<Option<i32>, _>(2)?.map(i64::from),
+                row.try_get(3)?,
+                row.try_get(4)?,
+                row.try_get(5)?,
+                row.try_get(6)?,
+                i64::from(row.try_get::<i32, _>(7)?),
+            )));
+        }
+        if let Some(device_type) = row.try_get::<Option<String>, _>(8)? {
+            devices.push(plan::RecipientDevice {
+                key,
+                device_type,
+                device_id: row.try_get(9)?,
+                token: row.try_get(10)?,
+                environment: row.try_get(11)?,
+                locale: row.try_get(12)?,
+                push_key: row.try_get(13)?,
+            });
+        }
+    }
+    if totals.len() != clients.len() {
+        return Err(StoreError::Internal(format!("read {} of {} recipients", totals.len(), clients.len()).into()));
+    }
+    Ok(Recipients { totals: with_totals.then_some(totals), states: room.map(|_| states), devices })
+}
+
+/// The push's `sends` for its recipients (see the SQLite `plan_sends`): the
+/// entries built by [`plan::send_chunks`] from the devices
+/// [`read_recipients`] read, the rows inserted in one statement.
+async fn plan_sends(
+    connection: &mut PgConnection,
+    push: &Journaled,
+    push_id: &str,
+    recipients: &[plan::RecipientPlan<'_>],
+    devices: &[plan::RecipientDevice],
+) -> Result<(), StoreError> {
     let (deliveries, queued): (Vec<String>, Vec<i64>) =
-        plan::send_chunks(push, recipients, &devices)?.into_iter().unzip();
+        plan::send_chunks(push, recipients, devices)?.into_iter().unzip();
     sqlx::query(
         "INSERT INTO sends (push_id, app_id, experiment_id, deliveries, queued, pending, next_attempt_at_ms, \
                             updated_at_ms) \
@@ -482,43 +538,25 @@ pub(super) async fn end_windows(store: &PgStore, now_ms: i64, limit: u32) -> Res
     Ok(())
 }
 
-async fn routing_states(
-    connection: &mut PgConnection,
-    push: &Journaled,
-    clients: &str,
-    plan: &RoutingPlan,
-) -> Result<Vec<RecipientState>, StoreError> {
-    let rows: String = sqlx::query_scalar(
-        "SELECT COALESCE(jsonb_agg(jsonb_build_array(push_enabled, quiet_start, quiet_end, timezone, notify, online) \
-                                   ORDER BY key), '[]')::text FROM ( \
-           SELECT j.key, p.push_enabled::int AS push_enabled, p.quiet_start, p.quiet_end, \
-                  COALESCE(p.timezone, (SELECT timezone FROM devices WHERE app_id = $1 AND client_id = j.value \
-                                        AND timezone IS NOT NULL ORDER BY updated_at_ms DESC LIMIT 1)) AS timezone, \
-                  (SELECT notify FROM room_prefs WHERE app_id = $1 AND client_id = j.value AND room = $3 \
-                   AND (muted_until_ms IS NULL OR muted_until_ms > $4)) AS notify, \
-                  (EXISTS (SELECT 1 FROM presence WHERE app_id = $1 AND client_id = j.value \
-                           AND online_until_ms > $4))::int AS online \
-           FROM jsonb_array_elements_text($2::jsonb) WITH ORDINALITY AS j (value, key) \
-           LEFT JOIN client_prefs p ON p.app_id = $1 AND p.client_id = j.value) known",
-    )
-    .bind(push.app_id.as_str())
-    .bind(clients)
-    .bind(plan.room.as_str())
-    .bind(push.now_ms)
-    .fetch_one(&mut *connection)
-    .await?;
-    plan::recipient_states(&rows)
+/// One client's badge total (`j.value`; `$1` the app, `$3` whether muted
+/// rooms count, `$4` now), as an SQL expression (see the SQLite `BADGE_TOTALS`).
+macro_rules! badge_total {
+    () => {
+        "(SELECT COALESCE(SUM(u.unread), 0) FROM room_unreads u \
+          WHERE u.app_id = $1 AND u.client_id = j.value AND ($3 OR NOT EXISTS ( \
+              SELECT 1 FROM room_prefs r WHERE r.app_id = $1 AND r.client_id = j.value AND r.room = u.room \
+              AND r.muted AND (r.muted_until_ms IS NULL OR r.muted_until_ms > $4)))) \
+         + (SELECT COALESCE(SUM(count), 0) FROM badge_sources WHERE app_id = $1 AND client_id = j.value)"
+    };
 }
+use badge_total;
 
-/// The badge totals of `$2` (clients, a JSON array), in its order (see the
-/// SQLite `BADGE_TOTALS`).
-const BADGE_TOTALS: &str = "SELECT COALESCE(jsonb_agg(total ORDER BY key), '[]')::text FROM ( \
-    SELECT j.key, (SELECT COALESCE(SUM(u.unread), 0) FROM room_unreads u \
-            WHERE u.app_id = $1 AND u.client_id = j.value AND ($3 OR NOT EXISTS ( \
-                SELECT 1 FROM room_prefs r WHERE r.app_id = $1 AND r.client_id = j.value AND r.room = u.room \
-                AND r.muted AND (r.muted_until_ms IS NULL OR r.muted_until_ms > $4)))) \
-         + (SELECT COALESCE(SUM(count), 0) FROM badge_sources WHERE app_id = $1 AND client_id = j.value) AS total \
-    FROM jsonb_array_elements_text($2::jsonb) WITH ORDINALITY AS j (value, key)) totals";
+/// The badge totals of `$2` (clients, a JSON array), in its order.
+const BADGE_TOTALS: &str = concat!(
+    "SELECT COALESCE(jsonb_agg(total ORDER BY key), '[]')::text FROM (SELECT j.key, ",
+    badge_total!(),
+    " AS total FROM jsonb_array_elements_text($2::jsonb) WITH ORDINALITY AS j (value, key)) totals"
+);
 
 pub(super) async fn badge_totals(
     connection: &mut PgConnection,
@@ -537,11 +575,12 @@ pub(super) async fn badge_totals(
     serde_json::from_str(&totals).map_err(|error| StoreError::Corrupt(format!("badge totals: {error}")))
 }
 
+/// The push's change to its recipients' unread counts (`clients`, a JSON array).
 async fn apply_counter_change(
     connection: &mut PgConnection,
     push: &Journaled,
     clients: &str,
-) -> Result<Option<Vec<i64>>, StoreError> {
+) -> Result<(), StoreError> {
     let app = push.app_id.as_str();
     match push.fan_out.badge.counter_change() {
         CounterChange::None => {}
@@ -571,8 +610,5 @@ async fn apply_counter_change(
             .await?;
         }
     }
-    if !push.fan_out.badge.carries_totals() {
-        return Ok(None);
-    }
-    Ok(Some(badge_totals(connection, app, clients, push.fan_out.count_muted_rooms, push.now_ms).await?))
+    Ok(())
 }
