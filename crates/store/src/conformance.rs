@@ -72,6 +72,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     pruning_spares_a_device_that_registered_again(&*store).await;
     a_callback_is_accepted_once(&*store).await;
     badges_count_room_unreads_and_sources(&*store).await;
+    pushes_fanned_out_together_carry_the_badges_of_one_by_one(&*store).await;
     housekeeping_forgets_old_finished_pushes_and_callbacks_only(&*store).await;
     routed_pushes_record_each_clients_route(&*store).await;
     experiments_count_per_variant_and_opens(&*store).await;
@@ -179,16 +180,27 @@ async fn routed_pushes_record_each_clients_route(store: &dyn Store) {
         ..ClientPrefs::default()
     };
     store.set_client_prefs(&app, &client("night"), &night, 1).await.expect("prefs");
+    // Quiet hours without a time zone of its own: its device updated last
+    // gives one (Taipei, 22:30 there), not the older one (UTC, 14:30).
+    for (id, zone, at) in [("zoned-old", "UTC", 1), ("zoned-new", "Asia/Taipei", 2)] {
+        let zoned = NewDevice {
+            timezone: Some(parse(TimeZoneName::parse(zone))),
+            ..device("route", DeviceType::Fcm, id, "zoned", id, at)
+        };
+        store.upsert_device(&zoned).await.expect("device");
+    }
+    let zoned = ClientPrefs { quiet_hours: night.quiet_hours, ..ClientPrefs::default() };
+    store.set_client_prefs(&app, &client("zoned"), &zoned, 1).await.expect("prefs");
     assert_eq!(store.client_prefs(&app, &client("night")).await.expect("read"), night);
     assert_eq!(store.client_prefs(&app, &client("nobody")).await.expect("read"), ClientPrefs::default());
-    let everyone = ["on", "off", "muted", "online", "night", "quiet-one", "named"];
+    let everyone = ["on", "off", "muted", "online", "night", "quiet-one", "named", "zoned"];
     let push = callback_push("route", "routed", "routed-m", &everyone, "r", now)
         .with_routing(RoutingPlan { room: room.clone(), online: OnlinePolicy::Silent })
         .with_mentions(vec![client("named")]);
     store.accept_push(&push).await.expect("accept");
     let view = store.push_view(&app, &push_id("routed")).await.expect("view").expect("exists");
     let queued = view.deliveries.iter().filter(|d| d.status == DeliveryStatus::Queued).count();
-    assert_eq!(queued, 6, "the client with pushes off gets none");
+    assert_eq!(queued, 8, "the client with pushes off gets none");
     let route_of = |name: &str| {
         let delivery = view.deliveries.iter().find(|d| d.client_id == name).expect("a delivery");
         let reason = delivery.reason.as_ref().map(ToString::to_string);
@@ -199,6 +211,7 @@ async fn routed_pushes_record_each_clients_route(store: &dyn Store) {
     assert_eq!(route_of("muted"), (DeliveryStatus::Queued, Some(DeliveryMode::Silent), Some("room muted".into())));
     assert_eq!(route_of("online"), (DeliveryStatus::Queued, Some(DeliveryMode::Silent), Some("client online".into())));
     assert_eq!(route_of("night"), (DeliveryStatus::Queued, Some(DeliveryMode::Quiet), Some("quiet hours".into())));
+    assert_eq!(route_of("zoned"), (DeliveryStatus::Queued, Some(DeliveryMode::Quiet), Some("quiet hours".into())));
     let mentions_only = Some("mentions only".into());
     assert_eq!(route_of("quiet-one"), (DeliveryStatus::Queued, Some(DeliveryMode::Silent), mentions_only));
     assert_eq!(route_of("named"), (DeliveryStatus::Queued, Some(DeliveryMode::Alert), None), "a mention alerts");
@@ -454,6 +467,74 @@ async fn badges_count_room_unreads_and_sources(store: &dyn Store) {
     assert_eq!((badge.total, badge.rooms.len(), badge.sources.len()), (0, 0, 0), "never below zero");
     store.change_badge_source(&app, &alice, &source, SourceChange::Add(4), 33).await.expect("add");
     assert_eq!(store.badge(&app, &alice, true, 0).await.expect("badge").total, 4);
+}
+
+/// Pushes journaled together are fanned out in one batch (on PostgreSQL, a
+/// run of them read and written at once): each delivery still carries its
+/// client's badge as it was after that push and those before it, a muted
+/// room counted or not as that push's app setting says, a read in between
+/// clearing what came before it, each push routed on its own.
+async fn pushes_fanned_out_together_carry_the_badges_of_one_by_one(store: &dyn Store) {
+    for (client, token) in [("alice", "fcm-run-alice"), ("bob", "fcm-run-bob")] {
+        store.upsert_device(&device("runs", DeviceType::Fcm, token, client, token, 1)).await.expect("device");
+    }
+    let (app, alice) = ids("runs", "alice");
+    let bob = parse(ClientId::parse("bob"));
+    let (loud, quiet) = (parse(RoomId::parse("loud")), parse(RoomId::parse("quiet")));
+    store.set_room_pref(&app, &alice, &quiet, RoomNotify::None, None, 1).await.expect("mute");
+    store.set_room_pref(&app, &bob, &loud, RoomNotify::Mentions, None, 1).await.expect("mentions only");
+    let orders = parse(BadgeSource::parse("orders"));
+    store.change_badge_source(&app, &bob, &orders, SourceChange::Set(2), 1).await.expect("source");
+    let message = |name: &str, clients: &[&str], room: &RoomId, count_muted: bool| {
+        callback_push("runs", name, name, clients, room.as_str(), 10)
+            .with_badge(BadgePlan::CountUnread(room.clone()), count_muted)
+    };
+    let pushes = [
+        message("run-1", &["alice", "bob"], &loud, false),
+        message("run-2", &["alice", "bob"], &quiet, false),
+        message("run-3", &["alice"], &quiet, true),
+        new_push("runs", "run-4", &["alice", "bob", "carol"], 10),
+        message("run-5", &["alice", "bob", "carol"], &loud, false)
+            .with_routing(RoutingPlan { room: loud.clone(), online: OnlinePolicy::Silent }),
+        new_push("runs", "run-6", &["alice"], 10).with_badge(BadgePlan::ClearRoom(loud.clone()), false),
+        message("run-7", &["alice", "bob"], &loud, false),
+    ];
+    for push in &pushes {
+        store.accept_push(push).await.expect("accept");
+    }
+    let mut claimed = claim(store, 1_000, 100, 60_000).await.expect("claim");
+    claimed.retain(|delivery| delivery.app_id == app);
+    let mut badges: Vec<(String, String, Option<u32>, Option<DeliveryMode>)> = claimed
+        .iter()
+        .map(|delivery| {
+            let name = pushes.iter().position(|push| push.push_id == delivery.push_id()).map(|n| n + 1);
+            let push = format!("run-{}", name.unwrap_or_default());
+            (push, delivery.client_id.to_string(), delivery.badge, delivery.mode)
+        })
+        .collect();
+    badges.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    let (alert, silent) = (Some(DeliveryMode::Alert), Some(DeliveryMode::Silent));
+    let expected = [
+        ("run-1", "alice", Some(1), None),
+        ("run-1", "bob", Some(3), None),
+        ("run-2", "alice", Some(1), None),
+        ("run-2", "bob", Some(4), None),
+        ("run-3", "alice", Some(3), None),
+        ("run-4", "alice", None, None),
+        ("run-4", "bob", None, None),
+        ("run-5", "alice", Some(2), alert),
+        ("run-5", "bob", Some(5), silent),
+        ("run-6", "alice", Some(0), None),
+        ("run-7", "alice", Some(1), None),
+        ("run-7", "bob", Some(6), None),
+    ];
+    assert_eq!(
+        badges,
+        expected.map(|(push, client, badge, mode)| (push.to_owned(), client.to_owned(), badge, mode)),
+        "bob's run-5 is silent (mentions only), carol has no device, alice's muted room counts only in run-3"
+    );
+    assert_eq!(store.badge(&app, &bob, false, 0).await.expect("bob").total, 6);
+    assert_eq!(store.badge(&app, &alice, false, 0).await.expect("alice").total, 1);
 }
 
 async fn a_push_is_accepted_with_one_delivery_per_device(store: &dyn Store) {

@@ -5,13 +5,13 @@
 
 use super::{FAN_OUT_LOCK, PgStore};
 use crate::grouped::WriteGroup;
-use crate::plan::{self, CounterChange, FAN_OUT_PUSHES, FAN_OUT_RECIPIENTS, Journaled};
+use crate::plan::{self, CounterChange, FAN_OUT_PIECE, FAN_OUT_PUSHES, FAN_OUT_RECIPIENTS, Journaled};
 use crate::{Accepted, CoalescingCounts, Journal, StoreError};
 use async_trait::async_trait;
 use pushgate_domain::{ClientId, DeviceId, PushId, Reason, RecipientState, RoomId};
 use sqlx::Row as _;
 use sqlx::postgres::{PgConnection, PgPool};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tracing::Instrument as _;
@@ -145,6 +145,11 @@ async fn first_callbacks<'a>(
 
 impl PgStore {
     /// One batch of the fan-out: (pushes fanned out, whether more wait).
+    ///
+    /// Consecutive pushes that neither coalesce nor clear a room, each whole,
+    /// are fanned out together ([`fan_out_run`]: three statements for all of
+    /// them); any other push alone ([`fan_out_push`]), after the run before
+    /// it, so that each push sees the counters of those journaled before it.
     pub(super) async fn fan_out_batch(&self, up_to_seq: i64) -> Result<(usize, bool), StoreError> {
         let mut transaction = self.pool.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(FAN_OUT_LOCK).execute(&mut *transaction).await?;
@@ -161,8 +166,9 @@ impl PgStore {
         // only what was read is deleted, never a range.
         let (mut taken, mut pushes, mut recipients, mut partial) = (Vec::new(), 0, 0, false);
         let mut coalesced = CoalescingCounts::default();
+        let mut run = Vec::new();
         for row in &rows {
-            if recipients >= FAN_OUT_RECIPIENTS {
+            if recipients >= FAN_OUT_RUN_RECIPIENTS {
                 break;
             }
             let seq: i64 = row.try_get("seq")?;
@@ -182,10 +188,22 @@ impl PgStore {
                     continue;
                 }
             };
+            let done = usize::try_from(row.try_get::<i32, _>("done")?).unwrap_or_default();
+            let whole = plan::recipients(&push.fan_out).len();
+            if done == 0 && whole <= FAN_OUT_PIECE && joins_run(&push) {
+                recipients += whole;
+                run.push(push);
+                taken.push(seq);
+                pushes += 1;
+                continue;
+            }
+            if recipients >= FAN_OUT_RECIPIENTS {
+                break;
+            }
+            fan_out_run(&mut transaction, &std::mem::take(&mut run)).await?;
             // A push larger than a piece goes a piece per transaction (see
             // the SQLite fan-out), its row counting the recipients done.
             let all = plan::recipients(&push.fan_out);
-            let done = usize::try_from(row.try_get::<i32, _>("done")?).unwrap_or_default();
             let (piece, last) = plan::next_piece(&all, done);
             let span = tracing::debug_span!("fan_out", app.id = %push.app_id, push.id = %push.push_id);
             pushgate_domain::trace::continue_from(&span, push.trace_parent.as_ref());
@@ -203,13 +221,14 @@ impl PgStore {
             taken.push(seq);
             pushes += 1;
         }
+        fan_out_run(&mut transaction, &run).await?;
         if !taken.is_empty() {
             sqlx::query("DELETE FROM journal WHERE seq = ANY($1)").bind(&taken).execute(&mut *transaction).await?;
         }
         transaction.commit().await?;
         self.coalesced.add(coalesced);
         let more =
-            partial || pushes < rows.len() || rows.len() == usize::try_from(FAN_OUT_PUSHES).unwrap_or(usize::MAX);
+            partial || taken.len() < rows.len() || rows.len() == usize::try_from(FAN_OUT_PUSHES).unwrap_or(usize::MAX);
         Ok((pushes, more))
     }
 }
@@ -228,7 +247,10 @@ async fn fan_out_push(
         coalesced.cancelled =
             end_windows_by_read(connection, push.app_id.as_str(), &clients_json, room.as_str(), push.now_ms).await?;
     }
-    let Recipients { totals, states, devices } = read_recipients(connection, push, clients).await?;
+    let read = read_recipients(connection, &[(push, clients.to_vec())], false).await?;
+    let Some(Recipients { totals, states, devices, .. }) = read.into_iter().next() else {
+        return Err(StoreError::Internal("no recipients read".into()));
+    };
     let room = push.fan_out.routing.as_ref().map(|routing| &routing.room);
     let windows = match (&push.fan_out.coalescing, room) {
         (Some(_), Some(room)) => Some(coalescing_windows(connection, push, &clients_json, room).await?),
@@ -240,7 +262,9 @@ async fn fan_out_push(
     if let (Some(held), Some(room)) = (&held, room) {
         (coalesced.merged, coalesced.held) = hold(connection, push, &push_id, room, &plans, held).await?;
     }
-    plan_sends(connection, push, &push_id, &recipients, &devices).await?;
+    let mut sends = RunSends::default();
+    sends.add(push, plan::send_chunks(push, &recipients, &devices)?);
+    sends.insert(connection).await?;
     if let (true, Some(room), Some(coalescing)) = (windowed, room, &push.fan_out.coalescing) {
         // Each recipient's window as the plan leaves it (see the SQLite fan-out).
         sqlx::query(
@@ -265,128 +289,311 @@ async fn fan_out_push(
     Ok(coalesced)
 }
 
-/// What the fan-out reads of a push's recipients, in one statement after
-/// the counter change: their badge totals (when the push carries them),
-/// their routing states (when it is routed) and the devices it targets.
+/// Most recipients of a run of pushes fanned out in one transaction
+/// ([`fan_out_run`]): its statements' cost grows with its recipients, the
+/// per-statement cost (planning, a round trip) does not. A push alone keeps
+/// [`FAN_OUT_RECIPIENTS`].
+const FAN_OUT_RUN_RECIPIENTS: usize = FAN_OUT_PIECE;
+
+/// Whether a push may be fanned out in a run ([`fan_out_run`]): its counter
+/// change only adds unreads (a run's badge totals are the counters read
+/// before it plus what the run adds), and it holds nothing (coalescing
+/// reads and writes each recipient's window push by push).
+fn joins_run(push: &Journaled) -> bool {
+    push.fan_out.coalescing.is_none() && !matches!(push.fan_out.badge.counter_change(), CounterChange::ClearRoom(_))
+}
+
+/// Fans out a run of whole pushes (see [`joins_run`]) in three statements
+/// whatever their number, where each push alone took three: one read of
+/// every recipient of every push ([`read_recipients`], before the run's
+/// counter changes), one upsert of the unreads the run adds, one insert of
+/// its `sends`. A recipient's badge total for a push is the one read plus
+/// the unreads the run added to it up to and with that push (journal order)
+/// in the rooms that push's badge counts: what reading after each push's own
+/// change, push by push, answers.
+async fn fan_out_run(connection: &mut PgConnection, run: &[Journaled]) -> Result<(), StoreError> {
+    if run.is_empty() {
+        return Ok(());
+    }
+    let members: Vec<(&Journaled, Vec<&ClientId>)> =
+        run.iter().map(|push| (push, plan::recipients(&push.fan_out))).collect();
+    let read = read_recipients(connection, &members, true).await?;
+    // The rooms each (app, client) got an unread in so far, once per push,
+    // and the run's additions per (app, client, room): (count, last time).
+    let mut added: HashMap<(&str, &str), Vec<&RoomId>> = HashMap::new();
+    let mut unreads: BTreeMap<(&str, &str, &str), (i64, i64)> = BTreeMap::new();
+    let mut sends = RunSends::default();
+    for ((push, clients), recipients) in members.iter().zip(read) {
+        let Recipients { mut totals, states, devices, uncounted } = recipients;
+        let app = push.app_id.as_str();
+        if let CounterChange::CountUnread(room) = push.fan_out.badge.counter_change() {
+            for (n, client) in clients.iter().enumerate() {
+                let rooms = added.entry((app, client.as_str())).or_default();
+                rooms.push(room);
+                if let (Some(total), Some(uncounted)) =
+                    (totals.as_mut().and_then(|totals| totals.get_mut(n)), uncounted.get(n))
+                {
+                    let counted = rooms.iter().filter(|room| !uncounted.iter().any(|muted| muted == room.as_str()));
+                    *total += i64::try_from(counted.count()).unwrap_or(i64::MAX);
+                }
+                let unread = unreads.entry((app, client.as_str(), room.as_str())).or_insert((0, push.now_ms));
+                *unread = (unread.0 + 1, push.now_ms);
+            }
+        }
+        let span = tracing::debug_span!("fan_out", app.id = %push.app_id, push.id = %push.push_id);
+        pushgate_domain::trace::continue_from(&span, push.trace_parent.as_ref());
+        let _planning = span.enter();
+        let recipients = plan::plan_recipients(push, clients, totals, states, None);
+        sends.add(push, plan::send_chunks(push, &recipients, &devices)?);
+        tracing::debug!(recipients = clients.len(), run = run.len(), "fanned out");
+    }
+    if !unreads.is_empty() {
+        // In key order (the BTreeMap's), as every writer of these rows takes them.
+        sqlx::query(
+            "INSERT INTO room_unreads (app_id, client_id, room, unread, updated_at_ms) \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[]) \
+             ON CONFLICT (app_id, client_id, room) DO UPDATE \
+             SET unread = room_unreads.unread + excluded.unread, updated_at_ms = excluded.updated_at_ms",
+        )
+        .bind(unreads.keys().map(|(app, _, _)| *app).collect::<Vec<_>>())
+        .bind(unreads.keys().map(|(_, client, _)| *client).collect::<Vec<_>>())
+        .bind(unreads.keys().map(|(_, _, room)| *room).collect::<Vec<_>>())
+        .bind(unreads.values().map(|(count, _)| *count).collect::<Vec<_>>())
+        .bind(unreads.values().map(|(_, now_ms)| *now_ms).collect::<Vec<_>>())
+        .execute(&mut *connection)
+        .await?;
+    }
+    sends.insert(connection).await
+}
+
+/// The `sends` rows of one or more pushes, inserted in one statement.
+#[derive(Default)]
+struct RunSends<'a> {
+    push_ids: Vec<String>,
+    apps: Vec<&'a str>,
+    experiments: Vec<Option<&'a str>>,
+    times: Vec<i64>,
+    deliveries: Vec<String>,
+    queued: Vec<i32>,
+}
+
+impl<'a> RunSends<'a> {
+    /// A push's rows ([`plan::send_chunks`]).
+    fn add(&mut self, push: &'a Journaled, chunks: Vec<(String, i64)>) {
+        let push_id = push.push_id.to_string();
+        for (deliveries, queued) in chunks {
+            self.push_ids.push(push_id.clone());
+            self.apps.push(push.app_id.as_str());
+            self.experiments.push(push.fan_out.experiment.as_ref().map(|experiment| experiment.id.as_str()));
+            self.times.push(push.now_ms);
+            self.deliveries.push(deliveries);
+            self.queued.push(i32::try_from(queued).unwrap_or(i32::MAX));
+        }
+    }
+
+    async fn insert(self, connection: &mut PgConnection) -> Result<(), StoreError> {
+        if self.push_ids.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO sends (push_id, app_id, experiment_id, deliveries, queued, pending, next_attempt_at_ms, \
+                                updated_at_ms) \
+             SELECT s.push_id, s.app_id, s.experiment_id, s.deliveries::jsonb, s.queued, s.queued, s.now, s.now \
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::integer[]) \
+                  WITH ORDINALITY AS s (push_id, app_id, experiment_id, now, deliveries, queued, n) ORDER BY n",
+        )
+        .bind(self.push_ids)
+        .bind(self.apps)
+        .bind(self.experiments)
+        .bind(self.times)
+        .bind(self.deliveries)
+        .bind(self.queued)
+        .execute(&mut *connection)
+        .await?;
+        Ok(())
+    }
+}
+
+/// What the fan-out reads of a push's recipients: their badge totals (when
+/// the push carries them), their routing states (when it is routed), the
+/// devices it targets and, for a run, the rooms each one's badge does not
+/// count (muted).
 struct Recipients {
     totals: Option<Vec<i64>>,
     states: Option<Vec<RecipientState>>,
     devices: Vec<plan::RecipientDevice>,
+    uncounted: Vec<Vec<String>>,
 }
 
-/// Reads [`Recipients`]: one row per targeted device of each recipient (one
-/// with no device for a recipient without any), the recipient's own columns
-/// computed once per recipient (the inner `OFFSET 0`) and repeated on each of
-/// its devices. One statement where the totals, the routing states and the
-/// devices were three, each looking up the client's preferences again.
+/// Reads [`Recipients`] of one or more pushes in one statement: one row per
+/// device of each recipient of each push (one with no device for a
+/// recipient without any), the recipient's own columns computed once per
+/// (push, recipient) (the inner `OFFSET 0`) and repeated on each of its
+/// devices. `run`: whether the caller adds the run's unreads to the totals
+/// itself (and so needs each recipient's muted rooms); a push alone is read
+/// after its counter change.
 ///
-/// The devices are looked up per recipient (`LATERAL … OFFSET 0`, which the
-/// planner cannot turn into a join): a push reaches a few of an app's
-/// devices, and with a join the planner, which guesses 100 rows for an
-/// array, may scan all of them (it did: 10 ms per push at 20,000 devices).
+/// All of a recipient's devices are read, the push's target and the
+/// recipient's time zone (its preference, else its latest device's) picked
+/// from them here: one index lookup where a second one for the time zone
+/// cost as much as the devices' (~6 µs a recipient, `EXPLAIN ANALYZE`).
+/// They are looked up per recipient (`LATERAL … OFFSET 0`, which the planner
+/// cannot turn into a join): a push reaches a few of an app's devices, and
+/// with a join the planner, which guesses 100 rows for an array, may scan all
+/// of them (it did: 10 ms per push at 20,000 devices).
 async fn read_recipients(
     connection: &mut PgConnection,
-    push: &Journaled,
-    clients: &[&ClientId],
-) -> Result<Recipients, StoreError> {
-    let with_totals = push.fan_out.badge.carries_totals();
-    let room = push.fan_out.routing.as_ref().map(|routing| routing.room.as_str());
-    let (device_type, device_id) = push.fan_out.target.filter();
+    pushes: &[(&Journaled, Vec<&ClientId>)],
+    run: bool,
+) -> Result<Vec<Recipients>, StoreError> {
+    let (mut which, mut clients) = (Vec::new(), Vec::new());
+    for (n, (_, recipients)) in pushes.iter().enumerate() {
+        which.extend(std::iter::repeat_n(i32::try_from(n + 1).unwrap_or(i32::MAX), recipients.len()));
+        clients.extend(recipients.iter().map(|client| client.as_str()));
+    }
     let rows = sqlx::query(concat!(
-        "SELECT c.key - 1, c.total, c.push_enabled, c.quiet_start, c.quiet_end, c.timezone, c.notify, c.online, \
-                d.device_type, d.device_id, d.token, d.environment, COALESCE(c.locale, d.locale), d.push_key \
+        "SELECT c.key - 1, c.push, c.total, c.uncounted, c.push_enabled, c.quiet_start, c.quiet_end, c.timezone, \
+                c.notify, c.online, d.device_type, d.device_id, d.token, d.environment, COALESCE(c.locale, d.locale), \
+                d.push_key, d.token_kind, d.timezone, d.updated_at_ms \
          FROM ( \
-           SELECT j.key, j.value, p.locale, CASE WHEN $5 THEN (",
-        badge_total!(),
+           SELECT j.key, j.push, j.value, q.app, p.locale, CASE WHEN q.with_totals THEN (",
+        badge_total!("q.app", "q.count_muted", "q.now"),
         ")::bigint END AS total, \
-                  p.push_enabled::int AS push_enabled, p.quiet_start, p.quiet_end, \
-                  CASE WHEN $6::text IS NOT NULL THEN COALESCE(p.timezone, \
-                      (SELECT timezone FROM devices WHERE app_id = $1 AND client_id = j.value \
-                       AND timezone IS NOT NULL ORDER BY updated_at_ms DESC LIMIT 1)) END AS timezone, \
-                  CASE WHEN $6::text IS NOT NULL THEN (SELECT notify FROM room_prefs WHERE app_id = $1 \
-                      AND client_id = j.value AND room = $6 \
-                      AND (muted_until_ms IS NULL OR muted_until_ms > $4)) END AS notify, \
-                  CASE WHEN $6::text IS NOT NULL THEN (EXISTS (SELECT 1 FROM presence WHERE app_id = $1 \
-                      AND client_id = j.value AND online_until_ms > $4))::int ELSE 0 END AS online \
-           FROM UNNEST($2::text[]) WITH ORDINALITY AS j (value, key) \
-           LEFT JOIN client_prefs p ON p.app_id = $1 AND p.client_id = j.value \
+                  CASE WHEN $8 AND q.with_totals AND NOT q.count_muted THEN ARRAY(SELECT r.room FROM room_prefs r \
+                      WHERE r.app_id = q.app AND r.client_id = j.value AND r.muted \
+                      AND (r.muted_until_ms IS NULL OR r.muted_until_ms > q.now)) ELSE '{}' END AS uncounted, \
+                  p.push_enabled::int AS push_enabled, p.quiet_start, p.quiet_end, p.timezone, \
+                  CASE WHEN q.room IS NOT NULL THEN (SELECT notify FROM room_prefs WHERE app_id = q.app \
+                      AND client_id = j.value AND room = q.room \
+                      AND (muted_until_ms IS NULL OR muted_until_ms > q.now)) END AS notify, \
+                  CASE WHEN q.room IS NOT NULL THEN (EXISTS (SELECT 1 FROM presence WHERE app_id = q.app \
+                      AND client_id = j.value AND online_until_ms > q.now))::int ELSE 0 END AS online \
+           FROM UNNEST($1::integer[], $2::text[]) WITH ORDINALITY AS j (push, value, key) \
+           JOIN UNNEST($3::text[], $4::boolean[], $5::bigint[], $6::boolean[], $7::text[]) \
+                WITH ORDINALITY AS q (app, count_muted, now, with_totals, room, n) ON q.n = j.push \
+           LEFT JOIN client_prefs p ON p.app_id = q.app AND p.client_id = j.value \
            OFFSET 0) c \
-         LEFT JOIN LATERAL (SELECT * FROM devices WHERE app_id = $1 AND client_id = c.value \
-                            AND CASE WHEN $7::text IS NULL THEN token_kind <> 'apns-dedicated' \
-                                     ELSE device_type = $7 END \
-                            AND ($8::text IS NULL OR device_id = $8) OFFSET 0) d ON true \
+         LEFT JOIN LATERAL (SELECT * FROM devices WHERE app_id = c.app AND client_id = c.value OFFSET 0) d ON true \
          ORDER BY c.key, d.device_type, d.device_id"
     ))
-    .bind(push.app_id.as_str())
-    .bind(clients.iter().map(|client| client.as_str()).collect::<Vec<_>>())
-    .bind(push.fan_out.count_muted_rooms)
-    .bind(push.now_ms)
-    .bind(with_totals)
-    .bind(room)
-    .bind(device_type)
-    .bind(device_id)
+    .bind(which)
+    .bind(clients)
+    .bind(pushes.iter().map(|(push, _)| push.app_id.as_str()).collect::<Vec<_>>())
+    .bind(pushes.iter().map(|(push, _)| push.fan_out.count_muted_rooms).collect::<Vec<_>>())
+    .bind(pushes.iter().map(|(push, _)| push.now_ms).collect::<Vec<_>>())
+    .bind(pushes.iter().map(|(push, _)| push.fan_out.badge.carries_totals()).collect::<Vec<_>>())
+    .bind(
+        pushes
+            .iter()
+            .map(|(push, _)| push.fan_out.routing.as_ref().map(|routing| routing.room.as_str()))
+            .collect::<Vec<_>>(),
+    )
+    .bind(run)
     .fetch_all(&mut *connection)
     .await?;
-    let (mut totals, mut states, mut devices) = (Vec::new(), Vec::new(), Vec::new());
+    let mut read: Vec<ReadPush> = pushes
+        .iter()
+        .scan(0, |start, (push, recipients)| {
+            let (device_type, device_id) = push.fan_out.target.filter();
+            let read = ReadPush { start: *start, device_type, device_id, ..ReadPush::default() };
+            *start += recipients.len();
+            Some(read)
+        })
+        .collect();
     for row in &rows {
-        let key = usize::try_from(row.try_get::<i64, _>(0)?).unwrap_or(usize::MAX);
-        if key == totals.len() {
+        let push = usize::try_from(row.try_get::<i32, _>(1)?).ok().and_then(|push| push.checked_sub(1));
+        let (Some(read), Ok(key)) =
+            (push.and_then(|push| read.get_mut(push)), usize::try_from(row.try_get::<i64, _>(0)?))
+        else {
+            return Err(StoreError::Internal("a recipient read for no push".into()));
+        };
+        let key = key.saturating_sub(read.start);
+        if key == read.totals.len() {
             // The recipient's first row: its own columns.
-            totals.push(row.try_get::<Option<i64>, _>(1)?.unwrap_or_default());
-            states.push(plan::recipient_state((
-                row.try_get::<Option<i32>, _>(2)?.map(i64::from),
-                row.try_get(3)?,
-                row.try_get(4)?,
+            read.totals.push(row.try_get::<Option<i64>, _>(2)?.unwrap_or_default());
+            read.uncounted.push(row.try_get(3)?);
+            read.known.push((
+                row.try_get::<Option<i32>, _>(4)?.map(i64::from),
                 row.try_get(5)?,
                 row.try_get(6)?,
-                i64::from(row.try_get::<i32, _>(7)?),
-            )));
+                row.try_get(7)?,
+                row.try_get(8)?,
+                i64::from(row.try_get::<i32, _>(9)?),
+            ));
+            read.zones.push(None);
         }
-        if let Some(device_type) = row.try_get::<Option<String>, _>(8)? {
-            devices.push(plan::RecipientDevice {
+        let Some(device_type) = row.try_get::<Option<String>, _>(10)? else { continue };
+        let device_id: String = row.try_get(11)?;
+        if let Some(zone) = row.try_get::<Option<String>, _>(17)? {
+            // The time zone of the device updated last (the first of them).
+            let updated_at_ms: i64 = row.try_get(18)?;
+            let latest =
+                read.zones.last_mut().filter(|latest| latest.as_ref().is_none_or(|(at, _)| updated_at_ms > *at));
+            if let Some(latest) = latest {
+                *latest = Some((updated_at_ms, zone));
+            }
+        }
+        let targeted = match read.device_type {
+            None => row.try_get::<&str, _>(16)? != "apns-dedicated",
+            Some(only) => device_type == only,
+        };
+        if targeted && read.device_id.is_none_or(|only| only == device_id) {
+            read.devices.push(plan::RecipientDevice {
                 key,
                 device_type,
-                device_id: row.try_get(9)?,
-                token: row.try_get(10)?,
-                environment: row.try_get(11)?,
-                locale: row.try_get(12)?,
-                push_key: row.try_get(13)?,
+                device_id,
+                token: row.try_get(12)?,
+                environment: row.try_get(13)?,
+                locale: row.try_get(14)?,
+                push_key: row.try_get(15)?,
             });
         }
     }
-    if totals.len() != clients.len() {
-        return Err(StoreError::Internal(format!("read {} of {} recipients", totals.len(), clients.len()).into()));
-    }
-    Ok(Recipients { totals: with_totals.then_some(totals), states: room.map(|_| states), devices })
+    pushes
+        .iter()
+        .zip(read)
+        .map(|((push, recipients), read)| {
+            if read.totals.len() != recipients.len() {
+                return Err(StoreError::Internal(
+                    format!("read {} of {} recipients", read.totals.len(), recipients.len()).into(),
+                ));
+            }
+            let states = push.fan_out.routing.as_ref().map(|_| {
+                read.known
+                    .into_iter()
+                    .zip(read.zones)
+                    .map(|(known, zone)| {
+                        let (push_enabled, quiet_start, quiet_end, timezone, notify, online) = known;
+                        let timezone = timezone.or(zone.map(|(_, zone)| zone));
+                        plan::recipient_state((push_enabled, quiet_start, quiet_end, timezone, notify, online))
+                    })
+                    .collect()
+            });
+            Ok(Recipients {
+                totals: push.fan_out.badge.carries_totals().then_some(read.totals),
+                states,
+                devices: read.devices,
+                uncounted: read.uncounted,
+            })
+        })
+        .collect()
 }
 
-/// The push's `sends` for its recipients (see the SQLite `plan_sends`): the
-/// entries built by [`plan::send_chunks`] from the devices
-/// [`read_recipients`] read, the rows inserted in one statement.
-async fn plan_sends(
-    connection: &mut PgConnection,
-    push: &Journaled,
-    push_id: &str,
-    recipients: &[plan::RecipientPlan<'_>],
-    devices: &[plan::RecipientDevice],
-) -> Result<(), StoreError> {
-    let (deliveries, queued): (Vec<String>, Vec<i64>) =
-        plan::send_chunks(push, recipients, devices)?.into_iter().unzip();
-    sqlx::query(
-        "INSERT INTO sends (push_id, app_id, experiment_id, deliveries, queued, pending, next_attempt_at_ms, \
-                            updated_at_ms) \
-         SELECT $1, $2, $3, s.deliveries::jsonb, s.queued, s.queued, $4, $4 \
-         FROM UNNEST($5::text[], $6::integer[]) WITH ORDINALITY AS s (deliveries, queued, n) ORDER BY n",
-    )
-    .bind(push_id)
-    .bind(push.app_id.as_str())
-    .bind(push.fan_out.experiment.as_ref().map(|experiment| experiment.id.as_str()))
-    .bind(push.now_ms)
-    .bind(deliveries)
-    .bind(queued.into_iter().map(|queued| i32::try_from(queued).unwrap_or(i32::MAX)).collect::<Vec<_>>())
-    .execute(&mut *connection)
-    .await?;
-    Ok(())
+/// What [`read_recipients`] gathers of one push, recipient by recipient.
+#[derive(Default)]
+struct ReadPush<'a> {
+    /// Its first recipient's place among all those read.
+    start: usize,
+    /// The push's target (see [`crate::DeviceTarget::filter`]).
+    device_type: Option<&'a str>,
+    device_id: Option<&'a str>,
+    totals: Vec<i64>,
+    uncounted: Vec<Vec<String>>,
+    known: Vec<plan::KnownState>,
+    /// The time zone of each recipient's latest device that has one, with
+    /// that device's update time.
+    zones: Vec<Option<(i64, String)>>,
+    devices: Vec<plan::RecipientDevice>,
 }
 
 /// Each client's coalescing window in `room` (see the SQLite fan-out). The
@@ -538,15 +745,25 @@ pub(super) async fn end_windows(store: &PgStore, now_ms: i64, limit: u32) -> Res
     Ok(())
 }
 
-/// One client's badge total (`j.value`; `$1` the app, `$3` whether muted
-/// rooms count, `$4` now), as an SQL expression (see the SQLite `BADGE_TOTALS`).
+/// One client's badge total (`j.value`), as an SQL expression (see the
+/// SQLite `BADGE_TOTALS`), given the SQL for its app, whether muted rooms
+/// count, and now.
 macro_rules! badge_total {
-    () => {
-        "(SELECT COALESCE(SUM(u.unread), 0) FROM room_unreads u \
-          WHERE u.app_id = $1 AND u.client_id = j.value AND ($3 OR NOT EXISTS ( \
-              SELECT 1 FROM room_prefs r WHERE r.app_id = $1 AND r.client_id = j.value AND r.room = u.room \
-              AND r.muted AND (r.muted_until_ms IS NULL OR r.muted_until_ms > $4)))) \
-         + (SELECT COALESCE(SUM(count), 0) FROM badge_sources WHERE app_id = $1 AND client_id = j.value)"
+    ($app:literal, $count_muted:literal, $now:literal) => {
+        concat!(
+            "(SELECT COALESCE(SUM(u.unread), 0) FROM room_unreads u WHERE u.app_id = ",
+            $app,
+            " AND u.client_id = j.value AND (",
+            $count_muted,
+            " OR NOT EXISTS (SELECT 1 FROM room_prefs r WHERE r.app_id = ",
+            $app,
+            " AND r.client_id = j.value AND r.room = u.room AND r.muted \
+              AND (r.muted_until_ms IS NULL OR r.muted_until_ms > ",
+            $now,
+            ")))) + (SELECT COALESCE(SUM(count), 0) FROM badge_sources WHERE app_id = ",
+            $app,
+            " AND client_id = j.value)"
+        )
     };
 }
 use badge_total;
@@ -554,7 +771,7 @@ use badge_total;
 /// The badge totals of `$2` (clients, a JSON array), in its order.
 const BADGE_TOTALS: &str = concat!(
     "SELECT COALESCE(jsonb_agg(total ORDER BY key), '[]')::text FROM (SELECT j.key, ",
-    badge_total!(),
+    badge_total!("$1", "$3", "$4"),
     " AS total FROM jsonb_array_elements_text($2::jsonb) WITH ORDINALITY AS j (value, key)) totals"
 );
 
