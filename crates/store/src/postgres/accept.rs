@@ -348,7 +348,7 @@ async fn fan_out_run(connection: &mut PgConnection, run: &[Journaled]) -> Result
         tracing::debug!(recipients = clients.len(), run = run.len(), "fanned out");
     }
     if !unreads.is_empty() {
-        // In key order (the BTreeMap's), as every writer of these rows takes them.
+        // Rows in key order (the BTreeMap's), so their locks are taken in a stable order.
         sqlx::query(
             "INSERT INTO room_unreads (app_id, client_id, room, unread, updated_at_ms) \
              SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[]) \
