@@ -398,7 +398,7 @@ impl<'a> RunSends<'a> {
         sqlx::query(
             "INSERT INTO sends (push_id, app_id, experiment_id, deliveries, queued, pending, next_attempt_at_ms, \
                                 updated_at_ms) \
-             SELECT s.push_id, s.app_id, s.experiment_id, s.deliveries::jsonb, s.queued, s.queued, s.now, s.now \
+             SELECT s.push_id, s.app_id, s.experiment_id, s.deliveries, s.queued, s.queued, s.now, s.now \
              FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::integer[]) \
                   WITH ORDINALITY AS s (push_id, app_id, experiment_id, now, deliveries, queued, n) ORDER BY n",
         )

@@ -34,16 +34,20 @@ pub(super) async fn record(
     }
     if let Some(own_rows) = &group.own_rows {
         sqlx::query(
-            "INSERT INTO deliveries (push_id, app_id, client_id, device_type, device_id, token, environment, locale, \
+            // Each send's entries parsed once (`MATERIALIZED`), whatever the
+            // number of its entries getting a row.
+            "WITH u AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS u (send BIGINT, index INTEGER, status TEXT, \
+                                   reason TEXT, next BIGINT, attempted INTEGER, now BIGINT)), \
+                  s AS MATERIALIZED (SELECT id, push_id, app_id, experiment_id, deliveries::jsonb AS entries \
+                                     FROM sends WHERE id IN (SELECT send FROM u)) \
+             INSERT INTO deliveries (push_id, app_id, client_id, device_type, device_id, token, environment, locale, \
                                      badge, status, reason, attempts, next_attempt_at_ms, updated_at_ms, mode, \
                                      route_reason, experiment_id, variant, send_id, send_index, push_key) \
              SELECT s.push_id, s.app_id, e ->> 'client_id', e ->> 'device_type', e ->> 'device_id', e ->> 'token', \
                     e ->> 'environment', e ->> 'locale', (e ->> 'badge')::bigint, u.status, u.reason, u.attempted, \
                     u.next, u.now, e ->> 'mode', e ->> 'route_reason', s.experiment_id, e ->> 'variant', s.id, u.index, \
                     e ->> 'push_key' \
-             FROM jsonb_to_recordset($1::jsonb) AS u (send BIGINT, index INTEGER, status TEXT, reason TEXT, \
-                                                      next BIGINT, attempted INTEGER, now BIGINT) \
-             JOIN sends s ON s.id = u.send CROSS JOIN LATERAL (SELECT s.deliveries -> u.index AS e) entry \
+             FROM u JOIN s ON s.id = u.send CROSS JOIN LATERAL (SELECT s.entries -> u.index AS e) entry \
              ON CONFLICT (send_id, send_index) WHERE send_id IS NOT NULL DO NOTHING",
         )
         .bind(own_rows)
@@ -129,7 +133,9 @@ impl QueueStore for PgStore {
                                  WHERE before < $2), \
                       leased AS (UPDATE sends s SET leased_until_ms = $3 FROM picked WHERE s.id = picked.id \
                                  RETURNING s.id, s.push_id, s.app_id, s.deliveries, s.settled) \
-                 SELECT COALESCE(jsonb_agg(to_jsonb(leased)), '[]')::text FROM leased",
+                 SELECT '[' || COALESCE(string_agg(concat('{\"id\":', id, ',\"push_id\":', to_json(push_id), \
+                            ',\"app_id\":', to_json(app_id), ',\"settled\":', COALESCE(settled, 'null'), \
+                            ',\"deliveries\":', deliveries, '}'), ','), '') || ']' FROM leased",
             )
             .bind(now_ms)
             .bind(budget)
