@@ -318,9 +318,7 @@ async fn fan_out_run(connection: &mut PgConnection, run: &[Journaled]) -> Result
     let members: Vec<(&Journaled, Vec<&ClientId>)> =
         run.iter().map(|push| (push, plan::recipients(&push.fan_out))).collect();
     let read = read_recipients(connection, &members, true).await?;
-    // The rooms each (app, client) got an unread in so far, once per push,
-    // and the run's additions per (app, client, room): (count, last time).
-    let mut added: HashMap<(&str, &str), Vec<&RoomId>> = HashMap::new();
+    // The unreads the run adds per (app, client, room) so far: (count, last time).
     let mut unreads: BTreeMap<(&str, &str, &str), (i64, i64)> = BTreeMap::new();
     let mut sends = RunSends::default();
     for ((push, clients), recipients) in members.iter().zip(read) {
@@ -328,16 +326,20 @@ async fn fan_out_run(connection: &mut PgConnection, run: &[Journaled]) -> Result
         let app = push.app_id.as_str();
         if let CounterChange::CountUnread(room) = push.fan_out.badge.counter_change() {
             for (n, client) in clients.iter().enumerate() {
-                let rooms = added.entry((app, client.as_str())).or_default();
-                rooms.push(room);
+                let client = client.as_str();
+                let unread = unreads.entry((app, client, room.as_str())).or_insert((0, push.now_ms));
+                *unread = (unread.0 + 1, push.now_ms);
                 if let (Some(total), Some(uncounted)) =
                     (totals.as_mut().and_then(|totals| totals.get_mut(n)), uncounted.get(n))
                 {
-                    let counted = rooms.iter().filter(|room| !uncounted.iter().any(|muted| muted == room.as_str()));
-                    *total += i64::try_from(counted.count()).unwrap_or(i64::MAX);
+                    // The client's rooms the run added to so far, those this push's badge counts.
+                    *total += unreads
+                        .range((app, client, "")..)
+                        .take_while(|((other_app, other, _), _)| (*other_app, *other) == (app, client))
+                        .filter(|((_, _, room), _)| !uncounted.iter().any(|muted| muted == room))
+                        .map(|(_, (count, _))| count)
+                        .sum::<i64>();
                 }
-                let unread = unreads.entry((app, client.as_str(), room.as_str())).or_insert((0, push.now_ms));
-                *unread = (unread.0 + 1, push.now_ms);
             }
         }
         let span = tracing::debug_span!("fan_out", app.id = %push.app_id, push.id = %push.push_id);
